@@ -1,0 +1,204 @@
+/* Copyright (c) dovecot-launchpad authors; see debian/copyright. */
+#ifndef KEYRING_H
+#define KEYRING_H
+
+/* libkeyring: a mailbox's keys and its app passwords (DESIGN.md section 6).
+
+   Every mailbox has a random 256-bit master key and an X25519 key pair.
+   They never touch disk unwrapped: the keyfile (~/sqlbox.keys) holds
+   - the X25519 public key (readable without any password, for sealing
+     mail delivered while the user is offline),
+   - one slot per app password: Argon2id(password, slot salt) = KEK, and
+     XChaCha20-Poly1305_KEK(master key || X25519 secret key), with the file
+     header (magic, version, user, public key) and the slot's own id, label
+     and creation time as associated data,
+   - optionally a recovery slot: crypto_box_seal(master || secret key) to
+     the admin's recovery public key.
+   Verifying a password = opening a slot: one Argon2id per login (a short
+   keyed hint picks the slot; app passwords carry >= 128 bits of entropy, so
+   the hint gives nothing to a guesser).  Removing a slot needs no key;
+   adding one needs the master key.
+
+   Usage:
+     kr_keyfile_create(user, recovery_pk, &kf, &keys, &err);   // new mailbox
+     kr_slot_add(kf, keys, "laptop", NULL, password, sizeof password,
+                 &slot_id, &err);                              // prints once
+     kr_keyfile_write(kf, path, uid, gid, &err);               // atomic, 0600
+     ...
+     kr_keyfile_read(path, &kf, &err);
+     kr_slot_open(kf, password, &slot_id, &kek, &err);         // 1 = ok
+     kr_kek_encode(slot_id, kek, field, sizeof field);         // userdb field
+     ...                                                       // mail process:
+     kr_kek_decode(field, &slot_id, &kek);
+     kr_slot_unwrap(kf, slot_id, kek, &keys, &err);            // 1 = ok
+
+   Secrets (master key, X25519 secret key, KEK) live only in kr_secret /
+   kr_keys holders allocated with sodium_malloc() and wiped on free.
+   Returns: 0 ok / -1 error; lookups and verifications 1 yes / 0 no /
+   -1 error (I/O, corrupt file).  The library never prints. */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+#define KR_MASTER_KEY_BYTES 32
+#define KR_KEK_BYTES 32
+#define KR_PUBLIC_KEY_BYTES 32
+#define KR_SECRET_KEY_BYTES 32
+#define KR_LABEL_MAX 64
+#define KR_USER_MAX 320
+#define KR_SLOTS_MAX 64
+/* Generated app passwords: 28 characters of a 32-letter alphabet (140 bits)
+   in groups of four: "abcd-efgh-jkmn-pqrs-tuvw-xyz2-3456". */
+#define KR_PASSWORD_CHARS 28
+#define KR_PASSWORD_BUFSIZE 48
+/* "<slot id>:<base64 of the KEK>" */
+#define KR_KEK_FIELD_BUFSIZE 64
+#define KR_TEXT_MAX 256
+
+enum kr_error_kind {
+	KR_ERR_NONE = 0,
+	KR_ERR_IO,		/* open/read/write/rename/fsync failed; text has errno */
+	KR_ERR_CORRUPT,		/* bad magic, version, length or authentication */
+	KR_ERR_NOT_FOUND,	/* no keyfile, no such slot */
+	KR_ERR_LIMIT,		/* too many slots, label too long */
+	KR_ERR_INTERNAL,	/* libsodium failure, out of memory */
+};
+
+struct kr_error {
+	enum kr_error_kind kind;
+	char text[KR_TEXT_MAX];
+};
+
+/* ---- secrets (kr-secret.c) ---- */
+
+/* A sodium_malloc'd, mlock'd byte string, wiped and freed by
+   kr_secret_free(). */
+struct kr_secret;
+
+struct kr_secret *kr_secret_new(size_t len);
+unsigned char *kr_secret_data(struct kr_secret *secret);
+size_t kr_secret_len(const struct kr_secret *secret);
+void kr_secret_free(struct kr_secret **secret);
+
+/* The unwrapped keys of one mailbox (sodium_malloc'd). */
+struct kr_keys {
+	unsigned char master_key[KR_MASTER_KEY_BYTES];
+	unsigned char secret_key[KR_SECRET_KEY_BYTES];
+	unsigned char public_key[KR_PUBLIC_KEY_BYTES];
+};
+
+/* Wipes and frees; NULL-safe. */
+void kr_keys_free(struct kr_keys **keys);
+
+/* ---- the keyfile (kr-keyfile.c) ---- */
+
+struct kr_keyfile;
+
+struct kr_pwhash_params {
+	unsigned long long opslimit;
+	size_t memlimit;
+};
+/* Argon2id t=3, m=64 MiB: Dovecot's own ARGON2ID defaults. */
+extern const struct kr_pwhash_params kr_pwhash_default;
+
+struct kr_slot_info {
+	unsigned int id;
+	char label[KR_LABEL_MAX + 1];
+	time_t created;
+	unsigned long long opslimit;
+	size_t memlimit;
+};
+
+/* A new keyfile for user (the canonical "name@domain", bound into every
+   slot): fresh master key and X25519 pair, no slots yet.  recovery_pk
+   (KR_PUBLIC_KEY_BYTES, may be NULL) adds the sealed recovery slot.
+   Returns 0 and both objects, owned by the caller. */
+int kr_keyfile_create(const char *user, const unsigned char *recovery_pk,
+		      struct kr_keyfile **kf_r, struct kr_keys **keys_r,
+		      struct kr_error *err);
+
+/* Reads and parses path. Returns 1, 0 if it does not exist, -1 on I/O
+   error or a malformed file (err->kind KR_ERR_CORRUPT). Slots are not
+   authenticated here (that needs a KEK); the structure is. */
+int kr_keyfile_read(const char *path, struct kr_keyfile **kf_r,
+		    struct kr_error *err);
+
+/* Writes atomically: temp file in the same directory, fsync, chown to
+   uid/gid (unless (uid_t)-1), mode 0600, rename, fsync of the directory. */
+int kr_keyfile_write(const struct kr_keyfile *kf, const char *path,
+		     uid_t uid, gid_t gid, struct kr_error *err);
+
+void kr_keyfile_free(struct kr_keyfile **kf);
+
+const char *kr_keyfile_user(const struct kr_keyfile *kf);
+const unsigned char *kr_keyfile_public_key(const struct kr_keyfile *kf);
+bool kr_keyfile_has_recovery(const struct kr_keyfile *kf);
+unsigned int kr_keyfile_slot_count(const struct kr_keyfile *kf);
+/* idx in 0..count-1. */
+void kr_keyfile_slot_info(const struct kr_keyfile *kf, unsigned int idx,
+			  struct kr_slot_info *info_r);
+
+/* ---- slots (kr-slot.c) ---- */
+
+/* Generates a fresh app password into password_r (NUL-terminated,
+   KR_PASSWORD_BUFSIZE bytes) and adds a slot for it, wrapping keys.
+   params NULL = kr_pwhash_default.  Returns 0 and the new slot id. The
+   caller shows the password once and wipes it (sodium_memzero). */
+int kr_slot_add(struct kr_keyfile *kf, const struct kr_keys *keys,
+		const char *label, const struct kr_pwhash_params *params,
+		char *password_r, size_t password_size,
+		unsigned int *slot_id_r, struct kr_error *err);
+
+/* Same, with a caller-chosen password (tests, migrations). */
+int kr_slot_add_password(struct kr_keyfile *kf, const struct kr_keys *keys,
+			 const char *label,
+			 const struct kr_pwhash_params *params,
+			 const char *password, unsigned int *slot_id_r,
+			 struct kr_error *err);
+
+/* Removes slot id. Returns 1, 0 if no such slot. Needs no key. */
+int kr_slot_remove(struct kr_keyfile *kf, unsigned int slot_id);
+
+/* Verifies password: one Argon2id for the slot its hint selects, then
+   authenticated decryption.  Returns 1 with the slot id and the KEK
+   (caller frees), 0 if the password opens no slot, -1 on error. */
+int kr_slot_open(const struct kr_keyfile *kf, const char *password,
+		 unsigned int *slot_id_r, struct kr_secret **kek_r,
+		 struct kr_error *err);
+
+/* Unwraps the keys of slot_id with kek. Returns 1, 0 if the slot does not
+   exist or does not authenticate with this kek (also when the public key in
+   the header does not match the secret key), -1 on error. */
+int kr_slot_unwrap(const struct kr_keyfile *kf, unsigned int slot_id,
+		   const unsigned char kek[KR_KEK_BYTES],
+		   struct kr_keys **keys_r, struct kr_error *err);
+
+/* Generates a password (>= 128 bits of entropy) without a slot. */
+void kr_password_generate(char password_r[KR_PASSWORD_BUFSIZE]);
+
+/* ---- the KEK as a userdb field (kr-slot.c) ---- */
+
+/* "<slot id>:<base64 KEK>". Returns 0, -1 if buf is too small. */
+int kr_kek_encode(unsigned int slot_id, const unsigned char kek[KR_KEK_BYTES],
+		  char *buf, size_t size);
+/* Returns 0 and a new secret, or -1 if str is malformed. */
+int kr_kek_decode(const char *str, unsigned int *slot_id_r,
+		  struct kr_secret **kek_r);
+
+/* ---- recovery (kr-recovery.c) ---- */
+
+/* Opens the sealed recovery slot with the admin's X25519 key pair. Returns
+   1, 0 if the file has no recovery slot or it does not open, -1 error. */
+int kr_recovery_unwrap(const struct kr_keyfile *kf,
+		       const unsigned char recovery_pk[KR_PUBLIC_KEY_BYTES],
+		       const unsigned char recovery_sk[KR_SECRET_KEY_BYTES],
+		       struct kr_keys **keys_r, struct kr_error *err);
+
+/* Decodes a base64 X25519 public key (config recovery_public_key). */
+int kr_public_key_decode(const char *base64,
+			 unsigned char pk_r[KR_PUBLIC_KEY_BYTES]);
+
+#endif

@@ -1,0 +1,291 @@
+/* Copyright (c) dovecot-launchpad authors; see debian/copyright. */
+#ifndef LAUNCHPAD_H
+#define LAUNCHPAD_H
+
+/* liblaunchpad: who is entitled to a mailbox, decided from Launchpad.
+
+   Usage, in any process (no Dovecot headers here):
+
+     struct lp_config *config;
+     struct lp_error err;
+     if (lp_config_load("/etc/dovecot/dovecot-launchpad.conf.ext",
+                        &config, &err) < 0)
+             fatal(err.text);             // names file and line
+     struct lp_context *ctx;
+     if (lp_context_create(config, &log, &ctx, &err) < 0) ...
+     struct lp_entitlement ent;
+     lp_entitlement_check(ctx, "alice@ubuntu.com", &ent);   // may block
+     switch (ent.verdict.kind) { ALLOW / DENY (ent.verdict.text) / TEMPFAIL }
+     lp_context_destroy(&ctx);
+     lp_config_free(&config);
+
+   The decision itself is the pure function lp_decide() (DESIGN.md section 4);
+   lp_entitlement_check() gathers its facts from the TDB cache and, when the
+   cache cannot answer, from Launchpad over HTTP (bounded by a deadline well
+   under auth-worker's 60 s).  Concurrent cold lookups of one person or team,
+   from any number of processes, make one HTTP request (TDB chainlocks).
+
+   Errors: functions return 0 ok / -1 error, lookups 1 found / 0 absent /
+   -1 error; details land in a caller-owned struct lp_error.  The library
+   never prints: it logs through the struct lp_log callback given at
+   lp_context_create(). */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#define LP_NAME_MAX 64		/* Launchpad names are 2..64 characters */
+#define LP_DOMAIN_MAX 253
+#define LP_USER_MAX (LP_NAME_MAX + 1 + LP_DOMAIN_MAX)
+#define LP_TEXT_MAX 256
+
+/* ---- errors and logging ---- */
+
+enum lp_error_kind {
+	LP_ERR_NONE = 0,
+	LP_ERR_TEMP,		/* Launchpad unreachable, 5xx, timeout: retry later */
+	LP_ERR_NOT_FOUND,
+	LP_ERR_PROTOCOL,	/* malformed/huge/unexpected answer from Launchpad */
+	LP_ERR_CORRUPT,		/* corrupt cache record or file */
+	LP_ERR_CONFIG,		/* configuration error; text names file:line */
+	LP_ERR_INTERNAL,	/* I/O or library failure; text has call + errno */
+};
+
+struct lp_error {
+	enum lp_error_kind kind;
+	char text[LP_TEXT_MAX];
+};
+
+/* Sets err (may be NULL) to kind and a printf-formatted text. */
+void lp_error_set(struct lp_error *err, enum lp_error_kind kind,
+		  const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+enum lp_log_level {
+	LP_LOG_DEBUG,
+	LP_LOG_INFO,
+	LP_LOG_WARNING,
+	LP_LOG_ERROR,
+};
+
+struct lp_log {
+	void (*fn)(void *context, enum lp_log_level level, const char *msg);
+	void *context;
+};
+
+/* ---- configuration (lp-config.c) ---- */
+
+struct lp_domain {
+	char *domain;		/* "ubuntu.com", lower case */
+	char *team;		/* "ubuntumembers" */
+};
+
+struct lp_config {
+	char *path;
+	char *api_url;		/* no trailing slash */
+	char *cache_path;
+	char *home;		/* template: %d domain, %n name, %u name@domain, %% */
+	char *uid;		/* user name or number, as written */
+	char *gid;
+	unsigned int positive_ttl;	/* seconds */
+	unsigned int negative_ttl;
+	unsigned int stale_grace;
+	unsigned int http_timeout;
+	char *recovery_public_key;	/* base64 X25519 public key, or NULL */
+	struct lp_domain *domains;	/* in file order; [0] is the default */
+	unsigned int domains_count;
+};
+
+/* Parses a dovecot-launchpad.conf.ext (DESIGN.md section 3).  Unknown keys,
+   bad durations, duplicate keys or domains, a domain without a team, a file
+   without any domain: -1 with err->kind LP_ERR_CONFIG and a text
+   "<path>:<line>: <what>".  On success *config_r is owned by the caller. */
+int lp_config_load(const char *path, struct lp_config **config_r,
+		   struct lp_error *err);
+/* Same, from a string (path is only used in error texts). */
+int lp_config_parse(const char *path, const char *text,
+		    struct lp_config **config_r, struct lp_error *err);
+void lp_config_free(struct lp_config **config);
+
+/* Parses "10s", "5m", "1h", "7d" or a bare number of seconds.
+   Returns 0 and the seconds, or -1 on anything else (overflow included). */
+int lp_duration_parse(const char *str, unsigned int *secs_r);
+
+/* The domain entry for a lower-case domain, or NULL if not configured. */
+const struct lp_domain *
+lp_config_find_domain(const struct lp_config *config, const char *domain);
+
+/* Expands config->home for name@domain into buf.  Returns 0, or -1 if it does
+   not fit.  name and domain must already be validated. */
+int lp_config_expand_home(const struct lp_config *config, const char *name,
+			  const char *domain, char *buf, size_t size);
+
+/* ---- login names (lp-decision.c) ---- */
+
+/* TRUE if name matches ^[a-z0-9][a-z0-9+.-]{1,63}$ (already lower case). */
+bool lp_name_is_valid(const char *name);
+
+enum lp_login_result {
+	LP_LOGIN_OK,
+	LP_LOGIN_BAD_DOMAIN,	/* decision row 1 */
+	LP_LOGIN_BAD_NAME,	/* decision row 2 */
+};
+
+/* Splits a login "local@domain" (or bare "local": the first configured
+   domain) at the last '@', lower-cases both parts and validates them.
+   Never reads past a NUL, never accepts a control or non-ASCII byte. On
+   LP_LOGIN_OK fills name_r (LP_NAME_MAX+1 bytes) and *domain_r. */
+enum lp_login_result
+lp_login_parse(const struct lp_config *config, const char *login,
+	       char name_r[LP_NAME_MAX + 1],
+	       const struct lp_domain **domain_r);
+
+/* ---- the decision table (lp-decision.c), DESIGN.md section 4 ---- */
+
+enum lp_verdict_kind {
+	LP_VERDICT_ALLOW,
+	LP_VERDICT_DENY,
+	LP_VERDICT_TEMPFAIL,
+};
+
+enum lp_deny_reason {
+	LP_DENY_NONE = 0,
+	LP_DENY_DOMAIN,		/* 1: "domain not configured" */
+	LP_DENY_NAME,		/* 2: "not a Launchpad name" */
+	LP_DENY_BANNED,		/* 3: "user banned" (+ ": reason") */
+	LP_DENY_NO_PERSON,	/* 4: "no such Launchpad user" */
+	LP_DENY_NOT_VALID,	/* 5: "account not valid" */
+	LP_DENY_NO_COC,		/* 6: "Code of Conduct not signed" */
+	LP_DENY_NOT_MEMBER,	/* 7: "not a member of ~team" */
+};
+
+enum lp_person_state {
+	LP_PERSON_UNKNOWN = 0,	/* no usable record (Launchpad failed) */
+	LP_PERSON_OK,		/* 200 (or 304 on a cached record) */
+	LP_PERSON_NOT_FOUND,	/* 404 */
+	LP_PERSON_SUSPENDED,	/* 410 */
+};
+
+enum lp_membership {
+	LP_MEMBER_UNKNOWN = 0,	/* no usable team record */
+	LP_MEMBER_YES,
+	LP_MEMBER_NO,
+};
+
+/* Everything lp_decide() looks at.  A fact is "unknown" when its fresh
+   source failed; the previously cached verdict then decides, within
+   stale_grace. */
+struct lp_facts {
+	bool domain_configured;
+	bool name_valid;
+	bool banned;
+	const char *ban_reason;		/* may be NULL */
+	const char *team;		/* for the "not a member" text */
+	enum lp_person_state person;
+	bool is_valid;
+	bool is_coc_signer;
+	enum lp_membership member;
+
+	/* The last verdict stored for this user, if any. */
+	bool have_cached;
+	enum lp_verdict_kind cached_kind;
+	enum lp_deny_reason cached_reason;
+	time_t cached_expires_at;
+
+	time_t now;
+	unsigned int stale_grace;
+};
+
+struct lp_verdict {
+	enum lp_verdict_kind kind;
+	enum lp_deny_reason reason;	/* LP_DENY_NONE unless DENY */
+	bool stale;			/* served from an expired record */
+	char text[LP_TEXT_MAX];		/* reason words, "" for allow */
+};
+
+/* The decision table, rows 1..8 and the Launchpad-unreachable row, in
+   order.  Pure: no I/O, no clock, no globals. */
+void lp_decide(const struct lp_facts *facts, struct lp_verdict *verdict_r);
+
+/* The fixed words for a deny reason ("account not valid", ...). For
+   LP_DENY_NOT_MEMBER the caller appends the team. */
+const char *lp_deny_reason_text(enum lp_deny_reason reason);
+
+/* ---- the orchestrator: cache + HTTP + decision (lp-entitlement.c) ---- */
+
+struct lp_context;
+
+/* Opens (creating if needed, mode 0600) the TDB cache at config->cache_path
+   and prepares the HTTP client.  config must outlive the context. */
+int lp_context_create(const struct lp_config *config, const struct lp_log *log,
+		      struct lp_context **ctx_r, struct lp_error *err);
+void lp_context_destroy(struct lp_context **ctx);
+
+struct lp_entitlement {
+	enum lp_login_result login;
+	char name[LP_NAME_MAX + 1];	/* valid when login == LP_LOGIN_OK */
+	const struct lp_domain *domain;	/* idem */
+	char user[LP_USER_MAX + 1];	/* canonical "name@domain" */
+	struct lp_verdict verdict;
+	bool from_cache;		/* no HTTP request was needed */
+};
+
+/* The full decision for a login.  Blocks on Launchpad only when the cache
+   cannot answer, bounded by a deadline (< 45 s in total).  Stores the
+   verdict (with its reason) in the cache. Never fails: trouble is a
+   TEMPFAIL verdict whose text says what went wrong. */
+void lp_entitlement_check(struct lp_context *ctx, const char *login,
+			  struct lp_entitlement *ent_r);
+
+/* Same, ignoring TTLs: always asks Launchpad (doveadm launchpad refresh). */
+void lp_entitlement_refresh(struct lp_context *ctx, const char *login,
+			    struct lp_entitlement *ent_r);
+
+/* ---- cache inspection for doveadm and the web page (lp-cache.c) ---- */
+
+struct lp_cache_user {
+	char user[LP_USER_MAX + 1];	/* name@domain */
+	enum lp_verdict_kind kind;	/* ALLOW or DENY */
+	enum lp_deny_reason reason;
+	char text[LP_TEXT_MAX];
+	time_t decided_at;
+	time_t expires_at;
+	/* person record, if cached */
+	bool have_person;
+	enum lp_person_state person;
+	bool is_valid;
+	bool is_coc_signer;
+	char etag[128];
+	time_t person_fetched_at;
+	time_t person_expires_at;
+	/* ban, if any */
+	bool banned;
+	char ban_reason[LP_TEXT_MAX];
+};
+
+/* Reads what the cache knows of name@domain. Returns 1, 0 if nothing is
+   cached, -1 on error. Never does HTTP. */
+int lp_cache_show(struct lp_context *ctx, const char *user,
+		  struct lp_cache_user *user_r, struct lp_error *err);
+
+/* Drops the person record and every stored verdict for user ("name" or
+   "name@domain": all domains of that name).  Returns the number of records
+   removed, or -1. Does not touch bans. */
+int lp_cache_invalidate(struct lp_context *ctx, const char *user,
+			struct lp_error *err);
+
+/* Calls cb for every cached ALLOW verdict that has not expired beyond
+   stale_grace ("name@domain").  Returns 0 or -1. cb returns 0 to go on,
+   -1 to stop. */
+int lp_cache_iterate_allowed(struct lp_context *ctx,
+			     int (*cb)(const char *user, void *context),
+			     void *context, struct lp_error *err);
+
+/* Bans are per Launchpad name (all domains). ban_set replaces. */
+int lp_ban_set(struct lp_context *ctx, const char *name, const char *reason,
+	       struct lp_error *err);
+/* Returns 1 removed, 0 not banned, -1 error. */
+int lp_ban_clear(struct lp_context *ctx, const char *name,
+		 struct lp_error *err);
+
+#endif
