@@ -1,0 +1,214 @@
+/* Copyright (c) dovecot-launchpad authors; see debian/copyright. */
+
+#include "auth-common.h"
+#include "llist.h"
+#include "str.h"
+#include "auth-master.h"
+#include "auth-request.h"
+#include "auth-settings.h"
+#include "db-launchpad.h"
+
+#include <grp.h>
+#include <pwd.h>
+
+/* Library log lines go to the request's event when one is being served. */
+static struct event_category event_category_launchpad = {
+	.parent = &event_category_auth,
+	.name = "launchpad",
+};
+
+static struct db_launchpad *db_launchpads = NULL;
+static struct event *db_launchpad_event = NULL;
+
+static void db_launchpad_log(void *context, enum lp_log_level level,
+			     const char *msg)
+{
+	struct db_launchpad *db = context;
+	struct event *event = db->cur_request != NULL ?
+		authdb_event(db->cur_request) : db_launchpad_event;
+
+	switch (level) {
+	case LP_LOG_DEBUG:
+		e_debug(event, "launchpad: %s", msg);
+		break;
+	case LP_LOG_INFO:
+		e_info(event, "launchpad: %s", msg);
+		break;
+	case LP_LOG_WARNING:
+		e_warning(event, "launchpad: %s", msg);
+		break;
+	case LP_LOG_ERROR:
+		e_error(event, "launchpad: %s", msg);
+		break;
+	}
+}
+
+static uid_t db_launchpad_parse_uid(const char *path, const char *str)
+{
+	struct passwd *pw;
+	uid_t uid;
+
+	if (str_to_uid(str, &uid) == 0)
+		return uid;
+	if ((pw = getpwnam(str)) == NULL) {
+		i_fatal("launchpad: %s: uid: unknown user '%s'", path, str);
+	}
+	return pw->pw_uid;
+}
+
+static gid_t db_launchpad_parse_gid(const char *path, const char *str)
+{
+	struct group *gr;
+	gid_t gid;
+
+	if (str_to_gid(str, &gid) == 0)
+		return gid;
+	if ((gr = getgrnam(str)) == NULL)
+		i_fatal("launchpad: %s: gid: unknown group '%s'", path, str);
+	return gr->gr_gid;
+}
+
+struct db_launchpad *db_launchpad_preinit(pool_t pool ATTR_UNUSED,
+					  const char *args)
+{
+	struct db_launchpad *db;
+	struct lp_error err;
+	const char *path = t_str_trim(args, " \t");
+
+	if (*path == '\0') {
+		i_fatal("launchpad: args must be the path of "
+			"dovecot-launchpad.conf.ext");
+	}
+	if (strchr(path, ' ') != NULL)
+		i_fatal("launchpad: args: only a config file path is accepted: %s", path);
+
+	for (db = db_launchpads; db != NULL; db = db->next) {
+		if (strcmp(db->config_path, path) == 0) {
+			db->refcount++;
+			return db;
+		}
+	}
+
+	if (db_launchpad_event == NULL) {
+		db_launchpad_event = event_create(auth_event);
+		event_add_category(db_launchpad_event,
+				   &event_category_launchpad);
+	}
+
+	db = i_new(struct db_launchpad, 1);
+	db->refcount = 1;
+	db->config_path = i_strdup(path);
+	if (lp_config_load(path, &db->config, &err) < 0)
+		i_fatal("launchpad: %s", err.text);
+	db->uid = db_launchpad_parse_uid(path, db->config->uid);
+	db->gid = db_launchpad_parse_gid(path, db->config->gid);
+	DLLIST_PREPEND(&db_launchpads, db);
+	return db;
+}
+
+void db_launchpad_init(struct db_launchpad *db)
+{
+	const struct lp_log log = {
+		.fn = db_launchpad_log,
+		.context = db,
+	};
+	struct lp_error err;
+
+	/* Lookups are blocking: they only ever run in auth-workers. The
+	   auth master needs the config (preinit) but no cache or HTTP. */
+	if (!worker || db->ctx != NULL)
+		return;
+	if (lp_context_create(db->config, &log, &db->ctx, &err) < 0)
+		i_fatal("launchpad: %s", err.text);
+}
+
+void db_launchpad_unref(struct db_launchpad **_db)
+{
+	struct db_launchpad *db = *_db;
+
+	*_db = NULL;
+	i_assert(db->refcount > 0);
+	if (--db->refcount > 0)
+		return;
+
+	DLLIST_REMOVE(&db_launchpads, db);
+	if (db->ctx != NULL)
+		lp_context_destroy(&db->ctx);
+	lp_config_free(&db->config);
+	i_free(db->config_path);
+	i_free(db);
+	if (db_launchpads == NULL)
+		event_unref(&db_launchpad_event);
+}
+
+void db_launchpad_check(struct db_launchpad *db, struct auth_request *request,
+			struct lp_entitlement *ent_r)
+{
+	struct event *event = authdb_event(request);
+
+	i_assert(db->ctx != NULL);
+
+	db->cur_request = request;
+	lp_entitlement_check(db->ctx, request->fields.user, ent_r);
+	db->cur_request = NULL;
+
+	switch (ent_r->verdict.kind) {
+	case LP_VERDICT_ALLOW:
+		if (ent_r->verdict.stale) {
+			e_warning(event, "launchpad: Launchpad unreachable, "
+				  "serving the cached allow for %s",
+				  ent_r->user);
+		} else {
+			e_debug(event, "launchpad: %s entitled%s", ent_r->user,
+				ent_r->from_cache ? " (cached)" : "");
+		}
+		break;
+	case LP_VERDICT_DENY:
+		e_info(event, "launchpad: denied: %s", ent_r->verdict.text);
+		break;
+	case LP_VERDICT_TEMPFAIL:
+		e_error(event, "launchpad: temporary failure: %s",
+			ent_r->verdict.text);
+		break;
+	}
+}
+
+const char *db_launchpad_keyfile_path(struct db_launchpad *db,
+				      const struct lp_entitlement *ent)
+{
+	char home[PATH_MAX];
+
+	if (lp_config_expand_home(db->config, ent->name, ent->domain->domain,
+				  home, sizeof(home)) < 0)
+		return NULL;
+	return t_strconcat(home, "/sqlbox.keys", NULL);
+}
+
+void db_launchpad_flush_auth_cache(struct auth_request *request,
+				   const struct lp_entitlement *ent)
+{
+	struct auth_master_connection *conn;
+	const char *users[3];
+	unsigned int count = 0, n = 0;
+
+	/* The cache key starts with %u as the client typed it (after
+	   auth_username_format) and, after a successful login, with the
+	   canonical name@domain. */
+	users[n++] = request->fields.user;
+	if (ent->login == LP_LOGIN_OK && strcmp(ent->user, users[0]) != 0)
+		users[n++] = ent->user;
+	users[n] = NULL;
+
+	conn = auth_master_init(t_strconcat(global_auth_settings->base_dir,
+					    "/auth-master", NULL), 0);
+	auth_master_set_timeout(conn, 5000);
+	if (auth_master_cache_flush(conn, users, &count) < 0) {
+		e_error(authdb_event(request), "launchpad: "
+			"could not flush the auth cache for %s: "
+			"an expired cache entry may still be used", users[0]);
+	} else if (count > 0) {
+		e_info(authdb_event(request), "launchpad: flushed %u auth cache "
+		       "entries (stale_grace is over)", count);
+	}
+	auth_master_deinit(&conn);
+}

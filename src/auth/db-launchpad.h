@@ -1,0 +1,45 @@
+#ifndef DB_LAUNCHPAD_H
+#define DB_LAUNCHPAD_H
+
+#include "launchpad.h"
+
+/* State shared by passdb and userdb `launchpad` blocks that name the same
+   config file (one per file, refcounted, as db-passwd-file does). */
+struct db_launchpad {
+	struct db_launchpad *prev, *next;
+	int refcount;
+
+	char *config_path;
+	struct lp_config *config;
+	/* Only in auth-worker processes (the only place lookups run). */
+	struct lp_context *ctx;
+	/* The request being served, so library log lines carry its prefix. */
+	struct auth_request *cur_request;
+	uid_t uid;
+	gid_t gid;
+};
+
+/* Parses the module args (the config file path), loads the config and
+   i_fatal()s naming file and line on any error. Runs as root, before
+   privileges are dropped. */
+struct db_launchpad *db_launchpad_preinit(pool_t pool, const char *args);
+/* Opens the TDB cache and the HTTP client, in auth-worker processes only. */
+void db_launchpad_init(struct db_launchpad *db);
+void db_launchpad_unref(struct db_launchpad **db);
+
+/* Runs the decision for the request's user (may block on HTTP) and logs a
+   deny or tempfail with its reason on the request's event. */
+void db_launchpad_check(struct db_launchpad *db, struct auth_request *request,
+			struct lp_entitlement *ent_r);
+
+/* Path of name@domain's keyfile (data stack). */
+const char *db_launchpad_keyfile_path(struct db_launchpad *db,
+				      const struct lp_entitlement *ent);
+
+/* Removes the user from the auth master's cache (CACHE-FLUSH on the
+   auth-master socket), so an expired cache entry cannot log the user in
+   past stale_grace (DOVECOT-NOTES.md 0.3). */
+void db_launchpad_flush_auth_cache(struct auth_request *request,
+				   const struct lp_entitlement *ent);
+
+#endif

@@ -1,0 +1,184 @@
+/* Copyright (c) dovecot-launchpad authors; see debian/copyright. */
+
+#include "auth-common.h"
+#include "passdb.h"
+#include "db-launchpad.h"
+#include "keyring.h"
+
+#include <sodium.h>
+
+/* Dovecot's auth cache (auth_cache_size > 0) is keyed on the user AND a
+   digest of the password, as the design asks: several app passwords of one
+   user each get their own entry, so a wrong or revoked password never hides
+   a good one (DOVECOT-NOTES.md 2.3).  App passwords carry >= 128 bits of
+   entropy, so an unsalted SHA-256 of one in the auth process's memory gives
+   nothing to brute force. */
+#define PASSDB_LAUNCHPAD_CACHE_KEY "%u\t%{sha256:password}"
+
+struct launchpad_passdb_module {
+	struct passdb_module module;
+	struct db_launchpad *db;
+};
+
+static enum passdb_result
+passdb_launchpad_deny_result(struct auth_request *request,
+			     const struct lp_entitlement *ent)
+{
+	switch (ent->verdict.reason) {
+	case LP_DENY_NONE:
+		break;
+	case LP_DENY_DOMAIN:
+	case LP_DENY_NAME:
+	case LP_DENY_NO_PERSON:
+		auth_request_log_unknown_user(request, AUTH_SUBSYS_DB);
+		return PASSDB_RESULT_USER_UNKNOWN;
+	case LP_DENY_BANNED:
+	case LP_DENY_NOT_VALID:
+	case LP_DENY_NO_COC:
+	case LP_DENY_NOT_MEMBER:
+		/* Launchpad facts are public; telling the contributor why
+		   (as NO [ALERT] <reason>) saves a support request. */
+		auth_request_set_field(request, "reason", ent->verdict.text,
+				       NULL);
+		return PASSDB_RESULT_USER_DISABLED;
+	}
+	i_unreached();
+}
+
+/* Opens the keyfile slot that password belongs to and hands its KEK on to
+   the mail process as the userdb field sqlbox_kek. */
+static enum passdb_result
+passdb_launchpad_open_slot(struct launchpad_passdb_module *module,
+			   struct auth_request *request,
+			   const struct lp_entitlement *ent,
+			   const char *password)
+{
+	struct event *event = authdb_event(request);
+	struct kr_keyfile *kf;
+	struct kr_secret *kek;
+	struct kr_error err;
+	const char *path;
+	char field[KR_KEK_FIELD_BUFSIZE];
+	unsigned int slot_id;
+	int ret;
+
+	path = db_launchpad_keyfile_path(module->db, ent);
+	if (path == NULL) {
+		e_error(event, "launchpad: home path too long for %s",
+			ent->user);
+		return PASSDB_RESULT_INTERNAL_FAILURE;
+	}
+	ret = kr_keyfile_read(path, &kf, &err);
+	if (ret < 0) {
+		e_error(event, "launchpad: %s", err.text);
+		return PASSDB_RESULT_INTERNAL_FAILURE;
+	}
+	if (ret == 0) {
+		e_info(event, "launchpad: mailbox not activated "
+		       "(no app password yet for %s)", ent->user);
+		auth_request_log_password_mismatch(request, AUTH_SUBSYS_DB);
+		return PASSDB_RESULT_PASSWORD_MISMATCH;
+	}
+	if (strcmp(kr_keyfile_user(kf), ent->user) != 0) {
+		e_error(event, "launchpad: %s belongs to %s, not %s",
+			path, kr_keyfile_user(kf), ent->user);
+		kr_keyfile_free(&kf);
+		return PASSDB_RESULT_INTERNAL_FAILURE;
+	}
+
+	ret = kr_slot_open(kf, password, &slot_id, &kek, &err);
+	kr_keyfile_free(&kf);
+	if (ret < 0) {
+		e_error(event, "launchpad: %s", err.text);
+		return PASSDB_RESULT_INTERNAL_FAILURE;
+	}
+	if (ret == 0) {
+		auth_request_log_password_mismatch(request, AUTH_SUBSYS_DB);
+		return PASSDB_RESULT_PASSWORD_MISMATCH;
+	}
+
+	i_assert(kr_secret_len(kek) == KR_KEK_BYTES);
+	if (kr_kek_encode(slot_id, kr_secret_data(kek), field,
+			  sizeof(field)) < 0)
+		i_unreached();
+	kr_secret_free(&kek);
+
+	/* auth_request_set_field() copies into the request pool; the stack
+	   copy is wiped here. */
+	auth_request_set_field(request, "userdb_sqlbox_kek", field, NULL);
+	sodium_memzero(field, sizeof(field));
+	e_debug(event, "launchpad: app password slot %u opened", slot_id);
+	return PASSDB_RESULT_OK;
+}
+
+static void
+passdb_launchpad_verify_plain(struct auth_request *request,
+			      const char *password,
+			      verify_plain_callback_t *callback)
+{
+	struct passdb_module *_module = request->passdb->passdb;
+	struct launchpad_passdb_module *module =
+		(struct launchpad_passdb_module *)_module;
+	struct lp_entitlement ent;
+	enum passdb_result result;
+
+	db_launchpad_check(module->db, request, &ent);
+	switch (ent.verdict.kind) {
+	case LP_VERDICT_DENY:
+		result = passdb_launchpad_deny_result(request, &ent);
+		break;
+	case LP_VERDICT_TEMPFAIL:
+		/* auth would now fall back to an expired cache entry of any
+		   age: past stale_grace that must not log anyone in. */
+		db_launchpad_flush_auth_cache(request, &ent);
+		result = PASSDB_RESULT_INTERNAL_FAILURE;
+		break;
+	case LP_VERDICT_ALLOW:
+		result = passdb_launchpad_open_slot(module, request, &ent,
+						    password);
+		if (result == PASSDB_RESULT_OK &&
+		    strcmp(request->fields.user, ent.user) != 0)
+			auth_request_set_field(request, "user", ent.user, NULL);
+		break;
+	default:
+		i_unreached();
+	}
+	callback(result, request);
+}
+
+static struct passdb_module *
+passdb_launchpad_preinit(pool_t pool, const char *args)
+{
+	struct launchpad_passdb_module *module;
+
+	module = p_new(pool, struct launchpad_passdb_module, 1);
+	module->db = db_launchpad_preinit(pool, args);
+	module->module.blocking = TRUE;
+	module->module.default_pass_scheme = "PLAIN";
+	module->module.default_cache_key = PASSDB_LAUNCHPAD_CACHE_KEY;
+	return &module->module;
+}
+
+static void passdb_launchpad_init(struct passdb_module *_module)
+{
+	struct launchpad_passdb_module *module =
+		(struct launchpad_passdb_module *)_module;
+
+	db_launchpad_init(module->db);
+}
+
+static void passdb_launchpad_deinit(struct passdb_module *_module)
+{
+	struct launchpad_passdb_module *module =
+		(struct launchpad_passdb_module *)_module;
+
+	db_launchpad_unref(&module->db);
+}
+
+struct passdb_module_interface passdb_launchpad = {
+	.name = "launchpad",
+	.preinit = passdb_launchpad_preinit,
+	.init = passdb_launchpad_init,
+	.deinit = passdb_launchpad_deinit,
+	.verify_plain = passdb_launchpad_verify_plain,
+};

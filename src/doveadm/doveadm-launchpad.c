@@ -1,0 +1,185 @@
+/* Copyright (c) dovecot-launchpad authors; see debian/copyright. */
+
+#include "lib.h"
+#include "array.h"
+#include "auth-master.h"
+#include "doveadm.h"
+#include "doveadm-cmd.h"
+#include "doveadm-settings.h"
+#include "doveadm-util.h"
+#include "module-dir.h"
+#include "doveadm-launchpad.h"
+
+#include <curl/curl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <sodium.h>
+#include <sysexits.h>
+
+const char *doveadm_launchpad_plugin_version = DOVECOT_ABI_VERSION;
+
+void doveadm_launchpad_plugin_init(struct module *module);
+void doveadm_launchpad_plugin_deinit(void);
+
+static void doveadm_launchpad_log(void *context ATTR_UNUSED,
+				  enum lp_log_level level, const char *msg)
+{
+	switch (level) {
+	case LP_LOG_DEBUG:
+		i_debug("launchpad: %s", msg);
+		break;
+	case LP_LOG_INFO:
+		i_info("launchpad: %s", msg);
+		break;
+	case LP_LOG_WARNING:
+		i_warning("launchpad: %s", msg);
+		break;
+	case LP_LOG_ERROR:
+		i_error("launchpad: %s", msg);
+		break;
+	}
+}
+
+static int doveadm_launchpad_resolve_ids(struct doveadm_launchpad *lp)
+{
+	struct passwd *pw;
+	struct group *gr;
+
+	if (str_to_uid(lp->config->uid, &lp->uid) < 0) {
+		if ((pw = getpwnam(lp->config->uid)) == NULL) {
+			i_error("launchpad: %s: uid: unknown user '%s'",
+				lp->config->path, lp->config->uid);
+			return -1;
+		}
+		lp->uid = pw->pw_uid;
+	}
+	if (str_to_gid(lp->config->gid, &lp->gid) < 0) {
+		if ((gr = getgrnam(lp->config->gid)) == NULL) {
+			i_error("launchpad: %s: gid: unknown group '%s'",
+				lp->config->path, lp->config->gid);
+			return -1;
+		}
+		lp->gid = gr->gr_gid;
+	}
+	return 0;
+}
+
+int doveadm_launchpad_open(struct doveadm_launchpad **lp_r)
+{
+	static const struct lp_log log = {
+		.fn = doveadm_launchpad_log,
+	};
+	struct doveadm_launchpad *lp;
+	struct lp_error err;
+	const char *path;
+
+	path = doveadm_plugin_getenv("launchpad_config");
+	if (path == NULL || *path == '\0')
+		path = DOVEADM_LAUNCHPAD_DEFAULT_CONFIG;
+
+	lp = i_new(struct doveadm_launchpad, 1);
+	if (lp_config_load(path, &lp->config, &err) < 0) {
+		i_error("launchpad: %s", err.text);
+		doveadm_exit_code = EX_CONFIG;
+		i_free(lp);
+		return -1;
+	}
+	if (doveadm_launchpad_resolve_ids(lp) < 0) {
+		doveadm_exit_code = EX_CONFIG;
+		doveadm_launchpad_close(&lp);
+		return -1;
+	}
+	if (lp_context_create(lp->config, &log, &lp->ctx, &err) < 0) {
+		i_error("launchpad: %s", err.text);
+		doveadm_exit_code = EX_TEMPFAIL;
+		doveadm_launchpad_close(&lp);
+		return -1;
+	}
+	*lp_r = lp;
+	return 0;
+}
+
+void doveadm_launchpad_close(struct doveadm_launchpad **_lp)
+{
+	struct doveadm_launchpad *lp = *_lp;
+
+	*_lp = NULL;
+	if (lp->ctx != NULL)
+		lp_context_destroy(&lp->ctx);
+	if (lp->config != NULL)
+		lp_config_free(&lp->config);
+	i_free(lp);
+}
+
+int doveadm_launchpad_require_entitled(struct doveadm_launchpad *lp,
+				       const char *user,
+				       struct lp_entitlement *ent_r)
+{
+	lp_entitlement_check(lp->ctx, t_str_lcase(user), ent_r);
+	switch (ent_r->verdict.kind) {
+	case LP_VERDICT_ALLOW:
+		if (ent_r->verdict.stale) {
+			i_warning("launchpad: Launchpad unreachable; using the "
+				  "cached allow for %s", ent_r->user);
+		}
+		return 0;
+	case LP_VERDICT_DENY:
+		i_error("launchpad: %s: %s", user, ent_r->verdict.text);
+		doveadm_exit_code = ent_r->login == LP_LOGIN_OK &&
+			ent_r->verdict.reason != LP_DENY_NO_PERSON ?
+			EX_NOPERM : EX_NOUSER;
+		return -1;
+	case LP_VERDICT_TEMPFAIL:
+		i_error("launchpad: %s: %s", user, ent_r->verdict.text);
+		doveadm_exit_code = EX_TEMPFAIL;
+		return -1;
+	}
+	i_unreached();
+}
+
+int doveadm_launchpad_flush_auth_cache(struct doveadm_launchpad *lp,
+				       const char *name)
+{
+	struct auth_master_connection *conn;
+	ARRAY_TYPE(const_string) users;
+	unsigned int i, count;
+	const char *socket_path;
+	int ret;
+
+	t_array_init(&users, lp->config->domains_count + 2);
+	array_push_back(&users, &name);
+	for (i = 0; i < lp->config->domains_count; i++) {
+		const char *user = t_strconcat(name, "@",
+			lp->config->domains[i].domain, NULL);
+		array_push_back(&users, &user);
+	}
+	array_append_zero(&users);
+
+	socket_path = t_strconcat(doveadm_settings->base_dir,
+				  "/auth-master", NULL);
+	conn = auth_master_init(socket_path, 0);
+	ret = auth_master_cache_flush(conn, array_front(&users), &count);
+	auth_master_deinit(&conn);
+	if (ret < 0) {
+		i_error("launchpad: flushing Dovecot's auth cache via %s failed",
+			socket_path);
+		return -1;
+	}
+	return (int)count;
+}
+
+void doveadm_launchpad_plugin_init(struct module *module ATTR_UNUSED)
+{
+	if (sodium_init() < 0)
+		i_fatal("launchpad: sodium_init() failed");
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+		i_fatal("launchpad: curl_global_init() failed");
+	doveadm_cmd_register_ver2(&doveadm_cmd_launchpad_cache_show);
+	doveadm_cmd_register_ver2(&doveadm_cmd_launchpad_cache_invalidate);
+	doveadm_cmd_register_ver2(&doveadm_cmd_launchpad_password_generate);
+}
+
+void doveadm_launchpad_plugin_deinit(void)
+{
+	curl_global_cleanup();
+}

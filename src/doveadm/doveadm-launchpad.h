@@ -1,0 +1,37 @@
+#ifndef DOVEADM_LAUNCHPAD_H
+#define DOVEADM_LAUNCHPAD_H
+
+#include "launchpad.h"
+
+#define DOVEADM_LAUNCHPAD_DEFAULT_CONFIG \
+	"/etc/dovecot/dovecot-launchpad.conf.ext"
+
+/* What every `doveadm launchpad` command opens: the config named by
+   plugin { launchpad_config }, the TDB cache and the Launchpad client. */
+struct doveadm_launchpad {
+	struct lp_config *config;
+	struct lp_context *ctx;
+	uid_t uid;
+	gid_t gid;
+};
+
+/* Returns 0, or -1 after logging why and setting doveadm_exit_code. */
+int doveadm_launchpad_open(struct doveadm_launchpad **lp_r);
+void doveadm_launchpad_close(struct doveadm_launchpad **lp);
+
+/* Runs the decision for user; on anything but an allow logs the reason,
+   sets doveadm_exit_code and returns -1. */
+int doveadm_launchpad_require_entitled(struct doveadm_launchpad *lp,
+				       const char *user,
+				       struct lp_entitlement *ent_r);
+
+/* Flushes name's entries (bare and name@<every domain>) from the auth
+   master's cache. Returns the count flushed, or -1. */
+int doveadm_launchpad_flush_auth_cache(struct doveadm_launchpad *lp,
+				       const char *name);
+
+extern struct doveadm_cmd_ver2 doveadm_cmd_launchpad_cache_show;
+extern struct doveadm_cmd_ver2 doveadm_cmd_launchpad_cache_invalidate;
+extern struct doveadm_cmd_ver2 doveadm_cmd_launchpad_password_generate;
+
+#endif
