@@ -177,6 +177,8 @@ void doveadm_launchpad_plugin_init(struct module *module ATTR_UNUSED)
 	doveadm_cmd_register_ver2(&doveadm_cmd_launchpad_cache_show);
 	doveadm_cmd_register_ver2(&doveadm_cmd_launchpad_cache_invalidate);
 	doveadm_cmd_register_ver2(&doveadm_cmd_launchpad_password_generate);
+	doveadm_cmd_register_ver2(&doveadm_cmd_launchpad_ban);
+	doveadm_cmd_register_ver2(&doveadm_cmd_launchpad_unban);
 }
 
 void doveadm_launchpad_plugin_deinit(void)

@@ -33,5 +33,7 @@ int doveadm_launchpad_flush_auth_cache(struct doveadm_launchpad *lp,
 extern struct doveadm_cmd_ver2 doveadm_cmd_launchpad_cache_show;
 extern struct doveadm_cmd_ver2 doveadm_cmd_launchpad_cache_invalidate;
 extern struct doveadm_cmd_ver2 doveadm_cmd_launchpad_password_generate;
+extern struct doveadm_cmd_ver2 doveadm_cmd_launchpad_ban;
+extern struct doveadm_cmd_ver2 doveadm_cmd_launchpad_unban;
 
 #endif

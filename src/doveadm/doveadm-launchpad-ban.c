@@ -1,0 +1,106 @@
+/* Copyright (c) dovecot-launchpad authors; see debian/copyright. */
+
+#include "lib.h"
+#include "doveadm.h"
+#include "doveadm-cmd.h"
+#include "doveadm-print.h"
+#include "doveadm-launchpad.h"
+
+#include <sysexits.h>
+
+/* Bans are per Launchpad name and hold for every domain; the mailbox is
+   kept. */
+static const char *cmd_launchpad_ban_name(struct doveadm_cmd_context *cctx)
+{
+	const char *user, *p;
+
+	if (!doveadm_cmd_param_str(cctx, "user", &user)) {
+		i_error("launchpad: USER missing");
+		doveadm_exit_code = EX_USAGE;
+		return NULL;
+	}
+	user = t_str_lcase(user);
+	p = strrchr(user, '@');
+	if (p != NULL)
+		user = t_strdup_until(user, p);
+	if (!lp_name_is_valid(user)) {
+		i_error("launchpad: %s: not a Launchpad name", user);
+		doveadm_exit_code = EX_USAGE;
+		return NULL;
+	}
+	return user;
+}
+
+static void cmd_launchpad_ban_finish(struct doveadm_launchpad *lp,
+				     const char *name)
+{
+	/* A ban or unban must reach the next login, not the next auth cache
+	   expiry. */
+	if (doveadm_launchpad_flush_auth_cache(lp, name) < 0)
+		doveadm_exit_code = EX_TEMPFAIL;
+}
+
+static void cmd_launchpad_ban(struct doveadm_cmd_context *cctx)
+{
+	struct doveadm_launchpad *lp;
+	struct lp_error err;
+	const char *name, *reason;
+
+	if ((name = cmd_launchpad_ban_name(cctx)) == NULL)
+		return;
+	if (!doveadm_cmd_param_str(cctx, "reason", &reason))
+		reason = "";
+	if (doveadm_launchpad_open(&lp) < 0)
+		return;
+	if (lp_ban_set(lp->ctx, name, reason, &err) < 0 ||
+	    lp_cache_invalidate(lp->ctx, name, &err) < 0) {
+		i_error("launchpad: %s", err.text);
+		doveadm_exit_code = EX_TEMPFAIL;
+	} else {
+		cmd_launchpad_ban_finish(lp, name);
+	}
+	doveadm_launchpad_close(&lp);
+}
+
+static void cmd_launchpad_unban(struct doveadm_cmd_context *cctx)
+{
+	struct doveadm_launchpad *lp;
+	struct lp_error err;
+	const char *name;
+	int ret;
+
+	if ((name = cmd_launchpad_ban_name(cctx)) == NULL)
+		return;
+	if (doveadm_launchpad_open(&lp) < 0)
+		return;
+	ret = lp_ban_clear(lp->ctx, name, &err);
+	if (ret < 0 || lp_cache_invalidate(lp->ctx, name, &err) < 0) {
+		i_error("launchpad: %s", err.text);
+		doveadm_exit_code = EX_TEMPFAIL;
+	} else if (ret == 0) {
+		i_error("launchpad: %s is not banned", name);
+		doveadm_exit_code = DOVEADM_EX_NOTFOUND;
+	} else {
+		cmd_launchpad_ban_finish(lp, name);
+	}
+	doveadm_launchpad_close(&lp);
+}
+
+struct doveadm_cmd_ver2 doveadm_cmd_launchpad_ban = {
+	.name = "launchpad ban",
+	.cmd = cmd_launchpad_ban,
+	.usage = "<user> [<reason>]",
+DOVEADM_CMD_PARAMS_START
+DOVEADM_CMD_PARAM('\0', "user", CMD_PARAM_STR, CMD_PARAM_FLAG_POSITIONAL)
+DOVEADM_CMD_PARAM('\0', "reason", CMD_PARAM_STR, CMD_PARAM_FLAG_POSITIONAL)
+DOVEADM_CMD_PARAMS_END
+};
+
+struct doveadm_cmd_ver2 doveadm_cmd_launchpad_unban = {
+	.name = "launchpad unban",
+	.cmd = cmd_launchpad_unban,
+	.usage = "<user>",
+DOVEADM_CMD_PARAMS_START
+DOVEADM_CMD_PARAM('\0', "user", CMD_PARAM_STR, CMD_PARAM_FLAG_POSITIONAL)
+DOVEADM_CMD_PARAMS_END
+};
