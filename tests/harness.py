@@ -1,0 +1,398 @@
+"""Real parts for the system tests and the demo: the loopback Launchpad fake
+and a real Dovecot (Debian's binaries) running our modules.
+
+Dovecot's auth and doveadm module directories are compiled in (DOVECOT-NOTES
+0.1), so Dovecot runs in a private mount namespace (`unshare -m`) where
+copies of those directories, with our modules added, are bind-mounted over
+the system ones.  Nothing on the machine changes; doveadm commands enter the
+same namespace with nsenter.  Every server listens on 127.0.0.1 only.
+"""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
+TOP_SRCDIR = os.path.dirname(TESTS_DIR)
+BUILD_DIR = os.environ.get("DLP_BUILD_DIR", os.path.join(TOP_SRCDIR, "build"))
+PYTHON = "/usr/bin/python3"
+SYSTEM_MODULEDIR = "/usr/lib/dovecot/modules"
+
+AUTH_MODULE = os.path.join(BUILD_DIR, "src/auth/.libs/libauthdb_launchpad.so")
+DOVEADM_MODULE = os.path.join(
+    BUILD_DIR, "src/doveadm/.libs/lib10_doveadm_launchpad_plugin.so")
+
+# A user no test or demo changes; uid/gid of the mail processes.
+MAIL_USER = "nobody"
+MAIL_GROUP = "nogroup"
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise TimeoutError("timed out waiting for " + what)
+
+
+def port_open(port):
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+class LaunchpadFake:
+    """tests/lpfake.py in a child process, with its control API."""
+
+    def __init__(self, workdir, fixtures=None, extra_args=()):
+        self.workdir = workdir
+        self.fixtures = fixtures or os.path.join(
+            TESTS_DIR, "fixtures", "launchpad.json")
+        self.extra_args = list(extra_args)
+        self.proc = None
+        self.port = None
+
+    @property
+    def api_url(self):
+        return "http://127.0.0.1:%d/1.0" % self.port
+
+    def start(self, port=0):
+        port_file = os.path.join(self.workdir, "lpfake.port")
+        if os.path.exists(port_file):
+            os.unlink(port_file)
+        self.log = open(os.path.join(self.workdir, "lpfake.log"), "ab")
+        self.proc = subprocess.Popen(
+            [PYTHON, os.path.join(TESTS_DIR, "lpfake.py"),
+             "--port", str(port), "--port-file", port_file,
+             "--fixtures", self.fixtures] + self.extra_args,
+            stdout=self.log, stderr=subprocess.STDOUT)
+        wait_for(lambda: os.path.exists(port_file) and
+                 open(port_file).read().strip() != "", 10, "lpfake port")
+        self.port = int(open(port_file).read().strip())
+        wait_for(lambda: port_open(self.port), 10, "lpfake listening")
+        return self
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def restart(self):
+        self.start(self.port)
+
+    def _call(self, method, path, body=None):
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(
+            "http://127.0.0.1:%d%s" % (self.port, path), data=data,
+            method=method, headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            text = resp.read().decode()
+        return json.loads(text) if text.strip() else None
+
+    def fault(self, mode, path=None, count=None, delay=None):
+        body = {"mode": mode, "path": path, "count": count}
+        if delay is not None:
+            body["delay"] = delay
+        self._call("POST", "/_fake/fault", body)
+
+    def reset(self):
+        self._call("POST", "/_fake/reset", {})
+
+    def requests(self):
+        return self._call("GET", "/_fake/requests")
+
+    def person(self, name, **fields):
+        self._call("POST", "/_fake/person", dict(name=name, **fields))
+
+    def team(self, team, members):
+        self._call("POST", "/_fake/team", {"team": team, "members": members})
+
+
+DOVECOT_CONF = """\
+# Written by tests/harness.py: a private Dovecot on loopback ports.
+base_dir = {run}
+state_dir = {state}
+log_path = {log}
+protocols = imap pop3 lmtp
+listen = 127.0.0.1
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+auth_failure_delay = 0
+auth_cache_size = {auth_cache_size}
+auth_cache_ttl = {auth_cache_ttl}
+auth_cache_negative_ttl = {auth_cache_ttl}
+auth_debug = {auth_debug}
+mail_location = maildir:~/Maildir
+default_internal_user = dovecot
+default_login_user = dovenull
+first_valid_uid = 1
+import_environment = TZ
+
+service imap-login {{
+  inet_listener imap {{
+    address = 127.0.0.1
+    port = {imap_port}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+}}
+service pop3-login {{
+  inet_listener pop3 {{
+    address = 127.0.0.1
+    port = {pop3_port}
+  }}
+  inet_listener pop3s {{
+    port = 0
+  }}
+}}
+service lmtp {{
+  inet_listener lmtp {{
+    address = 127.0.0.1
+    port = {lmtp_port}
+  }}
+}}
+
+passdb {{
+  driver = launchpad
+  args = {lpconf}
+}}
+userdb {{
+  driver = launchpad
+  args = {lpconf}
+}}
+plugin {{
+  launchpad_config = {lpconf}
+}}
+"""
+
+LAUNCHPAD_CONF = """\
+# Written by tests/harness.py.
+api_url      = {api_url}
+cache_path   = {cache_path}
+home         = {vmail}/%d/%n
+uid          = {uid}
+gid          = {gid}
+positive_ttl = {positive_ttl}
+negative_ttl = {negative_ttl}
+stale_grace  = {stale_grace}
+http_timeout = {http_timeout}
+domain ubuntu.com       = ubuntumembers
+domain kubuntu.org      = kubuntu-members
+domain lubuntu.me       = lubuntu-members
+domain edubuntu.org     = edubuntu-members
+domain ubuntustudio.com = ubuntustudio-core
+domain ubuntu.net       = ubuntu-smtp-test
+"""
+
+
+class Dovecot:
+    """A real Dovecot with our modules, in a private mount namespace."""
+
+    def __init__(self, workdir, api_url, auth_cache_size="1M",
+                 auth_cache_ttl="1h", positive_ttl="1h", negative_ttl="10m",
+                 stale_grace="7d", http_timeout="3s", auth_debug="no"):
+        self.workdir = workdir
+        self.run_dir = os.path.join(workdir, "run")
+        self.vmail = os.path.join(workdir, "vmail")
+        self.conf_path = os.path.join(workdir, "dovecot.conf")
+        self.lpconf_path = os.path.join(workdir, "dovecot-launchpad.conf.ext")
+        self.log_path = os.path.join(workdir, "dovecot.log")
+        self.imap_port = free_port()
+        self.pop3_port = free_port()
+        self.lmtp_port = free_port()
+        self.proc = None
+        self.settings = dict(
+            api_url=api_url, auth_cache_size=auth_cache_size,
+            auth_cache_ttl=auth_cache_ttl, positive_ttl=positive_ttl,
+            negative_ttl=negative_ttl, stale_grace=stale_grace,
+            http_timeout=http_timeout, auth_debug=auth_debug)
+
+    def _module_dir(self, kind, ours):
+        """A copy of the system module dir `kind` plus our module."""
+        target = os.path.join(self.workdir, "modules", kind)
+        os.makedirs(target, exist_ok=True)
+        for name in os.listdir(os.path.join(SYSTEM_MODULEDIR, kind)):
+            src = os.path.join(SYSTEM_MODULEDIR, kind, name)
+            if os.path.isfile(src) and not os.path.exists(
+                    os.path.join(target, name)):
+                shutil.copy2(src, target)
+        # install(1) semantics: write a new file and rename it over, never
+        # overwrite a file a running process may have mapped.
+        dest = os.path.join(target, os.path.basename(ours))
+        tmp = dest + ".tmp"
+        shutil.copyfile(ours, tmp)
+        os.chmod(tmp, 0o644)
+        os.rename(tmp, dest)
+        return target
+
+    def write_config(self):
+        for d in (self.run_dir, os.path.join(self.workdir, "state"),
+                  self.vmail):
+            os.makedirs(d, exist_ok=True)
+        os.chmod(self.workdir, 0o755)
+        shutil.chown(self.vmail, MAIL_USER, MAIL_GROUP)
+        s = self.settings
+        with open(self.lpconf_path, "w") as f:
+            f.write(LAUNCHPAD_CONF.format(
+                api_url=s["api_url"],
+                cache_path=os.path.join(self.workdir, "launchpad.tdb"),
+                vmail=self.vmail, uid=MAIL_USER, gid=MAIL_GROUP,
+                positive_ttl=s["positive_ttl"],
+                negative_ttl=s["negative_ttl"],
+                stale_grace=s["stale_grace"],
+                http_timeout=s["http_timeout"]))
+        with open(self.conf_path, "w") as f:
+            f.write(DOVECOT_CONF.format(
+                run=self.run_dir, state=os.path.join(self.workdir, "state"),
+                log=self.log_path, lpconf=self.lpconf_path,
+                imap_port=self.imap_port, pop3_port=self.pop3_port,
+                lmtp_port=self.lmtp_port,
+                auth_cache_size=s["auth_cache_size"],
+                auth_cache_ttl=s["auth_cache_ttl"],
+                auth_debug=s["auth_debug"]))
+
+    def start(self):
+        for path in (AUTH_MODULE, DOVEADM_MODULE):
+            if not os.path.exists(path):
+                raise FileNotFoundError(
+                    "%s not built (DLP_BUILD_DIR=%s)" % (path, BUILD_DIR))
+        auth_dir = self._module_dir("auth", AUTH_MODULE)
+        doveadm_dir = self._module_dir("doveadm", DOVEADM_MODULE)
+        self.write_config()
+        script = ("set -e; mount --bind {a} {sa}; mount --bind {d} {sd}; "
+                  "exec dovecot -F -c {conf}").format(
+                      a=auth_dir, sa=SYSTEM_MODULEDIR + "/auth",
+                      d=doveadm_dir, sd=SYSTEM_MODULEDIR + "/doveadm",
+                      conf=self.conf_path)
+        self.stdout = open(os.path.join(self.workdir, "dovecot.stdout"), "ab")
+        self.proc = subprocess.Popen(
+            ["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+            stdout=self.stdout, stderr=subprocess.STDOUT)
+        try:
+            for port in (self.imap_port, self.pop3_port, self.lmtp_port):
+                wait_for(lambda: port_open(port) or self.proc.poll() is not None,
+                         20, "dovecot port %d" % port)
+            if self.proc.poll() is not None:
+                raise RuntimeError("dovecot exited:\n" + self.log_text())
+        except Exception:
+            self.stop()
+            raise
+        return self
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def doveadm(self, *args, input=None, check=True):
+        """Runs doveadm inside Dovecot's mount namespace (our module dirs)."""
+        cmd = ["nsenter", "-t", str(self.proc.pid), "-m",
+               "doveadm", "-c", self.conf_path] + list(args)
+        res = subprocess.run(cmd, input=input, capture_output=True,
+                             text=True, timeout=120)
+        if check and res.returncode != 0:
+            raise RuntimeError("doveadm %s failed (%d): %s%s" % (
+                " ".join(args), res.returncode, res.stdout, res.stderr))
+        return res
+
+    def generate_password(self, user, label="test", existing=None):
+        args = ["-f", "json", "launchpad", "password", "generate",
+                "-l", label]
+        if existing is not None:
+            args.append("-e")
+        res = self.doveadm(*(args + [user]),
+                           input=None if existing is None else existing + "\n")
+        return json.loads(res.stdout)[0]["password"]
+
+    def log_text(self):
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def home(self, name, domain="ubuntu.com"):
+        return os.path.join(self.vmail, domain, name)
+
+
+class Workdir:
+    """A world-traversable temp dir (mail processes run as nobody)."""
+
+    def __init__(self, prefix="dlp-"):
+        base = os.environ.get("DLP_TEST_OUT")
+        if base:
+            os.makedirs(base, exist_ok=True)
+        self.path = tempfile.mkdtemp(prefix=prefix, dir=base)
+        os.chmod(self.path, 0o755)
+
+    def cleanup(self):
+        if not os.environ.get("DLP_KEEP"):
+            shutil.rmtree(self.path, ignore_errors=True)
+
+
+def demo():
+    """`python3 tests/harness.py demo`: Dovecot + fake Launchpad, forever."""
+    wd = Workdir("dlp-demo-")
+    fake = LaunchpadFake(wd.path).start()
+    dc = Dovecot(wd.path, fake.api_url, http_timeout="5s").start()
+    users = {}
+    for user in ("alice@ubuntu.com", "frank@ubuntu.com", "kim@kubuntu.org"):
+        users[user] = dc.generate_password(user, label="demo")
+    print("dovecot-launchpad demo is running (Ctrl-C stops it)\n")
+    print("  IMAP  127.0.0.1:%d   POP3 127.0.0.1:%d   LMTP 127.0.0.1:%d" % (
+        dc.imap_port, dc.pop3_port, dc.lmtp_port))
+    print("  fake Launchpad: %s  (fixtures: tests/fixtures/launchpad.json)" %
+          fake.api_url)
+    print("  files and log:  %s\n" % wd.path)
+    for user, password in users.items():
+        print("  %-20s app password %s" % (user, password))
+    print("\n  try:  curl -v 'imap://127.0.0.1:%d/INBOX' --user '%s:%s'" % (
+        dc.imap_port, "alice@ubuntu.com", users["alice@ubuntu.com"]))
+    print("  refused (and why, in %s): bob, carol, dave, erin @ubuntu.com" %
+          dc.log_path)
+    print("  admin: nsenter -t %d -m doveadm -c %s launchpad cache show alice@ubuntu.com" % (
+        dc.proc.pid, dc.conf_path))
+    sys.stdout.flush()
+    try:
+        while dc.proc.poll() is None and fake.proc.poll() is None:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        dc.stop()
+        fake.stop()
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["demo"]:
+        demo()
+    else:
+        sys.exit("usage: harness.py demo")
