@@ -94,6 +94,14 @@ struct lp_config {
 	char *recovery_public_key;	/* base64 X25519 public key, or NULL */
 	struct lp_domain *domains;	/* in file order; [0] is the default */
 	unsigned int domains_count;
+
+	/* Reserved for later issues: parsed and stored, not yet used by
+	   liblaunchpad.  Empty optional values are NULL. */
+	char *web_listen;	/* "127.0.0.1:8145" */
+	char *web_url;		/* public https base URL, or NULL */
+	char *sso_url;		/* "https://login.ubuntu.com/+openid" */
+	char *notify_to;	/* admin notification address, or NULL */
+	char *notify_from;	/* or NULL */
 };
 
 /* Parses a dovecot-launchpad.conf.ext (DESIGN.md section 3).  Unknown keys,
