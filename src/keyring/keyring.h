@@ -12,8 +12,8 @@
      XChaCha20-Poly1305_KEK(master key || X25519 secret key), with the file
      header (magic, version, user, public key) and the slot's own id, label
      and creation time as associated data,
-   - optionally a recovery slot: crypto_box_seal(master || secret key) to
-     the admin's recovery public key.
+   - optionally a recovery slot: crypto_box_seal(master || secret key ||
+     header hash) to the admin's recovery public key.
    Verifying a password = opening a slot: one Argon2id per login (a short
    keyed hint picks the slot; app passwords carry >= 128 bits of entropy, so
    the hint gives nothing to a guesser).  Removing a slot needs no key;
@@ -35,7 +35,17 @@
    Secrets (master key, X25519 secret key, KEK) live only in kr_secret /
    kr_keys holders allocated with sodium_malloc() and wiped on free.
    Returns: 0 ok / -1 error; lookups and verifications 1 yes / 0 no /
-   -1 error (I/O, corrupt file).  The library never prints. */
+   -1 error (I/O, corrupt file).  The library never prints.
+
+   Threads: the library calls sodium_init() itself (idempotent, locked
+   inside libsodium).  Calls on distinct objects may run concurrently; a
+   kr_keyfile must not be modified while another thread reads it.
+   Passwords: a generated password is accepted in any case, with or without
+   its dashes or spaces (and o/i/l for 0/1); any other password is compared
+   byte for byte.  kr_slot_open() and kr_slot_add*() block for one
+   Argon2id derivation (per candidate slot: normally one; 64 MiB and a
+   fraction of a second with kr_pwhash_default): run them in an auth
+   worker.  kr_slot_unwrap() is fast. */
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -197,7 +207,16 @@ int kr_recovery_unwrap(const struct kr_keyfile *kf,
 		       const unsigned char recovery_sk[KR_SECRET_KEY_BYTES],
 		       struct kr_keys **keys_r, struct kr_error *err);
 
-/* Decodes a base64 X25519 public key (config recovery_public_key). */
+/* Adds or replaces the sealed recovery slot for recovery_pk, or removes it
+   (recovery_pk NULL); keys must be this keyfile's.  Returns 0, -1 (an
+   invalid public key is KR_ERR_LIMIT).  Added beyond the first contract:
+   for keyfiles created before recovery_public_key was configured. */
+int kr_recovery_set(struct kr_keyfile *kf, const struct kr_keys *keys,
+		    const unsigned char *recovery_pk, struct kr_error *err);
+
+/* Decodes a base64 X25519 public key (config recovery_public_key):
+   standard base64 with padding, exactly 32 bytes, not a small-order point.
+   Returns 0, -1 if malformed. */
 int kr_public_key_decode(const char *base64,
 			 unsigned char pk_r[KR_PUBLIC_KEY_BYTES]);
 
