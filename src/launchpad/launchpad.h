@@ -282,6 +282,11 @@ int lp_cache_show(struct lp_context *ctx, const char *user,
 int lp_cache_invalidate(struct lp_context *ctx, const char *user,
 			struct lp_error *err);
 
+/* Drops every person, team and verdict record (doveadm launchpad cache
+   invalidate -A).  Returns the number of records removed, or -1.  Does
+   not touch bans. */
+int lp_cache_invalidate_all(struct lp_context *ctx, struct lp_error *err);
+
 /* Calls cb for every cached ALLOW verdict that has not expired beyond
    stale_grace ("name@domain").  Returns 0 or -1. cb returns 0 to go on,
    -1 to stop. */

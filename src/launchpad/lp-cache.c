@@ -1,0 +1,813 @@
+/* Copyright (c) dovecot-launchpad authors; see debian/copyright. */
+
+#include "launchpad-private.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* Records are JSON objects {"v":1,"kind":...,...} under the keys
+   "person/<name>", "team/<team>", "verdict/<name>@<domain>", "ban/<name>"
+   and "outage".  Anything unreadable is a miss, never a crash: the next
+   store of that key rewrites it. */
+
+#define LP_KEY_PERSON "person/"
+#define LP_KEY_TEAM "team/"
+#define LP_KEY_VERDICT "verdict/"
+#define LP_KEY_BAN "ban/"
+#define LP_KEY_OUTAGE "outage"
+#define LP_KEY_MAX (sizeof(LP_KEY_VERDICT) + LP_USER_MAX + 1)
+
+static const char *const lp_reason_names[] = {
+	[LP_DENY_NONE] = "none",
+	[LP_DENY_DOMAIN] = "domain",
+	[LP_DENY_NAME] = "name",
+	[LP_DENY_BANNED] = "banned",
+	[LP_DENY_NO_PERSON] = "no-person",
+	[LP_DENY_NOT_VALID] = "not-valid",
+	[LP_DENY_NO_COC] = "no-coc",
+	[LP_DENY_NOT_MEMBER] = "not-member",
+};
+
+static const char *const lp_person_state_names[] = {
+	[LP_PERSON_UNKNOWN] = "unknown",
+	[LP_PERSON_OK] = "ok",
+	[LP_PERSON_NOT_FOUND] = "not-found",
+	[LP_PERSON_SUSPENDED] = "suspended",
+};
+
+#define LP_N_ELEMENTS(arr) (sizeof(arr) / sizeof((arr)[0]))
+
+static int lp_token_lookup(const char *const *names, unsigned int count,
+			   const char *token)
+{
+	if (token == NULL)
+		return -1;
+	for (unsigned int i = 0; i < count; i++) {
+		if (strcmp(names[i], token) == 0)
+			return (int)i;
+	}
+	return -1;
+}
+
+static TDB_DATA lp_key(const char *key)
+{
+	return (TDB_DATA){
+		.dptr = (unsigned char *)key,
+		.dsize = strlen(key),
+	};
+}
+
+static void lp_cache_tdb_log(struct tdb_context *tdb,
+			     enum tdb_debug_level level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void lp_cache_tdb_log(struct tdb_context *tdb,
+			     enum tdb_debug_level level, const char *fmt, ...)
+{
+	struct lp_context *ctx = tdb_get_logging_private(tdb);
+	char msg[LP_TEXT_MAX];
+	size_t len;
+	va_list args;
+
+	if (ctx == NULL || level == TDB_DEBUG_TRACE)
+		return;
+	va_start(args, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, args);
+	va_end(args);
+	len = strlen(msg);
+	if (len > 0 && msg[len - 1] == '\n')
+		msg[len - 1] = '\0';
+	lp_log(ctx, level <= TDB_DEBUG_ERROR ? LP_LOG_ERROR :
+	       level == TDB_DEBUG_WARNING ? LP_LOG_WARNING : LP_LOG_DEBUG,
+	       "tdb %s: %s", ctx->config->cache_path, msg);
+}
+
+int lp_cache_open(struct lp_context *ctx, struct lp_error *err)
+{
+	struct tdb_logging_context log_ctx = {
+		.log_fn = lp_cache_tdb_log,
+		.log_private = ctx,
+	};
+
+	errno = 0;
+	ctx->tdb = tdb_open_ex(ctx->config->cache_path, LP_CACHE_HASH_SIZE,
+			       TDB_DEFAULT, O_RDWR | O_CREAT, 0600,
+			       &log_ctx, NULL);
+	if (ctx->tdb == NULL) {
+		lp_error_set(err, LP_ERR_INTERNAL, "tdb_open(%s) failed: %s",
+			     ctx->config->cache_path,
+			     errno != 0 ? strerror(errno) : "corrupt file");
+		return -1;
+	}
+	return 0;
+}
+
+void lp_cache_close(struct lp_context *ctx)
+{
+	if (ctx->tdb != NULL)
+		tdb_close(ctx->tdb);
+	ctx->tdb = NULL;
+}
+
+int lp_cache_lock(struct lp_context *ctx, const char *key,
+		  struct lp_error *err)
+{
+	struct timespec ts = {
+		.tv_nsec = LP_CACHE_LOCK_POLL_MSECS * 1000000L,
+	};
+
+	if (lp_deadline_left(ctx) == UINT64_MAX) {
+		if (tdb_chainlock(ctx->tdb, lp_key(key)) == 0)
+			return 0;
+	} else {
+		/* Polled, so a process stuck in a 40 s timeout cannot make
+		   its waiters overrun their own deadline. */
+		while (lp_deadline_left(ctx) > 0) {
+			if (tdb_chainlock_nonblock(ctx->tdb, lp_key(key)) == 0)
+				return 0;
+			nanosleep(&ts, NULL);
+		}
+	}
+	lp_error_set(err, LP_ERR_TEMP, "cache lock for %s: %s", key,
+		     lp_deadline_left(ctx) == 0 ? "deadline reached" :
+		     tdb_errorstr(ctx->tdb));
+	lp_log(ctx, LP_LOG_WARNING, "%s", err == NULL ? key : err->text);
+	return -1;
+}
+
+void lp_cache_unlock(struct lp_context *ctx, const char *key)
+{
+	tdb_chainunlock(ctx->tdb, lp_key(key));
+}
+
+int lp_cache_get(struct lp_context *ctx, const char *key, const char *kind,
+		 json_t **obj_r)
+{
+	TDB_DATA data;
+	json_t *obj, *v;
+	const char *problem = NULL;
+
+	*obj_r = NULL;
+	data = tdb_fetch(ctx->tdb, lp_key(key));
+	if (data.dptr == NULL)
+		return 0;
+	obj = json_loadb((const char *)data.dptr, data.dsize, 0, NULL);
+	free(data.dptr);
+	v = json_object_get(obj, "v");
+	if (!json_is_object(obj))
+		problem = "not a JSON object";
+	else if (!json_is_integer(v) ||
+		 json_integer_value(v) != LP_CACHE_VERSION)
+		problem = "foreign version";
+	else if (!json_is_string(json_object_get(obj, "kind")) ||
+		 strcmp(json_string_value(json_object_get(obj, "kind")),
+			kind) != 0)
+		problem = "wrong kind";
+	if (problem != NULL) {
+		lp_log(ctx, LP_LOG_WARNING,
+		       "cache record %s: %s, treated as a miss", key, problem);
+		json_decref(obj);
+		return 0;
+	}
+	*obj_r = obj;
+	return 1;
+}
+
+static void lp_cache_bad_field(struct lp_context *ctx, const char *key,
+			       const char *field)
+{
+	lp_log(ctx, LP_LOG_WARNING,
+	       "cache record %s: field \"%s\" missing or mistyped, "
+	       "treated as a miss", key, field);
+}
+
+int lp_cache_put(struct lp_context *ctx, const char *key, const char *kind,
+		 json_t *obj, struct lp_error *err)
+{
+	TDB_DATA data;
+	char *text;
+	int ret;
+
+	if (json_object_set_new(obj, "v", json_integer(LP_CACHE_VERSION)) < 0 ||
+	    json_object_set_new(obj, "kind", json_string(kind)) < 0 ||
+	    (text = json_dumps(obj, JSON_COMPACT)) == NULL) {
+		lp_error_set(err, LP_ERR_INTERNAL, "cache %s: out of memory",
+			     key);
+		return -1;
+	}
+	data.dptr = (unsigned char *)text;
+	data.dsize = strlen(text);
+	ret = tdb_store(ctx->tdb, lp_key(key), data, TDB_REPLACE);
+	free(text);
+	if (ret < 0) {
+		lp_error_set(err, LP_ERR_INTERNAL, "tdb_store(%s, %s) failed: %s",
+			     ctx->config->cache_path, key,
+			     tdb_errorstr(ctx->tdb));
+		lp_log(ctx, LP_LOG_ERROR, "tdb_store(%s, %s) failed: %s",
+		       ctx->config->cache_path, key, tdb_errorstr(ctx->tdb));
+		return -1;
+	}
+	return 0;
+}
+
+int lp_cache_delete(struct lp_context *ctx, const char *key,
+		    struct lp_error *err)
+{
+	if (tdb_delete(ctx->tdb, lp_key(key)) == 0)
+		return 1;
+	if (tdb_error(ctx->tdb) == TDB_ERR_NOEXIST)
+		return 0;
+	lp_error_set(err, LP_ERR_INTERNAL, "tdb_delete(%s, %s) failed: %s",
+		     ctx->config->cache_path, key, tdb_errorstr(ctx->tdb));
+	return -1;
+}
+
+static bool lp_json_time(json_t *obj, const char *field, time_t *time_r)
+{
+	json_t *v = json_object_get(obj, field);
+
+	if (!json_is_integer(v))
+		return false;
+	*time_r = (time_t)json_integer_value(v);
+	return true;
+}
+
+static bool lp_json_bool(json_t *obj, const char *field, bool *value_r)
+{
+	json_t *v = json_object_get(obj, field);
+
+	if (!json_is_boolean(v))
+		return false;
+	*value_r = json_is_true(v);
+	return true;
+}
+
+static bool lp_json_text(json_t *obj, const char *field, char *buf,
+			 size_t size)
+{
+	json_t *v = json_object_get(obj, field);
+
+	if (!json_is_string(v) || json_string_length(v) >= size)
+		return false;
+	memcpy(buf, json_string_value(v), json_string_length(v) + 1);
+	return true;
+}
+
+/* ---- person ---- */
+
+int lp_cache_person_get(struct lp_context *ctx, const char *name,
+			struct lp_person_record *rec_r)
+{
+	char key[LP_KEY_MAX];
+	const char *field = NULL;
+	json_t *obj;
+	int state;
+
+	memset(rec_r, 0, sizeof(*rec_r));
+	snprintf(key, sizeof(key), LP_KEY_PERSON "%s", name);
+	if (lp_cache_get(ctx, key, "person", &obj) <= 0)
+		return 0;
+	state = lp_token_lookup(lp_person_state_names,
+				LP_N_ELEMENTS(lp_person_state_names),
+				json_string_value(json_object_get(obj, "state")));
+	if (state <= LP_PERSON_UNKNOWN)
+		field = "state";
+	else if (!lp_json_bool(obj, "is_valid", &rec_r->is_valid))
+		field = "is_valid";
+	else if (!lp_json_bool(obj, "is_coc_signer", &rec_r->is_coc_signer))
+		field = "is_coc_signer";
+	else if (!lp_json_bool(obj, "is_team", &rec_r->is_team))
+		field = "is_team";
+	else if (!lp_json_text(obj, "etag", rec_r->etag, sizeof(rec_r->etag)))
+		field = "etag";
+	else if (!lp_json_time(obj, "fetched_at", &rec_r->fetched_at))
+		field = "fetched_at";
+	else if (!lp_json_time(obj, "expires_at", &rec_r->expires_at))
+		field = "expires_at";
+	json_decref(obj);
+	if (field != NULL) {
+		lp_cache_bad_field(ctx, key, field);
+		memset(rec_r, 0, sizeof(*rec_r));
+		return 0;
+	}
+	rec_r->state = (enum lp_person_state)state;
+	return 1;
+}
+
+int lp_cache_person_put(struct lp_context *ctx, const char *name,
+			const struct lp_person_record *rec,
+			struct lp_error *err)
+{
+	char key[LP_KEY_MAX];
+	json_t *obj;
+	int ret;
+
+	snprintf(key, sizeof(key), LP_KEY_PERSON "%s", name);
+	obj = json_pack("{s:s, s:s, s:b, s:b, s:b, s:s, s:I, s:I}",
+			"name", name,
+			"state", lp_person_state_names[rec->state],
+			"is_valid", rec->is_valid,
+			"is_coc_signer", rec->is_coc_signer,
+			"is_team", rec->is_team,
+			"etag", rec->etag,
+			"fetched_at", (json_int_t)rec->fetched_at,
+			"expires_at", (json_int_t)rec->expires_at);
+	if (obj == NULL) {
+		lp_error_set(err, LP_ERR_INTERNAL, "cache %s: json_pack failed",
+			     key);
+		return -1;
+	}
+	ret = lp_cache_put(ctx, key, "person", obj, err);
+	json_decref(obj);
+	return ret;
+}
+
+/* ---- team ---- */
+
+int lp_cache_team_get(struct lp_context *ctx, const char *team,
+		      struct lp_name_set *set_r, time_t *fetched_at_r,
+		      time_t *expires_at_r)
+{
+	char key[LP_KEY_MAX];
+	json_t *obj, *members, *member;
+	size_t i;
+
+	memset(set_r, 0, sizeof(*set_r));
+	snprintf(key, sizeof(key), LP_KEY_TEAM "%s", team);
+	if (lp_cache_get(ctx, key, "team", &obj) <= 0)
+		return 0;
+	members = json_object_get(obj, "members");
+	if (!lp_json_time(obj, "fetched_at", fetched_at_r) ||
+	    !lp_json_time(obj, "expires_at", expires_at_r) ||
+	    !json_is_array(members))
+		goto bad;
+	set_r->names = calloc(json_array_size(members) + 1,
+			      sizeof(*set_r->names));
+	if (set_r->names == NULL)
+		goto bad;
+	json_array_foreach(members, i, member) {
+		const char *name = json_string_value(member);
+
+		/* stored sorted and unique; anything else is corrupt, as
+		   bsearch would silently miss members */
+		if (name == NULL || (set_r->count > 0 &&
+		    strcmp(set_r->names[set_r->count - 1], name) >= 0))
+			goto bad;
+		set_r->names[set_r->count] = strdup(name);
+		if (set_r->names[set_r->count] == NULL)
+			goto bad;
+		set_r->count++;
+	}
+	json_decref(obj);
+	return 1;
+bad:
+	lp_cache_bad_field(ctx, key, "members");
+	lp_name_set_free(set_r);
+	json_decref(obj);
+	return 0;
+}
+
+int lp_cache_team_put(struct lp_context *ctx, const char *team,
+		      const struct lp_name_set *set, time_t fetched_at,
+		      time_t expires_at, struct lp_error *err)
+{
+	char key[LP_KEY_MAX];
+	json_t *obj, *members;
+	int ret;
+
+	snprintf(key, sizeof(key), LP_KEY_TEAM "%s", team);
+	members = json_array();
+	for (unsigned int i = 0; members != NULL && i < set->count; i++) {
+		if (json_array_append_new(members,
+					  json_string(set->names[i])) < 0) {
+			json_decref(members);
+			members = NULL;
+		}
+	}
+	obj = members == NULL ? NULL :
+		json_pack("{s:s, s:o, s:I, s:I}", "team", team,
+			  "members", members,
+			  "fetched_at", (json_int_t)fetched_at,
+			  "expires_at", (json_int_t)expires_at);
+	if (obj == NULL) {
+		lp_error_set(err, LP_ERR_INTERNAL, "cache %s: out of memory",
+			     key);
+		return -1;
+	}
+	ret = lp_cache_put(ctx, key, "team", obj, err);
+	json_decref(obj);
+	return ret;
+}
+
+/* ---- verdict ---- */
+
+static int lp_cache_verdict_parse(struct lp_context *ctx, const char *key,
+				  json_t *obj, struct lp_verdict_record *rec_r)
+{
+	const char *kind = json_string_value(json_object_get(obj, "verdict"));
+	const char *field = NULL;
+	int reason;
+
+	memset(rec_r, 0, sizeof(*rec_r));
+	reason = lp_token_lookup(lp_reason_names, LP_N_ELEMENTS(lp_reason_names),
+				 json_string_value(json_object_get(obj, "reason")));
+	if (kind == NULL ||
+	    (strcmp(kind, "allow") != 0 && strcmp(kind, "deny") != 0))
+		field = "verdict";
+	else if (reason < 0 ||
+		 (strcmp(kind, "allow") == 0) != (reason == LP_DENY_NONE))
+		field = "reason";
+	else if (!lp_json_text(obj, "text", rec_r->text, sizeof(rec_r->text)))
+		field = "text";
+	else if (!lp_json_time(obj, "decided_at", &rec_r->decided_at))
+		field = "decided_at";
+	else if (!lp_json_time(obj, "expires_at", &rec_r->expires_at))
+		field = "expires_at";
+	if (field != NULL) {
+		lp_cache_bad_field(ctx, key, field);
+		return -1;
+	}
+	rec_r->kind = strcmp(kind, "allow") == 0 ?
+		LP_VERDICT_ALLOW : LP_VERDICT_DENY;
+	rec_r->reason = (enum lp_deny_reason)reason;
+	return 0;
+}
+
+int lp_cache_verdict_get(struct lp_context *ctx, const char *user,
+			 struct lp_verdict_record *rec_r)
+{
+	char key[LP_KEY_MAX];
+	json_t *obj;
+	int ret;
+
+	memset(rec_r, 0, sizeof(*rec_r));
+	snprintf(key, sizeof(key), LP_KEY_VERDICT "%s", user);
+	if (lp_cache_get(ctx, key, "verdict", &obj) <= 0)
+		return 0;
+	ret = lp_cache_verdict_parse(ctx, key, obj, rec_r) < 0 ? 0 : 1;
+	json_decref(obj);
+	return ret;
+}
+
+int lp_cache_verdict_put(struct lp_context *ctx, const char *user,
+			 const struct lp_verdict_record *rec,
+			 struct lp_error *err)
+{
+	char key[LP_KEY_MAX];
+	json_t *obj;
+	int ret;
+
+	snprintf(key, sizeof(key), LP_KEY_VERDICT "%s", user);
+	obj = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I}",
+			"user", user,
+			"verdict", rec->kind == LP_VERDICT_ALLOW ? "allow" : "deny",
+			"reason", lp_reason_names[rec->reason],
+			"text", rec->text,
+			"decided_at", (json_int_t)rec->decided_at,
+			"expires_at", (json_int_t)rec->expires_at);
+	if (obj == NULL) {
+		lp_error_set(err, LP_ERR_INTERNAL, "cache %s: json_pack failed",
+			     key);
+		return -1;
+	}
+	ret = lp_cache_put(ctx, key, "verdict", obj, err);
+	json_decref(obj);
+	return ret;
+}
+
+/* ---- ban ---- */
+
+int lp_cache_ban_get(struct lp_context *ctx, const char *name,
+		     char reason_r[LP_TEXT_MAX])
+{
+	char key[LP_KEY_MAX];
+	TDB_DATA data;
+	json_t *obj;
+
+	reason_r[0] = '\0';
+	snprintf(key, sizeof(key), LP_KEY_BAN "%s", name);
+	/* A ban that exists but cannot be read still bans. */
+	data = tdb_fetch(ctx->tdb, lp_key(key));
+	if (data.dptr == NULL)
+		return 0;
+	free(data.dptr);
+	if (lp_cache_get(ctx, key, "ban", &obj) <= 0 ||
+	    !lp_json_text(obj, "reason", reason_r, LP_TEXT_MAX)) {
+		json_decref(obj);
+		lp_log(ctx, LP_LOG_WARNING,
+		       "cache record %s unreadable: still treated as a ban",
+		       key);
+		snprintf(reason_r, LP_TEXT_MAX, "unreadable ban record");
+		return 1;
+	}
+	json_decref(obj);
+	return 1;
+}
+
+/* Lower-cases the part of user before its last '@' into name_r; TRUE if
+   it is a Launchpad name. */
+static bool lp_cache_user_name(const char *user, char name_r[LP_NAME_MAX + 1])
+{
+	const char *at = strrchr(user, '@');
+	size_t len = at == NULL ? strlen(user) : (size_t)(at - user);
+
+	if (len > LP_NAME_MAX)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		name_r[i] = (char)tolower((unsigned char)user[i]);
+	name_r[len] = '\0';
+	return lp_name_is_valid(name_r);
+}
+
+int lp_ban_set(struct lp_context *ctx, const char *name, const char *reason,
+	       struct lp_error *err)
+{
+	char lname[LP_NAME_MAX + 1], key[LP_KEY_MAX];
+	json_t *obj;
+	int ret;
+
+	if (!lp_cache_user_name(name, lname)) {
+		lp_error_set(err, LP_ERR_NOT_FOUND,
+			     "'%.64s' is not a Launchpad name", name);
+		return -1;
+	}
+	snprintf(key, sizeof(key), LP_KEY_BAN "%s", lname);
+	obj = json_pack("{s:s, s:s%, s:I}", "name", lname,
+			"reason", reason == NULL ? "" : reason,
+			reason == NULL ? (size_t)0 :
+			strnlen(reason, LP_TEXT_MAX - 1),
+			"set_at", (json_int_t)ctx->now());
+	if (obj == NULL) {
+		lp_error_set(err, LP_ERR_INTERNAL,
+			     "ban %s: reason is not UTF-8 or out of memory",
+			     lname);
+		return -1;
+	}
+	ret = lp_cache_put(ctx, key, "ban", obj, err);
+	json_decref(obj);
+	return ret;
+}
+
+int lp_ban_clear(struct lp_context *ctx, const char *name,
+		 struct lp_error *err)
+{
+	char lname[LP_NAME_MAX + 1], key[LP_KEY_MAX];
+
+	if (!lp_cache_user_name(name, lname)) {
+		lp_error_set(err, LP_ERR_NOT_FOUND,
+			     "'%.64s' is not a Launchpad name", name);
+		return -1;
+	}
+	snprintf(key, sizeof(key), LP_KEY_BAN "%s", lname);
+	return lp_cache_delete(ctx, key, err);
+}
+
+/* ---- outage ---- */
+
+bool lp_cache_outage_active(struct lp_context *ctx, time_t *since_r)
+{
+	json_t *obj;
+	time_t since, now = ctx->now();
+	bool ok;
+
+	if (lp_cache_get(ctx, LP_KEY_OUTAGE, "outage", &obj) <= 0)
+		return false;
+	ok = lp_json_time(obj, "since", &since);
+	json_decref(obj);
+	if (!ok || now < since || now - since >= LP_OUTAGE_BACKOFF_SECS)
+		return false;
+	*since_r = since;
+	return true;
+}
+
+void lp_cache_outage_set(struct lp_context *ctx)
+{
+	json_t *obj = json_pack("{s:I}", "since", (json_int_t)ctx->now());
+
+	if (obj != NULL)
+		(void)lp_cache_put(ctx, LP_KEY_OUTAGE, "outage", obj, NULL);
+	json_decref(obj);
+}
+
+void lp_cache_outage_clear(struct lp_context *ctx)
+{
+	(void)lp_cache_delete(ctx, LP_KEY_OUTAGE, NULL);
+}
+
+/* ---- public inspection ---- */
+
+int lp_cache_show(struct lp_context *ctx, const char *user,
+		  struct lp_cache_user *user_r, struct lp_error *err)
+{
+	char name[LP_NAME_MAX + 1];
+	const struct lp_domain *domain;
+	struct lp_verdict_record verdict;
+	struct lp_person_record person;
+	int found = 0;
+
+	memset(user_r, 0, sizeof(*user_r));
+	if (lp_login_parse(ctx->config, user, name, &domain) != LP_LOGIN_OK) {
+		lp_error_set(err, LP_ERR_NOT_FOUND,
+			     "'%.64s' is not a Launchpad user of a configured "
+			     "domain", user);
+		return -1;
+	}
+	snprintf(user_r->user, sizeof(user_r->user), "%s@%s", name,
+		 domain->domain);
+	if (lp_cache_verdict_get(ctx, user_r->user, &verdict) > 0) {
+		user_r->kind = verdict.kind;
+		user_r->reason = verdict.reason;
+		memcpy(user_r->text, verdict.text, sizeof(user_r->text));
+		user_r->decided_at = verdict.decided_at;
+		user_r->expires_at = verdict.expires_at;
+		found = 1;
+	}
+	if (lp_cache_person_get(ctx, name, &person) > 0) {
+		user_r->have_person = true;
+		user_r->person = person.state;
+		user_r->is_valid = person.is_valid;
+		user_r->is_coc_signer = person.is_coc_signer;
+		memcpy(user_r->etag, person.etag, sizeof(user_r->etag));
+		user_r->person_fetched_at = person.fetched_at;
+		user_r->person_expires_at = person.expires_at;
+		found = 1;
+	}
+	if (lp_cache_ban_get(ctx, name, user_r->ban_reason) > 0) {
+		user_r->banned = true;
+		found = 1;
+	}
+	return found;
+}
+
+struct lp_cache_keys {
+	const char *prefix;	/* collect keys starting with this */
+	char **keys;
+	unsigned int count, alloc;
+	bool allowed_only;	/* iterate_allowed: verdict filter */
+	struct lp_context *ctx;
+	bool failed;
+};
+
+static bool lp_cache_verdict_usable(struct lp_context *ctx, TDB_DATA key,
+				    TDB_DATA data)
+{
+	struct lp_verdict_record rec;
+	char keystr[LP_KEY_MAX];
+	json_t *obj, *v, *kind;
+	bool ret = false;
+
+	if (key.dsize >= sizeof(keystr))
+		return false;
+	memcpy(keystr, key.dptr, key.dsize);
+	keystr[key.dsize] = '\0';
+	obj = json_loadb((const char *)data.dptr, data.dsize, 0, NULL);
+	v = json_object_get(obj, "v");
+	kind = json_object_get(obj, "kind");
+	if (json_is_integer(v) && json_integer_value(v) == LP_CACHE_VERSION &&
+	    json_is_string(kind) &&
+	    strcmp(json_string_value(kind), "verdict") == 0 &&
+	    lp_cache_verdict_parse(ctx, keystr, obj, &rec) == 0) {
+		ret = rec.kind == LP_VERDICT_ALLOW &&
+			rec.expires_at + (time_t)ctx->config->stale_grace >
+			ctx->now();
+	}
+	json_decref(obj);
+	return ret;
+}
+
+static int lp_cache_collect(struct tdb_context *tdb __attribute__((unused)),
+			    TDB_DATA key, TDB_DATA data, void *context)
+{
+	struct lp_cache_keys *keys = context;
+	size_t plen = strlen(keys->prefix);
+
+	if (key.dsize < plen || memcmp(key.dptr, keys->prefix, plen) != 0)
+		return 0;
+	if (keys->allowed_only && !lp_cache_verdict_usable(keys->ctx, key, data))
+		return 0;
+	if (keys->count == keys->alloc) {
+		unsigned int new_alloc = keys->alloc == 0 ? 64 : keys->alloc * 2;
+		char **new_keys = realloc(keys->keys,
+					  new_alloc * sizeof(*new_keys));
+
+		if (new_keys == NULL) {
+			keys->failed = true;
+			return -1;
+		}
+		keys->keys = new_keys;
+		keys->alloc = new_alloc;
+	}
+	keys->keys[keys->count] = strndup((const char *)key.dptr, key.dsize);
+	if (keys->keys[keys->count] == NULL) {
+		keys->failed = true;
+		return -1;
+	}
+	keys->count++;
+	return 0;
+}
+
+static void lp_cache_keys_free(struct lp_cache_keys *keys)
+{
+	for (unsigned int i = 0; i < keys->count; i++)
+		free(keys->keys[i]);
+	free(keys->keys);
+}
+
+/* Collects matching keys first and acts after the traversal, so callbacks
+   and deletes never run under the traverse lock. */
+static int lp_cache_collect_keys(struct lp_context *ctx,
+				 struct lp_cache_keys *keys,
+				 struct lp_error *err)
+{
+	keys->ctx = ctx;
+	if (tdb_traverse_read(ctx->tdb, lp_cache_collect, keys) < 0 &&
+	    !keys->failed) {
+		lp_error_set(err, LP_ERR_INTERNAL, "tdb_traverse(%s) failed: %s",
+			     ctx->config->cache_path, tdb_errorstr(ctx->tdb));
+		lp_cache_keys_free(keys);
+		return -1;
+	}
+	if (keys->failed) {
+		lp_error_set(err, LP_ERR_INTERNAL, "out of memory");
+		lp_cache_keys_free(keys);
+		return -1;
+	}
+	return 0;
+}
+
+static int lp_cache_delete_keys(struct lp_context *ctx, const char *prefix,
+				struct lp_error *err)
+{
+	struct lp_cache_keys keys = { .prefix = prefix };
+	int count = 0, ret;
+
+	if (lp_cache_collect_keys(ctx, &keys, err) < 0)
+		return -1;
+	for (unsigned int i = 0; i < keys.count; i++) {
+		if ((ret = lp_cache_delete(ctx, keys.keys[i], err)) < 0) {
+			count = -1;
+			break;
+		}
+		count += ret;
+	}
+	lp_cache_keys_free(&keys);
+	return count;
+}
+
+int lp_cache_invalidate(struct lp_context *ctx, const char *user,
+			struct lp_error *err)
+{
+	char name[LP_NAME_MAX + 1], key[LP_KEY_MAX];
+	int count, ret;
+
+	if (!lp_cache_user_name(user, name)) {
+		lp_error_set(err, LP_ERR_NOT_FOUND,
+			     "'%.64s' is not a Launchpad name", user);
+		return -1;
+	}
+	snprintf(key, sizeof(key), LP_KEY_PERSON "%s", name);
+	if ((count = lp_cache_delete(ctx, key, err)) < 0)
+		return -1;
+	snprintf(key, sizeof(key), LP_KEY_VERDICT "%s@", name);
+	if ((ret = lp_cache_delete_keys(ctx, key, err)) < 0)
+		return -1;
+	return count + ret;
+}
+
+int lp_cache_invalidate_all(struct lp_context *ctx, struct lp_error *err)
+{
+	static const char *const prefixes[] = {
+		LP_KEY_PERSON, LP_KEY_TEAM, LP_KEY_VERDICT, LP_KEY_OUTAGE,
+	};
+	int count = 0, ret;
+
+	for (unsigned int i = 0; i < LP_N_ELEMENTS(prefixes); i++) {
+		if ((ret = lp_cache_delete_keys(ctx, prefixes[i], err)) < 0)
+			return -1;
+		count += ret;
+	}
+	return count;
+}
+
+int lp_cache_iterate_allowed(struct lp_context *ctx,
+			     int (*cb)(const char *user, void *context),
+			     void *context, struct lp_error *err)
+{
+	struct lp_cache_keys keys = {
+		.prefix = LP_KEY_VERDICT,
+		.allowed_only = true,
+	};
+
+	if (lp_cache_collect_keys(ctx, &keys, err) < 0)
+		return -1;
+	for (unsigned int i = 0; i < keys.count; i++) {
+		if (cb(keys.keys[i] + strlen(LP_KEY_VERDICT), context) < 0)
+			break;
+	}
+	lp_cache_keys_free(&keys);
+	return 0;
+}
