@@ -137,7 +137,10 @@ int kr_keyfile_read(const char *path, struct kr_keyfile **kf_r,
 		    struct kr_error *err);
 
 /* Writes atomically: temp file in the same directory, fsync, chown to
-   uid/gid (unless (uid_t)-1), mode 0600, rename, fsync of the directory. */
+   uid/gid (unless (uid_t)-1), mode 0600, rename, fsync of the directory.
+   A symlink at path is replaced, not followed.  On -1 path holds the old
+   file (or the new one, if only the directory fsync failed), never a
+   partial one, and no temp file is left. */
 int kr_keyfile_write(const struct kr_keyfile *kf, const char *path,
 		     uid_t uid, gid_t gid, struct kr_error *err);
 
