@@ -1,0 +1,189 @@
+/* Copyright (c) dovecot-launchpad authors; see debian/copyright. */
+#ifndef CRYPTVFS_PRIVATE_H
+#define CRYPTVFS_PRIVATE_H
+
+/* Internals shared by the cvfs-*.c files. Never included outside
+   src/cryptvfs (tests and the fuzz target excepted). */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <sqlite3.h>
+
+#include "cryptvfs.h"
+
+#define ATTR_UNUSED __attribute__((unused))
+
+/* sqlite3mc "chacha20" geometry: page 1 keeps bytes 16..23 (page size,
+   format versions, reserve, payload fractions) in the clear so that any
+   SQLite can learn the page size before it has a key. */
+#define CVFS_PAGE1_PLAIN_END 24
+#define CVFS_OTK_BYTES 64
+#define CVFS_POLY1305_KEY_BYTES 32
+#define CVFS_CHACHA20_NONCE_BYTES 12
+#define CVFS_CHACHA20_BLOCK_BYTES 64
+#define CVFS_SQLITE_HEADER "SQLite format 3"
+#define CVFS_SQLITE_HEADER_BYTES 16
+#define CVFS_MIN_PAGE_SIZE 512
+#define CVFS_MAX_PAGE_SIZE 65536
+
+/* WAL geometry (SQLite file format, section 4). */
+#define CVFS_WAL_HEADER_BYTES 32
+#define CVFS_WAL_FRAME_HEADER_BYTES 24
+#define CVFS_WAL_MAGIC_LE 0x377f0682u
+#define CVFS_WAL_MAGIC_BE 0x377f0683u
+#define CVFS_WAL_CKSUM_OFFSET 16
+/* How far back a legacy frame's previous version is looked for. */
+#define CVFS_WAL_LEGACY_LOOKBACK 256
+/* The rollback journal stores a 4-byte page number before each page. */
+#define CVFS_JOURNAL_PGNO_BYTES 4
+
+/* PBKDF2 iteration count of sqlite3mc's non-legacy chacha20 cipher. */
+#define CVFS_KDF_ITERATIONS 64007
+
+/* A refcounted key in sodium_malloc'd memory. One per connection's main
+   database file; its WAL and journals hold references. */
+struct cvfs_key {
+	unsigned int refcount;
+	unsigned char key[CVFS_KEY_BYTES];
+};
+
+/* What cvfs_open*() and cvfs_export() hand to the next main-database
+   xOpen on this thread (see cvfs_secret_stage()). Lives in sodium memory. */
+enum cvfs_secret_kind {
+	CVFS_SECRET_RAW = 0,
+	CVFS_SECRET_PASSPHRASE,
+};
+
+struct cvfs_secret {
+	enum cvfs_secret_kind kind;
+	size_t passphrase_len;
+	unsigned char key[CVFS_KEY_BYTES];
+	/* Salt for a file that is still empty; random when !have_salt. */
+	unsigned char salt[CVFS_SALT_BYTES];
+	bool have_salt;
+	/* Followed by passphrase_len bytes for CVFS_SECRET_PASSPHRASE. */
+	unsigned char passphrase[];
+};
+
+enum cvfs_file_kind {
+	CVFS_FILE_PLAIN = 0,	/* super-journal: file names only */
+	CVFS_FILE_MAIN,
+	CVFS_FILE_WAL,
+	CVFS_FILE_JOURNAL,	/* rollback journal */
+	CVFS_FILE_TEMP,		/* temp db, sorter, statement journal */
+};
+
+/* One open file. The parent VFS's file object follows it in memory
+   (cvfs_file_real()), as in cksumvfs. */
+struct cvfs_file {
+	sqlite3_file base;
+	enum cvfs_file_kind kind;
+	const char *name;
+	struct cvfs_key *key;
+	/* For WAL and journals: the main database file they belong to. */
+	struct cvfs_file *main;
+
+	/* Main file: geometry learned from page 1 (bytes 16..23 are plain). */
+	unsigned int page_size;
+	unsigned int reserve;
+	unsigned char salt[CVFS_SALT_BYTES];
+
+	/* Scratch page for encrypt-on-write and partial reads. */
+	unsigned char *scratch;
+	size_t scratch_size;
+
+	/* Journal: the 4-byte page number written/read just before a page. */
+	sqlite3_int64 jrnl_pgno_offset;
+	uint32_t jrnl_pgno;
+
+	/* WAL: header facts and the frame header awaiting its page. */
+	unsigned int wal_page_size;
+	uint32_t wal_magic;
+	sqlite3_int64 wal_pending_offset;
+	unsigned char wal_pending[CVFS_WAL_FRAME_HEADER_BYTES];
+
+	/* Temp files: ephemeral stream key and nonce (never on disk). */
+	unsigned char temp_nonce[8];
+
+	bool jrnl_pgno_valid:1;
+	bool wal_pending_valid:1;
+	/* This WAL began with a legacy sqlite3mc frame. */
+	bool wal_legacy:1;
+	bool page1_seen:1;
+};
+
+/* cvfs-page.c */
+/* Encrypts one plaintext page into out (page_size bytes; out may equal in).
+   Page 1 gets the salt in bytes 0..15. Draws a fresh nonce. */
+void cvfs_page_encrypt(unsigned char *out, const unsigned char *in,
+		       size_t page_size, uint32_t pgno,
+		       const unsigned char salt[CVFS_SALT_BYTES],
+		       const unsigned char key[CVFS_KEY_BYTES]);
+/* Authenticates and decrypts one page (out may equal in). Returns 0, or -1
+   with out zeroed when the tag does not verify. salt_r (page 1 only, may
+   be NULL) receives the authenticated salt. */
+int cvfs_page_decrypt(unsigned char *out, unsigned char *salt_r,
+		      const unsigned char *in, size_t page_size, uint32_t pgno,
+		      const unsigned char key[CVFS_KEY_BYTES])
+	__attribute__((warn_unused_result));
+/* XORs the IETF ChaCha20 keystream (nonce, initial block counter ic)
+   into in, continuing at block 0 after 2^32 - 1 as sqleet does, without
+   tripping libsodium 1.0.18's counter-overflow abort. */
+void cvfs_chacha20_ietf_xor_wrap(unsigned char *out, const unsigned char *in,
+				 size_t len,
+				 const unsigned char nonce[CVFS_CHACHA20_NONCE_BYTES],
+				 uint32_t ic,
+				 const unsigned char key[CVFS_KEY_BYTES]);
+/* XORs a length-preserving keystream for temp files at a byte offset. */
+void cvfs_temp_xor(unsigned char *buf, size_t len, sqlite3_uint64 offset,
+		   const unsigned char nonce[8],
+		   const unsigned char key[CVFS_KEY_BYTES]);
+/* Parses page-1 bytes 16..23. Returns 0 with page size and reserve, or
+   -1 if they cannot belong to a cryptvfs database. */
+int cvfs_header_parse(unsigned int *page_size_r, unsigned int *reserve_r,
+		      const unsigned char header[CVFS_PAGE1_PLAIN_END]);
+/* Continues SQLite's WAL checksum over len bytes (a multiple of 8). */
+void cvfs_wal_checksum(uint32_t sum[2], const unsigned char *data, size_t len,
+		       bool big_endian);
+uint32_t cvfs_get_be32(const unsigned char *p);
+void cvfs_put_be32(unsigned char *p, uint32_t v);
+
+/* cvfs-kdf.c */
+/* PBKDF2-HMAC-SHA256 with libsodium's HMAC; out_len <= 32 * 2^32 - 1. */
+void cvfs_pbkdf2_sha256(unsigned char *out, size_t out_len,
+			const unsigned char *passphrase, size_t passphrase_len,
+			const unsigned char *salt, size_t salt_len,
+			uint32_t iterations);
+/* Returns a key holder with refcount 1, or NULL on allocation failure. */
+struct cvfs_key *cvfs_key_create(const unsigned char key[CVFS_KEY_BYTES]);
+void cvfs_key_ref(struct cvfs_key *key);
+/* Drops a reference; the last one wipes and frees the key. */
+void cvfs_key_unref(struct cvfs_key **key);
+struct cvfs_secret *cvfs_secret_create(enum cvfs_secret_kind kind,
+				       const unsigned char *material,
+				       size_t material_len);
+void cvfs_secret_destroy(struct cvfs_secret **secret);
+
+/* cvfs-vfs.c */
+/* Makes secret the key of main databases opened by this thread until
+   cvfs_secret_unstage(); the caller keeps ownership. */
+void cvfs_secret_stage(const struct cvfs_secret *secret);
+void cvfs_secret_unstage(void);
+const struct cvfs_secret *cvfs_secret_staged(void);
+sqlite3_vfs *cvfs_vfs_parent(void);
+
+/* cvfs-file.c */
+extern const sqlite3_io_methods cvfs_io_methods;
+/* Finishes opening f over its already-open parent file. */
+int cvfs_file_setup(struct cvfs_file *f, const char *name, int flags);
+/* Returns the cryptvfs file behind a main database of db, or NULL. */
+struct cvfs_file *cvfs_file_of_db(sqlite3 *db, const char *schema);
+
+static inline sqlite3_file *cvfs_file_real(struct cvfs_file *f)
+{
+	return (sqlite3_file *)(f + 1);
+}
+
+#endif

@@ -1,0 +1,175 @@
+/* Copyright (c) dovecot-launchpad authors; see debian/copyright. */
+#ifndef CRYPTVFS_H
+#define CRYPTVFS_H
+
+/*
+** cryptvfs: page encryption for SQLite in the SQLite3MultipleCiphers
+** (sqlite3mc) "chacha20" format, as a VFS shim over the "unix" VFS.
+**
+** WHAT IT DOES
+**
+** Every page of the main database, of its WAL and of its rollback journal
+** is encrypted with ChaCha20 and authenticated with Poly1305 on its way to
+** disk, in exactly the on-disk format of sqlite3mc's default cipher
+** ("chacha20", legacy=0, kdf_iter=64007). A database written here opens in
+** sqlite3mc, and a sqlite3mc chacha20 database opens here. Temp files (temp
+** tables, sorter spill, statement journals) are XORed with a ChaCha20
+** keystream under a random key that lives only in memory, so no plaintext
+** reaches the disk by any path.
+**
+** The VFS registers as "cryptvfs" and is never made the default: only
+** connections opened through cvfs_open_v2()/cvfs_open_passphrase() use it.
+**
+** PAGE LAYOUT (page size P, reserved bytes R = 32 at the end of each page)
+**
+**   bytes 0 .. P-33     ciphertext (ChaCha20)
+**   bytes P-32 .. P-17  nonce: 16 random bytes, fresh on every write
+**   bytes P-16 .. P-1   Poly1305 tag
+**
+** Page 1 differs in two places: bytes 0..15 hold the database salt (where
+** plain SQLite keeps "SQLite format 3\0") and bytes 16..23 stay plain
+** (page size, format versions, reserve = 32, payload fractions), so any
+** SQLite can read the page size before it knows the key. Encryption of
+** page 1 starts at byte 24.
+**
+** Per page, with key K, page number N and nonce V:
+**   counter = le32(V[12..15]) XOR N
+**   otk     = ChaCha20-IETF(K, nonce V[0..11], block counter)  (64 bytes)
+**   data    = ChaCha20-IETF(otk[32..63], nonce V[0..11], counter + 1)
+**   tag     = Poly1305(otk[0..31], bytes 0 .. P-17)  (salt, plain header,
+**             ciphertext and nonce are all authenticated)
+** The 32-bit block counter wraps from 2^32-1 to 0 (sqleet's behaviour);
+** libsodium 1.0.18 aborts instead, so the keystream call is split there.
+**
+** KEYS
+**
+** A raw key is 32 bytes and is used as is: it equals sqlite3mc's
+**   PRAGMA cipher='chacha20'; PRAGMA key="raw:<64 hex digits>";
+** A passphrase goes through PBKDF2-HMAC-SHA256 (salt = file bytes 0..15,
+** 64007 iterations): sqlite3mc's PRAGMA key='<passphrase>'. Keys live in
+** sodium_malloc'd memory and are wiped when the last file of the
+** connection closes. A key never appears in a URI, an error text or a log.
+**
+** WAL
+**
+** Frames carry encrypted pages; frame headers stay plain. Frame checksums
+** are computed over the ciphertext (sqlite3mc's non-legacy WAL), so even an
+** un-checkpointed WAL opens in sqlite3mc. Crash recovery replays such
+** frames. sqlite3mc's legacy WAL (checksums over the plaintext) is read
+** too: each frame is checked both ways during recovery.
+**
+** ERRORS
+**
+** A page that fails authentication is never returned: the buffer is zeroed
+** and the read fails with SQLITE_NOTADB for page 1 of the main file (wrong
+** key, or not a cryptvfs database) and SQLITE_CORRUPT for any other page,
+** with the file, page number and offset sent to sqlite3_log(). Partial
+** reads (the 100-byte header read at open) decrypt the whole page. Writes
+** that would leave plaintext (a page without the 32 reserved bytes, a
+** partial page) fail with SQLITE_IOERR_WRITE.
+**
+** USE
+**
+**   sqlite3 *db;
+**   struct cvfs_error err;
+**   if (cvfs_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+**                    master_key, CVFS_KEY_BYTES, &err) != SQLITE_OK)
+**           ... err.rc, err.text ...
+**   sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL",
+**                NULL, NULL, NULL);
+**   ...
+**   cvfs_close(&db);
+**
+** cvfs_open_v2() sets the reserved bytes (SQLITE_FCNTL_RESERVE_BYTES)
+** before the database is created, turns mmap off (mmap_size=0; xFetch
+** never maps), sets temp_store=MEMORY and proves the key by reading the
+** schema. Journal mode and synchronous are the caller's choice.
+**
+** ATTACH and VACUUM INTO on a cryptvfs connection open their file through
+** cryptvfs too; without a key staged by cvfs_export() that open fails
+** (SQLITE_CANTOPEN), so no plaintext copy can be made by accident.
+**
+** OPENING A FILE WITH SQLITE3MULTIPLECIPHERS
+**
+**   $ sqlite3mc mailbox.db
+**   sqlite> PRAGMA cipher='chacha20';
+**   sqlite> PRAGMA key="raw:00112233...(64 hex digits)";
+**   sqlite> SELECT count(*) FROM sqlite_schema;
+**
+** LIMITS
+**
+** - The page number is the only thing bound to a page: a page (or a WAL
+**   frame) copied from another file encrypted with the same key decrypts.
+**   Per-mailbox random keys make that a non-issue for sqlbox.
+** - The rollback journal's own checksums (SQLite's, over a few sampled
+**   plaintext bytes per page) are kept as SQLite writes them, as sqlite3mc
+**   does.
+** - cvfs_rekey() replaces the file; no other connection may have it open.
+** - Shared-cache mode is not supported.
+*/
+
+#include <stddef.h>
+
+#include <sqlite3.h>
+
+#define CVFS_VFS_NAME "cryptvfs"
+#define CVFS_KEY_BYTES 32
+#define CVFS_SALT_BYTES 16
+#define CVFS_NONCE_BYTES 16
+#define CVFS_TAG_BYTES 16
+#define CVFS_RESERVED_BYTES (CVFS_NONCE_BYTES + CVFS_TAG_BYTES)
+#define CVFS_ERROR_TEXT_BYTES 256
+
+/* Details of a failed call: rc is an SQLite result code. Never holds key
+   material. */
+struct cvfs_error {
+	int rc;
+	char text[CVFS_ERROR_TEXT_BYTES];
+};
+
+/* Registers the "cryptvfs" VFS over the "unix" VFS (never as default).
+   Idempotent and thread-safe; cvfs_open*() call it. Returns SQLITE_OK or
+   an SQLite error code. */
+int cvfs_register(void);
+
+/* Opens (or with SQLITE_OPEN_CREATE creates) path as a cryptvfs database
+   with a raw key of key_size == CVFS_KEY_BYTES bytes, which is copied.
+   flags are sqlite3_open_v2() flags. Returns SQLITE_OK with *db_r set;
+   otherwise an SQLite code (SQLITE_NOTADB for a wrong key), *db_r = NULL
+   and error_r (may be NULL) filled. May block on file I/O. */
+int cvfs_open_v2(const char *path, sqlite3 **db_r, int flags,
+		 const unsigned char *key, size_t key_size,
+		 struct cvfs_error *error_r);
+
+/* Like cvfs_open_v2() with a passphrase derived as sqlite3mc does
+   (PBKDF2-HMAC-SHA256, 64007 iterations, salt from the file): tens of
+   milliseconds of CPU per open. */
+int cvfs_open_passphrase(const char *path, sqlite3 **db_r, int flags,
+			 const char *passphrase, size_t passphrase_len,
+			 struct cvfs_error *error_r);
+
+/* Closes *db (sqlite3_close_v2) and sets it to NULL; the key is wiped once
+   the last file of the connection is closed. */
+void cvfs_close(sqlite3 **db);
+
+/* Writes a consistent, self-contained encrypted copy of db's main database
+   to dest_path (which must not exist) through VACUUM INTO, then fsyncs it.
+   The copy has no WAL: everything committed is in it. With key == NULL it
+   uses db's key and salt (so a passphrase still opens it); otherwise the
+   raw key of key_size == CVFS_KEY_BYTES bytes and a new salt. Returns
+   SQLITE_OK or an SQLite code with error_r filled. Blocks for the copy. */
+int cvfs_export(sqlite3 *db, const char *dest_path,
+		const unsigned char *key, size_t key_size,
+		struct cvfs_error *error_r);
+
+/* Re-encrypts the database of *db with a new raw key: checkpoints,
+   exports under the new key beside the file, closes *db, renames the copy
+   over the file (atomic: the file is always wholly one key or the other),
+   and reopens *db with the new key. No other connection may have the file
+   open; the caller must keep the new key safe before calling. On failure
+   the old file is untouched; *db is the reopened connection (old or new
+   key), or NULL if even that failed. Returns SQLITE_OK or an SQLite code. */
+int cvfs_rekey(sqlite3 **db, const unsigned char *key, size_t key_size,
+	       struct cvfs_error *error_r);
+
+#endif

@@ -1,0 +1,889 @@
+/* Copyright (c) dovecot-launchpad authors; see debian/copyright. */
+
+/* The io methods: which bytes of which file are a page, and with which
+   page number. The page transform itself is in cvfs-page.c. */
+
+#include <string.h>
+
+#include <sodium.h>
+
+#include "cryptvfs-private.h"
+
+static int cvfs_file_close(sqlite3_file *file);
+static int cvfs_file_read(sqlite3_file *file, void *buf, int amt,
+			  sqlite3_int64 offset);
+static int cvfs_file_write(sqlite3_file *file, const void *buf, int amt,
+			   sqlite3_int64 offset);
+static int cvfs_file_truncate(sqlite3_file *file, sqlite3_int64 size);
+static int cvfs_file_sync(sqlite3_file *file, int flags);
+static int cvfs_file_size(sqlite3_file *file, sqlite3_int64 *size_r);
+static int cvfs_file_lock(sqlite3_file *file, int lock);
+static int cvfs_file_unlock(sqlite3_file *file, int lock);
+static int cvfs_file_check_reserved_lock(sqlite3_file *file, int *res_r);
+static int cvfs_file_control(sqlite3_file *file, int op, void *arg);
+static int cvfs_file_sector_size(sqlite3_file *file);
+static int cvfs_file_device_characteristics(sqlite3_file *file);
+static int cvfs_file_shm_map(sqlite3_file *file, int region, int size,
+			     int extend, void volatile **p_r);
+static int cvfs_file_shm_lock(sqlite3_file *file, int offset, int n,
+			      int flags);
+static void cvfs_file_shm_barrier(sqlite3_file *file);
+static int cvfs_file_shm_unmap(sqlite3_file *file, int delete_flag);
+static int cvfs_file_fetch(sqlite3_file *file, sqlite3_int64 offset, int amt,
+			   void **p_r);
+static int cvfs_file_unfetch(sqlite3_file *file, sqlite3_int64 offset,
+			     void *p);
+
+const sqlite3_io_methods cvfs_io_methods = {
+	.iVersion = 3,
+	.xClose = cvfs_file_close,
+	.xRead = cvfs_file_read,
+	.xWrite = cvfs_file_write,
+	.xTruncate = cvfs_file_truncate,
+	.xSync = cvfs_file_sync,
+	.xFileSize = cvfs_file_size,
+	.xLock = cvfs_file_lock,
+	.xUnlock = cvfs_file_unlock,
+	.xCheckReservedLock = cvfs_file_check_reserved_lock,
+	.xFileControl = cvfs_file_control,
+	.xSectorSize = cvfs_file_sector_size,
+	.xDeviceCharacteristics = cvfs_file_device_characteristics,
+	.xShmMap = cvfs_file_shm_map,
+	.xShmLock = cvfs_file_shm_lock,
+	.xShmBarrier = cvfs_file_shm_barrier,
+	.xShmUnmap = cvfs_file_shm_unmap,
+	.xFetch = cvfs_file_fetch,
+	.xUnfetch = cvfs_file_unfetch,
+};
+
+int cvfs_file_setup(struct cvfs_file *f, const char *name, int flags)
+{
+	f->name = name == NULL ? "(temp)" : name;
+	if ((flags & SQLITE_OPEN_MAIN_DB) != 0)
+		f->kind = CVFS_FILE_MAIN;
+	else if ((flags & SQLITE_OPEN_WAL) != 0)
+		f->kind = CVFS_FILE_WAL;
+	else if ((flags & SQLITE_OPEN_MAIN_JOURNAL) != 0)
+		f->kind = CVFS_FILE_JOURNAL;
+	else if ((flags & SQLITE_OPEN_SUPER_JOURNAL) != 0)
+		f->kind = CVFS_FILE_PLAIN;
+	else
+		/* TEMP_DB, TRANSIENT_DB, TEMP_JOURNAL, SUBJOURNAL and
+		   anything SQLite adds later: never plaintext on disk. */
+		f->kind = CVFS_FILE_TEMP;
+	return SQLITE_OK;
+}
+
+struct cvfs_file *cvfs_file_of_db(sqlite3 *db, const char *schema)
+{
+	sqlite3_file *file = NULL;
+
+	if (sqlite3_file_control(db, schema, SQLITE_FCNTL_FILE_POINTER,
+				 &file) != SQLITE_OK || file == NULL ||
+	    file->pMethods != &cvfs_io_methods)
+		return NULL;
+	return (struct cvfs_file *)file;
+}
+
+/* Returns a scratch buffer of at least size bytes, or NULL. */
+static unsigned char *cvfs_file_scratch(struct cvfs_file *f, size_t size)
+{
+	if (f->scratch_size < size) {
+		unsigned char *p = sqlite3_realloc64(f->scratch, size);
+
+		if (p == NULL)
+			return NULL;
+		f->scratch = p;
+		f->scratch_size = size;
+	}
+	return f->scratch;
+}
+
+static int cvfs_file_fail(struct cvfs_file *f, int rc, uint32_t pgno,
+			  sqlite3_int64 offset, const char *what)
+{
+	sqlite3_log(rc, "cryptvfs: %s: page %u at offset %lld of %s", what,
+		    pgno, (long long)offset, f->name);
+	return rc;
+}
+
+static int cvfs_file_close(sqlite3_file *file)
+{
+	struct cvfs_file *f = (struct cvfs_file *)file;
+	sqlite3_file *real = cvfs_file_real(f);
+	int rc;
+
+	rc = real->pMethods->xClose(real);
+	cvfs_key_unref(&f->key);
+	if (f->scratch != NULL) {
+		sodium_memzero(f->scratch, f->scratch_size);
+		sqlite3_free(f->scratch);
+		f->scratch = NULL;
+	}
+	return rc;
+}
+
+/* ---- main database ---------------------------------------------------- */
+
+/* Learns page size and reserve from the plain bytes 16..23 of page 1.
+   Returns SQLITE_IOERR_SHORT_READ for a file too short to have them. */
+static int cvfs_main_geometry(struct cvfs_file *f)
+{
+	sqlite3_file *real = cvfs_file_real(f);
+	unsigned char header[CVFS_PAGE1_PLAIN_END];
+	int rc;
+
+	rc = real->pMethods->xRead(real, header, sizeof(header), 0);
+	if (rc != SQLITE_OK)
+		return rc;
+	if (cvfs_header_parse(&f->page_size, &f->reserve, header) < 0)
+		return cvfs_file_fail(f, SQLITE_NOTADB, 1, 16,
+				      "not a cryptvfs database header");
+	return SQLITE_OK;
+}
+
+/* Reads and authenticates one whole page into out. */
+static int cvfs_main_read_page(struct cvfs_file *f, unsigned char *out,
+			       uint32_t pgno)
+{
+	sqlite3_file *real = cvfs_file_real(f);
+	size_t ps = f->page_size;
+	sqlite3_int64 offset = (sqlite3_int64)(pgno - 1) * ps;
+	unsigned char salt[CVFS_SALT_BYTES];
+	int bad_rc = pgno == 1 ? SQLITE_NOTADB : SQLITE_CORRUPT;
+	int rc;
+
+	rc = real->pMethods->xRead(real, out, (int)ps, offset);
+	if (rc == SQLITE_IOERR_SHORT_READ) {
+		sqlite3_int64 size = 0;
+
+		memset(out, 0, ps);
+		if (real->pMethods->xFileSize(real, &size) != SQLITE_OK ||
+		    size > offset)
+			return cvfs_file_fail(f, bad_rc, pgno, offset,
+					      "truncated page");
+		/* Wholly past the end: SQLite wants zeros. */
+		return SQLITE_IOERR_SHORT_READ;
+	}
+	if (rc != SQLITE_OK) {
+		memset(out, 0, ps);
+		return rc;
+	}
+	if (cvfs_page_decrypt(out, salt, out, ps, pgno, f->key->key) < 0)
+		return cvfs_file_fail(f, bad_rc, pgno, offset,
+				      "authentication failed");
+	if (pgno == 1) {
+		unsigned int page_size, reserve;
+
+		if (cvfs_header_parse(&page_size, &reserve, out) < 0 ||
+		    page_size != ps) {
+			memset(out, 0, ps);
+			return cvfs_file_fail(f, bad_rc, pgno, offset,
+					      "bad authenticated header");
+		}
+		memcpy(f->salt, salt, sizeof(salt));
+		f->page1_seen = true;
+	}
+	return SQLITE_OK;
+}
+
+static int cvfs_main_read(struct cvfs_file *f, unsigned char *buf, int amt,
+			  sqlite3_int64 offset)
+{
+	sqlite3_file *real = cvfs_file_real(f);
+	size_t ps;
+	int rc;
+
+	if (f->page_size == 0) {
+		rc = cvfs_main_geometry(f);
+		if (rc == SQLITE_IOERR_SHORT_READ) {
+			sqlite3_int64 size = 0;
+
+			memset(buf, 0, amt);
+			if (real->pMethods->xFileSize(real, &size) ==
+			    SQLITE_OK && size == 0)
+				return SQLITE_IOERR_SHORT_READ;
+			return cvfs_file_fail(f, SQLITE_NOTADB, 1, 0,
+					      "file too short");
+		}
+		if (rc != SQLITE_OK) {
+			memset(buf, 0, amt);
+			return rc;
+		}
+	}
+	ps = f->page_size;
+	if ((size_t)amt == ps && offset % ps == 0)
+		return cvfs_main_read_page(f, buf, offset / ps + 1);
+
+	/* A partial read (the 100-byte header, the change counter): decrypt
+	   each whole page it touches, hand out the slice. */
+	unsigned char *page = cvfs_file_scratch(f, ps);
+	size_t done = 0;
+
+	if (page == NULL)
+		return SQLITE_IOERR_NOMEM;
+	while (done < (size_t)amt) {
+		sqlite3_int64 pos = offset + done;
+		size_t in_page = pos % ps;
+		size_t take = ps - in_page;
+
+		if (take > amt - done)
+			take = amt - done;
+		rc = cvfs_main_read_page(f, page, pos / ps + 1);
+		if (rc != SQLITE_OK) {
+			memset(buf, 0, amt);
+			return rc;
+		}
+		memcpy(buf + done, page + in_page, take);
+		done += take;
+	}
+	sodium_memzero(page, ps);
+	return SQLITE_OK;
+}
+
+static int cvfs_main_write(struct cvfs_file *f, const unsigned char *buf,
+			   int amt, sqlite3_int64 offset)
+{
+	sqlite3_file *real = cvfs_file_real(f);
+	unsigned char *page;
+	size_t ps;
+
+	if (offset == 0) {
+		unsigned int page_size, reserve;
+
+		/* (1) page 1 must announce the 32 reserved bytes and (2) be
+		   written whole, or its last bytes would be overwritten by
+		   nonce and tag (or left plain). */
+		if (amt < CVFS_PAGE1_PLAIN_END ||
+		    cvfs_header_parse(&page_size, &reserve, buf) < 0 || /* (1) */
+		    page_size != (unsigned int)amt) /* (2) */
+			return cvfs_file_fail(f, SQLITE_IOERR_WRITE, 1, 0,
+					      "page 1 lacks reserved bytes");
+		f->page_size = page_size;
+		f->reserve = reserve;
+	}
+	ps = f->page_size;
+	if (ps == 0 || (size_t)amt != ps || offset % ps != 0)
+		return cvfs_file_fail(f, SQLITE_IOERR_WRITE,
+				      ps == 0 ? 0 : offset / ps + 1, offset,
+				      "refusing a partial page write");
+	page = cvfs_file_scratch(f, ps);
+	if (page == NULL)
+		return SQLITE_IOERR_NOMEM;
+	cvfs_page_encrypt(page, buf, ps, offset / ps + 1, f->salt,
+			  f->key->key);
+	return real->pMethods->xWrite(real, page, amt, offset);
+}
+
+/* ---- WAL ---------------------------------------------------------------- */
+
+/* Learns page size and checksum byte order from the WAL header on disk. */
+static int cvfs_wal_geometry(struct cvfs_file *f)
+{
+	sqlite3_file *real = cvfs_file_real(f);
+	unsigned char header[CVFS_WAL_HEADER_BYTES];
+	uint32_t magic, page_size;
+	int rc;
+
+	if (f->wal_page_size != 0)
+		return SQLITE_OK;
+	rc = real->pMethods->xRead(real, header, sizeof(header), 0);
+	if (rc != SQLITE_OK)
+		return rc;
+	magic = cvfs_get_be32(header);
+	page_size = cvfs_get_be32(header + 8);
+	if ((magic != CVFS_WAL_MAGIC_LE && magic != CVFS_WAL_MAGIC_BE) ||
+	    page_size < CVFS_MIN_PAGE_SIZE || page_size > CVFS_MAX_PAGE_SIZE ||
+	    (page_size & (page_size - 1)) != 0)
+		return SQLITE_NOTFOUND;
+	f->wal_magic = magic;
+	f->wal_page_size = page_size;
+	return SQLITE_OK;
+}
+
+static bool cvfs_wal_is_frame_header(struct cvfs_file *f,
+				     sqlite3_int64 offset)
+{
+	sqlite3_int64 frame = f->wal_page_size + CVFS_WAL_FRAME_HEADER_BYTES;
+
+	return offset >= CVFS_WAL_HEADER_BYTES &&
+		(offset - CVFS_WAL_HEADER_BYTES) % frame == 0;
+}
+
+/* Reads the checksum a frame at frame_offset chains from: the WAL header's
+   for the first frame, else the previous frame's. */
+static int cvfs_wal_prev_checksum(struct cvfs_file *f, uint32_t sum[2],
+				  sqlite3_int64 frame_offset)
+{
+	sqlite3_file *real = cvfs_file_real(f);
+	sqlite3_int64 frame = f->wal_page_size + CVFS_WAL_FRAME_HEADER_BYTES;
+	sqlite3_int64 at = frame_offset == CVFS_WAL_HEADER_BYTES ?
+		CVFS_WAL_HEADER_BYTES - 8 :
+		frame_offset - frame + CVFS_WAL_CKSUM_OFFSET;
+	unsigned char raw[8];
+	int rc;
+
+	rc = real->pMethods->xRead(real, raw, sizeof(raw), at);
+	if (rc != SQLITE_OK)
+		return rc;
+	sum[0] = cvfs_get_be32(raw);
+	sum[1] = cvfs_get_be32(raw + 4);
+	return SQLITE_OK;
+}
+
+/* Computes the checksum of a frame (header + page as stored) into its
+   header bytes 16..23, chained from prev. */
+static void cvfs_wal_frame_checksum(struct cvfs_file *f, uint32_t sum[2],
+				    const unsigned char *header,
+				    const unsigned char *page)
+{
+	bool big_endian = (f->wal_magic & 1) != 0;
+
+	cvfs_wal_checksum(sum, header, 8, big_endian);
+	cvfs_wal_checksum(sum, page, f->wal_page_size, big_endian);
+}
+
+static bool cvfs_wal_checksum_matches(const uint32_t sum[2],
+				      const unsigned char *header)
+{
+	return sum[0] == cvfs_get_be32(header + CVFS_WAL_CKSUM_OFFSET) &&
+		sum[1] == cvfs_get_be32(header + CVFS_WAL_CKSUM_OFFSET + 4);
+}
+
+/* Tries one candidate for the 32 reserved bytes a legacy frame was
+   checksummed with; base is the checksum state before them. */
+static bool cvfs_wal_legacy_try(struct cvfs_file *f, const uint32_t base[2],
+				const unsigned char *frame,
+				const unsigned char *reserved)
+{
+	uint32_t sum[2] = { base[0], base[1] };
+
+	cvfs_wal_checksum(sum, reserved, CVFS_RESERVED_BYTES,
+			  (f->wal_magic & 1) != 0);
+	return cvfs_wal_checksum_matches(sum, frame);
+}
+
+/* sqlite3mc's legacy WAL checksums the page as the pager held it: the
+   plaintext, but with the reserved bytes of the version the pager had
+   read before (nonce and tag of the previous write), or zeros for a new
+   page. Find which; on success plain's reserved bytes are set to it. */
+static bool cvfs_wal_legacy_match(struct cvfs_file *f, unsigned char *plain,
+				  const unsigned char *frame,
+				  const uint32_t prev[2], sqlite3_int64 offset)
+{
+	sqlite3_file *real = cvfs_file_real(f);
+	size_t ps = f->wal_page_size;
+	sqlite3_int64 frame_size = ps + CVFS_WAL_FRAME_HEADER_BYTES;
+	unsigned char *reserved = plain + ps - CVFS_RESERVED_BYTES;
+	const unsigned char *stored = frame + CVFS_WAL_FRAME_HEADER_BYTES +
+		ps - CVFS_RESERVED_BYTES;
+	uint32_t pgno = cvfs_get_be32(frame), base[2] = { prev[0], prev[1] };
+	bool big_endian = (f->wal_magic & 1) != 0;
+	unsigned int i;
+
+	cvfs_wal_checksum(base, frame, 8, big_endian);
+	cvfs_wal_checksum(base, plain, ps - CVFS_RESERVED_BYTES, big_endian);
+	memset(reserved, 0, CVFS_RESERVED_BYTES);
+	if (cvfs_wal_legacy_try(f, base, frame, reserved))
+		return true;
+	if (cvfs_wal_legacy_try(f, base, frame, stored)) {
+		memcpy(reserved, stored, CVFS_RESERVED_BYTES);
+		return true;
+	}
+	/* Earlier frames of the same page, newest first... */
+	for (i = 0; i < CVFS_WAL_LEGACY_LOOKBACK; i++) {
+		sqlite3_int64 at = offset - (sqlite3_int64)(i + 1) * frame_size;
+		unsigned char head[4];
+
+		if (at < CVFS_WAL_HEADER_BYTES)
+			break;
+		if (real->pMethods->xRead(real, head, sizeof(head), at) !=
+		    SQLITE_OK)
+			return false;
+		if (cvfs_get_be32(head) != pgno)
+			continue;
+		if (real->pMethods->xRead(real, reserved, CVFS_RESERVED_BYTES,
+					  at + frame_size -
+					  CVFS_RESERVED_BYTES) != SQLITE_OK)
+			return false;
+		if (cvfs_wal_legacy_try(f, base, frame, reserved))
+			return true;
+	}
+	/* ...then the page in the main file. */
+	if (f->main != NULL) {
+		sqlite3_file *main_real = cvfs_file_real(f->main);
+
+		if (main_real->pMethods->xRead(main_real, reserved,
+					       CVFS_RESERVED_BYTES,
+					       (sqlite3_int64)pgno * ps -
+					       CVFS_RESERVED_BYTES) ==
+		    SQLITE_OK &&
+		    cvfs_wal_legacy_try(f, base, frame, reserved))
+			return true;
+	}
+	return false;
+}
+
+/* A whole-frame read comes only from recovery and from the checksum
+   rewrite, both of which checksum the bytes. Our frames (and sqlite3mc's
+   non-legacy ones) are checksummed over the ciphertext: hand those back
+   as stored. A legacy sqlite3mc frame is checksummed over the plaintext:
+   hand it back decrypted once its tag verifies. Anything else fails
+   SQLite's check and ends the log, as a torn write does. */
+static int cvfs_wal_read_frame(struct cvfs_file *f, unsigned char *buf,
+			       sqlite3_int64 offset)
+{
+	size_t ps = f->wal_page_size;
+	uint32_t prev[2], sum[2];
+	unsigned char *plain;
+	uint32_t pgno = cvfs_get_be32(buf);
+	bool first = offset == CVFS_WAL_HEADER_BYTES;
+
+	if (first)
+		f->wal_legacy = false;
+	if (cvfs_wal_prev_checksum(f, prev, offset) != SQLITE_OK)
+		return SQLITE_OK;
+	sum[0] = prev[0];
+	sum[1] = prev[1];
+	cvfs_wal_frame_checksum(f, sum, buf,
+				buf + CVFS_WAL_FRAME_HEADER_BYTES);
+	/* Only a WAL whose first frame is legacy is searched for more:
+	   our own torn tails and checksum rewrites never pay for it. */
+	if (cvfs_wal_checksum_matches(sum, buf) || pgno == 0 ||
+	    (!first && !f->wal_legacy))
+		return SQLITE_OK;
+	plain = cvfs_file_scratch(f, ps);
+	if (plain == NULL)
+		return SQLITE_IOERR_NOMEM;
+	if (cvfs_page_decrypt(plain, NULL, buf + CVFS_WAL_FRAME_HEADER_BYTES,
+			      ps, pgno, f->key->key) < 0)
+		return SQLITE_OK;
+	if (cvfs_wal_legacy_match(f, plain, buf, prev, offset)) {
+		memcpy(buf + CVFS_WAL_FRAME_HEADER_BYTES, plain, ps);
+		f->wal_legacy = true;
+	}
+	sodium_memzero(plain, ps);
+	return SQLITE_OK;
+}
+
+static int cvfs_wal_read(struct cvfs_file *f, unsigned char *buf, int amt,
+			 sqlite3_int64 offset)
+{
+	sqlite3_file *real = cvfs_file_real(f);
+	unsigned char pgno_raw[4];
+	uint32_t pgno;
+	size_t ps;
+	int rc;
+
+	rc = real->pMethods->xRead(real, buf, amt, offset);
+	if (offset < CVFS_WAL_HEADER_BYTES)
+		return rc;
+	if (rc != SQLITE_OK) {
+		/* No partial ciphertext either. */
+		memset(buf, 0, amt);
+		return rc;
+	}
+	if (cvfs_wal_geometry(f) != SQLITE_OK) {
+		memset(buf, 0, amt);
+		return cvfs_file_fail(f, SQLITE_CORRUPT, 0, offset,
+				      "frame without a WAL header");
+	}
+	ps = f->wal_page_size;
+	if ((size_t)amt == ps + CVFS_WAL_FRAME_HEADER_BYTES &&
+	    cvfs_wal_is_frame_header(f, offset))
+		return cvfs_wal_read_frame(f, buf, offset);
+	if ((size_t)amt != ps ||
+	    !cvfs_wal_is_frame_header(f, offset - CVFS_WAL_FRAME_HEADER_BYTES)) {
+		/* Frame headers and salts are plain by design. */
+		if ((size_t)amt <= CVFS_WAL_FRAME_HEADER_BYTES)
+			return SQLITE_OK;
+		memset(buf, 0, amt);
+		return cvfs_file_fail(f, SQLITE_IOERR_READ, 0, offset,
+				      "unexpected WAL read");
+	}
+	rc = real->pMethods->xRead(real, pgno_raw, sizeof(pgno_raw),
+				   offset - CVFS_WAL_FRAME_HEADER_BYTES);
+	pgno = rc == SQLITE_OK ? cvfs_get_be32(pgno_raw) : 0;
+	if (pgno == 0 || cvfs_page_decrypt(buf, NULL, buf, ps, pgno,
+					   f->key->key) < 0) {
+		memset(buf, 0, amt);
+		return cvfs_file_fail(f, SQLITE_CORRUPT, pgno, offset,
+				      "WAL frame authentication failed");
+	}
+	return SQLITE_OK;
+}
+
+/* Encrypts a frame's page and, for a new frame, replaces SQLite's
+   plaintext checksum by one over the ciphertext (non-legacy WAL). */
+static int cvfs_wal_write_page(struct cvfs_file *f, const unsigned char *page,
+			       sqlite3_int64 offset)
+{
+	sqlite3_file *real = cvfs_file_real(f);
+	size_t ps = f->wal_page_size;
+	sqlite3_int64 header_offset = offset - CVFS_WAL_FRAME_HEADER_BYTES;
+	unsigned char header[CVFS_WAL_FRAME_HEADER_BYTES];
+	unsigned char *cipher;
+	bool fresh;
+	uint32_t pgno, sum[2];
+	int rc;
+
+	fresh = f->wal_pending_valid && f->wal_pending_offset == header_offset;
+	f->wal_pending_valid = false;
+	if (fresh) {
+		memcpy(header, f->wal_pending, sizeof(header));
+	} else {
+		/* SQLite overwriting a frame of the open transaction: its
+		   header is on disk, and SQLite recomputes the checksums
+		   (over what we return: ciphertext) before the commit. */
+		rc = real->pMethods->xRead(real, header, sizeof(header),
+					   header_offset);
+		if (rc != SQLITE_OK)
+			return cvfs_file_fail(f, SQLITE_IOERR_WRITE, 0, offset,
+					      "frame header unreadable");
+	}
+	pgno = cvfs_get_be32(header);
+	if (pgno == 0)
+		return cvfs_file_fail(f, SQLITE_IOERR_WRITE, 0, offset,
+				      "frame without a page number");
+	cipher = cvfs_file_scratch(f, ps);
+	if (cipher == NULL)
+		return SQLITE_IOERR_NOMEM;
+	cvfs_page_encrypt(cipher, page, ps, pgno,
+			  f->main->salt, f->key->key);
+	rc = real->pMethods->xWrite(real, cipher, (int)ps, offset);
+	if (rc != SQLITE_OK || !fresh)
+		return rc;
+	rc = cvfs_wal_prev_checksum(f, sum, header_offset);
+	if (rc != SQLITE_OK)
+		return rc;
+	cvfs_wal_frame_checksum(f, sum, header, cipher);
+	cvfs_put_be32(header + CVFS_WAL_CKSUM_OFFSET, sum[0]);
+	cvfs_put_be32(header + CVFS_WAL_CKSUM_OFFSET + 4, sum[1]);
+	return real->pMethods->xWrite(real, header + CVFS_WAL_CKSUM_OFFSET, 8,
+				      header_offset + CVFS_WAL_CKSUM_OFFSET);
+}
+
+static int cvfs_wal_write(struct cvfs_file *f, const unsigned char *buf,
+			  int amt, sqlite3_int64 offset)
+{
+	sqlite3_file *real = cvfs_file_real(f);
+	size_t ps;
+	int rc;
+
+	if (offset < CVFS_WAL_HEADER_BYTES) {
+		/* A new WAL header: new salts, maybe a new page size. */
+		f->wal_pending_valid = false;
+		f->wal_legacy = false;
+		f->wal_page_size = 0;
+		return real->pMethods->xWrite(real, buf, amt, offset);
+	}
+	if (cvfs_wal_geometry(f) != SQLITE_OK)
+		return cvfs_file_fail(f, SQLITE_IOERR_WRITE, 0, offset,
+				      "frame without a WAL header");
+	ps = f->wal_page_size;
+	if (amt == CVFS_WAL_FRAME_HEADER_BYTES &&
+	    cvfs_wal_is_frame_header(f, offset)) {
+		rc = real->pMethods->xWrite(real, buf, amt, offset);
+		if (rc == SQLITE_OK) {
+			memcpy(f->wal_pending, buf, CVFS_WAL_FRAME_HEADER_BYTES);
+			f->wal_pending_offset = offset;
+			f->wal_pending_valid = true;
+		}
+		return rc;
+	}
+	if ((size_t)amt == ps &&
+	    cvfs_wal_is_frame_header(f, offset - CVFS_WAL_FRAME_HEADER_BYTES))
+		return cvfs_wal_write_page(f, buf, offset);
+	if ((size_t)amt == ps + CVFS_WAL_FRAME_HEADER_BYTES &&
+	    cvfs_wal_is_frame_header(f, offset)) {
+		rc = cvfs_wal_write(f, buf, CVFS_WAL_FRAME_HEADER_BYTES,
+				    offset);
+		if (rc != SQLITE_OK)
+			return rc;
+		return cvfs_wal_write_page(f, buf + CVFS_WAL_FRAME_HEADER_BYTES,
+					   offset + CVFS_WAL_FRAME_HEADER_BYTES);
+	}
+	return cvfs_file_fail(f, SQLITE_IOERR_WRITE, 0, offset,
+			      "refusing a partial WAL frame write");
+}
+
+/* ---- rollback journal ---------------------------------------------------- */
+
+/* SQLite writes (and reads) each journal record as a 4-byte page number
+   followed by the page at the next offset: that pair marks a page. */
+static bool cvfs_journal_is_page(struct cvfs_file *f, int amt,
+				 sqlite3_int64 offset)
+{
+	return f->main->page_size != 0 &&
+		(size_t)amt == f->main->page_size && f->jrnl_pgno_valid &&
+		f->jrnl_pgno_offset == offset - CVFS_JOURNAL_PGNO_BYTES &&
+		f->jrnl_pgno != 0;
+}
+
+static void cvfs_journal_note(struct cvfs_file *f, const unsigned char *buf,
+			      int amt, sqlite3_int64 offset)
+{
+	f->jrnl_pgno_valid = amt == CVFS_JOURNAL_PGNO_BYTES;
+	if (f->jrnl_pgno_valid) {
+		f->jrnl_pgno = cvfs_get_be32(buf);
+		f->jrnl_pgno_offset = offset;
+	}
+}
+
+static int cvfs_journal_read(struct cvfs_file *f, unsigned char *buf, int amt,
+			     sqlite3_int64 offset)
+{
+	sqlite3_file *real = cvfs_file_real(f);
+	int rc;
+
+	rc = real->pMethods->xRead(real, buf, amt, offset);
+	if (!cvfs_journal_is_page(f, amt, offset)) {
+		cvfs_journal_note(f, buf, amt, offset);
+		return rc;
+	}
+	f->jrnl_pgno_valid = false;
+	if (rc != SQLITE_OK) {
+		memset(buf, 0, amt);
+		return rc;
+	}
+	if (cvfs_page_decrypt(buf, NULL, buf, amt, f->jrnl_pgno,
+			      f->key->key) < 0)
+		return cvfs_file_fail(f, SQLITE_CORRUPT, f->jrnl_pgno, offset,
+				      "journal page authentication failed");
+	return SQLITE_OK;
+}
+
+static int cvfs_journal_write(struct cvfs_file *f, const unsigned char *buf,
+			      int amt, sqlite3_int64 offset)
+{
+	sqlite3_file *real = cvfs_file_real(f);
+	unsigned char *page;
+
+	if (!cvfs_journal_is_page(f, amt, offset)) {
+		cvfs_journal_note(f, buf, amt, offset);
+		return real->pMethods->xWrite(real, buf, amt, offset);
+	}
+	f->jrnl_pgno_valid = false;
+	page = cvfs_file_scratch(f, amt);
+	if (page == NULL)
+		return SQLITE_IOERR_NOMEM;
+	cvfs_page_encrypt(page, buf, amt, f->jrnl_pgno, f->main->salt,
+			  f->key->key);
+	return real->pMethods->xWrite(real, page, amt, offset);
+}
+
+/* ---- temp files ------------------------------------------------------- */
+
+static int cvfs_temp_read(struct cvfs_file *f, unsigned char *buf, int amt,
+			  sqlite3_int64 offset)
+{
+	sqlite3_file *real = cvfs_file_real(f);
+	sqlite3_int64 size = 0;
+	size_t valid = amt;
+	int rc;
+
+	rc = real->pMethods->xRead(real, buf, amt, offset);
+	if (rc == SQLITE_IOERR_SHORT_READ) {
+		/* Past the end SQLite expects zeros, not keystream. */
+		if (real->pMethods->xFileSize(real, &size) != SQLITE_OK)
+			size = 0;
+		valid = size <= offset ? 0 :
+			(size - offset < amt ? (size_t)(size - offset) :
+			 (size_t)amt);
+	} else if (rc != SQLITE_OK) {
+		return rc;
+	}
+	cvfs_temp_xor(buf, valid, offset, f->temp_nonce, f->key->key);
+	return rc;
+}
+
+static int cvfs_temp_write(struct cvfs_file *f, const unsigned char *buf,
+			   int amt, sqlite3_int64 offset)
+{
+	sqlite3_file *real = cvfs_file_real(f);
+	unsigned char *tmp = cvfs_file_scratch(f, amt);
+
+	if (tmp == NULL)
+		return SQLITE_IOERR_NOMEM;
+	memcpy(tmp, buf, amt);
+	cvfs_temp_xor(tmp, amt, offset, f->temp_nonce, f->key->key);
+	return real->pMethods->xWrite(real, tmp, amt, offset);
+}
+
+/* ---- io methods -------------------------------------------------------- */
+
+static int cvfs_file_read(sqlite3_file *file, void *buf, int amt,
+			  sqlite3_int64 offset)
+{
+	struct cvfs_file *f = (struct cvfs_file *)file;
+	sqlite3_file *real = cvfs_file_real(f);
+
+	switch (f->kind) {
+	case CVFS_FILE_MAIN:
+		return cvfs_main_read(f, buf, amt, offset);
+	case CVFS_FILE_WAL:
+		return cvfs_wal_read(f, buf, amt, offset);
+	case CVFS_FILE_JOURNAL:
+		return cvfs_journal_read(f, buf, amt, offset);
+	case CVFS_FILE_TEMP:
+		return cvfs_temp_read(f, buf, amt, offset);
+	case CVFS_FILE_PLAIN:
+		break;
+	}
+	return real->pMethods->xRead(real, buf, amt, offset);
+}
+
+static int cvfs_file_write(sqlite3_file *file, const void *buf, int amt,
+			   sqlite3_int64 offset)
+{
+	struct cvfs_file *f = (struct cvfs_file *)file;
+	sqlite3_file *real = cvfs_file_real(f);
+
+	switch (f->kind) {
+	case CVFS_FILE_MAIN:
+		return cvfs_main_write(f, buf, amt, offset);
+	case CVFS_FILE_WAL:
+		return cvfs_wal_write(f, buf, amt, offset);
+	case CVFS_FILE_JOURNAL:
+		return cvfs_journal_write(f, buf, amt, offset);
+	case CVFS_FILE_TEMP:
+		return cvfs_temp_write(f, buf, amt, offset);
+	case CVFS_FILE_PLAIN:
+		break;
+	}
+	return real->pMethods->xWrite(real, buf, amt, offset);
+}
+
+static int cvfs_file_truncate(sqlite3_file *file, sqlite3_int64 size)
+{
+	struct cvfs_file *f = (struct cvfs_file *)file;
+	sqlite3_file *real = cvfs_file_real(f);
+
+	f->wal_pending_valid = false;
+	f->jrnl_pgno_valid = false;
+	if (f->kind == CVFS_FILE_WAL && size < CVFS_WAL_HEADER_BYTES)
+		f->wal_page_size = 0;
+	return real->pMethods->xTruncate(real, size);
+}
+
+static int cvfs_file_sync(sqlite3_file *file, int flags)
+{
+	sqlite3_file *real = cvfs_file_real((struct cvfs_file *)file);
+
+	return real->pMethods->xSync(real, flags);
+}
+
+static int cvfs_file_size(sqlite3_file *file, sqlite3_int64 *size_r)
+{
+	sqlite3_file *real = cvfs_file_real((struct cvfs_file *)file);
+
+	return real->pMethods->xFileSize(real, size_r);
+}
+
+static int cvfs_file_lock(sqlite3_file *file, int lock)
+{
+	sqlite3_file *real = cvfs_file_real((struct cvfs_file *)file);
+
+	return real->pMethods->xLock(real, lock);
+}
+
+static int cvfs_file_unlock(sqlite3_file *file, int lock)
+{
+	sqlite3_file *real = cvfs_file_real((struct cvfs_file *)file);
+
+	return real->pMethods->xUnlock(real, lock);
+}
+
+static int cvfs_file_check_reserved_lock(sqlite3_file *file, int *res_r)
+{
+	sqlite3_file *real = cvfs_file_real((struct cvfs_file *)file);
+
+	return real->pMethods->xCheckReservedLock(real, res_r);
+}
+
+static int cvfs_file_control(sqlite3_file *file, int op, void *arg)
+{
+	sqlite3_file *real = cvfs_file_real((struct cvfs_file *)file);
+	int rc;
+
+	switch (op) {
+	case SQLITE_FCNTL_MMAP_SIZE:
+		/* Mapped pages would bypass decryption: mmap stays off. */
+		if (*(sqlite3_int64 *)arg > 0)
+			*(sqlite3_int64 *)arg = 0;
+		break;
+	case SQLITE_FCNTL_VFSNAME:
+		rc = real->pMethods->xFileControl(real, op, arg);
+		if (rc == SQLITE_OK) {
+			char *inner = *(char **)arg;
+
+			*(char **)arg = sqlite3_mprintf(CVFS_VFS_NAME "/%z",
+							inner);
+		}
+		return rc;
+	default:
+		break;
+	}
+	return real->pMethods->xFileControl(real, op, arg);
+}
+
+static int cvfs_file_sector_size(sqlite3_file *file)
+{
+	sqlite3_file *real = cvfs_file_real((struct cvfs_file *)file);
+
+	return real->pMethods->xSectorSize(real);
+}
+
+static int cvfs_file_device_characteristics(sqlite3_file *file)
+{
+	sqlite3_file *real = cvfs_file_real((struct cvfs_file *)file);
+
+	return real->pMethods->xDeviceCharacteristics(real);
+}
+
+static int cvfs_file_shm_map(sqlite3_file *file, int region, int size,
+			     int extend, void volatile **p_r)
+{
+	sqlite3_file *real = cvfs_file_real((struct cvfs_file *)file);
+
+	/* The wal-index holds page numbers and checksums, no content. */
+	return real->pMethods->xShmMap(real, region, size, extend, p_r);
+}
+
+static int cvfs_file_shm_lock(sqlite3_file *file, int offset, int n,
+			      int flags)
+{
+	sqlite3_file *real = cvfs_file_real((struct cvfs_file *)file);
+
+	return real->pMethods->xShmLock(real, offset, n, flags);
+}
+
+static void cvfs_file_shm_barrier(sqlite3_file *file)
+{
+	sqlite3_file *real = cvfs_file_real((struct cvfs_file *)file);
+
+	real->pMethods->xShmBarrier(real);
+}
+
+static int cvfs_file_shm_unmap(sqlite3_file *file, int delete_flag)
+{
+	sqlite3_file *real = cvfs_file_real((struct cvfs_file *)file);
+
+	return real->pMethods->xShmUnmap(real, delete_flag);
+}
+
+static int cvfs_file_fetch(sqlite3_file *file ATTR_UNUSED,
+			   sqlite3_int64 offset ATTR_UNUSED,
+			   int amt ATTR_UNUSED, void **p_r)
+{
+	/* Never map: SQLite falls back to xRead. */
+	*p_r = NULL;
+	return SQLITE_OK;
+}
+
+static int cvfs_file_unfetch(sqlite3_file *file ATTR_UNUSED,
+			     sqlite3_int64 offset ATTR_UNUSED,
+			     void *p ATTR_UNUSED)
+{
+	return SQLITE_OK;
+}
