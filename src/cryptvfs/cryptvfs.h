@@ -98,9 +98,15 @@
 **
 ** LIMITS
 **
-** - The page number is the only thing bound to a page: a page (or a WAL
-**   frame) copied from another file encrypted with the same key decrypts.
-**   Per-mailbox random keys make that a non-issue for sqlbox.
+** - The page number is the only thing bound to a page (the format has no
+**   room for more): a page or WAL frame copied from another file under the
+**   same key, or an older version of the same page, still authenticates.
+**   Someone who can write the files can thus roll pages back (WAL frame
+**   checksums are not keyed), but never make a forged byte read back.
+**   Per-mailbox random keys rule out the cross-file case for sqlbox.
+** - A bit flipped in a WAL frame without fixing the checksums ends the
+**   WAL there, as a torn write does: the last commits are lost, not
+**   altered (SQLite's own recovery rule).
 ** - The rollback journal's own checksums (SQLite's, over a few sampled
 **   plaintext bytes per page) are kept as SQLite writes them, as sqlite3mc
 **   does.

@@ -137,7 +137,7 @@ static int cvfs_main_geometry(struct cvfs_file *f)
 	if (rc != SQLITE_OK)
 		return rc;
 	if (cvfs_header_parse(&f->page_size, &f->reserve, header) < 0)
-		return cvfs_file_fail(f, SQLITE_NOTADB, 1, 16,
+		return cvfs_file_fail(f, SQLITE_NOTADB, 1, 0,
 				      "not a cryptvfs database header");
 	return SQLITE_OK;
 }

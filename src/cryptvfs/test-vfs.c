@@ -1,0 +1,445 @@
+/* Copyright (c) dovecot-launchpad authors; see debian/copyright. */
+
+/* Whole databases through cryptvfs: round trips in every journal mode,
+   no plaintext on disk, export, rekey, and what must be refused. */
+
+#include "test-cryptvfs-common.h"
+#include "cryptvfs-private.h"
+
+#define TEST_MARKER "ZZ-PLAINTEXT-MARKER-7f3a"
+#define TEST_ROWS 300
+
+/* Fills table t with rows carrying the marker; returns the primary rc. */
+static int test_vfs_fill(sqlite3 *db, int first, int count)
+{
+	char sql[256];
+	int rc;
+
+	rc = test_cvfs_exec(db, "CREATE TABLE IF NOT EXISTS t(id INTEGER "
+			    "PRIMARY KEY, body TEXT, blob BLOB)");
+	if (rc == SQLITE_OK)
+		rc = test_cvfs_exec(db, "BEGIN");
+	for (int i = first; rc == SQLITE_OK && i < first + count; i++) {
+		snprintf(sql, sizeof(sql), "INSERT INTO t VALUES(%d, '%s-%d', "
+			 "zeroblob(%d))", i, TEST_MARKER, i, 100 + i % 900);
+		rc = test_cvfs_exec(db, sql);
+	}
+	if (rc == SQLITE_OK)
+		rc = test_cvfs_exec(db, "COMMIT");
+	return rc;
+}
+
+/* Checks that t holds exactly ids [0, count) with the right bodies. */
+static bool test_vfs_verify(sqlite3 *db, int count)
+{
+	sqlite3_stmt *stmt;
+	char expected[64];
+	int n = 0;
+	bool ok = true;
+
+	if (sqlite3_prepare_v2(db, "SELECT id, body FROM t ORDER BY id", -1,
+			       &stmt, NULL) != SQLITE_OK)
+		return false;
+	while (sqlite3_step(stmt) == SQLITE_ROW) {
+		snprintf(expected, sizeof(expected), "%s-%d", TEST_MARKER, n);
+		ok = ok && sqlite3_column_int(stmt, 0) == n &&
+			strcmp((const char *)sqlite3_column_text(stmt, 1),
+			       expected) == 0;
+		n++;
+	}
+	ok = ok && sqlite3_finalize(stmt) == SQLITE_OK;
+	return ok && n == count;
+}
+
+static bool test_vfs_integrity_ok(sqlite3 *db)
+{
+	sqlite3_int64 ok;
+
+	return test_cvfs_int(db, "SELECT integrity_check = 'ok' FROM "
+			     "pragma_integrity_check", &ok) == SQLITE_OK &&
+		ok == 1;
+}
+
+struct test_vfs_mode {
+	const char *name;
+	const char *pragmas;
+	int page_size;
+};
+
+static const struct test_vfs_mode test_vfs_modes[] = {
+	{ "wal", "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL", 4096 },
+	{ "wal-64k", "PRAGMA journal_mode=WAL", 65536 },
+	{ "delete", "PRAGMA journal_mode=DELETE", 4096 },
+	{ "persist-512", "PRAGMA journal_mode=PERSIST", 512 },
+	{ "truncate", "PRAGMA journal_mode=TRUNCATE; PRAGMA cache_size=2",
+	  1024 },
+};
+
+static void test_vfs_round_trip_modes(void)
+{
+	char path[TEST_CVFS_PATH_MAX], sql[64];
+
+	test_begin("vfs round trip in every journal mode");
+	for (unsigned int i = 0; i < N_ELEMENTS(test_vfs_modes); i++) {
+		const struct test_vfs_mode *m = &test_vfs_modes[i];
+		sqlite3_int64 reserve = -1, page_size = -1;
+		sqlite3 *db;
+
+		test_cvfs_path(path, m->name);
+		test_cvfs_unlink_db(path);
+		test_assert_idx(cvfs_open_v2(path, &db, TEST_CVFS_OPEN_RWC,
+					     test_cvfs_key, CVFS_KEY_BYTES,
+					     NULL) == SQLITE_OK, i);
+		snprintf(sql, sizeof(sql), "PRAGMA page_size=%d",
+			 m->page_size);
+		test_assert_idx(test_cvfs_exec(db, sql) == SQLITE_OK, i);
+		test_assert_idx(test_cvfs_exec(db, m->pragmas) == SQLITE_OK,
+				i);
+		test_assert_idx(test_vfs_fill(db, 0, TEST_ROWS / 2) ==
+				SQLITE_OK, i);
+		/* An update and a delete in one transaction touch pages the
+		   transaction already wrote (WAL frame overwrite path). */
+		test_assert_idx(test_cvfs_exec(db, "BEGIN; UPDATE t SET blob="
+					       "zeroblob(2000) WHERE id%3=0; "
+					       "UPDATE t SET blob=zeroblob(10)"
+					       " WHERE id%3=0; COMMIT") ==
+				SQLITE_OK, i);
+		test_assert_idx(test_vfs_fill(db, TEST_ROWS / 2,
+					      TEST_ROWS / 2) == SQLITE_OK, i);
+		/* A rolled-back transaction leaves nothing behind. */
+		test_assert_idx(test_cvfs_exec(db, "BEGIN; DELETE FROM t; "
+					       "ROLLBACK") == SQLITE_OK, i);
+		test_assert_idx(test_vfs_verify(db, TEST_ROWS), i);
+		cvfs_close(&db);
+
+		test_assert_idx(cvfs_open_v2(path, &db, SQLITE_OPEN_READWRITE,
+					     test_cvfs_key, CVFS_KEY_BYTES,
+					     NULL) == SQLITE_OK, i);
+		test_assert_idx(test_vfs_verify(db, TEST_ROWS), i);
+		test_assert_idx(test_vfs_integrity_ok(db), i);
+		test_assert_idx(test_cvfs_int(db, "PRAGMA page_size",
+					      &page_size) == SQLITE_OK &&
+				page_size == m->page_size, i);
+		/* 32 reserved bytes: usable size = page size - 32. */
+		{
+			int r = -1;
+
+			test_assert_idx(sqlite3_file_control(
+				db, "main", SQLITE_FCNTL_RESERVE_BYTES, &r) ==
+				SQLITE_OK, i);
+			reserve = r;
+		}
+		test_assert_idx(reserve == CVFS_RESERVED_BYTES, i);
+		cvfs_close(&db);
+		/* Nothing plain anywhere: main, WAL, journal. */
+		test_assert_idx(!test_cvfs_file_contains(path, TEST_MARKER), i);
+		test_assert_idx(!test_cvfs_file_contains(path, "SQLite format"),
+				i);
+	}
+	test_end();
+}
+
+static void test_vfs_no_plaintext_live(void)
+{
+	static const char *const suffixes[] = { "", "-wal", "-journal" };
+	char path[TEST_CVFS_PATH_MAX], p[TEST_CVFS_PATH_MAX + 16];
+	sqlite3 *db;
+
+	/* While connections are open the WAL holds every committed page,
+	   and a PERSIST journal keeps the old page images: check both. */
+	test_begin("vfs no plaintext in main, -wal and journal while open");
+	test_cvfs_path(path, "live-wal.db");
+	test_cvfs_unlink_db(path);
+	test_assert(cvfs_open_v2(path, &db, TEST_CVFS_OPEN_RWC, test_cvfs_key,
+				 CVFS_KEY_BYTES, NULL) == SQLITE_OK);
+	test_assert(test_cvfs_exec(db, "PRAGMA journal_mode=WAL; "
+				   "PRAGMA wal_autocheckpoint=0") == SQLITE_OK);
+	test_assert(test_vfs_fill(db, 0, TEST_ROWS) == SQLITE_OK);
+	snprintf(p, sizeof(p), "%s-wal", path);
+	test_assert(test_cvfs_file_size(p) > 50000);
+	for (unsigned int i = 0; i < N_ELEMENTS(suffixes); i++) {
+		snprintf(p, sizeof(p), "%s%s", path, suffixes[i]);
+		test_assert_idx(!test_cvfs_file_contains(p, TEST_MARKER), i);
+	}
+	cvfs_close(&db);
+
+	test_cvfs_path(path, "live-persist.db");
+	test_cvfs_unlink_db(path);
+	test_assert(cvfs_open_v2(path, &db, TEST_CVFS_OPEN_RWC, test_cvfs_key,
+				 CVFS_KEY_BYTES, NULL) == SQLITE_OK);
+	test_assert(test_cvfs_exec(db, "PRAGMA journal_mode=PERSIST") ==
+		    SQLITE_OK);
+	test_assert(test_vfs_fill(db, 0, TEST_ROWS) == SQLITE_OK);
+	/* Rewrites every page: their old images go to the journal. */
+	test_assert(test_cvfs_exec(db, "UPDATE t SET blob=zeroblob(50)") ==
+		    SQLITE_OK);
+	snprintf(p, sizeof(p), "%s-journal", path);
+	test_assert(test_cvfs_file_size(p) > 50000);
+	for (unsigned int i = 0; i < N_ELEMENTS(suffixes); i++) {
+		snprintf(p, sizeof(p), "%s%s", path, suffixes[i]);
+		test_assert_idx(!test_cvfs_file_contains(p, TEST_MARKER), i);
+	}
+	cvfs_close(&db);
+	test_end();
+}
+
+static void test_vfs_wrong_key(void)
+{
+	char path[TEST_CVFS_PATH_MAX];
+	struct cvfs_error err;
+	sqlite3 *db;
+
+	test_begin("vfs wrong key is NOTADB, plain SQLite sees no database");
+	test_cvfs_path(path, "wrongkey.db");
+	test_cvfs_unlink_db(path);
+	test_assert(cvfs_open_v2(path, &db, TEST_CVFS_OPEN_RWC, test_cvfs_key,
+				 CVFS_KEY_BYTES, NULL) == SQLITE_OK);
+	test_assert(test_vfs_fill(db, 0, 10) == SQLITE_OK);
+	cvfs_close(&db);
+	test_assert(cvfs_open_v2(path, &db, SQLITE_OPEN_READWRITE,
+				 test_cvfs_key2, CVFS_KEY_BYTES, &err) ==
+		    SQLITE_NOTADB);
+	test_assert(db == NULL && err.rc == SQLITE_NOTADB);
+	test_assert(cvfs_open_passphrase(path, &db, SQLITE_OPEN_READWRITE,
+					 "guess", 5, &err) == SQLITE_NOTADB);
+	test_assert(cvfs_open_v2(path, &db, SQLITE_OPEN_READWRITE,
+				 test_cvfs_key, 16, &err) == SQLITE_MISUSE);
+	/* Stock SQLite on the same file. */
+	test_assert(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) ==
+		    SQLITE_OK);
+	test_assert(test_cvfs_exec(db, "SELECT * FROM sqlite_schema") ==
+		    SQLITE_NOTADB);
+	sqlite3_close(db);
+	test_end();
+}
+
+static void test_vfs_passphrase(void)
+{
+	char path[TEST_CVFS_PATH_MAX];
+	unsigned char *data, key[CVFS_KEY_BYTES];
+	size_t size;
+	sqlite3 *db;
+
+	test_begin("vfs passphrase database reopens, raw key = PBKDF2");
+	test_cvfs_path(path, "pass.db");
+	test_cvfs_unlink_db(path);
+	test_assert(cvfs_open_passphrase(path, &db, TEST_CVFS_OPEN_RWC,
+					 "hunter2", 7, NULL) == SQLITE_OK);
+	test_assert(test_cvfs_exec(db, "PRAGMA journal_mode=WAL") ==
+		    SQLITE_OK);
+	test_assert(test_vfs_fill(db, 0, 20) == SQLITE_OK);
+	cvfs_close(&db);
+	test_assert(cvfs_open_passphrase(path, &db, SQLITE_OPEN_READWRITE,
+					 "hunter2", 7, NULL) == SQLITE_OK);
+	test_assert(test_vfs_verify(db, 20));
+	cvfs_close(&db);
+	data = test_cvfs_read_file(path, &size);
+	test_assert(data != NULL && size >= CVFS_SALT_BYTES);
+	if (data != NULL) {
+		cvfs_pbkdf2_sha256(key, sizeof(key),
+				   (const unsigned char *)"hunter2", 7, data,
+				   CVFS_SALT_BYTES, CVFS_KDF_ITERATIONS);
+		free(data);
+		test_assert(cvfs_open_v2(path, &db, SQLITE_OPEN_READWRITE, key,
+					 sizeof(key), NULL) == SQLITE_OK);
+		test_assert(test_vfs_verify(db, 20));
+		cvfs_close(&db);
+	}
+	test_end();
+}
+
+static void test_vfs_empty_file(void)
+{
+	char path[TEST_CVFS_PATH_MAX];
+	sqlite3 *db;
+
+	/* A zero-length file is a new, empty database (as in SQLite). */
+	test_begin("vfs zero-length file opens as an empty database");
+	test_cvfs_path(path, "empty.db");
+	test_cvfs_unlink_db(path);
+	test_assert(test_cvfs_write_file(path, NULL, 0) == 0);
+	test_assert(cvfs_open_v2(path, &db, SQLITE_OPEN_READWRITE,
+				 test_cvfs_key, CVFS_KEY_BYTES, NULL) ==
+		    SQLITE_OK);
+	test_assert(test_cvfs_exec(db, "SELECT * FROM t") == SQLITE_ERROR);
+	test_assert(test_vfs_fill(db, 0, 5) == SQLITE_OK);
+	cvfs_close(&db);
+	test_assert(cvfs_open_v2(path, &db, SQLITE_OPEN_READWRITE,
+				 test_cvfs_key, CVFS_KEY_BYTES, NULL) ==
+		    SQLITE_OK);
+	test_assert(test_vfs_verify(db, 5));
+	cvfs_close(&db);
+	test_end();
+}
+
+static void test_vfs_attach_needs_key(void)
+{
+	char path[TEST_CVFS_PATH_MAX], other[TEST_CVFS_PATH_MAX];
+	char sql[TEST_CVFS_PATH_MAX + 64];
+	sqlite3 *db;
+
+	test_begin("vfs ATTACH or VACUUM INTO without a key is refused");
+	test_cvfs_path(path, "attach.db");
+	test_cvfs_path(other, "attach-plain.db");
+	test_cvfs_unlink_db(path);
+	test_cvfs_unlink_db(other);
+	test_assert(cvfs_open_v2(path, &db, TEST_CVFS_OPEN_RWC, test_cvfs_key,
+				 CVFS_KEY_BYTES, NULL) == SQLITE_OK);
+	test_assert(test_vfs_fill(db, 0, 5) == SQLITE_OK);
+	snprintf(sql, sizeof(sql), "VACUUM INTO '%s'", other);
+	test_assert(test_cvfs_exec(db, sql) != SQLITE_OK);
+	test_assert(test_cvfs_file_size(other) <= 0);
+	snprintf(sql, sizeof(sql), "ATTACH '%s' AS o", other);
+	test_assert(test_cvfs_exec(db, sql) != SQLITE_OK);
+	/* A database that was never given reserved bytes is not written. */
+	test_assert(test_cvfs_file_size(other) <= 0);
+	cvfs_close(&db);
+	test_end();
+}
+
+static void test_vfs_export(void)
+{
+	char path[TEST_CVFS_PATH_MAX], copy[TEST_CVFS_PATH_MAX];
+	char copy2[TEST_CVFS_PATH_MAX], p[TEST_CVFS_PATH_MAX + 8];
+	struct cvfs_error err;
+	sqlite3 *db, *db2;
+
+	test_begin("vfs export writes a checkpointed encrypted copy");
+	test_cvfs_path(path, "export-src.db");
+	test_cvfs_path(copy, "export-copy.db");
+	test_cvfs_path(copy2, "export-copy2.db");
+	test_cvfs_unlink_db(path);
+	test_cvfs_unlink_db(copy);
+	test_cvfs_unlink_db(copy2);
+	test_assert(cvfs_open_passphrase(path, &db, TEST_CVFS_OPEN_RWC,
+					 "pw", 2, NULL) == SQLITE_OK);
+	test_assert(test_cvfs_exec(db, "PRAGMA journal_mode=WAL; PRAGMA "
+				   "wal_autocheckpoint=0") == SQLITE_OK);
+	test_assert(test_vfs_fill(db, 0, TEST_ROWS) == SQLITE_OK);
+	/* Everything is still in the WAL; the copy must have it all. */
+	test_assert(cvfs_export(db, copy, NULL, 0, &err) == SQLITE_OK);
+	test_assert(cvfs_export(db, copy2, test_cvfs_key2, CVFS_KEY_BYTES,
+				&err) == SQLITE_OK);
+	test_assert(cvfs_export(db, copy, NULL, 0, &err) != SQLITE_OK);
+	cvfs_close(&db);
+	snprintf(p, sizeof(p), "%s-wal", copy);
+	test_assert(test_cvfs_file_size(p) <= 0);
+	test_assert(!test_cvfs_file_contains(copy, TEST_MARKER));
+	test_assert(!test_cvfs_file_contains(copy2, TEST_MARKER));
+	/* Same salt and key: the passphrase opens the copy. */
+	test_assert(cvfs_open_passphrase(copy, &db2, SQLITE_OPEN_READWRITE,
+					 "pw", 2, NULL) == SQLITE_OK);
+	test_assert(test_vfs_verify(db2, TEST_ROWS));
+	test_assert(test_vfs_integrity_ok(db2));
+	cvfs_close(&db2);
+	test_assert(cvfs_open_v2(copy2, &db2, SQLITE_OPEN_READWRITE,
+				 test_cvfs_key2, CVFS_KEY_BYTES, NULL) ==
+		    SQLITE_OK);
+	test_assert(test_vfs_verify(db2, TEST_ROWS));
+	cvfs_close(&db2);
+	test_assert(cvfs_open_passphrase(copy2, &db2, SQLITE_OPEN_READWRITE,
+					 "pw", 2, NULL) == SQLITE_NOTADB);
+	test_end();
+}
+
+static void test_vfs_rekey(void)
+{
+	char path[TEST_CVFS_PATH_MAX], p[TEST_CVFS_PATH_MAX + 16];
+	struct cvfs_error err;
+	sqlite3 *db, *other;
+
+	test_begin("vfs rekey to a new raw key");
+	test_cvfs_path(path, "rekey.db");
+	test_cvfs_unlink_db(path);
+	test_assert(cvfs_open_v2(path, &db, TEST_CVFS_OPEN_RWC, test_cvfs_key,
+				 CVFS_KEY_BYTES, NULL) == SQLITE_OK);
+	test_assert(test_cvfs_exec(db, "PRAGMA journal_mode=WAL") ==
+		    SQLITE_OK);
+	test_assert(test_vfs_fill(db, 0, TEST_ROWS) == SQLITE_OK);
+
+	/* A second connection keeps the file busy: refused, untouched. */
+	test_assert(cvfs_open_v2(path, &other, SQLITE_OPEN_READWRITE,
+				 test_cvfs_key, CVFS_KEY_BYTES, NULL) ==
+		    SQLITE_OK);
+	test_assert(test_cvfs_exec(other, "BEGIN; SELECT count(*) FROM t") ==
+		    SQLITE_OK);
+	test_assert(cvfs_rekey(&db, test_cvfs_key2, CVFS_KEY_BYTES, &err) !=
+		    SQLITE_OK);
+	test_assert(db != NULL);
+	test_assert(test_cvfs_exec(other, "COMMIT") == SQLITE_OK);
+	cvfs_close(&other);
+	test_assert(db != NULL && test_vfs_verify(db, TEST_ROWS));
+
+	test_assert(cvfs_rekey(&db, test_cvfs_key2, CVFS_KEY_BYTES, &err) ==
+		    SQLITE_OK);
+	test_assert(db != NULL);
+	if (db != NULL) {
+		test_assert(test_vfs_verify(db, TEST_ROWS));
+		test_assert(test_cvfs_exec(db, "PRAGMA journal_mode=WAL") ==
+			    SQLITE_OK);
+		test_assert(test_vfs_fill(db, TEST_ROWS, 10) == SQLITE_OK);
+		cvfs_close(&db);
+	}
+	snprintf(p, sizeof(p), "%s-cvfs-rekey", path);
+	test_assert(test_cvfs_file_size(p) < 0);
+	test_assert(cvfs_open_v2(path, &db, SQLITE_OPEN_READWRITE,
+				 test_cvfs_key, CVFS_KEY_BYTES, NULL) ==
+		    SQLITE_NOTADB);
+	test_assert(cvfs_open_v2(path, &db, SQLITE_OPEN_READWRITE,
+				 test_cvfs_key2, CVFS_KEY_BYTES, NULL) ==
+		    SQLITE_OK);
+	test_assert(test_vfs_verify(db, TEST_ROWS + 10));
+	test_assert(test_vfs_integrity_ok(db));
+	cvfs_close(&db);
+	test_end();
+}
+
+static void test_vfs_temp_files(void)
+{
+	char path[TEST_CVFS_PATH_MAX];
+	sqlite3_int64 n = -1;
+	sqlite3 *db;
+
+	/* temp_store=FILE and a tiny cache force a spilling sort and a
+	   temp table through the (encrypted) temp-file path. */
+	test_begin("vfs temp files round trip");
+	test_cvfs_path(path, "temp.db");
+	test_cvfs_unlink_db(path);
+	test_assert(cvfs_open_v2(path, &db, TEST_CVFS_OPEN_RWC, test_cvfs_key,
+				 CVFS_KEY_BYTES, NULL) == SQLITE_OK);
+	test_assert(test_vfs_fill(db, 0, 2000) == SQLITE_OK);
+	test_assert(test_cvfs_exec(db, "PRAGMA temp_store=FILE; "
+				   "PRAGMA cache_size=5") == SQLITE_OK);
+	test_assert(test_cvfs_exec(db, "CREATE TEMP TABLE x AS SELECT id, "
+				   "body || randomblob(500) AS b FROM t") ==
+		    SQLITE_OK);
+	test_assert(test_cvfs_int(db, "SELECT count(*) FROM (SELECT b FROM "
+				  "x ORDER BY b)", &n) == SQLITE_OK &&
+		    n == 2000);
+	test_assert(test_cvfs_int(db, "SELECT sum(id) FROM x", &n) ==
+		    SQLITE_OK && n == 1999 * 2000 / 2);
+	cvfs_close(&db);
+	test_end();
+}
+
+int main(void)
+{
+	static void (*const cases[])(void) = {
+		test_vfs_round_trip_modes,
+		test_vfs_no_plaintext_live,
+		test_vfs_wrong_key,
+		test_vfs_passphrase,
+		test_vfs_empty_file,
+		test_vfs_attach_needs_key,
+		test_vfs_export,
+		test_vfs_rekey,
+		test_vfs_temp_files,
+		NULL
+	};
+	int ret;
+
+	test_cvfs_dir_init();
+	ret = test_run(cases);
+	test_cvfs_dir_cleanup();
+	return ret;
+}
