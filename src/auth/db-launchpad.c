@@ -141,6 +141,22 @@ void db_launchpad_unref(struct db_launchpad **_db)
 		event_unref(&db_launchpad_event);
 }
 
+void db_launchpad_log_info(struct auth_request *request, const char *fmt, ...)
+{
+	struct event *event = authdb_event(request);
+	enum log_type orig_level = event_get_min_log_level(event);
+	va_list args;
+
+	/* Decisions are logged even without auth_verbose (which raises the
+	   request event's level to warning), as auth-request.c does for
+	   verbose_passwords: the admin needs to see why someone was refused. */
+	event_set_min_log_level(event, LOG_TYPE_INFO);
+	va_start(args, fmt);
+	e_info(event, "launchpad: %s", t_strdup_vprintf(fmt, args));
+	va_end(args);
+	event_set_min_log_level(event, orig_level);
+}
+
 void db_launchpad_check(struct db_launchpad *db, struct auth_request *request,
 			struct lp_entitlement *ent_r)
 {
@@ -164,7 +180,7 @@ void db_launchpad_check(struct db_launchpad *db, struct auth_request *request,
 		}
 		break;
 	case LP_VERDICT_DENY:
-		e_info(event, "launchpad: denied: %s", ent_r->verdict.text);
+		db_launchpad_log_info(request, "denied: %s", ent_r->verdict.text);
 		break;
 	case LP_VERDICT_TEMPFAIL:
 		e_error(event, "launchpad: temporary failure: %s",
@@ -207,8 +223,8 @@ void db_launchpad_flush_auth_cache(struct auth_request *request,
 			"could not flush the auth cache for %s: "
 			"an expired cache entry may still be used", users[0]);
 	} else if (count > 0) {
-		e_info(authdb_event(request), "launchpad: flushed %u auth cache "
-		       "entries (stale_grace is over)", count);
+		db_launchpad_log_info(request, "flushed %u auth cache "
+				      "entries (stale_grace is over)", count);
 	}
 	auth_master_deinit(&conn);
 }

@@ -32,6 +32,10 @@ void db_launchpad_unref(struct db_launchpad **db);
 void db_launchpad_check(struct db_launchpad *db, struct auth_request *request,
 			struct lp_entitlement *ent_r);
 
+/* Logs at info level on the request's event even when auth_verbose=no. */
+void db_launchpad_log_info(struct auth_request *request, const char *fmt, ...)
+	ATTR_FORMAT(2, 3);
+
 /* Path of name@domain's keyfile (data stack). */
 const char *db_launchpad_keyfile_path(struct db_launchpad *db,
 				      const struct lp_entitlement *ent);

@@ -74,8 +74,8 @@ passdb_launchpad_open_slot(struct launchpad_passdb_module *module,
 		return PASSDB_RESULT_INTERNAL_FAILURE;
 	}
 	if (ret == 0) {
-		e_info(event, "launchpad: mailbox not activated "
-		       "(no app password yet for %s)", ent->user);
+		db_launchpad_log_info(request, "mailbox not activated "
+				      "(no app password yet for %s)", ent->user);
 		auth_request_log_password_mismatch(request, AUTH_SUBSYS_DB);
 		return PASSDB_RESULT_PASSWORD_MISMATCH;
 	}

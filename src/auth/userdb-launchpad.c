@@ -58,8 +58,9 @@ static void userdb_launchpad_lookup(struct auth_request *request,
 		if (errno != ENOENT) {
 			e_error(event, "launchpad: stat(%s) failed: %m", keyfile);
 		} else {
-			e_info(event, "launchpad: mailbox not activated: "
-			       "%s has no app password yet", ent.user);
+			db_launchpad_log_info(request, "mailbox not activated: "
+					      "%s has no app password yet",
+					      ent.user);
 		}
 		callback(USERDB_RESULT_INTERNAL_FAILURE, request);
 		return;
