@@ -38,9 +38,10 @@
 #define LP_TEAM_MAX_PAGES 200	/* 60,000 participants */
 
 /* After Launchpad failed (timeout, connection, 5xx), cold lookups skip
-   HTTP for this long, so a crowd of auth-workers does not each wait out a
-   timeout during an outage. */
-#define LP_OUTAGE_BACKOFF_SECS 30
+   HTTP for http_timeout seconds, at most this long, so a crowd of
+   auth-workers does not each wait out a timeout during an outage, and
+   logins recover within one timeout once Launchpad is back. */
+#define LP_OUTAGE_BACKOFF_MAX_SECS 30
 #define LP_CACHE_VERSION 1
 /* Chains of the TDB; only used when the file is created. */
 #define LP_CACHE_HASH_SIZE 4099
@@ -230,7 +231,9 @@ int lp_cache_verdict_put(struct lp_context *ctx, const char *user,
 int lp_cache_ban_get(struct lp_context *ctx, const char *name,
 		     char reason_r[LP_TEXT_MAX]);
 
-/* TRUE if Launchpad failed less than LP_OUTAGE_BACKOFF_SECS ago. */
+/* The back-off after a failure: MIN(http_timeout, 30 s). */
+unsigned int lp_cache_outage_backoff(const struct lp_context *ctx);
+/* TRUE if Launchpad failed less than lp_cache_outage_backoff() ago. */
 bool lp_cache_outage_active(struct lp_context *ctx, time_t *since_r);
 void lp_cache_outage_set(struct lp_context *ctx);
 void lp_cache_outage_clear(struct lp_context *ctx);

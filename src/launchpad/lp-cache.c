@@ -568,6 +568,12 @@ int lp_ban_clear(struct lp_context *ctx, const char *name,
 
 /* ---- outage ---- */
 
+unsigned int lp_cache_outage_backoff(const struct lp_context *ctx)
+{
+	return ctx->config->http_timeout < LP_OUTAGE_BACKOFF_MAX_SECS ?
+		ctx->config->http_timeout : LP_OUTAGE_BACKOFF_MAX_SECS;
+}
+
 bool lp_cache_outage_active(struct lp_context *ctx, time_t *since_r)
 {
 	json_t *obj;
@@ -578,7 +584,7 @@ bool lp_cache_outage_active(struct lp_context *ctx, time_t *since_r)
 		return false;
 	ok = lp_json_time(obj, "since", &since);
 	json_decref(obj);
-	if (!ok || now < since || now - since >= LP_OUTAGE_BACKOFF_SECS)
+	if (!ok || now < since || now - since >= (time_t)lp_cache_outage_backoff(ctx))
 		return false;
 	*since_r = since;
 	return true;
