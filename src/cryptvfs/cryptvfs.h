@@ -96,6 +96,18 @@
 **   sqlite> PRAGMA key="raw:00112233...(64 hex digits)";
 **   sqlite> SELECT count(*) FROM sqlite_schema;
 **
+** VERIFYING
+**
+**   make -C src/cryptvfs check     (from the build directory)
+**
+** runs the unit tests (sqlite3mc 2.3.5 vectors from ../shared/vectors,
+** page transform and counter wrap, tamper, crash, no-plaintext, export,
+** rekey) and two scripts from tests/cryptvfs/: interop.sh (needs npm and
+** the npm registry: it builds the sqlite3mc amalgamation from the
+** better-sqlite3-multiple-ciphers package and round-trips files both
+** ways) and fuzz.sh (needs clang and libclang-rt-14-dev for libFuzzer).
+** Both fail, never skip, when what they need is missing.
+**
 ** LIMITS
 **
 ** - The page number is the only thing bound to a page (the format has no
@@ -110,7 +122,12 @@
 ** - The rollback journal's own checksums (SQLite's, over a few sampled
 **   plaintext bytes per page) are kept as SQLite writes them, as sqlite3mc
 **   does.
-** - cvfs_rekey() replaces the file; no other connection may have it open.
+** - cvfs_rekey() replaces the file; no other connection may have it open,
+**   and per-connection PRAGMAs (journal_mode, ...) must be set again on the
+**   connection it hands back.
+** - SQLite's temp files (temp_store=FILE, sorter spill, statement
+**   journals) use a random in-memory key and no tag: they die with the
+**   process and are unlinked at open.
 ** - Shared-cache mode is not supported.
 */
 
