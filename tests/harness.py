@@ -175,6 +175,22 @@ service lmtp {{
   }}
 }}
 
+{auth_conf}
+plugin {{
+  launchpad_config = {lpconf}
+}}
+"""
+
+# The passdb/userdb blocks unless Dovecot(auth_conf=...) replaces them.
+LAUNCHPAD_AUTH_CONF = """\
+# Tests fail logins on purpose from 127.0.0.1 all the time; the anvil auth
+# penalty would delay each by up to 15 s (the documented way to disable it).
+service anvil {{
+  unix_listener anvil-auth-penalty {{
+    mode = 0
+  }}
+}}
+
 passdb {{
   driver = launchpad
   args = {lpconf}
@@ -182,9 +198,6 @@ passdb {{
 userdb {{
   driver = launchpad
   args = {lpconf}
-}}
-plugin {{
-  launchpad_config = {lpconf}
 }}
 """
 
@@ -213,7 +226,11 @@ class Dovecot:
 
     def __init__(self, workdir, api_url, auth_cache_size="1M",
                  auth_cache_ttl="1h", positive_ttl="1h", negative_ttl="10m",
-                 stale_grace="7d", http_timeout="3s", auth_debug="no"):
+                 stale_grace="7d", http_timeout="3s", auth_debug="no",
+                 auth_conf=None):
+        """auth_conf: Dovecot config text (used verbatim) that replaces
+        the launchpad passdb/userdb blocks, e.g. a passwd-file baseline
+        for bench/login-bench.py; everything else stays the same."""
         self.workdir = workdir
         self.run_dir = os.path.join(workdir, "run")
         self.vmail = os.path.join(workdir, "vmail")
@@ -228,7 +245,8 @@ class Dovecot:
             api_url=api_url, auth_cache_size=auth_cache_size,
             auth_cache_ttl=auth_cache_ttl, positive_ttl=positive_ttl,
             negative_ttl=negative_ttl, stale_grace=stale_grace,
-            http_timeout=http_timeout, auth_debug=auth_debug)
+            http_timeout=http_timeout, auth_debug=auth_debug,
+            auth_conf=auth_conf)
 
     def _module_dir(self, kind, ours):
         """A copy of the system module dir `kind` plus our module."""
@@ -264,10 +282,14 @@ class Dovecot:
                 negative_ttl=s["negative_ttl"],
                 stale_grace=s["stale_grace"],
                 http_timeout=s["http_timeout"]))
+        auth_conf = s["auth_conf"]
+        if auth_conf is None:
+            auth_conf = LAUNCHPAD_AUTH_CONF.format(lpconf=self.lpconf_path)
         with open(self.conf_path, "w") as f:
             f.write(DOVECOT_CONF.format(
                 run=self.run_dir, state=os.path.join(self.workdir, "state"),
                 log=self.log_path, lpconf=self.lpconf_path,
+                auth_conf=auth_conf,
                 imap_port=self.imap_port, pop3_port=self.pop3_port,
                 lmtp_port=self.lmtp_port,
                 auth_cache_size=s["auth_cache_size"],
