@@ -414,3 +414,32 @@ def test_stale_grace_holds_with_auth_cache(make_world):
             assert "UNAVAILABLE" in str(e)
             assert time.monotonic() < deadline, "no recovery after outage"
             time.sleep(0.5)
+
+
+# ---- Dovecot's auth cache and secrets ----
+
+def test_secrets_never_in_log(world, alice):
+    imap_login(world.dc, "alice@ubuntu.com", alice).logout()
+    imap_login_error(world.dc, "alice@ubuntu.com", alice + "x")
+    log = world.dc.log_text()
+    assert alice not in log
+    assert alice.replace("-", "") not in log
+    assert "sqlbox_kek" not in log
+
+
+def test_repeat_login_is_answered_by_auth_cache(make_world):
+    """With auth_cache_size > 0 a repeat login runs no Argon2id: the auth
+    master answers from its cache without asking an auth-worker."""
+    w = make_world(auth_debug="yes")
+    password = w.dc.generate_password("alice@ubuntu.com")
+    for _ in range(3):
+        imap_login(w.dc, "alice@ubuntu.com", password).logout()
+    log = w.dc.log_text()
+    assert log.count("app password slot") == 1, log[-4000:]
+    assert "cache hit" in log
+    # a second app password is a separate cache entry, not a mismatch
+    second = w.dc.generate_password("alice@ubuntu.com", label="phone",
+                                    existing=password)
+    imap_login(w.dc, "alice@ubuntu.com", second).logout()
+    imap_login(w.dc, "alice@ubuntu.com", password).logout()
+    assert w.dc.log_text().count("app password slot") == 2
