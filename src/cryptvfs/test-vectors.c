@@ -1,7 +1,7 @@
 /* Copyright (c) dovecot-launchpad authors; see debian/copyright. */
 
 /* Files written by SQLite3MultipleCiphers 2.3.5 (and by another libsodium
-   implementation of its format) open and read here: ../shared/vectors. */
+   implementation of its format) open and read here: tests/vectors/sqlite3mc. */
 
 #include "test-cryptvfs-common.h"
 #include "cryptvfs-private.h"
