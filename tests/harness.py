@@ -175,14 +175,6 @@ service lmtp {{
   }}
 }}
 
-{auth_conf}
-plugin {{
-  launchpad_config = {lpconf}
-}}
-"""
-
-# The passdb/userdb blocks unless Dovecot(auth_conf=...) replaces them.
-LAUNCHPAD_AUTH_CONF = """\
 # Tests fail logins on purpose from 127.0.0.1 all the time; the anvil auth
 # penalty would delay each by up to 15 s (the documented way to disable it).
 service anvil {{
@@ -191,6 +183,14 @@ service anvil {{
   }}
 }}
 
+{auth_conf}
+plugin {{
+  launchpad_config = {lpconf}
+}}
+"""
+
+# The passdb/userdb blocks unless Dovecot(auth_conf=...) replaces them.
+LAUNCHPAD_AUTH_CONF = """\
 passdb {{
   driver = launchpad
   args = {lpconf}
