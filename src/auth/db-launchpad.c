@@ -32,7 +32,12 @@ static void db_launchpad_log(void *context, enum lp_log_level level,
 		e_debug(event, "launchpad: %s", msg);
 		break;
 	case LP_LOG_INFO:
-		e_info(event, "launchpad: %s", msg);
+		/* Decisions ("denied: <reason>"): logged without auth_verbose
+		   too, DESIGN.md section 4 wants them. */
+		if (db->cur_request != NULL)
+			db_launchpad_log_info(db->cur_request, "%s", msg);
+		else
+			e_info(event, "launchpad: %s", msg);
 		break;
 	case LP_LOG_WARNING:
 		e_warning(event, "launchpad: %s", msg);
@@ -160,33 +165,13 @@ void db_launchpad_log_info(struct auth_request *request, const char *fmt, ...)
 void db_launchpad_check(struct db_launchpad *db, struct auth_request *request,
 			struct lp_entitlement *ent_r)
 {
-	struct event *event = authdb_event(request);
-
 	i_assert(db->ctx != NULL);
 
+	/* liblaunchpad logs the outcome (deny reason, stale allow, tempfail
+	   cause) through db_launchpad_log() on this request's event. */
 	db->cur_request = request;
 	lp_entitlement_check(db->ctx, request->fields.user, ent_r);
 	db->cur_request = NULL;
-
-	switch (ent_r->verdict.kind) {
-	case LP_VERDICT_ALLOW:
-		if (ent_r->verdict.stale) {
-			e_warning(event, "launchpad: Launchpad unreachable, "
-				  "serving the cached allow for %s",
-				  ent_r->user);
-		} else {
-			e_debug(event, "launchpad: %s entitled%s", ent_r->user,
-				ent_r->from_cache ? " (cached)" : "");
-		}
-		break;
-	case LP_VERDICT_DENY:
-		db_launchpad_log_info(request, "denied: %s", ent_r->verdict.text);
-		break;
-	case LP_VERDICT_TEMPFAIL:
-		e_error(event, "launchpad: temporary failure: %s",
-			ent_r->verdict.text);
-		break;
-	}
 }
 
 const char *db_launchpad_keyfile_path(struct db_launchpad *db,

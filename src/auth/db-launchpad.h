@@ -27,8 +27,8 @@ struct db_launchpad *db_launchpad_preinit(pool_t pool, const char *args);
 void db_launchpad_init(struct db_launchpad *db);
 void db_launchpad_unref(struct db_launchpad **db);
 
-/* Runs the decision for the request's user (may block on HTTP) and logs a
-   deny or tempfail with its reason on the request's event. */
+/* Runs the decision for the request's user (may block on HTTP); the
+   outcome and its reason are logged on the request's event. */
 void db_launchpad_check(struct db_launchpad *db, struct auth_request *request,
 			struct lp_entitlement *ent_r);
 

@@ -162,6 +162,9 @@ static void lp_entitlement_run(struct lp_context *ctx, const char *login,
 		ent_r->name[0] = '\0';
 		lp_decide(&facts, &ent_r->verdict);
 		ent_r->from_cache = true;
+		/* the login itself is not repeated: the caller's log prefix
+		   carries it, escaped */
+		lp_log(ctx, LP_LOG_INFO, "denied: %s", ent_r->verdict.text);
 		return;
 	}
 	snprintf(ent_r->user, sizeof(ent_r->user), "%s@%s", ent_r->name,

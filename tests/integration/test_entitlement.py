@@ -205,7 +205,7 @@ def test_refused_with_reason(world, user, client_text, log_reason):
     text = imap_login_error(world.dc, user, "any-password")
     assert client_text in text
     assert wait_log(world.dc, re.escape(user.split("@")[0]) +
-                    r".*launchpad: denied: " + re.escape(log_reason)), \
+                    r".*denied: " + re.escape(log_reason)), \
         world.dc.log_text()[-3000:]
 
 
@@ -357,7 +357,7 @@ def test_launchpad_down_cached_user_logs_in_uncached_unavailable(make_world):
     w.fake.stop()
     time.sleep(1.5)             # the allow is now past positive_ttl
     imap_login(w.dc, "alice@ubuntu.com", password).logout()
-    assert wait_log(w.dc, r"serving the cached allow")
+    assert wait_log(w.dc, r"allowed from an expired cache record")
     text = imap_login_error(w.dc, "frank@ubuntu.com", "any")
     assert "UNAVAILABLE" in text
     code, _ = lmtp_rcpt(w.dc, "frank@ubuntu.com")
@@ -401,7 +401,7 @@ def test_stale_grace_holds_with_auth_cache(make_world):
     assert "UNAVAILABLE" in text
     assert wait_log(w.dc, r"flushed [1-9][0-9]* auth cache entries")
     assert "Falling back to expired data from cache" not in \
-        w.dc.log_text().split("serving the cached allow")[-1]
+        w.dc.log_text().split("allowed from an expired cache record")[-1]
     # Launchpad back: logins recover once the outage back-off (one
     # http_timeout, 3 s here) has passed, without any admin action.
     w.fake.restart()
