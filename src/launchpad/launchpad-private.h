@@ -238,4 +238,12 @@ bool lp_cache_outage_active(struct lp_context *ctx, time_t *since_r);
 void lp_cache_outage_set(struct lp_context *ctx);
 void lp_cache_outage_clear(struct lp_context *ctx);
 
+/* Every key that starts with prefix, prefix stripped, sorted (added for
+   lp-sync.c).  Returns 0 or -1; the caller frees with lp_name_set_free(). */
+int lp_cache_keys(struct lp_context *ctx, const char *prefix,
+		  struct lp_name_set *keys_r, struct lp_error *err);
+/* Deletes every record whose key starts with prefix. Count or -1. */
+int lp_cache_delete_prefix(struct lp_context *ctx, const char *prefix,
+			   struct lp_error *err);
+
 #endif

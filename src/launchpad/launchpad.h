@@ -301,4 +301,133 @@ int lp_ban_set(struct lp_context *ctx, const char *name, const char *reason,
 int lp_ban_clear(struct lp_context *ctx, const char *name,
 		 struct lp_error *err);
 
+/* ---- administration (lp-cache.c): lists, counts, app password use ---- */
+
+/* Calls cb for every stored verdict (allow or deny, expired or not), in no
+   particular order, with what lp_cache_show() would give for that user.
+   Returns 0 or -1.  cb returns 0 to go on, -1 to stop. */
+int lp_cache_list(struct lp_context *ctx,
+		  int (*cb)(const struct lp_cache_user *entry, void *context),
+		  void *context, struct lp_error *err);
+
+struct lp_ban_entry {
+	char name[LP_NAME_MAX + 1];
+	char reason[LP_TEXT_MAX];	/* "" if none given */
+	time_t set_at;			/* 0 if unknown (unreadable record) */
+};
+
+/* Calls cb for every ban.  Returns 0 or -1. */
+int lp_ban_list(struct lp_context *ctx,
+		int (*cb)(const struct lp_ban_entry *ban, void *context),
+		void *context, struct lp_error *err);
+
+struct lp_cache_counts {
+	unsigned int allow;		/* ALLOW verdicts not yet expired */
+	unsigned int allow_expired;	/* ALLOW verdicts past expires_at */
+	unsigned int deny;		/* DENY verdicts, expired or not */
+	unsigned int persons;
+	unsigned int teams;
+	unsigned int bans;
+};
+
+/* Counts the cache's records by kind. Returns 0 or -1. */
+int lp_cache_count(struct lp_context *ctx, struct lp_cache_counts *counts_r,
+		   struct lp_error *err);
+
+/* Minimum age of a "last used" stamp before a login rewrites it: logins
+   of a busy user must not each write the TDB. */
+#define LP_SLOT_USED_THROTTLE_SECS 60
+
+/* Records that app password slot slot_id of user ("name@domain") opened
+   now.  Writes only if the stored time is older than
+   LP_SLOT_USED_THROTTLE_SECS.  Returns 1 written, 0 throttled, -1 error. */
+int lp_cache_slot_used(struct lp_context *ctx, const char *user,
+		       unsigned int slot_id, struct lp_error *err);
+/* The last login time of slot_id: 1 found, 0 never recorded. */
+int lp_cache_slot_last_used(struct lp_context *ctx, const char *user,
+			    unsigned int slot_id, time_t *time_r);
+/* Forgets slot_id's stamp, or every stamp of user when slot_id is
+   LP_SLOT_ALL.  Returns the number of records removed, or -1. */
+#define LP_SLOT_ALL UINT32_MAX
+int lp_cache_slot_forget(struct lp_context *ctx, const char *user,
+			 unsigned int slot_id, struct lp_error *err);
+
+/* ---- the periodic membership sync (lp-sync.c) ---- */
+
+/* What a sync pass saw for one known user (one with a stored verdict). */
+enum lp_sync_change_kind {
+	LP_SYNC_SAME,		/* verdict unchanged */
+	LP_SYNC_ALLOWED,	/* newly allowed: first seen, or deny -> allow */
+	LP_SYNC_DENIED,		/* allow -> deny: the user loses access */
+	LP_SYNC_REASON,		/* still denied, for another reason */
+	LP_SYNC_FAILED,		/* Launchpad failed: old state kept */
+};
+
+struct lp_sync_change {
+	const char *user;		/* "name@domain" */
+	enum lp_sync_change_kind kind;
+	bool had_old;			/* a previous sync state existed */
+	enum lp_verdict_kind old_kind;	/* ALLOW or DENY, if had_old */
+	enum lp_verdict_kind new_kind;	/* ALLOW or DENY, unless FAILED */
+	enum lp_deny_reason reason;
+	const char *text;		/* deny words, or the failure */
+};
+
+struct lp_sync_result {
+	time_t started, finished;
+	unsigned int teams, teams_failed;
+	unsigned int users, allowed, denied;	/* checked, by new verdict */
+	unsigned int newly_allowed, newly_denied, failed;
+	unsigned int http_requests;
+	bool partial;			/* some team or person fetch failed */
+};
+
+/* Callback for every known user after its new state is stored; returns 0
+   to go on, -1 to stop the pass (result partial).  Runs with no lock
+   held. */
+typedef int lp_sync_callback_t(const struct lp_sync_change *change,
+			       void *context);
+
+/* One sync pass (doveadm launchpad sync/refresh): fetches every configured
+   team's participants once (ceil(N/300) requests each), stores them, then
+   re-checks every known user with a fresh person fetch (ETag-revalidated)
+   and the fresh team set, and stores the new verdict and sync state.  A
+   failed team or person keeps its old records.  Serialised across
+   processes by an flock on cache_path + ".sync", taken without waiting.
+   Blocks for as long as Launchpad takes.
+   Returns 1 when the pass ran (result_r->partial says whether everything
+   was fetched), 0 if another sync holds the lock (nothing done), -1 on a
+   local error (err set). */
+int lp_sync_run(struct lp_context *ctx, lp_sync_callback_t *cb,
+		void *context, struct lp_sync_result *result_r,
+		struct lp_error *err);
+
+/* Stores result as the "sync/last" record for lp_sync_last(). */
+int lp_sync_last_put(struct lp_context *ctx,
+		     const struct lp_sync_result *result,
+		     struct lp_error *err);
+/* Reads it back: 1 found, 0 never synced. */
+int lp_sync_last(struct lp_context *ctx, struct lp_sync_result *result_r);
+
+/* Admin notifications are de-duplicated per (user, event word) for this
+   long; a change of the user's state clears the markers. */
+#define LP_NOTIFY_DEDUP_SECS (30 * 24 * 3600)
+
+/* 1 if event ("entitled", "denied", ...) for user should be mailed: no
+   marker younger than LP_NOTIFY_DEDUP_SECS.  0 if already mailed. */
+int lp_notify_pending(struct lp_context *ctx, const char *user,
+		      const char *event);
+/* Sets the marker after the mail went out. Returns 0 or -1. */
+int lp_notify_mark(struct lp_context *ctx, const char *user,
+		   const char *event, struct lp_error *err);
+/* Drops every marker of user (its state changed). Returns count or -1. */
+int lp_notify_clear(struct lp_context *ctx, const char *user,
+		    struct lp_error *err);
+
+/* One GET {api_url}/~team of the first configured domain with the normal
+   client (doveadm launchpad status).  Returns 0 with the HTTP status and
+   the wall time in milliseconds, or -1 (err says why, msecs_r still set). */
+int lp_ping(struct lp_context *ctx, long *status_r, unsigned int *msecs_r,
+	    struct lp_error *err);
+
 #endif

@@ -817,3 +817,196 @@ int lp_cache_iterate_allowed(struct lp_context *ctx,
 	lp_cache_keys_free(&keys);
 	return 0;
 }
+
+/* ---- administration: lists, counts, app password use ---- */
+
+#define LP_KEY_SLOTUSED "slotused/"
+
+static int lp_cache_key_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int lp_cache_keys(struct lp_context *ctx, const char *prefix,
+		  struct lp_name_set *keys_r, struct lp_error *err)
+{
+	struct lp_cache_keys keys = { .prefix = prefix };
+	size_t plen = strlen(prefix);
+
+	memset(keys_r, 0, sizeof(*keys_r));
+	if (lp_cache_collect_keys(ctx, &keys, err) < 0)
+		return -1;
+	for (unsigned int i = 0; i < keys.count; i++)
+		memmove(keys.keys[i], keys.keys[i] + plen,
+			strlen(keys.keys[i]) - plen + 1);
+	if (keys.count > 0)
+		qsort(keys.keys, keys.count, sizeof(*keys.keys),
+		      lp_cache_key_cmp);
+	keys_r->names = keys.keys;
+	keys_r->count = keys.count;
+	return 0;
+}
+
+int lp_cache_delete_prefix(struct lp_context *ctx, const char *prefix,
+			   struct lp_error *err)
+{
+	return lp_cache_delete_keys(ctx, prefix, err);
+}
+
+int lp_cache_list(struct lp_context *ctx,
+		  int (*cb)(const struct lp_cache_user *entry, void *context),
+		  void *context, struct lp_error *err)
+{
+	struct lp_name_set users;
+	struct lp_cache_user entry;
+
+	if (lp_cache_keys(ctx, LP_KEY_VERDICT, &users, err) < 0)
+		return -1;
+	for (unsigned int i = 0; i < users.count; i++) {
+		/* a verdict key that no longer parses (domain dropped from
+		   the config) is skipped, not an error */
+		if (lp_cache_show(ctx, users.names[i], &entry, NULL) <= 0 ||
+		    entry.decided_at == 0)
+			continue;
+		if (cb(&entry, context) < 0)
+			break;
+	}
+	lp_name_set_free(&users);
+	return 0;
+}
+
+int lp_ban_list(struct lp_context *ctx,
+		int (*cb)(const struct lp_ban_entry *ban, void *context),
+		void *context, struct lp_error *err)
+{
+	struct lp_name_set names;
+	struct lp_ban_entry ban;
+	char key[LP_KEY_MAX];
+	json_t *obj;
+
+	if (lp_cache_keys(ctx, LP_KEY_BAN, &names, err) < 0)
+		return -1;
+	for (unsigned int i = 0; i < names.count; i++) {
+		memset(&ban, 0, sizeof(ban));
+		if (strlen(names.names[i]) > LP_NAME_MAX)
+			continue;
+		strcpy(ban.name, names.names[i]);
+		(void)lp_cache_ban_get(ctx, ban.name, ban.reason);
+		snprintf(key, sizeof(key), LP_KEY_BAN "%s", ban.name);
+		if (lp_cache_get(ctx, key, "ban", &obj) > 0) {
+			(void)lp_json_time(obj, "set_at", &ban.set_at);
+			json_decref(obj);
+		}
+		if (cb(&ban, context) < 0)
+			break;
+	}
+	lp_name_set_free(&names);
+	return 0;
+}
+
+int lp_cache_count(struct lp_context *ctx, struct lp_cache_counts *counts_r,
+		   struct lp_error *err)
+{
+	struct lp_name_set keys;
+	struct lp_verdict_record rec;
+	time_t now = ctx->now();
+
+	memset(counts_r, 0, sizeof(*counts_r));
+	if (lp_cache_keys(ctx, LP_KEY_VERDICT, &keys, err) < 0)
+		return -1;
+	for (unsigned int i = 0; i < keys.count; i++) {
+		if (lp_cache_verdict_get(ctx, keys.names[i], &rec) <= 0)
+			continue;
+		if (rec.kind == LP_VERDICT_DENY)
+			counts_r->deny++;
+		else if (rec.expires_at <= now)
+			counts_r->allow_expired++;
+		else
+			counts_r->allow++;
+	}
+	lp_name_set_free(&keys);
+	if (lp_cache_keys(ctx, LP_KEY_PERSON, &keys, err) < 0)
+		return -1;
+	counts_r->persons = keys.count;
+	lp_name_set_free(&keys);
+	if (lp_cache_keys(ctx, LP_KEY_TEAM, &keys, err) < 0)
+		return -1;
+	counts_r->teams = keys.count;
+	lp_name_set_free(&keys);
+	if (lp_cache_keys(ctx, LP_KEY_BAN, &keys, err) < 0)
+		return -1;
+	counts_r->bans = keys.count;
+	lp_name_set_free(&keys);
+	return 0;
+}
+
+static bool lp_cache_slot_key(const char *user, unsigned int slot_id,
+			      char key_r[LP_KEY_MAX + 16])
+{
+	int len;
+
+	if (slot_id == LP_SLOT_ALL)
+		len = snprintf(key_r, LP_KEY_MAX + 16, LP_KEY_SLOTUSED "%s/",
+			       user);
+	else
+		len = snprintf(key_r, LP_KEY_MAX + 16, LP_KEY_SLOTUSED "%s/%u",
+			       user, slot_id);
+	return len > 0 && (size_t)len < LP_KEY_MAX + 16 &&
+		strlen(user) <= LP_USER_MAX;
+}
+
+int lp_cache_slot_last_used(struct lp_context *ctx, const char *user,
+			    unsigned int slot_id, time_t *time_r)
+{
+	char key[LP_KEY_MAX + 16];
+	json_t *obj;
+	bool ok;
+
+	*time_r = 0;
+	if (!lp_cache_slot_key(user, slot_id, key) ||
+	    lp_cache_get(ctx, key, "slotused", &obj) <= 0)
+		return 0;
+	ok = lp_json_time(obj, "at", time_r);
+	json_decref(obj);
+	return ok ? 1 : 0;
+}
+
+int lp_cache_slot_used(struct lp_context *ctx, const char *user,
+		       unsigned int slot_id, struct lp_error *err)
+{
+	char key[LP_KEY_MAX + 16];
+	time_t last, now = ctx->now();
+	json_t *obj;
+	int ret;
+
+	if (slot_id == LP_SLOT_ALL || !lp_cache_slot_key(user, slot_id, key)) {
+		lp_error_set(err, LP_ERR_INTERNAL, "bad user or slot id");
+		return -1;
+	}
+	/* No chainlock: two logins racing both write about the same time. */
+	if (lp_cache_slot_last_used(ctx, user, slot_id, &last) > 0 &&
+	    last <= now && now - last < LP_SLOT_USED_THROTTLE_SECS)
+		return 0;
+	obj = json_pack("{s:I}", "at", (json_int_t)now);
+	if (obj == NULL) {
+		lp_error_set(err, LP_ERR_INTERNAL, "out of memory");
+		return -1;
+	}
+	ret = lp_cache_put(ctx, key, "slotused", obj, err);
+	json_decref(obj);
+	return ret < 0 ? -1 : 1;
+}
+
+int lp_cache_slot_forget(struct lp_context *ctx, const char *user,
+			 unsigned int slot_id, struct lp_error *err)
+{
+	char key[LP_KEY_MAX + 16];
+
+	if (!lp_cache_slot_key(user, slot_id, key)) {
+		lp_error_set(err, LP_ERR_INTERNAL, "bad user");
+		return -1;
+	}
+	if (slot_id == LP_SLOT_ALL)
+		return lp_cache_delete_keys(ctx, key, err);
+	return lp_cache_delete(ctx, key, err);
+}
