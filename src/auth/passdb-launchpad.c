@@ -97,6 +97,10 @@ passdb_launchpad_open_slot(struct launchpad_passdb_module *module,
 		return PASSDB_RESULT_PASSWORD_MISMATCH;
 	}
 
+	/* "last used" for doveadm launchpad password list; throttled inside,
+	   and a failed stamp never fails a login. */
+	(void)lp_cache_slot_used(module->db->ctx, ent->user, slot_id, NULL);
+
 	i_assert(kr_secret_len(kek) == KR_KEK_BYTES);
 	if (kr_kek_encode(slot_id, kr_secret_data(kek), field,
 			  sizeof(field)) < 0)

@@ -194,7 +194,9 @@ static void lp_sync_user(struct lp_context *ctx, const char *user,
 	const struct lp_domain *domain;
 	const struct lp_sync_team *team;
 	struct lp_verdict_record old_verdict, rec;
-	struct lp_sync_state old_state;
+	struct lp_sync_state old_state = {
+		.kind = LP_VERDICT_DENY, .reason = LP_DENY_NONE,
+	};
 	struct lp_verdict verdict;
 	struct lp_error err = { .kind = LP_ERR_NONE };
 	bool have_state, have_verdict;
