@@ -187,7 +187,7 @@ service anvil {{
 plugin {{
   launchpad_config = {lpconf}
 }}
-"""
+{extra_conf}"""
 
 # The passdb/userdb blocks unless Dovecot(auth_conf=...) replaces them.
 LAUNCHPAD_AUTH_CONF = """\
@@ -218,7 +218,7 @@ domain lubuntu.me       = lubuntu-members
 domain edubuntu.org     = edubuntu-members
 domain ubuntustudio.com = ubuntustudio-core
 domain ubuntu.net       = ubuntu-smtp-test
-"""
+{extra_lpconf}"""
 
 
 class Dovecot:
@@ -227,7 +227,7 @@ class Dovecot:
     def __init__(self, workdir, api_url, auth_cache_size="1M",
                  auth_cache_ttl="1h", positive_ttl="1h", negative_ttl="10m",
                  stale_grace="7d", http_timeout="3s", auth_debug="no",
-                 auth_conf=None):
+                 auth_conf=None, extra_conf="", extra_lpconf=""):
         """auth_conf: Dovecot config text (used verbatim) that replaces
         the launchpad passdb/userdb blocks, e.g. a passwd-file baseline
         for bench/login-bench.py; everything else stays the same."""
@@ -246,7 +246,8 @@ class Dovecot:
             auth_cache_ttl=auth_cache_ttl, positive_ttl=positive_ttl,
             negative_ttl=negative_ttl, stale_grace=stale_grace,
             http_timeout=http_timeout, auth_debug=auth_debug,
-            auth_conf=auth_conf)
+            auth_conf=auth_conf, extra_conf=extra_conf,
+            extra_lpconf=extra_lpconf)
 
     def _module_dir(self, kind, ours):
         """A copy of the system module dir `kind` plus our module."""
@@ -281,7 +282,8 @@ class Dovecot:
                 positive_ttl=s["positive_ttl"],
                 negative_ttl=s["negative_ttl"],
                 stale_grace=s["stale_grace"],
-                http_timeout=s["http_timeout"]))
+                http_timeout=s["http_timeout"],
+                extra_lpconf=s["extra_lpconf"]))
         auth_conf = s["auth_conf"]
         if auth_conf is None:
             auth_conf = LAUNCHPAD_AUTH_CONF.format(lpconf=self.lpconf_path)
@@ -294,7 +296,8 @@ class Dovecot:
                 lmtp_port=self.lmtp_port,
                 auth_cache_size=s["auth_cache_size"],
                 auth_cache_ttl=s["auth_cache_ttl"],
-                auth_debug=s["auth_debug"]))
+                auth_debug=s["auth_debug"],
+                extra_conf=s["extra_conf"]))
 
     def start(self):
         for path in (AUTH_MODULE, DOVEADM_MODULE):

@@ -86,6 +86,43 @@ static void cmd_launchpad_unban(struct doveadm_cmd_context *cctx)
 	doveadm_launchpad_close(&lp);
 }
 
+static int cmd_launchpad_ban_list_cb(const struct lp_ban_entry *ban,
+				     void *context ATTR_UNUSED)
+{
+	T_BEGIN {
+		doveadm_print(ban->name);
+		doveadm_print(ban->reason);
+		doveadm_print(doveadm_launchpad_time(ban->set_at));
+	} T_END;
+	return 0;
+}
+
+static void cmd_launchpad_ban_list(struct doveadm_cmd_context *cctx ATTR_UNUSED)
+{
+	struct doveadm_launchpad *lp;
+	struct lp_error err;
+
+	if (doveadm_launchpad_open(&lp) < 0)
+		return;
+	doveadm_print_init(DOVEADM_PRINT_TYPE_TABLE);
+	doveadm_print_header_simple("name");
+	doveadm_print_header_simple("reason");
+	doveadm_print_header_simple("since");
+	if (lp_ban_list(lp->ctx, cmd_launchpad_ban_list_cb, NULL, &err) < 0) {
+		i_error("launchpad: %s", err.text);
+		doveadm_exit_code = EX_TEMPFAIL;
+	}
+	doveadm_launchpad_close(&lp);
+}
+
+struct doveadm_cmd_ver2 doveadm_cmd_launchpad_ban_list = {
+	.name = "launchpad ban list",
+	.cmd = cmd_launchpad_ban_list,
+	.usage = "",
+DOVEADM_CMD_PARAMS_START
+DOVEADM_CMD_PARAMS_END
+};
+
 struct doveadm_cmd_ver2 doveadm_cmd_launchpad_ban = {
 	.name = "launchpad ban",
 	.cmd = cmd_launchpad_ban,

@@ -9,11 +9,6 @@
 
 #include <sysexits.h>
 
-static const char *doveadm_launchpad_time(time_t t)
-{
-	return t == 0 ? "" : t_strflocaltime("%Y-%m-%d %H:%M:%S", t);
-}
-
 static const char *doveadm_launchpad_verdict_name(enum lp_verdict_kind kind)
 {
 	switch (kind) {
@@ -117,34 +112,46 @@ static void cmd_launchpad_cache_invalidate(struct doveadm_cmd_context *cctx)
 {
 	struct doveadm_launchpad *lp;
 	struct lp_error err;
-	const char *user, *name, *p;
+	const char *user = NULL, *name, *p;
+	bool all = FALSE;
 	int records, flushed;
 
-	if (!doveadm_cmd_param_str(cctx, "user", &user)) {
-		i_error("launchpad cache invalidate: USER missing");
+	(void)doveadm_cmd_param_bool(cctx, "all", &all);
+	if (!doveadm_cmd_param_str(cctx, "user", &user) && !all) {
+		i_error("launchpad cache invalidate: USER or -A missing");
 		doveadm_exit_code = EX_USAGE;
 		return;
 	}
-	user = t_str_lcase(user);
-	p = strrchr(user, '@');
-	name = p == NULL ? user : t_strdup_until(user, p);
-	if (!lp_name_is_valid(name)) {
-		i_error("launchpad: %s: not a Launchpad name", user);
+	if (all && user != NULL) {
+		i_error("launchpad cache invalidate: USER and -A together");
 		doveadm_exit_code = EX_USAGE;
 		return;
+	}
+	if (all) {
+		name = NULL;
+	} else {
+		user = t_str_lcase(user);
+		p = strrchr(user, '@');
+		name = p == NULL ? user : t_strdup_until(user, p);
+		if (!lp_name_is_valid(name)) {
+			i_error("launchpad: %s: not a Launchpad name", user);
+			doveadm_exit_code = EX_USAGE;
+			return;
+		}
 	}
 	if (doveadm_launchpad_open(&lp) < 0)
 		return;
 
-	records = lp_cache_invalidate(lp->ctx, name, &err);
+	records = all ? lp_cache_invalidate_all(lp->ctx, &err) :
+		lp_cache_invalidate(lp->ctx, name, &err);
 	if (records < 0) {
-		i_error("launchpad: %s", err.text);
+		i_error("launchpad: %s: %s", all ? "cache" : name, err.text);
 		doveadm_exit_code = EX_TEMPFAIL;
 		doveadm_launchpad_close(&lp);
 		return;
 	}
 	/* Without this, Dovecot's own auth cache would keep answering with
-	   the old decision (and KEK) until its TTL. */
+	   the old decision (and KEK) until its TTL.  -A flushes all of it. */
 	flushed = doveadm_launchpad_flush_auth_cache(lp, name);
 	if (flushed < 0)
 		doveadm_exit_code = EX_TEMPFAIL;
@@ -155,9 +162,50 @@ static void cmd_launchpad_cache_invalidate(struct doveadm_cmd_context *cctx)
 			     DOVEADM_PRINT_HEADER_FLAG_NUMBER);
 	doveadm_print_header("auth_cache", "auth_cache",
 			     DOVEADM_PRINT_HEADER_FLAG_NUMBER);
-	doveadm_print(name);
+	doveadm_print(all ? "*" : name);
 	doveadm_print_num(records);
 	doveadm_print_num(flushed < 0 ? 0 : flushed);
+	doveadm_launchpad_close(&lp);
+}
+
+static int cmd_launchpad_cache_list_cb(const struct lp_cache_user *entry,
+				       void *context)
+{
+	const time_t *now = context;
+
+	T_BEGIN {
+		doveadm_print(entry->user);
+		doveadm_print(doveadm_launchpad_verdict_name(entry->kind));
+		doveadm_print(entry->text);
+		doveadm_print(doveadm_launchpad_time(entry->decided_at));
+		doveadm_print(doveadm_launchpad_time(entry->expires_at));
+		doveadm_print(doveadm_launchpad_bool(entry->expires_at <= *now));
+	} T_END;
+	return 0;
+}
+
+static void cmd_launchpad_cache_list(struct doveadm_cmd_context *cctx ATTR_UNUSED)
+{
+	struct doveadm_launchpad *lp;
+	struct lp_error err;
+	time_t now = time(NULL);
+
+	if (doveadm_launchpad_open(&lp) < 0)
+		return;
+	doveadm_print_init(DOVEADM_PRINT_TYPE_TABLE);
+	doveadm_print_header_simple("user");
+	doveadm_print_header_simple("verdict");
+	doveadm_print_header_simple("reason");
+	doveadm_print_header_simple("fetched");
+	doveadm_print_header_simple("expires");
+	/* past expires_at: a login asks Launchpad again, or serves it
+	   within stale_grace while Launchpad is down */
+	doveadm_print_header_simple("stale");
+	if (lp_cache_list(lp->ctx, cmd_launchpad_cache_list_cb, &now,
+			  &err) < 0) {
+		i_error("launchpad: %s", err.text);
+		doveadm_exit_code = EX_TEMPFAIL;
+	}
 	doveadm_launchpad_close(&lp);
 }
 
@@ -173,8 +221,17 @@ DOVEADM_CMD_PARAMS_END
 struct doveadm_cmd_ver2 doveadm_cmd_launchpad_cache_invalidate = {
 	.name = "launchpad cache invalidate",
 	.cmd = cmd_launchpad_cache_invalidate,
-	.usage = "<user>",
+	.usage = "-A | <user>",
 DOVEADM_CMD_PARAMS_START
+DOVEADM_CMD_PARAM('A', "all", CMD_PARAM_BOOL, CMD_PARAM_FLAG_NONE)
 DOVEADM_CMD_PARAM('\0', "user", CMD_PARAM_STR, CMD_PARAM_FLAG_POSITIONAL)
+DOVEADM_CMD_PARAMS_END
+};
+
+struct doveadm_cmd_ver2 doveadm_cmd_launchpad_cache_list = {
+	.name = "launchpad cache list",
+	.cmd = cmd_launchpad_cache_list,
+	.usage = "",
+DOVEADM_CMD_PARAMS_START
 DOVEADM_CMD_PARAMS_END
 };

@@ -7,6 +7,7 @@
 #include "doveadm-launchpad.h"
 #include "keyring.h"
 
+#include <fcntl.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -14,6 +15,12 @@
 #include <sysexits.h>
 
 #define DOVEADM_LAUNCHPAD_DEFAULT_LABEL "doveadm"
+#define DOVEADM_LAUNCHPAD_RESET_LABEL "reset"
+#define DOVEADM_LAUNCHPAD_KEYFILE "/sqlbox.keys"
+/* A base64 X25519 secret key and its newline. */
+#define DOVEADM_LAUNCHPAD_RECOVERY_FILE_MAX 256
+/* "<home>.reset-<UTC>" and, should that exist, "-2" .. "-9". */
+#define DOVEADM_LAUNCHPAD_RESET_TRIES 9
 
 /* Creates home and every missing parent below an existing directory,
    owned by the mail uid/gid, mode 0700. */
@@ -220,6 +227,417 @@ struct doveadm_cmd_ver2 doveadm_cmd_launchpad_password_generate = {
 DOVEADM_CMD_PARAMS_START
 DOVEADM_CMD_PARAM('l', "label", CMD_PARAM_STR, CMD_PARAM_FLAG_NONE)
 DOVEADM_CMD_PARAM('e', "existing-password-stdin", CMD_PARAM_BOOL, CMD_PARAM_FLAG_NONE)
+DOVEADM_CMD_PARAM('\0', "user", CMD_PARAM_STR, CMD_PARAM_FLAG_POSITIONAL)
+DOVEADM_CMD_PARAMS_END
+};
+
+/* Opens user's keyfile: 1 read, 0 none (logged), -1 error (logged). */
+static int doveadm_launchpad_keyfile(struct doveadm_launchpad *lp,
+				     const char *user, const char **user_r,
+				     const char **name_r, const char **path_r,
+				     struct kr_keyfile **kf_r)
+{
+	struct kr_error err;
+	const char *home;
+	int ret;
+
+	if (doveadm_launchpad_user_home(lp, t_str_lcase(user), user_r, name_r,
+					&home) < 0)
+		return -1;
+	*path_r = t_strconcat(home, DOVEADM_LAUNCHPAD_KEYFILE, NULL);
+	ret = kr_keyfile_read(*path_r, kf_r, &err);
+	if (ret < 0) {
+		i_error("launchpad: %s: %s", *user_r, err.text);
+		doveadm_exit_code = EX_DATAERR;
+	} else if (ret == 0) {
+		i_error("launchpad: %s has no app passwords (mailbox not "
+			"activated)", *user_r);
+		doveadm_exit_code = DOVEADM_EX_NOTFOUND;
+	}
+	return ret;
+}
+
+static void cmd_launchpad_password_list(struct doveadm_cmd_context *cctx)
+{
+	struct doveadm_launchpad *lp;
+	struct kr_keyfile *kf;
+	struct kr_slot_info info;
+	const char *user, *name, *path;
+	time_t last;
+
+	if (!doveadm_cmd_param_str(cctx, "user", &user)) {
+		i_error("launchpad password list: USER missing");
+		doveadm_exit_code = EX_USAGE;
+		return;
+	}
+	if (doveadm_launchpad_open(&lp) < 0)
+		return;
+	if (doveadm_launchpad_keyfile(lp, user, &user, &name, &path, &kf) <= 0) {
+		doveadm_launchpad_close(&lp);
+		return;
+	}
+	doveadm_print_init(DOVEADM_PRINT_TYPE_TABLE);
+	doveadm_print_header_simple("user");
+	doveadm_print_header("slot", "slot", DOVEADM_PRINT_HEADER_FLAG_NUMBER);
+	doveadm_print_header_simple("label");
+	doveadm_print_header_simple("created");
+	doveadm_print_header_simple("last_used");
+	for (unsigned int i = 0; i < kr_keyfile_slot_count(kf); i++) T_BEGIN {
+		kr_keyfile_slot_info(kf, i, &info);
+		(void)lp_cache_slot_last_used(lp->ctx, user, info.id, &last);
+		doveadm_print(user);
+		doveadm_print_num(info.id);
+		doveadm_print(info.label);
+		doveadm_print(doveadm_launchpad_time(info.created));
+		doveadm_print(doveadm_launchpad_time(last));
+	} T_END;
+	kr_keyfile_free(&kf);
+	doveadm_launchpad_close(&lp);
+}
+
+static void cmd_launchpad_password_revoke(struct doveadm_cmd_context *cctx)
+{
+	struct doveadm_launchpad *lp;
+	struct kr_keyfile *kf;
+	struct kr_error err;
+	const char *user, *slot_str, *name, *path;
+	unsigned int slot_id;
+	int flushed;
+
+	if (!doveadm_cmd_param_str(cctx, "user", &user) ||
+	    !doveadm_cmd_param_str(cctx, "slot", &slot_str)) {
+		i_error("launchpad password revoke: USER and SLOT needed");
+		doveadm_exit_code = EX_USAGE;
+		return;
+	}
+	if (str_to_uint(slot_str, &slot_id) < 0) {
+		i_error("launchpad: %s: slot '%s' is not a number", user,
+			slot_str);
+		doveadm_exit_code = EX_USAGE;
+		return;
+	}
+	if (doveadm_launchpad_open(&lp) < 0)
+		return;
+	if (doveadm_launchpad_keyfile(lp, user, &user, &name, &path, &kf) <= 0) {
+		doveadm_launchpad_close(&lp);
+		return;
+	}
+	if (kr_slot_remove(kf, slot_id) == 0) {
+		i_error("launchpad: %s has no app password slot %u", user,
+			slot_id);
+		doveadm_exit_code = DOVEADM_EX_NOTFOUND;
+	} else if (kr_keyfile_write(kf, path, lp->uid, lp->gid, &err) < 0) {
+		i_error("launchpad: %s: %s", user, err.text);
+		doveadm_exit_code = EX_CANTCREAT;
+	} else {
+		(void)lp_cache_slot_forget(lp->ctx, user, slot_id, NULL);
+		/* With auth_cache_size > 0 the revoked password would still
+		   log in from the cache until its TTL. */
+		flushed = doveadm_launchpad_flush_auth_cache(lp, name);
+		if (flushed < 0)
+			doveadm_exit_code = EX_TEMPFAIL;
+		doveadm_print_init(DOVEADM_PRINT_TYPE_FLOW);
+		doveadm_print_header_simple("user");
+		doveadm_print_header("slot", "slot",
+				     DOVEADM_PRINT_HEADER_FLAG_NUMBER);
+		doveadm_print_header("auth_cache", "auth_cache",
+				     DOVEADM_PRINT_HEADER_FLAG_NUMBER);
+		doveadm_print(user);
+		doveadm_print_num(slot_id);
+		doveadm_print_num(flushed < 0 ? 0 : flushed);
+	}
+	kr_keyfile_free(&kf);
+	doveadm_launchpad_close(&lp);
+}
+
+/* Reads the admin's base64 X25519 secret key from path and checks that it
+   belongs to the configured recovery_public_key. */
+static int doveadm_launchpad_recovery_key(struct doveadm_launchpad *lp,
+					  const char *user, const char *path,
+					  unsigned char pk_r[KR_PUBLIC_KEY_BYTES],
+					  unsigned char *sk_r)
+{
+	unsigned char derived[KR_PUBLIC_KEY_BYTES];
+	char *buf;
+	size_t len, sk_len;
+	ssize_t ret;
+	int fd;
+
+	if (lp->config->recovery_public_key == NULL ||
+	    kr_public_key_decode(lp->config->recovery_public_key, pk_r) < 0) {
+		i_error("launchpad: %s: %s: no usable recovery_public_key "
+			"configured", user, lp->config->path);
+		doveadm_exit_code = EX_CONFIG;
+		return -1;
+	}
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+		i_error("launchpad: %s: open(%s) failed: %m", user, path);
+		doveadm_exit_code = EX_NOINPUT;
+		return -1;
+	}
+	buf = sodium_malloc(DOVEADM_LAUNCHPAD_RECOVERY_FILE_MAX + 1);
+	if (buf == NULL)
+		i_fatal_status(EX_TEMPFAIL, "sodium_malloc() failed");
+	ret = read(fd, buf, DOVEADM_LAUNCHPAD_RECOVERY_FILE_MAX);
+	i_close_fd(&fd);
+	len = ret < 0 ? 0 : (size_t)ret;
+	while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r' ||
+			   buf[len - 1] == ' '))
+		len--;
+	if (ret < 0 || ret == DOVEADM_LAUNCHPAD_RECOVERY_FILE_MAX ||
+	    sodium_base642bin(sk_r, KR_SECRET_KEY_BYTES, buf, len, NULL,
+			      &sk_len, NULL,
+			      sodium_base64_VARIANT_ORIGINAL) < 0 ||
+	    sk_len != KR_SECRET_KEY_BYTES) {
+		sodium_free(buf);
+		i_error("launchpad: %s: %s is not a base64 X25519 secret key",
+			user, path);
+		doveadm_exit_code = EX_DATAERR;
+		return -1;
+	}
+	sodium_free(buf);
+	if (crypto_scalarmult_base(derived, sk_r) < 0 ||
+	    sodium_memcmp(derived, pk_r, KR_PUBLIC_KEY_BYTES) != 0) {
+		i_error("launchpad: %s: %s does not match recovery_public_key",
+			user, path);
+		doveadm_exit_code = EX_DATAERR;
+		return -1;
+	}
+	return 0;
+}
+
+/* Recovery: unwrap with the admin's key and add a slot. */
+static int doveadm_launchpad_reset_recover(struct doveadm_launchpad *lp,
+					   const char *user,
+					   const char *key_path,
+					   const char *path,
+					   struct kr_keyfile *kf,
+					   struct kr_keys **keys_r)
+{
+	unsigned char pk[KR_PUBLIC_KEY_BYTES];
+	unsigned char *sk;
+	struct kr_error err;
+	int ret;
+
+	sk = sodium_malloc(KR_SECRET_KEY_BYTES);
+	if (sk == NULL)
+		i_fatal_status(EX_TEMPFAIL, "sodium_malloc() failed");
+	if (doveadm_launchpad_recovery_key(lp, user, key_path, pk, sk) < 0) {
+		sodium_free(sk);
+		return -1;
+	}
+	ret = kr_recovery_unwrap(kf, pk, sk, keys_r, &err);
+	sodium_free(sk);
+	if (ret < 0) {
+		i_error("launchpad: %s: %s: %s", user, path, err.text);
+		doveadm_exit_code = EX_DATAERR;
+		return -1;
+	}
+	if (ret == 0) {
+		i_error("launchpad: %s: %s has no recovery slot for this key",
+			user, path);
+		doveadm_exit_code = EX_DATAERR;
+		return -1;
+	}
+	return 0;
+}
+
+/* No recovery: the old home (keyfile and mail) is renamed aside, never
+   deleted. Returns the new name, or NULL. */
+static const char *doveadm_launchpad_move_aside(const char *user,
+						const char *home)
+{
+	const char *base, *target;
+	struct stat st;
+	struct tm tm;
+	char stamp[32];
+	time_t now = time(NULL);
+
+	if (lstat(home, &st) < 0) {
+		if (errno == ENOENT)
+			return "";
+		i_error("launchpad: %s: stat(%s) failed: %m", user, home);
+		return NULL;
+	}
+	if (gmtime_r(&now, &tm) == NULL ||
+	    strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm) == 0)
+		i_unreached();
+	base = t_strconcat(home, ".reset-", stamp, NULL);
+	for (unsigned int i = 1; i <= DOVEADM_LAUNCHPAD_RESET_TRIES; i++) {
+		target = i == 1 ? base : t_strdup_printf("%s-%u", base, i);
+		if (lstat(target, &st) == 0)
+			continue;
+		if (rename(home, target) < 0) {
+			i_error("launchpad: %s: rename(%s, %s) failed: %m",
+				user, home, target);
+			return NULL;
+		}
+		return target;
+	}
+	i_error("launchpad: %s: too many resets of %s this second", user,
+		home);
+	return NULL;
+}
+
+static void cmd_launchpad_password_reset(struct doveadm_cmd_context *cctx)
+{
+	struct doveadm_launchpad *lp;
+	struct lp_entitlement ent;
+	struct kr_keyfile *kf = NULL;
+	struct kr_keys *keys = NULL;
+	struct kr_error err;
+	const char *user, *key_path = NULL, *label, *path, *moved = "";
+	unsigned char recovery_pk[KR_PUBLIC_KEY_BYTES];
+	char home[PATH_MAX];
+	char password[KR_PASSWORD_BUFSIZE];
+	unsigned int slot_id;
+	bool confirm = FALSE;
+	int ret;
+
+	if (!doveadm_cmd_param_str(cctx, "user", &user)) {
+		i_error("launchpad password reset: USER missing");
+		doveadm_exit_code = EX_USAGE;
+		return;
+	}
+	(void)doveadm_cmd_param_str(cctx, "recovery-key", &key_path);
+	(void)doveadm_cmd_param_bool(cctx, "confirm", &confirm);
+	if (!doveadm_cmd_param_str(cctx, "label", &label))
+		label = DOVEADM_LAUNCHPAD_RESET_LABEL;
+	if (key_path == NULL && !confirm) {
+		i_error("launchpad: %s: a reset without --recovery-key moves "
+			"the mailbox aside and starts an empty one; repeat "
+			"with --confirm to do that", user);
+		doveadm_exit_code = EX_USAGE;
+		return;
+	}
+	if (strlen(label) > KR_LABEL_MAX) {
+		i_error("launchpad: label longer than %u characters",
+			KR_LABEL_MAX);
+		doveadm_exit_code = EX_USAGE;
+		return;
+	}
+	if (doveadm_launchpad_open(&lp) < 0)
+		return;
+	if (doveadm_launchpad_require_entitled(lp, user, &ent) < 0)
+		goto out;
+	if (lp_config_expand_home(lp->config, ent.name, ent.domain->domain,
+				  home, sizeof(home)) < 0) {
+		i_error("launchpad: home path too long for %s", ent.user);
+		doveadm_exit_code = EX_CONFIG;
+		goto out;
+	}
+	path = t_strconcat(home, DOVEADM_LAUNCHPAD_KEYFILE, NULL);
+
+	if (key_path != NULL) {
+		ret = kr_keyfile_read(path, &kf, &err);
+		if (ret <= 0) {
+			if (ret < 0)
+				i_error("launchpad: %s: %s", ent.user, err.text);
+			else
+				i_error("launchpad: %s has no keyfile to "
+					"recover", ent.user);
+			doveadm_exit_code = ret < 0 ? EX_DATAERR : EX_NOUSER;
+			goto out;
+		}
+		if (doveadm_launchpad_reset_recover(lp, ent.user, key_path,
+						    path, kf, &keys) < 0)
+			goto out;
+	} else {
+		const unsigned char *pk = NULL;
+
+		if (lp->config->recovery_public_key != NULL) {
+			if (kr_public_key_decode(lp->config->recovery_public_key,
+						 recovery_pk) < 0) {
+				i_error("launchpad: %s: recovery_public_key is "
+					"not a base64 X25519 key",
+					lp->config->path);
+				doveadm_exit_code = EX_CONFIG;
+				goto out;
+			}
+			pk = recovery_pk;
+		}
+		if ((moved = doveadm_launchpad_move_aside(ent.user,
+							  home)) == NULL) {
+			doveadm_exit_code = EX_CANTCREAT;
+			goto out;
+		}
+		if (kr_keyfile_create(ent.user, pk, &kf, &keys, &err) < 0) {
+			i_error("launchpad: %s: %s", ent.user, err.text);
+			doveadm_exit_code = EX_SOFTWARE;
+			goto out;
+		}
+		(void)lp_cache_slot_forget(lp->ctx, ent.user, LP_SLOT_ALL,
+					   NULL);
+	}
+
+	if (kr_slot_add(kf, keys, label, NULL, password, sizeof(password),
+			&slot_id, &err) < 0) {
+		i_error("launchpad: %s: %s", ent.user, err.text);
+		doveadm_exit_code = err.kind == KR_ERR_LIMIT ?
+			EX_CANTCREAT : EX_SOFTWARE;
+		goto out;
+	}
+	if (doveadm_launchpad_mkdir_home(lp, home) < 0 ||
+	    kr_keyfile_write(kf, path, lp->uid, lp->gid, &err) < 0) {
+		if (err.kind != KR_ERR_NONE)
+			i_error("launchpad: %s: %s", ent.user, err.text);
+		doveadm_exit_code = EX_CANTCREAT;
+		sodium_memzero(password, sizeof(password));
+		goto out;
+	}
+	if (doveadm_launchpad_flush_auth_cache(lp, ent.name) < 0)
+		doveadm_exit_code = EX_TEMPFAIL;
+
+	/* Shown once: only the slot derived from it is stored. */
+	doveadm_print_init(DOVEADM_PRINT_TYPE_FLOW);
+	doveadm_print_header_simple("user");
+	doveadm_print_header("slot", "slot", DOVEADM_PRINT_HEADER_FLAG_NUMBER);
+	doveadm_print_header_simple("label");
+	doveadm_print_header_simple("password");
+	doveadm_print_header_simple("mode");
+	doveadm_print_header_simple("moved_to");
+	doveadm_print(ent.user);
+	doveadm_print_num(slot_id);
+	doveadm_print(label);
+	doveadm_print(password);
+	doveadm_print(key_path != NULL ? "recovered" : "new-mailbox");
+	doveadm_print(moved);
+	doveadm_print_flush();
+	sodium_memzero(password, sizeof(password));
+out:
+	kr_keys_free(&keys);
+	if (kf != NULL)
+		kr_keyfile_free(&kf);
+	doveadm_launchpad_close(&lp);
+}
+
+struct doveadm_cmd_ver2 doveadm_cmd_launchpad_password_list = {
+	.name = "launchpad password list",
+	.cmd = cmd_launchpad_password_list,
+	.usage = "<user>",
+DOVEADM_CMD_PARAMS_START
+DOVEADM_CMD_PARAM('\0', "user", CMD_PARAM_STR, CMD_PARAM_FLAG_POSITIONAL)
+DOVEADM_CMD_PARAMS_END
+};
+
+struct doveadm_cmd_ver2 doveadm_cmd_launchpad_password_revoke = {
+	.name = "launchpad password revoke",
+	.cmd = cmd_launchpad_password_revoke,
+	.usage = "<user> <slot>",
+DOVEADM_CMD_PARAMS_START
+DOVEADM_CMD_PARAM('\0', "user", CMD_PARAM_STR, CMD_PARAM_FLAG_POSITIONAL)
+DOVEADM_CMD_PARAM('\0', "slot", CMD_PARAM_STR, CMD_PARAM_FLAG_POSITIONAL)
+DOVEADM_CMD_PARAMS_END
+};
+
+struct doveadm_cmd_ver2 doveadm_cmd_launchpad_password_reset = {
+	.name = "launchpad password reset",
+	.cmd = cmd_launchpad_password_reset,
+	.usage = "[-l <label>] [--recovery-key <file>] [--confirm] <user>",
+DOVEADM_CMD_PARAMS_START
+DOVEADM_CMD_PARAM('l', "label", CMD_PARAM_STR, CMD_PARAM_FLAG_NONE)
+DOVEADM_CMD_PARAM('r', "recovery-key", CMD_PARAM_STR, CMD_PARAM_FLAG_NONE)
+DOVEADM_CMD_PARAM('\0', "confirm", CMD_PARAM_BOOL, CMD_PARAM_FLAG_NONE)
 DOVEADM_CMD_PARAM('\0', "user", CMD_PARAM_STR, CMD_PARAM_FLAG_POSITIONAL)
 DOVEADM_CMD_PARAMS_END
 };

@@ -8,6 +8,7 @@
 #include "doveadm-settings.h"
 #include "doveadm-util.h"
 #include "module-dir.h"
+#include "time-util.h"
 #include "doveadm-launchpad.h"
 
 #include <curl/curl.h>
@@ -147,18 +148,22 @@ int doveadm_launchpad_flush_auth_cache(struct doveadm_launchpad *lp,
 	int ret;
 
 	t_array_init(&users, lp->config->domains_count + 2);
-	array_push_back(&users, &name);
-	for (i = 0; i < lp->config->domains_count; i++) {
-		const char *user = t_strconcat(name, "@",
-			lp->config->domains[i].domain, NULL);
-		array_push_back(&users, &user);
+	if (name != NULL) {
+		array_push_back(&users, &name);
+		for (i = 0; i < lp->config->domains_count; i++) {
+			const char *user = t_strconcat(name, "@",
+				lp->config->domains[i].domain, NULL);
+			array_push_back(&users, &user);
+		}
+		array_append_zero(&users);
 	}
-	array_append_zero(&users);
 
 	socket_path = t_strconcat(doveadm_settings->base_dir,
 				  "/auth-master", NULL);
 	conn = auth_master_init(socket_path, 0);
-	ret = auth_master_cache_flush(conn, array_front(&users), &count);
+	/* users NULL flushes everything */
+	ret = auth_master_cache_flush(conn, name == NULL ? NULL :
+				      array_front(&users), &count);
 	auth_master_deinit(&conn);
 	if (ret < 0) {
 		i_error("launchpad: flushing Dovecot's auth cache via %s failed",
@@ -166,6 +171,37 @@ int doveadm_launchpad_flush_auth_cache(struct doveadm_launchpad *lp,
 		return -1;
 	}
 	return (int)count;
+}
+
+int doveadm_launchpad_user_home(struct doveadm_launchpad *lp,
+				const char *user, const char **user_r,
+				const char **name_r, const char **home_r)
+{
+	const struct lp_domain *domain;
+	char name[LP_NAME_MAX + 1];
+	char home[PATH_MAX];
+
+	if (lp_login_parse(lp->config, user, name, &domain) != LP_LOGIN_OK) {
+		i_error("launchpad: %s: not a Launchpad name of a configured "
+			"domain", user);
+		doveadm_exit_code = EX_NOUSER;
+		return -1;
+	}
+	if (lp_config_expand_home(lp->config, name, domain->domain, home,
+				  sizeof(home)) < 0) {
+		i_error("launchpad: %s: home path too long", user);
+		doveadm_exit_code = EX_CONFIG;
+		return -1;
+	}
+	*user_r = t_strconcat(name, "@", domain->domain, NULL);
+	*name_r = t_strdup(name);
+	*home_r = t_strdup(home);
+	return 0;
+}
+
+const char *doveadm_launchpad_time(time_t t)
+{
+	return t == 0 ? "" : t_strflocaltime("%Y-%m-%d %H:%M:%S", t);
 }
 
 void doveadm_launchpad_plugin_init(struct module *module ATTR_UNUSED)
@@ -177,8 +213,19 @@ void doveadm_launchpad_plugin_init(struct module *module ATTR_UNUSED)
 	doveadm_cmd_register_ver2(&doveadm_cmd_launchpad_cache_show);
 	doveadm_cmd_register_ver2(&doveadm_cmd_launchpad_cache_invalidate);
 	doveadm_cmd_register_ver2(&doveadm_cmd_launchpad_password_generate);
+	/* doveadm takes the first registered command whose words match:
+	   "ban list" must come before "ban <user>", or it bans "list". */
+	doveadm_cmd_register_ver2(&doveadm_cmd_launchpad_ban_list);
 	doveadm_cmd_register_ver2(&doveadm_cmd_launchpad_ban);
 	doveadm_cmd_register_ver2(&doveadm_cmd_launchpad_unban);
+	doveadm_cmd_register_ver2(&doveadm_cmd_launchpad_cache_list);
+	doveadm_cmd_register_ver2(&doveadm_cmd_launchpad_password_list);
+	doveadm_cmd_register_ver2(&doveadm_cmd_launchpad_password_revoke);
+	doveadm_cmd_register_ver2(&doveadm_cmd_launchpad_password_reset);
+	doveadm_cmd_register_ver2(&doveadm_cmd_launchpad_refresh);
+	doveadm_cmd_register_ver2(&doveadm_cmd_launchpad_sync);
+	doveadm_cmd_register_ver2(&doveadm_cmd_launchpad_status);
+	doveadm_launchpad_sync_init();
 }
 
 void doveadm_launchpad_plugin_deinit(void)

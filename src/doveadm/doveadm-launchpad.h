@@ -26,14 +26,37 @@ int doveadm_launchpad_require_entitled(struct doveadm_launchpad *lp,
 				       struct lp_entitlement *ent_r);
 
 /* Flushes name's entries (bare and name@<every domain>) from the auth
-   master's cache. Returns the count flushed, or -1. */
+   master's cache, or the whole cache when name is NULL. Returns the count
+   flushed, or -1. */
 int doveadm_launchpad_flush_auth_cache(struct doveadm_launchpad *lp,
 				       const char *name);
+
+/* The canonical "name@domain" of user (bare "name": first domain) and its
+   home, without asking Launchpad.  Returns 0, or -1 after logging why
+   (naming the user) and setting doveadm_exit_code. */
+int doveadm_launchpad_user_home(struct doveadm_launchpad *lp,
+				const char *user, const char **user_r,
+				const char **name_r, const char **home_r);
+
+/* "" for 0, else local "YYYY-MM-DD HH:MM:SS" (data stack). */
+const char *doveadm_launchpad_time(time_t t);
 
 extern struct doveadm_cmd_ver2 doveadm_cmd_launchpad_cache_show;
 extern struct doveadm_cmd_ver2 doveadm_cmd_launchpad_cache_invalidate;
 extern struct doveadm_cmd_ver2 doveadm_cmd_launchpad_password_generate;
 extern struct doveadm_cmd_ver2 doveadm_cmd_launchpad_ban;
 extern struct doveadm_cmd_ver2 doveadm_cmd_launchpad_unban;
+extern struct doveadm_cmd_ver2 doveadm_cmd_launchpad_cache_list;
+extern struct doveadm_cmd_ver2 doveadm_cmd_launchpad_password_list;
+extern struct doveadm_cmd_ver2 doveadm_cmd_launchpad_password_revoke;
+extern struct doveadm_cmd_ver2 doveadm_cmd_launchpad_password_reset;
+extern struct doveadm_cmd_ver2 doveadm_cmd_launchpad_ban_list;
+extern struct doveadm_cmd_ver2 doveadm_cmd_launchpad_refresh;
+extern struct doveadm_cmd_ver2 doveadm_cmd_launchpad_sync;
+extern struct doveadm_cmd_ver2 doveadm_cmd_launchpad_status;
+
+/* doveadm-launchpad-sync.c: the smtp-submit settings root, registered at
+   plugin init so doveadm reads submission_host / sendmail_path. */
+void doveadm_launchpad_sync_init(void);
 
 #endif
