@@ -90,6 +90,12 @@ struct cvfs_file {
 	unsigned int reserve;
 	unsigned char salt[CVFS_SALT_BYTES];
 
+	/* Main file during a checkpoint: the WAL page just read into
+	   ckpt_buf was left as verified ciphertext of page ckpt_pgno, for
+	   the write that copies it here (see cvfs_wal_read()). */
+	const void *ckpt_buf;
+	uint32_t ckpt_pgno;
+
 	/* Scratch page for encrypt-on-write and partial reads. */
 	unsigned char *scratch;
 	size_t scratch_size;
@@ -112,6 +118,8 @@ struct cvfs_file {
 	/* This WAL began with a legacy sqlite3mc frame. */
 	bool wal_legacy:1;
 	bool page1_seen:1;
+	/* Between SQLITE_FCNTL_CKPT_START and _DONE on this main file. */
+	bool ckpt_active:1;
 };
 
 /* cvfs-page.c */
@@ -127,6 +135,18 @@ void cvfs_page_encrypt(unsigned char *out, const unsigned char *in,
 int cvfs_page_decrypt(unsigned char *out, unsigned char *salt_r,
 		      const unsigned char *in, size_t page_size, uint32_t pgno,
 		      const unsigned char key[CVFS_KEY_BYTES])
+	__attribute__((warn_unused_result));
+/* Authenticates one page and decrypts only its bytes from..from+len-1
+   into out (len bytes; out must not overlap in). Needs pgno != 1, from a
+   multiple of 64 and from + len <= page_size - CVFS_RESERVED_BYTES.
+   Returns 0, or -1 with out zeroed when the tag does not verify. */
+int cvfs_page_decrypt_range(unsigned char *out, const unsigned char *in,
+			    size_t page_size, uint32_t pgno, size_t from,
+			    size_t len, const unsigned char key[CVFS_KEY_BYTES])
+	__attribute__((warn_unused_result));
+/* Checks one page's tag without decrypting it. Returns 0 or -1. */
+int cvfs_page_verify(const unsigned char *in, size_t page_size,
+		     uint32_t pgno, const unsigned char key[CVFS_KEY_BYTES])
 	__attribute__((warn_unused_result));
 /* XORs the IETF ChaCha20 keystream (nonce, initial block counter ic)
    into in, continuing at block 0 after 2^32 - 1 as sqleet does, without

@@ -56,7 +56,10 @@
 ** are computed over the ciphertext (sqlite3mc's non-legacy WAL), so even an
 ** un-checkpointed WAL opens in sqlite3mc. Crash recovery replays such
 ** frames. sqlite3mc's legacy WAL (checksums over the plaintext) is read
-** too: each frame is checked both ways during recovery.
+** too: each frame is checked both ways during recovery. A checkpoint
+** copies each WAL page to the main file as stored, once its tag verifies
+** (the ciphertext is bound to the page number, not to the file), instead
+** of decrypting and encrypting it again.
 **
 ** ERRORS
 **

@@ -94,6 +94,58 @@ void cvfs_page_encrypt(unsigned char *out, const unsigned char *in,
 	sodium_memzero(otk, sizeof(otk));
 }
 
+/* Derives otk from the page's nonce and checks its tag. Returns the
+   counter in *counter_r and 0, or -1 (otk wiped) when the tag is wrong. */
+static int cvfs_page_auth(unsigned char otk[CVFS_OTK_BYTES],
+			  uint32_t *counter_r, const unsigned char *in,
+			  size_t page_size, uint32_t pgno,
+			  const unsigned char key[CVFS_KEY_BYTES])
+{
+	size_t n = page_size - CVFS_RESERVED_BYTES;
+
+	*counter_r = cvfs_page_otk(otk, in + n, pgno, key);
+	if (crypto_onetimeauth_poly1305_verify(in + n + CVFS_NONCE_BYTES, in,
+					       n + CVFS_NONCE_BYTES,
+					       otk) != 0) {
+		sodium_memzero(otk, CVFS_OTK_BYTES);
+		return -1;
+	}
+	return 0;
+}
+
+int cvfs_page_verify(const unsigned char *in, size_t page_size,
+		     uint32_t pgno, const unsigned char key[CVFS_KEY_BYTES])
+{
+	unsigned char otk[CVFS_OTK_BYTES];
+	uint32_t counter;
+
+	if (cvfs_page_auth(otk, &counter, in, page_size, pgno, key) < 0)
+		return -1;
+	sodium_memzero(otk, sizeof(otk));
+	return 0;
+}
+
+int cvfs_page_decrypt_range(unsigned char *out, const unsigned char *in,
+			    size_t page_size, uint32_t pgno, size_t from,
+			    size_t len, const unsigned char key[CVFS_KEY_BYTES])
+{
+	unsigned char otk[CVFS_OTK_BYTES];
+	uint32_t counter;
+
+	if (cvfs_page_auth(otk, &counter, in, page_size, pgno, key) < 0) {
+		memset(out, 0, len);
+		return -1;
+	}
+	/* Data keystream block i covers page bytes 64*i..: start at the
+	   block of from (uint32 arithmetic wraps as sqleet's counter does). */
+	cvfs_chacha20_ietf_xor_wrap(out, in + from, len, in + page_size -
+				    CVFS_RESERVED_BYTES, counter + 1 +
+				    (uint32_t)(from / CVFS_CHACHA20_BLOCK_BYTES),
+				    otk + CVFS_POLY1305_KEY_BYTES);
+	sodium_memzero(otk, sizeof(otk));
+	return 0;
+}
+
 int cvfs_page_decrypt(unsigned char *out, unsigned char *salt_r,
 		      const unsigned char *in, size_t page_size, uint32_t pgno,
 		      const unsigned char key[CVFS_KEY_BYTES])
@@ -106,11 +158,7 @@ int cvfs_page_decrypt(unsigned char *out, unsigned char *salt_r,
 
 	/* Copy the nonce first: out may be in. */
 	memcpy(nonce, in + n, sizeof(nonce));
-	counter = cvfs_page_otk(otk, nonce, pgno, key);
-	if (crypto_onetimeauth_poly1305_verify(in + n + CVFS_NONCE_BYTES, in,
-					       n + CVFS_NONCE_BYTES,
-					       otk) != 0) {
-		sodium_memzero(otk, sizeof(otk));
+	if (cvfs_page_auth(otk, &counter, in, page_size, pgno, key) < 0) {
 		memset(out, 0, page_size);
 		return -1;
 	}

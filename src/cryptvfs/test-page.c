@@ -172,6 +172,74 @@ static void test_page_decrypts_reference(void)
 	test_end();
 }
 
+struct test_range_case {
+	size_t page_size;
+	uint32_t pgno;
+	uint32_t nonce_tail;
+	size_t from, len;
+};
+
+static const struct test_range_case test_range_cases[] = {
+	/* SQLite's direct overflow read: all but the reserved bytes. */
+	{ 4096, 2, 0x12345678, 0, 4064 },
+	{ 4096, 5, 0xfffffff0 ^ 5, 0, 4064 },	/* crosses 2^32 */
+	{ 4096, 5, 0xfffffff0 ^ 5, 960, 64 },	/* the block at 2^32 - 1 */
+	{ 4096, 5, 0xfffffff0 ^ 5, 1024, 3040 },	/* after the wrap */
+	{ 4096, 7, 0xffffffff ^ 7, 64, 100 },	/* counter + 1 == 0 */
+	{ 512, 3, 0, 448, 32 },
+	{ 65536, 40000, 0xfffffc00 ^ 40000, 0, 65504 },
+	{ 65536, 40000, 0xfffffc00 ^ 40000, 65472, 32 },
+};
+
+static void test_page_decrypt_range(void)
+{
+	static unsigned char plain[TEST_PAGE_MAX], page[TEST_PAGE_MAX],
+		out[TEST_PAGE_MAX];
+	unsigned char salt[16] = { 0 }, nonce[16];
+
+	test_begin("page range decrypt and verify match the whole page");
+	for (unsigned int i = 0; i < N_ELEMENTS(test_range_cases); i++) {
+		const struct test_range_case *c = &test_range_cases[i];
+		bool zero = true;
+
+		for (size_t j = 0; j < c->page_size; j++)
+			plain[j] = (unsigned char)(j * 13 + i);
+		memset(nonce, 0x21 * i, 12);
+		nonce[12] = c->nonce_tail;
+		nonce[13] = c->nonce_tail >> 8;
+		nonce[14] = c->nonce_tail >> 16;
+		nonce[15] = c->nonce_tail >> 24;
+		memcpy(page, plain, c->page_size);
+		test_ref_page_encrypt(page, c->page_size, c->pgno, nonce, salt,
+				      test_cvfs_key);
+		memset(out, 'x', c->len + 1);
+		test_assert_idx(cvfs_page_decrypt_range(out, page,
+							c->page_size, c->pgno,
+							c->from, c->len,
+							test_cvfs_key) == 0, i);
+		/* Exactly the slice, nothing written past it. */
+		test_assert_idx(memcmp(out, plain + c->from, c->len) == 0 &&
+				out[c->len] == 'x', i);
+		test_assert_idx(cvfs_page_verify(page, c->page_size, c->pgno,
+						 test_cvfs_key) == 0, i);
+		test_assert_idx(cvfs_page_verify(page, c->page_size,
+						 c->pgno + 1,
+						 test_cvfs_key) < 0, i);
+		/* A flipped bit outside the slice still fails it. */
+		page[c->page_size - 1 - i] ^= 0x04;
+		test_assert_idx(cvfs_page_verify(page, c->page_size, c->pgno,
+						 test_cvfs_key) < 0, i);
+		test_assert_idx(cvfs_page_decrypt_range(out, page,
+							c->page_size, c->pgno,
+							c->from, c->len,
+							test_cvfs_key) < 0, i);
+		for (size_t j = 0; j < c->len; j++)
+			zero = zero && out[j] == 0;
+		test_assert_idx(zero, i);
+	}
+	test_end();
+}
+
 static void test_page_round_trip(void)
 {
 	static unsigned char plain[TEST_PAGE_MAX], page[TEST_PAGE_MAX],
@@ -348,6 +416,7 @@ int main(void)
 		test_page_reference_cipher,
 		test_page_counter_wrap,
 		test_page_decrypts_reference,
+		test_page_decrypt_range,
 		test_page_round_trip,
 		test_page_tamper_every_region,
 		test_page_kdf_vectors,

@@ -422,6 +422,138 @@ static void test_vfs_temp_files(void)
 	test_end();
 }
 
+#define TEST_CKPT_PAGE 4096
+#define TEST_CKPT_BLOB 40000
+#define TEST_CKPT_FRAME (CVFS_WAL_FRAME_HEADER_BYTES + TEST_CKPT_PAGE)
+
+/* Returns whether every WAL frame's page sits verbatim in main at its
+   page number (the last frame of a page wins); *frames_r counts them. */
+static bool test_vfs_frames_in_main(const unsigned char *wal, size_t wal_size,
+				    const unsigned char *main, size_t main_size,
+				    unsigned int *frames_r)
+{
+	bool all = true;
+
+	*frames_r = 0;
+	for (size_t at = CVFS_WAL_HEADER_BYTES; at + TEST_CKPT_FRAME <= wal_size;
+	     at += TEST_CKPT_FRAME) {
+		uint32_t pgno = cvfs_get_be32(wal + at);
+		size_t off = (size_t)(pgno - 1) * TEST_CKPT_PAGE;
+		bool later = false;
+
+		for (size_t j = at + TEST_CKPT_FRAME;
+		     j + TEST_CKPT_FRAME <= wal_size; j += TEST_CKPT_FRAME)
+			later = later || cvfs_get_be32(wal + j) == pgno;
+		if (later)
+			continue;
+		(*frames_r)++;
+		all = all && off + TEST_CKPT_PAGE <= main_size &&
+			memcmp(main + off, wal + at + CVFS_WAL_FRAME_HEADER_BYTES,
+			       TEST_CKPT_PAGE) == 0;
+	}
+	return all;
+}
+
+static int test_vfs_blob_ok(sqlite3 *db)
+{
+	sqlite3_int64 n = -1;
+	int rc = test_cvfs_int(db, "SELECT count(*) FROM b WHERE data = "
+			       "CAST(printf('%.*c', 40000, 'q') AS BLOB)", &n);
+
+	return rc != SQLITE_OK ? rc : (n == 1 ? SQLITE_OK : SQLITE_ERROR);
+}
+
+static void test_vfs_checkpoint_overflow(void)
+{
+	char path[TEST_CVFS_PATH_MAX], wal_path[TEST_CVFS_PATH_MAX + 8];
+	char copy[TEST_CVFS_PATH_MAX], copy_wal[TEST_CVFS_PATH_MAX + 8];
+	unsigned char *wal, *main;
+	size_t wal_size, main_size, last;
+	unsigned int frames;
+	uint32_t pgno;
+	sqlite3 *db;
+	int log_n, ckpt_n;
+
+	test_begin("vfs checkpoint copies verified WAL ciphertext, "
+		   "overflow reads authenticate");
+	test_cvfs_path(path, "ckpt.db");
+	test_cvfs_path(copy, "ckpt-copy.db");
+	snprintf(wal_path, sizeof(wal_path), "%s-wal", path);
+	snprintf(copy_wal, sizeof(copy_wal), "%s-wal", copy);
+	test_cvfs_unlink_db(path);
+	test_cvfs_unlink_db(copy);
+	test_assert(cvfs_open_v2(path, &db, TEST_CVFS_OPEN_RWC, test_cvfs_key,
+				 CVFS_KEY_BYTES, NULL) == SQLITE_OK);
+	test_assert(test_cvfs_exec(db, "PRAGMA journal_mode=WAL; "
+				   "PRAGMA wal_autocheckpoint=0; "
+				   "CREATE TABLE b(id INTEGER PRIMARY KEY, "
+				   "data BLOB); INSERT INTO b VALUES(1, "
+				   "CAST(printf('%.*c', 40000, 'q') AS BLOB))") ==
+		    SQLITE_OK);
+	wal = test_cvfs_read_file(wal_path, &wal_size);
+	test_assert(wal != NULL && wal_size > TEST_CKPT_BLOB);
+	test_assert(test_cvfs_copy_file(path, copy) == 0 &&
+		    test_cvfs_copy_file(wal_path, copy_wal) == 0);
+	test_assert(sqlite3_wal_checkpoint_v2(db, "main",
+					      SQLITE_CHECKPOINT_PASSIVE,
+					      &log_n, &ckpt_n) == SQLITE_OK &&
+		    log_n > 10 && ckpt_n == log_n);
+	main = test_cvfs_read_file(path, &main_size);
+	test_assert(main != NULL && wal != NULL &&
+		    test_vfs_frames_in_main(wal, wal_size, main, main_size,
+					    &frames) && frames > 10);
+	cvfs_close(&db);
+
+	/* No WAL now: SQLite reads the overflow pages directly. */
+	test_assert(cvfs_open_v2(path, &db, SQLITE_OPEN_READWRITE,
+				 test_cvfs_key, CVFS_KEY_BYTES,
+				 NULL) == SQLITE_OK);
+	test_assert(test_vfs_blob_ok(db) == SQLITE_OK);
+	cvfs_close(&db);
+	free(main);
+	main = test_cvfs_read_file(path, &main_size);
+	test_assert(main != NULL && main_size > TEST_CKPT_BLOB);
+	if (main != NULL) {
+		/* The last page is an overflow page of the blob. */
+		main[main_size - TEST_CKPT_PAGE / 2] ^= 0x01;
+		test_assert(test_cvfs_write_file(path, main, main_size) == 0);
+	}
+	test_assert(cvfs_open_v2(path, &db, SQLITE_OPEN_READWRITE,
+				 test_cvfs_key, CVFS_KEY_BYTES,
+				 NULL) == SQLITE_OK);
+	test_assert(test_vfs_blob_ok(db) == SQLITE_CORRUPT);
+	cvfs_close(&db);
+
+	/* A frame damaged after recovery is caught by the checkpoint's
+	   tag check and never reaches the main file. */
+	test_assert(cvfs_open_v2(copy, &db, SQLITE_OPEN_READWRITE,
+				 test_cvfs_key, CVFS_KEY_BYTES,
+				 NULL) == SQLITE_OK);
+	last = wal == NULL ? 0 : CVFS_WAL_HEADER_BYTES +
+		((wal_size - CVFS_WAL_HEADER_BYTES) / TEST_CKPT_FRAME - 2) *
+		TEST_CKPT_FRAME;
+	pgno = wal == NULL ? 0 : cvfs_get_be32(wal + last);
+	if (wal != NULL) {
+		wal[last + CVFS_WAL_FRAME_HEADER_BYTES + 100] ^= 0x01;
+		test_assert(test_cvfs_write_file(copy_wal, wal, wal_size) == 0);
+	}
+	test_assert((sqlite3_wal_checkpoint_v2(db, "main",
+					       SQLITE_CHECKPOINT_PASSIVE,
+					       NULL, NULL) & 0xff) ==
+		    SQLITE_CORRUPT);
+	cvfs_close(&db);
+	free(main);
+	main = test_cvfs_read_file(copy, &main_size);
+	test_assert(main != NULL && wal != NULL && pgno > 1 &&
+		    ((size_t)pgno * TEST_CKPT_PAGE > main_size ||
+		     memcmp(main + (size_t)(pgno - 1) * TEST_CKPT_PAGE,
+			    wal + last + CVFS_WAL_FRAME_HEADER_BYTES,
+			    TEST_CKPT_PAGE) != 0));
+	free(main);
+	free(wal);
+	test_end();
+}
+
 int main(void)
 {
 	static void (*const cases[])(void) = {
@@ -434,6 +566,7 @@ int main(void)
 		test_vfs_export,
 		test_vfs_rekey,
 		test_vfs_temp_files,
+		test_vfs_checkpoint_overflow,
 		NULL
 	};
 	int ret;
