@@ -1,0 +1,103 @@
+#!/bin/sh
+# Plain SQLite vs cryptvfs vs Debian's SQLCipher on the DESIGN.md section 7
+# mailbox workload, in one run (issue 3). Not a test.
+#
+#   bench/cryptvfs-bench.sh [ROUNDS]      (from the top of the tree)
+#
+# Builds bench/cryptvfs-bench.c twice in a temp dir (never in the tree):
+# against libsqlite3 + src/cryptvfs, and against libsqlcipher (both export
+# the sqlite3_* names, so they cannot share a binary). Then runs every
+# engine/cache/page-size row ROUNDS times (default 3), interleaved, and
+# prints the median of each phase in ms with its ratio to plain SQLite at
+# the same cache and page size. Needs cc, libsqlite3-dev, libsodium-dev and
+# libsqlcipher-dev. CVFS_BENCH_SCALE (percent, default 100) shrinks the
+# workload; CVFS_BENCH_TUNED_KIB (default 16384) is the tuned page cache.
+set -eu
+
+rounds=${1:-3}
+scale=${CVFS_BENCH_SCALE:-100}
+tuned=${CVFS_BENCH_TUNED_KIB:-16384}
+top=$(cd "$(dirname "$0")/.." && pwd)
+work=$(mktemp -d "${TMPDIR:-/tmp}/cryptvfs-bench.XXXXXX")
+trap 'rm -rf "$work"' EXIT INT TERM
+
+cflags="-O2 -g -Wall"
+cc $cflags -I"$top/src/cryptvfs" -o "$work/bench" \
+	"$top/bench/cryptvfs-bench.c" "$top/src/cryptvfs/cvfs-db.c" \
+	"$top/src/cryptvfs/cvfs-file.c" "$top/src/cryptvfs/cvfs-kdf.c" \
+	"$top/src/cryptvfs/cvfs-page.c" "$top/src/cryptvfs/cvfs-vfs.c" \
+	$(pkg-config --cflags --libs sqlite3 libsodium)
+cc $cflags -DBENCH_SQLCIPHER -o "$work/bench-sqlcipher" \
+	"$top/bench/cryptvfs-bench.c" $(pkg-config --cflags --libs sqlcipher)
+
+# engine cache_kib page_size (0 = the engine's default)
+rows="plain 0 0
+cryptvfs 0 0
+sqlcipher 0 0
+plain $tuned 0
+cryptvfs $tuned 0
+sqlcipher $tuned 4096
+plain $tuned 8192
+cryptvfs $tuned 8192
+plain $tuned 16384
+cryptvfs $tuned 16384
+plain $tuned 65536
+cryptvfs $tuned 65536"
+
+echo "machine: $(nproc) cores, $(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -1)"
+echo "sqlite $(pkg-config --modversion sqlite3), libsodium $(pkg-config --modversion libsodium)," \
+	"sqlcipher $(pkg-config --modversion sqlcipher) (SQLite" \
+	"$(sed -n 's/^#define SQLITE_VERSION *"\(.*\)"/\1/p' /usr/include/sqlcipher/sqlite3.h))"
+echo "rounds $rounds, scale $scale%, tuned cache $tuned KiB"
+
+: > "$work/results"
+i=0
+while [ "$i" -lt "$rounds" ]; do
+	echo "$rows" | while read -r engine cache page; do
+		bin="$work/bench"
+		[ "$engine" = sqlcipher ] && bin="$work/bench-sqlcipher"
+		"$bin" "$engine" "$work" "$cache" "$page" "$scale" \
+			>> "$work/results"
+	done
+	"$work/bench" aead >> "$work/results"
+	i=$((i + 1))
+done
+
+awk -v rows="$rows" '
+function median(key,   n, v, i, j, t) {
+	n = split(vals[key], v, " ")
+	for (i = 2; i <= n; i++)
+		for (j = i; j > 1 && v[j - 1] + 0 > v[j] + 0; j--) {
+			t = v[j]; v[j] = v[j - 1]; v[j - 1] = t
+		}
+	return v[int((n + 1) / 2)]
+}
+$1 == "aead" { vals["enc"] = vals["enc"] " " $2; vals["dec"] = vals["dec"] " " $3; next }
+{
+	key = $1 " " $2 " " $3
+	for (p = 4; p <= 8; p++)
+		vals[key, p] = vals[key, p] " " $p
+	body[key] = $9
+}
+END {
+	printf "%-9s %6s %6s | %14s %14s %14s %14s %14s\n", "engine", \
+	       "cache", "page", "insert ms", "point read ms", "hdr scan ms", \
+	       "flag upd ms", "total ms"
+	n = split(rows, r, "\n")
+	for (i = 1; i <= n; i++) {
+		split(r[i], f, " ")
+		key = f[1] " " f[2] " " f[3]
+		base = "plain " f[2] " " (f[1] == "sqlcipher" && f[3] == 4096 ? 0 : f[3])
+		printf "%-9s %6s %6s |", f[1], f[2] == 0 ? "2MB" : f[2] / 1024 "MB", \
+		       f[3] == 0 ? (f[1] == "sqlcipher" ? "1K" : "4K") : f[3] / 1024 "K"
+		for (p = 4; p <= 8; p++) {
+			m = median(key SUBSEP p)
+			printf " %7.0f (%4.2fx)", m, m / median(base SUBSEP p)
+		}
+		printf "\n"
+		mb = body[key]
+	}
+	enc = median("enc"); dec = median("dec")
+	printf "libsodium chacha20poly1305-ietf, 4 KiB pages: encrypt %d MB/s, verify+decrypt %d MB/s\n", enc, dec
+	printf "point reads returned %.1f MB of bodies: decrypting them alone takes >= %.0f ms\n", mb, mb / dec * 1000
+}' "$work/results"
