@@ -16,6 +16,8 @@ apt-get install -y -qq --no-install-recommends \
 	dovecot-core dovecot-dev dovecot-imapd dovecot-pop3d dovecot-lmtpd \
 	libcurl4-openssl-dev libjansson-dev libsodium-dev libtdb-dev \
 	libsqlite3-dev sqlite3 tdb-tools \
-	python3 python3-pytest util-linux ca-certificates >/dev/null
+	python3 python3-pytest util-linux ca-certificates \
+	build-essential debhelper dh-autoreconf dpkg-dev fakeroot lintian git \
+	>/dev/null
 # The cryptvfs interop test builds SQLite3MultipleCiphers from its npm package.
 command -v npm >/dev/null 2>&1 || apt-get install -y -qq nodejs npm >/dev/null
