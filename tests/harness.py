@@ -28,6 +28,8 @@ SYSTEM_MODULEDIR = "/usr/lib/dovecot/modules"
 AUTH_MODULE = os.path.join(BUILD_DIR, "src/auth/.libs/libauthdb_launchpad.so")
 DOVEADM_MODULE = os.path.join(
     BUILD_DIR, "src/doveadm/.libs/lib10_doveadm_launchpad_plugin.so")
+SQLBOX_MODULE = os.path.join(
+    BUILD_DIR, "src/storage/.libs/lib20_sqlbox_plugin.so")
 
 # A user no test or demo changes; uid/gid of the mail processes.
 MAIL_USER = "nobody"
@@ -144,7 +146,8 @@ auth_cache_size = {auth_cache_size}
 auth_cache_ttl = {auth_cache_ttl}
 auth_cache_negative_ttl = {auth_cache_ttl}
 auth_debug = {auth_debug}
-mail_location = maildir:~/Maildir
+mail_location = {mail_location}
+{mail_plugin_conf}
 default_internal_user = dovecot
 default_login_user = dovenull
 first_valid_uid = 1
@@ -227,10 +230,13 @@ class Dovecot:
     def __init__(self, workdir, api_url, auth_cache_size="1M",
                  auth_cache_ttl="1h", positive_ttl="1h", negative_ttl="10m",
                  stale_grace="7d", http_timeout="3s", auth_debug="no",
-                 auth_conf=None, extra_conf="", extra_lpconf=""):
+                 auth_conf=None, extra_conf="", extra_lpconf="",
+                 mail_location="maildir:~/Maildir"):
         """auth_conf: Dovecot config text (used verbatim) that replaces
         the launchpad passdb/userdb blocks, e.g. a passwd-file baseline
-        for bench/login-bench.py; everything else stays the same."""
+        for bench/login-bench.py; everything else stays the same.
+        mail_location "sqlbox:..." loads our storage plugin (imap, pop3,
+        lmtp and doveadm) from a private mail_plugin_dir."""
         self.workdir = workdir
         self.run_dir = os.path.join(workdir, "run")
         self.vmail = os.path.join(workdir, "vmail")
@@ -247,14 +253,18 @@ class Dovecot:
             negative_ttl=negative_ttl, stale_grace=stale_grace,
             http_timeout=http_timeout, auth_debug=auth_debug,
             auth_conf=auth_conf, extra_conf=extra_conf,
-            extra_lpconf=extra_lpconf)
+            extra_lpconf=extra_lpconf, mail_location=mail_location)
 
-    def _module_dir(self, kind, ours):
-        """A copy of the system module dir `kind` plus our module."""
+    def _module_dir(self, kind, ours, system_kind=None):
+        """A copy of the system module dir `kind` (or `system_kind`, "" =
+        the top one) plus our module."""
         target = os.path.join(self.workdir, "modules", kind)
         os.makedirs(target, exist_ok=True)
-        for name in os.listdir(os.path.join(SYSTEM_MODULEDIR, kind)):
-            src = os.path.join(SYSTEM_MODULEDIR, kind, name)
+        if system_kind is None:
+            system_kind = kind
+        source_dir = os.path.join(SYSTEM_MODULEDIR, system_kind)
+        for name in os.listdir(source_dir):
+            src = os.path.join(source_dir, name)
             if os.path.isfile(src) and not os.path.exists(
                     os.path.join(target, name)):
                 shutil.copy2(src, target)
@@ -284,6 +294,13 @@ class Dovecot:
                 stale_grace=s["stale_grace"],
                 http_timeout=s["http_timeout"],
                 extra_lpconf=s["extra_lpconf"]))
+        mail_plugin_conf = ""
+        if s["mail_location"].startswith("sqlbox:"):
+            # mail_plugin_dir is a setting (DOVECOT-NOTES 0.1): a copy of
+            # the system modules plus ours, no bind mount needed.
+            plugin_dir = self._module_dir("mail", SQLBOX_MODULE, "")
+            mail_plugin_conf = ("mail_plugins = $mail_plugins sqlbox\n"
+                                "mail_plugin_dir = %s" % plugin_dir)
         auth_conf = s["auth_conf"]
         if auth_conf is None:
             auth_conf = LAUNCHPAD_AUTH_CONF.format(lpconf=self.lpconf_path)
@@ -297,6 +314,8 @@ class Dovecot:
                 auth_cache_size=s["auth_cache_size"],
                 auth_cache_ttl=s["auth_cache_ttl"],
                 auth_debug=s["auth_debug"],
+                mail_location=s["mail_location"],
+                mail_plugin_conf=mail_plugin_conf,
                 extra_conf=s["extra_conf"]))
 
     def start(self):
