@@ -95,13 +95,19 @@ struct lp_config {
 	struct lp_domain *domains;	/* in file order; [0] is the default */
 	unsigned int domains_count;
 
-	/* Reserved for later issues: parsed and stored, not yet used by
-	   liblaunchpad.  Empty optional values are NULL. */
+	/* For dovecot-launchpad-web and the notifications: parsed and
+	   stored, not used by liblaunchpad.  Empty optional values are
+	   NULL. */
 	char *web_listen;	/* "127.0.0.1:8145" */
-	char *web_url;		/* public https base URL, or NULL */
+	char *web_url;		/* public base URL (checked like api_url), or NULL */
 	char *sso_url;		/* "https://login.ubuntu.com/+openid" */
 	char *notify_to;	/* admin notification address, or NULL */
 	char *notify_from;	/* or NULL */
+	char *web_auth_socket;	/* Dovecot auth "-master" socket for CACHE-FLUSH */
+	char *web_mail_host;	/* IMAP/POP3 host shown to users; NULL: web_url's */
+	unsigned int web_imap_port;	/* 993 */
+	unsigned int web_pop3_port;	/* 995 */
+	unsigned int web_session_ttl;	/* seconds a sign-in lasts */
 };
 
 /* Parses a dovecot-launchpad.conf.ext (DESIGN.md section 3).  Unknown keys,
@@ -351,6 +357,16 @@ int lp_cache_slot_last_used(struct lp_context *ctx, const char *user,
 #define LP_SLOT_ALL UINT32_MAX
 int lp_cache_slot_forget(struct lp_context *ctx, const char *user,
 			 unsigned int slot_id, struct lp_error *err);
+
+/* ---- single-use OpenID nonces (lp-cache.c), for the web page ---- */
+
+/* Records an OpenID response_nonce (1..255 characters) as seen until
+   expires_at.  Returns 1 if it was not seen before (or only with an expired
+   record), 0 if it was (a replay), -1 on error.  Atomic across processes. */
+int lp_cache_nonce_use(struct lp_context *ctx, const char *nonce,
+		       time_t expires_at, struct lp_error *err);
+/* Deletes nonce records past their expiry. Returns the count, or -1. */
+int lp_cache_nonce_prune(struct lp_context *ctx, struct lp_error *err);
 
 /* ---- the periodic membership sync (lp-sync.c) ---- */
 

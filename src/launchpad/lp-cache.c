@@ -1010,3 +1010,73 @@ int lp_cache_slot_forget(struct lp_context *ctx, const char *user,
 		return lp_cache_delete_keys(ctx, key, err);
 	return lp_cache_delete(ctx, key, err);
 }
+
+/* ---- single-use OpenID nonces (dovecot-launchpad-web) ---- */
+
+#define LP_KEY_NONCE "nonce/"
+/* OpenID 2.0 caps a response_nonce at 255 characters. */
+#define LP_NONCE_MAX 255
+
+int lp_cache_nonce_use(struct lp_context *ctx, const char *nonce,
+		       time_t expires_at, struct lp_error *err)
+{
+	char key[sizeof(LP_KEY_NONCE) + LP_NONCE_MAX];
+	time_t seen_until;
+	json_t *obj;
+	int ret;
+
+	if (strlen(nonce) == 0 || strlen(nonce) > LP_NONCE_MAX) {
+		lp_error_set(err, LP_ERR_PROTOCOL, "nonce empty or too long");
+		return -1;
+	}
+	snprintf(key, sizeof(key), LP_KEY_NONCE "%s", nonce);
+	/* The chainlock makes check-and-set atomic across processes. */
+	if (lp_cache_lock(ctx, key, err) < 0)
+		return -1;
+	if (lp_cache_get(ctx, key, "nonce", &obj) > 0) {
+		bool ok = lp_json_time(obj, "until", &seen_until);
+
+		json_decref(obj);
+		if (ok && seen_until > ctx->now()) {
+			lp_cache_unlock(ctx, key);
+			return 0;
+		}
+	}
+	obj = json_pack("{s:I}", "until", (json_int_t)expires_at);
+	if (obj == NULL) {
+		lp_cache_unlock(ctx, key);
+		lp_error_set(err, LP_ERR_INTERNAL, "out of memory");
+		return -1;
+	}
+	ret = lp_cache_put(ctx, key, "nonce", obj, err);
+	json_decref(obj);
+	lp_cache_unlock(ctx, key);
+	return ret < 0 ? -1 : 1;
+}
+
+int lp_cache_nonce_prune(struct lp_context *ctx, struct lp_error *err)
+{
+	struct lp_cache_keys keys = { .prefix = LP_KEY_NONCE };
+	time_t until, now = ctx->now();
+	json_t *obj;
+	int ret, count = 0;
+
+	if (lp_cache_collect_keys(ctx, &keys, err) < 0)
+		return -1;
+	for (unsigned int i = 0; i < keys.count; i++) {
+		if (lp_cache_get(ctx, keys.keys[i], "nonce", &obj) > 0) {
+			bool ok = lp_json_time(obj, "until", &until);
+
+			json_decref(obj);
+			if (ok && until > now)
+				continue;
+		}
+		if ((ret = lp_cache_delete(ctx, keys.keys[i], err)) < 0) {
+			count = -1;
+			break;
+		}
+		count += ret;
+	}
+	lp_cache_keys_free(&keys);
+	return count;
+}

@@ -47,6 +47,9 @@ enum lp_config_type {
 	LP_CONFIG_TYPE_DURATION,	/* unsigned int seconds */
 	LP_CONFIG_TYPE_TIMEOUT,		/* duration within the HTTP bounds */
 	LP_CONFIG_TYPE_PUBLIC_KEY,	/* base64 of 32 bytes; empty is NULL */
+	LP_CONFIG_TYPE_OPTIONAL_URL,	/* a URL as above; empty is NULL */
+	LP_CONFIG_TYPE_OPTIONAL_WORD,	/* no whitespace; empty is NULL */
+	LP_CONFIG_TYPE_PORT,		/* unsigned int 1..65535 */
 };
 
 struct lp_config_key {
@@ -71,12 +74,18 @@ static const struct lp_config_key lp_config_keys[] = {
 	LP_CONFIG_KEY(stale_grace, DURATION, "7d"),
 	LP_CONFIG_KEY(http_timeout, TIMEOUT, "10s"),
 	LP_CONFIG_KEY(recovery_public_key, PUBLIC_KEY, ""),
-	/* Reserved for the self-service page and notifications. */
+	/* The self-service page (dovecot-launchpad-web) and notifications. */
 	LP_CONFIG_KEY(web_listen, WORD, "127.0.0.1:8145"),
-	LP_CONFIG_KEY(web_url, OPTIONAL, ""),
-	LP_CONFIG_KEY(sso_url, WORD, "https://login.ubuntu.com/+openid"),
+	LP_CONFIG_KEY(web_url, OPTIONAL_URL, ""),
+	LP_CONFIG_KEY(sso_url, URL, "https://login.ubuntu.com/+openid"),
 	LP_CONFIG_KEY(notify_to, OPTIONAL, ""),
 	LP_CONFIG_KEY(notify_from, OPTIONAL, ""),
+	LP_CONFIG_KEY(web_auth_socket, ABS_PATH,
+		      "/var/run/dovecot/auth-vmail-master"),
+	LP_CONFIG_KEY(web_mail_host, OPTIONAL_WORD, ""),
+	LP_CONFIG_KEY(web_imap_port, PORT, "993"),
+	LP_CONFIG_KEY(web_pop3_port, PORT, "995"),
+	LP_CONFIG_KEY(web_session_ttl, DURATION, "1h"),
 };
 #define LP_CONFIG_KEYS_COUNT \
 	(sizeof(lp_config_keys) / sizeof(lp_config_keys[0]))
@@ -417,6 +426,10 @@ static int lp_config_set_value(struct lp_config *config,
 	int len;
 
 	switch (key->type) {
+	case LP_CONFIG_TYPE_OPTIONAL_URL:
+		if (value[0] == '\0')
+			break;
+		/* fall through */
 	case LP_CONFIG_TYPE_URL:
 		if ((len = lp_config_check_url(key->name, value, what,
 					       what_size)) < 0)
@@ -443,6 +456,25 @@ static int lp_config_set_value(struct lp_config *config,
 		break;
 	case LP_CONFIG_TYPE_OPTIONAL:
 		break;
+	case LP_CONFIG_TYPE_OPTIONAL_WORD:
+		if (strpbrk(value, " \t") != NULL) {
+			snprintf(what, what_size,
+				 "%s must be one word or empty", key->name);
+			return -1;
+		}
+		break;
+	case LP_CONFIG_TYPE_PORT:
+		if (lp_duration_parse(value, &secs) < 0 ||
+		    value[strlen(value) - 1] < '0' ||
+		    value[strlen(value) - 1] > '9' ||
+		    secs == 0 || secs > LP_URL_PORT_MAX) {
+			snprintf(what, what_size,
+				 "%s must be a port number 1..%d", key->name,
+				 LP_URL_PORT_MAX);
+			return -1;
+		}
+		*uint_field = secs;
+		return 0;
 	case LP_CONFIG_TYPE_DURATION:
 	case LP_CONFIG_TYPE_TIMEOUT:
 		if (lp_duration_parse(value, &secs) < 0) {
@@ -474,6 +506,8 @@ static int lp_config_set_value(struct lp_config *config,
 		break;
 	}
 	if (value[0] == '\0' && (key->type == LP_CONFIG_TYPE_OPTIONAL ||
+				 key->type == LP_CONFIG_TYPE_OPTIONAL_URL ||
+				 key->type == LP_CONFIG_TYPE_OPTIONAL_WORD ||
 				 key->type == LP_CONFIG_TYPE_PUBLIC_KEY)) {
 		free(*str_field);
 		*str_field = NULL;
@@ -826,7 +860,8 @@ void lp_config_free(struct lp_config **_config)
 	*_config = NULL;
 	for (i = 0; i < LP_CONFIG_KEYS_COUNT; i++) {
 		if (lp_config_keys[i].type != LP_CONFIG_TYPE_DURATION &&
-		    lp_config_keys[i].type != LP_CONFIG_TYPE_TIMEOUT)
+		    lp_config_keys[i].type != LP_CONFIG_TYPE_TIMEOUT &&
+		    lp_config_keys[i].type != LP_CONFIG_TYPE_PORT)
 			free(*(char **)((char *)config +
 					lp_config_keys[i].offset));
 	}

@@ -354,6 +354,46 @@ static void test_coalescing(void)
 	test_end();
 }
 
+/* dovecot-launchpad-web: every OpenID response_nonce is accepted once,
+   and kept only until it would be stale. */
+static void test_nonces(void)
+{
+	static const char *const nonces[] = {
+		"2024-05-01T10:00:00Zabc",
+		"2024-05-01T10:00:00Zabd",
+		"2024-05-01T10:00:01Z~!@#$%^&*()",
+	};
+	char too_long[300];
+	struct lp_error err;
+
+	test_begin("nonces");
+	memset(too_long, 'x', sizeof(too_long) - 1);
+	too_long[sizeof(too_long) - 1] = '\0';
+	for (unsigned int i = 0; i < sizeof(nonces) / sizeof(nonces[0]); i++) {
+		test_assert_idx(lp_cache_nonce_use(ctx, nonces[i],
+						   test_clock + 100, &err) == 1, i);
+		test_assert_idx(lp_cache_nonce_use(ctx, nonces[i],
+						   test_clock + 100, &err) == 0, i);
+	}
+	test_assert(lp_cache_nonce_use(ctx, "", test_clock + 100, &err) < 0);
+	test_assert(lp_cache_nonce_use(ctx, too_long, test_clock + 100,
+				       &err) < 0);
+	/* nothing stale yet */
+	test_assert(lp_cache_nonce_prune(ctx, &err) == 0);
+	test_assert(lp_cache_nonce_use(ctx, "late", test_clock + 200,
+				       &err) == 1);
+	test_clock += 100;
+	/* the first three are stale now: pruned, "late" stays */
+	test_assert(lp_cache_nonce_prune(ctx, &err) == 3);
+	test_assert(lp_cache_nonce_use(ctx, "late", test_clock + 100,
+				       &err) == 0);
+	/* a stale record no longer blocks (the timestamp check does) */
+	test_clock += 100;
+	test_assert(lp_cache_nonce_use(ctx, "late", test_clock + 100,
+				       &err) == 1);
+	test_end();
+}
+
 int main(void)
 {
 	static void (*const tests[])(void) = {
@@ -363,6 +403,7 @@ int main(void)
 		test_bans,
 		test_invalidate_and_iterate,
 		test_coalescing,
+		test_nonces,
 		NULL
 	};
 	int ret;

@@ -53,6 +53,11 @@ static const struct test_field test_fields[] = {
 	TEST_STR(sso_url, "https://login.ubuntu.com/+openid"),
 	TEST_STR(notify_to, NULL),
 	TEST_STR(notify_from, NULL),
+	TEST_STR(web_auth_socket, "/var/run/dovecot/auth-vmail-master"),
+	TEST_STR(web_mail_host, NULL),
+	TEST_UINT(web_imap_port, 993),
+	TEST_UINT(web_pop3_port, 995),
+	TEST_UINT(web_session_ttl, 60 * 60),
 };
 #define TEST_FIELDS_COUNT (sizeof(test_fields) / sizeof(test_fields[0]))
 
@@ -150,11 +155,24 @@ static void test_config_every_key(void)
 		{ "notify_from = Launchpad Mail <lp@example.org>",
 		  "notify_from", "Launchpad Mail <lp@example.org>", 0 },
 		{ "notify_to =", "notify_to", NULL, 0 },
+		{ "web_url = http://127.0.0.1:8145/", "web_url",
+		  "http://127.0.0.1:8145", 0 },
+		{ "web_url =", "web_url", NULL, 0 },
+		{ "sso_url = http://localhost:9/+openid/", "sso_url",
+		  "http://localhost:9/+openid", 0 },
+		{ "web_auth_socket = /run/dovecot/auth-web-master",
+		  "web_auth_socket", "/run/dovecot/auth-web-master", 0 },
+		{ "web_mail_host = imap.example.org", "web_mail_host",
+		  "imap.example.org", 0 },
+		{ "web_mail_host =", "web_mail_host", NULL, 0 },
+		{ "web_imap_port = 143", "web_imap_port", NULL, 143 },
+		{ "web_pop3_port = 65535", "web_pop3_port", NULL, 65535 },
+		{ "web_session_ttl = 30m", "web_session_ttl", NULL, 30 * 60 },
 		/* comments: after whitespace only */
 		{ "uid = vmail2 # the mail user", "uid", "vmail2", 0 },
 		{ "uid=vmail3\t#tab then comment", "uid", "vmail3", 0 },
-		{ "web_url = https://x.example.org/#frag", "web_url",
-		  "https://x.example.org/#frag", 0 },
+		{ "notify_from = lp#1@example.org", "notify_from",
+		  "lp#1@example.org", 0 },
 		{ "  gid   =   mail  ", "gid", "mail", 0 },
 	};
 	char text[TEST_FILE_MAX];
@@ -270,6 +288,30 @@ static void test_config_errors(void)
 		{ TEST_DOMAIN_LINE "api_url = http://lp.example.org/1.0\n",
 		  TEST_PATH ":2: api_url must use https:// (plain http:// is "
 		  "allowed only for 127.0.0.0/8, localhost or [::1])" },
+		{ TEST_DOMAIN_LINE "web_url = http://mail.example.org/\n",
+		  TEST_PATH ":2: web_url must use https:// (plain http:// is "
+		  "allowed only for 127.0.0.0/8, localhost or [::1])" },
+		{ TEST_DOMAIN_LINE "web_url = https://mail.example.org/?a=b\n",
+		  TEST_PATH ":2: web_url must not contain a query or "
+		  "fragment" },
+		{ TEST_DOMAIN_LINE "sso_url = login.ubuntu.com/+openid\n",
+		  TEST_PATH ":2: sso_url must start with https://" },
+		{ TEST_DOMAIN_LINE "web_auth_socket = auth-master\n",
+		  TEST_PATH ":2: web_auth_socket must be an absolute path" },
+		{ TEST_DOMAIN_LINE "web_mail_host = a b\n",
+		  TEST_PATH ":2: web_mail_host must be one word or empty" },
+		{ TEST_DOMAIN_LINE "web_imap_port = 0\n",
+		  TEST_PATH ":2: web_imap_port must be a port number "
+		  "1..65535" },
+		{ TEST_DOMAIN_LINE "web_imap_port = 65536\n",
+		  TEST_PATH ":2: web_imap_port must be a port number "
+		  "1..65535" },
+		{ TEST_DOMAIN_LINE "web_pop3_port = 10s\n",
+		  TEST_PATH ":2: web_pop3_port must be a port number "
+		  "1..65535" },
+		{ TEST_DOMAIN_LINE "web_session_ttl = 1w\n",
+		  TEST_PATH ":2: invalid duration '1w' for web_session_ttl "
+		  "(a number with s, m, h or d, e.g. 10m)" },
 		{ TEST_DOMAIN_LINE "recovery_public_key = abc=\n",
 		  TEST_PATH ":2: recovery_public_key must be empty or the "
 		  "base64 of a 32-byte X25519 public key" },
