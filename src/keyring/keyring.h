@@ -223,4 +223,36 @@ int kr_recovery_set(struct kr_keyfile *kf, const struct kr_keys *keys,
 int kr_public_key_decode(const char *base64,
 			 unsigned char pk_r[KR_PUBLIC_KEY_BYTES]);
 
+/* ---- sealing to the public key (kr-seal.c) ---- */
+
+/* Mail delivered while the user is logged out (the LMTP spool): sealed to
+   the mailbox's X25519 public key, so only a holder of an app password can
+   read it.  Layout: crypto_box_seal(fresh secretstream key) || secretstream
+   header || XChaCha20-Poly1305 chunks of KR_SEAL_CHUNK_BYTES plaintext,
+   the last (possibly empty) one tagged FINAL.  Truncation, extension and
+   reordering fail to authenticate. */
+#define KR_SEAL_CHUNK_BYTES 65536
+
+/* Exact size of the sealed form of msg_len bytes. */
+size_t kr_seal_size(size_t msg_len);
+/* Upper bound of the plaintext in a sealed message of sealed_len bytes
+   (0 if it is too short to be one). */
+size_t kr_unseal_max_size(size_t sealed_len);
+
+/* Seals msg to pk into out (out_size >= kr_seal_size(msg_len); exactly
+   that many bytes are written).  Returns 0, -1 on error (out wiped). */
+int kr_seal(unsigned char *out, size_t out_size,
+	    const unsigned char *msg, size_t msg_len,
+	    const unsigned char pk[KR_PUBLIC_KEY_BYTES], struct kr_error *err);
+
+/* Opens a sealed message with the key pair into out (out_size >=
+   kr_unseal_max_size(sealed_len)).  Returns 1 and the plaintext length,
+   0 if it does not open or authenticate (out wiped, err KR_ERR_CORRUPT),
+   -1 on error. */
+int kr_unseal(unsigned char *out, size_t out_size, size_t *out_len_r,
+	      const unsigned char *sealed, size_t sealed_len,
+	      const unsigned char pk[KR_PUBLIC_KEY_BYTES],
+	      const unsigned char sk[KR_SECRET_KEY_BYTES],
+	      struct kr_error *err);
+
 #endif
