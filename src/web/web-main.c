@@ -1,0 +1,249 @@
+/* Copyright (c) dovecot-launchpad authors; see debian/copyright. */
+
+/* dovecot-launchpad-web [-c CONFIG]: the self-service page (DESIGN.md
+   section 10).  Reads the same dovecot-launchpad.conf.ext as Dovecot,
+   listens on web_listen (loopback, behind the site's TLS proxy), logs one
+   line per event on stderr, and stops cleanly on SIGTERM or SIGINT. */
+
+#include "web-private.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sodium.h>
+
+/* Longest wait in the poll loop: how soon a signal is noticed. */
+#define WEB_POLL_MSECS 500
+#define WEB_PRUNE_SECS 60
+
+static volatile sig_atomic_t web_stop_signal = 0;
+
+static const char *const web_level_names[] = {
+	[LP_LOG_DEBUG] = "debug",
+	[LP_LOG_INFO] = "info",
+	[LP_LOG_WARNING] = "warning",
+	[LP_LOG_ERROR] = "error",
+};
+
+void web_log(enum lp_log_level level, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list args;
+
+	va_start(args, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, args);
+	va_end(args);
+	fprintf(stderr, "%s: %s: %s\n", WEB_NAME, web_level_names[level], msg);
+}
+
+static void web_lp_log(void *context, enum lp_log_level level,
+		       const char *msg)
+{
+	(void)context;
+	if (level != LP_LOG_DEBUG)
+		web_log(level, "launchpad: %s", msg);
+}
+
+static void web_signal(int signo)
+{
+	web_stop_signal = signo;
+}
+
+/* "https://host:port/path" -> "https://host:port". */
+static int web_origin(const char *url, char *origin_r, size_t size)
+{
+	const char *authority = strstr(url, "://"), *end;
+
+	if (authority == NULL)
+		return -1;
+	authority += 3;
+	end = authority + strcspn(authority, "/");
+	if ((size_t)(end - url) >= size)
+		return -1;
+	memcpy(origin_r, url, (size_t)(end - url));
+	origin_r[end - url] = '\0';
+	return 0;
+}
+
+/* The host part of an origin, without port or brackets. */
+static void web_origin_host(const char *origin, char *host_r, size_t size)
+{
+	const char *host = strstr(origin, "://") + 3, *end;
+
+	if (*host == '[') {
+		host++;
+		end = strchr(host, ']');
+	} else {
+		end = strchr(host, ':');
+	}
+	if (end == NULL)
+		end = host + strlen(host);
+	snprintf(host_r, size, "%.*s", (int)(end - host), host);
+}
+
+static int web_resolve_ids(struct web_server *server)
+{
+	const struct lp_config *config = server->config;
+	struct passwd *pw;
+	struct group *gr;
+	char *end;
+
+	errno = 0;
+	server->uid = (uid_t)strtoul(config->uid, &end, 10);
+	if (*end != '\0' || errno != 0) {
+		if ((pw = getpwnam(config->uid)) == NULL) {
+			web_log(LP_LOG_ERROR, "%s: uid: no user '%s'",
+				config->path, config->uid);
+			return -1;
+		}
+		server->uid = pw->pw_uid;
+	}
+	errno = 0;
+	server->gid = (gid_t)strtoul(config->gid, &end, 10);
+	if (*end != '\0' || errno != 0) {
+		if ((gr = getgrnam(config->gid)) == NULL) {
+			web_log(LP_LOG_ERROR, "%s: gid: no group '%s'",
+				config->path, config->gid);
+			return -1;
+		}
+		server->gid = gr->gr_gid;
+	}
+	return 0;
+}
+
+static int web_server_init(struct web_server *server, const char *path)
+{
+	struct lp_error err;
+	struct lp_log log = { .fn = web_lp_log };
+
+	if (lp_config_load(path, &server->config, &err) < 0) {
+		web_log(LP_LOG_ERROR, "%s", err.text);
+		return -1;
+	}
+	if (server->config->web_url == NULL) {
+		web_log(LP_LOG_ERROR, "%s: web_url is not set: the page needs "
+			"its public base URL (OpenID realm and return_to)",
+			path);
+		return -1;
+	}
+	if (web_origin(server->config->web_url, server->web_origin,
+		       sizeof(server->web_origin)) < 0 ||
+	    web_origin(server->config->sso_url, server->sso_origin,
+		       sizeof(server->sso_origin)) < 0) {
+		web_log(LP_LOG_ERROR, "%s: web_url or sso_url too long", path);
+		return -1;
+	}
+	if (server->config->web_mail_host != NULL)
+		snprintf(server->mail_host, sizeof(server->mail_host), "%s",
+			 server->config->web_mail_host);
+	else
+		web_origin_host(server->web_origin, server->mail_host,
+				sizeof(server->mail_host));
+	if (web_resolve_ids(server) < 0)
+		return -1;
+	if (lp_context_create(server->config, &log, &server->lp, &err) < 0) {
+		web_log(LP_LOG_ERROR, "%s", err.text);
+		return -1;
+	}
+	return 0;
+}
+
+static void web_server_deinit(struct web_server *server)
+{
+	web_http_stop(server);
+	if (server->lp != NULL)
+		lp_context_destroy(&server->lp);
+	lp_config_free(&server->config);
+	/* Session ids and CSRF tokens are secrets too. */
+	sodium_memzero(server->sessions, sizeof(server->sessions));
+	sodium_memzero(server->logins, sizeof(server->logins));
+}
+
+static void web_maintenance(struct web_server *server)
+{
+	struct lp_error err;
+	time_t now = time(NULL);
+
+	if (now - server->last_prune < WEB_PRUNE_SECS)
+		return;
+	server->last_prune = now;
+	web_session_prune(server);
+	if (lp_cache_nonce_prune(server->lp, &err) < 0)
+		web_log(LP_LOG_WARNING, "pruning nonces: %s", err.text);
+}
+
+static void web_usage(void)
+{
+	fprintf(stderr, "usage: %s [-c <config>]   (default %s)\n", WEB_NAME,
+		WEB_DEFAULT_CONFIG);
+}
+
+int main(int argc, char *argv[])
+{
+	struct sigaction sa = { .sa_handler = web_signal };
+	const char *path = WEB_DEFAULT_CONFIG, *error;
+	struct web_server *server;
+	int opt, ret = EXIT_FAILURE;
+
+	while ((opt = getopt(argc, argv, "c:h")) != -1) {
+		switch (opt) {
+		case 'c':
+			path = optarg;
+			break;
+		default:
+			web_usage();
+			return opt == 'h' ? EXIT_SUCCESS : EXIT_FAILURE;
+		}
+	}
+	if (optind != argc) {
+		web_usage();
+		return EXIT_FAILURE;
+	}
+	/* Line-buffered: one event, one journal line. */
+	setvbuf(stderr, NULL, _IOLBF, 0);
+	if (sodium_init() < 0 || curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
+		web_log(LP_LOG_ERROR, "library initialisation failed");
+		return EXIT_FAILURE;
+	}
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	/* Big tables: keep them off the stack. */
+	server = calloc(1, sizeof(*server));
+	if (server == NULL)
+		return EXIT_FAILURE;
+	if (web_server_init(server, path) < 0)
+		goto out;
+	if (web_http_start(server, &error) < 0) {
+		web_log(LP_LOG_ERROR, "%s: %s (%s)", path, error,
+			server->config->web_listen);
+		goto out;
+	}
+	web_log(LP_LOG_INFO, "listening on %s for %s",
+		server->config->web_listen, server->config->web_url);
+	while (web_stop_signal == 0) {
+		if (MHD_run_wait(server->daemon, WEB_POLL_MSECS) != MHD_YES &&
+		    web_stop_signal == 0) {
+			web_log(LP_LOG_ERROR, "polling failed: %s",
+				strerror(errno));
+			goto out;
+		}
+		web_maintenance(server);
+	}
+	web_log(LP_LOG_INFO, "stopping on signal %d", (int)web_stop_signal);
+	ret = EXIT_SUCCESS;
+out:
+	web_server_deinit(server);
+	free(server);
+	curl_global_cleanup();
+	return ret;
+}

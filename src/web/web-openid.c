@@ -1,0 +1,423 @@
+/* Copyright (c) dovecot-launchpad authors; see debian/copyright. */
+
+/* OpenID 2.0 relying party for Ubuntu One (DESIGN.md section 10).
+
+   Sign-in sends the browser to sso_url with checkid_setup, asking for the
+   SReg nickname (the Launchpad name).  The answer comes back as a GET to
+   return_to; it is believed only if
+     (1) it is a positive assertion (mode id_res, OpenID 2.0 namespace),
+     (2) op_endpoint is exactly sso_url,
+     (3) return_to is exactly the one we sent for this sign-in's state,
+     (4) claimed_id and identity are URLs on the SSO host,
+     (5) response_nonce is fresh and never seen before (TDB, until stale),
+     (6) every field we rely on, the nickname included, is signed,
+     (7) the nickname is a Launchpad name, and
+     (8) the OP itself says is_valid:true to check_authentication
+         (direct verification: no association, no shared secret here).
+   The caller has already matched the state with the browser's cookie. */
+
+#include "web-private.h"
+
+#include <curl/curl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define WEB_OPENID_NS "http://specs.openid.net/auth/2.0"
+#define WEB_OPENID_IDENTIFIER_SELECT \
+	"http://specs.openid.net/auth/2.0/identifier_select"
+#define WEB_OPENID_SREG_NS "http://openid.net/extensions/sreg/1.1"
+#define WEB_OPENID_SREG10_NS "http://openid.net/sreg/1.0"
+#define WEB_OPENID_FIELDS_MAX 64
+#define WEB_OPENID_NONCE_MAX 255
+#define WEB_OPENID_ALIAS_MAX 32
+/* "2005-05-15T17:11:51Z" */
+#define WEB_OPENID_NONCE_TIME_LEN 20
+
+struct web_openid_args {
+	unsigned int count;
+	const char *keys[WEB_OPENID_FIELDS_MAX];	/* without "openid." */
+	const char *values[WEB_OPENID_FIELDS_MAX];
+	bool bad;		/* duplicated or too many fields */
+};
+
+static void web_openid_escape(struct web_buf *buf, const char *text)
+{
+	static const char hex[] = "0123456789ABCDEF";
+
+	for (const unsigned char *p = (const unsigned char *)text; *p != '\0';
+	     p++) {
+		if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		    (*p >= '0' && *p <= '9') || strchr("-._~", *p) != NULL) {
+			web_buf_append_n(buf, (const char *)p, 1);
+		} else {
+			char esc[3] = { '%', hex[*p >> 4], hex[*p & 15] };
+
+			web_buf_append_n(buf, esc, sizeof(esc));
+		}
+	}
+}
+
+static void web_openid_param(struct web_buf *buf, bool first,
+			     const char *key, const char *value)
+{
+	web_buf_append(buf, first ? "" : "&");
+	web_openid_escape(buf, key);
+	web_buf_append(buf, "=");
+	web_openid_escape(buf, value);
+}
+
+static void web_openid_return_to(const struct web_server *server,
+				 const char *state, char *buf, size_t size)
+{
+	snprintf(buf, size, "%s/openid/return?state=%s",
+		 server->config->web_url, state);
+}
+
+int web_openid_begin_url(struct web_server *server, const char *state,
+			 char *url_r, size_t size)
+{
+	struct web_buf buf = { 0 };
+	char return_to[WEB_URL_MAX], realm[WEB_URL_MAX];
+	int ret = 0;
+
+	web_openid_return_to(server, state, return_to, sizeof(return_to));
+	snprintf(realm, sizeof(realm), "%s/", server->config->web_url);
+	web_buf_append(&buf, server->config->sso_url);
+	web_buf_append(&buf, "?");
+	web_openid_param(&buf, true, "openid.ns", WEB_OPENID_NS);
+	web_openid_param(&buf, false, "openid.mode", "checkid_setup");
+	web_openid_param(&buf, false, "openid.claimed_id",
+			 WEB_OPENID_IDENTIFIER_SELECT);
+	web_openid_param(&buf, false, "openid.identity",
+			 WEB_OPENID_IDENTIFIER_SELECT);
+	web_openid_param(&buf, false, "openid.return_to", return_to);
+	web_openid_param(&buf, false, "openid.realm", realm);
+	web_openid_param(&buf, false, "openid.ns.sreg", WEB_OPENID_SREG_NS);
+	web_openid_param(&buf, false, "openid.sreg.required", "nickname");
+	if (buf.failed || buf.len >= size)
+		ret = -1;
+	else
+		memcpy(url_r, buf.data, buf.len + 1);
+	web_buf_free(&buf);
+	return ret;
+}
+
+static enum MHD_Result web_openid_collect(void *cls, enum MHD_ValueKind kind,
+					  const char *key, const char *value)
+{
+	struct web_openid_args *args = cls;
+
+	(void)kind;
+	if (strncmp(key, "openid.", strlen("openid.")) != 0)
+		return MHD_YES;
+	key += strlen("openid.");
+	for (unsigned int i = 0; i < args->count; i++) {
+		if (strcmp(args->keys[i], key) == 0)
+			args->bad = true;
+	}
+	if (args->count >= WEB_OPENID_FIELDS_MAX) {
+		args->bad = true;
+		return MHD_YES;
+	}
+	args->keys[args->count] = key;
+	args->values[args->count++] = value != NULL ? value : "";
+	return MHD_YES;
+}
+
+static const char *web_openid_get(const struct web_openid_args *args,
+				  const char *key)
+{
+	for (unsigned int i = 0; i < args->count; i++) {
+		if (strcmp(args->keys[i], key) == 0)
+			return args->values[i];
+	}
+	return NULL;
+}
+
+/* True if field (without "openid.") is in the comma list openid.signed. */
+static bool web_openid_is_signed(const char *signed_list, const char *field)
+{
+	size_t len = strlen(field);
+	const char *p = signed_list;
+
+	while (p != NULL && *p != '\0') {
+		const char *end = strchr(p, ',');
+		size_t n = end == NULL ? strlen(p) : (size_t)(end - p);
+
+		if (n == len && memcmp(p, field, len) == 0)
+			return true;
+		p = end == NULL ? NULL : end + 1;
+	}
+	return false;
+}
+
+/* The SReg alias ("sreg" for Ubuntu One) from openid.ns.<alias>. */
+static bool web_openid_sreg_alias(const struct web_openid_args *args,
+				  char alias_r[WEB_OPENID_ALIAS_MAX])
+{
+	for (unsigned int i = 0; i < args->count; i++) {
+		const char *key = args->keys[i];
+
+		if (strncmp(key, "ns.", 3) != 0 ||
+		    (strcmp(args->values[i], WEB_OPENID_SREG_NS) != 0 &&
+		     strcmp(args->values[i], WEB_OPENID_SREG10_NS) != 0) ||
+		    strlen(key + 3) >= WEB_OPENID_ALIAS_MAX ||
+		    strchr(key + 3, '.') != NULL || key[3] == '\0')
+			continue;
+		strcpy(alias_r, key + 3);
+		return true;
+	}
+	return false;
+}
+
+/* response_nonce starts with a UTC time; returns it, or -1.  Parsed by
+   hand: strptime() would skip spaces and accept one-digit fields. */
+static time_t web_openid_nonce_time(const char *nonce)
+{
+	static const char shape[] = "dddd-dd-ddTdd:dd:ddZ";
+	int v[6] = { 0 }, field = 0;
+	struct tm tm = { 0 };
+
+	if (strlen(nonce) < WEB_OPENID_NONCE_TIME_LEN ||
+	    strlen(nonce) > WEB_OPENID_NONCE_MAX)
+		return -1;
+	for (unsigned int i = 0; i < WEB_OPENID_NONCE_TIME_LEN; i++) {
+		if (shape[i] != 'd') {
+			if (nonce[i] != shape[i])
+				return -1;
+			field++;
+		} else if (nonce[i] < '0' || nonce[i] > '9') {
+			return -1;
+		} else {
+			v[field] = v[field] * 10 + (nonce[i] - '0');
+		}
+	}
+	if (v[1] < 1 || v[1] > 12 || v[2] < 1 || v[2] > 31 || v[3] > 23 ||
+	    v[4] > 59 || v[5] > 60)
+		return -1;
+	tm.tm_year = v[0] - 1900;
+	tm.tm_mon = v[1] - 1;
+	tm.tm_mday = v[2];
+	tm.tm_hour = v[3];
+	tm.tm_min = v[4];
+	tm.tm_sec = v[5];
+	return timegm(&tm);
+}
+
+/* True if url is on the SSO's scheme://host[:port] and has a path. */
+static bool web_openid_on_sso_host(const struct web_server *server,
+				   const char *url)
+{
+	size_t len = strlen(server->sso_origin);
+
+	return url != NULL && strncmp(url, server->sso_origin, len) == 0 &&
+		url[len] == '/';
+}
+
+static size_t web_openid_curl_write(char *data, size_t size, size_t nmemb,
+				    void *context)
+{
+	struct web_buf *buf = context;
+
+	if (buf->len + size * nmemb > WEB_OPENID_BODY_MAX)
+		return 0;
+	web_buf_append_n(buf, data, size * nmemb);
+	return buf->failed ? 0 : size * nmemb;
+}
+
+/* Direct verification.  Returns 1 valid, 0 not, -1 SSO unreachable. */
+static int web_openid_check_authentication(struct web_server *server,
+					   const struct web_openid_args *args,
+					   char *reason_r, size_t reason_size)
+{
+	struct web_buf post = { 0 }, answer = { 0 };
+	CURL *curl;
+	CURLcode code;
+	long status = 0;
+	int ret = -1;
+
+	for (unsigned int i = 0; i < args->count; i++) {
+		char key[128];
+
+		if (strcmp(args->keys[i], "mode") == 0)
+			continue;
+		snprintf(key, sizeof(key), "openid.%s", args->keys[i]);
+		web_openid_param(&post, post.len == 0, key, args->values[i]);
+	}
+	web_openid_param(&post, false, "openid.mode", "check_authentication");
+	curl = curl_easy_init();
+	if (curl == NULL || post.failed) {
+		snprintf(reason_r, reason_size, "out of memory");
+		goto out;
+	}
+	curl_easy_setopt(curl, CURLOPT_URL, server->config->sso_url);
+	curl_easy_setopt(curl, CURLOPT_POSTFIELDS, post.data);
+	curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, (long)post.len);
+	curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(curl, CURLOPT_TIMEOUT,
+			 (long)server->config->http_timeout);
+	curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(curl, CURLOPT_USERAGENT,
+			 WEB_NAME " (dovecot-launchpad)");
+	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, web_openid_curl_write);
+	curl_easy_setopt(curl, CURLOPT_WRITEDATA, &answer);
+	code = curl_easy_perform(curl);
+	if (code != CURLE_OK) {
+		snprintf(reason_r, reason_size,
+			 "the sign-in service could not be reached (%s)",
+			 curl_easy_strerror(code));
+		goto out;
+	}
+	curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+	if (status != 200 || answer.data == NULL) {
+		snprintf(reason_r, reason_size,
+			 "the sign-in service answered HTTP %ld", status);
+		ret = status >= 500 ? -1 : 0;
+		goto out;
+	}
+	/* Key-value form: "is_valid:true" on a line of its own. */
+	ret = 0;
+	for (char *line = answer.data; line != NULL; ) {
+		char *nl = strchr(line, '\n');
+
+		if (nl != NULL)
+			*nl++ = '\0';
+		if (strcmp(line, "is_valid:true") == 0)
+			ret = 1;
+		line = nl;
+	}
+	if (ret == 0)
+		snprintf(reason_r, reason_size,
+			 "the sign-in service did not confirm the answer "
+			 "(bad signature)");
+out:
+	if (curl != NULL)
+		curl_easy_cleanup(curl);
+	web_buf_free(&post);
+	web_buf_free(&answer);
+	return ret;
+}
+
+static int web_openid_refuse(char *reason_r, size_t reason_size,
+			     const char *reason)
+{
+	snprintf(reason_r, reason_size, "%s", reason);
+	return 0;
+}
+
+int web_openid_verify(struct web_request *req, const char *state,
+		      char name_r[LP_NAME_MAX + 1], char *reason_r,
+		      size_t reason_size)
+{
+	static const char *const required_signed[] = {
+		"op_endpoint", "return_to", "response_nonce", "assoc_handle",
+		"claimed_id", "identity",
+	};
+	struct web_server *server = req->server;
+	struct web_openid_args args = { .count = 0 };
+	const char *mode, *signed_list, *nonce, *nickname;
+	char return_to[WEB_URL_MAX], alias[WEB_OPENID_ALIAS_MAX];
+	char field[WEB_OPENID_ALIAS_MAX + 16];
+	struct lp_error err;
+	time_t nonce_time, now = time(NULL);
+	int ret;
+
+	MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND,
+				  web_openid_collect, &args);
+	if (args.bad)
+		return web_openid_refuse(reason_r, reason_size,
+					 "malformed answer (repeated fields)");
+	mode = web_openid_get(&args, "mode");
+	if (mode != NULL && strcmp(mode, "cancel") == 0)
+		return web_openid_refuse(reason_r, reason_size,
+					 "sign-in was cancelled");
+	/* (1) */
+	if (mode == NULL || strcmp(mode, "id_res") != 0 ||
+	    web_openid_get(&args, "ns") == NULL ||
+	    strcmp(web_openid_get(&args, "ns"), WEB_OPENID_NS) != 0)
+		return web_openid_refuse(reason_r, reason_size,
+					 "not an OpenID 2.0 positive assertion");
+	/* (2) */
+	if (web_openid_get(&args, "op_endpoint") == NULL ||
+	    strcmp(web_openid_get(&args, "op_endpoint"),
+		   server->config->sso_url) != 0)
+		return web_openid_refuse(reason_r, reason_size,
+					 "the answer came from another sign-in "
+					 "service (op_endpoint)");
+	/* (3) */
+	web_openid_return_to(server, state, return_to, sizeof(return_to));
+	if (web_openid_get(&args, "return_to") == NULL ||
+	    strcmp(web_openid_get(&args, "return_to"), return_to) != 0)
+		return web_openid_refuse(reason_r, reason_size,
+					 "the answer was meant for another "
+					 "site (return_to)");
+	/* (4) */
+	if (!web_openid_on_sso_host(server,
+				    web_openid_get(&args, "claimed_id")) ||
+	    !web_openid_on_sso_host(server, web_openid_get(&args, "identity")))
+		return web_openid_refuse(reason_r, reason_size,
+					 "the identity is not on the sign-in "
+					 "service's host (claimed_id)");
+	/* (6) */
+	signed_list = web_openid_get(&args, "signed");
+	if (signed_list == NULL || web_openid_get(&args, "sig") == NULL ||
+	    web_openid_get(&args, "assoc_handle") == NULL)
+		return web_openid_refuse(reason_r, reason_size,
+					 "the answer is not signed");
+	for (unsigned int i = 0; i < sizeof(required_signed) /
+		     sizeof(required_signed[0]); i++) {
+		if (!web_openid_is_signed(signed_list, required_signed[i]))
+			return web_openid_refuse(reason_r, reason_size,
+						 "the answer leaves a field "
+						 "unsigned");
+	}
+	/* (7) */
+	if (!web_openid_sreg_alias(&args, alias))
+		return web_openid_refuse(reason_r, reason_size,
+					 "the sign-in service sent no "
+					 "nickname (Launchpad name)");
+	snprintf(field, sizeof(field), "%s.nickname", alias);
+	nickname = web_openid_get(&args, field);
+	if (nickname == NULL || nickname[0] == '\0')
+		return web_openid_refuse(reason_r, reason_size,
+					 "the sign-in service sent no "
+					 "nickname (Launchpad name)");
+	if (!web_openid_is_signed(signed_list, field))
+		return web_openid_refuse(reason_r, reason_size,
+					 "the nickname is not signed");
+	if (strlen(nickname) > LP_NAME_MAX || !lp_name_is_valid(nickname))
+		return web_openid_refuse(reason_r, reason_size,
+					 "the nickname is not a Launchpad "
+					 "name");
+	/* (5) */
+	nonce = web_openid_get(&args, "response_nonce");
+	nonce_time = nonce == NULL ? -1 : web_openid_nonce_time(nonce);
+	if (nonce_time < 0)
+		return web_openid_refuse(reason_r, reason_size,
+					 "malformed response_nonce");
+	if (nonce_time < now - WEB_NONCE_SKEW_SECS ||
+	    nonce_time > now + WEB_NONCE_SKEW_SECS)
+		return web_openid_refuse(reason_r, reason_size,
+					 "the answer is too old (or the "
+					 "clocks differ)");
+	ret = lp_cache_nonce_use(server->lp, nonce,
+				 nonce_time + 2 * WEB_NONCE_SKEW_SECS, &err);
+	if (ret < 0) {
+		web_log(LP_LOG_ERROR, "nonce store: %s", err.text);
+		snprintf(reason_r, reason_size, "internal error");
+		return -1;
+	}
+	if (ret == 0)
+		return web_openid_refuse(reason_r, reason_size,
+					 "this answer was already used "
+					 "(replayed response_nonce)");
+	/* (8) */
+	ret = web_openid_check_authentication(server, &args, reason_r,
+					      reason_size);
+	if (ret <= 0)
+		return ret;
+	snprintf(name_r, LP_NAME_MAX + 1, "%s", nickname);
+	return 1;
+}

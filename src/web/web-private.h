@@ -1,0 +1,280 @@
+/* Copyright (c) dovecot-launchpad authors; see debian/copyright. */
+#ifndef WEB_PRIVATE_H
+#define WEB_PRIVATE_H
+
+/* dovecot-launchpad-web: what crosses files inside src/web.
+
+   One process, one thread: libmicrohttpd runs in external-polling mode
+   (web-main.c calls MHD_run_wait()), so every lp_ and kr_ call happens on
+   the main thread and struct lp_context needs no lock.  The price is that
+   an Argon2id derivation or a cold Launchpad lookup stalls other clients
+   for its duration; both are bounded (one derivation, lp's deadline).
+
+   Sessions, pending sign-ins and rate-limit buckets live in fixed-size
+   tables in memory: a restart signs everyone out, which is the safe
+   direction.  Nothing secret is ever logged or put in a URL. */
+
+#include "launchpad.h"
+#include "keyring.h"
+
+#include <microhttpd.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+#include <time.h>
+
+#define WEB_NAME "dovecot-launchpad-web"
+#define WEB_DEFAULT_CONFIG "/etc/dovecot/dovecot-launchpad.conf.ext"
+
+/* 32 random bytes, hex: session ids, CSRF tokens, sign-in states. */
+#define WEB_TOKEN_BYTES 32
+#define WEB_TOKEN_HEX (WEB_TOKEN_BYTES * 2)
+
+#define WEB_SESSIONS_MAX 4096
+#define WEB_LOGINS_MAX 1024
+/* A sign-in started must come back from the SSO within this. */
+#define WEB_LOGIN_TTL_SECS (10 * 60)
+#define WEB_LIMITS_MAX 4096
+#define WEB_NOTICE_MAX 256
+#define WEB_URL_MAX 4096
+
+/* Request limits: forms are tiny; anything bigger is refused with 413. */
+#define WEB_BODY_MAX (16 * 1024)
+#define WEB_FORM_FIELDS_MAX 16
+/* Header bytes per connection (MHD answers 431 beyond). */
+#define WEB_CONNECTION_MEMORY (32 * 1024)
+#define WEB_CONNECTIONS_MAX 256
+#define WEB_PER_IP_CONNECTIONS_MAX 128
+/* Idle seconds before a (slow) client is dropped. */
+#define WEB_CONNECTION_TIMEOUT_SECS 15
+
+#define WEB_SESSION_COOKIE "dlpw_session"
+#define WEB_LOGIN_COOKIE "dlpw_login"
+
+/* OpenID: the response_nonce's clock may differ from ours this much. */
+#define WEB_NONCE_SKEW_SECS (5 * 60)
+#define WEB_OPENID_BODY_MAX (64 * 1024)
+
+/* ---- web-buf: growing text buffers (web-http.c) ---- */
+
+struct web_buf {
+	char *data;		/* NUL-terminated, or NULL when empty */
+	size_t len, size;
+	bool failed:1;		/* out of memory: the page becomes a 500 */
+	bool secret:1;		/* holds a password: wiped before free */
+};
+
+void web_buf_append(struct web_buf *buf, const char *text);
+void web_buf_append_n(struct web_buf *buf, const char *text, size_t len);
+void web_buf_printf(struct web_buf *buf, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* Appends text HTML-escaped (& < > " ' all escaped: safe in attributes). */
+void web_buf_html(struct web_buf *buf, const char *text);
+/* Wipes (when secret) and frees. */
+void web_buf_free(struct web_buf *buf);
+
+/* ---- the server ---- */
+
+struct web_session {
+	char id[WEB_TOKEN_HEX + 1];	/* "" = free slot */
+	char csrf[WEB_TOKEN_HEX + 1];
+	char name[LP_NAME_MAX + 1];	/* the signed-in Launchpad name */
+	time_t expires;
+	char notice[WEB_NOTICE_MAX];	/* shown once on the next page */
+};
+
+struct web_login {
+	char state[WEB_TOKEN_HEX + 1];	/* "" = free slot; in return_to */
+	char browser[WEB_TOKEN_HEX + 1];	/* in the login cookie */
+	time_t expires;
+};
+
+struct web_limit {
+	char key[LP_USER_MAX + 8];	/* "a:<address>" or "u:<name>" */
+	double tokens;
+	double last;			/* monotonic seconds */
+};
+
+struct web_server {
+	struct lp_config *config;
+	struct lp_context *lp;
+	uid_t uid;
+	gid_t gid;
+	struct MHD_Daemon *daemon;
+
+	char web_origin[WEB_URL_MAX];	/* scheme://host[:port] of web_url */
+	char sso_origin[WEB_URL_MAX];	/* scheme://host[:port] of sso_url */
+	char mail_host[LP_DOMAIN_MAX + 1];
+
+	struct web_session sessions[WEB_SESSIONS_MAX];
+	struct web_login logins[WEB_LOGINS_MAX];
+	struct web_limit limits[WEB_LIMITS_MAX];
+	time_t last_prune;
+};
+
+/* One HTTP request and the response being built for it. */
+struct web_request {
+	struct web_server *server;
+	struct MHD_Connection *conn;
+	const char *method;
+	const char *path;
+	char client[64];	/* the client's address (X-Real-IP behind nginx) */
+	bool is_post:1;
+	bool too_large:1;
+
+	struct web_buf body_in;		/* raw POST body (secret) */
+	unsigned int form_count;
+	char *form_names[WEB_FORM_FIELDS_MAX];
+	char *form_values[WEB_FORM_FIELDS_MAX];
+	char *form_storage;		/* decoded copy of body_in (wiped) */
+	size_t form_storage_size;
+
+	struct web_session *session;	/* a live session, or NULL */
+
+	/* response */
+	unsigned int status;
+	struct web_buf body;
+	const char *content_type;
+	char location[WEB_URL_MAX];	/* for 303 */
+	char cookies[3][256];
+	unsigned int cookie_count;
+	bool no_store:1;
+	bool cacheable:1;		/* the stylesheet */
+};
+
+/* ---- web-http.c ---- */
+
+/* Starts MHD on config->web_listen in external-polling mode. */
+int web_http_start(struct web_server *server, const char **error_r);
+void web_http_stop(struct web_server *server);
+
+/* A form field of a POST, or NULL (first of duplicates wins, but a form
+   with a duplicated field is refused before any handler runs). */
+const char *web_form_get(const struct web_request *req, const char *name);
+/* A header of the request, or NULL. */
+const char *web_header_get(const struct web_request *req, const char *name);
+/* A URL query argument, or NULL. */
+const char *web_query_get(const struct web_request *req, const char *name);
+/* A cookie of the request, or NULL. */
+const char *web_cookie_get(const struct web_request *req, const char *name);
+/* Adds a Set-Cookie: name=value with HttpOnly, Secure, Path=/ and the
+   given SameSite; max_age < 0 = session cookie, 0 = delete. */
+void web_cookie_set(struct web_request *req, const char *name,
+		    const char *value, const char *same_site, long max_age);
+/* A 303 to path (below web_url) or an absolute URL. */
+void web_redirect(struct web_request *req, const char *target);
+
+/* ---- web-session.c ---- */
+
+/* Fills buf (WEB_TOKEN_HEX + 1) with a fresh random token. */
+void web_token_new(char buf[WEB_TOKEN_HEX + 1]);
+/* Constant-time comparison of two tokens; false unless both are full. */
+bool web_token_equal(const char *a, const char *b);
+
+/* The live session of the request's cookie, or NULL (an expired one is
+   freed on the way). */
+struct web_session *web_session_find(struct web_server *server,
+				     const char *id);
+/* A new session for name (evicting the oldest if full). */
+struct web_session *web_session_create(struct web_server *server,
+				       const char *name);
+void web_session_destroy(struct web_session *session);
+
+/* A new pending sign-in; returns it (state and browser filled). */
+struct web_login *web_login_create(struct web_server *server);
+/* Takes (and frees) the pending sign-in of state if browser matches and it
+   has not expired.  Returns true if it did. */
+bool web_login_take(struct web_server *server, const char *state,
+		    const char *browser);
+
+/* Drops expired sessions and sign-ins. */
+void web_session_prune(struct web_server *server);
+
+/* ---- web-limit.c ---- */
+
+/* Takes one token from key's bucket (burst tokens, one more every
+   per_secs seconds).  Returns false when empty: answer 429. */
+bool web_limit_take(struct web_server *server, const char *key,
+		    unsigned int burst, double per_secs);
+
+/* ---- web-csrf.c ---- */
+
+/* True if the POST carries the session's CSRF token and, when the browser
+   sent an Origin header, it is web_url's origin. */
+bool web_csrf_check(const struct web_request *req);
+
+/* ---- web-openid.c ---- */
+
+/* The checkid_setup URL to send the browser to for this sign-in. */
+int web_openid_begin_url(struct web_server *server, const char *state,
+			 char *url_r, size_t size);
+
+/* Verifies the positive assertion in req's query (DESIGN.md section 10).
+   Returns 1 with the Launchpad name, 0 refused (reason_r says why, in
+   words for the page), -1 when the SSO could not be reached. */
+int web_openid_verify(struct web_request *req, const char *state,
+		      char name_r[LP_NAME_MAX + 1], char *reason_r,
+		      size_t reason_size);
+
+/* ---- web-authflush.c ---- */
+
+/* CACHE-FLUSH of name and name@<every domain> over Dovecot's auth
+   "-master" socket at path.  Returns the number of entries flushed, or -1
+   with error_r (a static text plus errno words) filled. */
+int web_auth_flush(const struct lp_config *config, const char *path,
+		   const char *name, char *error_r, size_t error_size);
+
+/* ---- web-mailbox.c: keyfiles through src/keyring ---- */
+
+struct web_device {
+	unsigned int id;
+	char label[KR_LABEL_MAX + 1];
+	time_t created;
+	time_t last_used;	/* 0 = never */
+};
+
+struct web_mailbox {
+	char user[LP_USER_MAX + 1];	/* name@domain */
+	char home[4096];
+	char keyfile[4096 + 16];
+	bool activated;
+	unsigned int device_count;
+	struct web_device devices[KR_SLOTS_MAX];
+};
+
+/* Reads what the page shows of name@domain's keyfile.  Returns 0, -1 on a
+   corrupt keyfile or I/O error (logged). */
+int web_mailbox_read(struct web_server *server, const char *name,
+		     const char *domain, struct web_mailbox *mbox_r);
+
+/* The mailbox actions.  password_r (KR_PASSWORD_BUFSIZE) gets a fresh app
+   password to show once; the caller wipes it.  Return 1 done, 0 refused
+   (why_r says why, for the page), -1 error (logged, why_r filled). */
+int web_mailbox_activate(struct web_server *server, const char *name,
+			 const char *domain, const char *label,
+			 char *password_r, char *why_r, size_t why_size);
+int web_mailbox_add_device(struct web_server *server, const char *name,
+			   const char *domain, const char *label,
+			   const char *existing_password, char *password_r,
+			   char *why_r, size_t why_size);
+int web_mailbox_revoke(struct web_server *server, const char *name,
+		       const char *domain, unsigned int slot_id,
+		       char *why_r, size_t why_size);
+/* moved_r (4096) gets the moved-aside home, "" if there was none. */
+int web_mailbox_reset(struct web_server *server, const char *name,
+		      const char *domain, const char *label,
+		      char *password_r, char *moved_r,
+		      char *why_r, size_t why_size);
+
+/* ---- web-pages.c ---- */
+
+/* Routes one complete request and fills its response. */
+void web_pages_handle(struct web_request *req);
+
+/* ---- web-main.c ---- */
+
+/* One log line on stderr (the journal under systemd): never secrets. */
+void web_log(enum lp_log_level level, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+#endif
