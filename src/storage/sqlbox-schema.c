@@ -1,0 +1,696 @@
+/* Copyright (c) dovecot-launchpad authors; see debian/copyright. */
+#include "lib.h"
+#include "array.h"
+#include "buffer.h"
+#include "guid.h"
+#include "ioloop.h"
+#include "str.h"
+#include "mail-user.h"
+#include "sqlbox-storage.h"
+
+#include "cryptvfs.h"
+#include "keyring.h"
+
+#include <stdarg.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Schema version 1.  Metadata lives apart from body chunks so that
+   rebuilding an index or scanning flags never decrypts body pages. */
+#define SQLBOX_SCHEMA_VERSION 1
+static const char *const sqlbox_schema_v1[] = {
+	"CREATE TABLE mailbox ("
+	" id INTEGER PRIMARY KEY,"
+	" name TEXT NOT NULL UNIQUE,"
+	" guid BLOB NOT NULL,"
+	" uidvalidity INTEGER NOT NULL,"
+	" uidnext INTEGER NOT NULL,"
+	" highestmodseq INTEGER NOT NULL,"
+	" special_use TEXT)",
+	"CREATE TABLE subscription (name TEXT PRIMARY KEY) WITHOUT ROWID",
+	"CREATE TABLE body (id INTEGER PRIMARY KEY, size INTEGER NOT NULL)",
+	"CREATE TABLE chunk ("
+	" body_id INTEGER NOT NULL,"
+	" seq INTEGER NOT NULL,"
+	" data BLOB NOT NULL,"
+	" PRIMARY KEY (body_id, seq))",
+	"CREATE TABLE mail ("
+	" mailbox_id INTEGER NOT NULL,"
+	" uid INTEGER NOT NULL,"
+	" body_id INTEGER NOT NULL,"
+	" flags INTEGER NOT NULL,"
+	" modseq INTEGER NOT NULL,"
+	" received INTEGER NOT NULL,"
+	" saved INTEGER NOT NULL,"
+	" guid TEXT NOT NULL,"
+	" PRIMARY KEY (mailbox_id, uid)) WITHOUT ROWID",
+	"CREATE INDEX mail_body ON mail (body_id)",
+	"CREATE INDEX mail_modseq ON mail (mailbox_id, modseq)",
+	"CREATE TABLE keyword ("
+	" mailbox_id INTEGER NOT NULL,"
+	" uid INTEGER NOT NULL,"
+	" name TEXT NOT NULL,"
+	" PRIMARY KEY (mailbox_id, uid, name)) WITHOUT ROWID",
+	"CREATE TABLE expunged ("
+	" mailbox_id INTEGER NOT NULL,"
+	" uid INTEGER NOT NULL,"
+	" modseq INTEGER NOT NULL,"
+	" PRIMARY KEY (mailbox_id, uid)) WITHOUT ROWID",
+	"CREATE TABLE spool_done (id BLOB PRIMARY KEY) WITHOUT ROWID",
+	NULL
+};
+
+void sqlbox_db_set_critical(struct sqlbox_storage *storage, const char *what)
+{
+	mail_storage_set_critical(&storage->storage, "sqlbox %s: %s (%d)",
+				  what, storage->db == NULL ? "no database" :
+				  sqlite3_errmsg(storage->db),
+				  storage->db == NULL ? 0 :
+				  sqlite3_extended_errcode(storage->db));
+}
+
+sqlite3_stmt *sqlbox_db_prepare(struct sqlbox_storage *storage,
+				const char *sql)
+{
+	sqlite3_stmt *stmt;
+
+	if (sqlite3_prepare_v2(storage->db, sql, -1, &stmt, NULL) != SQLITE_OK) {
+		sqlbox_db_set_critical(storage, "prepare");
+		return NULL;
+	}
+	return stmt;
+}
+
+int sqlbox_db_step(struct sqlbox_storage *storage, sqlite3_stmt *stmt)
+{
+	int rc = sqlite3_step(stmt);
+
+	if (rc == SQLITE_ROW || rc == SQLITE_DONE)
+		return rc;
+	sqlbox_db_set_critical(storage, "step");
+	return -1;
+}
+
+static int
+sqlbox_db_exec_va(struct sqlbox_storage *storage, const char *sql,
+		  unsigned int n, va_list args)
+{
+	sqlite3_stmt *stmt;
+	int rc;
+
+	if ((stmt = sqlbox_db_prepare(storage, sql)) == NULL)
+		return -1;
+	for (unsigned int i = 0; i < n; i++)
+		sqlite3_bind_int64(stmt, i + 1, va_arg(args, int64_t));
+	rc = sqlbox_db_step(storage, stmt);
+	sqlite3_finalize(stmt);
+	return rc < 0 ? -1 : 0;
+}
+
+int sqlbox_db_exec_args(struct sqlbox_storage *storage, const char *sql,
+			unsigned int n, ...)
+{
+	va_list args;
+	int ret;
+
+	va_start(args, n);
+	ret = sqlbox_db_exec_va(storage, sql, n, args);
+	va_end(args);
+	return ret;
+}
+
+int sqlbox_db_exec(struct sqlbox_storage *storage, const char *sql)
+{
+	return sqlbox_db_exec_args(storage, sql, 0);
+}
+
+int sqlbox_db_begin(struct sqlbox_storage *storage)
+{
+	if (storage->txn_depth++ > 0)
+		return 0;
+	storage->txn_failed = FALSE;
+	if (sqlbox_db_exec(storage, "BEGIN IMMEDIATE") < 0) {
+		storage->txn_depth = 0;
+		return -1;
+	}
+	return 0;
+}
+
+int sqlbox_db_commit(struct sqlbox_storage *storage)
+{
+	i_assert(storage->txn_depth > 0);
+	if (--storage->txn_depth > 0)
+		return storage->txn_failed ? -1 : 0;
+	if (storage->txn_failed) {
+		(void)sqlbox_db_exec(storage, "ROLLBACK");
+		return -1;
+	}
+	if (sqlbox_db_exec(storage, "COMMIT") < 0) {
+		(void)sqlbox_db_exec(storage, "ROLLBACK");
+		return -1;
+	}
+	return 0;
+}
+
+void sqlbox_db_rollback(struct sqlbox_storage *storage)
+{
+	i_assert(storage->txn_depth > 0);
+	storage->txn_failed = TRUE;
+	if (--storage->txn_depth == 0)
+		(void)sqlbox_db_exec(storage, "ROLLBACK");
+}
+
+/* ---- keys ---- */
+
+int sqlbox_keys_unwrap(struct mail_user *user, const char *home,
+		       struct kr_keys **keys_r, const char **error_r)
+{
+	const char *field = mail_user_plugin_getenv(user, SQLBOX_KEK_SETTING);
+	struct kr_keyfile *kf;
+	struct kr_secret *kek;
+	struct kr_error err;
+	unsigned int slot_id;
+	const char *path;
+	int ret;
+
+	*keys_r = NULL;
+	if (field == NULL || field[0] == '\0') {
+		*error_r = "no key in this session";
+		return 0;
+	}
+	if (kr_kek_decode(field, &slot_id, &kek) < 0) {
+		*error_r = "malformed session key";
+		return 0;
+	}
+	path = t_strconcat(home, "/", SQLBOX_KEYFILE_FNAME, NULL);
+	ret = kr_keyfile_read(path, &kf, &err);
+	if (ret <= 0) {
+		kr_secret_free(&kek);
+		*error_r = ret == 0 ? t_strdup_printf("no keyfile %s", path) :
+			t_strdup(err.text);
+		return ret == 0 ? 0 : -1;
+	}
+	ret = kr_slot_unwrap(kf, slot_id, kr_secret_data(kek), keys_r, &err);
+	kr_secret_free(&kek);
+	kr_keyfile_free(&kf);
+	if (ret == 0)
+		*error_r = "the session key does not open the keyfile";
+	else if (ret < 0)
+		*error_r = t_strdup(err.text);
+	return ret;
+}
+
+int sqlbox_public_key_read(struct mail_user *user, unsigned char *pk_r,
+			   const char **error_r)
+{
+	struct kr_keyfile *kf;
+	struct kr_error err;
+	const char *home, *path;
+	int ret;
+
+	if (mail_user_get_home(user, &home) <= 0) {
+		*error_r = "no home directory";
+		return -1;
+	}
+	path = t_strconcat(home, "/", SQLBOX_KEYFILE_FNAME, NULL);
+	ret = kr_keyfile_read(path, &kf, &err);
+	if (ret <= 0) {
+		*error_r = ret == 0 ? "mailbox not activated (no keyfile)" :
+			t_strdup(err.text);
+		return -1;
+	}
+	memcpy(pk_r, kr_keyfile_public_key(kf), KR_PUBLIC_KEY_BYTES);
+	kr_keyfile_free(&kf);
+	return 0;
+}
+
+/* ---- open ---- */
+
+static int sqlbox_db_schema(struct sqlbox_storage *storage)
+{
+	sqlite3_stmt *stmt;
+	int version = -1;
+
+	if ((stmt = sqlbox_db_prepare(storage, "PRAGMA user_version")) == NULL)
+		return -1;
+	if (sqlbox_db_step(storage, stmt) == SQLITE_ROW)
+		version = sqlite3_column_int(stmt, 0);
+	sqlite3_finalize(stmt);
+	if (version == SQLBOX_SCHEMA_VERSION)
+		return 0;
+	if (version != 0) {
+		mail_storage_set_critical(&storage->storage,
+			"sqlbox %s: unknown schema version %d",
+			storage->db_path, version);
+		return -1;
+	}
+	if (sqlbox_db_begin(storage) < 0)
+		return -1;
+	/* Re-check under the write lock: another process may have won. */
+	if ((stmt = sqlbox_db_prepare(storage, "PRAGMA user_version")) == NULL) {
+		sqlbox_db_rollback(storage);
+		return -1;
+	}
+	if (sqlbox_db_step(storage, stmt) == SQLITE_ROW)
+		version = sqlite3_column_int(stmt, 0);
+	sqlite3_finalize(stmt);
+	if (version == 0) {
+		for (unsigned int i = 0; sqlbox_schema_v1[i] != NULL; i++) {
+			if (sqlbox_db_exec(storage, sqlbox_schema_v1[i]) < 0) {
+				sqlbox_db_rollback(storage);
+				return -1;
+			}
+		}
+		if (sqlbox_db_exec(storage, t_strdup_printf(
+				"PRAGMA user_version = %d",
+				SQLBOX_SCHEMA_VERSION)) < 0 ||
+		    sqlbox_db_mailbox_create(storage, "INBOX", NULL, NULL) < 0) {
+			sqlbox_db_rollback(storage);
+			return -1;
+		}
+	}
+	return sqlbox_db_commit(storage);
+}
+
+static void sqlbox_db_set_locked(struct sqlbox_storage *storage,
+				 const char *reason)
+{
+	/* The reason names no secret: it says which part is missing.  Only
+	   debug here: LMTP is locked by design, mailbox open logs errors. */
+	e_debug(storage->storage.event, "%s (%s)", SQLBOX_ERRSTR_LOCKED,
+		reason);
+	storage->locked = TRUE;
+	mail_storage_set_error(&storage->storage, MAIL_ERROR_UNAVAILABLE,
+			       SQLBOX_ERRSTR_LOCKED);
+}
+
+int sqlbox_db_open(struct sqlbox_storage *storage)
+{
+	struct mail_user *user = storage->storage.user;
+	struct cvfs_error cerr;
+	const char *home, *error;
+	struct stat st;
+	int ret;
+
+	if (storage->db != NULL)
+		return 0;
+	if (mail_user_get_home(user, &home) <= 0) {
+		mail_storage_set_critical(&storage->storage,
+					  "sqlbox: user has no home directory");
+		return -1;
+	}
+	if (storage->keys == NULL) {
+		ret = sqlbox_keys_unwrap(user, home, &storage->keys, &error);
+		if (ret < 0) {
+			mail_storage_set_critical(&storage->storage,
+				"sqlbox: reading the keyfile failed: %s", error);
+			return -1;
+		}
+		if (ret == 0) {
+			sqlbox_db_set_locked(storage, error);
+			return -1;
+		}
+	}
+	if (mkdir(storage->root_dir, 0700) < 0 && errno != EEXIST) {
+		mail_storage_set_critical(&storage->storage,
+			"mkdir(%s) failed: %m", storage->root_dir);
+		return -1;
+	}
+	if (stat(storage->db_path, &st) < 0 && errno != ENOENT) {
+		mail_storage_set_critical(&storage->storage,
+			"stat(%s) failed: %m", storage->db_path);
+		return -1;
+	}
+	ret = cvfs_open_v2(storage->db_path, &storage->db,
+			   SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+			   storage->keys->master_key, CVFS_KEY_BYTES, &cerr);
+	if (ret != SQLITE_OK) {
+		if (ret == SQLITE_NOTADB) {
+			/* Never create anything over a file we can't read. */
+			sqlbox_db_set_locked(storage,
+				"the key does not open the database");
+		} else {
+			mail_storage_set_critical(&storage->storage,
+				"sqlbox: opening %s failed: %s",
+				storage->db_path, cerr.text);
+		}
+		return -1;
+	}
+	sqlite3_busy_timeout(storage->db, SQLBOX_BUSY_TIMEOUT_MSECS);
+	if (sqlbox_db_exec(storage, "PRAGMA journal_mode=WAL") < 0 ||
+	    sqlbox_db_exec(storage, "PRAGMA synchronous=NORMAL") < 0 ||
+	    sqlbox_db_exec(storage, "PRAGMA cache_size=-16384") < 0 ||
+	    sqlbox_db_exec(storage, "PRAGMA foreign_keys=OFF") < 0 ||
+	    sqlbox_db_schema(storage) < 0) {
+		sqlbox_db_close(storage);
+		return -1;
+	}
+	if (sqlbox_spool_pending(storage) &&
+	    sqlbox_spool_import(storage) < 0) {
+		/* The mail stays in the spool for the next open. */
+		e_error(storage->storage.event, "sqlbox: spool import failed: %s",
+			mail_storage_get_last_internal_error(&storage->storage,
+							     NULL));
+	}
+	return 0;
+}
+
+void sqlbox_db_close(struct sqlbox_storage *storage)
+{
+	if (storage->db != NULL)
+		cvfs_close(&storage->db);
+	storage->txn_depth = 0;
+}
+
+/* ---- folders ---- */
+
+int sqlbox_db_mailbox_lookup(struct sqlbox_storage *storage,
+			     const char *name, int64_t *id_r,
+			     uint32_t *uid_validity_r, guid_128_t guid_r)
+{
+	sqlite3_stmt *stmt;
+	int rc, ret = 0;
+
+	stmt = sqlbox_db_prepare(storage,
+		"SELECT id, uidvalidity, guid FROM mailbox WHERE name = ?");
+	if (stmt == NULL)
+		return -1;
+	sqlite3_bind_text(stmt, 1, name, -1, SQLITE_STATIC);
+	rc = sqlbox_db_step(storage, stmt);
+	if (rc < 0)
+		ret = -1;
+	else if (rc == SQLITE_ROW) {
+		if (id_r != NULL)
+			*id_r = sqlite3_column_int64(stmt, 0);
+		if (uid_validity_r != NULL)
+			*uid_validity_r = sqlite3_column_int64(stmt, 1);
+		if (guid_r != NULL) {
+			memset(guid_r, 0, GUID_128_SIZE);
+			if (sqlite3_column_bytes(stmt, 2) == GUID_128_SIZE)
+				memcpy(guid_r, sqlite3_column_blob(stmt, 2),
+				       GUID_128_SIZE);
+		}
+		ret = 1;
+	}
+	sqlite3_finalize(stmt);
+	return ret;
+}
+
+int sqlbox_db_mailbox_create(struct sqlbox_storage *storage,
+			     const char *name,
+			     const struct mailbox_update *update,
+			     int64_t *id_r)
+{
+	sqlite3_stmt *stmt;
+	guid_128_t guid;
+	uint32_t uid_validity = 0;
+	int rc;
+
+	if (update != NULL && !guid_128_is_empty(update->mailbox_guid))
+		memcpy(guid, update->mailbox_guid, sizeof(guid));
+	else
+		guid_128_generate(guid);
+	if (update != NULL)
+		uid_validity = update->uid_validity;
+	/* A fresh UIDVALIDITY, above every one this user ever had, so a
+	   re-created folder never reuses (UIDVALIDITY, UID) pairs. */
+	stmt = sqlbox_db_prepare(storage,
+		"INSERT INTO mailbox (name, guid, uidvalidity, uidnext,"
+		" highestmodseq) VALUES (?1, ?2, CASE WHEN ?3 > 0 THEN ?3 ELSE"
+		" max(?4, (SELECT ifnull(max(uidvalidity), 0) + 1 FROM mailbox))"
+		" END, 1, 1)");
+	if (stmt == NULL)
+		return -1;
+	sqlite3_bind_text(stmt, 1, name, -1, SQLITE_STATIC);
+	sqlite3_bind_blob(stmt, 2, guid, sizeof(guid), SQLITE_STATIC);
+	sqlite3_bind_int64(stmt, 3, uid_validity);
+	sqlite3_bind_int64(stmt, 4, (uint32_t)ioloop_time);
+	rc = sqlite3_step(stmt);
+	sqlite3_finalize(stmt);
+	if (rc == SQLITE_CONSTRAINT) {
+		mail_storage_set_error(&storage->storage, MAIL_ERROR_EXISTS,
+				       "Mailbox already exists");
+		return -1;
+	}
+	if (rc != SQLITE_DONE) {
+		sqlbox_db_set_critical(storage, "mailbox insert");
+		return -1;
+	}
+	if (id_r != NULL)
+		*id_r = sqlite3_last_insert_rowid(storage->db);
+	return 0;
+}
+
+int sqlbox_db_mailbox_delete(struct sqlbox_storage *storage, int64_t id)
+{
+	if (sqlbox_db_begin(storage) < 0)
+		return -1;
+	if (sqlbox_db_exec_args(storage,
+			"DELETE FROM keyword WHERE mailbox_id = ?", 1, id) < 0 ||
+	    sqlbox_db_exec_args(storage,
+			"DELETE FROM mail WHERE mailbox_id = ?", 1, id) < 0 ||
+	    sqlbox_db_exec_args(storage,
+			"DELETE FROM expunged WHERE mailbox_id = ?", 1, id) < 0 ||
+	    sqlbox_db_exec_args(storage,
+			"DELETE FROM mailbox WHERE id = ?", 1, id) < 0 ||
+	    sqlbox_db_bodies_gc(storage) < 0) {
+		sqlbox_db_rollback(storage);
+		return -1;
+	}
+	return sqlbox_db_commit(storage);
+}
+
+int sqlbox_db_mailbox_rename(struct sqlbox_storage *storage,
+			     const char *old_name, const char *new_name)
+{
+	sqlite3_stmt *stmt;
+	int rc;
+
+	if (sqlbox_db_begin(storage) < 0)
+		return -1;
+	/* The folder and its children: "old" and "old/..." */
+	stmt = sqlbox_db_prepare(storage,
+		"UPDATE mailbox SET name = ?2 || substr(name, length(?1) + 1)"
+		" WHERE name = ?1 OR substr(name, 1, length(?1) + 1) = ?1 || '/'");
+	if (stmt == NULL) {
+		sqlbox_db_rollback(storage);
+		return -1;
+	}
+	sqlite3_bind_text(stmt, 1, old_name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 2, new_name, -1, SQLITE_STATIC);
+	rc = sqlite3_step(stmt);
+	sqlite3_finalize(stmt);
+	if (rc == SQLITE_CONSTRAINT) {
+		sqlbox_db_rollback(storage);
+		mail_storage_set_error(&storage->storage, MAIL_ERROR_EXISTS,
+				       "Target mailbox already exists");
+		return -1;
+	}
+	if (rc == SQLITE_DONE && sqlite3_changes(storage->db) == 0) {
+		sqlbox_db_rollback(storage);
+		mail_storage_set_error(&storage->storage, MAIL_ERROR_NOTFOUND,
+			T_MAIL_ERR_MAILBOX_NOT_FOUND(old_name));
+		return -1;
+	}
+	if (rc != SQLITE_DONE) {
+		sqlbox_db_set_critical(storage, "mailbox rename");
+		sqlbox_db_rollback(storage);
+		return -1;
+	}
+	return sqlbox_db_commit(storage);
+}
+
+int sqlbox_db_mailbox_counters(struct sqlbox_storage *storage, int64_t id,
+			       uint64_t *highest_modseq_r,
+			       uint32_t *uid_next_r)
+{
+	sqlite3_stmt *stmt;
+	int rc;
+
+	stmt = sqlbox_db_prepare(storage,
+		"SELECT highestmodseq, uidnext FROM mailbox WHERE id = ?");
+	if (stmt == NULL)
+		return -1;
+	sqlite3_bind_int64(stmt, 1, id);
+	rc = sqlbox_db_step(storage, stmt);
+	if (rc == SQLITE_ROW) {
+		*highest_modseq_r = sqlite3_column_int64(stmt, 0);
+		*uid_next_r = sqlite3_column_int64(stmt, 1);
+	}
+	sqlite3_finalize(stmt);
+	if (rc == SQLITE_DONE) {
+		mail_storage_set_error(&storage->storage, MAIL_ERROR_NOTFOUND,
+				       "Mailbox was deleted");
+		return -1;
+	}
+	return rc == SQLITE_ROW ? 0 : -1;
+}
+
+int sqlbox_db_mailbox_set_counters(struct sqlbox_storage *storage,
+				   int64_t id, uint64_t highest_modseq,
+				   uint32_t uid_next)
+{
+	return sqlbox_db_exec_args(storage,
+		"UPDATE mailbox SET highestmodseq = max(highestmodseq, ?1),"
+		" uidnext = max(uidnext, ?2) WHERE id = ?3", 3,
+		(int64_t)highest_modseq, (int64_t)uid_next, id);
+}
+
+/* ---- mail ---- */
+
+int sqlbox_db_body_insert(struct sqlbox_storage *storage,
+			  const unsigned char *data, size_t size,
+			  int64_t *body_id_r)
+{
+	sqlite3_stmt *stmt;
+	int64_t body_id;
+	size_t off = 0;
+	int seq = 0;
+
+	if (sqlbox_db_exec_args(storage, "INSERT INTO body (size) VALUES (?)",
+				1, (int64_t)size) < 0)
+		return -1;
+	body_id = sqlite3_last_insert_rowid(storage->db);
+	stmt = sqlbox_db_prepare(storage,
+		"INSERT INTO chunk (body_id, seq, data) VALUES (?, ?, ?)");
+	if (stmt == NULL)
+		return -1;
+	do {
+		size_t n = I_MIN(size - off, SQLBOX_CHUNK_BYTES);
+
+		sqlite3_bind_int64(stmt, 1, body_id);
+		sqlite3_bind_int(stmt, 2, seq++);
+		sqlite3_bind_blob(stmt, 3, data + off, n, SQLITE_STATIC);
+		if (sqlbox_db_step(storage, stmt) < 0) {
+			sqlite3_finalize(stmt);
+			return -1;
+		}
+		sqlite3_reset(stmt);
+		off += n;
+	} while (off < size);
+	sqlite3_finalize(stmt);
+	*body_id_r = body_id;
+	return 0;
+}
+
+int sqlbox_db_mail_insert(struct sqlbox_storage *storage, int64_t mailbox_id,
+			  uint32_t uid, int64_t body_id, enum mail_flags flags,
+			  const char *const *keywords, uint64_t modseq,
+			  time_t received, time_t saved, const char *guid)
+{
+	sqlite3_stmt *stmt;
+	int rc;
+
+	stmt = sqlbox_db_prepare(storage,
+		"INSERT INTO mail (mailbox_id, uid, body_id, flags, modseq,"
+		" received, saved, guid) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+	if (stmt == NULL)
+		return -1;
+	sqlite3_bind_int64(stmt, 1, mailbox_id);
+	sqlite3_bind_int64(stmt, 2, uid);
+	sqlite3_bind_int64(stmt, 3, body_id);
+	sqlite3_bind_int64(stmt, 4, flags & ENUM_NEGATE(MAIL_RECENT));
+	sqlite3_bind_int64(stmt, 5, (int64_t)modseq);
+	sqlite3_bind_int64(stmt, 6, received);
+	sqlite3_bind_int64(stmt, 7, saved);
+	sqlite3_bind_text(stmt, 8, guid, -1, SQLITE_STATIC);
+	rc = sqlbox_db_step(storage, stmt);
+	sqlite3_finalize(stmt);
+	if (rc < 0)
+		return -1;
+	if (keywords == NULL || keywords[0] == NULL)
+		return 0;
+	stmt = sqlbox_db_prepare(storage,
+		"INSERT OR IGNORE INTO keyword (mailbox_id, uid, name)"
+		" VALUES (?, ?, ?)");
+	if (stmt == NULL)
+		return -1;
+	for (; *keywords != NULL; keywords++) {
+		sqlite3_bind_int64(stmt, 1, mailbox_id);
+		sqlite3_bind_int64(stmt, 2, uid);
+		sqlite3_bind_text(stmt, 3, *keywords, -1, SQLITE_STATIC);
+		if (sqlbox_db_step(storage, stmt) < 0) {
+			sqlite3_finalize(stmt);
+			return -1;
+		}
+		sqlite3_reset(stmt);
+	}
+	sqlite3_finalize(stmt);
+	return 0;
+}
+
+int sqlbox_db_bodies_gc(struct sqlbox_storage *storage)
+{
+	if (sqlbox_db_exec(storage,
+		"DELETE FROM chunk WHERE body_id IN (SELECT id FROM body"
+		" WHERE NOT EXISTS (SELECT 1 FROM mail WHERE body_id = body.id))") < 0)
+		return -1;
+	return sqlbox_db_exec(storage,
+		"DELETE FROM body WHERE NOT EXISTS"
+		" (SELECT 1 FROM mail WHERE body_id = body.id)");
+}
+
+int sqlbox_db_mail_lookup(struct sqlbox_storage *storage, int64_t mailbox_id,
+			  uint32_t uid, pool_t pool,
+			  struct sqlbox_mail_row *row_r)
+{
+	sqlite3_stmt *stmt;
+	int rc;
+
+	stmt = sqlbox_db_prepare(storage,
+		"SELECT m.body_id, b.size, m.received, m.saved, m.guid"
+		" FROM mail m JOIN body b ON b.id = m.body_id"
+		" WHERE m.mailbox_id = ? AND m.uid = ?");
+	if (stmt == NULL)
+		return -1;
+	sqlite3_bind_int64(stmt, 1, mailbox_id);
+	sqlite3_bind_int64(stmt, 2, uid);
+	rc = sqlbox_db_step(storage, stmt);
+	if (rc == SQLITE_ROW) {
+		row_r->body_id = sqlite3_column_int64(stmt, 0);
+		row_r->size = sqlite3_column_int64(stmt, 1);
+		row_r->received = sqlite3_column_int64(stmt, 2);
+		row_r->saved = sqlite3_column_int64(stmt, 3);
+		row_r->guid = p_strdup(pool,
+			(const char *)sqlite3_column_text(stmt, 4));
+	}
+	sqlite3_finalize(stmt);
+	return rc < 0 ? -1 : (rc == SQLITE_ROW ? 1 : 0);
+}
+
+int sqlbox_db_body_read(struct sqlbox_storage *storage, int64_t body_id,
+			buffer_t *buf)
+{
+	sqlite3_stmt *stmt;
+	int rc, ret = 0;
+
+	stmt = sqlbox_db_prepare(storage,
+		"SELECT data FROM chunk WHERE body_id = ? ORDER BY seq");
+	if (stmt == NULL)
+		return -1;
+	sqlite3_bind_int64(stmt, 1, body_id);
+	while ((rc = sqlbox_db_step(storage, stmt)) == SQLITE_ROW) {
+		buffer_append(buf, sqlite3_column_blob(stmt, 0),
+			      sqlite3_column_bytes(stmt, 0));
+		ret = 1;
+	}
+	sqlite3_finalize(stmt);
+	return rc < 0 ? -1 : ret;
+}
+
+int sqlbox_db_set_subscribed(struct sqlbox_storage *storage,
+			     const char *name, bool set)
+{
+	sqlite3_stmt *stmt;
+	int rc;
+
+	stmt = sqlbox_db_prepare(storage, set ?
+		"INSERT OR IGNORE INTO subscription (name) VALUES (?)" :
+		"DELETE FROM subscription WHERE name = ?");
+	if (stmt == NULL)
+		return -1;
+	sqlite3_bind_text(stmt, 1, name, -1, SQLITE_STATIC);
+	rc = sqlbox_db_step(storage, stmt);
+	sqlite3_finalize(stmt);
+	return rc < 0 ? -1 : 0;
+}

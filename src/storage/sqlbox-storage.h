@@ -1,0 +1,230 @@
+/* Copyright (c) dovecot-launchpad authors; see debian/copyright. */
+#ifndef SQLBOX_STORAGE_H
+#define SQLBOX_STORAGE_H
+
+/* The mail storage `sqlbox` (DESIGN.md section 7): every mailbox of a user
+   lives in one SQLite file, page-encrypted by src/cryptvfs with the master
+   key that the user's app password (userdb field sqlbox_kek) unwraps from
+   ~/sqlbox.keys.  SQLite is authoritative; Dovecot's index runs in memory
+   only and is rebuilt from SQLite when a mailbox is opened or synced.
+
+   Files under the mail root (mail_location = sqlbox:<root>):
+     <root>/sqlbox.db, -wal, -shm   the encrypted database
+     <root>/spool                   mail sealed to the public key by LMTP
+                                    while no password was present
+
+   The one internal header of src/storage: what crosses the sqlbox-*.c
+   files. */
+
+#include "lib.h"
+#include "index-storage.h"
+#include "mailbox-list-private.h"
+
+#include <sqlite3.h>
+
+#define SQLBOX_STORAGE_NAME "sqlbox"
+#define SQLBOX_LIST_NAME "sqlbox"
+#define SQLBOX_DB_FNAME "sqlbox.db"
+#define SQLBOX_SPOOL_FNAME "spool"
+#define SQLBOX_KEYFILE_FNAME "sqlbox.keys"
+#define SQLBOX_KEK_SETTING "sqlbox_kek"
+#define SQLBOX_HIERARCHY_SEP '/'
+/* Bodies are stored in rows of this many bytes (CRLF line ends). */
+#define SQLBOX_CHUNK_BYTES (256 * 1024)
+/* How long a writer waits for another process's write transaction. */
+#define SQLBOX_BUSY_TIMEOUT_MSECS (120 * 1000)
+#define SQLBOX_ERRSTR_LOCKED \
+	"Mailbox locked: log in with an app password to open it"
+
+struct kr_keys;
+
+ARRAY_DEFINE_TYPE(sqlbox_buffer, buffer_t *);
+struct sqlbox_spool_record;
+ARRAY_DEFINE_TYPE(sqlbox_spool_record, struct sqlbox_spool_record);
+
+struct sqlbox_storage {
+	struct mail_storage storage;
+
+	char *root_dir, *db_path, *spool_path;
+	sqlite3 *db;
+	/* sodium_malloc'd; NULL while locked. Freed at storage destroy. */
+	struct kr_keys *keys;
+	/* SQLite transaction nesting (sqlbox_db_begin/commit). */
+	unsigned int txn_depth;
+	bool txn_failed:1;
+	/* No KEK in this session: LMTP seals new mail into the spool. */
+	bool locked:1;
+};
+
+struct sqlbox_mailbox {
+	struct mailbox box;
+	struct sqlbox_storage *storage;
+
+	int64_t id;
+	uint32_t uid_validity;
+	/* SQLite highestmodseq that the in-memory index has caught up to. */
+	uint64_t synced_modseq;
+	guid_128_t guid;
+
+	/* Opened without a key for LMTP: saves go to the spool. */
+	bool spool_only:1;
+};
+
+struct sqlbox_mail_row {
+	int64_t body_id;
+	uoff_t size;
+	time_t received, saved;
+	const char *guid;
+};
+
+#define SQLBOX_STORAGE(s) container_of(s, struct sqlbox_storage, storage)
+#define SQLBOX_MAILBOX(s) container_of(s, struct sqlbox_mailbox, box)
+
+extern struct mail_storage sqlbox_storage;
+extern struct mailbox_list sqlbox_mailbox_list;
+extern struct mail_vfuncs sqlbox_mail_vfuncs;
+
+/* ---- sqlbox-schema.c: the database ---- */
+
+/* Opens the user's database once per storage (idempotent): unwraps the
+   keys with the session's KEK, creates the file and schema if missing,
+   imports the spool.  Returns 0, -1 with the storage error set
+   (MAIL_ERROR_UNAVAILABLE "Mailbox locked..." without a usable key). */
+int sqlbox_db_open(struct sqlbox_storage *storage);
+void sqlbox_db_close(struct sqlbox_storage *storage);
+/* Prepares sql; NULL with a critical error set on failure. */
+sqlite3_stmt *sqlbox_db_prepare(struct sqlbox_storage *storage,
+				const char *sql);
+/* sqlite3_step() that reports errors; returns SQLITE_ROW/DONE or -1. */
+int sqlbox_db_step(struct sqlbox_storage *storage, sqlite3_stmt *stmt);
+/* Runs a statement without results: binds int64 args (count n). */
+int sqlbox_db_exec_args(struct sqlbox_storage *storage, const char *sql,
+			unsigned int n, ...);
+int sqlbox_db_exec(struct sqlbox_storage *storage, const char *sql);
+/* Nested write transaction: the outermost begin is BEGIN IMMEDIATE (waits
+   for other writers up to the busy timeout), the outermost commit
+   COMMITs, or ROLLBACKs if any level failed. */
+int sqlbox_db_begin(struct sqlbox_storage *storage);
+int sqlbox_db_commit(struct sqlbox_storage *storage);
+void sqlbox_db_rollback(struct sqlbox_storage *storage);
+void sqlbox_db_set_critical(struct sqlbox_storage *storage,
+			    const char *what);
+
+/* Folder rows.  Lookup returns 1 found, 0 not, -1 error. */
+int sqlbox_db_mailbox_lookup(struct sqlbox_storage *storage,
+			     const char *name, int64_t *id_r,
+			     uint32_t *uid_validity_r, guid_128_t guid_r);
+int sqlbox_db_mailbox_create(struct sqlbox_storage *storage,
+			     const char *name,
+			     const struct mailbox_update *update,
+			     int64_t *id_r);
+/* Removes the folder's row and mail (children stay). */
+int sqlbox_db_mailbox_delete(struct sqlbox_storage *storage, int64_t id);
+/* Renames name and its children; 0, -1 (EXISTS error if taken). */
+int sqlbox_db_mailbox_rename(struct sqlbox_storage *storage,
+			     const char *old_name, const char *new_name);
+/* Highest modseq and next UID of a folder, inside a transaction. */
+int sqlbox_db_mailbox_counters(struct sqlbox_storage *storage, int64_t id,
+			       uint64_t *highest_modseq_r,
+			       uint32_t *uid_next_r);
+int sqlbox_db_mailbox_set_counters(struct sqlbox_storage *storage,
+				   int64_t id, uint64_t highest_modseq,
+				   uint32_t uid_next);
+/* Stores a body in chunks; body must have CRLF line ends. */
+int sqlbox_db_body_insert(struct sqlbox_storage *storage,
+			  const unsigned char *data, size_t size,
+			  int64_t *body_id_r);
+/* Inserts one mail row plus keywords (NULL-terminated or NULL). */
+int sqlbox_db_mail_insert(struct sqlbox_storage *storage, int64_t mailbox_id,
+			  uint32_t uid, int64_t body_id, enum mail_flags flags,
+			  const char *const *keywords, uint64_t modseq,
+			  time_t received, time_t saved, const char *guid);
+/* Drops bodies no mail refers to any more. */
+int sqlbox_db_bodies_gc(struct sqlbox_storage *storage);
+/* Mail metadata; 1 found, 0 expunged, -1 error. Strings from pool. */
+int sqlbox_db_mail_lookup(struct sqlbox_storage *storage, int64_t mailbox_id,
+			  uint32_t uid, pool_t pool,
+			  struct sqlbox_mail_row *row_r);
+/* The body in one buffer from pool; 1, 0 expunged, -1 error. */
+int sqlbox_db_body_read(struct sqlbox_storage *storage, int64_t body_id,
+			buffer_t *buf);
+/* Subscriptions (names in storage format). */
+int sqlbox_db_set_subscribed(struct sqlbox_storage *storage,
+			     const char *name, bool set);
+
+/* ---- sqlbox-storage.c ---- */
+
+/* Makes sure the mailbox row is known; opens the database. */
+int sqlbox_mailbox_refresh_row(struct sqlbox_mailbox *mbox);
+
+/* ---- sqlbox-sync.c ---- */
+
+/* A running sync: the index sync plus (unless spool-only) the SQLite
+   write transaction, so that saves assign UIDs under both locks. */
+struct sqlbox_sync_context {
+	struct sqlbox_mailbox *mbox;
+	struct mail_index_sync_ctx *index_sync_ctx;
+	struct mail_index_view *sync_view;
+	struct mail_index_transaction *trans;
+
+	uint64_t db_highest;
+	uint32_t db_uidnext;
+	/* Modseq given to this sync's pushed changes; 0 = none yet. */
+	uint64_t push_modseq;
+	bool db_locked:1;
+};
+
+/* Starts a sync.  With pull: takes the SQLite write lock, pushes the
+   index's changes and pulls SQLite's.  Without: only the index sync lock
+   (for a save that holds the SQLite transaction and synced just before).
+   Returns 1 with *ctx_r, -1 on error. */
+int sqlbox_sync_begin(struct sqlbox_mailbox *mbox,
+		      struct sqlbox_sync_context **ctx_r, bool pull);
+/* Commits (SQLite, then the index) or rolls back both. */
+int sqlbox_sync_finish(struct sqlbox_sync_context **ctx, bool success);
+
+/* Pushes index changes to SQLite and pulls SQLite state into the index.
+   Caller may hold an outer sqlbox_db_begin(). */
+int sqlbox_sync(struct sqlbox_mailbox *mbox);
+struct mailbox_sync_context *
+sqlbox_storage_sync_init(struct mailbox *box, enum mailbox_sync_flags flags);
+
+/* ---- sqlbox-save.c ---- */
+
+struct mail_save_context *
+sqlbox_save_alloc(struct mailbox_transaction_context *t);
+int sqlbox_save_begin(struct mail_save_context *ctx, struct istream *input);
+int sqlbox_save_continue(struct mail_save_context *ctx);
+int sqlbox_save_finish(struct mail_save_context *ctx);
+void sqlbox_save_cancel(struct mail_save_context *ctx);
+int sqlbox_copy(struct mail_save_context *ctx, struct mail *mail);
+int sqlbox_transaction_save_commit_pre(struct mail_save_context *ctx);
+void sqlbox_transaction_save_commit_post(
+	struct mail_save_context *ctx,
+	struct mail_index_transaction_commit_result *result);
+void sqlbox_transaction_save_rollback(struct mail_save_context *ctx);
+
+/* ---- sqlbox-spool.c ---- */
+
+/* Seals each message to the user's public key and appends it to the
+   spool, fsynced, before returning 0.  messages: array of buffer_t *. */
+int sqlbox_spool_append(struct sqlbox_storage *storage,
+			const ARRAY_TYPE(sqlbox_buffer) *messages);
+/* Imports the spool into INBOX exactly once (inside one SQLite
+   transaction that also records the entry ids), then empties it.
+   Returns the number imported, -1 on error. */
+int sqlbox_spool_import(struct sqlbox_storage *storage);
+/* TRUE if the spool holds anything. */
+bool sqlbox_spool_pending(struct sqlbox_storage *storage);
+
+/* ---- sqlbox-schema.c: keys ---- */
+
+/* The keys of a user, read with the session's KEK.
+   Returns 1, 0 if locked (no or wrong key; error_r says which), -1. */
+int sqlbox_keys_unwrap(struct mail_user *user, const char *home,
+		       struct kr_keys **keys_r, const char **error_r);
+/* The X25519 public key from the keyfile (no password needed). */
+int sqlbox_public_key_read(struct mail_user *user, unsigned char *pk_r,
+			   const char **error_r);
+
+#endif

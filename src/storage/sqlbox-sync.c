@@ -1,0 +1,474 @@
+/* Copyright (c) dovecot-launchpad authors; see debian/copyright. */
+#include "lib.h"
+#include "array.h"
+#include "ioloop.h"
+#include "str.h"
+#include "mail-index-modseq.h"
+#include "mailbox-recent-flags.h"
+#include "sqlbox-storage.h"
+
+/* One sync = one SQLite write transaction:
+   1. push: the index's pending changes (mail_index_sync_next: flags,
+      keywords, expunges made by this process) go to SQLite under one new
+      modseq above both SQLite's and the index's highest;
+   2. pull: SQLite rows changed since the last sync (modseq greater than
+      synced_modseq: new mail, other processes' flag changes and
+      expunges) are written into the in-memory index; modseqs are raised
+      to SQLite's, so they stay permanent across processes and restarts. */
+
+static uint64_t sqlbox_sync_push_modseq(struct sqlbox_sync_context *ctx)
+{
+	if (ctx->push_modseq == 0) {
+		uint64_t index_highest =
+			mail_index_modseq_get_highest(ctx->sync_view);
+
+		ctx->push_modseq = I_MAX(ctx->db_highest + 1, index_highest);
+	}
+	return ctx->push_modseq;
+}
+
+static int
+sqlbox_sync_expunge(struct sqlbox_sync_context *ctx, uint32_t uid1,
+		    uint32_t uid2)
+{
+	struct sqlbox_storage *storage = ctx->mbox->storage;
+	int64_t id = ctx->mbox->id;
+	ARRAY(int64_t) body_ids;
+	sqlite3_stmt *stmt;
+	int64_t body_id;
+	int rc;
+
+	t_array_init(&body_ids, 16);
+	stmt = sqlbox_db_prepare(storage, "SELECT DISTINCT body_id FROM mail"
+		" WHERE mailbox_id = ? AND uid BETWEEN ? AND ?");
+	if (stmt == NULL)
+		return -1;
+	sqlite3_bind_int64(stmt, 1, id);
+	sqlite3_bind_int64(stmt, 2, uid1);
+	sqlite3_bind_int64(stmt, 3, uid2);
+	while ((rc = sqlbox_db_step(storage, stmt)) == SQLITE_ROW) {
+		body_id = sqlite3_column_int64(stmt, 0);
+		array_push_back(&body_ids, &body_id);
+	}
+	sqlite3_finalize(stmt);
+	if (rc < 0)
+		return -1;
+	if (array_count(&body_ids) == 0)
+		return 0;
+
+	if (sqlbox_db_exec_args(storage,
+		"INSERT OR REPLACE INTO expunged (mailbox_id, uid, modseq)"
+		" SELECT mailbox_id, uid, ?1 FROM mail"
+		" WHERE mailbox_id = ?2 AND uid BETWEEN ?3 AND ?4", 4,
+		(int64_t)sqlbox_sync_push_modseq(ctx), id,
+		(int64_t)uid1, (int64_t)uid2) < 0 ||
+	    sqlbox_db_exec_args(storage,
+		"DELETE FROM keyword WHERE mailbox_id = ?1"
+		" AND uid BETWEEN ?2 AND ?3", 3, id, (int64_t)uid1,
+		(int64_t)uid2) < 0 ||
+	    sqlbox_db_exec_args(storage,
+		"DELETE FROM mail WHERE mailbox_id = ?1"
+		" AND uid BETWEEN ?2 AND ?3", 3, id, (int64_t)uid1,
+		(int64_t)uid2) < 0)
+		return -1;
+	/* A body stays while a copy in another folder refers to it. */
+	array_foreach_elem(&body_ids, body_id) {
+		if (sqlbox_db_exec_args(storage,
+			"DELETE FROM chunk WHERE body_id = ?1 AND NOT EXISTS"
+			" (SELECT 1 FROM mail WHERE body_id = ?1)", 1,
+			body_id) < 0 ||
+		    sqlbox_db_exec_args(storage,
+			"DELETE FROM body WHERE id = ?1 AND NOT EXISTS"
+			" (SELECT 1 FROM mail WHERE body_id = ?1)", 1,
+			body_id) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int sqlbox_sync_push(struct sqlbox_sync_context *ctx)
+{
+	struct sqlbox_storage *storage = ctx->mbox->storage;
+	struct mail_index *index = ctx->mbox->box.index;
+	struct mail_index_sync_rec rec;
+	const ARRAY_TYPE(keywords) *names;
+	sqlite3_stmt *stmt;
+	uint32_t seq1, seq2;
+	int ret = 0;
+
+	while (ret == 0 && mail_index_sync_next(ctx->index_sync_ctx, &rec)) {
+		if (!mail_index_lookup_seq_range(ctx->sync_view, rec.uid1,
+						 rec.uid2, &seq1, &seq2))
+			continue;
+		switch (rec.type) {
+		case MAIL_INDEX_SYNC_TYPE_EXPUNGE:
+			T_BEGIN {
+				ret = sqlbox_sync_expunge(ctx, rec.uid1,
+							  rec.uid2);
+			} T_END;
+			for (; ret == 0 && seq1 <= seq2; seq1++)
+				mail_index_expunge(ctx->trans, seq1);
+			break;
+		case MAIL_INDEX_SYNC_TYPE_FLAGS:
+			ret = sqlbox_db_exec_args(storage,
+				"UPDATE mail SET flags = (flags | ?1) & ~?2,"
+				" modseq = ?3 WHERE mailbox_id = ?4"
+				" AND uid BETWEEN ?5 AND ?6", 6,
+				(int64_t)(rec.add_flags & MAIL_FLAGS_NONRECENT),
+				(int64_t)rec.remove_flags,
+				(int64_t)sqlbox_sync_push_modseq(ctx),
+				ctx->mbox->id, (int64_t)rec.uid1,
+				(int64_t)rec.uid2);
+			break;
+		case MAIL_INDEX_SYNC_TYPE_KEYWORD_ADD:
+		case MAIL_INDEX_SYNC_TYPE_KEYWORD_REMOVE:
+			names = mail_index_get_keywords(index);
+			if (rec.keyword_idx >= array_count(names))
+				break;
+			stmt = sqlbox_db_prepare(storage,
+				rec.type == MAIL_INDEX_SYNC_TYPE_KEYWORD_ADD ?
+				"INSERT OR IGNORE INTO keyword (mailbox_id, uid,"
+				" name) SELECT mailbox_id, uid, ?1 FROM mail"
+				" WHERE mailbox_id = ?2 AND uid BETWEEN ?3 AND ?4" :
+				"DELETE FROM keyword WHERE name = ?1 AND"
+				" mailbox_id = ?2 AND uid BETWEEN ?3 AND ?4");
+			if (stmt == NULL) {
+				ret = -1;
+				break;
+			}
+			sqlite3_bind_text(stmt, 1,
+				array_idx_elem(names, rec.keyword_idx), -1,
+				SQLITE_TRANSIENT);
+			sqlite3_bind_int64(stmt, 2, ctx->mbox->id);
+			sqlite3_bind_int64(stmt, 3, rec.uid1);
+			sqlite3_bind_int64(stmt, 4, rec.uid2);
+			if (sqlbox_db_step(storage, stmt) < 0)
+				ret = -1;
+			sqlite3_finalize(stmt);
+			if (ret == 0) {
+				ret = sqlbox_db_exec_args(storage,
+					"UPDATE mail SET modseq = ?1"
+					" WHERE mailbox_id = ?2"
+					" AND uid BETWEEN ?3 AND ?4", 4,
+					(int64_t)sqlbox_sync_push_modseq(ctx),
+					ctx->mbox->id, (int64_t)rec.uid1,
+					(int64_t)rec.uid2);
+			}
+			break;
+		}
+	}
+	return ret;
+}
+
+static int sqlbox_str_cmp(const char *const *a, const char *const *b)
+{
+	return strcmp(*a, *b);
+}
+
+/* Sorted, space-joined keyword names: one form for both sides. */
+static const char *sqlbox_keywords_canon(ARRAY_TYPE(const_string) *names)
+{
+	string_t *str = t_str_new(64);
+	const char *name;
+
+	array_sort(names, sqlbox_str_cmp);
+	array_foreach_elem(names, name) {
+		if (str_len(str) > 0)
+			str_append_c(str, ' ');
+		str_append(str, name);
+	}
+	return str_c(str);
+}
+
+static const char *
+sqlbox_index_keywords(struct sqlbox_sync_context *ctx, uint32_t seq)
+{
+	const ARRAY_TYPE(keywords) *all =
+		mail_index_get_keywords(ctx->mbox->box.index);
+	ARRAY_TYPE(keyword_indexes) idx;
+	ARRAY_TYPE(const_string) names;
+	unsigned int i;
+
+	t_array_init(&idx, 8);
+	t_array_init(&names, 8);
+	mail_index_lookup_keywords(ctx->sync_view, seq, &idx);
+	array_foreach_elem(&idx, i) {
+		if (i < array_count(all))
+			array_push_back(&names, array_idx(all, i));
+	}
+	return sqlbox_keywords_canon(&names);
+}
+
+static const char *const *sqlbox_keywords_split(const char *db_keywords)
+{
+	if (db_keywords == NULL || db_keywords[0] == '\0')
+		return t_new(const char *, 1);
+	return t_strsplit_spaces(db_keywords, " ");
+}
+
+static void
+sqlbox_sync_set_keywords(struct sqlbox_sync_context *ctx, uint32_t seq,
+			 const char *const *keywords)
+{
+	struct mail_keywords *kw;
+
+	kw = mail_index_keywords_create(ctx->mbox->box.index, keywords);
+	mail_index_update_keywords(ctx->trans, seq, MODIFY_REPLACE, kw);
+	mail_index_keywords_unref(&kw);
+}
+
+static void
+sqlbox_sync_pull_row(struct sqlbox_sync_context *ctx, uint32_t uid,
+		     enum mail_flags flags, uint64_t modseq,
+		     const char *db_keywords, uint32_t *next_uid)
+{
+	const struct mail_index_record *rec;
+	const char *const *keywords = sqlbox_keywords_split(db_keywords);
+	ARRAY_TYPE(const_string) sorted;
+	uint32_t seq;
+
+	if (uid >= *next_uid) {
+		/* New to this process: appended in UID order. */
+		mail_index_append(ctx->trans, uid, &seq);
+		mail_index_update_flags(ctx->trans, seq, MODIFY_REPLACE, flags);
+		if (keywords[0] != NULL)
+			sqlbox_sync_set_keywords(ctx, seq, keywords);
+		mail_index_update_modseq(ctx->trans, seq, modseq);
+		*next_uid = uid + 1;
+		return;
+	}
+	if (!mail_index_lookup_seq(ctx->sync_view, uid, &seq))
+		return;
+	rec = mail_index_lookup(ctx->sync_view, seq);
+	if ((rec->flags & MAIL_FLAGS_NONRECENT) != flags) {
+		mail_index_update_flags(ctx->trans, seq, MODIFY_REPLACE,
+					flags);
+	}
+	t_array_init(&sorted, 8);
+	for (unsigned int i = 0; keywords[i] != NULL; i++)
+		array_push_back(&sorted, &keywords[i]);
+	if (strcmp(sqlbox_keywords_canon(&sorted),
+		   sqlbox_index_keywords(ctx, seq)) != 0)
+		sqlbox_sync_set_keywords(ctx, seq, keywords);
+	if (mail_index_modseq_lookup(ctx->sync_view, seq) < modseq)
+		mail_index_update_modseq(ctx->trans, seq, modseq);
+}
+
+static int sqlbox_sync_pull(struct sqlbox_sync_context *ctx)
+{
+	struct sqlbox_mailbox *mbox = ctx->mbox;
+	struct sqlbox_storage *storage = mbox->storage;
+	const struct mail_index_header *hdr;
+	sqlite3_stmt *stmt;
+	uint32_t next_uid, uid, seq;
+	int rc;
+
+	/* Expunged by other processes (ours carry push_modseq). */
+	stmt = sqlbox_db_prepare(storage,
+		"SELECT uid FROM expunged WHERE mailbox_id = ?1"
+		" AND modseq > ?2 AND modseq <> ?3");
+	if (stmt == NULL)
+		return -1;
+	sqlite3_bind_int64(stmt, 1, mbox->id);
+	sqlite3_bind_int64(stmt, 2, (int64_t)mbox->synced_modseq);
+	sqlite3_bind_int64(stmt, 3, (int64_t)ctx->push_modseq);
+	while ((rc = sqlbox_db_step(storage, stmt)) == SQLITE_ROW) {
+		uid = sqlite3_column_int64(stmt, 0);
+		if (mail_index_lookup_seq(ctx->sync_view, uid, &seq))
+			mail_index_expunge(ctx->trans, seq);
+	}
+	sqlite3_finalize(stmt);
+	if (rc < 0)
+		return -1;
+
+	hdr = mail_index_get_header(ctx->sync_view);
+	next_uid = hdr->next_uid;
+	stmt = sqlbox_db_prepare(storage,
+		"SELECT uid, flags, modseq, (SELECT group_concat(name, ' ')"
+		" FROM keyword k WHERE k.mailbox_id = m.mailbox_id"
+		" AND k.uid = m.uid) FROM mail m"
+		" WHERE mailbox_id = ?1 AND modseq > ?2 ORDER BY uid");
+	if (stmt == NULL)
+		return -1;
+	sqlite3_bind_int64(stmt, 1, mbox->id);
+	sqlite3_bind_int64(stmt, 2, (int64_t)mbox->synced_modseq);
+	while ((rc = sqlbox_db_step(storage, stmt)) == SQLITE_ROW) T_BEGIN {
+		sqlbox_sync_pull_row(ctx, sqlite3_column_int64(stmt, 0),
+			sqlite3_column_int64(stmt, 1) & MAIL_FLAGS_NONRECENT,
+			sqlite3_column_int64(stmt, 2),
+			(const char *)sqlite3_column_text(stmt, 3), &next_uid);
+	} T_END;
+	sqlite3_finalize(stmt);
+	if (rc < 0)
+		return -1;
+
+	if (ctx->db_uidnext > next_uid) {
+		uint32_t uid_next = ctx->db_uidnext;
+
+		mail_index_update_header(ctx->trans,
+			offsetof(struct mail_index_header, next_uid),
+			&uid_next, sizeof(uid_next), FALSE);
+	}
+	mail_index_update_highest_modseq(ctx->trans,
+		I_MAX(ctx->db_highest, ctx->push_modseq));
+	return 0;
+}
+
+static int sqlbox_sync_db(struct sqlbox_sync_context *ctx)
+{
+	struct sqlbox_mailbox *mbox = ctx->mbox;
+	struct sqlbox_storage *storage = mbox->storage;
+
+	if (sqlbox_db_mailbox_counters(storage, mbox->id, &ctx->db_highest,
+				       &ctx->db_uidnext) < 0) {
+		if (mailbox_get_last_mail_error(&mbox->box) ==
+		    MAIL_ERROR_NOTFOUND)
+			mailbox_set_deleted(&mbox->box);
+		return -1;
+	}
+	if (sqlbox_sync_push(ctx) < 0)
+		return -1;
+	if (ctx->push_modseq != 0 &&
+	    sqlbox_db_mailbox_set_counters(storage, mbox->id,
+					   ctx->push_modseq, 0) < 0)
+		return -1;
+	return sqlbox_sync_pull(ctx);
+}
+
+int sqlbox_sync_begin(struct sqlbox_mailbox *mbox,
+		      struct sqlbox_sync_context **ctx_r, bool pull)
+{
+	struct sqlbox_sync_context *ctx;
+	const struct mail_index_header *hdr;
+	enum mail_index_sync_flags sync_flags;
+	int ret;
+
+	ctx = i_new(struct sqlbox_sync_context, 1);
+	ctx->mbox = mbox;
+	sync_flags = index_storage_get_sync_flags(&mbox->box) |
+		MAIL_INDEX_SYNC_FLAG_FLUSH_DIRTY;
+	ret = index_storage_expunged_sync_begin(&mbox->box,
+		&ctx->index_sync_ctx, &ctx->sync_view, &ctx->trans, sync_flags);
+	if (ret <= 0) {
+		i_free(ctx);
+		*ctx_r = NULL;
+		return ret;
+	}
+	hdr = mail_index_get_header(ctx->sync_view);
+	if (hdr->uid_validity == 0) {
+		uint32_t uid_validity = mbox->uid_validity;
+
+		mail_index_update_header(ctx->trans,
+			offsetof(struct mail_index_header, uid_validity),
+			&uid_validity, sizeof(uid_validity), TRUE);
+	} else if (hdr->uid_validity != mbox->uid_validity) {
+		/* Deleted and created again under the same name while we
+		   had it open. */
+		mailbox_set_deleted(&mbox->box);
+		mail_index_sync_rollback(&ctx->index_sync_ctx);
+		index_storage_expunging_deinit(&mbox->box);
+		i_free(ctx);
+		return -1;
+	}
+
+	if (mbox->spool_only) {
+		struct mail_index_sync_rec rec;
+		uint32_t seq1, seq2;
+
+		/* Nothing to keep without a key: apply expunges, drop the
+		   rest. */
+		while (mail_index_sync_next(ctx->index_sync_ctx, &rec)) {
+			if (rec.type == MAIL_INDEX_SYNC_TYPE_EXPUNGE &&
+			    mail_index_lookup_seq_range(ctx->sync_view,
+					rec.uid1, rec.uid2, &seq1, &seq2)) {
+				for (; seq1 <= seq2; seq1++)
+					mail_index_expunge(ctx->trans, seq1);
+			}
+		}
+	} else if (pull) {
+		/* Mail LMTP sealed meanwhile (outside the transaction, so
+		   that the import can empty the spool after its commit). */
+		if (strcmp(mbox->box.name, "INBOX") == 0 &&
+		    sqlbox_spool_pending(mbox->storage) &&
+		    sqlbox_spool_import(mbox->storage) < 0) {
+			e_error(mbox->box.event,
+				"sqlbox: spool import failed: %s",
+				mailbox_get_last_internal_error(&mbox->box,
+								NULL));
+		}
+		if (sqlbox_db_begin(mbox->storage) < 0) {
+			mail_index_sync_rollback(&ctx->index_sync_ctx);
+			index_storage_expunging_deinit(&mbox->box);
+			i_free(ctx);
+			return -1;
+		}
+		ctx->db_locked = TRUE;
+		T_BEGIN {
+			ret = sqlbox_sync_db(ctx);
+		} T_END;
+		if (ret < 0) {
+			index_storage_expunging_deinit(&mbox->box);
+			(void)sqlbox_sync_finish(&ctx, FALSE);
+			return -1;
+		}
+	}
+	/* else: only the index sync lock, for a save that holds the SQLite
+	   transaction itself and synced just before. */
+	index_storage_expunging_deinit(&mbox->box);
+	*ctx_r = ctx;
+	return 1;
+}
+
+int sqlbox_sync_finish(struct sqlbox_sync_context **_ctx, bool success)
+{
+	struct sqlbox_sync_context *ctx = *_ctx;
+	struct sqlbox_mailbox *mbox = ctx->mbox;
+	int ret = success ? 0 : -1;
+
+	*_ctx = NULL;
+	if (ctx->db_locked) {
+		if (success) {
+			if (sqlbox_db_commit(mbox->storage) < 0)
+				ret = -1;
+		} else {
+			sqlbox_db_rollback(mbox->storage);
+		}
+	}
+	if (ret == 0) {
+		if (mail_index_sync_commit(&ctx->index_sync_ctx) < 0) {
+			mailbox_set_index_error(&mbox->box);
+			ret = -1;
+		} else if (ctx->db_locked) {
+			mbox->synced_modseq =
+				I_MAX(ctx->db_highest, ctx->push_modseq);
+		}
+	} else {
+		mail_index_sync_rollback(&ctx->index_sync_ctx);
+	}
+	i_free(ctx);
+	return ret;
+}
+
+int sqlbox_sync(struct sqlbox_mailbox *mbox)
+{
+	struct sqlbox_sync_context *ctx;
+	int ret;
+
+	ret = sqlbox_sync_begin(mbox, &ctx, TRUE);
+	if (ret <= 0)
+		return ret;
+	return sqlbox_sync_finish(&ctx, TRUE);
+}
+
+struct mailbox_sync_context *
+sqlbox_storage_sync_init(struct mailbox *box, enum mailbox_sync_flags flags)
+{
+	struct sqlbox_mailbox *mbox = SQLBOX_MAILBOX(box);
+	int ret = 0;
+
+	if (!box->opened && mailbox_open(box) < 0)
+		ret = -1;
+	else
+		ret = sqlbox_sync(mbox);
+	return index_mailbox_sync_init(box, flags, ret < 0);
+}

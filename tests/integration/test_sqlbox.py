@@ -1,0 +1,411 @@
+"""Issue 4: the mail storage sqlbox (mail_location = sqlbox:~/mail) with a
+real Dovecot and real clients: IMAP, POP3, LMTP into the sealed spool,
+several sessions, a locked mailbox, and nothing readable on disk.
+"""
+
+import imaplib
+import os
+import poplib
+import re
+import secrets
+import shutil
+import smtplib
+import subprocess
+
+import pytest
+
+from conftest import World
+from harness import BUILD_DIR
+
+DBTOOL = os.path.join(BUILD_DIR, "src/storage/sqlbox-dbtool")
+USER = "alice@ubuntu.com"
+
+
+def message(subject, body="hello from the sqlbox tests", extra=b""):
+    return (b"From: Sender <sender@example.org>\r\n"
+            b"To: Alice <alice@ubuntu.com>\r\n"
+            b"Subject: " + subject.encode() + b"\r\n"
+            b"Date: Mon, 02 Mar 2026 10:00:00 +0000\r\n"
+            b"Message-ID: <" + subject.encode() + b"@example.org>\r\n" +
+            extra + b"\r\n" + body.encode() + b"\r\n")
+
+
+@pytest.fixture(scope="module")
+def world():
+    w = World(mail_location="sqlbox:~/mail")
+    yield w
+    w.close()
+
+
+@pytest.fixture(scope="module")
+def alice(world):
+    return world.dc.generate_password(USER, label="laptop")
+
+
+def imap_login(dc, password, user=USER):
+    imap = imaplib.IMAP4("127.0.0.1", dc.imap_port, timeout=60)
+    imap.login(user, password)
+    return imap
+
+
+def ok(res):
+    typ, data = res
+    assert typ == "OK", data
+    return data
+
+
+def search(imap, *criteria):
+    return ok(imap.uid("SEARCH", *criteria))[0].split()
+
+
+def select_count(imap, box="INBOX"):
+    return int(ok(imap.select(box))[0])
+
+
+def lmtp_deliver(dc, rcpt, data):
+    with smtplib.LMTP("127.0.0.1", dc.lmtp_port, timeout=60) as lmtp:
+        lmtp.ehlo("test.example.org")
+        assert lmtp.mail("sender@example.org")[0] == 250
+        code, msg = lmtp.rcpt(rcpt)
+        assert code == 250, msg
+        lmtp.putcmd("data")
+        assert lmtp.getreply()[0] == 354
+        lmtp.send(data + b".\r\n")
+        return lmtp.getreply()
+
+
+def test_append_fetch_every_part(world, alice):
+    imap = imap_login(world.dc, alice)
+    before = select_count(imap)
+    subject = "fetch-" + secrets.token_hex(4)
+    msg = message(subject, extra=b"MIME-Version: 1.0\r\n"
+                  b"Content-Type: text/plain; charset=us-ascii\r\n")
+    data = ok(imap.append("INBOX", r"(\Flagged)",
+                          '"02-Mar-2026 11:12:13 +0000"', msg))
+    m = re.search(rb"APPENDUID (\d+) (\d+)", data[0])
+    assert m, data
+    uid = m.group(2).decode()
+    assert select_count(imap) == before + 1
+    res = ok(imap.uid("FETCH", uid, "(UID FLAGS INTERNALDATE RFC822.SIZE "
+                      "BODY.PEEK[] BODY.PEEK[HEADER] BODY.PEEK[TEXT] "
+                      "BODYSTRUCTURE ENVELOPE)"))
+    text = b"".join(p if isinstance(p, bytes) else b"".join(p) for p in res)
+    assert msg in text
+    assert b"\\Flagged" in text
+    assert b'INTERNALDATE "02-Mar-2026 11:12:13 +0000"' in text
+    assert b"RFC822.SIZE %d" % len(msg) in text
+    assert b'("text" "plain" ("charset" "us-ascii")' in text
+    assert subject.encode() in text.split(b"ENVELOPE")[1]
+    assert b"\\Seen" not in text
+    # A non-PEEK fetch sets \Seen, and it stays after a new login.
+    ok(imap.uid("FETCH", uid, "(BODY[TEXT])"))
+    imap.logout()
+    imap = imap_login(world.dc, alice)
+    select_count(imap)
+    flags = ok(imap.uid("FETCH", uid, "(FLAGS)"))[0]
+    assert b"\\Seen" in flags and b"\\Flagged" in flags
+    imap.logout()
+
+
+def test_multiappend(world, alice):
+    imap = imap_login(world.dc, alice)
+    before = select_count(imap)
+    tag = imap._new_tag().decode()
+    m1, m2 = message("multi-1"), message("multi-2")
+    imap.send(("%s APPEND INBOX {%d+}\r\n" % (tag, len(m1))).encode() + m1 +
+              (" {%d+}\r\n" % len(m2)).encode() + m2 + b"\r\n")
+    line = imap.readline()
+    while not line.startswith(tag.encode()):
+        line = imap.readline()
+    assert b" OK " in line and b"APPENDUID" in line, line
+    assert re.search(rb"APPENDUID \d+ \d+:\d+", line)
+    assert select_count(imap) == before + 2
+    imap.logout()
+
+
+def test_store_search_keywords(world, alice):
+    imap = imap_login(world.dc, alice)
+    select_count(imap)
+    word = "needle" + secrets.token_hex(3)
+    ok(imap.append("INBOX", None, None,
+                   message("search-" + word, body="the body has " + word)))
+    uids = search(imap, "BODY", word)
+    assert len(uids) == 1
+    assert search(imap, "TEXT", word) == uids
+    assert search(imap, "SUBJECT", "search-" + word) == uids
+    uid = uids[0].decode()
+    ok(imap.uid("STORE", uid, "+FLAGS", r"(\Answered $Label1 projectX)"))
+    assert search(imap, "KEYWORD", "projectX") == uids
+    ok(imap.uid("STORE", uid, "-FLAGS", r"($Label1)"))
+    imap.logout()
+    imap = imap_login(world.dc, alice)
+    select_count(imap)
+    flags = ok(imap.uid("FETCH", uid, "(FLAGS)"))[0]
+    assert b"projectX" in flags and b"\\Answered" in flags
+    assert b"$Label1" not in flags
+    imap.logout()
+
+
+def test_copy_move_expunge(world, alice):
+    imap = imap_login(world.dc, alice)
+    ok(imap.create("Work"))
+    select_count(imap)
+    subject = "copy-" + secrets.token_hex(4)
+    ok(imap.append("INBOX", r"(\Seen)", None, message(subject)))
+    uid = search(imap, "SUBJECT", subject)[0].decode()
+    ok(imap.uid("COPY", uid, "Work"))
+    assert len(search(imap, "SUBJECT", subject)) == 1
+    ok(imap._simple_command("UID", "MOVE", uid, "Work"))
+    assert search(imap, "SUBJECT", subject) == []
+    select_count(imap, "Work")
+    work = search(imap, "SUBJECT", subject)
+    assert len(work) == 2
+    body = ok(imap.uid("FETCH", work[1].decode(), "(FLAGS BODY.PEEK[])"))
+    assert subject.encode() in body[0][1] and b"\\Seen" in body[0][0]
+    ok(imap.uid("STORE", work[0].decode(), "+FLAGS", r"(\Deleted)"))
+    ok(imap.expunge())
+    assert search(imap, "SUBJECT", subject) == [work[1]]
+    imap.logout()
+    imap = imap_login(world.dc, alice)
+    select_count(imap, "Work")
+    assert search(imap, "SUBJECT", subject) == [work[1]]
+    imap.logout()
+
+
+def test_folders_list_status(world, alice):
+    imap = imap_login(world.dc, alice)
+    ok(imap.create("Projects/alpha/deep"))
+    ok(imap.create("Projects/beta"))
+    ok(imap.subscribe("Projects/beta"))
+    names = b"\n".join(ok(imap.list('""', "*")))
+    assert b'"/" Projects/alpha/deep\n' in names
+    assert b'(\\HasNoChildren) "/" Projects/beta\n' in names
+    assert b'(\\Noselect \\HasChildren) "/" Projects\n' in names
+    assert b"INBOX" in names
+    lsub = b"\n".join(ok(imap.lsub('""', "*")))
+    assert b"Projects/beta" in lsub and b"alpha" not in lsub
+    ok(imap.append("Projects/beta", None, None, message("status-1")))
+    status = ok(imap.status("Projects/beta",
+                            "(MESSAGES UIDNEXT UIDVALIDITY UNSEEN "
+                            "HIGHESTMODSEQ)"))[0]
+    assert b"MESSAGES 1" in status and b"UIDNEXT 2" in status
+    assert b"UNSEEN 1" in status
+    ok(imap.rename("Projects", "Archive"))
+    names = b"\n".join(ok(imap.list('""', "*")))
+    assert b'"/" Archive/alpha/deep\n' in names and b"Projects" not in names
+    assert select_count(imap, "Archive/beta") == 1
+    ok(imap.delete("Archive/alpha/deep"))
+    typ, data = imap.select("Archive/alpha/deep")
+    assert typ == "NO" and b"doesn't exist" in data[0]
+    typ, data = imap.create("Archive/beta")
+    assert typ == "NO" and b"ALREADYEXISTS" in data[0]
+    imap.logout()
+
+
+def test_condstore(world, alice):
+    imap = imap_login(world.dc, alice)
+    ok(imap.append("INBOX", None, None, message("modseq-1")))
+    ok(imap._simple_command("SELECT", "INBOX", "(CONDSTORE)"))
+    imap.state = "SELECTED"
+    ok_codes = b" ".join(x for x in imap.untagged_responses.get("OK", [])
+                         if isinstance(x, bytes))
+    m = re.search(rb"HIGHESTMODSEQ (\d+)", ok_codes)
+    assert m, ok_codes
+    high = int(m.group(1))
+    assert b"NOMODSEQ" not in ok_codes
+    uid = search(imap, "SUBJECT", "modseq-1")[-1].decode()
+    ok(imap.uid("STORE", uid, "+FLAGS", r"(\Flagged)"))
+    res = ok(imap.uid("FETCH", "1:*", "(FLAGS)", "(CHANGEDSINCE %d)" % high))
+    changed = [r for r in res if r is not None]
+    assert len(changed) == 1 and b"UID " + uid.encode() in changed[0]
+    modseq = int(re.search(rb"MODSEQ \((\d+)\)", changed[0]).group(1))
+    assert modseq > high
+    imap.logout()
+    # Permanent: the next session reports the same modseq.
+    imap = imap_login(world.dc, alice)
+    ok(imap._simple_command("SELECT", "INBOX", "(CONDSTORE)"))
+    imap.state = "SELECTED"
+    res = ok(imap.uid("FETCH", uid, "(MODSEQ)"))[0]
+    assert int(re.search(rb"MODSEQ \((\d+)\)", res).group(1)) == modseq
+    res = ok(imap.uid("FETCH", "1:*", "(FLAGS)", "(CHANGEDSINCE %d)" % modseq))
+    assert [r for r in res if r is not None] == []
+    imap.logout()
+
+
+def test_two_sessions_see_each_other(world, alice):
+    a = imap_login(world.dc, alice)
+    b = imap_login(world.dc, alice)
+    count = select_count(a)
+    assert select_count(b) == count
+    ok(b.append("INBOX", None, None, message("from-b")))
+    ok(a.noop())
+    assert a.untagged_responses.get("EXISTS", [b"0"])[-1] == str(count + 1).encode()
+    uid = search(a, "SUBJECT", "from-b")[-1].decode()
+    ok(a.uid("STORE", uid, "+FLAGS", r"(\Draft)"))
+    ok(b.noop())
+    assert b"\\Draft" in ok(b.uid("FETCH", uid, "(FLAGS)"))[0]
+    ok(b.uid("STORE", uid, "+FLAGS", r"(\Deleted)"))
+    ok(b.expunge())
+    ok(a.noop())
+    assert search(a, "SUBJECT", "from-b") == []
+    a.logout()
+    b.logout()
+
+
+def test_pop3(world, alice):
+    imap = imap_login(world.dc, alice)
+    select_count(imap)
+    ok(imap.append("INBOX", None, None, message("pop3-one", body="first")))
+    imap.logout()
+
+    def session():
+        pop = poplib.POP3("127.0.0.1", world.dc.pop3_port, timeout=60)
+        pop.user(USER)
+        pop.pass_(alice)
+        return pop
+    pop = session()
+    count, size = pop.stat()
+    assert count > 0 and size > 0
+    uidl = pop.uidl()[1]
+    assert len(pop.list()[1]) == count
+    lines = pop.retr(count)[1]
+    assert any(b"pop3-one" in line for line in lines)
+    top = pop.top(count, 0)[1]
+    assert any(b"Subject: pop3-one" == line for line in top)
+    assert b"first" not in top
+    pop.quit()
+    pop = session()
+    assert pop.uidl()[1] == uidl
+    pop.dele(count)
+    pop.quit()
+    pop = session()
+    assert pop.stat()[0] == count - 1
+    assert pop.uidl()[1] == uidl[:-1]
+    pop.quit()
+
+
+def test_lmtp_spool_imported_once(world, alice):
+    dc = world.dc
+    spool = os.path.join(dc.home("alice"), "mail", "spool")
+    marker = "SBXLMTP" + secrets.token_hex(6)
+    imap = imap_login(dc, alice)
+    before = select_count(imap)
+    imap.logout()
+    code, msg = lmtp_deliver(dc, USER, message(marker, body=marker))
+    assert code == 250, msg
+    with open(spool, "rb") as f:
+        sealed = f.read()
+    assert len(sealed) > 0 and marker.encode() not in sealed
+    for _ in range(2):
+        imap = imap_login(dc, alice)
+        assert select_count(imap) == before + 1
+        assert len(search(imap, "SUBJECT", marker)) == 1
+        imap.logout()
+    assert os.path.getsize(spool) == 0
+
+
+def test_lmtp_reaches_an_open_session(world, alice):
+    imap = imap_login(world.dc, alice)
+    before = select_count(imap)
+    marker = "SBXLIVE" + secrets.token_hex(4)
+    assert lmtp_deliver(world.dc, USER, message(marker))[0] == 250
+    ok(imap.noop())
+    assert len(search(imap, "SUBJECT", marker)) == 1
+    assert select_count(imap) == before + 1
+    imap.logout()
+
+
+def test_locked_mailbox(world, alice):
+    dc = world.dc
+    frank = dc.generate_password("frank@ubuntu.com")
+    imap = imap_login(dc, frank, "frank@ubuntu.com")
+    select_count(imap)
+    imap.logout()
+    # doveadm has no password: a clear error, nothing created.
+    res = dc.doveadm("fetch", "-u", USER, "text", "mailbox", "INBOX", "all",
+                     check=False)
+    assert res.returncode != 0
+    assert "locked" in (res.stdout + res.stderr).lower()
+    # frank's database replaced by alice's: his key does not open it.
+    fdir = os.path.join(dc.home("frank"), "mail")
+    for name in os.listdir(fdir):
+        os.unlink(os.path.join(fdir, name))
+    shutil.copy(os.path.join(dc.home("alice"), "mail", "sqlbox.db"), fdir)
+    shutil.chown(os.path.join(fdir, "sqlbox.db"), "nobody", "nogroup")
+    with open(os.path.join(fdir, "sqlbox.db"), "rb") as f:
+        foreign = f.read()
+    imap = imap_login(dc, frank, "frank@ubuntu.com")
+    typ, data = imap.select("INBOX")
+    assert typ == "NO" and b"UNAVAILABLE" in data[0], data
+    assert b"locked" in data[0].lower()
+    imap.logout()
+    with open(os.path.join(fdir, "sqlbox.db"), "rb") as f:
+        assert f.read() == foreign
+    assert "Mailbox locked" in dc.log_text()
+
+
+def test_nothing_readable_on_disk(world, alice):
+    dc = world.dc
+    tok = secrets.token_hex(5)
+    markers = {k: "SBX%s%s" % (k, tok) for k in
+               ("SUBJ", "BODY", "FOLDER", "KW", "SPOOL")}
+    imap = imap_login(dc, alice)
+    ok(imap.create(markers["FOLDER"]))
+    ok(imap.append(markers["FOLDER"], None, None,
+                   message(markers["SUBJ"], body=markers["BODY"])))
+    select_count(imap, markers["FOLDER"])
+    ok(imap.uid("STORE", "1", "+FLAGS", "(%s)" % markers["KW"]))
+    ok(imap.noop())
+    imap.logout()
+    assert lmtp_deliver(dc, USER, message(markers["SPOOL"],
+                                          body=markers["SPOOL"]))[0] == 250
+    home = dc.home("alice")
+    seen = []
+    for top in (home, os.path.join(world.wd.path, "state"), dc.run_dir):
+        for root, dirs, files in os.walk(top):
+            for name in dirs + files:
+                for mk in markers.values():
+                    assert mk not in name, os.path.join(root, name)
+                assert not name.startswith("dovecot.index"), name
+            for name in files:
+                path = os.path.join(root, name)
+                if not os.path.isfile(path) or os.path.islink(path):
+                    continue
+                with open(path, "rb") as f:
+                    data = f.read()
+                seen.append(path)
+                for mk in markers.values():
+                    assert mk.encode() not in data, (mk, path)
+    under_home = sorted(os.path.relpath(p, home) for p in seen
+                        if p.startswith(home + "/"))
+    assert set(under_home) <= {"sqlbox.keys", "mail/sqlbox.db",
+                               "mail/sqlbox.db-wal", "mail/sqlbox.db-shm",
+                               "mail/spool"}, under_home
+    assert "mail/sqlbox.db" in under_home
+
+
+def test_db_opens_with_the_master_key(world, alice):
+    dc = world.dc
+    home = dc.home("alice")
+    imap = imap_login(dc, alice)
+    select_count(imap)
+    ok(imap.append("INBOX", None, None, message("dbtool-check")))
+    imap.logout()
+    db = os.path.join(home, "mail", "sqlbox.db")
+    keyfile = os.path.join(home, "sqlbox.keys")
+    res = subprocess.run([DBTOOL, keyfile, db, "masterkey"], input=alice,
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert re.fullmatch(r"raw:[0-9a-f]{64}\n", res.stdout)
+    res = subprocess.run(
+        [DBTOOL, keyfile, db, "sql",
+         "SELECT count(*) FROM mail m JOIN mailbox b ON b.id = m.mailbox_id"
+         " WHERE b.name = 'INBOX'; PRAGMA integrity_check"],
+        input=alice, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    count, integrity = res.stdout.split()
+    assert int(count) > 0 and integrity == "ok"
+    res = subprocess.run([DBTOOL, keyfile, db, "masterkey"],
+                         input="not-the-password", capture_output=True,
+                         text=True, timeout=60)
+    assert res.returncode != 0
