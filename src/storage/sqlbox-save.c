@@ -263,7 +263,10 @@ static int sqlbox_save_commit_spool(struct sqlbox_save_context *ctx)
 	ARRAY_TYPE(sqlbox_buffer) bodies;
 	struct sqlbox_save_mail *mail;
 
-	if (sqlbox_sync_begin(ctx->mbox, &ctx->sync_ctx, FALSE) < 0)
+	/* A committed sync first: the header's UIDVALIDITY must be in the
+	   index before the appends are. */
+	if (sqlbox_sync(ctx->mbox) < 0 ||
+	    sqlbox_sync_begin(ctx->mbox, &ctx->sync_ctx, FALSE) < 0)
 		return -1;
 	t_array_init(&bodies, array_count(&ctx->mails));
 	array_foreach_modifiable(&ctx->mails, mail) {
