@@ -1,0 +1,205 @@
+/* Copyright (c) dovecot-launchpad authors; see debian/copyright. */
+
+/* The in-memory state of dovecot-launchpad-web: tokens, sessions, pending
+   sign-ins, rate-limit buckets, and the HTML escaping every page uses. */
+
+#include "web-private.h"
+#include "tap.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TEST_CONFIG "domain ubuntu.com = ubuntumembers\nweb_session_ttl = 60\n"
+
+static struct web_server *server;
+
+void web_log(enum lp_log_level level, const char *fmt, ...)
+{
+	(void)level;
+	(void)fmt;
+}
+
+static void test_html_escape(void)
+{
+	static const struct {
+		const char *in, *out;
+	} tests[] = {
+		{ "", "" },
+		{ "alice", "alice" },
+		{ "<script>", "&lt;script&gt;" },
+		{ "a&b", "a&amp;b" },
+		{ "\"x\" 'y'", "&quot;x&quot; &#39;y&#39;" },
+		{ "kim's <b>laptop</b> & \"phone\"",
+		  "kim&#39;s &lt;b&gt;laptop&lt;/b&gt; &amp; &quot;phone&quot;" },
+		{ "\xc3\xa9t\xc3\xa9", "\xc3\xa9t\xc3\xa9" },
+	};
+
+	test_begin("html escape");
+	for (unsigned int i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
+		struct web_buf buf = { 0 };
+
+		web_buf_append(&buf, "[");
+		web_buf_html(&buf, tests[i].in);
+		web_buf_append(&buf, "]");
+		test_assert_idx(!buf.failed && buf.len == strlen(buf.data), i);
+		test_assert_idx(strncmp(buf.data + 1, tests[i].out,
+					strlen(tests[i].out)) == 0 &&
+				buf.data[strlen(tests[i].out) + 1] == ']', i);
+		web_buf_free(&buf);
+	}
+	test_end();
+}
+
+static void test_tokens(void)
+{
+	char a[WEB_TOKEN_HEX + 1], b[WEB_TOKEN_HEX + 1], c[WEB_TOKEN_HEX + 1];
+
+	test_begin("tokens");
+	web_token_new(a);
+	web_token_new(b);
+	test_assert(strlen(a) == WEB_TOKEN_HEX);
+	test_assert(strspn(a, "0123456789abcdef") == WEB_TOKEN_HEX);
+	test_assert(strcmp(a, b) != 0);
+	test_assert(web_token_equal(a, a));
+	test_assert(!web_token_equal(a, b));
+	memcpy(c, a, sizeof(c));
+	c[WEB_TOKEN_HEX - 1] = c[WEB_TOKEN_HEX - 1] == '0' ? '1' : '0';
+	test_assert(!web_token_equal(a, c));
+	c[WEB_TOKEN_HEX - 1] = '\0';
+	test_assert(!web_token_equal(c, c));	/* short: never equal */
+	test_assert(!web_token_equal(a, NULL));
+	test_assert(!web_token_equal(NULL, NULL));
+	test_assert(!web_token_equal("", ""));
+	test_end();
+}
+
+static void test_sessions(void)
+{
+	struct web_session *s1, *s2, *found;
+	char id[WEB_TOKEN_HEX + 1];
+
+	test_begin("sessions");
+	s1 = web_session_create(server, "alice");
+	s2 = web_session_create(server, "frank");
+	test_assert(s1 != s2);
+	test_assert_strcmp(s1->name, "alice");
+	test_assert(strcmp(s1->id, s1->csrf) != 0);
+	test_assert(s1->expires > time(NULL) && s1->expires <= time(NULL) + 60);
+	test_assert(web_session_find(server, s1->id) == s1);
+	test_assert(web_session_find(server, s2->id) == s2);
+	web_token_new(id);
+	test_assert(web_session_find(server, id) == NULL);
+	test_assert(web_session_find(server, NULL) == NULL);
+	test_assert(web_session_find(server, "") == NULL);
+	/* expired: not found, and the slot is wiped */
+	memcpy(id, s1->id, sizeof(id));
+	s1->expires = time(NULL) - 1;
+	test_assert(web_session_find(server, id) == NULL);
+	test_assert(s1->id[0] == '\0' && s1->name[0] == '\0');
+	/* destroyed: gone */
+	memcpy(id, s2->id, sizeof(id));
+	web_session_destroy(s2);
+	test_assert(web_session_find(server, id) == NULL);
+	/* a full table evicts the session closest to expiry */
+	for (unsigned int i = 0; i < WEB_SESSIONS_MAX; i++) {
+		found = web_session_create(server, "bulk");
+		found->expires += i + 1;
+		if (i == 10)
+			memcpy(id, found->id, sizeof(id));
+	}
+	found = web_session_create(server, "late");
+	test_assert(web_session_find(server, found->id) == found);
+	test_assert(web_session_find(server, id) != NULL);
+	web_session_prune(server);
+	test_assert(web_session_find(server, found->id) == found);
+	for (unsigned int i = 0; i < WEB_SESSIONS_MAX; i++)
+		web_session_destroy(&server->sessions[i]);
+	test_end();
+}
+
+static void test_logins(void)
+{
+	struct web_login *login;
+	char state[WEB_TOKEN_HEX + 1], browser[WEB_TOKEN_HEX + 1];
+
+	test_begin("pending sign-ins");
+	login = web_login_create(server);
+	memcpy(state, login->state, sizeof(state));
+	memcpy(browser, login->browser, sizeof(browser));
+	test_assert(web_login_take(server, state, browser));
+	test_assert(!web_login_take(server, state, browser));	/* single use */
+
+	/* another browser: refused, and the state is burnt */
+	login = web_login_create(server);
+	memcpy(state, login->state, sizeof(state));
+	memcpy(browser, login->browser, sizeof(browser));
+	test_assert(!web_login_take(server, state, state));
+	test_assert(!web_login_take(server, state, browser));
+
+	/* expired */
+	login = web_login_create(server);
+	login->expires = time(NULL) - 1;
+	memcpy(state, login->state, sizeof(state));
+	memcpy(browser, login->browser, sizeof(browser));
+	test_assert(!web_login_take(server, state, browser));
+	test_assert(!web_login_take(server, NULL, browser));
+	test_assert(!web_login_take(server, state, NULL));
+	test_end();
+}
+
+static void test_limits(void)
+{
+	test_begin("rate limits");
+	for (unsigned int i = 0; i < 3; i++)
+		test_assert_idx(web_limit_take(server, "a:192.0.2.1", 3,
+					       1000.0), i);
+	test_assert(!web_limit_take(server, "a:192.0.2.1", 3, 1000.0));
+	test_assert(!web_limit_take(server, "a:192.0.2.1", 3, 1000.0));
+	/* other keys have their own bucket */
+	test_assert(web_limit_take(server, "a:192.0.2.2", 3, 1000.0));
+	test_assert(web_limit_take(server, "u:alice", 1, 1000.0));
+	test_assert(!web_limit_take(server, "u:alice", 1, 1000.0));
+	/* a fast refill lets the next one through */
+	test_assert(web_limit_take(server, "u:frank", 1, 0.000001));
+	test_assert(web_limit_take(server, "u:frank", 1, 0.000001));
+	/* a full table reuses the longest-idle bucket: the newest keep
+	   their state */
+	for (unsigned int i = 0; i < WEB_LIMITS_MAX + 10; i++) {
+		char key[32];
+
+		snprintf(key, sizeof(key), "a:10.0.%u.%u", i / 256, i % 256);
+		(void)web_limit_take(server, key, 3, 1000.0);
+	}
+	test_assert(web_limit_take(server, "a:10.0.16.9", 3, 1000.0));
+	test_assert(web_limit_take(server, "a:10.0.16.9", 3, 1000.0));
+	test_assert(!web_limit_take(server, "a:10.0.16.9", 3, 1000.0));
+	test_end();
+}
+
+int main(void)
+{
+	static void (*const tests[])(void) = {
+		test_html_escape,
+		test_tokens,
+		test_sessions,
+		test_logins,
+		test_limits,
+		NULL
+	};
+	struct lp_error err;
+	int ret;
+
+	server = calloc(1, sizeof(*server));
+	if (server == NULL ||
+	    lp_config_parse("test.conf", TEST_CONFIG, &server->config,
+			    &err) < 0) {
+		printf("Bail out! %s\n", server == NULL ? "calloc" : err.text);
+		return 99;
+	}
+	ret = test_run(tests);
+	lp_config_free(&server->config);
+	free(server);
+	return ret;
+}
