@@ -9,6 +9,9 @@
 
 #include "keyring.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 extern struct mailbox sqlbox_mailbox;
 
 static struct event_category event_category_sqlbox = {
@@ -289,8 +292,15 @@ static void sqlbox_notify_changes(struct mailbox *box)
 	mailbox_watch_add(box, t_strconcat(mbox->storage->db_path, "-wal",
 					   NULL));
 	mailbox_watch_add(box, mbox->storage->db_path);
-	if (strcmp(box->name, "INBOX") == 0)
+	if (strcmp(box->name, "INBOX") == 0) {
+		/* inotify needs the file to exist before LMTP first writes. */
+		int fd = open(mbox->storage->spool_path,
+			      O_WRONLY | O_CREAT | O_APPEND, 0600);
+
+		if (fd >= 0)
+			i_close_fd(&fd);
 		mailbox_watch_add(box, mbox->storage->spool_path);
+	}
 }
 
 struct mail_storage sqlbox_storage = {

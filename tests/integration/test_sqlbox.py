@@ -409,3 +409,31 @@ def test_db_opens_with_the_master_key(world, alice):
                          input="not-the-password", capture_output=True,
                          text=True, timeout=60)
     assert res.returncode != 0
+
+
+def test_idle_sees_other_session_and_lmtp(world, alice):
+    a = imap_login(world.dc, alice)
+    count = select_count(a)
+    tag = a._new_tag()
+    a.send(tag + b" IDLE\r\n")
+    assert a.readline().startswith(b"+")
+    a.sock.settimeout(10)   # well under mailbox_idle_check_interval (30 s)
+    b = imap_login(world.dc, alice)
+    ok(b.append("INBOX", None, None, message("idle-imap")))
+    b.logout()
+    line = a.readline()
+    while b"EXISTS" not in line:
+        line = a.readline()
+    assert line.strip() == b"* %d EXISTS" % (count + 1)
+    assert lmtp_deliver(world.dc, USER, message("idle-lmtp"))[0] == 250
+    line = a.readline()
+    while b"EXISTS" not in line:
+        line = a.readline()
+    assert line.strip() == b"* %d EXISTS" % (count + 2)
+    a.send(b"DONE\r\n")
+    line = a.readline()
+    while not line.startswith(tag):
+        line = a.readline()
+    assert b" OK " in line
+    a.sock.settimeout(60)
+    a.logout()
