@@ -18,6 +18,7 @@
 /* Schema version 1.  Metadata lives apart from body chunks so that
    rebuilding an index or scanning flags never decrypts body pages. */
 #define SQLBOX_SCHEMA_VERSION 1
+#define SQLBOX_OPEN_RETRY_MSECS 20
 static const char *const sqlbox_schema_v1[] = {
 	"CREATE TABLE mailbox ("
 	" id INTEGER PRIMARY KEY,"
@@ -321,9 +322,20 @@ int sqlbox_db_open(struct sqlbox_storage *storage)
 			"stat(%s) failed: %m", storage->db_path);
 		return -1;
 	}
-	ret = cvfs_open_v2(storage->db_path, &storage->db,
-			   SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
-			   storage->keys->master_key, CVFS_KEY_BYTES, &cerr);
+	/* The key check at open reads the schema before a busy timeout can
+	   be set: another process's checkpoint at close can hold the lock
+	   for a moment, so retry within the same bound as other writers. */
+	for (unsigned int waited = 0;; waited += SQLBOX_OPEN_RETRY_MSECS) {
+		ret = cvfs_open_v2(storage->db_path, &storage->db,
+				   SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+				   storage->keys->master_key, CVFS_KEY_BYTES,
+				   &cerr);
+		if ((ret & 0xff) != SQLITE_BUSY && (ret & 0xff) != SQLITE_LOCKED)
+			break;
+		if (waited >= SQLBOX_BUSY_TIMEOUT_MSECS)
+			break;
+		usleep(SQLBOX_OPEN_RETRY_MSECS * 1000);
+	}
 	if (ret != SQLITE_OK) {
 		if (ret == SQLITE_NOTADB) {
 			/* Never create anything over a file we can't read. */
