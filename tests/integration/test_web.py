@@ -541,9 +541,10 @@ def chromium(profile):
 
 @pytest.fixture
 def browser(world):
-    pytest.importorskip("selenium")
-    if not shutil.which("chromium") or not shutil.which("chromedriver"):
-        pytest.skip("chromium / chromium-driver not installed")
+    # tests/install-deps.sh installs them: a missing browser is a failure,
+    # never a silently skipped walk.
+    assert shutil.which("chromium") and shutil.which("chromedriver"), \
+        "chromium / chromium-driver not installed (tests/install-deps.sh)"
     profile = tempfile.mkdtemp(prefix="chromium-", dir=world.wd.path)
     driver = chromium(profile)
     driver.set_page_load_timeout(60)

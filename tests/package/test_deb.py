@@ -67,14 +67,15 @@ MODULES = (
 UNITS = (
     "/lib/systemd/system/dovecot-launchpad-sync.service",
     "/lib/systemd/system/dovecot-launchpad-sync.timer",
+    "/lib/systemd/system/dovecot-launchpad-web.service",
 )
+WEB_DAEMON = "/usr/sbin/dovecot-launchpad-web"
 MAN_PAGE = "/usr/share/man/man1/doveadm-launchpad.1.gz"
 APT = ["apt-get", "-y", "-q", "-o", "DPkg::Lock::Timeout=120"]
 MESSAGE = (b"From: sender@example.org\r\nTo: alice@ubuntu.com\r\n"
            b"Subject: package test\r\n\r\ndelivered through the .deb\r\n")
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0,
-                                reason="installs a package: needs root")
+
 
 # Listeners, paths and the mail location of the test Dovecot; Debian's
 # dovecot.conf includes local.conf last, so these win.
@@ -371,7 +372,8 @@ def test_install_puts_files_in_place(machine):
     machine.doveconf_before = doveconf_n()
     apt("install", machine.deb)
     assert package_status() == "ii"
-    for path in MODULES + UNITS + (SHIPPED_AUTH, SHIPPED_LPCONF, MAN_PAGE):
+    for path in MODULES + UNITS + (SHIPPED_AUTH, SHIPPED_LPCONF, MAN_PAGE,
+                                   WEB_DAEMON):
         assert os.path.isfile(path), path
     assert glob.glob("/usr/share/doc/%s/README.md*" % PACKAGE)
     with open("/var/lib/dpkg/info/%s.conffiles" % PACKAGE) as f:
