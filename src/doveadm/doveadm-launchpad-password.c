@@ -103,6 +103,36 @@ static int doveadm_launchpad_unlock(struct kr_keyfile *kf,
 	return ret;
 }
 
+/* What password generate and reset share: the label check, the context,
+   the entitlement check and the keyfile path.  Returns 0, or -1 with
+   doveadm_exit_code set and *lp_r NULL or open (close it either way). */
+static int
+doveadm_launchpad_password_begin(const char *user, const char *label,
+				 struct doveadm_launchpad **lp_r,
+				 struct lp_entitlement *ent_r,
+				 char home_r[PATH_MAX], const char **path_r)
+{
+	*lp_r = NULL;
+	if (strlen(label) > KR_LABEL_MAX) {
+		i_error("launchpad: label longer than %u characters",
+			KR_LABEL_MAX);
+		doveadm_exit_code = EX_USAGE;
+		return -1;
+	}
+	if (doveadm_launchpad_open(lp_r) < 0)
+		return -1;
+	if (doveadm_launchpad_require_entitled(*lp_r, user, ent_r) < 0)
+		return -1;
+	if (lp_config_expand_home((*lp_r)->config, ent_r->name,
+				  ent_r->domain->domain, home_r, PATH_MAX) < 0) {
+		i_error("launchpad: home path too long for %s", ent_r->user);
+		doveadm_exit_code = EX_CONFIG;
+		return -1;
+	}
+	*path_r = t_strconcat(home_r, DOVEADM_LAUNCHPAD_KEYFILE, NULL);
+	return 0;
+}
+
 static void cmd_launchpad_password_generate(struct doveadm_cmd_context *cctx)
 {
 	struct doveadm_launchpad *lp;
@@ -127,24 +157,9 @@ static void cmd_launchpad_password_generate(struct doveadm_cmd_context *cctx)
 		label = DOVEADM_LAUNCHPAD_DEFAULT_LABEL;
 	(void)doveadm_cmd_param_bool(cctx, "existing-password-stdin",
 				     &existing);
-	if (strlen(label) > KR_LABEL_MAX) {
-		i_error("launchpad: label longer than %u characters",
-			KR_LABEL_MAX);
-		doveadm_exit_code = EX_USAGE;
-		return;
-	}
-
-	if (doveadm_launchpad_open(&lp) < 0)
-		return;
-	if (doveadm_launchpad_require_entitled(lp, user, &ent) < 0)
+	if (doveadm_launchpad_password_begin(user, label, &lp, &ent, home,
+					     &path) < 0)
 		goto out;
-	if (lp_config_expand_home(lp->config, ent.name, ent.domain->domain,
-				  home, sizeof(home)) < 0) {
-		i_error("launchpad: home path too long for %s", ent.user);
-		doveadm_exit_code = EX_CONFIG;
-		goto out;
-	}
-	path = t_strconcat(home, "/sqlbox.keys", NULL);
 
 	ret = kr_keyfile_read(path, &kf, &err);
 	if (ret < 0) {
@@ -510,23 +525,9 @@ static void cmd_launchpad_password_reset(struct doveadm_cmd_context *cctx)
 		doveadm_exit_code = EX_USAGE;
 		return;
 	}
-	if (strlen(label) > KR_LABEL_MAX) {
-		i_error("launchpad: label longer than %u characters",
-			KR_LABEL_MAX);
-		doveadm_exit_code = EX_USAGE;
-		return;
-	}
-	if (doveadm_launchpad_open(&lp) < 0)
-		return;
-	if (doveadm_launchpad_require_entitled(lp, user, &ent) < 0)
+	if (doveadm_launchpad_password_begin(user, label, &lp, &ent, home,
+					     &path) < 0)
 		goto out;
-	if (lp_config_expand_home(lp->config, ent.name, ent.domain->domain,
-				  home, sizeof(home)) < 0) {
-		i_error("launchpad: home path too long for %s", ent.user);
-		doveadm_exit_code = EX_CONFIG;
-		goto out;
-	}
-	path = t_strconcat(home, DOVEADM_LAUNCHPAD_KEYFILE, NULL);
 
 	if (key_path != NULL) {
 		ret = kr_keyfile_read(path, &kf, &err);

@@ -104,6 +104,8 @@ void doveadm_launchpad_close(struct doveadm_launchpad **_lp)
 {
 	struct doveadm_launchpad *lp = *_lp;
 
+	if (lp == NULL)
+		return;
 	*_lp = NULL;
 	if (lp->ctx != NULL)
 		lp_context_destroy(&lp->ctx);

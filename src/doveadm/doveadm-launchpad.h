@@ -17,6 +17,7 @@ struct doveadm_launchpad {
 
 /* Returns 0, or -1 after logging why and setting doveadm_exit_code. */
 int doveadm_launchpad_open(struct doveadm_launchpad **lp_r);
+/* NULL-safe. */
 void doveadm_launchpad_close(struct doveadm_launchpad **lp);
 
 /* Runs the decision for user; on anything but an allow logs the reason,

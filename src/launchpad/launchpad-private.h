@@ -231,6 +231,11 @@ int lp_cache_verdict_put(struct lp_context *ctx, const char *user,
 int lp_cache_ban_get(struct lp_context *ctx, const char *name,
 		     char reason_r[LP_TEXT_MAX]);
 
+/* The token a verdict record stores for a deny reason ("not-member"), and
+   back; parse returns -1 for an unknown token. */
+const char *lp_cache_reason_token(enum lp_deny_reason reason);
+int lp_cache_reason_parse(const char *token);
+
 /* The back-off after a failure: MIN(http_timeout, 30 s). */
 unsigned int lp_cache_outage_backoff(const struct lp_context *ctx);
 /* TRUE if Launchpad failed less than lp_cache_outage_backoff() ago. */

@@ -405,6 +405,18 @@ int lp_cache_team_put(struct lp_context *ctx, const char *team,
 
 /* ---- verdict ---- */
 
+const char *lp_cache_reason_token(enum lp_deny_reason reason)
+{
+	return (unsigned int)reason < LP_N_ELEMENTS(lp_reason_names) ?
+		lp_reason_names[reason] : NULL;
+}
+
+int lp_cache_reason_parse(const char *token)
+{
+	return lp_token_lookup(lp_reason_names, LP_N_ELEMENTS(lp_reason_names),
+			       token);
+}
+
 static int lp_cache_verdict_parse(struct lp_context *ctx, const char *key,
 				  json_t *obj, struct lp_verdict_record *rec_r)
 {

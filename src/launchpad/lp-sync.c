@@ -31,18 +31,6 @@ struct lp_sync_team {
 	bool ok;
 };
 
-/* The tokens lp-cache.c stores for enum lp_deny_reason. */
-static const char *const lp_sync_reasons[] = {
-	[LP_DENY_NONE] = "none",
-	[LP_DENY_DOMAIN] = "domain",
-	[LP_DENY_NAME] = "name",
-	[LP_DENY_BANNED] = "banned",
-	[LP_DENY_NO_PERSON] = "no-person",
-	[LP_DENY_NOT_VALID] = "not-valid",
-	[LP_DENY_NO_COC] = "no-coc",
-	[LP_DENY_NOT_MEMBER] = "not-member",
-};
-
 struct lp_sync_state {
 	enum lp_verdict_kind kind;
 	enum lp_deny_reason reason;
@@ -95,13 +83,12 @@ static int lp_sync_state_get(struct lp_context *ctx, const char *user,
 	state = json_string_value(json_object_get(obj, "state"));
 	reason = json_string_value(json_object_get(obj, "reason"));
 	if (state != NULL && reason != NULL) {
+		int parsed = lp_cache_reason_parse(reason);
+
 		state_r->kind = strcmp(state, "allow") == 0 ?
 			LP_VERDICT_ALLOW : LP_VERDICT_DENY;
-		state_r->reason = LP_DENY_NONE;
-		for (unsigned int i = 0; i < sizeof(lp_sync_reasons) / sizeof(*lp_sync_reasons); i++) {
-			if (strcmp(lp_sync_reasons[i], reason) == 0)
-				state_r->reason = (enum lp_deny_reason)i;
-		}
+		state_r->reason = parsed < 0 ? LP_DENY_NONE :
+			(enum lp_deny_reason)parsed;
 		ret = 1;
 	}
 	json_decref(obj);
@@ -119,7 +106,7 @@ static int lp_sync_state_put(struct lp_context *ctx, const char *user,
 	snprintf(key, sizeof(key), LP_KEY_SYNCSTATE "%s", user);
 	obj = json_pack("{s:s, s:s, s:I}",
 			"state", rec->kind == LP_VERDICT_ALLOW ? "allow" : "deny",
-			"reason", lp_sync_reasons[rec->reason],
+			"reason", lp_cache_reason_token(rec->reason),
 			"since", (json_int_t)rec->decided_at);
 	if (obj == NULL) {
 		lp_error_set(err, LP_ERR_INTERNAL, "out of memory");
