@@ -440,6 +440,47 @@ int lp_notify_mark(struct lp_context *ctx, const char *user,
 int lp_notify_clear(struct lp_context *ctx, const char *user,
 		    struct lp_error *err);
 
+/* Events that happen outside a sync wait in the TDB for the next sync's
+   digest mail: the web daemon cannot submit mail, and one mail per pass is
+   what admins asked for.  The sync takes them under lp_notify_lock(),
+   mails those lp_notify_pending() still wants, then marks and dequeues
+   them (a failed mail leaves them queued for the next pass). */
+#define LP_NOTIFY_ACTIVATED "activated"	/* a first keyfile was written */
+#define LP_NOTIFY_EVENT_MAX 32
+
+struct lp_notify_event {
+	char user[LP_USER_MAX + 1];		/* "name@domain" */
+	char event[LP_NOTIFY_EVENT_MAX + 1];	/* "activated" */
+	char text[LP_TEXT_MAX];			/* "" if none */
+	time_t at;
+};
+
+/* Queues event ([a-z-]{1,LP_NOTIFY_EVENT_MAX}) for user (canonical
+   "name@domain" of a configured domain) as happened at time at, with an
+   optional text (NULL: none; control bytes become '?').  One record per
+   (user, event): queueing it again keeps the first.  Does nothing when
+   notify_to is not configured.  Returns 0, or -1 (bad user or event:
+   LP_ERR_INTERNAL; TDB failure).  Never does HTTP. */
+int lp_notify_queue(struct lp_context *ctx, const char *user,
+		    const char *event, const char *text, time_t at,
+		    struct lp_error *err);
+/* Calls cb for every queued event, oldest first (unreadable records are
+   dropped).  Returns 0 or -1.  cb returns 0 to go on, -1 to stop. */
+int lp_notify_queue_list(struct lp_context *ctx,
+			 int (*cb)(const struct lp_notify_event *event,
+				   void *context),
+			 void *context, struct lp_error *err);
+/* Removes the queued (user, event). Returns 1 removed, 0 absent, -1. */
+int lp_notify_dequeue(struct lp_context *ctx, const char *user,
+		      const char *event, struct lp_error *err);
+/* Serialises mailing across processes, from lp_notify_pending() to
+   lp_notify_mark(), so two passes never mail one event twice: an flock on
+   cache_path + ".notify".  Waits for another holder (which is bounded by
+   its mail submission).  Returns 0 with *fd_r, or -1. */
+int lp_notify_lock(struct lp_context *ctx, int *fd_r, struct lp_error *err);
+/* Releases it and sets *fd to -1; a no-op when *fd is already -1. */
+void lp_notify_unlock(int *fd);
+
 /* One GET {api_url}/~team of the first configured domain with the normal
    client (doveadm launchpad status).  Returns 0 with the HTTP status and
    the wall time in milliseconds, or -1 (err says why, msecs_r still set). */

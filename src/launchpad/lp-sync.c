@@ -16,12 +16,16 @@
                                sync saw, so a transition is noticed even
                                when a login already stored the new verdict
      "sync/last"               {started, finished, partial, counts...}
-     "notify/<user>/<event>"   {at}: an admin mail went out */
+     "notify/<user>/<event>"   {at}: an admin mail went out
+     "notifyq/<user>/<event>"  {at, text}: an event waiting for the next
+                               sync's mail (lp_notify_queue()) */
 
 #define LP_KEY_SYNCSTATE "syncstate/"
 #define LP_KEY_SYNC_LAST "sync/last"
 #define LP_KEY_NOTIFY "notify/"
+#define LP_KEY_NOTIFYQ "notifyq/"
 #define LP_SYNC_LOCK_SUFFIX ".sync"
+#define LP_NOTIFY_LOCK_SUFFIX ".notify"
 #define LP_SYNC_KEY_MAX (sizeof(LP_KEY_SYNCSTATE) + LP_USER_MAX + 64)
 
 struct lp_sync_team {
@@ -36,14 +40,16 @@ struct lp_sync_state {
 	enum lp_deny_reason reason;
 };
 
-static int lp_sync_lock(struct lp_context *ctx, int *fd_r,
-			struct lp_error *err)
+/* flock on cache_path + suffix: 1 taken, 0 held elsewhere (only without
+   wait), -1 error. */
+static int lp_sync_flock(struct lp_context *ctx, const char *suffix,
+			 bool wait, int *fd_r, struct lp_error *err)
 {
 	char path[LP_URL_MAX];
 	int fd;
 
-	if (snprintf(path, sizeof(path), "%s" LP_SYNC_LOCK_SUFFIX,
-		     ctx->config->cache_path) >= (int)sizeof(path)) {
+	if (snprintf(path, sizeof(path), "%s%s", ctx->config->cache_path,
+		     suffix) >= (int)sizeof(path)) {
 		lp_error_set(err, LP_ERR_INTERNAL, "cache_path too long");
 		return -1;
 	}
@@ -55,9 +61,11 @@ static int lp_sync_lock(struct lp_context *ctx, int *fd_r,
 	}
 	/* flock, not a TDB chainlock: a chain is shared with other keys,
 	   and logins must never wait for a sync. */
-	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+	while (flock(fd, LOCK_EX | (wait ? 0 : LOCK_NB)) < 0) {
 		int error = errno;
 
+		if (error == EINTR && wait)
+			continue;
 		close(fd);
 		if (error == EWOULDBLOCK)
 			return 0;
@@ -67,6 +75,12 @@ static int lp_sync_lock(struct lp_context *ctx, int *fd_r,
 	}
 	*fd_r = fd;
 	return 1;
+}
+
+static int lp_sync_lock(struct lp_context *ctx, int *fd_r,
+			struct lp_error *err)
+{
+	return lp_sync_flock(ctx, LP_SYNC_LOCK_SUFFIX, false, fd_r, err);
 }
 
 static int lp_sync_state_get(struct lp_context *ctx, const char *user,
@@ -476,6 +490,202 @@ int lp_notify_clear(struct lp_context *ctx, const char *user,
 		return -1;
 	}
 	return lp_cache_delete_prefix(ctx, key, err);
+}
+
+/* ---- events queued for the next sync's mail ---- */
+
+#define LP_NOTIFYQ_KEY_MAX \
+	(sizeof(LP_KEY_NOTIFYQ) + LP_USER_MAX + 1 + LP_NOTIFY_EVENT_MAX + 1)
+
+static bool lp_notify_event_is_valid(const char *event)
+{
+	size_t len = strlen(event);
+
+	if (len == 0 || len > LP_NOTIFY_EVENT_MAX)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		if ((event[i] < 'a' || event[i] > 'z') && event[i] != '-')
+			return false;
+	}
+	return true;
+}
+
+/* Builds the queue key of a canonical "name@domain" and a valid event
+   word: neither can hold a '/', so the key splits back at its last one. */
+static bool lp_notifyq_key(struct lp_context *ctx, const char *user,
+			   const char *event,
+			   char key_r[LP_NOTIFYQ_KEY_MAX], struct lp_error *err)
+{
+	char name[LP_NAME_MAX + 1];
+	const struct lp_domain *domain;
+
+	if (lp_login_parse(ctx->config, user, name, &domain) != LP_LOGIN_OK ||
+	    strchr(user, '@') == NULL ||
+	    strlen(user) != strlen(name) + 1 + strlen(domain->domain) ||
+	    strncmp(user, name, strlen(name)) != 0 ||
+	    strcmp(user + strlen(name) + 1, domain->domain) != 0) {
+		lp_error_set(err, LP_ERR_INTERNAL,
+			     "'%.64s' is not a canonical name@domain", user);
+		return false;
+	}
+	if (!lp_notify_event_is_valid(event)) {
+		lp_error_set(err, LP_ERR_INTERNAL, "bad event word '%.40s'",
+			     event);
+		return false;
+	}
+	snprintf(key_r, LP_NOTIFYQ_KEY_MAX, LP_KEY_NOTIFYQ "%s/%s",
+		 user, event);
+	return true;
+}
+
+int lp_notify_queue(struct lp_context *ctx, const char *user,
+		    const char *event, const char *text, time_t at,
+		    struct lp_error *err)
+{
+	char key[LP_NOTIFYQ_KEY_MAX], clean[LP_TEXT_MAX];
+	json_t *obj;
+	int ret;
+
+	if (!lp_notifyq_key(ctx, user, event, key, err))
+		return -1;
+	if (ctx->config->notify_to == NULL)
+		return 0;
+	/* The text lands in a mail body: no line of it may pose as another
+	   event. */
+	snprintf(clean, sizeof(clean), "%s", text == NULL ? "" : text);
+	for (char *p = clean; *p != '\0'; p++) {
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
+	}
+	/* Already queued: the first time is the one to report.  No
+	   chainlock: the single-threaded web daemon must not wait behind a
+	   login's Launchpad request on the same chain, and a racing second
+	   queuer only replaces the time. */
+	if (lp_cache_get(ctx, key, "notifyq", &obj) > 0) {
+		json_decref(obj);
+		return 0;
+	}
+	obj = json_pack("{s:I, s:s}", "at", (json_int_t)at, "text", clean);
+	if (obj == NULL) {
+		lp_error_set(err, LP_ERR_INTERNAL, "out of memory");
+		return -1;
+	}
+	ret = lp_cache_put(ctx, key, "notifyq", obj, err);
+	json_decref(obj);
+	return ret;
+}
+
+static int lp_notify_event_cmp(const void *a, const void *b)
+{
+	const struct lp_notify_event *ea = a, *eb = b;
+	int ret;
+
+	if (ea->at != eb->at)
+		return ea->at < eb->at ? -1 : 1;
+	if ((ret = strcmp(ea->user, eb->user)) != 0)
+		return ret;
+	return strcmp(ea->event, eb->event);
+}
+
+/* Reads one queue record; false if it is unreadable. */
+static bool lp_notifyq_read(struct lp_context *ctx, const char *key_tail,
+			    struct lp_notify_event *ev_r)
+{
+	char key[LP_NOTIFYQ_KEY_MAX];
+	const char *slash = strrchr(key_tail, '/');
+	const char *text;
+	json_int_t at;
+	json_t *obj;
+	bool ok;
+
+	memset(ev_r, 0, sizeof(*ev_r));
+	if (slash == NULL || (size_t)(slash - key_tail) > LP_USER_MAX ||
+	    strlen(slash + 1) > LP_NOTIFY_EVENT_MAX)
+		return false;
+	memcpy(ev_r->user, key_tail, slash - key_tail);
+	strcpy(ev_r->event, slash + 1);
+	/* what lp_notify_dequeue() could not remove must not be mailed */
+	if (!lp_notifyq_key(ctx, ev_r->user, ev_r->event, key, NULL))
+		return false;
+	if (lp_cache_get(ctx, key, "notifyq", &obj) <= 0)
+		return false;
+	ok = json_unpack(obj, "{s:I, s:s}", "at", &at, "text", &text) == 0;
+	if (ok) {
+		ev_r->at = (time_t)at;
+		snprintf(ev_r->text, sizeof(ev_r->text), "%s", text);
+	}
+	json_decref(obj);
+	return ok;
+}
+
+int lp_notify_queue_list(struct lp_context *ctx,
+			 int (*cb)(const struct lp_notify_event *event,
+				   void *context),
+			 void *context, struct lp_error *err)
+{
+	struct lp_name_set keys;
+	struct lp_notify_event *events;
+	char key[LP_NOTIFYQ_KEY_MAX];
+	unsigned int count = 0;
+
+	if (lp_cache_keys(ctx, LP_KEY_NOTIFYQ, &keys, err) < 0)
+		return -1;
+	if (keys.count == 0)
+		return 0;
+	events = calloc(keys.count, sizeof(*events));
+	if (events == NULL) {
+		lp_name_set_free(&keys);
+		lp_error_set(err, LP_ERR_INTERNAL, "out of memory");
+		return -1;
+	}
+	for (unsigned int i = 0; i < keys.count; i++) {
+		if (lp_notifyq_read(ctx, keys.names[i], &events[count])) {
+			count++;
+			continue;
+		}
+		/* A record nobody can read would wait forever. */
+		snprintf(key, sizeof(key), LP_KEY_NOTIFYQ "%.*s",
+			 (int)(sizeof(key) - sizeof(LP_KEY_NOTIFYQ)),
+			 keys.names[i]);
+		lp_log(ctx, LP_LOG_WARNING, "dropping unreadable queued "
+		       "notification %s", key);
+		(void)lp_cache_delete(ctx, key, NULL);
+	}
+	lp_name_set_free(&keys);
+	if (count > 0)
+		qsort(events, count, sizeof(*events), lp_notify_event_cmp);
+	for (unsigned int i = 0; i < count; i++) {
+		if (cb(&events[i], context) < 0)
+			break;
+	}
+	free(events);
+	return 0;
+}
+
+int lp_notify_dequeue(struct lp_context *ctx, const char *user,
+		      const char *event, struct lp_error *err)
+{
+	char key[LP_NOTIFYQ_KEY_MAX];
+
+	if (!lp_notifyq_key(ctx, user, event, key, err))
+		return -1;
+	return lp_cache_delete(ctx, key, err);
+}
+
+int lp_notify_lock(struct lp_context *ctx, int *fd_r, struct lp_error *err)
+{
+	*fd_r = -1;
+	return lp_sync_flock(ctx, LP_NOTIFY_LOCK_SUFFIX, true, fd_r,
+			     err) < 0 ? -1 : 0;
+}
+
+void lp_notify_unlock(int *fd)
+{
+	if (*fd != -1) {
+		/* closing the only descriptor releases the flock */
+		close(*fd);
+		*fd = -1;
+	}
 }
 
 /* ---- status ---- */

@@ -8,6 +8,7 @@
 #include "test-lpfake.h"
 #include "tap.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -257,6 +258,197 @@ static void test_notify_markers(void)
 	test_end();
 }
 
+#define TEST_NOTIFY_TO "admin@example.org"
+#define TEST_QUEUE_MAX 8
+
+struct test_queue {
+	unsigned int count;
+	struct lp_notify_event events[TEST_QUEUE_MAX];
+};
+
+static int test_queue_cb(const struct lp_notify_event *event, void *context)
+{
+	struct test_queue *queue = context;
+
+	if (queue->count < TEST_QUEUE_MAX)
+		queue->events[queue->count] = *event;
+	queue->count++;
+	return 0;
+}
+
+static void test_queue_read(struct test_queue *queue_r)
+{
+	struct lp_error err;
+
+	memset(queue_r, 0, sizeof(*queue_r));
+	test_assert(lp_notify_queue_list(ctx, test_queue_cb, queue_r,
+					 &err) == 0);
+}
+
+static void test_notify_queue_refused(void)
+{
+	static const struct {
+		const char *user, *event;
+	} bad[] = {
+		{ "Alice@ubuntu.com", LP_NOTIFY_ACTIVATED },	/* not canonical */
+		{ "alice", LP_NOTIFY_ACTIVATED },		/* no domain */
+		{ "alice@example.com", LP_NOTIFY_ACTIVATED },	/* not configured */
+		{ "a@ubuntu.com", LP_NOTIFY_ACTIVATED },	/* not a name */
+		{ "al/ce@ubuntu.com", LP_NOTIFY_ACTIVATED },
+		{ "alice@ubuntu.com", "" },
+		{ "alice@ubuntu.com", "Activated" },
+		{ "alice@ubuntu.com", "act/ivated" },
+		{ "alice@ubuntu.com", "a-very-long-event-word-of-33-char" },
+	};
+	struct test_queue queue;
+	struct lp_error err;
+
+	test_begin("notify queue: bad user or event word refused");
+	test_fresh_start();
+	config->notify_to = strdup(TEST_NOTIFY_TO);
+	for (unsigned int i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		test_assert_idx(lp_notify_queue(ctx, bad[i].user, bad[i].event,
+						NULL, test_clock, &err) < 0 &&
+				err.kind == LP_ERR_INTERNAL, i);
+		test_assert_idx(lp_notify_dequeue(ctx, bad[i].user,
+						  bad[i].event, &err) < 0, i);
+	}
+	test_queue_read(&queue);
+	test_assert(queue.count == 0);
+	free(config->notify_to);
+	config->notify_to = NULL;
+	test_end();
+}
+
+static void test_notify_queue(void)
+{
+	struct test_queue queue;
+	struct lp_error err;
+	time_t t0;
+
+	test_begin("notify queue: once per (user, event), oldest first");
+	test_fresh_start();
+	/* without notify_to nobody reads the queue: nothing is stored */
+	test_assert(lp_notify_queue(ctx, "alice@ubuntu.com",
+				    LP_NOTIFY_ACTIVATED, NULL, test_clock,
+				    &err) == 0);
+	test_queue_read(&queue);
+	test_assert(queue.count == 0);
+
+	config->notify_to = strdup(TEST_NOTIFY_TO);
+	t0 = test_clock;
+	test_assert(lp_notify_queue(ctx, "alice@ubuntu.com",
+				    LP_NOTIFY_ACTIVATED, "web\r\nentitled x",
+				    t0 + 10, &err) == 0);
+	/* queued again: the first time and text stay */
+	test_assert(lp_notify_queue(ctx, "alice@ubuntu.com",
+				    LP_NOTIFY_ACTIVATED, "doveadm", t0 + 20,
+				    &err) == 0);
+	test_assert(lp_notify_queue(ctx, "kim@kubuntu.org",
+				    LP_NOTIFY_ACTIVATED, NULL, t0, &err) == 0);
+	test_assert(lp_notify_queue(ctx, "alice@lubuntu.me",
+				    LP_NOTIFY_ACTIVATED, "", t0 + 10,
+				    &err) == 0);
+	test_queue_read(&queue);
+	test_assert(queue.count == 3);
+	test_assert_strcmp(queue.events[0].user, "kim@kubuntu.org");
+	test_assert(queue.events[0].at == t0);
+	test_assert_strcmp(queue.events[0].text, "");
+	/* same time: by user */
+	test_assert_strcmp(queue.events[1].user, "alice@lubuntu.me");
+	test_assert_strcmp(queue.events[2].user, "alice@ubuntu.com");
+	test_assert_strcmp(queue.events[2].event, LP_NOTIFY_ACTIVATED);
+	test_assert(queue.events[2].at == t0 + 10);
+	/* a line break in the text cannot forge another mail line */
+	test_assert_strcmp(queue.events[2].text, "web??entitled x");
+
+	/* markers are another key space: clearing them keeps the queue */
+	test_assert(lp_notify_mark(ctx, "alice@ubuntu.com",
+				   LP_NOTIFY_ACTIVATED, &err) == 0);
+	test_assert(lp_notify_pending(ctx, "alice@ubuntu.com",
+				      LP_NOTIFY_ACTIVATED) == 0);
+	test_assert(lp_notify_clear(ctx, "alice@ubuntu.com", &err) == 1);
+	test_queue_read(&queue);
+	test_assert(queue.count == 3);
+
+	test_assert(lp_notify_dequeue(ctx, "alice@ubuntu.com",
+				      LP_NOTIFY_ACTIVATED, &err) == 1);
+	test_assert(lp_notify_dequeue(ctx, "alice@ubuntu.com",
+				      LP_NOTIFY_ACTIVATED, &err) == 0);
+	test_queue_read(&queue);
+	test_assert(queue.count == 2);
+	test_assert_strcmp(queue.events[1].user, "alice@lubuntu.me");
+	free(config->notify_to);
+	config->notify_to = NULL;
+	test_end();
+}
+
+static void test_notify_queue_unreadable(void)
+{
+	static const char *const bad_records[][2] = {
+		{ "notifyq/bob@ubuntu.com/activated", "not json" },
+		{ "notifyq/bob@ubuntu.com/entitled",
+		  "{\"v\":1,\"kind\":\"notifyq\",\"at\":\"soon\"}" },
+		/* readable, but a key lp_notify_dequeue() could not name */
+		{ "notifyq/Bob@ubuntu.com/activated",
+		  "{\"v\":1,\"kind\":\"notifyq\",\"at\":1,\"text\":\"\"}" },
+	};
+	struct test_queue queue;
+	struct lp_error err;
+	TDB_DATA key, data;
+
+	test_begin("notify queue: unreadable records are dropped");
+	test_fresh_start();
+	config->notify_to = strdup(TEST_NOTIFY_TO);
+	test_assert(lp_notify_queue(ctx, "kim@kubuntu.org",
+				    LP_NOTIFY_ACTIVATED, NULL, test_clock,
+				    &err) == 0);
+	for (unsigned int i = 0; i < sizeof(bad_records) /
+		     sizeof(bad_records[0]); i++) {
+		key.dptr = (unsigned char *)bad_records[i][0];
+		key.dsize = strlen(bad_records[i][0]);
+		data.dptr = (unsigned char *)bad_records[i][1];
+		data.dsize = strlen(bad_records[i][1]);
+		test_assert_idx(tdb_store(ctx->tdb, key, data,
+					  TDB_REPLACE) == 0, i);
+	}
+	test_queue_read(&queue);
+	test_assert(queue.count == 1);
+	test_assert_strcmp(queue.events[0].user, "kim@kubuntu.org");
+	for (unsigned int i = 0; i < sizeof(bad_records) /
+		     sizeof(bad_records[0]); i++) {
+		key.dptr = (unsigned char *)bad_records[i][0];
+		key.dsize = strlen(bad_records[i][0]);
+		test_assert_idx(tdb_exists(ctx->tdb, key) == 0, i);
+	}
+	free(config->notify_to);
+	config->notify_to = NULL;
+	test_end();
+}
+
+static void test_notify_lock(void)
+{
+	struct lp_error err;
+	char path[256];
+	int fd = -1, other;
+
+	test_begin("notify lock: one holder across processes");
+	test_fresh_start();
+	test_assert(lp_notify_lock(ctx, &fd, &err) == 0 && fd >= 0);
+	snprintf(path, sizeof(path), "%s.notify", config->cache_path);
+	other = open(path, O_RDWR);
+	test_assert(other >= 0);
+	/* another open file description: what a second process sees */
+	test_assert(flock(other, LOCK_EX | LOCK_NB) < 0 &&
+		    errno == EWOULDBLOCK);
+	lp_notify_unlock(&fd);
+	test_assert(fd == -1);
+	lp_notify_unlock(&fd);
+	test_assert(flock(other, LOCK_EX | LOCK_NB) == 0);
+	close(other);
+	test_end();
+}
+
 static void test_slot_used(void)
 {
 	struct lp_error err;
@@ -375,6 +567,10 @@ int main(void)
 		test_sync_partial,
 		test_sync_lock,
 		test_notify_markers,
+		test_notify_queue_refused,
+		test_notify_queue,
+		test_notify_queue_unreadable,
+		test_notify_lock,
 		test_slot_used,
 		test_lists_and_counts,
 		test_ping,
