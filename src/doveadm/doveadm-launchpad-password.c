@@ -145,7 +145,7 @@ static void cmd_launchpad_password_generate(struct doveadm_cmd_context *cctx)
 	char home[PATH_MAX];
 	char password[KR_PASSWORD_BUFSIZE];
 	unsigned int slot_id;
-	bool existing = FALSE;
+	bool existing = FALSE, activating = FALSE;
 	int ret;
 
 	if (!doveadm_cmd_param_str(cctx, "user", &user)) {
@@ -187,6 +187,7 @@ static void cmd_launchpad_password_generate(struct doveadm_cmd_context *cctx)
 			doveadm_exit_code = EX_SOFTWARE;
 			goto out;
 		}
+		activating = TRUE;
 	} else if (!existing) {
 		i_error("launchpad: %s already has app passwords; adding one "
 			"needs an existing one on stdin (-e)", ent.user);
@@ -214,6 +215,16 @@ static void cmd_launchpad_password_generate(struct doveadm_cmd_context *cctx)
 		doveadm_exit_code = EX_CANTCREAT;
 		sodium_memzero(password, sizeof(password));
 		goto out;
+	}
+	if (activating) {
+		struct lp_error lerr;
+
+		/* the admins hear of it in the next sync's mail */
+		if (lp_notify_queue(lp->ctx, ent.user, LP_NOTIFY_ACTIVATED,
+				    "by doveadm launchpad password generate",
+				    time(NULL), &lerr) < 0)
+			i_error("launchpad: %s: activation not queued for "
+				"notify_to: %s", ent.user, lerr.text);
 	}
 
 	/* Shown once: only the slot derived from it is stored. */

@@ -5,6 +5,7 @@
 #include "str.h"
 #include "ostream.h"
 #include "hostpid.h"
+#include "time-util.h"
 #include "message-date.h"
 #include "smtp-address.h"
 #include "smtp-submit.h"
@@ -26,6 +27,8 @@ struct doveadm_launchpad_event {
 	const char *user;
 	const char *event;
 	const char *text;
+	/* from lp_notify_queue(): dequeued once the mail went out */
+	bool queued:1;
 };
 
 struct doveadm_launchpad_sync_ctx {
@@ -113,6 +116,33 @@ static int doveadm_launchpad_sync_cb(const struct lp_sync_change *change,
 	return 0;
 }
 
+/* Events queued outside the sync (activations on the web page or by
+   password generate) join this pass's mail, once each. */
+static int doveadm_launchpad_queued_cb(const struct lp_notify_event *qev,
+				       void *context)
+{
+	struct doveadm_launchpad_sync_ctx *ctx = context;
+	struct doveadm_launchpad_event *ev;
+	struct lp_error err;
+
+	if (ctx->lp->config->notify_to == NULL ||
+	    lp_notify_pending(ctx->lp->ctx, qev->user, qev->event) == 0) {
+		/* nobody to tell, or already told */
+		if (lp_notify_dequeue(ctx->lp->ctx, qev->user, qev->event,
+				      &err) < 0)
+			i_error("launchpad: %s", err.text);
+		return 0;
+	}
+	ev = array_append_space(&ctx->events);
+	ev->user = p_strdup(ctx->pool, qev->user);
+	ev->event = p_strdup(ctx->pool, qev->event);
+	ev->text = p_strdup_printf(ctx->pool, "%s%s%s", qev->text,
+				   qev->text[0] == '\0' ? "" : ", ",
+				   t_strfgmtime("%Y-%m-%d %H:%M UTC", qev->at));
+	ev->queued = TRUE;
+	return 0;
+}
+
 /* ---- the admin mail, through Dovecot's own submission settings ---- */
 
 static struct smtp_address *
@@ -135,11 +165,13 @@ static void doveadm_launchpad_write_mail(struct ostream *output,
 					 unsigned int count)
 {
 	string_t *str = t_str_new(1024);
-	unsigned int n_entitled = 0, n_other = 0;
+	unsigned int n_entitled = 0, n_activated = 0, n_other = 0;
 
 	for (unsigned int i = 0; i < count; i++) {
 		if (strcmp(events[i].event, DOVEADM_LAUNCHPAD_EV_ENTITLED) == 0)
 			n_entitled++;
+		else if (strcmp(events[i].event, LP_NOTIFY_ACTIVATED) == 0)
+			n_activated++;
 		else
 			n_other++;
 	}
@@ -147,7 +179,8 @@ static void doveadm_launchpad_write_mail(struct ostream *output,
 	str_printfa(str, "To: %s\r\n",
 		    t_strarray_join(array_front(rcpts), ", "));
 	str_printfa(str, "Subject: dovecot-launchpad: %u newly entitled, "
-		    "%u denied or deprovisioned\r\n", n_entitled, n_other);
+		    "%u activated, %u denied or deprovisioned\r\n",
+		    n_entitled, n_activated, n_other);
 	str_printfa(str, "Date: %s\r\n", message_date_create(ioloop_time));
 	str_printfa(str, "Message-ID: <launchpad-sync.%ld.%s@%s>\r\n",
 		    (long)ioloop_time, my_pid, my_hostname);
@@ -155,7 +188,8 @@ static void doveadm_launchpad_write_mail(struct ostream *output,
 		   "MIME-Version: 1.0\r\n"
 		   "Content-Type: text/plain; charset=utf-8\r\n"
 		   "Content-Transfer-Encoding: 8bit\r\n\r\n");
-	str_printfa(str, "doveadm launchpad sync (%s) saw:\r\n\r\n",
+	str_printfa(str, "doveadm launchpad sync (%s) saw "
+		    "(activations since the last pass included):\r\n\r\n",
 		    config->path);
 	for (unsigned int i = 0; i < count; i++) {
 		str_printfa(str, "%-14s %s", events[i].event, events[i].user);
@@ -169,7 +203,8 @@ static void doveadm_launchpad_write_mail(struct ostream *output,
 }
 
 /* Sends one mail for all pending events. Returns 0 or -1 (logged). */
-static int doveadm_launchpad_notify(struct doveadm_launchpad_sync_ctx *ctx)
+static int
+doveadm_launchpad_notify_send(struct doveadm_launchpad_sync_ctx *ctx)
 {
 	const struct lp_config *config = ctx->lp->config;
 	const struct smtp_submit_settings *set;
@@ -232,8 +267,31 @@ static int doveadm_launchpad_notify(struct doveadm_launchpad_sync_ctx *ctx)
 	for (unsigned int i = 0; i < count; i++) {
 		(void)lp_notify_mark(ctx->lp->ctx, events[i].user,
 				     events[i].event, NULL);
+		if (events[i].queued) {
+			(void)lp_notify_dequeue(ctx->lp->ctx, events[i].user,
+						events[i].event, NULL);
+		}
 	}
 	return 0;
+}
+
+/* The queue is read, mailed and cleared under the notify lock: a second
+   sync right behind this one finds the markers set. */
+static int doveadm_launchpad_notify(struct doveadm_launchpad_sync_ctx *ctx)
+{
+	struct lp_error err;
+	int lock_fd = -1, ret;
+
+	if (lp_notify_lock(ctx->lp->ctx, &lock_fd, &err) < 0) {
+		i_error("launchpad: %s", err.text);
+		return -1;
+	}
+	if (lp_notify_queue_list(ctx->lp->ctx, doveadm_launchpad_queued_cb,
+				 ctx, &err) < 0)
+		i_error("launchpad: queued notifications: %s", err.text);
+	ret = doveadm_launchpad_notify_send(ctx);
+	lp_notify_unlock(&lock_fd);
+	return ret;
 }
 
 /* ---- sync and refresh ---- */

@@ -156,6 +156,19 @@ int web_mailbox_read(struct web_server *server, const char *name,
 	return 0;
 }
 
+/* The daemon cannot submit mail: the next doveadm launchpad sync (every
+   5 minutes with its timer) mails the admins about it. */
+static void web_mailbox_queue_activated(struct web_server *server,
+					const char *user)
+{
+	struct lp_error err;
+
+	if (lp_notify_queue(server->lp, user, LP_NOTIFY_ACTIVATED,
+			    "on the self-service page", time(NULL), &err) < 0)
+		web_log(LP_LOG_ERROR, "%s: activation not queued for "
+			"notify_to: %s", user, err.text);
+}
+
 int web_mailbox_activate(struct web_server *server, const char *name,
 			 const char *domain, const char *label,
 			 char *password_r, char *why_r, size_t why_size)
@@ -195,6 +208,7 @@ int web_mailbox_activate(struct web_server *server, const char *name,
 	} else {
 		web_log(LP_LOG_INFO, "activation: %s, device %u", mbox.user,
 			slot_id);
+		web_mailbox_queue_activated(server, mbox.user);
 		ret = 1;
 	}
 	if (ret != 1)

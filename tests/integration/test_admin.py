@@ -299,3 +299,25 @@ def test_password_reset_without_recovery_key(env):
     assert os.path.exists(os.path.join(home, "sqlbox.keys"))
     assert imap_ok(env, user, out["password"])
     assert not imap_ok(env, user, old)
+
+
+def test_password_generate_activation_notified_once(env):
+    """Issue 8: a first keyfile (activation) reaches the admins through the
+    next sync's digest mail; a second device is no activation."""
+    user = "sam@ubuntu.net"
+    sync(env)                  # what earlier tests queued goes out now
+    env.sink.clear()
+    pw = env.dc.generate_password(user, label="laptop")
+    assert env.sink.messages == []       # queued, not sent
+    env.dc.generate_password(user, label="phone", existing=pw)
+    sync(env)
+    mails = [m for m in env.sink.messages if user in m["data"]]
+    assert len(mails) == 1
+    body = mails[0]["data"].replace("\r", "")
+    assert re.findall(r"^activated\s+(\S+): by doveadm launchpad password "
+                      r"generate, \d{4}-\d\d-\d\d \d\d:\d\d UTC$", body,
+                      re.M) == [user]
+    assert re.search(r"^Subject: .* 1 activated,", body, re.M)
+    env.sink.clear()
+    sync(env)
+    assert env.sink.messages == []

@@ -31,6 +31,7 @@ import pytest
 from conftest import World  # noqa: F401  (sys.path set up there)
 from harness import (BUILD_DIR, PYTHON, TESTS_DIR, Dovecot, LaunchpadFake,
                      Workdir, free_port, port_open, wait_for)
+from smtpsink import SmtpSink
 
 WEB_BINARY = os.path.join(BUILD_DIR, "src/web/dovecot-launchpad-web")
 SESSION = "dlpw_session"
@@ -232,7 +233,8 @@ def web_lpconf(web_port, op, dc, ttl="1h"):
             "web_mail_host = 127.0.0.1\n"
             "web_imap_port = %d\n"
             "web_pop3_port = %d\n"
-            "web_session_ttl = %s\n") % (
+            "web_session_ttl = %s\n"
+            "notify_to = admin@example.org\n") % (
                 web_port, web_port, op.url,
                 os.path.join(dc.run_dir, "auth-vmail-master"),
                 dc.imap_port, dc.pop3_port, ttl)
@@ -243,9 +245,14 @@ class WebWorld:
         self.wd = Workdir("dlp-web-")
         self.fake = LaunchpadFake(self.wd.path).start()
         self.op = OpenIDFake(self.wd.path).start()
+        # the admin notification of an activation goes out with the
+        # next doveadm launchpad sync, through Dovecot's submission_host
+        self.sink = SmtpSink().start()
         self.dc = Dovecot(self.wd.path, self.fake.api_url,
                           auth_cache_size="1M", auth_cache_ttl="1h",
-                          extra_conf=AUTH_MASTER_CONF)
+                          extra_conf=AUTH_MASTER_CONF +
+                          "submission_host = 127.0.0.1:%d\n" %
+                          self.sink.port)
         self.port = free_port()
         self.dc.settings["extra_lpconf"] = web_lpconf(self.port, self.op,
                                                       self.dc)
@@ -257,6 +264,7 @@ class WebWorld:
         self.dc.stop()
         self.op.stop()
         self.fake.stop()
+        self.sink.stop()
         self.wd.cleanup()
         return code
 
@@ -413,6 +421,36 @@ def test_another_users_slot_is_refused(world):
         assert status == 403
     _, _, page = world.web.request("GET", "/", cookies={SESSION: kim})
     assert "kim&#39;s laptop" in page     # escaped, and still there
+
+
+def test_activation_notified_once_by_next_sync(world):
+    """Issue 8: activation sends the admin notification of DESIGN.md
+    section 8.  The daemon cannot submit mail; it queues the event in the
+    TDB and the next doveadm launchpad sync mails it, once."""
+    user = "eddie@edubuntu.org"
+    session = signin(world.web, world.op, "eddie")[3]
+    _, _, page = world.web.request("GET", "/", cookies={SESSION: session})
+    world.sink.clear()
+    status, _, body = world.web.request(
+        "POST", "/activate", cookies={SESSION: session},
+        form={"csrf": csrf_of(page), "domain": "edubuntu.org",
+              "label": "laptop"})
+    assert status == 200 and user in body
+    assert world.sink.messages == []     # the daemon itself sends nothing
+    res = world.dc.doveadm("launchpad", "sync", check=False)
+    assert res.returncode == 0, res.stderr
+    mails = [m for m in world.sink.messages if user in m["data"]]
+    assert len(mails) == 1
+    assert mails[0]["rcpts"] == ["<admin@example.org>"]
+    text = mails[0]["data"].replace("\r", "")
+    # (kim's activation of an earlier test may share the digest)
+    assert re.findall(r"^activated\s+(\S+): on the self-service page, "
+                      r"\d{4}-\d\d-\d\d \d\d:\d\d UTC$", text,
+                      re.M).count(user) == 1
+    world.sink.clear()
+    res = world.dc.doveadm("launchpad", "sync", check=False)
+    assert res.returncode == 0, res.stderr
+    assert world.sink.messages == []
 
 
 def test_expired_session_goes_back_to_signin(world):
