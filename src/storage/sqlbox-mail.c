@@ -7,7 +7,7 @@
 #include "sqlbox-storage.h"
 
 /* Mail data comes from SQLite: sizes and dates from the mail/body rows,
-   the message from its chunks.  Bodies are stored with CRLF line ends,
+   the message from its chunks, loaded one at a time as it is read.  Bodies are stored with CRLF line ends,
    so the physical size is the virtual size. */
 
 static int sqlbox_mail_row(struct mail *_mail, struct sqlbox_mail_row *row_r)
@@ -82,27 +82,15 @@ sqlbox_mail_get_stream(struct mail *_mail, bool get_body ATTR_UNUSED,
 	struct index_mail *mail = INDEX_MAIL(_mail);
 	struct sqlbox_mail_row row;
 	struct istream *input;
-	buffer_t *buf;
-	int ret;
 
 	if (mail->data.stream == NULL) {
 		if (!mail_stream_access_start(_mail) ||
 		    sqlbox_mail_row(_mail, &row) < 0)
 			return -1;
 		_mail->transaction->stats.open_lookup_count++;
-		buf = buffer_create_dynamic(default_pool, row.size + 1);
-		ret = sqlbox_db_body_read(mbox->storage, row.body_id, buf);
-		if (ret <= 0) {
-			buffer_free(&buf);
-			if (ret == 0)
-				mail_set_expunged(_mail);
-			return -1;
-		}
-		/* The copy is the stream's own: it is freed with it. */
-		input = i_stream_create_copy_from_data(buf->data, buf->used);
-		safe_memset(buffer_get_modifiable_data(buf, NULL), 0,
-			    buf->used);
-		buffer_free(&buf);
+		/* Chunk by chunk: a large message is never read whole. */
+		input = sqlbox_body_istream_create(mbox->storage, row.body_id,
+						   row.size);
 		i_stream_set_name(input, t_strdup_printf("sqlbox:%s/%u",
 			_mail->box->vname, _mail->uid));
 		if (mail->mail.v.istream_opened != NULL) {

@@ -13,15 +13,17 @@
 #include "index-mail.h"
 #include "sqlbox-storage.h"
 
-/* Saving: each message is collected in memory (no plaintext temp file may
-   touch the disk) and written at commit, in one SQLite transaction that
-   also assigns the UIDs, while the index is sync-locked.  A copy inside
+/* Saving: a message's body streams into SQLite chunk by chunk as it
+   arrives (sqlbox-body.c; no plaintext temp file may touch the disk), and
+   the mail rows are written at commit, in one SQLite transaction that
+   also assigns the UIDs, while the index is sync-locked.  The spool path
+   (no key) keeps the message in memory until it is sealed.  A copy inside
    the same user's database shares the source's body row. */
 
 struct sqlbox_save_mail {
 	uint32_t seq;
 	/* One of: a new body, or the body of a copied mail. */
-	buffer_t *body;
+	struct sqlbox_body_writer *body;
 	int64_t body_id;
 	enum mail_flags flags;
 	const char *const *keywords;
@@ -41,21 +43,13 @@ struct sqlbox_save_context {
 	/* The mail being saved: */
 	uint32_t seq;
 	struct istream *input;
-	buffer_t *body;
+	struct sqlbox_body_writer *body;
 
 	bool failed:1;
 	bool finished:1;
 };
 
 #define SQLBOX_SAVECTX(s) container_of(s, struct sqlbox_save_context, ctx)
-
-static void sqlbox_body_free(buffer_t **body)
-{
-	if (*body == NULL)
-		return;
-	safe_memset(buffer_get_modifiable_data(*body, NULL), 0, (*body)->used);
-	buffer_free(body);
-}
 
 struct mail_save_context *
 sqlbox_save_alloc(struct mailbox_transaction_context *t)
@@ -137,8 +131,9 @@ int sqlbox_save_begin(struct mail_save_context *_ctx, struct istream *input)
 
 	ctx->failed = FALSE;
 	ctx->finished = FALSE;
-	ctx->body = buffer_create_dynamic(default_pool, 4096);
-	_ctx->data.output = o_stream_create_buffer(ctx->body);
+	ctx->body = sqlbox_body_writer_create(ctx->mbox->storage,
+					      ctx->mbox->spool_only);
+	_ctx->data.output = sqlbox_body_writer_ostream(ctx->body);
 	o_stream_cork(_ctx->data.output);
 
 	(void)sqlbox_save_add(ctx);
@@ -173,7 +168,7 @@ int sqlbox_save_finish(struct mail_save_context *_ctx)
 	if (_ctx->data.output != NULL) {
 		if (!ctx->failed && o_stream_finish(_ctx->data.output) < 0) {
 			mailbox_set_critical(&ctx->mbox->box,
-				"write to memory failed: %s",
+				"sqlbox: writing the body failed: %s",
 				o_stream_get_error(_ctx->data.output));
 			ctx->failed = TRUE;
 		}
@@ -184,7 +179,7 @@ int sqlbox_save_finish(struct mail_save_context *_ctx)
 
 	mail = array_back_modifiable(&ctx->mails);
 	if (ctx->failed) {
-		sqlbox_body_free(&ctx->body);
+		sqlbox_body_writer_free(&ctx->body);
 		index_storage_save_abort_last(_ctx, ctx->seq);
 		array_pop_back(&ctx->mails);
 	} else {
@@ -270,8 +265,11 @@ static int sqlbox_save_commit_spool(struct sqlbox_save_context *ctx)
 		return -1;
 	t_array_init(&bodies, array_count(&ctx->mails));
 	array_foreach_modifiable(&ctx->mails, mail) {
-		if (mail->body != NULL)
-			array_push_back(&bodies, &mail->body);
+		if (mail->body != NULL) {
+			buffer_t *body = sqlbox_body_writer_data(mail->body);
+
+			array_push_back(&bodies, &body);
+		}
 	}
 	/* 250 only after this: the spool is fsynced. */
 	if (sqlbox_spool_append(ctx->mbox->storage, &bodies) < 0)
@@ -311,8 +309,7 @@ static int sqlbox_save_commit_db(struct sqlbox_save_context *ctx)
 	array_foreach_modifiable(&ctx->mails, mail) {
 		body_id = mail->body_id;
 		if (mail->body != NULL &&
-		    sqlbox_db_body_insert(storage, mail->body->data,
-					  mail->body->used, &body_id) < 0)
+		    sqlbox_body_writer_commit(mail->body, &body_id) < 0)
 			return -1;
 		if (sqlbox_db_mail_insert(storage, ctx->mbox->id, uid, body_id,
 					  mail->flags, mail->keywords, modseq,
@@ -382,7 +379,7 @@ void sqlbox_transaction_save_rollback(struct mail_save_context *_ctx)
 	if (ctx->sync_ctx != NULL)
 		(void)sqlbox_sync_finish(&ctx->sync_ctx, FALSE);
 	array_foreach_modifiable(&ctx->mails, mail)
-		sqlbox_body_free(&mail->body);
-	sqlbox_body_free(&ctx->body);
+		sqlbox_body_writer_free(&mail->body);
+	sqlbox_body_writer_free(&ctx->body);
 	pool_unref(&ctx->pool);
 }

@@ -15,9 +15,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Schema version 1.  Metadata lives apart from body chunks so that
+/* Schema version 1, plus what version 2 added (run on new and on
+   version-1 files).  Metadata lives apart from body chunks so that
    rebuilding an index or scanning flags never decrypts body pages. */
-#define SQLBOX_SCHEMA_VERSION 1
+#define SQLBOX_SCHEMA_VERSION 2
 #define SQLBOX_OPEN_RETRY_MSECS 20
 static const char *const sqlbox_schema_v1[] = {
 	"CREATE TABLE mailbox ("
@@ -58,6 +59,22 @@ static const char *const sqlbox_schema_v1[] = {
 	" modseq INTEGER NOT NULL,"
 	" PRIMARY KEY (mailbox_id, uid)) WITHOUT ROWID",
 	"CREATE TABLE spool_done (id BLOB PRIMARY KEY) WITHOUT ROWID",
+	NULL
+};
+static const char *const sqlbox_schema_v2[] = {
+	/* Bodies whose save is still writing chunks (sqlbox-body.c). */
+	"CREATE TABLE body_pending ("
+	" body_id INTEGER PRIMARY KEY,"
+	" started INTEGER NOT NULL)",
+	/* Mailbox attributes (IMAP METADATA); type is
+	   enum mail_attribute_type. */
+	"CREATE TABLE attribute ("
+	" mailbox_id INTEGER NOT NULL,"
+	" type INTEGER NOT NULL,"
+	" key TEXT NOT NULL,"
+	" value BLOB NOT NULL,"
+	" changed INTEGER NOT NULL,"
+	" PRIMARY KEY (mailbox_id, type, key)) WITHOUT ROWID",
 	NULL
 };
 
@@ -239,7 +256,7 @@ static int sqlbox_db_schema(struct sqlbox_storage *storage)
 	sqlite3_finalize(stmt);
 	if (version == SQLBOX_SCHEMA_VERSION)
 		return 0;
-	if (version != 0) {
+	if (version < 0 || version > SQLBOX_SCHEMA_VERSION) {
 		mail_storage_set_critical(&storage->storage,
 			"sqlbox %s: unknown schema version %d",
 			storage->db_path, version);
@@ -255,9 +272,16 @@ static int sqlbox_db_schema(struct sqlbox_storage *storage)
 	if (sqlbox_db_step(storage, stmt) == SQLITE_ROW)
 		version = sqlite3_column_int(stmt, 0);
 	sqlite3_finalize(stmt);
-	if (version == 0) {
-		for (unsigned int i = 0; sqlbox_schema_v1[i] != NULL; i++) {
+	if (version < SQLBOX_SCHEMA_VERSION) {
+		for (unsigned int i = 0; version < 1 &&
+			     sqlbox_schema_v1[i] != NULL; i++) {
 			if (sqlbox_db_exec(storage, sqlbox_schema_v1[i]) < 0) {
+				sqlbox_db_rollback(storage);
+				return -1;
+			}
+		}
+		for (unsigned int i = 0; sqlbox_schema_v2[i] != NULL; i++) {
+			if (sqlbox_db_exec(storage, sqlbox_schema_v2[i]) < 0) {
 				sqlbox_db_rollback(storage);
 				return -1;
 			}
@@ -265,10 +289,47 @@ static int sqlbox_db_schema(struct sqlbox_storage *storage)
 		if (sqlbox_db_exec(storage, t_strdup_printf(
 				"PRAGMA user_version = %d",
 				SQLBOX_SCHEMA_VERSION)) < 0 ||
-		    sqlbox_db_mailbox_create(storage, "INBOX", NULL, NULL) < 0) {
+		    (version == 0 &&
+		     sqlbox_db_mailbox_create(storage, "INBOX", NULL,
+					      NULL) < 0)) {
 			sqlbox_db_rollback(storage);
 			return -1;
 		}
+	}
+	return sqlbox_db_commit(storage);
+}
+
+/* Drops what saves that crashed mid-way left behind.  Cheap when there is
+   nothing: the pending table is empty except during large saves. */
+static int sqlbox_db_pending_gc(struct sqlbox_storage *storage)
+{
+	sqlite3_stmt *stmt;
+	int rc;
+
+	stmt = sqlbox_db_prepare(storage,
+		"SELECT 1 FROM body_pending WHERE started < ? LIMIT 1");
+	if (stmt == NULL)
+		return -1;
+	sqlite3_bind_int64(stmt, 1, ioloop_time - SQLBOX_PENDING_STALE_SECS);
+	rc = sqlbox_db_step(storage, stmt);
+	sqlite3_finalize(stmt);
+	if (rc != SQLITE_ROW)
+		return rc < 0 ? -1 : 0;
+	if (sqlbox_db_begin(storage) < 0)
+		return -1;
+	if (sqlbox_db_exec_args(storage,
+		"DELETE FROM chunk WHERE body_id IN (SELECT body_id FROM"
+		" body_pending WHERE started < ?1)", 1,
+		(int64_t)(ioloop_time - SQLBOX_PENDING_STALE_SECS)) < 0 ||
+	    sqlbox_db_exec_args(storage,
+		"DELETE FROM body WHERE id IN (SELECT body_id FROM"
+		" body_pending WHERE started < ?1)", 1,
+		(int64_t)(ioloop_time - SQLBOX_PENDING_STALE_SECS)) < 0 ||
+	    sqlbox_db_exec_args(storage,
+		"DELETE FROM body_pending WHERE started < ?1", 1,
+		(int64_t)(ioloop_time - SQLBOX_PENDING_STALE_SECS)) < 0) {
+		sqlbox_db_rollback(storage);
+		return -1;
 	}
 	return sqlbox_db_commit(storage);
 }
@@ -353,7 +414,8 @@ int sqlbox_db_open(struct sqlbox_storage *storage)
 	    sqlbox_db_exec(storage, "PRAGMA synchronous=NORMAL") < 0 ||
 	    sqlbox_db_exec(storage, "PRAGMA cache_size=-16384") < 0 ||
 	    sqlbox_db_exec(storage, "PRAGMA foreign_keys=OFF") < 0 ||
-	    sqlbox_db_schema(storage) < 0) {
+	    sqlbox_db_schema(storage) < 0 ||
+	    sqlbox_db_pending_gc(storage) < 0) {
 		sqlbox_db_close(storage);
 		return -1;
 	}
@@ -463,6 +525,8 @@ int sqlbox_db_mailbox_delete(struct sqlbox_storage *storage, int64_t id)
 			"DELETE FROM mail WHERE mailbox_id = ?", 1, id) < 0 ||
 	    sqlbox_db_exec_args(storage,
 			"DELETE FROM expunged WHERE mailbox_id = ?", 1, id) < 0 ||
+	    sqlbox_db_exec_args(storage,
+			"DELETE FROM attribute WHERE mailbox_id = ?", 1, id) < 0 ||
 	    sqlbox_db_exec_args(storage,
 			"DELETE FROM mailbox WHERE id = ?", 1, id) < 0 ||
 	    sqlbox_db_bodies_gc(storage) < 0) {
@@ -635,11 +699,106 @@ int sqlbox_db_bodies_gc(struct sqlbox_storage *storage)
 {
 	if (sqlbox_db_exec(storage,
 		"DELETE FROM chunk WHERE body_id IN (SELECT id FROM body"
-		" WHERE NOT EXISTS (SELECT 1 FROM mail WHERE body_id = body.id))") < 0)
+		" WHERE NOT EXISTS (SELECT 1 FROM mail WHERE body_id = body.id)"
+		" AND id NOT IN (SELECT body_id FROM body_pending))") < 0)
 		return -1;
 	return sqlbox_db_exec(storage,
 		"DELETE FROM body WHERE NOT EXISTS"
-		" (SELECT 1 FROM mail WHERE body_id = body.id)");
+		" (SELECT 1 FROM mail WHERE body_id = body.id)"
+		" AND id NOT IN (SELECT body_id FROM body_pending)");
+}
+
+int sqlbox_db_body_pending_insert(struct sqlbox_storage *storage,
+				  int64_t *body_id_r)
+{
+	int64_t body_id;
+
+	if (sqlbox_db_exec(storage, "INSERT INTO body (size) VALUES (-1)") < 0)
+		return -1;
+	body_id = sqlite3_last_insert_rowid(storage->db);
+	if (sqlbox_db_exec_args(storage,
+		"INSERT INTO body_pending (body_id, started) VALUES (?, ?)", 2,
+		body_id, (int64_t)ioloop_time) < 0)
+		return -1;
+	*body_id_r = body_id;
+	return 0;
+}
+
+int sqlbox_db_body_pending_finish(struct sqlbox_storage *storage,
+				  int64_t body_id, uoff_t size)
+{
+	if (sqlbox_db_exec_args(storage,
+		"UPDATE body SET size = ? WHERE id = ?", 2,
+		(int64_t)size, body_id) < 0)
+		return -1;
+	if (sqlbox_db_exec_args(storage,
+		"DELETE FROM body_pending WHERE body_id = ?", 1, body_id) < 0)
+		return -1;
+	if (sqlite3_changes(storage->db) != 1) {
+		/* Taken by the stale GC: the chunks are gone. */
+		mail_storage_set_critical(&storage->storage,
+			"sqlbox: body %"PRId64" of a save was removed as stale",
+			body_id);
+		return -1;
+	}
+	return 0;
+}
+
+int sqlbox_db_body_pending_abort(struct sqlbox_storage *storage,
+				 int64_t body_id)
+{
+	if (sqlbox_db_begin(storage) < 0)
+		return -1;
+	if (sqlbox_db_exec_args(storage,
+		"DELETE FROM chunk WHERE body_id = ?", 1, body_id) < 0 ||
+	    sqlbox_db_exec_args(storage,
+		"DELETE FROM body WHERE id = ?", 1, body_id) < 0 ||
+	    sqlbox_db_exec_args(storage,
+		"DELETE FROM body_pending WHERE body_id = ?", 1, body_id) < 0) {
+		sqlbox_db_rollback(storage);
+		return -1;
+	}
+	return sqlbox_db_commit(storage);
+}
+
+int sqlbox_db_chunk_insert(struct sqlbox_storage *storage, int64_t body_id,
+			   uint32_t seq, const void *data, size_t size)
+{
+	sqlite3_stmt *stmt;
+	int rc;
+
+	stmt = sqlbox_db_prepare(storage,
+		"INSERT INTO chunk (body_id, seq, data) VALUES (?, ?, ?)");
+	if (stmt == NULL)
+		return -1;
+	sqlite3_bind_int64(stmt, 1, body_id);
+	sqlite3_bind_int64(stmt, 2, seq);
+	sqlite3_bind_blob(stmt, 3, data, size, SQLITE_STATIC);
+	rc = sqlbox_db_step(storage, stmt);
+	sqlite3_finalize(stmt);
+	return rc < 0 ? -1 : 0;
+}
+
+int sqlbox_db_chunk_read(struct sqlbox_storage *storage, int64_t body_id,
+			 int64_t seq, buffer_t *buf)
+{
+	sqlite3_stmt *stmt;
+	int rc;
+
+	stmt = sqlbox_db_prepare(storage,
+		"SELECT data FROM chunk WHERE body_id = ? AND seq = ?");
+	if (stmt == NULL)
+		return -1;
+	sqlite3_bind_int64(stmt, 1, body_id);
+	sqlite3_bind_int64(stmt, 2, seq);
+	rc = sqlbox_db_step(storage, stmt);
+	buffer_set_used_size(buf, 0);
+	if (rc == SQLITE_ROW) {
+		buffer_append(buf, sqlite3_column_blob(stmt, 0),
+			      sqlite3_column_bytes(stmt, 0));
+	}
+	sqlite3_finalize(stmt);
+	return rc < 0 ? -1 : (rc == SQLITE_ROW ? 1 : 0);
 }
 
 int sqlbox_db_mail_lookup(struct sqlbox_storage *storage, int64_t mailbox_id,

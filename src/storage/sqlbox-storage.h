@@ -31,6 +31,10 @@
 #define SQLBOX_HIERARCHY_SEP '/'
 /* Bodies are stored in rows of this many bytes (CRLF line ends). */
 #define SQLBOX_CHUNK_BYTES (256 * 1024)
+/* Read buffer of a body istream (a chunk is loaded separately). */
+#define SQLBOX_ISTREAM_BUFFER_BYTES (64 * 1024)
+/* A body still pending after this long belongs to a crashed save. */
+#define SQLBOX_PENDING_STALE_SECS (24 * 60 * 60)
 /* How long a writer waits for another process's write transaction. */
 #define SQLBOX_BUSY_TIMEOUT_MSECS (120 * 1000)
 #define SQLBOX_ERRSTR_LOCKED \
@@ -139,7 +143,22 @@ int sqlbox_db_mail_insert(struct sqlbox_storage *storage, int64_t mailbox_id,
 			  uint32_t uid, int64_t body_id, enum mail_flags flags,
 			  const char *const *keywords, uint64_t modseq,
 			  time_t received, time_t saved, const char *guid);
-/* Drops bodies no mail refers to any more. */
+/* A body row marked pending (a save in progress writes its chunks),
+   in its own or the caller's transaction. */
+int sqlbox_db_body_pending_insert(struct sqlbox_storage *storage,
+				  int64_t *body_id_r);
+/* Sets the final size and clears the pending mark (caller's txn). */
+int sqlbox_db_body_pending_finish(struct sqlbox_storage *storage,
+				  int64_t body_id, uoff_t size);
+/* Removes a pending body and its chunks (own transaction). */
+int sqlbox_db_body_pending_abort(struct sqlbox_storage *storage,
+				 int64_t body_id);
+int sqlbox_db_chunk_insert(struct sqlbox_storage *storage, int64_t body_id,
+			   uint32_t seq, const void *data, size_t size);
+/* Replaces buf's contents with one chunk; 1, 0 no such chunk, -1. */
+int sqlbox_db_chunk_read(struct sqlbox_storage *storage, int64_t body_id,
+			 int64_t seq, buffer_t *buf);
+/* Drops bodies no mail refers to any more (pending ones stay). */
 int sqlbox_db_bodies_gc(struct sqlbox_storage *storage);
 /* Mail metadata; 1 found, 0 expunged, -1 error. Strings from pool. */
 int sqlbox_db_mail_lookup(struct sqlbox_storage *storage, int64_t mailbox_id,
@@ -151,6 +170,29 @@ int sqlbox_db_body_read(struct sqlbox_storage *storage, int64_t body_id,
 /* Subscriptions (names in storage format). */
 int sqlbox_db_set_subscribed(struct sqlbox_storage *storage,
 			     const char *name, bool set);
+
+/* ---- sqlbox-body.c: bodies streamed in chunks ---- */
+
+struct sqlbox_body_writer;
+
+/* A body being saved.  in_memory: kept whole in memory (the spool path,
+   which has no database); otherwise full chunks go to SQLite as they
+   fill. */
+struct sqlbox_body_writer *
+sqlbox_body_writer_create(struct sqlbox_storage *storage, bool in_memory);
+/* An ostream that appends to the writer; it never waits for output. */
+struct ostream *sqlbox_body_writer_ostream(struct sqlbox_body_writer *writer);
+/* The whole body of an in_memory writer. */
+buffer_t *sqlbox_body_writer_data(struct sqlbox_body_writer *writer);
+/* Inside the caller's write transaction: the body row complete. */
+int sqlbox_body_writer_commit(struct sqlbox_body_writer *writer,
+			      int64_t *body_id_r);
+/* Wipes the buffer; an uncommitted body's chunks are removed. */
+void sqlbox_body_writer_free(struct sqlbox_body_writer **writer);
+/* A seekable istream over a stored body, one chunk in memory at a time. */
+struct istream *
+sqlbox_body_istream_create(struct sqlbox_storage *storage, int64_t body_id,
+			   uoff_t size);
 
 /* ---- sqlbox-storage.c ---- */
 

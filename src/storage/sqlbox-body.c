@@ -1,0 +1,350 @@
+/* Copyright (c) dovecot-launchpad authors; see debian/copyright. */
+#include "lib.h"
+#include "buffer.h"
+#include "ioloop.h"
+#include "safe-memset.h"
+#include "istream-private.h"
+#include "ostream-private.h"
+#include "sqlbox-storage.h"
+
+/* Message bodies move through SQLite one chunk at a time, so that neither
+   an APPEND nor a FETCH of a large message holds it in memory whole:
+
+   - saving: an ostream fills one chunk buffer; each full chunk is
+     written at once in a short transaction of its own, to a body row
+     marked pending (table body_pending: no sync or GC touches it, and a
+     crashed save's leftovers are dropped once stale).  The commit writes
+     the last, partial chunk, the size, and clears the mark, inside the
+     transaction that inserts the mail rows.
+   - reading: a seekable istream that loads the chunk under the read
+     offset (all chunks but the last have the size of the first). */
+
+struct sqlbox_body_writer {
+	struct sqlbox_storage *storage;
+	/* Bytes not yet written to SQLite (everything when in_memory). */
+	buffer_t *chunk;
+	/* 0 until the first full chunk went to SQLite. */
+	int64_t body_id;
+	uint32_t chunks_written;
+	uoff_t size;
+	bool in_memory:1;
+	bool failed:1;
+	bool committed:1;
+};
+
+struct sqlbox_body_ostream {
+	struct ostream_private ostream;
+	struct sqlbox_body_writer *writer;
+};
+
+struct sqlbox_body_istream {
+	struct istream_private istream;
+	struct sqlbox_storage *storage;
+	int64_t body_id;
+	uoff_t size;
+	/* The chunk at chunk_seq (-1: none loaded). */
+	buffer_t *chunk;
+	int64_t chunk_seq;
+	/* Size of every chunk but the last, learned from chunk 0. */
+	size_t chunk_bytes;
+};
+
+static void sqlbox_buffer_wipe_free(buffer_t **buf)
+{
+	if (*buf == NULL)
+		return;
+	safe_memset(buffer_get_modifiable_data(*buf, NULL), 0, (*buf)->used);
+	buffer_free(buf);
+}
+
+/* ---- writer ---- */
+
+struct sqlbox_body_writer *
+sqlbox_body_writer_create(struct sqlbox_storage *storage, bool in_memory)
+{
+	struct sqlbox_body_writer *writer;
+
+	writer = i_new(struct sqlbox_body_writer, 1);
+	writer->storage = storage;
+	writer->in_memory = in_memory;
+	writer->chunk = buffer_create_dynamic(default_pool, in_memory ? 4096 :
+					      SQLBOX_CHUNK_BYTES);
+	return writer;
+}
+
+static int sqlbox_body_writer_flush(struct sqlbox_body_writer *writer)
+{
+	struct sqlbox_storage *storage = writer->storage;
+	int ret;
+
+	if (sqlbox_db_begin(storage) < 0)
+		return -1;
+	ret = 0;
+	if (writer->body_id == 0)
+		ret = sqlbox_db_body_pending_insert(storage, &writer->body_id);
+	if (ret == 0) {
+		ret = sqlbox_db_chunk_insert(storage, writer->body_id,
+					     writer->chunks_written,
+					     writer->chunk->data,
+					     writer->chunk->used);
+	}
+	if (ret < 0) {
+		sqlbox_db_rollback(storage);
+		return -1;
+	}
+	if (sqlbox_db_commit(storage) < 0)
+		return -1;
+	writer->chunks_written++;
+	safe_memset(buffer_get_modifiable_data(writer->chunk, NULL), 0,
+		    writer->chunk->used);
+	buffer_set_used_size(writer->chunk, 0);
+	return 0;
+}
+
+static int
+sqlbox_body_writer_append(struct sqlbox_body_writer *writer,
+			  const unsigned char *data, size_t size)
+{
+	size_t n;
+
+	while (size > 0) {
+		n = writer->in_memory ? size :
+			I_MIN(size, SQLBOX_CHUNK_BYTES - writer->chunk->used);
+		buffer_append(writer->chunk, data, n);
+		writer->size += n;
+		data += n;
+		size -= n;
+		if (!writer->in_memory &&
+		    writer->chunk->used == SQLBOX_CHUNK_BYTES &&
+		    sqlbox_body_writer_flush(writer) < 0) {
+			writer->failed = TRUE;
+			return -1;
+		}
+	}
+	return 0;
+}
+
+buffer_t *sqlbox_body_writer_data(struct sqlbox_body_writer *writer)
+{
+	i_assert(writer->in_memory);
+	return writer->chunk;
+}
+
+int sqlbox_body_writer_commit(struct sqlbox_body_writer *writer,
+			      int64_t *body_id_r)
+{
+	struct sqlbox_storage *storage = writer->storage;
+
+	i_assert(!writer->in_memory && !writer->failed);
+	i_assert(storage->txn_depth > 0);
+
+	if (writer->body_id == 0) {
+		/* Small enough to have stayed in memory. */
+		if (sqlbox_db_body_insert(storage, writer->chunk->data,
+					  writer->chunk->used,
+					  &writer->body_id) < 0)
+			return -1;
+	} else {
+		if (writer->chunk->used > 0 &&
+		    sqlbox_db_chunk_insert(storage, writer->body_id,
+					   writer->chunks_written,
+					   writer->chunk->data,
+					   writer->chunk->used) < 0)
+			return -1;
+		if (sqlbox_db_body_pending_finish(storage, writer->body_id,
+						  writer->size) < 0)
+			return -1;
+	}
+	writer->committed = TRUE;
+	*body_id_r = writer->body_id;
+	return 0;
+}
+
+void sqlbox_body_writer_free(struct sqlbox_body_writer **_writer)
+{
+	struct sqlbox_body_writer *writer = *_writer;
+
+	if (writer == NULL)
+		return;
+	*_writer = NULL;
+	/* A save that never committed: drop its chunks now rather than
+	   leave them for the stale-pending GC. */
+	if (writer->body_id != 0 && !writer->committed &&
+	    writer->storage->txn_depth == 0 &&
+	    sqlbox_db_body_pending_abort(writer->storage,
+					 writer->body_id) < 0) {
+		e_error(writer->storage->storage.event,
+			"sqlbox: dropping an aborted save failed: %s",
+			mail_storage_get_last_internal_error(
+				&writer->storage->storage, NULL));
+	}
+	sqlbox_buffer_wipe_free(&writer->chunk);
+	i_free(writer);
+}
+
+static ssize_t
+sqlbox_body_ostream_sendv(struct ostream_private *stream,
+			  const struct const_iovec *iov,
+			  unsigned int iov_count)
+{
+	struct sqlbox_body_ostream *bstream =
+		container_of(stream, struct sqlbox_body_ostream, ostream);
+	struct sqlbox_body_writer *writer = bstream->writer;
+	ssize_t ret = 0;
+
+	for (unsigned int i = 0; i < iov_count; i++) {
+		if (sqlbox_body_writer_append(writer, iov[i].iov_base,
+					      iov[i].iov_len) < 0) {
+			io_stream_set_error(&stream->iostream, "%s",
+				mail_storage_get_last_internal_error(
+					&writer->storage->storage, NULL));
+			stream->ostream.stream_errno = EIO;
+			return -1;
+		}
+		stream->ostream.offset += iov[i].iov_len;
+		ret += iov[i].iov_len;
+	}
+	return ret;
+}
+
+struct ostream *sqlbox_body_writer_ostream(struct sqlbox_body_writer *writer)
+{
+	struct sqlbox_body_ostream *bstream;
+	struct ostream *output;
+
+	bstream = i_new(struct sqlbox_body_ostream, 1);
+	bstream->writer = writer;
+	/* Everything is accepted at once: save code can't wait for
+	   output. */
+	bstream->ostream.max_buffer_size = SIZE_MAX;
+	bstream->ostream.sendv = sqlbox_body_ostream_sendv;
+	output = o_stream_create(&bstream->ostream, NULL, -1);
+	o_stream_set_name(output, "(sqlbox body)");
+	return output;
+}
+
+/* ---- reader ---- */
+
+static int
+sqlbox_body_istream_load(struct sqlbox_body_istream *bstream, int64_t seq)
+{
+	struct istream_private *stream = &bstream->istream;
+	size_t expected;
+	int ret;
+
+	safe_memset(buffer_get_modifiable_data(bstream->chunk, NULL), 0,
+		    bstream->chunk->used);
+	buffer_set_used_size(bstream->chunk, 0);
+	bstream->chunk_seq = -1;
+	ret = sqlbox_db_chunk_read(bstream->storage, bstream->body_id, seq,
+				   bstream->chunk);
+	if (ret < 0) {
+		io_stream_set_error(&stream->iostream, "%s",
+			mail_storage_get_last_internal_error(
+				&bstream->storage->storage, NULL));
+		stream->istream.stream_errno = EIO;
+		return -1;
+	}
+	if (seq == 0 && ret > 0)
+		bstream->chunk_bytes = bstream->chunk->used;
+	expected = bstream->chunk_bytes == 0 ? 0 :
+		I_MIN(bstream->chunk_bytes,
+		      bstream->size - (uoff_t)seq * bstream->chunk_bytes);
+	if (ret == 0 || bstream->chunk->used != expected ||
+	    bstream->chunk_bytes == 0) {
+		/* Expunged by another session meanwhile, or damaged. */
+		io_stream_set_error(&stream->iostream,
+			"sqlbox: body %"PRId64" chunk %"PRId64
+			" is missing or has the wrong size",
+			bstream->body_id, seq);
+		stream->istream.stream_errno = ESTALE;
+		return -1;
+	}
+	bstream->chunk_seq = seq;
+	return 0;
+}
+
+static ssize_t sqlbox_body_istream_read(struct istream_private *stream)
+{
+	struct sqlbox_body_istream *bstream =
+		container_of(stream, struct sqlbox_body_istream, istream);
+	uoff_t offset, chunk_start;
+	size_t avail, n;
+	int64_t seq;
+
+	offset = stream->istream.v_offset + (stream->pos - stream->skip);
+	if (offset >= bstream->size) {
+		stream->istream.eof = TRUE;
+		return -1;
+	}
+	if (!i_stream_try_alloc(stream, 1, &avail))
+		return -2;
+	if (bstream->chunk_bytes == 0 &&
+	    sqlbox_body_istream_load(bstream, 0) < 0)
+		return -1;
+	seq = offset / bstream->chunk_bytes;
+	if (seq != bstream->chunk_seq &&
+	    sqlbox_body_istream_load(bstream, seq) < 0)
+		return -1;
+	chunk_start = (uoff_t)seq * bstream->chunk_bytes;
+	n = I_MIN(avail, bstream->chunk->used - (offset - chunk_start));
+	memcpy(stream->w_buffer + stream->pos,
+	       CONST_PTR_OFFSET(bstream->chunk->data, offset - chunk_start), n);
+	stream->pos += n;
+	return n;
+}
+
+static void
+sqlbox_body_istream_seek(struct istream_private *stream, uoff_t v_offset,
+			 bool mark ATTR_UNUSED)
+{
+	stream->istream.v_offset = v_offset;
+	stream->skip = stream->pos = 0;
+}
+
+static int
+sqlbox_body_istream_stat(struct istream_private *stream,
+			 bool exact ATTR_UNUSED)
+{
+	struct sqlbox_body_istream *bstream =
+		container_of(stream, struct sqlbox_body_istream, istream);
+
+	stream->statbuf.st_size = bstream->size;
+	return 0;
+}
+
+static void sqlbox_body_istream_destroy(struct iostream_private *stream)
+{
+	struct sqlbox_body_istream *bstream =
+		container_of(stream, struct sqlbox_body_istream,
+			     istream.iostream);
+
+	sqlbox_buffer_wipe_free(&bstream->chunk);
+	i_stream_free_buffer(&bstream->istream);
+}
+
+struct istream *
+sqlbox_body_istream_create(struct sqlbox_storage *storage, int64_t body_id,
+			   uoff_t size)
+{
+	struct sqlbox_body_istream *bstream;
+	struct istream *input;
+
+	bstream = i_new(struct sqlbox_body_istream, 1);
+	bstream->storage = storage;
+	bstream->body_id = body_id;
+	bstream->size = size;
+	bstream->chunk_seq = -1;
+	bstream->chunk = buffer_create_dynamic(default_pool,
+					       I_MIN(size, SQLBOX_CHUNK_BYTES) + 1);
+	bstream->istream.max_buffer_size = SQLBOX_ISTREAM_BUFFER_BYTES;
+	bstream->istream.read = sqlbox_body_istream_read;
+	bstream->istream.seek = sqlbox_body_istream_seek;
+	bstream->istream.stat = sqlbox_body_istream_stat;
+	bstream->istream.iostream.destroy = sqlbox_body_istream_destroy;
+	bstream->istream.istream.blocking = TRUE;
+	bstream->istream.istream.seekable = TRUE;
+	input = i_stream_create(&bstream->istream, NULL, -1, 0);
+	bstream->istream.statbuf.st_size = size;
+	return input;
+}

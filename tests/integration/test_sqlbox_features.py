@@ -1,0 +1,197 @@
+"""Issue 4, the rest of sqlbox: large messages streamed through SQLite,
+doveadm launchpad backup, QRESYNC, special-use and METADATA kept in the
+encrypted database, THREAD/SORT, RENAME INBOX.  A real Dovecot and real
+clients, as in test_sqlbox.py.
+"""
+
+import imaplib
+import os
+import random
+import re
+import socket
+import subprocess
+import time
+
+import pytest
+
+from conftest import World
+from harness import BUILD_DIR
+
+DBTOOL = os.path.join(BUILD_DIR, "src/storage/sqlbox-dbtool")
+USER = "alice@ubuntu.com"
+BIG_BYTES = 40 * 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def world():
+    w = World(mail_location="sqlbox:~/mail")
+    yield w
+    w.close()
+
+
+@pytest.fixture(scope="module")
+def alice(world):
+    return world.dc.generate_password(USER, label="laptop")
+
+
+def imap_login(dc, password, user=USER):
+    imap = imaplib.IMAP4("127.0.0.1", dc.imap_port, timeout=120)
+    imap.login(user, password)
+    return imap
+
+
+def ok(res):
+    typ, data = res
+    assert typ == "OK", data
+    return data
+
+
+def message(subject, body="hello", extra=b"",
+            date=b"Mon, 02 Mar 2026 10:00:00 +0000"):
+    return (b"From: Sender <sender@example.org>\r\n"
+            b"To: Alice <alice@ubuntu.com>\r\n"
+            b"Subject: " + subject.encode() + b"\r\n"
+            b"Date: " + date + b"\r\n"
+            b"Message-ID: <" + subject.encode().replace(b" ", b".") +
+            b"@example.org>\r\n" + extra + b"\r\n" + body.encode() + b"\r\n")
+
+
+def dbtool_sql(dc, password, sql, user="alice"):
+    home = dc.home(user)
+    res = subprocess.run(
+        [DBTOOL, os.path.join(home, "sqlbox.keys"),
+         os.path.join(home, "mail", "sqlbox.db"), "sql", sql],
+        input=password, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    return res.stdout.split()
+
+
+def parent_pid(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("PPid:"):
+                return int(line.split()[1])
+    return 0
+
+
+def imap_pids(dc):
+    """The imap processes of this Dovecot (other tests may run others)."""
+    pids = set()
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open("/proc/%s/comm" % pid) as f:
+                if f.read().strip() != "imap":
+                    continue
+            up = int(pid)
+            for _ in range(4):
+                up = parent_pid(up)
+                if up == dc.proc.pid:
+                    pids.add(int(pid))
+                    break
+        except OSError:
+            pass
+    return pids
+
+
+def vm_hwm_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmHWM for %d" % pid)
+
+
+def login_with_pid(dc, password):
+    """An IMAP session and the pid of the imap process that serves it."""
+    before = imap_pids(dc)
+    imap = imap_login(dc, password)
+    ok(imap.noop())
+    new = imap_pids(dc) - before
+    assert len(new) == 1, new
+    return imap, new.pop()
+
+
+def big_message(size):
+    """size bytes of CRLF text, the same for every run (fixed seed)."""
+    rnd = random.Random(4)
+    head = message("big-message", body="")[:-2]
+    line_len = 78
+    lines = [head]
+    left = size - len(head)
+    alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    block = bytes(rnd.choice(alphabet) for _ in range(1 << 16))
+    pos = 0
+    while left > 0:
+        n = min(line_len, left - 2) if left > 2 else 0
+        if pos + n > len(block):
+            pos = 0
+        lines.append(block[pos:pos + n] + b"\r\n" if left >= 2 else b"\r")
+        pos += 7
+        left -= n + 2
+    data = b"".join(lines)
+    return data[:size]
+
+
+def test_large_message_streamed(world, alice):
+    dc = world.dc
+    msg = big_message(BIG_BYTES)
+    assert len(msg) == BIG_BYTES and msg.endswith(b"\r\n")
+    imap, pid = login_with_pid(dc, alice)
+    ok(imap.select("INBOX"))
+    base_kib = vm_hwm_kib(pid)
+    data = ok(imap.append("INBOX", None, None, msg))
+    uid = re.search(rb"APPENDUID \d+ (\d+)", data[0]).group(1).decode()
+    append_kib = vm_hwm_kib(pid)
+    res = ok(imap.uid("FETCH", uid, "(RFC822.SIZE BODY.PEEK[])"))
+    fetch_kib = vm_hwm_kib(pid)
+    assert b"RFC822.SIZE %d" % BIG_BYTES in res[0][0]
+    assert res[0][1] == msg
+    imap.logout()
+    print("\nimap VmHWM: after login %d KiB, after 40 MiB APPEND %d KiB, "
+          "after FETCH BODY[] %d KiB" % (base_kib, append_kib, fetch_kib))
+    # Below the message's own size, let alone twice it: the message was
+    # never whole in memory (login alone is about 10 MiB, SQLite's page
+    # cache up to 16 MiB more).
+    limit_kib = BIG_BYTES // 1024
+    assert append_kib < limit_kib, (append_kib, limit_kib)
+    assert fetch_kib < limit_kib, (fetch_kib, limit_kib)
+    # Stored in chunks, nothing left pending.
+    row, pending = dbtool_sql(
+        dc, alice, "SELECT count(*), sum(length(data)) FROM chunk c JOIN"
+        " mail m ON m.body_id = c.body_id WHERE m.uid = %s AND"
+        " m.mailbox_id = (SELECT id FROM mailbox WHERE name = 'INBOX');"
+        " SELECT count(*) FROM body_pending" % uid)
+    count, size = row.split("|")
+    assert int(count) == BIG_BYTES // (256 * 1024)
+    assert int(size) == BIG_BYTES and int(pending) == 0
+
+
+def test_aborted_large_append_leaves_nothing(world, alice):
+    dc = world.dc
+    imap, pid = login_with_pid(dc, alice)
+    ok(imap.select("INBOX"))
+    before = int(ok(imap.select("INBOX"))[0])
+    total = 3 * 1024 * 1024
+    tag = imap._new_tag()
+    imap.send(tag + b" APPEND INBOX {%d}\r\n" % total)
+    assert imap.readline().startswith(b"+")
+    head = message("aborted", body="")
+    imap.send(head + b"x" * (total // 2))
+    time.sleep(0.5)   # the imap process has written chunks by now
+    imap.sock.shutdown(socket.SHUT_RDWR)
+    imap.sock.close()
+    deadline = time.monotonic() + 20
+    while os.path.exists("/proc/%d" % pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not os.path.exists("/proc/%d" % pid)
+    assert dbtool_sql(dc, alice, "SELECT count(*) FROM body_pending;"
+                      " SELECT count(*) FROM body WHERE NOT EXISTS"
+                      " (SELECT 1 FROM mail WHERE body_id = body.id);"
+                      " SELECT count(*) FROM chunk WHERE NOT EXISTS"
+                      " (SELECT 1 FROM mail WHERE body_id = chunk.body_id)"
+                      ) == ["0", "0", "0"]
+    imap = imap_login(dc, alice)
+    assert int(ok(imap.select("INBOX"))[0]) == before
+    imap.logout()
