@@ -179,7 +179,8 @@ int sqlbox_spool_append(struct sqlbox_storage *storage,
 		return -1;
 	}
 	created = access(storage->spool_path, F_OK) < 0;
-	fd = open(storage->spool_path, O_WRONLY | O_CREAT | O_APPEND, 0600);
+	/* Read too: the scan for a torn tail preads the records. */
+	fd = open(storage->spool_path, O_RDWR | O_CREAT | O_APPEND, 0600);
 	if (fd < 0) {
 		mail_storage_set_critical(&storage->storage,
 			"open(%s) failed: %m", storage->spool_path);
