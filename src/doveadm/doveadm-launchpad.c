@@ -227,6 +227,7 @@ void doveadm_launchpad_plugin_init(struct module *module ATTR_UNUSED)
 	doveadm_cmd_register_ver2(&doveadm_cmd_launchpad_refresh);
 	doveadm_cmd_register_ver2(&doveadm_cmd_launchpad_sync);
 	doveadm_cmd_register_ver2(&doveadm_cmd_launchpad_status);
+	doveadm_cmd_register_ver2(&doveadm_cmd_launchpad_backup);
 	doveadm_launchpad_sync_init();
 }
 

@@ -55,6 +55,7 @@ extern struct doveadm_cmd_ver2 doveadm_cmd_launchpad_ban_list;
 extern struct doveadm_cmd_ver2 doveadm_cmd_launchpad_refresh;
 extern struct doveadm_cmd_ver2 doveadm_cmd_launchpad_sync;
 extern struct doveadm_cmd_ver2 doveadm_cmd_launchpad_status;
+extern struct doveadm_cmd_ver2 doveadm_cmd_launchpad_backup;
 
 /* doveadm-launchpad-sync.c: the smtp-submit settings root, registered at
    plugin init so doveadm reads submission_host / sendmail_path. */

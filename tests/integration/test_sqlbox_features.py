@@ -5,11 +5,13 @@ clients, as in test_sqlbox.py.
 """
 
 import imaplib
+import json
 import os
 import random
 import re
 import socket
 import subprocess
+import threading
 import time
 
 import pytest
@@ -195,3 +197,67 @@ def test_aborted_large_append_leaves_nothing(world, alice):
     imap = imap_login(dc, alice)
     assert int(ok(imap.select("INBOX"))[0]) == before
     imap.logout()
+
+
+def count_mail(dc, password, db=None, keyfile=None):
+    home = dc.home("alice")
+    res = subprocess.run(
+        [DBTOOL, keyfile or os.path.join(home, "sqlbox.keys"),
+         db or os.path.join(home, "mail", "sqlbox.db"), "sql",
+         "SELECT count(*) FROM mail; PRAGMA integrity_check"],
+        input=password, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    count, integrity = res.stdout.split()
+    return int(count), integrity
+
+
+def test_backup_while_writing(world, alice):
+    dc = world.dc
+    dest = os.path.join(world.wd.path, "alice-backup.db")
+    writer = imap_login(dc, alice)
+    stop = threading.Event()
+    appended = []
+
+    def write():
+        n = 0
+        while not stop.is_set() and n < 500:
+            ok(writer.append("INBOX", None, None,
+                             message("backup-%d" % n, body="x" * 5000)))
+            appended.append(n)
+            n += 1
+    t = threading.Thread(target=write)
+    t.start()
+    try:
+        deadline = time.monotonic() + 20
+        while len(appended) < 20 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        before, _ = count_mail(dc, alice)
+        res = dc.doveadm("-f", "json", "launchpad", "backup", USER, dest,
+                         input=alice + "\n")
+        during = len(appended)
+    finally:
+        stop.set()
+        t.join(60)
+    writer.logout()
+    assert during > 20   # the session kept writing while the copy ran
+    out = json.loads(res.stdout)[0]
+    assert out["backup"] == dest and out["keyfile"] == dest + ".keys"
+    assert os.stat(dest).st_mode & 0o777 == 0o600
+    assert not os.path.exists(dest + "-wal")
+    # Opens with the user's app password, through the copied keyfile.
+    count, integrity = count_mail(dc, alice, dest, dest + ".keys")
+    assert integrity == "ok" and before <= count == int(out["messages"])
+    after, integrity = count_mail(dc, alice)
+    assert integrity == "ok" and count <= after
+    # The copy is encrypted: no subject in it.
+    with open(dest, "rb") as f:
+        assert b"backup-1" not in f.read()
+    # Never over an existing file; a wrong password opens nothing.
+    res = dc.doveadm("launchpad", "backup", USER, dest, input=alice + "\n",
+                     check=False)
+    assert res.returncode != 0 and "exists" in res.stderr
+    other = os.path.join(world.wd.path, "other-backup.db")
+    res = dc.doveadm("launchpad", "backup", USER, other,
+                     input="wrong-password\n", check=False)
+    assert res.returncode != 0 and not os.path.exists(other)
+    assert "does not open" in res.stderr
