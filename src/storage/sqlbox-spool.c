@@ -357,8 +357,20 @@ int sqlbox_spool_import(struct sqlbox_storage *storage)
 			"open(%s) failed: %m", storage->spool_path);
 		return -1;
 	}
+	/* Inside an outer transaction (a save's sync) we hold SQLite's write
+	   lock: waiting for the spool lock there deadlocks with an import
+	   that holds it and waits for SQLite.  Try; else the next sync. */
+	if (storage->txn_depth > 0 && flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		ret = errno == EWOULDBLOCK ? 0 : -1;
+		if (ret < 0) {
+			mail_storage_set_critical(&storage->storage,
+				"flock(%s) failed: %m", storage->spool_path);
+		}
+		i_close_fd(&fd);
+		return ret;
+	}
 	i_array_init(&records, 16);
-	if (sqlbox_spool_lock(storage, fd) < 0 ||
+	if ((storage->txn_depth == 0 && sqlbox_spool_lock(storage, fd) < 0) ||
 	    sqlbox_spool_scan(storage, fd, &records) < 0 ||
 	    sqlbox_db_begin(storage) < 0) {
 		array_free(&records);
