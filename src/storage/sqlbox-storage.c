@@ -280,6 +280,13 @@ sqlbox_mailbox_get_metadata(struct mailbox *box,
 	return index_mailbox_get_metadata(box, items, metadata_r);
 }
 
+static bool sqlbox_mailbox_is_inconsistent(struct mailbox *box)
+{
+	struct sqlbox_mailbox *mbox = SQLBOX_MAILBOX(box);
+
+	return mbox->inconsistent || index_storage_is_inconsistent(box);
+}
+
 static void sqlbox_notify_changes(struct mailbox *box)
 {
 	struct sqlbox_mailbox *mbox = SQLBOX_MAILBOX(box);
@@ -365,6 +372,6 @@ struct mailbox sqlbox_mailbox = {
 		.transaction_save_commit_pre = sqlbox_transaction_save_commit_pre,
 		.transaction_save_commit_post = sqlbox_transaction_save_commit_post,
 		.transaction_save_rollback = sqlbox_transaction_save_rollback,
-		.is_inconsistent = index_storage_is_inconsistent,
+		.is_inconsistent = sqlbox_mailbox_is_inconsistent,
 	}
 };

@@ -72,6 +72,8 @@ struct sqlbox_mailbox {
 
 	/* Opened without a key for LMTP: saves go to the spool. */
 	bool spool_only:1;
+	/* A sync's SQLite commit failed after its index commit. */
+	bool inconsistent:1;
 };
 
 struct sqlbox_mail_row {

@@ -5,6 +5,7 @@
 #include "str.h"
 #include "mail-index-modseq.h"
 #include "mailbox-recent-flags.h"
+#include "mail-transaction-log-private.h"
 #include "sqlbox-storage.h"
 
 /* One sync = one SQLite write transaction:
@@ -419,6 +420,58 @@ int sqlbox_sync_begin(struct sqlbox_mailbox *mbox,
 	return 1;
 }
 
+static uint64_t sqlbox_index_highest_modseq(struct mailbox *box)
+{
+	struct mail_index_view *view = mail_index_view_open(box->index);
+	uint64_t highest = mail_index_modseq_get_highest(view);
+
+	mail_index_view_close(&view);
+	return highest;
+}
+
+/* The index commits first, while SQLite's write lock is still held: the
+   index may give this sync's changes a modseq above push_modseq (an
+   expunge record counts one more), and that value, shown to the client
+   as HIGHESTMODSEQ, must be SQLite's too before any other process can
+   hand it out again. */
+static int sqlbox_sync_commit(struct sqlbox_sync_context *ctx)
+{
+	struct sqlbox_mailbox *mbox = ctx->mbox;
+	struct mail_transaction_log *log = mbox->box.index->log;
+	uint64_t highest;
+	bool first = mbox->synced_modseq == 0;
+
+	if (ctx->db_locked && first && log->head != NULL &&
+	    log->head->need_rotate == NULL) {
+		/* The first sync filled the index from SQLite.  A new log
+		   starting at this modseq makes the index admit it knows
+		   no expunges from before it (QRESYNC then lists every
+		   missing UID), instead of claiming there were none. */
+		log->head->need_rotate =
+			i_strdup("sqlbox: index filled from SQLite");
+	}
+	if (mail_index_sync_commit(&ctx->index_sync_ctx) < 0) {
+		mailbox_set_index_error(&mbox->box);
+		if (ctx->db_locked)
+			sqlbox_db_rollback(mbox->storage);
+		return -1;
+	}
+	if (!ctx->db_locked)
+		return 0;
+	highest = I_MAX(sqlbox_index_highest_modseq(&mbox->box),
+			I_MAX(ctx->db_highest, ctx->push_modseq));
+	if (sqlbox_db_mailbox_set_counters(mbox->storage, mbox->id, highest,
+					   0) < 0 ||
+	    sqlbox_db_commit(mbox->storage) < 0) {
+		/* The index has changes SQLite lost: this session's view
+		   can't be trusted any more. */
+		mbox->inconsistent = TRUE;
+		return -1;
+	}
+	mbox->synced_modseq = highest;
+	return 0;
+}
+
 int sqlbox_sync_finish(struct sqlbox_sync_context **_ctx, bool success)
 {
 	struct sqlbox_sync_context *ctx = *_ctx;
@@ -426,23 +479,11 @@ int sqlbox_sync_finish(struct sqlbox_sync_context **_ctx, bool success)
 	int ret = success ? 0 : -1;
 
 	*_ctx = NULL;
-	if (ctx->db_locked) {
-		if (success) {
-			if (sqlbox_db_commit(mbox->storage) < 0)
-				ret = -1;
-		} else {
+	if (success)
+		ret = sqlbox_sync_commit(ctx);
+	else {
+		if (ctx->db_locked)
 			sqlbox_db_rollback(mbox->storage);
-		}
-	}
-	if (ret == 0) {
-		if (mail_index_sync_commit(&ctx->index_sync_ctx) < 0) {
-			mailbox_set_index_error(&mbox->box);
-			ret = -1;
-		} else if (ctx->db_locked) {
-			mbox->synced_modseq =
-				I_MAX(ctx->db_highest, ctx->push_modseq);
-		}
-	} else {
 		mail_index_sync_rollback(&ctx->index_sync_ctx);
 	}
 	i_free(ctx);

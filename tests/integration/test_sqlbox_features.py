@@ -261,3 +261,93 @@ def test_backup_while_writing(world, alice):
                      input="wrong-password\n", check=False)
     assert res.returncode != 0 and not os.path.exists(other)
     assert "does not open" in res.stderr
+
+
+def raw(imap, command):
+    """Sends one command; returns its untagged lines and the tagged one."""
+    tag = imap._new_tag()
+    imap.send(tag + b" " + command.encode() + b"\r\n")
+    lines = []
+    while True:
+        line = imap.readline()
+        assert line, "connection closed"
+        lines.append(line.rstrip(b"\r\n"))
+        if line.startswith(tag + b" "):
+            assert line.split()[1] == b"OK", lines
+            return lines
+
+
+def code(lines, name):
+    m = re.search(rb"\[" + name.encode() + rb" (\d+)\]", b"\n".join(lines))
+    assert m, lines
+    return int(m.group(1))
+
+
+def uid_set(text):
+    uids = set()
+    for part in text.split(b","):
+        lo, _, hi = part.partition(b":")
+        uids.update(range(int(lo), int(hi or lo) + 1))
+    return uids
+
+
+def vanished(lines):
+    found = [ln for ln in lines if ln.startswith(b"* VANISHED (EARLIER) ")]
+    assert len(found) <= 1, lines
+    return uid_set(found[0].split()[-1]) if found else set()
+
+
+def test_qresync(world, alice):
+    dc = world.dc
+    a = imap_login(dc, alice)
+    ok(a.create("QR"))
+    for i in range(8):
+        ok(a.append("QR", None, None, message("qr-%d" % i)))
+    raw(a, "ENABLE QRESYNC")
+    raw(a, "SELECT QR")
+    # Expunged before the client's state: may be listed, never wrong.
+    raw(a, "UID STORE 1 +FLAGS.SILENT (\\Deleted)")
+    raw(a, "EXPUNGE")
+    lines = raw(a, "SELECT QR")
+    uidvalidity, known = code(lines, "UIDVALIDITY"), \
+        code(lines, "HIGHESTMODSEQ")
+    # This session expunges 3 (answered with VANISHED, not EXPUNGE) and
+    # flags 5; another session expunges 6.
+    raw(a, "UID STORE 3 +FLAGS.SILENT (\\Deleted)")
+    lines = raw(a, "UID EXPUNGE 3")
+    assert b"* VANISHED 3" in lines and not any(
+        b"EXPUNGE" in ln for ln in lines[:-1]), lines
+    raw(a, "UID STORE 5 +FLAGS.SILENT (\\Flagged)")
+    b = imap_login(dc, alice)
+    ok(b.select("QR"))
+    ok(b.uid("STORE", "6", "+FLAGS.SILENT", r"(\Deleted)"))
+    ok(b.expunge())
+    b.logout()
+    lines = raw(a, "NOOP")
+    assert b"* VANISHED 6" in lines, lines
+    a_highest = code(raw(a, "SELECT QR"), "HIGHESTMODSEQ")
+    a.logout()
+
+    c = imap_login(dc, alice)
+    raw(c, "ENABLE QRESYNC")
+    lines = raw(c, "SELECT QR (QRESYNC (%d %d))" % (uidvalidity, known))
+    gone = vanished(lines)
+    assert {3, 6} <= gone and not gone & {2, 4, 5, 7, 8}, lines
+    assert gone <= {1, 3, 6}, lines
+    changed = [ln for ln in lines if b" FETCH " in ln]
+    assert len(changed) == 1 and b"UID 5 " in changed[0], lines
+    assert b"\\Flagged" in changed[0]
+    # HIGHESTMODSEQ never goes back across sessions.
+    c_highest = code(lines, "HIGHESTMODSEQ")
+    assert c_highest >= a_highest > known
+    assert int(re.search(rb"MODSEQ \((\d+)\)", changed[0]).group(1)) > known
+    lines = raw(c, "UID FETCH 1:* (FLAGS) (CHANGEDSINCE %d VANISHED)" % known)
+    assert {3, 6} <= vanished(lines) <= {1, 3, 6}, lines
+    # A client that is up to date hears of nothing.
+    lines = raw(c, "SELECT QR (QRESYNC (%d %d))" % (uidvalidity, c_highest))
+    assert vanished(lines) == set() and not any(
+        b" FETCH " in ln for ln in lines), lines
+    # Another UIDVALIDITY: no VANISHED, the client must resync fully.
+    lines = raw(c, "SELECT QR (QRESYNC (%d %d))" % (uidvalidity + 1, known))
+    assert vanished(lines) == set(), lines
+    c.logout()
