@@ -397,8 +397,11 @@ int sqlbox_spool_import(struct sqlbox_storage *storage)
 		i_close_fd(&fd);
 		return -1;
 	}
-	i_close_fd(&fd);
-	/* The ids can't come back once the spool is empty. */
+	/* The ids can't come back once the spool is empty.  Still under the
+	   spool lock: after it, a nested import may record ids of records
+	   it leaves in the spool, and deleting those would import them
+	   twice. */
 	(void)sqlbox_db_exec(storage, "DELETE FROM spool_done");
+	i_close_fd(&fd);
 	return ret;
 }
