@@ -1,6 +1,7 @@
 /* Copyright (c) dovecot-launchpad authors; see debian/copyright. */
 #include "lib.h"
 #include "array.h"
+#include "hash.h"
 #include "imap-match.h"
 #include "mailbox-tree.h"
 #include "mailbox-list-subscriptions.h"
@@ -18,6 +19,8 @@ struct sqlbox_list_iterate_context {
 	struct mailbox_tree_context *tree;
 	struct mailbox_tree_iterate_context *iter;
 	struct mailbox_info info;
+	/* vname -> the folder's own special-use flags (LIST shows them). */
+	HASH_TABLE(char *, char *) special_use;
 };
 
 static struct sqlbox_storage *sqlbox_list_storage(struct mailbox_list *list)
@@ -158,13 +161,21 @@ static int sqlbox_list_fill_tree(struct sqlbox_list_iterate_context *ctx)
 
 	if (sqlbox_db_open(storage) < 0)
 		return -1;
-	stmt = sqlbox_db_prepare(storage, "SELECT name FROM mailbox");
+	stmt = sqlbox_db_prepare(storage,
+		"SELECT name, special_use FROM mailbox");
 	if (stmt == NULL)
 		return -1;
 	while ((rc = sqlbox_db_step(storage, stmt)) == SQLITE_ROW) T_BEGIN {
 		const char *name = (const char *)sqlite3_column_text(stmt, 0);
 		const char *vname = mailbox_list_get_vname(list, name);
+		const char *special_use =
+			(const char *)sqlite3_column_text(stmt, 1);
 
+		if (special_use != NULL && special_use[0] != '\0') {
+			hash_table_update(ctx->special_use,
+				p_strdup(ctx->ctx.pool, vname),
+				p_strdup(ctx->ctx.pool, special_use));
+		}
 		node = mailbox_tree_get(ctx->tree, vname, &created);
 		/* Exists (clears NONEXISTENT if it was made as a parent). */
 		node->flags = 0;
@@ -195,6 +206,7 @@ sqlbox_list_iter_init(struct mailbox_list *list, const char *const *patterns,
 	ctx->ctx.glob = imap_match_init_multiple(pool, patterns, TRUE, sep);
 	array_create(&ctx->ctx.module_contexts, pool, sizeof(void *), 5);
 	ctx->info.ns = list->ns;
+	hash_table_create(&ctx->special_use, pool, 0, str_hash, strcmp);
 	ctx->tree = mailbox_tree_init(sep);
 	mailbox_tree_set_parents_nonexistent(ctx->tree);
 	if (sqlbox_list_fill_tree(ctx) < 0) {
@@ -225,6 +237,7 @@ sqlbox_list_iter_next(struct mailbox_list_iterate_context *_ctx)
 	} while (imap_match(_ctx->glob, vname) != IMAP_MATCH_YES);
 
 	ctx->info.vname = vname;
+	ctx->info.special_use = hash_table_lookup(ctx->special_use, vname);
 	ctx->info.flags = node->flags & MAILBOX_NONEXISTENT;
 	ctx->info.flags |= node->children != NULL ? MAILBOX_CHILDREN :
 		MAILBOX_NOCHILDREN;
@@ -248,6 +261,7 @@ sqlbox_list_iter_deinit(struct mailbox_list_iterate_context *_ctx)
 	ret = _ctx->failed ? -1 : 0;
 	mailbox_tree_iterate_deinit(&ctx->iter);
 	mailbox_tree_deinit(&ctx->tree);
+	hash_table_destroy(&ctx->special_use);
 	pool_unref(&_ctx->pool);
 	return ret;
 }

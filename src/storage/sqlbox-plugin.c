@@ -17,10 +17,12 @@ void sqlbox_plugin_init(struct module *module ATTR_UNUSED)
 		i_fatal("sqlbox: registering the cryptvfs SQLite VFS failed");
 	mail_storage_class_register(&sqlbox_storage);
 	mailbox_list_register(&sqlbox_mailbox_list);
+	sqlbox_attributes_init();
 }
 
 void sqlbox_plugin_deinit(void)
 {
+	sqlbox_attributes_deinit();
 	mailbox_list_unregister(&sqlbox_mailbox_list);
 	mail_storage_class_unregister(&sqlbox_storage);
 }

@@ -174,6 +174,23 @@ sqlbox_mailbox_create(struct mailbox *box, const struct mailbox_update *update,
 	if (sqlbox_db_mailbox_create(mbox->storage, box->name, update,
 				     &mbox->id) < 0)
 		return -1;
+	/* Configured flags (mailbox { special_use }) are kept with the
+	   folder, so that a backup or export describes itself. */
+	if (box->set != NULL && box->set->special_use[0] != '\0') {
+		sqlite3_stmt *stmt = sqlbox_db_prepare(mbox->storage,
+			"UPDATE mailbox SET special_use = ? WHERE id = ?");
+
+		if (stmt == NULL)
+			return -1;
+		sqlite3_bind_text(stmt, 1, box->set->special_use, -1,
+				  SQLITE_STATIC);
+		sqlite3_bind_int64(stmt, 2, mbox->id);
+		if (sqlbox_db_step(mbox->storage, stmt) < 0) {
+			sqlite3_finalize(stmt);
+			return -1;
+		}
+		sqlite3_finalize(stmt);
+	}
 	return 0;
 }
 
@@ -341,11 +358,11 @@ struct mailbox sqlbox_mailbox = {
 		.get_status = sqlbox_mailbox_get_status,
 		.get_metadata = sqlbox_mailbox_get_metadata,
 		.set_subscribed = index_storage_set_subscribed,
-		.attribute_set = index_storage_attribute_set,
-		.attribute_get = index_storage_attribute_get,
-		.attribute_iter_init = index_storage_attribute_iter_init,
-		.attribute_iter_next = index_storage_attribute_iter_next,
-		.attribute_iter_deinit = index_storage_attribute_iter_deinit,
+		.attribute_set = sqlbox_attribute_set,
+		.attribute_get = sqlbox_attribute_get,
+		.attribute_iter_init = sqlbox_attribute_iter_init,
+		.attribute_iter_next = sqlbox_attribute_iter_next,
+		.attribute_iter_deinit = sqlbox_attribute_iter_deinit,
 		.list_index_has_changed = NULL,
 		.list_index_update_sync = NULL,
 		.sync_init = sqlbox_storage_sync_init,

@@ -196,6 +196,28 @@ struct istream *
 sqlbox_body_istream_create(struct sqlbox_storage *storage, int64_t body_id,
 			   uoff_t size);
 
+/* ---- sqlbox-attribute.c: METADATA and special-use in SQLite ---- */
+
+int sqlbox_attribute_set(struct mailbox_transaction_context *t,
+			 enum mail_attribute_type type_flags, const char *key,
+			 const struct mail_attribute_value *value);
+int sqlbox_attribute_get(struct mailbox *box,
+			 enum mail_attribute_type type_flags, const char *key,
+			 struct mail_attribute_value *value_r);
+struct mailbox_attribute_iter *
+sqlbox_attribute_iter_init(struct mailbox *box,
+			   enum mail_attribute_type type_flags,
+			   const char *prefix);
+const char *sqlbox_attribute_iter_next(struct mailbox_attribute_iter *iter);
+int sqlbox_attribute_iter_deinit(struct mailbox_attribute_iter *iter);
+/* The folder's own special-use flags (data stack), NULL if none. */
+int sqlbox_special_use_get(struct sqlbox_mailbox *mbox,
+			   const char **special_use_r);
+/* Puts sqlbox's /private/specialuse in place of Dovecot's read-only one
+   (and back). */
+void sqlbox_attributes_init(void);
+void sqlbox_attributes_deinit(void);
+
 /* ---- sqlbox-storage.c ---- */
 
 /* Makes sure the mailbox row is known; opens the database. */

@@ -8,6 +8,7 @@ import imaplib
 import json
 import os
 import random
+import secrets
 import re
 import socket
 import subprocess
@@ -26,7 +27,8 @@ BIG_BYTES = 40 * 1024 * 1024
 
 @pytest.fixture(scope="module")
 def world():
-    w = World(mail_location="sqlbox:~/mail")
+    w = World(mail_location="sqlbox:~/mail",
+              extra_conf="protocol imap {\n  imap_metadata = yes\n}\n")
     yield w
     w.close()
 
@@ -351,3 +353,88 @@ def test_qresync(world, alice):
     lines = raw(c, "SELECT QR (QRESYNC (%d %d))" % (uidvalidity + 1, known))
     assert vanished(lines) == set(), lines
     c.logout()
+
+
+def test_special_use_in_sqlite(world, alice):
+    dc = world.dc
+    imap = imap_login(dc, alice)
+    ok(imap.create("SentItems"))
+    ok(imap.create("Old"))
+    raw(imap, 'SETMETADATA SentItems (/private/specialuse "\\\\sent")')
+    raw(imap, 'SETMETADATA Old (/private/specialuse "\\\\Archive \\\\Junk")')
+    lines = raw(imap, 'LIST (SPECIAL-USE) "" "*"')
+    listed = {ln.split(b'"/" ')[-1]: ln for ln in lines[:-1]}
+    assert set(listed) == {b"SentItems", b"Old"}, lines
+    assert b"\\Sent" in listed[b"SentItems"]
+    assert b"\\Archive \\Junk" in listed[b"Old"]
+    lines = raw(imap, 'LIST "" "*" RETURN (SPECIAL-USE)')
+    assert any(b"\\Sent" in ln and b"SentItems" in ln for ln in lines)
+    assert not any(b"\\Sent" in ln and b"INBOX" in ln for ln in lines)
+    lines = raw(imap, "GETMETADATA SentItems /private/specialuse")
+    assert b"/private/specialuse {5}\n\\Sent)" in b"\n".join(lines), lines
+    # Unknown flags are refused; a rename keeps the flags.
+    tag = imap._new_tag()
+    imap.send(tag + b' SETMETADATA Old (/private/specialuse "\\\\Bogus")\r\n')
+    line = imap.readline()
+    while not line.startswith(tag):
+        line = imap.readline()
+    assert line.split()[1] == b"NO", line
+    ok(imap.rename("SentItems", "Sent"))
+    imap.logout()
+    imap = imap_login(dc, alice)
+    lines = raw(imap, 'LIST (SPECIAL-USE) "" "*"')
+    assert any(ln.endswith(b'"/" Sent') and b"\\Sent" in ln for ln in lines)
+    raw(imap, 'SETMETADATA Sent (/private/specialuse NIL)')
+    lines = raw(imap, 'LIST (SPECIAL-USE) "" "*"')
+    assert not any(b"Sent" in ln for ln in lines[:-1]), lines
+    imap.logout()
+    rows = dbtool_sql(dc, alice, "SELECT name || '=' || replace(special_use,"
+                      " ' ', ',') FROM mailbox WHERE special_use IS NOT NULL")
+    assert rows == ["Old=\\Archive,\\Junk"], rows
+
+
+def test_metadata_in_sqlite(world, alice):
+    dc = world.dc
+    tok = secrets.token_hex(5)
+    marker = "SBXMETA" + tok
+    imap = imap_login(dc, alice)
+    ok(imap.create("Meta"))
+    raw(imap, 'SETMETADATA Meta (/private/comment "%s-private"'
+        ' /shared/comment "%s-shared")' % (marker, marker))
+    raw(imap, 'SETMETADATA "" (/private/vendor/test/%s "%s-server")'
+        % (tok, marker))
+    imap.logout()
+    imap = imap_login(dc, alice)
+    text = b"\n".join(raw(imap, 'GETMETADATA Meta (/private/comment'
+                              ' /shared/comment)'))
+    assert (marker + "-private").encode() in text
+    assert (marker + "-shared").encode() in text
+    text = b"\n".join(raw(imap, 'GETMETADATA (DEPTH infinity) ""'
+                              ' /private/vendor/test'))
+    assert (marker + "-server").encode() in text
+    assert ("/private/vendor/test/" + tok).encode() in text
+    # Folder attributes go with a rename and away with a delete.
+    ok(imap.rename("Meta", "Meta2"))
+    text = b"\n".join(raw(imap, "GETMETADATA Meta2 /private/comment"))
+    assert (marker + "-private").encode() in text
+    raw(imap, "SETMETADATA Meta2 (/shared/comment NIL)")
+    text = b"\n".join(raw(imap, "GETMETADATA Meta2 /shared/comment"))
+    assert (marker + "-shared").encode() not in text
+    imap.logout()
+    assert dbtool_sql(dc, alice, "SELECT count(*) FROM attribute WHERE"
+                      " CAST(value AS TEXT) LIKE '%" + marker + "%'") == ["2"]
+    # Nothing readable on disk: not in the home, state or run dirs.
+    for top in (dc.home("alice"), os.path.join(world.wd.path, "state"),
+                dc.run_dir):
+        for root, _, files in os.walk(top):
+            for name in files:
+                path = os.path.join(root, name)
+                if os.path.islink(path) or not os.path.isfile(path):
+                    continue
+                with open(path, "rb") as f:
+                    assert marker.encode() not in f.read(), path
+    imap = imap_login(dc, alice)
+    ok(imap.delete("Meta2"))
+    imap.logout()
+    assert dbtool_sql(dc, alice, "SELECT count(*) FROM attribute WHERE"
+                      " CAST(value AS TEXT) LIKE '%" + marker + "%'") == ["1"]
