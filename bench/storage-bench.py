@@ -390,10 +390,14 @@ def grep_tree(top, needle):
     files = hits = 0
     for dirpath, _, names in os.walk(top):
         for name in names:
+            try:
+                with open(os.path.join(dirpath, name), "rb") as f:
+                    data = f.read()
+            except FileNotFoundError:
+                continue        # e.g. a -shm a closing session removed
             files += 1
-            with open(os.path.join(dirpath, name), "rb") as f:
-                if needle in f.read():
-                    hits += 1
+            if needle in data:
+                hits += 1
     return files, hits
 
 
@@ -470,7 +474,10 @@ def bench_rounds(dcs, pw, rounds, box, command, check):
                 dcs[name], pw[name], box, command)
             check(name, nbytes, nlit, untagged)
             got[name].append(secs)
-    return {n: summarize(v) for n, v in got.items()}
+    res = {n: summarize(v) for n, v in got.items()}
+    for r in res.values():
+        r["literal_bytes"] = nlit       # checked to be the same for all
+    return res
 
 
 def summarize(secs):
@@ -630,6 +637,8 @@ def fs_facts(path):
 
 
 def fmt_s(secs):
+    if secs < 0.01:
+        return "%.1f ms" % (secs * 1000)
     if secs < 1:
         return "%.0f ms" % (secs * 1000)
     return "%.2f s" % secs
@@ -645,7 +654,8 @@ ROWS = (
      lambda r: r["hdr"]["median_s"], False),
     ("hdr1", "FETCH 1:* BODY.PEEK[HEADER], first round",
      lambda r: r["hdr"]["first_s"], False),
-    ("body", "UID FETCH {body_sample} msgs BODY.PEEK[], median",
+    ("body", "UID FETCH {body_sample} msgs BODY.PEEK[] ({body_mb} MB), "
+     "median",
      lambda r: r["body"]["median_s"], False),
     ("search", "UID SEARCH BODY (1 %), median",
      lambda r: r["search"]["median_s"], False),
@@ -668,7 +678,8 @@ def per_storage(results, name):
 
 
 def report(facts, params, results, commands, heading):
-    p = dict(params, big_k=params["big"] // 1000)
+    p = dict(params, big_k=params["big"] // 1000, body_mb="%.1f" % (
+        results["body"]["sqlbox"].get("literal_bytes", 0) / 1e6))
     out = [heading, ""]
     out.append("Run of %s (%s%d messages + %d of 1 MB, %.1f MB; %d rounds; "
                "niceness %d); load average %s before, %s after; mail on "
