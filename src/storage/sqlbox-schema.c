@@ -576,6 +576,42 @@ int sqlbox_db_mailbox_rename(struct sqlbox_storage *storage,
 	return sqlbox_db_commit(storage);
 }
 
+int sqlbox_db_inbox_rename(struct sqlbox_storage *storage,
+			   const char *new_name)
+{
+	sqlite3_stmt *stmt;
+	int rc;
+
+	if (sqlbox_db_begin(storage) < 0)
+		return -1;
+	stmt = sqlbox_db_prepare(storage,
+		"UPDATE mailbox SET name = ? WHERE name = 'INBOX'");
+	if (stmt == NULL) {
+		sqlbox_db_rollback(storage);
+		return -1;
+	}
+	sqlite3_bind_text(stmt, 1, new_name, -1, SQLITE_STATIC);
+	rc = sqlite3_step(stmt);
+	sqlite3_finalize(stmt);
+	if (rc == SQLITE_CONSTRAINT) {
+		sqlbox_db_rollback(storage);
+		mail_storage_set_error(&storage->storage, MAIL_ERROR_EXISTS,
+				       "Target mailbox already exists");
+		return -1;
+	}
+	if (rc != SQLITE_DONE) {
+		sqlbox_db_set_critical(storage, "INBOX rename");
+		sqlbox_db_rollback(storage);
+		return -1;
+	}
+	/* A fresh UIDVALIDITY: INBOX's old UIDs now name other mail. */
+	if (sqlbox_db_mailbox_create(storage, "INBOX", NULL, NULL) < 0) {
+		sqlbox_db_rollback(storage);
+		return -1;
+	}
+	return sqlbox_db_commit(storage);
+}
+
 int sqlbox_db_mailbox_counters(struct sqlbox_storage *storage, int64_t id,
 			       uint64_t *highest_modseq_r,
 			       uint32_t *uid_next_r)

@@ -257,14 +257,11 @@ static int sqlbox_mailbox_rename(struct mailbox *src, struct mailbox *dest)
 				       "Can't rename to another storage");
 		return -1;
 	}
-	if (strcmp(src->name, "INBOX") == 0) {
-		mail_storage_set_error(src->storage, MAIL_ERROR_NOTPOSSIBLE,
-				       "Renaming INBOX isn't supported");
-		return -1;
-	}
 	/* A \Noselect parent has no row of its own: its children move. */
 	if (sqlbox_db_open(mbox->storage) < 0)
 		return -1;
+	if (strcmp(src->name, "INBOX") == 0)
+		return sqlbox_db_inbox_rename(mbox->storage, dest->name);
 	return sqlbox_db_mailbox_rename(mbox->storage, src->name, dest->name);
 }
 

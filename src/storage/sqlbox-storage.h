@@ -129,6 +129,10 @@ int sqlbox_db_mailbox_delete(struct sqlbox_storage *storage, int64_t id);
 /* Renames name and its children; 0, -1 (EXISTS error if taken). */
 int sqlbox_db_mailbox_rename(struct sqlbox_storage *storage,
 			     const char *old_name, const char *new_name);
+/* RFC 3501 RENAME INBOX: INBOX's row (mail, UIDs, attributes) becomes
+   new_name, and a new empty INBOX is created; INBOX's children stay. */
+int sqlbox_db_inbox_rename(struct sqlbox_storage *storage,
+			   const char *new_name);
 /* Highest modseq and next UID of a folder, inside a transaction. */
 int sqlbox_db_mailbox_counters(struct sqlbox_storage *storage, int64_t id,
 			       uint64_t *highest_modseq_r,

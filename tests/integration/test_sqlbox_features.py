@@ -438,3 +438,67 @@ def test_metadata_in_sqlite(world, alice):
     imap.logout()
     assert dbtool_sql(dc, alice, "SELECT count(*) FROM attribute WHERE"
                       " CAST(value AS TEXT) LIKE '%" + marker + "%'") == ["1"]
+
+
+def test_sort_and_thread(world, alice):
+    imap = imap_login(world.dc, alice)
+    ok(imap.create("TS"))
+    mails = [  # uid: subject, date, message-id, references
+        ("beta", "Mon, 02 Mar 2026 10:00:00 +0000", "t1", ""),
+        ("Re: alpha", "Tue, 03 Mar 2026 10:00:00 +0000", "t2", "<t3@x>"),
+        ("alpha", "Sun, 01 Mar 2026 09:00:00 +0000", "t3", ""),
+        ("gamma", "Sun, 01 Mar 2026 11:00:00 +0000", "t4", ""),
+        ("Re: Re: alpha", "Wed, 04 Mar 2026 10:00:00 +0000", "t5",
+         "<t3@x> <t2@x>"),
+    ]
+    for i, (subject, date, mid, refs) in enumerate(mails):
+        head = ("From: a@example.org\r\nSubject: %s\r\nDate: %s\r\n"
+                "Message-ID: <%s@x>\r\n" % (subject, date, mid))
+        if refs:
+            head += "References: %s\r\nIn-Reply-To: %s\r\n" % (
+                refs, refs.split()[-1])
+        # Distinct internal dates: ARRIVAL order is UID order.
+        ok(imap.append("TS", None, '"1%d-Mar-2026 12:00:00 +0000"' % i,
+                       (head + "\r\nbody\r\n").encode()))
+    ok(imap.select("TS"))
+    caps = ok(imap.capability())[0]
+    assert b"SORT" in caps and b"THREAD=REFERENCES" in caps
+    assert ok(imap.uid("SORT", "(SUBJECT DATE ARRIVAL)", "UTF-8",
+                       "ALL"))[0] == b"3 2 5 1 4"
+    assert ok(imap.uid("SORT", "(DATE)", "UTF-8", "ALL"))[0] == b"3 4 1 2 5"
+    assert ok(imap.uid("SORT", "(REVERSE ARRIVAL)", "UTF-8",
+                       "ALL"))[0] == b"5 4 3 2 1"
+    # Equal base subjects: sequence order (RFC 5256).
+    assert ok(imap.uid("SORT", "(SUBJECT)", "UTF-8", "SUBJECT",
+                       "alpha"))[0] == b"2 3 5"
+    assert ok(imap.uid("THREAD", "REFERENCES", "UTF-8",
+                       "ALL"))[0] == b"(3 2 5)(4)(1)"
+    assert ok(imap.uid("THREAD", "ORDEREDSUBJECT", "UTF-8",
+                       "ALL"))[0] == b"(3 (2)(5))(4)(1)"
+    imap.logout()
+
+
+def test_rename_inbox(world, alice):
+    dc = world.dc
+    imap = imap_login(dc, alice)
+    ok(imap.create("INBOX/child"))
+    ok(imap.append("INBOX", None, None, message("before-rename")))
+    count = int(ok(imap.select("INBOX"))[0])
+    old_validity = ok(imap.status("INBOX", "(UIDVALIDITY)"))[0]
+    assert count > 0
+    ok(imap.close())
+    ok(imap.rename("INBOX", "OldInbox"))
+    # RFC 3501: the mail moves, INBOX stays and is empty, children stay.
+    assert int(ok(imap.select("OldInbox"))[0]) == count
+    assert int(ok(imap.select("INBOX"))[0]) == 0
+    assert ok(imap.status("INBOX", "(UIDVALIDITY)"))[0] != old_validity
+    names = b"\n".join(ok(imap.list('""', "*")))
+    assert b"INBOX/child" in names and b"OldInbox" in names
+    ok(imap.append("INBOX", None, None, message("after-rename")))
+    imap.logout()
+    imap = imap_login(dc, alice)
+    assert int(ok(imap.select("INBOX"))[0]) == 1
+    assert int(ok(imap.select("OldInbox"))[0]) == count
+    typ, data = imap.rename("INBOX", "OldInbox")
+    assert typ == "NO" and b"ALREADYEXISTS" in data[0], data
+    imap.logout()
