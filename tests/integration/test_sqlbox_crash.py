@@ -45,6 +45,7 @@ CALIBRATION_RUNS = 3
 SRC_MESSAGES = (COPY_ROUNDS + CALIBRATION_RUNS) * 5
 EXP_MESSAGES = (EXPUNGE_ROUNDS + CALIBRATION_RUNS) * 4
 PID_WAIT_SECS = 5
+LMTP_CONNECT_TRIES = 20
 REPLY_WAIT_SECS = 30
 
 rng = random.Random(SEED)
@@ -227,8 +228,19 @@ class Crasher:
         return acked, secs
 
     def lmtp_open(self):
-        lmtp = smtplib.LMTP("127.0.0.1", self.dc.lmtp_port, timeout=60)
-        lmtp.ehlo("crash.example.org")
+        # After a kill Dovecot may count the lmtp process as a failed
+        # start and throttle the service (2 s), closing a connection
+        # before its greeting; nothing was sent yet, so connect again.
+        for _ in range(LMTP_CONNECT_TRIES):
+            try:
+                lmtp = smtplib.LMTP("127.0.0.1", self.dc.lmtp_port,
+                                    timeout=60)
+                lmtp.ehlo("crash.example.org")
+                break
+            except (OSError, smtplib.SMTPServerDisconnected):
+                time.sleep(0.5)
+        else:
+            raise TimeoutError("LMTP refuses connections")
         assert lmtp.mail("crash@example.org")[0] == 250
         assert lmtp.rcpt(USER)[0] == 250
         lmtp.putcmd("data")
