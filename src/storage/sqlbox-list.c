@@ -266,17 +266,6 @@ sqlbox_list_iter_deinit(struct mailbox_list_iterate_context *_ctx)
 	return ret;
 }
 
-static int
-sqlbox_list_get_mailbox_flags(struct mailbox_list *list ATTR_UNUSED,
-			      const char *dir ATTR_UNUSED,
-			      const char *fname ATTR_UNUSED,
-			      enum mailbox_list_file_type type ATTR_UNUSED,
-			      enum mailbox_info_flags *flags_r)
-{
-	*flags_r = MAILBOX_NONEXISTENT;
-	return 0;
-}
-
 struct mailbox_list sqlbox_mailbox_list = {
 	.name = SQLBOX_LIST_NAME,
 	.props = MAILBOX_LIST_PROP_NO_ROOT | MAILBOX_LIST_PROP_NO_LIST_INDEX |
@@ -294,7 +283,9 @@ struct mailbox_list sqlbox_mailbox_list = {
 		.iter_init = sqlbox_list_iter_init,
 		.iter_next = sqlbox_list_iter_next,
 		.iter_deinit = sqlbox_list_iter_deinit,
-		.get_mailbox_flags = sqlbox_list_get_mailbox_flags,
+		/* None: mailbox_list_mailbox() (LIST (SUBSCRIBED)) then asks
+		   our iterator instead of a root directory we don't have. */
+		.get_mailbox_flags = NULL,
 		.subscriptions_refresh = sqlbox_list_subscriptions_refresh,
 		.set_subscribed = sqlbox_list_set_subscribed,
 		.delete_mailbox = sqlbox_list_not_possible,
