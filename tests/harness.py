@@ -231,12 +231,13 @@ class Dovecot:
                  auth_cache_ttl="1h", positive_ttl="1h", negative_ttl="10m",
                  stale_grace="7d", http_timeout="3s", auth_debug="no",
                  auth_conf=None, extra_conf="", extra_lpconf="",
-                 mail_location="maildir:~/Maildir"):
+                 mail_location="sqlbox:~/mail"):
         """auth_conf: Dovecot config text (used verbatim) that replaces
         the launchpad passdb/userdb blocks, e.g. a passwd-file baseline
         for bench/login-bench.py; everything else stays the same.
-        mail_location "sqlbox:..." loads our storage plugin (imap, pop3,
-        lmtp and doveadm) from a private mail_plugin_dir."""
+        mail_location "sqlbox:..." (the default, as in production) loads
+        our storage plugin (imap, pop3, lmtp and doveadm) from a private
+        mail_plugin_dir; "maildir:~/Maildir" runs Dovecot's own storage."""
         self.workdir = workdir
         self.run_dir = os.path.join(workdir, "run")
         self.vmail = os.path.join(workdir, "vmail")
