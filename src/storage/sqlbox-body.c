@@ -59,6 +59,8 @@ static void sqlbox_buffer_wipe_free(buffer_t **buf)
 
 /* ---- writer ---- */
 
+#define SQLBOX_WRITER_INITIAL_BYTES 4096
+
 struct sqlbox_body_writer *
 sqlbox_body_writer_create(struct sqlbox_storage *storage, bool in_memory)
 {
@@ -67,8 +69,11 @@ sqlbox_body_writer_create(struct sqlbox_storage *storage, bool in_memory)
 	writer = i_new(struct sqlbox_body_writer, 1);
 	writer->storage = storage;
 	writer->in_memory = in_memory;
-	writer->chunk = buffer_create_dynamic(default_pool, in_memory ? 4096 :
-					      SQLBOX_CHUNK_BYTES);
+	/* Start small and grow up to one chunk: a MULTIAPPEND keeps every
+	   message's writer until the transaction commits, and 1,000 full
+	   256 KiB buffers were past the imap process's vsz_limit. */
+	writer->chunk = buffer_create_dynamic(default_pool,
+					      SQLBOX_WRITER_INITIAL_BYTES);
 	return writer;
 }
 
