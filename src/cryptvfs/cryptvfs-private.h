@@ -118,6 +118,9 @@ struct cvfs_file {
 	/* This WAL began with a legacy sqlite3mc frame. */
 	bool wal_legacy:1;
 	bool page1_seen:1;
+	/* Main file: page_size was taken from a page written before page 1
+	   (cvfs_main_learn_page_size()); page 1 must still confirm it. */
+	bool page_size_unconfirmed:1;
 	/* Between SQLITE_FCNTL_CKPT_START and _DONE on this main file. */
 	bool ckpt_active:1;
 };

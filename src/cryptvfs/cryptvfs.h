@@ -69,7 +69,10 @@
 ** with the file, page number and offset sent to sqlite3_log(). Partial
 ** reads (the 100-byte header read at open) decrypt the whole page. Writes
 ** that would leave plaintext (a page without the 32 reserved bytes, a
-** partial page) fail with SQLITE_IOERR_WRITE.
+** partial page) fail with SQLITE_IOERR_WRITE. A new file may get pages
+** before page 1 (VACUUM INTO spilling a copy bigger than the page cache):
+** the first, page-aligned, power-of-two-sized write gives its page size,
+** and page 1 must announce the same or is refused.
 **
 ** USE
 **

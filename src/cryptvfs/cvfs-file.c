@@ -285,6 +285,36 @@ static int cvfs_main_read(struct cvfs_file *f, unsigned char *buf, int amt,
 	return SQLITE_OK;
 }
 
+/* A write before page 1 to a file whose page size is not known yet: the
+   pager spilling a new database (VACUUM INTO beyond the page cache).
+   SQLite writes the main file only in whole pages, so (1) an empty file
+   takes the size of this write as its page size, provided (2) it is one
+   and (3) the write is page-aligned; page 1 must confirm it later
+   (cvfs_main_write()). (4) A file with content has its page size on disk. */
+static int cvfs_main_learn_page_size(struct cvfs_file *f, int amt,
+				     sqlite3_int64 offset)
+{
+	sqlite3_file *real = cvfs_file_real(f);
+	sqlite3_int64 size = -1;
+	int rc;
+
+	rc = real->pMethods->xFileSize(real, &size);
+	if (rc != SQLITE_OK)
+		return rc;
+	if (size > 0) /* (4) */
+		return cvfs_main_geometry(f);
+	if (size != 0 || /* (1) */
+	    amt < CVFS_MIN_PAGE_SIZE || amt > CVFS_MAX_PAGE_SIZE ||
+	    (amt & (amt - 1)) != 0 || /* (2) */
+	    offset % amt != 0) /* (3) */
+		return cvfs_file_fail(f, SQLITE_IOERR_WRITE, 0, offset,
+				      "refusing a partial page write");
+	f->page_size = amt;
+	f->reserve = CVFS_RESERVED_BYTES;
+	f->page_size_unconfirmed = true;
+	return SQLITE_OK;
+}
+
 static int cvfs_main_write(struct cvfs_file *f, const unsigned char *buf,
 			   int amt, sqlite3_int64 offset)
 {
@@ -292,6 +322,7 @@ static int cvfs_main_write(struct cvfs_file *f, const unsigned char *buf,
 	unsigned char *page;
 	uint32_t pgno;
 	size_t ps;
+	int rc;
 
 	if (offset == 0) {
 		unsigned int page_size, reserve;
@@ -304,8 +335,19 @@ static int cvfs_main_write(struct cvfs_file *f, const unsigned char *buf,
 		    page_size != (unsigned int)amt) /* (2) */
 			return cvfs_file_fail(f, SQLITE_IOERR_WRITE, 1, 0,
 					      "page 1 lacks reserved bytes");
+		/* Pages written before page 1 were sealed with the page
+		   size learned from them: page 1 must agree. */
+		if (f->page_size_unconfirmed && page_size != f->page_size)
+			return cvfs_file_fail(f, SQLITE_IOERR_WRITE, 1, 0,
+					      "page 1 contradicts the page "
+					      "size of earlier pages");
 		f->page_size = page_size;
 		f->reserve = reserve;
+		f->page_size_unconfirmed = false;
+	} else if (f->page_size == 0) {
+		rc = cvfs_main_learn_page_size(f, amt, offset);
+		if (rc != SQLITE_OK)
+			return rc;
 	}
 	ps = f->page_size;
 	if (ps == 0 || (size_t)amt != ps || offset % ps != 0)

@@ -394,6 +394,232 @@ static void test_vfs_rekey(void)
 	test_end();
 }
 
+/* Bigger than SQLite's default page cache (2000 KiB): VACUUM INTO spills
+   pages to the copy before it writes page 1 (the export bug). */
+#define TEST_BIG_ROWS 1600
+#define TEST_BIG_BLOB_BYTES 5000
+#define TEST_BIG_SEED 0x9e3779b9u
+
+/* Fills buf with the blob of row id: xorshift32 from a fixed seed, so
+   every byte of every row can be checked after the copy. */
+static void test_vfs_big_blob(unsigned char *buf, size_t size, int id)
+{
+	uint32_t x = TEST_BIG_SEED ^ (uint32_t)(id + 1) * 2654435761u;
+
+	for (size_t i = 0; i < size; i++) {
+		x ^= x << 13;
+		x ^= x >> 17;
+		x ^= x << 5;
+		buf[i] = (unsigned char)x;
+	}
+}
+
+/* Inserts TEST_BIG_ROWS rows of TEST_BIG_BLOB_BYTES into table big. */
+static int test_vfs_big_fill(sqlite3 *db)
+{
+	unsigned char blob[TEST_BIG_BLOB_BYTES];
+	sqlite3_stmt *stmt = NULL;
+	int rc;
+
+	rc = test_cvfs_exec(db, "CREATE TABLE big(id INTEGER PRIMARY KEY, "
+			    "blob BLOB); BEGIN");
+	if (rc == SQLITE_OK)
+		rc = sqlite3_prepare_v2(db, "INSERT INTO big VALUES(?1, ?2)",
+					-1, &stmt, NULL);
+	for (int i = 0; rc == SQLITE_OK && i < TEST_BIG_ROWS; i++) {
+		test_vfs_big_blob(blob, sizeof(blob), i);
+		sqlite3_bind_int(stmt, 1, i);
+		sqlite3_bind_blob(stmt, 2, blob, sizeof(blob), SQLITE_STATIC);
+		rc = sqlite3_step(stmt);
+		if (rc == SQLITE_DONE)
+			rc = sqlite3_reset(stmt);
+	}
+	sqlite3_finalize(stmt);
+	if (rc == SQLITE_OK)
+		rc = test_cvfs_exec(db, "COMMIT");
+	return rc;
+}
+
+/* Checks that big holds exactly every row test_vfs_big_fill() wrote. */
+static bool test_vfs_big_verify(sqlite3 *db)
+{
+	unsigned char expected[TEST_BIG_BLOB_BYTES];
+	sqlite3_stmt *stmt;
+	int n = 0;
+	bool ok = true;
+
+	if (sqlite3_prepare_v2(db, "SELECT id, blob FROM big ORDER BY id", -1,
+			       &stmt, NULL) != SQLITE_OK)
+		return false;
+	while (sqlite3_step(stmt) == SQLITE_ROW) {
+		test_vfs_big_blob(expected, sizeof(expected), n);
+		ok = ok && sqlite3_column_int(stmt, 0) == n &&
+			sqlite3_column_bytes(stmt, 1) == sizeof(expected) &&
+			memcmp(sqlite3_column_blob(stmt, 1), expected,
+			       sizeof(expected)) == 0;
+		n++;
+	}
+	ok = ok && sqlite3_finalize(stmt) == SQLITE_OK;
+	return ok && n == TEST_BIG_ROWS;
+}
+
+/* Opens path with key and checks rows, integrity and page size. */
+static bool test_vfs_big_check_copy(const char *path,
+				    const unsigned char *key, int page_size)
+{
+	sqlite3_int64 ps = -1;
+	sqlite3 *db;
+	bool ok;
+
+	if (cvfs_open_v2(path, &db, SQLITE_OPEN_READWRITE, key,
+			 CVFS_KEY_BYTES, NULL) != SQLITE_OK)
+		return false;
+	ok = test_vfs_big_verify(db) && test_vfs_integrity_ok(db) &&
+		test_cvfs_int(db, "PRAGMA page_size", &ps) == SQLITE_OK &&
+		ps == page_size;
+	cvfs_close(&db);
+	return ok;
+}
+
+struct test_vfs_big_case {
+	int page_size;
+	/* PRAGMA cache_size of the source, which VACUUM INTO gives the
+	   copy: SQLite's default for 4 KiB pages; with 64 KiB pages the
+	   default cache held the whole copy, so a smaller one makes the
+	   copy spill before page 1 here too. */
+	int cache_size;
+};
+
+static const struct test_vfs_big_case test_vfs_big_cases[] = {
+	{ .page_size = 4096, .cache_size = -2000 },
+	{ .page_size = 65536, .cache_size = -500 },
+};
+
+static void test_vfs_export_rekey_big(void)
+{
+	char path[TEST_CVFS_PATH_MAX], copy[TEST_CVFS_PATH_MAX], sql[128];
+	struct cvfs_error err;
+	sqlite3 *db = NULL;
+
+	test_begin("vfs export and rekey of a database beyond the cache");
+	for (unsigned int i = 0; i < N_ELEMENTS(test_vfs_big_cases); i++) {
+		int page_size = test_vfs_big_cases[i].page_size;
+		sqlite3 *other;
+
+		snprintf(sql, sizeof(sql), "big-%d.db", page_size);
+		test_cvfs_path(path, sql);
+		snprintf(sql, sizeof(sql), "big-%d-copy.db", page_size);
+		test_cvfs_path(copy, sql);
+		test_cvfs_unlink_db(path);
+		test_cvfs_unlink_db(copy);
+		test_assert_idx(cvfs_open_v2(path, &db, TEST_CVFS_OPEN_RWC,
+					     test_cvfs_key, CVFS_KEY_BYTES,
+					     NULL) == SQLITE_OK, i);
+		snprintf(sql, sizeof(sql), "PRAGMA page_size=%d; PRAGMA "
+			 "cache_size=%d; PRAGMA journal_mode=WAL", page_size,
+			 test_vfs_big_cases[i].cache_size);
+		test_assert_idx(test_cvfs_exec(db, sql) == SQLITE_OK, i);
+		test_assert_idx(test_vfs_big_fill(db) == SQLITE_OK, i);
+
+		/* Under a new key, and under the same key and salt. */
+		test_assert_idx(cvfs_export(db, copy, test_cvfs_key2,
+					    CVFS_KEY_BYTES, &err) == SQLITE_OK,
+				i);
+		test_assert_idx(test_cvfs_file_size(copy) >
+				TEST_BIG_ROWS * TEST_BIG_BLOB_BYTES, i);
+		test_assert_idx(test_vfs_big_check_copy(copy, test_cvfs_key2,
+							page_size), i);
+		test_assert_idx(cvfs_open_v2(copy, &other,
+					     SQLITE_OPEN_READWRITE,
+					     test_cvfs_key, CVFS_KEY_BYTES,
+					     NULL) == SQLITE_NOTADB, i);
+		test_cvfs_unlink_db(copy);
+		test_assert_idx(cvfs_export(db, copy, NULL, 0, &err) ==
+				SQLITE_OK, i);
+		test_assert_idx(test_vfs_big_check_copy(copy, test_cvfs_key,
+							page_size), i);
+
+		test_assert_idx(cvfs_rekey(&db, test_cvfs_key2,
+					   CVFS_KEY_BYTES, &err) == SQLITE_OK,
+				i);
+		test_assert_idx(db != NULL && test_vfs_big_verify(db), i);
+		cvfs_close(&db);
+		test_assert_idx(test_vfs_big_check_copy(path, test_cvfs_key2,
+							page_size), i);
+		test_assert_idx(cvfs_open_v2(path, &other,
+					     SQLITE_OPEN_READWRITE,
+					     test_cvfs_key, CVFS_KEY_BYTES,
+					     NULL) == SQLITE_NOTADB, i);
+		test_cvfs_unlink_db(path);
+		test_cvfs_unlink_db(copy);
+	}
+	test_end();
+}
+
+struct test_vfs_write_case {
+	int amt;
+	sqlite3_int64 offset;
+	/* 0: no page-1 header; else the page size page 1 announces. */
+	unsigned int header_page_size;
+	int rc;
+};
+
+/* In order, on one new file: the page size comes from the first
+   page-aligned power-of-two write, page 1 must agree with it, and
+   anything else is still refused. */
+static const struct test_vfs_write_case test_vfs_write_cases[] = {
+	{ .amt = 100, .offset = 4096, .rc = SQLITE_IOERR_WRITE },
+	{ .amt = 4096, .offset = 6144, .rc = SQLITE_IOERR_WRITE },
+	{ .amt = 256, .offset = 4096, .rc = SQLITE_IOERR_WRITE },
+	{ .amt = 4096, .offset = 8192, .rc = SQLITE_OK },
+	{ .amt = 2048, .offset = 12288, .rc = SQLITE_IOERR_WRITE },
+	{ .amt = 8192, .offset = 16384, .rc = SQLITE_IOERR_WRITE },
+	{ .amt = 8192, .offset = 0, .header_page_size = 8192,
+	  .rc = SQLITE_IOERR_WRITE },
+	{ .amt = 4096, .offset = 0, .header_page_size = 4096,
+	  .rc = SQLITE_OK },
+	{ .amt = 4096, .offset = 4096, .rc = SQLITE_OK },
+};
+
+static void test_vfs_write_before_page1(void)
+{
+	unsigned char buf[8192];
+	char path[TEST_CVFS_PATH_MAX];
+	struct cvfs_file *f;
+	sqlite3 *db;
+
+	test_begin("vfs pages before page 1 set the page size, partial "
+		   "writes refused");
+	test_cvfs_path(path, "write-before-page1.db");
+	test_cvfs_unlink_db(path);
+	test_assert(cvfs_open_v2(path, &db, TEST_CVFS_OPEN_RWC, test_cvfs_key,
+				 CVFS_KEY_BYTES, NULL) == SQLITE_OK);
+	f = cvfs_file_of_db(db, "main");
+	test_assert(f != NULL && test_cvfs_file_size(path) == 0);
+	for (unsigned int i = 0; f != NULL &&
+	     i < N_ELEMENTS(test_vfs_write_cases); i++) {
+		const struct test_vfs_write_case *c = &test_vfs_write_cases[i];
+		sqlite3_int64 size = test_cvfs_file_size(path);
+
+		memset(buf, 'P', sizeof(buf));
+		memcpy(buf, TEST_MARKER, strlen(TEST_MARKER));
+		if (c->header_page_size != 0) {
+			buf[16] = c->header_page_size >> 8;
+			buf[17] = c->header_page_size & 0xff;
+			buf[20] = CVFS_RESERVED_BYTES;
+		}
+		test_assert_idx(f->base.pMethods->xWrite(&f->base, buf, c->amt,
+							 c->offset) == c->rc,
+				i);
+		if (c->rc != SQLITE_OK)
+			test_assert_idx(test_cvfs_file_size(path) == size, i);
+	}
+	test_assert(test_cvfs_file_size(path) == 3 * 4096);
+	test_assert(!test_cvfs_file_contains(path, TEST_MARKER));
+	cvfs_close(&db);
+	test_end();
+}
+
 static void test_vfs_temp_files(void)
 {
 	char path[TEST_CVFS_PATH_MAX];
@@ -565,6 +791,8 @@ int main(void)
 		test_vfs_attach_needs_key,
 		test_vfs_export,
 		test_vfs_rekey,
+		test_vfs_export_rekey_big,
+		test_vfs_write_before_page1,
 		test_vfs_temp_files,
 		test_vfs_checkpoint_overflow,
 		NULL
