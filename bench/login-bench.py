@@ -3,7 +3,7 @@
 """Issue 2 benchmark: IMAP login throughput and latency of the `launchpad`
 passdb/userdb against a passwd-file passdb with the same Argon2id cost.
 
-    DLP_BUILD_DIR=/work/build /usr/bin/python3 bench/login-bench.py [--quick]
+    DLP_BUILD_DIR=$PWD/build /usr/bin/python3 bench/login-bench.py [--quick]
 
 One run, as root, loopback only (tests/harness.py):
   * the fake Launchpad (tests/lpfake.py) and two Dovecots that differ only

@@ -3,7 +3,7 @@
 """Issue 4 benchmark: the mail storage sqlbox against Dovecot's maildir,
 mdbox and mdbox+mail_crypt, in one run, on one message corpus.
 
-    DLP_BUILD_DIR=/work/build /usr/bin/python3 bench/storage-bench.py [--quick]
+    DLP_BUILD_DIR=$PWD/build /usr/bin/python3 bench/storage-bench.py [--quick]
 
 One run, as root, loopback only (tests/harness.py): the Launchpad fake and
 four Dovecots whose dovecot.conf differ only in mail_location and mail

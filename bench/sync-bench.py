@@ -3,7 +3,7 @@
 """Issue 5 benchmark: `doveadm launchpad sync` over 5 teams of 2,000
 participants each.
 
-    DLP_BUILD_DIR=/work/build /usr/bin/python3 bench/sync-bench.py [--known N]
+    DLP_BUILD_DIR=$PWD/build /usr/bin/python3 bench/sync-bench.py [--known N]
 
 Run as root (tests/harness.py: a real Dovecot in a private mount namespace,
 the loopback Launchpad fake tests/lpfake.py, everything on 127.0.0.1).

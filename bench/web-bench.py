@@ -4,7 +4,7 @@
 page (GET /) for a signed-in user with a warm cache, and the memory of
 dovecot-launchpad-web, measured with wrk (Debian package `wrk`) on loopback.
 
-    DLP_BUILD_DIR=/work/build /usr/bin/python3 bench/web-bench.py [--write]
+    DLP_BUILD_DIR=$PWD/build /usr/bin/python3 bench/web-bench.py [--write]
 
 One run, as root, loopback only, on the world of
 tests/integration/test_web.py (imported, not copied): the fake Launchpad,
