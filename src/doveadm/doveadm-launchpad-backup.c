@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <sodium.h>
 #include <sysexits.h>
 
 /* `doveadm launchpad backup USER DEST`: a consistent copy of the user's
@@ -28,54 +27,15 @@
 #define DOVEADM_BACKUP_TEMP_SUFFIX ".tmp"
 /* As long as the mail processes wait for each other's writes. */
 #define DOVEADM_BACKUP_BUSY_TIMEOUT_MSECS (120 * 1000)
-#define DOVEADM_BACKUP_PASSWORD_MAX (KR_PASSWORD_BUFSIZE * 4)
-
-/* One app password from stdin, sodium_malloc'd; NULL on EOF/too long. */
-static char *doveadm_backup_read_password(void)
-{
-	char *buf = sodium_malloc(DOVEADM_BACKUP_PASSWORD_MAX);
-	size_t len;
-
-	if (buf == NULL)
-		i_fatal_status(EX_TEMPFAIL, "sodium_malloc() failed");
-	if (fgets(buf, DOVEADM_BACKUP_PASSWORD_MAX, stdin) == NULL) {
-		sodium_free(buf);
-		return NULL;
-	}
-	len = strcspn(buf, "\r\n");
-	if (buf[len] == '\0' && len == DOVEADM_BACKUP_PASSWORD_MAX - 1) {
-		sodium_free(buf);
-		return NULL;
-	}
-	buf[len] = '\0';
-	return buf;
-}
 
 /* The mailbox keys, unwrapped with the app password on stdin.  Returns 0,
    or -1 after logging and setting doveadm_exit_code. */
 static int doveadm_backup_keys(const char *user, struct kr_keyfile *kf,
 			       struct kr_keys **keys_r)
 {
-	struct kr_secret *kek;
-	struct kr_error err;
-	unsigned int slot_id;
-	char *password;
-	int ret;
+	int ret = doveadm_launchpad_unlock(kf, keys_r);
 
-	if ((password = doveadm_backup_read_password()) == NULL) {
-		i_error("launchpad: %s: no app password on stdin", user);
-		doveadm_exit_code = EX_USAGE;
-		return -1;
-	}
-	ret = kr_slot_open(kf, password, &slot_id, &kek, &err);
-	sodium_free(password);
-	if (ret > 0) {
-		ret = kr_slot_unwrap(kf, slot_id, kr_secret_data(kek), keys_r,
-				     &err);
-		kr_secret_free(&kek);
-	}
 	if (ret < 0) {
-		i_error("launchpad: %s: %s", user, err.text);
 		doveadm_exit_code = EX_DATAERR;
 		return -1;
 	}

@@ -53,7 +53,7 @@ static int doveadm_launchpad_mkdir_home(struct doveadm_launchpad *lp,
 
 /* Reads one existing app password from stdin into a sodium_malloc'd
    buffer. Returns NULL on EOF or an over-long line. */
-static char *doveadm_launchpad_read_password(void)
+char *doveadm_launchpad_read_password(void)
 {
 	const size_t size = KR_PASSWORD_BUFSIZE * 4;
 	char *buf = sodium_malloc(size);
@@ -76,8 +76,7 @@ static char *doveadm_launchpad_read_password(void)
 
 /* Unlocks an existing keyfile with one of its app passwords read from
    stdin. Returns 1 with keys, 0 if the password opens nothing, -1 error. */
-static int doveadm_launchpad_unlock(struct kr_keyfile *kf,
-				    struct kr_keys **keys_r)
+int doveadm_launchpad_unlock(struct kr_keyfile *kf, struct kr_keys **keys_r)
 {
 	struct kr_secret *kek;
 	struct kr_error err;

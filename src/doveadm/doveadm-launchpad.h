@@ -42,6 +42,16 @@ int doveadm_launchpad_user_home(struct doveadm_launchpad *lp,
 /* "" for 0, else local "YYYY-MM-DD HH:MM:SS" (data stack). */
 const char *doveadm_launchpad_time(time_t t);
 
+struct kr_keyfile;
+struct kr_keys;
+
+/* Reads one app password from stdin into sodium_malloc'd memory (free with
+   sodium_free); NULL on EOF or an over-long line. */
+char *doveadm_launchpad_read_password(void);
+/* Unlocks kf with an app password read from stdin. Returns 1 with keys,
+   0 if none was given or it opens no slot (logged), -1 on error (logged). */
+int doveadm_launchpad_unlock(struct kr_keyfile *kf, struct kr_keys **keys_r);
+
 extern struct doveadm_cmd_ver2 doveadm_cmd_launchpad_cache_show;
 extern struct doveadm_cmd_ver2 doveadm_cmd_launchpad_cache_invalidate;
 extern struct doveadm_cmd_ver2 doveadm_cmd_launchpad_password_generate;
