@@ -16,7 +16,7 @@ apt-get install -y -qq --no-install-recommends \
 	dovecot-core dovecot-dev dovecot-imapd dovecot-pop3d dovecot-lmtpd \
 	libcurl4-openssl-dev libjansson-dev libsodium-dev libtdb-dev \
 	libsqlite3-dev sqlite3 tdb-tools libmicrohttpd-dev \
-	python3 python3-pytest util-linux ca-certificates \
+	python3 python3-pytest python3-pytest-timeout util-linux ca-certificates \
 	chromium chromium-driver python3-selenium \
 	build-essential debhelper dh-autoreconf dpkg-dev fakeroot lintian git \
 	>/dev/null

@@ -272,7 +272,7 @@ def test_nul_in_login_makes_no_request(world):
     tag = imap._new_tag()
     imap.send(tag + b" AUTHENTICATE PLAIN " + resp + b"\r\n")
     line = imap.readline()
-    while not line.startswith(tag):
+    while line and not line.startswith(tag):
         line = imap.readline()
     assert line.startswith(tag + b" NO") or line.startswith(tag + b" BAD")
     imap.shutdown()

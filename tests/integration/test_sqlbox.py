@@ -115,7 +115,7 @@ def test_multiappend(world, alice):
     imap.send(("%s APPEND INBOX {%d+}\r\n" % (tag, len(m1))).encode() + m1 +
               (" {%d+}\r\n" % len(m2)).encode() + m2 + b"\r\n")
     line = imap.readline()
-    while not line.startswith(tag.encode()):
+    while line and not line.startswith(tag.encode()):
         line = imap.readline()
     assert b" OK " in line and b"APPENDUID" in line, line
     assert re.search(rb"APPENDUID \d+ \d+:\d+", line)
@@ -422,17 +422,17 @@ def test_idle_sees_other_session_and_lmtp(world, alice):
     ok(b.append("INBOX", None, None, message("idle-imap")))
     b.logout()
     line = a.readline()
-    while b"EXISTS" not in line:
+    while line and b"EXISTS" not in line:
         line = a.readline()
     assert line.strip() == b"* %d EXISTS" % (count + 1)
     assert lmtp_deliver(world.dc, USER, message("idle-lmtp"))[0] == 250
     line = a.readline()
-    while b"EXISTS" not in line:
+    while line and b"EXISTS" not in line:
         line = a.readline()
     assert line.strip() == b"* %d EXISTS" % (count + 2)
     a.send(b"DONE\r\n")
     line = a.readline()
-    while not line.startswith(tag):
+    while line and not line.startswith(tag):
         line = a.readline()
     assert b" OK " in line
     a.sock.settimeout(60)

@@ -376,7 +376,7 @@ def test_special_use_in_sqlite(world, alice):
     tag = imap._new_tag()
     imap.send(tag + b' SETMETADATA Old (/private/specialuse "\\\\Bogus")\r\n')
     line = imap.readline()
-    while not line.startswith(tag):
+    while line and not line.startswith(tag):
         line = imap.readline()
     assert line.split()[1] == b"NO", line
     ok(imap.rename("SentItems", "Sent"))
