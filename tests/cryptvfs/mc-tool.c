@@ -6,6 +6,7 @@
 
      mc-tool write PATH KEY ROWS [crash]
      mc-tool read  PATH KEY ROWS
+     mc-tool query PATH KEY SQL      (rows printed as col|col|...)
 
    KEY is "raw:<64 hex>" (sqlite3mc's own raw-key syntax) or
    "pass:<passphrase>". */
@@ -31,29 +32,73 @@ static int mc_exec(sqlite3 *db, const char *sql)
 	return rc;
 }
 
+/* Opens PATH with KEY the way an sqlite3mc user would. */
+static sqlite3 *mc_open(const char *path, const char *key)
+{
+	sqlite3 *db;
+	char *sql;
+	int rc;
+
+	if (sqlite3_open(path, &db) != SQLITE_OK)
+		return NULL;
+	sql = sqlite3_mprintf("PRAGMA cipher='chacha20'; PRAGMA key=%Q",
+			      strncmp(key, "pass:", 5) == 0 ? key + 5 : key);
+	rc = mc_exec(db, sql);
+	sqlite3_free(sql);
+	if (rc != SQLITE_OK ||
+	    mc_exec(db, "SELECT count(*) FROM sqlite_schema") != SQLITE_OK) {
+		sqlite3_close(db);
+		return NULL;
+	}
+	return db;
+}
+
+/* Used by the sqlbox system test: any query on a real mailbox. */
+static int mc_query(const char *path, const char *key, const char *query)
+{
+	sqlite3_stmt *stmt;
+	sqlite3 *db;
+	int rc, i;
+
+	if ((db = mc_open(path, key)) == NULL)
+		return 1;
+	if (sqlite3_prepare_v2(db, query, -1, &stmt, NULL) != SQLITE_OK) {
+		fprintf(stderr, "mc-tool: %s: %s\n", query, sqlite3_errmsg(db));
+		return 1;
+	}
+	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+		for (i = 0; i < sqlite3_column_count(stmt); i++) {
+			const unsigned char *v = sqlite3_column_text(stmt, i);
+
+			printf("%s%s", i > 0 ? "|" : "",
+			       v == NULL ? "" : (const char *)v);
+		}
+		printf("\n");
+	}
+	sqlite3_finalize(stmt);
+	if (rc != SQLITE_DONE) {
+		fprintf(stderr, "mc-tool: %s: %s\n", query, sqlite3_errmsg(db));
+		return 1;
+	}
+	return sqlite3_close(db) == SQLITE_OK ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
 	sqlite3_stmt *stmt;
 	sqlite3_int64 next = 0;
 	long rows, n = 0;
-	char *sql;
 	sqlite3 *db;
 	int rc;
 
+	if (argc == 5 && strcmp(argv[1], "query") == 0)
+		return mc_query(argv[2], argv[3], argv[4]);
 	if (argc < 5) {
 		fprintf(stderr, "usage: mc-tool write|read PATH KEY ROWS\n");
 		return 2;
 	}
 	rows = atol(argv[4]);
-	if (sqlite3_open(argv[2], &db) != SQLITE_OK)
-		return 1;
-	sql = sqlite3_mprintf("PRAGMA cipher='chacha20'; PRAGMA key=%Q",
-			      strncmp(argv[3], "pass:", 5) == 0 ?
-			      argv[3] + 5 : argv[3]);
-	rc = mc_exec(db, sql);
-	sqlite3_free(sql);
-	if (rc != SQLITE_OK || mc_exec(db, "SELECT count(*) FROM "
-				       "sqlite_schema") != SQLITE_OK)
+	if ((db = mc_open(argv[2], argv[3])) == NULL)
 		return 1;
 	if (strcmp(argv[1], "write") == 0) {
 		if (mc_exec(db, "PRAGMA journal_mode=WAL; CREATE TABLE IF NOT "
