@@ -15,10 +15,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Schema version 1, plus what version 2 added (run on new and on
-   version-1 files).  Metadata lives apart from body chunks so that
-   rebuilding an index or scanning flags never decrypts body pages. */
-#define SQLBOX_SCHEMA_VERSION 2
+/* Schema version 1, plus what versions 2 and 3 added (each run on new
+   files and on older ones).  Metadata lives apart from body chunks so
+   that rebuilding an index or scanning flags never decrypts body pages. */
+#define SQLBOX_SCHEMA_VERSION 3
 #define SQLBOX_OPEN_RETRY_MSECS 20
 static const char *const sqlbox_schema_v1[] = {
 	"CREATE TABLE mailbox ("
@@ -75,6 +75,14 @@ static const char *const sqlbox_schema_v2[] = {
 	" value BLOB NOT NULL,"
 	" changed INTEGER NOT NULL,"
 	" PRIMARY KEY (mailbox_id, type, key)) WITHOUT ROWID",
+	NULL
+};
+static const char *const sqlbox_schema_v3[] = {
+	/* The lowest UID no session has yet seen as \Recent (sqlbox-sync.c).
+	   Mail that was there before the upgrade counts as seen. */
+	"ALTER TABLE mailbox ADD COLUMN"
+	" first_recent_uid INTEGER NOT NULL DEFAULT 1",
+	"UPDATE mailbox SET first_recent_uid = uidnext",
 	NULL
 };
 
@@ -280,8 +288,15 @@ static int sqlbox_db_schema(struct sqlbox_storage *storage)
 				return -1;
 			}
 		}
-		for (unsigned int i = 0; sqlbox_schema_v2[i] != NULL; i++) {
+		for (unsigned int i = 0; version < 2 &&
+			     sqlbox_schema_v2[i] != NULL; i++) {
 			if (sqlbox_db_exec(storage, sqlbox_schema_v2[i]) < 0) {
+				sqlbox_db_rollback(storage);
+				return -1;
+			}
+		}
+		for (unsigned int i = 0; sqlbox_schema_v3[i] != NULL; i++) {
+			if (sqlbox_db_exec(storage, sqlbox_schema_v3[i]) < 0) {
 				sqlbox_db_rollback(storage);
 				return -1;
 			}

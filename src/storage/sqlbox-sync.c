@@ -315,6 +315,60 @@ static int sqlbox_sync_pull(struct sqlbox_sync_context *ctx)
 	return 0;
 }
 
+/* \Recent (RFC 3501): the index is rebuilt per process, so the first UID
+   no session has seen as recent lives in SQLite.  A session that selects
+   the folder read-write takes the UIDs from there on as recent and moves
+   SQLite's value to UIDNEXT in this sync's transaction, so exactly one
+   session sees each message as recent.  Others (EXAMINE, STATUS, APPEND
+   without SELECT) only learn the value: Dovecot's index sync then counts
+   the UIDs above it as recent without taking them. */
+static int sqlbox_sync_recent(struct sqlbox_sync_context *ctx)
+{
+	struct sqlbox_mailbox *mbox = ctx->mbox;
+	struct mailbox *box = &mbox->box;
+	const struct mail_index_header *hdr;
+	struct mail_index_view *view;
+	sqlite3_stmt *stmt;
+	uint32_t first_recent_uid, next_uid, seq1, seq2;
+	int rc;
+
+	stmt = sqlbox_db_prepare(mbox->storage,
+		"SELECT first_recent_uid FROM mailbox WHERE id = ?");
+	if (stmt == NULL)
+		return -1;
+	sqlite3_bind_int64(stmt, 1, mbox->id);
+	rc = sqlbox_db_step(mbox->storage, stmt);
+	first_recent_uid = rc == SQLITE_ROW ?
+		I_MAX(sqlite3_column_int64(stmt, 0), 1) : 1;
+	sqlite3_finalize(stmt);
+	if (rc < 0)
+		return -1;
+
+	hdr = mail_index_get_header(ctx->sync_view);
+	if (hdr->first_recent_uid < first_recent_uid) {
+		mail_index_update_header(ctx->trans,
+			offsetof(struct mail_index_header, first_recent_uid),
+			&first_recent_uid, sizeof(first_recent_uid), FALSE);
+	}
+	if ((box->flags & MAILBOX_FLAG_DROP_RECENT) == 0 ||
+	    (box->flags & MAILBOX_FLAG_READONLY) != 0)
+		return 0;
+
+	/* The updated view holds the mail this sync appended. */
+	view = mail_index_transaction_open_updated_view(ctx->trans);
+	if (mail_index_lookup_seq_range(view, first_recent_uid, (uint32_t)-1,
+					&seq1, &seq2))
+		mailbox_recent_flags_set_seqs(box, view, seq1, seq2);
+	next_uid = I_MAX(mail_index_get_header(view)->next_uid,
+			 ctx->db_uidnext);
+	mail_index_view_close(&view);
+	if (next_uid <= first_recent_uid)
+		return 0;
+	return sqlbox_db_exec_args(mbox->storage,
+		"UPDATE mailbox SET first_recent_uid = max(first_recent_uid, ?1)"
+		" WHERE id = ?2", 2, (int64_t)next_uid, mbox->id);
+}
+
 static int sqlbox_sync_db(struct sqlbox_sync_context *ctx)
 {
 	struct sqlbox_mailbox *mbox = ctx->mbox;
@@ -333,7 +387,9 @@ static int sqlbox_sync_db(struct sqlbox_sync_context *ctx)
 	    sqlbox_db_mailbox_set_counters(storage, mbox->id,
 					   ctx->push_modseq, 0) < 0)
 		return -1;
-	return sqlbox_sync_pull(ctx);
+	if (sqlbox_sync_pull(ctx) < 0)
+		return -1;
+	return sqlbox_sync_recent(ctx);
 }
 
 int sqlbox_sync_begin(struct sqlbox_mailbox *mbox,

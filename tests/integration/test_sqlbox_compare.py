@@ -360,11 +360,6 @@ def normalise(text, uidvalidity):
     # sqlbox keeps modseqs always, maildir only once a client used
     # CONDSTORE: SELECT may add a HIGHESTMODSEQ line (RFC 7162 3.1.2.1).
     text = re.sub(rb"\* OK \[HIGHESTMODSEQ \d+\] Highest\r\n", b"", text)
-    # KNOWN DIFFERENCE, reported: sqlbox has no \Recent (RECENT is
-    # always 0); everything else about those responses is compared.
-    text = re.sub(rb"\* \d+ RECENT\r\n", b"", text)
-    text = re.sub(rb" \\Recent\b|\\Recent ?", b"", text)
-    text = re.sub(rb" RECENT \d+", b"", text)
     # KNOWN DIFFERENCE, reported: sqlbox lists the keywords in use
     # (sorted), maildir every keyword ever used (in order of first use);
     # the keywords on each message are compared in FETCH FLAGS.

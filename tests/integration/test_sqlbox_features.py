@@ -9,6 +9,7 @@ import json
 import os
 import random
 import secrets
+import smtplib
 import re
 import socket
 import subprocess
@@ -501,4 +502,89 @@ def test_rename_inbox(world, alice):
     assert int(ok(imap.select("OldInbox"))[0]) == count
     typ, data = imap.rename("INBOX", "OldInbox")
     assert typ == "NO" and b"ALREADYEXISTS" in data[0], data
+    imap.logout()
+
+
+def lmtp_deliver(dc, rcpt, data):
+    with smtplib.LMTP("127.0.0.1", dc.lmtp_port, timeout=60) as lmtp:
+        lmtp.ehlo("test.example.org")
+        assert lmtp.mail("sender@example.org")[0] == 250
+        code, msg = lmtp.rcpt(rcpt)
+        assert code == 250, msg
+        lmtp.putcmd("data")
+        assert lmtp.getreply()[0] == 354
+        lmtp.send(data + b".\r\n")
+        return lmtp.getreply()
+
+
+def recent_count(lines):
+    found = [int(ln.split()[1]) for ln in lines
+             if re.match(rb"\* \d+ RECENT$", ln)]
+    assert len(found) == 1, lines
+    return found[0]
+
+
+def recent_uids(imap):
+    lines = raw(imap, "UID FETCH 1:* (FLAGS)")
+    return {int(re.search(rb"UID (\d+)", ln).group(1)) for ln in lines
+            if ln.startswith(b"* ") and b"\\Recent" in ln}
+
+
+def test_recent_once(world, alice):
+    """RFC 3501 2.3.2: exactly one session sees new mail as \\Recent;
+    EXAMINE and STATUS show it without taking it."""
+    dc = world.dc
+    folder = "Recent" + secrets.token_hex(4)
+    writer = imap_login(dc, alice)
+    ok(writer.create(folder))
+    for i in range(3):
+        ok(writer.append(folder, None, None, message("recent-%d" % i)))
+    # Appending without SELECT takes nothing.
+    assert b"RECENT 3" in ok(writer.status(folder, "(RECENT)"))[0]
+
+    reader = imap_login(dc, alice)
+    assert recent_count(raw(reader, 'EXAMINE "%s"' % folder)) == 3
+    assert len(recent_uids(reader)) == 3
+    reader.logout()
+
+    first = imap_login(dc, alice)
+    assert recent_count(raw(first, 'SELECT "%s"' % folder)) == 3
+    assert recent_uids(first) == {1, 2, 3}
+    # Mail appended while selected is this session's too.
+    ok(writer.append(folder, None, None, message("recent-3")))
+    raw(first, "NOOP")
+    assert recent_uids(first) == {1, 2, 3, 4}
+
+    second = imap_login(dc, alice)
+    assert recent_count(raw(second, 'SELECT "%s"' % folder)) == 0
+    assert recent_uids(second) == set()
+    assert recent_count(raw(second, 'EXAMINE "%s"' % folder)) == 0
+    second.logout()
+    # The session that took them still shows them.
+    assert recent_uids(first) == {1, 2, 3, 4}
+    first.logout()
+    writer.logout()
+
+
+def test_recent_lmtp(world, alice):
+    dc = world.dc
+    imap = imap_login(dc, alice)
+    raw(imap, "SELECT INBOX")
+    imap.logout()
+    marker = "recent-lmtp-" + secrets.token_hex(4)
+    assert lmtp_deliver(dc, USER, message(marker))[0] == 250
+    # The spool import at STATUS or EXAMINE leaves it recent.
+    imap = imap_login(dc, alice)
+    assert b"RECENT 1" in ok(imap.status("INBOX", "(RECENT)"))[0]
+    imap.logout()
+    imap = imap_login(dc, alice)
+    assert recent_count(raw(imap, "SELECT INBOX")) == 1
+    uids = recent_uids(imap)
+    assert len(uids) == 1
+    lines = raw(imap, "UID FETCH %d (BODY.PEEK[HEADER.FIELDS (SUBJECT)])"
+                % uids.pop())
+    assert marker.encode() in b"\n".join(lines)
+    imap.logout()
+    imap = imap_login(dc, alice)
+    assert recent_count(raw(imap, "SELECT INBOX")) == 0
     imap.logout()
