@@ -5,10 +5,14 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
+#include <sys/stat.h>
 
 /* Records are JSON objects {"v":1,"kind":...,...} under the keys
    "person/<name>", "team/<team>", "verdict/<name>@<domain>", "ban/<name>"
@@ -86,6 +90,51 @@ static void lp_cache_tdb_log(struct tdb_context *tdb,
 	       "tdb %s: %s", ctx->config->cache_path, msg);
 }
 
+/* uid/gid of the config ("vmail" or a number); -1 if unknown. */
+static void lp_cache_owner(const struct lp_config *config, uid_t *uid_r,
+			   gid_t *gid_r)
+{
+	const struct passwd *pw;
+	const struct group *gr;
+	char *end;
+	unsigned long n;
+
+	*uid_r = (uid_t)-1;
+	*gid_r = (gid_t)-1;
+	n = strtoul(config->uid, &end, 10);
+	if (*config->uid != '\0' && *end == '\0')
+		*uid_r = (uid_t)n;
+	else if ((pw = getpwnam(config->uid)) != NULL)
+		*uid_r = pw->pw_uid;
+	n = strtoul(config->gid, &end, 10);
+	if (*config->gid != '\0' && *end == '\0')
+		*gid_r = (gid_t)n;
+	else if ((gr = getgrnam(config->gid)) != NULL)
+		*gid_r = gr->gr_gid;
+}
+
+/* The cache is shared by root processes (auth-workers, doveadm) and the
+   self-service page, which runs as the mail uid: a root process that finds
+   the file owned by root gives it to uid/gid (mode stays 0600). */
+static void lp_cache_give_to_mail_user(struct lp_context *ctx)
+{
+	struct stat st;
+	uid_t uid;
+	gid_t gid;
+	int fd = tdb_fd(ctx->tdb);
+
+	if (geteuid() != 0 || fd < 0 || fstat(fd, &st) < 0 || st.st_uid != 0)
+		return;
+	lp_cache_owner(ctx->config, &uid, &gid);
+	if (uid == (uid_t)-1 || uid == 0)
+		return;
+	if (fchown(fd, uid, gid) < 0) {
+		lp_log(ctx, LP_LOG_WARNING, "fchown(%s, %lu, %lu) failed: %s",
+		       ctx->config->cache_path, (unsigned long)uid,
+		       (unsigned long)gid, strerror(errno));
+	}
+}
+
 int lp_cache_open(struct lp_context *ctx, struct lp_error *err)
 {
 	struct tdb_logging_context log_ctx = {
@@ -103,6 +152,7 @@ int lp_cache_open(struct lp_context *ctx, struct lp_error *err)
 			     errno != 0 ? strerror(errno) : "corrupt file");
 		return -1;
 	}
+	lp_cache_give_to_mail_user(ctx);
 	return 0;
 }
 

@@ -6,9 +6,12 @@
 #include "test-lpfake.h"
 #include "tap.h"
 
+#include <pwd.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -394,6 +397,41 @@ static void test_nonces(void)
 	test_end();
 }
 
+/* A root process that creates the cache gives it to the mail uid/gid, so
+   the self-service page (running as that uid) can open it too. */
+static void test_cache_owner(void)
+{
+	char dir[] = "/tmp/lp-owner-XXXXXX", path[64], text[512];
+	const struct passwd *pw = getpwnam("nobody");
+	struct lp_config *cfg;
+	struct lp_context *c;
+	struct lp_error err;
+	struct stat st;
+
+	test_begin("cache file owned by the mail uid");
+	test_assert(mkdtemp(dir) != NULL && pw != NULL);
+	snprintf(path, sizeof(path), "%s/cache.tdb", dir);
+	snprintf(text, sizeof(text),
+		 "api_url = http://127.0.0.1:1/1.0\ncache_path = %s\n"
+		 "uid = nobody\ngid = %lu\ndomain ubuntu.com = ubuntumembers\n",
+		 path, (unsigned long)pw->pw_gid);
+	test_assert(lp_config_parse("owner.conf", text, &cfg, &err) == 0);
+	test_assert(lp_context_create(cfg, NULL, &c, &err) == 0);
+	test_assert(stat(path, &st) == 0);
+	if (geteuid() == 0) {
+		test_assert(st.st_uid == pw->pw_uid);
+		test_assert(st.st_gid == pw->pw_gid);
+	} else {
+		test_assert(st.st_uid == geteuid());
+	}
+	test_assert((st.st_mode & 0777) == 0600);
+	lp_context_destroy(&c);
+	lp_config_free(&cfg);
+	unlink(path);
+	rmdir(dir);
+	test_end();
+}
+
 int main(void)
 {
 	static void (*const tests[])(void) = {
@@ -404,6 +442,7 @@ int main(void)
 		test_invalidate_and_iterate,
 		test_coalescing,
 		test_nonces,
+		test_cache_owner,
 		NULL
 	};
 	int ret;
