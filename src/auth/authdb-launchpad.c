@@ -4,11 +4,15 @@
 #include "passdb.h"
 #include "userdb.h"
 
-#include <curl/curl.h>
-#include <sodium.h>
+#include "launchpad.h"
 
 /* libauthdb_launchpad.so: auth loads it on demand for `driver = launchpad`
-   in a passdb or userdb block (passdb_preinit/userdb_preinit). */
+   in a passdb or userdb block (passdb_preinit/userdb_preinit); `doveadm pw`
+   dlopen()s every module of the auth directory too.  Loading it only
+   registers the drivers: nothing process-wide is set up here.  libsodium
+   is initialised by libkeyring at its first use (Dovecot's own
+   password_schemes_init() insists on being the first sodium_init() of a
+   process), libcurl by the first Launchpad lookup (db_launchpad_context()). */
 
 extern struct passdb_module_interface passdb_launchpad;
 extern struct userdb_module_interface userdb_launchpad;
@@ -20,12 +24,6 @@ void authdb_launchpad_deinit(void);
 
 void authdb_launchpad_init(void)
 {
-	/* Both are process-wide and not thread-safe: do them once, here,
-	   before any lookup (auth is single-threaded). */
-	if (sodium_init() < 0)
-		i_fatal("launchpad: sodium_init() failed");
-	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-		i_fatal("launchpad: curl_global_init() failed");
 	passdb_register_module(&passdb_launchpad);
 	userdb_register_module(&userdb_launchpad);
 }
@@ -34,5 +32,5 @@ void authdb_launchpad_deinit(void)
 {
 	passdb_unregister_module(&passdb_launchpad);
 	userdb_unregister_module(&userdb_launchpad);
-	curl_global_cleanup();
+	lp_global_deinit();
 }

@@ -111,7 +111,7 @@ struct db_launchpad *db_launchpad_preinit(pool_t pool ATTR_UNUSED,
 	return db;
 }
 
-void db_launchpad_init(struct db_launchpad *db)
+int db_launchpad_context(struct db_launchpad *db, struct event *event)
 {
 	const struct lp_log log = {
 		.fn = db_launchpad_log,
@@ -119,12 +119,16 @@ void db_launchpad_init(struct db_launchpad *db)
 	};
 	struct lp_error err;
 
-	/* Lookups are blocking: they only ever run in auth-workers. The
-	   auth master needs the config (preinit) but no cache or HTTP. */
-	if (!worker || db->ctx != NULL)
-		return;
-	if (lp_context_create(db->config, &log, &db->ctx, &err) < 0)
-		i_fatal("launchpad: %s", err.text);
+	/* Opened at the first lookup, not in init: a cache or HTTP client
+	   that cannot be set up fails that lookup (tempfail, logged) and is
+	   tried again at the next one, instead of killing the process. */
+	if (db->ctx != NULL)
+		return 0;
+	if (lp_context_create(db->config, &log, &db->ctx, &err) < 0) {
+		e_error(event, "launchpad: %s", err.text);
+		return -1;
+	}
+	return 0;
 }
 
 void db_launchpad_unref(struct db_launchpad **_db)
@@ -165,7 +169,19 @@ void db_launchpad_log_info(struct auth_request *request, const char *fmt, ...)
 void db_launchpad_check(struct db_launchpad *db, struct auth_request *request,
 			struct lp_entitlement *ent_r)
 {
-	i_assert(db->ctx != NULL);
+	if (db_launchpad_context(db, authdb_event(request)) < 0) {
+		i_zero(ent_r);
+		ent_r->login = lp_login_parse(db->config, request->fields.user,
+					      ent_r->name, &ent_r->domain);
+		if (ent_r->login == LP_LOGIN_OK) {
+			i_snprintf(ent_r->user, sizeof(ent_r->user), "%s@%s",
+				   ent_r->name, ent_r->domain->domain);
+		}
+		ent_r->verdict.kind = LP_VERDICT_TEMPFAIL;
+		i_strocpy(ent_r->verdict.text, "the Launchpad cache cannot "
+			  "be opened", sizeof(ent_r->verdict.text));
+		return;
+	}
 
 	/* liblaunchpad logs the outcome (deny reason, stale allow, tempfail
 	   cause) through db_launchpad_log() on this request's event. */

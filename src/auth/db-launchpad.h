@@ -11,7 +11,8 @@ struct db_launchpad {
 
 	char *config_path;
 	struct lp_config *config;
-	/* Only in auth-worker processes (the only place lookups run). */
+	/* Opened by the first lookup, so only in auth-worker processes (the
+	   only place lookups run); NULL until then. */
 	struct lp_context *ctx;
 	/* The request being served, so library log lines carry its prefix. */
 	struct auth_request *cur_request;
@@ -23,12 +24,15 @@ struct db_launchpad {
    i_fatal()s naming file and line on any error. Runs as root, before
    privileges are dropped. */
 struct db_launchpad *db_launchpad_preinit(pool_t pool, const char *args);
-/* Opens the TDB cache and the HTTP client, in auth-worker processes only. */
-void db_launchpad_init(struct db_launchpad *db);
+/* Opens the TDB cache and the HTTP client at the first call (lookups run
+   in auth-workers only).  Returns 0, or -1 with the error logged on
+   event; the next call tries again. */
+int db_launchpad_context(struct db_launchpad *db, struct event *event);
 void db_launchpad_unref(struct db_launchpad **db);
 
 /* Runs the decision for the request's user (may block on HTTP); the
-   outcome and its reason are logged on the request's event. */
+   outcome and its reason are logged on the request's event.  Without a
+   context (db_launchpad_context() failed) the verdict is a tempfail. */
 void db_launchpad_check(struct db_launchpad *db, struct auth_request *request,
 			struct lp_entitlement *ent_r);
 

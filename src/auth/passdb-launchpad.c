@@ -163,14 +163,6 @@ passdb_launchpad_preinit(pool_t pool, const char *args)
 	return &module->module;
 }
 
-static void passdb_launchpad_init(struct passdb_module *_module)
-{
-	struct launchpad_passdb_module *module =
-		(struct launchpad_passdb_module *)_module;
-
-	db_launchpad_init(module->db);
-}
-
 static void passdb_launchpad_deinit(struct passdb_module *_module)
 {
 	struct launchpad_passdb_module *module =
@@ -182,7 +174,6 @@ static void passdb_launchpad_deinit(struct passdb_module *_module)
 struct passdb_module_interface passdb_launchpad = {
 	.name = "launchpad",
 	.preinit = passdb_launchpad_preinit,
-	.init = passdb_launchpad_init,
 	.deinit = passdb_launchpad_deinit,
 	.verify_plain = passdb_launchpad_verify_plain,
 };

@@ -105,10 +105,11 @@ userdb_launchpad_iterate_init(struct auth_request *request,
 	p_array_init(&ctx->users, pool, 64);
 
 	/* Iteration always runs in an auth-worker, whatever blocking says. */
-	i_assert(module->db->ctx != NULL);
-	if (lp_cache_iterate_allowed(module->db->ctx,
-				     userdb_launchpad_iterate_add, ctx,
-				     &err) < 0) {
+	if (db_launchpad_context(module->db, authdb_event(request)) < 0)
+		ctx->ctx.failed = TRUE;
+	else if (lp_cache_iterate_allowed(module->db->ctx,
+					  userdb_launchpad_iterate_add, ctx,
+					  &err) < 0) {
 		e_error(authdb_event(request), "launchpad: %s", err.text);
 		ctx->ctx.failed = TRUE;
 	}
@@ -151,14 +152,6 @@ userdb_launchpad_preinit(pool_t pool, const char *args)
 	return &module->module;
 }
 
-static void userdb_launchpad_init(struct userdb_module *_module)
-{
-	struct launchpad_userdb_module *module =
-		(struct launchpad_userdb_module *)_module;
-
-	db_launchpad_init(module->db);
-}
-
 static void userdb_launchpad_deinit(struct userdb_module *_module)
 {
 	struct launchpad_userdb_module *module =
@@ -170,7 +163,6 @@ static void userdb_launchpad_deinit(struct userdb_module *_module)
 struct userdb_module_interface userdb_launchpad = {
 	.name = "launchpad",
 	.preinit = userdb_launchpad_preinit,
-	.init = userdb_launchpad_init,
 	.deinit = userdb_launchpad_deinit,
 	.lookup = userdb_launchpad_lookup,
 	.iterate_init = userdb_launchpad_iterate_init,

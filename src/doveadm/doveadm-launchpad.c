@@ -11,7 +11,6 @@
 #include "time-util.h"
 #include "doveadm-launchpad.h"
 
-#include <curl/curl.h>
 #include <grp.h>
 #include <pwd.h>
 #include <sodium.h>
@@ -65,6 +64,20 @@ static int doveadm_launchpad_resolve_ids(struct doveadm_launchpad *lp)
 	return 0;
 }
 
+/* This plugin is loaded by every doveadm command (pw, who, mailbox, ...),
+   so loading it sets up nothing: libsodium is initialised here, when a
+   launchpad command first needs it.  Dovecot's password_schemes_init()
+   (doveadm pw) fails unless its sodium_init() is the process's first. */
+static int doveadm_launchpad_sodium_init(void)
+{
+	if (sodium_init() < 0) {
+		i_error("launchpad: sodium_init() failed");
+		doveadm_exit_code = EX_SOFTWARE;
+		return -1;
+	}
+	return 0;
+}
+
 int doveadm_launchpad_open(struct doveadm_launchpad **lp_r)
 {
 	static const struct lp_log log = {
@@ -73,6 +86,9 @@ int doveadm_launchpad_open(struct doveadm_launchpad **lp_r)
 	struct doveadm_launchpad *lp;
 	struct lp_error err;
 	const char *path;
+
+	if (doveadm_launchpad_sodium_init() < 0)
+		return -1;
 
 	path = doveadm_plugin_getenv("launchpad_config");
 	if (path == NULL || *path == '\0')
@@ -206,12 +222,11 @@ const char *doveadm_launchpad_time(time_t t)
 	return t == 0 ? "" : t_strflocaltime("%Y-%m-%d %H:%M:%S", t);
 }
 
+/* Registers the commands and nothing else (see
+   doveadm_launchpad_sodium_init(); libcurl is set up by the first
+   lp_context_create()). */
 void doveadm_launchpad_plugin_init(struct module *module ATTR_UNUSED)
 {
-	if (sodium_init() < 0)
-		i_fatal("launchpad: sodium_init() failed");
-	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-		i_fatal("launchpad: curl_global_init() failed");
 	doveadm_cmd_register_ver2(&doveadm_cmd_launchpad_cache_show);
 	doveadm_cmd_register_ver2(&doveadm_cmd_launchpad_cache_invalidate);
 	doveadm_cmd_register_ver2(&doveadm_cmd_launchpad_password_generate);
@@ -233,5 +248,5 @@ void doveadm_launchpad_plugin_init(struct module *module ATTR_UNUSED)
 
 void doveadm_launchpad_plugin_deinit(void)
 {
-	curl_global_cleanup();
+	lp_global_deinit();
 }

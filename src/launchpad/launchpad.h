@@ -234,6 +234,9 @@ struct lp_context;
 int lp_context_create(const struct lp_config *config, const struct lp_log *log,
 		      struct lp_context **ctx_r, struct lp_error *err);
 void lp_context_destroy(struct lp_context **ctx);
+/* Undoes the process-wide libcurl setup the first lp_context_create() did
+   (nothing if none did); for a module's deinit, after its last context. */
+void lp_global_deinit(void);
 
 struct lp_entitlement {
 	enum lp_login_result login;

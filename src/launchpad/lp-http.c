@@ -89,11 +89,42 @@ static size_t lp_http_header(char *ptr, size_t size, size_t nmemb,
 	return len;
 }
 
+/* libcurl's process-wide state is set up by the first client, not when a
+   module linking this library is loaded: a Dovecot process that never asks
+   Launchpad anything never runs curl_global_init(). */
+static bool lp_curl_global_done = false;
+
+static int lp_http_global_init(struct lp_error *err)
+{
+	CURLcode rc;
+
+	if (lp_curl_global_done)
+		return 0;
+	rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+	if (rc != CURLE_OK) {
+		lp_error_set(err, LP_ERR_INTERNAL, "curl_global_init() failed: %s",
+			     curl_easy_strerror(rc));
+		return -1;
+	}
+	lp_curl_global_done = true;
+	return 0;
+}
+
+void lp_global_deinit(void)
+{
+	if (!lp_curl_global_done)
+		return;
+	curl_global_cleanup();
+	lp_curl_global_done = false;
+}
+
 int lp_http_init(struct lp_context *ctx, struct lp_error *err)
 {
 	CURL *curl;
 	CURLcode rc = CURLE_OK;
 
+	if (lp_http_global_init(err) < 0)
+		return -1;
 	curl = curl_easy_init();
 	if (curl == NULL) {
 		lp_error_set(err, LP_ERR_INTERNAL, "curl_easy_init() failed");
