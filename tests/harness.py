@@ -31,6 +31,10 @@ DOVEADM_MODULE = os.path.join(
 SQLBOX_MODULE = os.path.join(
     BUILD_DIR, "src/storage/.libs/lib20_sqlbox_plugin.so")
 
+# File names of our modules; a "stock" module dir is a copy without them.
+OUR_MODULES = frozenset(os.path.basename(p) for p in (
+    AUTH_MODULE, DOVEADM_MODULE, SQLBOX_MODULE))
+
 # A user no test or demo changes; uid/gid of the mail processes.
 MAIL_USER = "nobody"
 MAIL_GROUP = "nogroup"
@@ -258,17 +262,21 @@ class Dovecot:
 
     def _module_dir(self, kind, ours, system_kind=None):
         """A copy of the system module dir `kind` (or `system_kind`, "" =
-        the top one) plus our module."""
-        target = os.path.join(self.workdir, "modules", kind)
+        the top one) plus our module; ours=None: Dovecot's modules only
+        (none of ours, even if the package is installed)."""
+        target = os.path.join(self.workdir,
+                              "modules" if ours else "stock-modules", kind)
         os.makedirs(target, exist_ok=True)
         if system_kind is None:
             system_kind = kind
         source_dir = os.path.join(SYSTEM_MODULEDIR, system_kind)
         for name in os.listdir(source_dir):
             src = os.path.join(source_dir, name)
-            if os.path.isfile(src) and not os.path.exists(
-                    os.path.join(target, name)):
+            if os.path.isfile(src) and name not in OUR_MODULES and \
+                    not os.path.exists(os.path.join(target, name)):
                 shutil.copy2(src, target)
+        if ours is None:
+            return target
         # install(1) semantics: write a new file and rename it over, never
         # overwrite a file a running process may have mapped.
         dest = os.path.join(target, os.path.basename(ours))
@@ -357,10 +365,23 @@ class Dovecot:
                 self.proc.wait()
         self.proc = None
 
-    def doveadm(self, *args, input=None, check=True):
-        """Runs doveadm inside Dovecot's mount namespace (our module dirs)."""
-        cmd = ["nsenter", "-t", str(self.proc.pid), "-m",
-               "doveadm", "-c", self.conf_path] + list(args)
+    def doveadm(self, *args, input=None, check=True, stock=False):
+        """Runs doveadm inside Dovecot's mount namespace (our module dirs).
+        stock=True: in a namespace of its own whose auth and doveadm module
+        dirs hold Dovecot's modules only, i.e. doveadm as it is without
+        this project (same config, so mail_plugin_dir is the same)."""
+        if stock:
+            cmd = ["unshare", "-m", "--propagation", "private", "sh", "-c",
+                   "set -e; mount --bind \"$1\" %s/auth; "
+                   "mount --bind \"$2\" %s/doveadm; shift 2; "
+                   "exec doveadm \"$@\"" % (SYSTEM_MODULEDIR,
+                                            SYSTEM_MODULEDIR), "sh",
+                   self._module_dir("auth", None),
+                   self._module_dir("doveadm", None),
+                   "-c", self.conf_path] + list(args)
+        else:
+            cmd = ["nsenter", "-t", str(self.proc.pid), "-m",
+                   "doveadm", "-c", self.conf_path] + list(args)
         res = subprocess.run(cmd, input=input, capture_output=True,
                              text=True, timeout=120)
         if check and res.returncode != 0:
