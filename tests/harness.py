@@ -10,6 +10,7 @@ same namespace with nsenter.  Every server listens on 127.0.0.1 only.
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -30,6 +31,27 @@ DOVEADM_MODULE = os.path.join(
     BUILD_DIR, "src/doveadm/.libs/lib10_doveadm_launchpad_plugin.so")
 SQLBOX_MODULE = os.path.join(
     BUILD_DIR, "src/storage/.libs/lib20_sqlbox_plugin.so")
+
+# The snippets the package ships (dovecot-launchpad-enable turns them on):
+# the test Dovecot takes its name rules and mail_location from them, so
+# the tests run what an installation runs.
+SHIPPED_AUTH_SNIPPET = os.path.join(
+    TOP_SRCDIR, "plugin-conf", "conf.d", "auth-launchpad.conf.ext")
+SHIPPED_SQLBOX_SNIPPET = os.path.join(
+    TOP_SRCDIR, "plugin-conf", "conf.d", "90-sqlbox.conf")
+
+
+def shipped_setting(path, key):
+    """The value of the top-level `key = value` line of a shipped snippet
+    ("" for `key =`)."""
+    with open(path) as f:
+        for line in f:
+            m = re.match(r"%s[ \t]*=[ \t]*(.*?)[ \t]*$" % re.escape(key),
+                         line)
+            if m:
+                return m.group(1)
+    raise KeyError("%s has no '%s =' line" % (path, key))
+
 
 # File names of our modules; a "stock" module dir is a copy without them.
 OUR_MODULES = frozenset(os.path.basename(p) for p in (
@@ -144,7 +166,9 @@ protocols = imap pop3 lmtp
 listen = 127.0.0.1
 ssl = no
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = {auth_mechanisms}
+auth_username_chars = {auth_username_chars}
+recipient_delimiter = {recipient_delimiter}
 auth_failure_delay = 0
 auth_cache_size = {auth_cache_size}
 auth_cache_ttl = {auth_cache_ttl}
@@ -235,13 +259,20 @@ class Dovecot:
                  auth_cache_ttl="1h", positive_ttl="1h", negative_ttl="10m",
                  stale_grace="7d", http_timeout="3s", auth_debug="no",
                  auth_conf=None, extra_conf="", extra_lpconf="",
-                 mail_location="sqlbox:~/mail"):
+                 mail_location=None):
         """auth_conf: Dovecot config text (used verbatim) that replaces
         the launchpad passdb/userdb blocks, e.g. a passwd-file baseline
         for bench/login-bench.py; everything else stays the same.
-        mail_location "sqlbox:..." (the default, as in production) loads
-        our storage plugin (imap, pop3, lmtp and doveadm) from a private
-        mail_plugin_dir; "maildir:~/Maildir" runs Dovecot's own storage."""
+        mail_location: None is the shipped 90-sqlbox.conf's
+        ("sqlbox:~/mail"); "sqlbox:..." loads our storage plugin (imap,
+        pop3, lmtp and doveadm) from a private mail_plugin_dir;
+        "maildir:~/Maildir" runs Dovecot's own storage.  auth_mechanisms,
+        auth_username_chars and recipient_delimiter are the shipped
+        auth-launchpad.conf.ext's; extra_conf comes last and can override
+        them."""
+        if mail_location is None:
+            mail_location = shipped_setting(SHIPPED_SQLBOX_SNIPPET,
+                                            "mail_location")
         self.workdir = workdir
         self.run_dir = os.path.join(workdir, "run")
         self.vmail = os.path.join(workdir, "vmail")
@@ -325,7 +356,10 @@ class Dovecot:
                 auth_debug=s["auth_debug"],
                 mail_location=s["mail_location"],
                 mail_plugin_conf=mail_plugin_conf,
-                extra_conf=s["extra_conf"]))
+                extra_conf=s["extra_conf"],
+                **{key: shipped_setting(SHIPPED_AUTH_SNIPPET, key)
+                   for key in ("auth_mechanisms", "auth_username_chars",
+                               "recipient_delimiter")}))
 
     def start(self):
         for path in (AUTH_MODULE, DOVEADM_MODULE):
