@@ -48,7 +48,7 @@ TOP_SRCDIR = os.path.dirname(BENCH_DIR)
 sys.path.insert(0, os.path.join(TOP_SRCDIR, "tests"))
 sys.path.insert(0, os.path.join(TOP_SRCDIR, "tests", "integration"))
 
-import test_web  # noqa: E402
+from harness import WEB_BINARY  # noqa: E402
 from test_web import SESSION, WebWorld, csrf_of, signin  # noqa: E402
 
 README = os.path.join(BENCH_DIR, "README.md")
@@ -279,8 +279,8 @@ def main():
     parser.add_argument("--write", action="store_true",
                         help="record the report in bench/README.md")
     args = parser.parse_args()
-    if not os.path.exists(test_web.WEB_BINARY):
-        sys.exit("%s not built (set DLP_BUILD_DIR)" % test_web.WEB_BINARY)
+    if not os.path.exists(WEB_BINARY):
+        sys.exit("%s not built (set DLP_BUILD_DIR)" % WEB_BINARY)
     text = bench()
     print(text)
     if args.write:

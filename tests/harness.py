@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import signal
+import smtplib
 import socket
 import subprocess
 import sys
@@ -31,6 +32,7 @@ DOVEADM_MODULE = os.path.join(
     BUILD_DIR, "src/doveadm/.libs/lib10_doveadm_launchpad_plugin.so")
 SQLBOX_MODULE = os.path.join(
     BUILD_DIR, "src/storage/.libs/lib20_sqlbox_plugin.so")
+WEB_BINARY = os.path.join(BUILD_DIR, "src/web/dovecot-launchpad-web")
 
 # The snippets the package ships (dovecot-launchpad-enable turns them on):
 # the test Dovecot takes its name rules and mail_location from them, so
@@ -155,6 +157,122 @@ class LaunchpadFake:
 
     def team(self, team, members):
         self._call("POST", "/_fake/team", {"team": team, "members": members})
+
+
+class OpenIDFake:
+    """tests/openidfake.py (Ubuntu One's stand-in) in a child process."""
+
+    def __init__(self, workdir):
+        self.workdir = workdir
+        self.proc = None
+
+    def start(self):
+        port_file = os.path.join(self.workdir, "openidfake.port")
+        self.log = open(os.path.join(self.workdir, "openidfake.log"), "ab")
+        self.proc = subprocess.Popen(
+            [PYTHON, os.path.join(TESTS_DIR, "openidfake.py"),
+             "--port", "0", "--port-file", port_file],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        wait_for(lambda: os.path.exists(port_file) and
+                 open(port_file).read().strip() != "", 10, "openidfake port")
+        self.port = int(open(port_file).read())
+        wait_for(lambda: port_open(self.port), 10, "openidfake listening")
+        return self
+
+    @property
+    def url(self):
+        return "http://127.0.0.1:%d/+openid" % self.port
+
+    def next(self, nickname, mode="ok"):
+        """Every following sign-in is nickname's (until changed)."""
+        req = urllib.request.Request(
+            "http://127.0.0.1:%d/_fake/next" % self.port,
+            data=json.dumps({"nickname": nickname, "mode": mode}).encode(),
+            method="POST")
+        urllib.request.urlopen(req, timeout=10).read()
+
+    def stats(self):
+        with urllib.request.urlopen("http://127.0.0.1:%d/_fake/stats" %
+                                    self.port, timeout=10) as resp:
+            return json.loads(resp.read())
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+class WebDaemon:
+    """dovecot-launchpad-web (src/web) on a dovecot-launchpad.conf.ext."""
+
+    def __init__(self, workdir, conf, port, name="web"):
+        self.workdir = workdir
+        self.conf = conf
+        self.port = port
+        self.log_path = os.path.join(workdir, name + ".log")
+        self.proc = None
+
+    def start(self):
+        if not os.path.exists(WEB_BINARY):
+            raise FileNotFoundError("%s not built (DLP_BUILD_DIR=%s)" % (
+                WEB_BINARY, BUILD_DIR))
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([WEB_BINARY, "-c", self.conf],
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        wait_for(lambda: port_open(self.port) or self.proc.poll() is not None,
+                 10, "web daemon")
+        assert self.proc.poll() is None, self.log_text()
+        return self
+
+    def stop(self):
+        """SIGTERM; returns the exit code."""
+        if self.proc is None or self.proc.poll() is not None:
+            return None if self.proc is None else self.proc.returncode
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            return None
+
+    def log_text(self):
+        with open(self.log_path, errors="replace") as f:
+            return f.read()
+
+    @property
+    def base(self):
+        return "http://127.0.0.1:%d" % self.port
+
+
+def web_lpconf(web_port, op, dc, ttl="1h"):
+    """The web_* keys of dovecot-launchpad.conf.ext for a page on
+    127.0.0.1:web_port, signing in through the OpenID fake op and
+    flushing dc's auth cache over its auth-vmail-master socket."""
+    return ("web_listen = 127.0.0.1:%d\n"
+            "web_url = http://127.0.0.1:%d\n"
+            "sso_url = %s\n"
+            "web_auth_socket = %s\n"
+            "web_mail_host = 127.0.0.1\n"
+            "web_imap_port = %d\n"
+            "web_pop3_port = %d\n"
+            "web_session_ttl = %s\n"
+            "notify_to = admin@example.org\n") % (
+                web_port, web_port, op.url,
+                os.path.join(dc.run_dir, "auth-vmail-master"),
+                dc.imap_port, dc.pop3_port, ttl)
+
+
+# The auth-vmail-master listener of the shipped auth-launchpad.conf.ext,
+# for the mail user of the tests.
+AUTH_VMAIL_MASTER_CONF = """\
+service auth {
+  unix_listener auth-vmail-master {
+    user = %s
+    mode = 0600
+  }
+}
+""" % MAIL_USER
 
 
 DOVECOT_CONF = """\
@@ -458,37 +576,151 @@ class Workdir:
             shutil.rmtree(self.path, ignore_errors=True)
 
 
+# tests/demo: two contributors with a mailbox and sample mail, one who
+# activates his on the web page (the OpenID fake signs the browser in as
+# him), and the refused ones of tests/fixtures/launchpad.json.
+DEMO_ACTIVATED = ("alice@ubuntu.com", "kim@kubuntu.org")
+DEMO_WEB_USER = "frank"
+DEMO_SAMPLES = (
+    ("Welcome to your mailbox",
+     "This message came in over LMTP while you were logged out: Dovecot\n"
+     "sealed it to your mailbox's public key (~/mail/spool), and your\n"
+     "first login moved it into ~/mail/sqlbox.db, encrypted with the key\n"
+     "your app password unwraps.\n"),
+    ("Nothing readable on disk",
+     "grep for this sentence in the demo's vmail directory: it is in no\n"
+     "file there, only in what Dovecot shows you after login.\n"),
+    ("Devices and app passwords",
+     "Each mail client gets its own app password; revoke one on the web\n"
+     "page and that client is locked out at its next login.\n"),
+)
+DEMO_READY = "Ctrl-C stops the demo."
+
+
+def demo_message(user, number, subject, text):
+    return ("From: Demo Sender <demo@example.org>\r\nTo: %s\r\n"
+            "Subject: %s\r\nMessage-ID: <demo-%d.%s>\r\n"
+            "Date: Mon, 30 Nov 2026 12:0%d:00 +0000\r\n\r\n%s" % (
+                user, subject, number, user, number,
+                text.replace("\n", "\r\n"))).encode()
+
+
+class Demo:
+    """What tests/demo runs: the Launchpad fake, the OpenID fake as Ubuntu
+    One, Dovecot with our modules and dovecot-launchpad-web, on loopback
+    ports, started and stopped together."""
+
+    def __init__(self):
+        self.wd = Workdir("dlp-demo-")
+        self.fake = self.op = self.dc = self.web = None
+        self.passwords = {}
+
+    def start(self):
+        try:
+            self.fake = LaunchpadFake(self.wd.path).start()
+            self.op = OpenIDFake(self.wd.path).start()
+            self.dc = Dovecot(self.wd.path, self.fake.api_url,
+                              http_timeout="5s",
+                              extra_conf=AUTH_VMAIL_MASTER_CONF)
+            web_port = free_port()
+            self.dc.settings["extra_lpconf"] = web_lpconf(web_port, self.op,
+                                                          self.dc)
+            self.dc.start()
+            self.web = WebDaemon(self.wd.path, self.dc.lpconf_path,
+                                 web_port).start()
+            for user in DEMO_ACTIVATED:
+                self.passwords[user] = self.dc.generate_password(
+                    user, label="demo")
+                self.deliver_samples(user)
+            self.op.next(DEMO_WEB_USER)
+        except BaseException:
+            self.stop(keep=True)
+            raise
+        return self
+
+    def deliver_samples(self, user):
+        """Through LMTP while the user is logged out: the sealed spool."""
+        with smtplib.LMTP("127.0.0.1", self.dc.lmtp_port, timeout=60) as l:
+            l.ehlo("demo.example.org")
+            for i, (subject, text) in enumerate(DEMO_SAMPLES, 1):
+                refused = l.sendmail("demo@example.org", [user],
+                                     demo_message(user, i, subject, text))
+                if refused:
+                    raise RuntimeError("LMTP refused %s: %s" % (user, refused))
+
+    def running(self):
+        return all(p is not None and p.proc is not None and
+                   p.proc.poll() is None
+                   for p in (self.fake, self.op, self.dc, self.web))
+
+    def stop(self, keep=False):
+        for part in (self.web, self.dc, self.op, self.fake):
+            if part is not None:
+                part.stop()
+        if not keep:
+            self.wd.cleanup()
+
+    def describe(self):
+        dc, alice = self.dc, DEMO_ACTIVATED[0]
+        lines = [
+            "dovecot-launchpad demo is running\n",
+            "  IMAP  127.0.0.1:%d   POP3 127.0.0.1:%d   LMTP 127.0.0.1:%d" % (
+                dc.imap_port, dc.pop3_port, dc.lmtp_port),
+            "  web   %s/   sign in: Ubuntu One is a local fake that signs "
+            "you in as %s at once" % (self.web.base, DEMO_WEB_USER),
+            "  fake Launchpad: %s  (fixtures: tests/fixtures/launchpad.json)"
+            % self.fake.api_url,
+            "  files and logs: %s\n" % self.wd.path,
+        ]
+        for user, password in self.passwords.items():
+            lines.append("  %-17s app password %s   (%d sample messages)" % (
+                user, password, len(DEMO_SAMPLES)))
+        lines += [
+            "  %-17s entitled, no mailbox yet: sign in on the web page and "
+            "press Activate" % (DEMO_WEB_USER + "@ubuntu.com"),
+            "",
+            "  try:  curl 'imap://127.0.0.1:%d/INBOX;UID=1' --user '%s:%s'"
+            % (dc.imap_port, alice, self.passwords[alice]),
+            "  mail clients: server 127.0.0.1, the ports above, no "
+            "encryption (the demo has no TLS; the page says STARTTLS)",
+            "  sign in as someone else: curl -d '{\"nickname\": \"kim\"}' "
+            "http://127.0.0.1:%d/_fake/next" % self.op.port,
+            "  refused (and why, in %s): bob, carol, dave, erin @ubuntu.com"
+            % dc.log_path,
+            "  admin: nsenter -t %d -m doveadm -c %s launchpad cache show "
+            "%s" % (dc.proc.pid, dc.conf_path, alice),
+            "",
+            DEMO_READY,
+        ]
+        return "\n".join(lines)
+
+
 def demo():
-    """`python3 tests/harness.py demo`: Dovecot + fake Launchpad, forever."""
-    wd = Workdir("dlp-demo-")
-    fake = LaunchpadFake(wd.path).start()
-    dc = Dovecot(wd.path, fake.api_url, http_timeout="5s").start()
-    users = {}
-    for user in ("alice@ubuntu.com", "frank@ubuntu.com", "kim@kubuntu.org"):
-        users[user] = dc.generate_password(user, label="demo")
-    print("dovecot-launchpad demo is running (Ctrl-C stops it)\n")
-    print("  IMAP  127.0.0.1:%d   POP3 127.0.0.1:%d   LMTP 127.0.0.1:%d" % (
-        dc.imap_port, dc.pop3_port, dc.lmtp_port))
-    print("  fake Launchpad: %s  (fixtures: tests/fixtures/launchpad.json)" %
-          fake.api_url)
-    print("  files and log:  %s\n" % wd.path)
-    for user, password in users.items():
-        print("  %-20s app password %s" % (user, password))
-    print("\n  try:  curl -v 'imap://127.0.0.1:%d/INBOX' --user '%s:%s'" % (
-        dc.imap_port, "alice@ubuntu.com", users["alice@ubuntu.com"]))
-    print("  refused (and why, in %s): bob, carol, dave, erin @ubuntu.com" %
-          dc.log_path)
-    print("  admin: nsenter -t %d -m doveadm -c %s launchpad cache show alice@ubuntu.com" % (
-        dc.proc.pid, dc.conf_path))
-    sys.stdout.flush()
+    """`python3 tests/harness.py demo`: the whole product until Ctrl-C or
+    SIGTERM (either stops every part and removes the files)."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, interrupt)
+    d = Demo()
     try:
-        while dc.proc.poll() is None and fake.proc.poll() is None:
+        d.start()
+        print(d.describe())
+        sys.stdout.flush()
+        while d.running():
             time.sleep(1)
+        print("a part of the demo stopped; its logs are kept in %s" %
+              d.wd.path)
+        d.stop(keep=True)
     except KeyboardInterrupt:
-        pass
-    finally:
-        dc.stop()
-        fake.stop()
+        # A second Ctrl-C (or the terminal's SIGINT to the whole process
+        # group) must not cut the clean-up short.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        d.stop()
+    except BaseException:
+        d.stop(keep=True)
+        print("the demo failed; its logs are kept in %s" % d.wd.path)
+        raise
 
 
 if __name__ == "__main__":

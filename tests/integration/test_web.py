@@ -14,13 +14,10 @@ a screenshot of every page under the test's work dir (DLP_KEEP=1 keeps it).
 
 import http.client
 import imaplib
-import json
 import os
 import re
 import shutil
-import signal
 import socket
-import subprocess
 import tempfile
 import time
 import urllib.request
@@ -29,11 +26,11 @@ from urllib.parse import urlsplit
 import pytest
 
 from conftest import World  # noqa: F401  (sys.path set up there)
-from harness import (BUILD_DIR, PYTHON, TESTS_DIR, Dovecot, LaunchpadFake,
-                     Workdir, free_port, port_open, wait_for)
+from harness import (AUTH_VMAIL_MASTER_CONF, Dovecot, LaunchpadFake,
+                     OpenIDFake, WebDaemon, Workdir, free_port, wait_for,
+                     web_lpconf)
 from smtpsink import SmtpSink
 
-WEB_BINARY = os.path.join(BUILD_DIR, "src/web/dovecot-launchpad-web")
 SESSION = "dlpw_session"
 LOGIN = "dlpw_login"
 # Launchpad names from tests/fixtures/launchpad.json
@@ -41,97 +38,10 @@ ENTITLED = "alice"      # ubuntumembers, lubuntu-members, ubuntu-smtp-test
 OTHER = "frank"         # ubuntumembers through a sub-team
 OUTSIDER = "erin"       # in no team
 NOT_MEMBER = "not a member of ~ubuntumembers"
-AUTH_MASTER_CONF = """\
-service auth {
-  unix_listener auth-vmail-master {
-    user = nobody
-    mode = 0600
-  }
-}
-"""
 
 
-class OpenIDFake:
-    """tests/openidfake.py in a child process."""
-
-    def __init__(self, workdir):
-        self.workdir = workdir
-        self.proc = None
-
-    def start(self):
-        port_file = os.path.join(self.workdir, "openidfake.port")
-        self.log = open(os.path.join(self.workdir, "openidfake.log"), "ab")
-        self.proc = subprocess.Popen(
-            [PYTHON, os.path.join(TESTS_DIR, "openidfake.py"),
-             "--port", "0", "--port-file", port_file],
-            stdout=self.log, stderr=subprocess.STDOUT)
-        wait_for(lambda: os.path.exists(port_file), 10, "openidfake port")
-        self.port = int(open(port_file).read())
-        wait_for(lambda: port_open(self.port), 10, "openidfake listening")
-        return self
-
-    @property
-    def url(self):
-        return "http://127.0.0.1:%d/+openid" % self.port
-
-    def next(self, nickname, mode="ok"):
-        req = urllib.request.Request(
-            "http://127.0.0.1:%d/_fake/next" % self.port,
-            data=json.dumps({"nickname": nickname, "mode": mode}).encode(),
-            method="POST")
-        urllib.request.urlopen(req, timeout=10).read()
-
-    def stats(self):
-        with urllib.request.urlopen("http://127.0.0.1:%d/_fake/stats" %
-                                    self.port, timeout=10) as resp:
-            return json.loads(resp.read())
-
-    def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
-
-
-class Web:
+class Web(WebDaemon):
     """The daemon plus a tiny cookie-aware HTTP client."""
-
-    def __init__(self, workdir, conf, port, name="web"):
-        self.workdir = workdir
-        self.conf = conf
-        self.port = port
-        self.log_path = os.path.join(workdir, name + ".log")
-        self.proc = None
-
-    def start(self):
-        if not os.path.exists(WEB_BINARY):
-            raise FileNotFoundError("%s not built" % WEB_BINARY)
-        self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([WEB_BINARY, "-c", self.conf],
-                                     stdout=self.log, stderr=subprocess.STDOUT)
-        wait_for(lambda: port_open(self.port) or self.proc.poll() is not None,
-                 10, "web daemon")
-        assert self.proc.poll() is None, self.log_text()
-        return self
-
-    def stop(self):
-        """SIGTERM; returns the exit code."""
-        if self.proc is None or self.proc.poll() is not None:
-            return None if self.proc is None else self.proc.returncode
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            return None
-
-    def log_text(self):
-        with open(self.log_path, errors="replace") as f:
-            return f.read()
-
-    @property
-    def base(self):
-        return "http://127.0.0.1:%d" % self.port
 
     def request(self, method, path, cookies=None, form=None, headers=None,
                 body=None):
@@ -225,21 +135,6 @@ def imap_refused(dc, user, password):
         imap_login(dc, user, password).logout()
 
 
-def web_lpconf(web_port, op, dc, ttl="1h"):
-    return ("web_listen = 127.0.0.1:%d\n"
-            "web_url = http://127.0.0.1:%d\n"
-            "sso_url = %s\n"
-            "web_auth_socket = %s\n"
-            "web_mail_host = 127.0.0.1\n"
-            "web_imap_port = %d\n"
-            "web_pop3_port = %d\n"
-            "web_session_ttl = %s\n"
-            "notify_to = admin@example.org\n") % (
-                web_port, web_port, op.url,
-                os.path.join(dc.run_dir, "auth-vmail-master"),
-                dc.imap_port, dc.pop3_port, ttl)
-
-
 class WebWorld:
     def __init__(self):
         self.wd = Workdir("dlp-web-")
@@ -250,7 +145,7 @@ class WebWorld:
         self.sink = SmtpSink().start()
         self.dc = Dovecot(self.wd.path, self.fake.api_url,
                           auth_cache_size="1M", auth_cache_ttl="1h",
-                          extra_conf=AUTH_MASTER_CONF +
+                          extra_conf=AUTH_VMAIL_MASTER_CONF +
                           "submission_host = 127.0.0.1:%d\n" %
                           self.sink.port)
         self.port = free_port()
