@@ -1,11 +1,13 @@
 """Real parts for the system tests and the demo: the loopback Launchpad fake
 and a real Dovecot (Debian's binaries) running our modules.
 
-Dovecot's auth and doveadm module directories are compiled in (DOVECOT-NOTES
-0.1), so Dovecot runs in a private mount namespace (`unshare -m`) where
+Dovecot's auth and doveadm module directories are compiled into its
+binaries, so Dovecot runs in a private mount namespace (`unshare -m`) where
 copies of those directories, with our modules added, are bind-mounted over
 the system ones.  Nothing on the machine changes; doveadm commands enter the
-same namespace with nsenter.  Every server listens on 127.0.0.1 only.
+same namespace with nsenter (or, stock=True, a namespace with Dovecot's
+modules only).  Every server listens on 127.0.0.1 only.  `python3
+tests/harness.py demo` (what tests/demo runs) starts the whole product.
 """
 
 import json
@@ -454,8 +456,9 @@ class Dovecot:
                 extra_lpconf=s["extra_lpconf"]))
         mail_plugin_conf = ""
         if s["mail_location"].startswith("sqlbox:"):
-            # mail_plugin_dir is a setting (DOVECOT-NOTES 0.1): a copy of
-            # the system modules plus ours, no bind mount needed.
+            # mail_plugin_dir is a setting (unlike the auth and doveadm
+            # module dirs): a copy of the system modules plus ours, no
+            # bind mount needed.
             plugin_dir = self._module_dir("mail", SQLBOX_MODULE, "")
             mail_plugin_conf = ("mail_plugins = $mail_plugins sqlbox\n"
                                 "mail_plugin_dir = %s" % plugin_dir)

@@ -26,7 +26,7 @@ import smtplib
 import pytest
 
 from conftest import World
-from harness import MAIL_GROUP, MAIL_USER, Dovecot, Workdir
+from harness import MAIL_GROUP, MAIL_USER, Dovecot, Workdir, wait_for
 
 ALICE = "alice@ubuntu.com"
 OUR_DOVEADM_PLUGIN = "lib10_doveadm_launchpad_plugin.so"
@@ -203,3 +203,27 @@ def test_stock_config_serves_mail(stock):
     assert "messages=1" in stock.doveadm(
         "mailbox", "status", "-u", STOCK_USER, "messages", "INBOX").stdout
     assert not re.search(r"launchpad|sqlbox", stock.log_text())
+
+
+# ---- init never kills a process ----
+
+def test_unusable_cache_is_a_tempfail_not_a_fatal(make_world):
+    """The auth driver opens its cache at the first lookup: a cache that
+    cannot be opened fails that login with a tempfail and a logged cause,
+    the auth-worker lives on, and the next login after the fix works."""
+    w = make_world()
+    cache = os.path.join(w.wd.path, "launchpad.tdb")
+    os.mkdir(cache)                  # TDB cannot open a directory
+    imap = imaplib.IMAP4("127.0.0.1", w.dc.imap_port, timeout=60)
+    with pytest.raises(imaplib.IMAP4.error) as exc:
+        imap.login(ALICE, "any password")
+    imap.shutdown()
+    assert "UNAVAILABLE" in str(exc.value)
+    wait_for(lambda: cache in w.dc.log_text(), 10, "the logged cause")
+    assert re.search(r"auth-worker.*Error: .*launchpad: .*%s" %
+                     re.escape(cache), w.dc.log_text())
+    assert "Fatal" not in w.dc.log_text()
+    os.rmdir(cache)
+    password = w.dc.generate_password(ALICE)
+    imap_login(w.dc, ALICE, password).logout()
+    assert "Fatal" not in w.dc.log_text()
