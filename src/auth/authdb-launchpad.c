@@ -8,7 +8,7 @@
 
 /* libauthdb_launchpad.so: auth loads it on demand for `driver = launchpad`
    in a passdb or userdb block (passdb_preinit/userdb_preinit); `doveadm pw`
-   dlopen()s every module of the auth directory too.  Loading it only
+   tries to dlopen() every module of the auth directory too.  Loading it only
    registers the drivers: nothing process-wide is set up here.  libsodium
    is initialised by libkeyring at its first use (Dovecot's own
    password_schemes_init() insists on being the first sodium_init() of a

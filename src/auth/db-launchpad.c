@@ -178,8 +178,9 @@ void db_launchpad_check(struct db_launchpad *db, struct auth_request *request,
 				   ent_r->name, ent_r->domain->domain);
 		}
 		ent_r->verdict.kind = LP_VERDICT_TEMPFAIL;
-		i_strocpy(ent_r->verdict.text, "the Launchpad cache cannot "
-			  "be opened", sizeof(ent_r->verdict.text));
+		i_strocpy(ent_r->verdict.text, "the Launchpad cache or HTTP "
+			  "client cannot be set up",
+			  sizeof(ent_r->verdict.text));
 		return;
 	}
 
