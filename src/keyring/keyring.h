@@ -25,6 +25,11 @@
                  &slot_id, &err);                              // prints once
      kr_keyfile_write(kf, path, uid, gid, &err);               // atomic, 0600
      ...
+     // every change of an existing keyfile: lock, read, modify, write
+     kr_keyfile_begin(path, uid, gid, KR_LOCK_WAIT_MSECS, &txn, &kf, &err);
+     kr_slot_remove(kf, 2);
+     kr_keyfile_commit(&txn, kf, &err);          // or kr_keyfile_rollback()
+     ...
      kr_keyfile_read(path, &kf, &err);
      kr_slot_open(kf, password, &slot_id, &kek, &err);         // 1 = ok
      kr_kek_encode(slot_id, kek, field, sizeof field);         // userdb field
@@ -75,6 +80,7 @@ enum kr_error_kind {
 	KR_ERR_NOT_FOUND,	/* no keyfile, no such slot */
 	KR_ERR_LIMIT,		/* too many slots, label too long */
 	KR_ERR_INTERNAL,	/* libsodium failure, out of memory */
+	KR_ERR_LOCKED,		/* another writer held the keyfile too long */
 };
 
 struct kr_error {
@@ -145,6 +151,52 @@ int kr_keyfile_write(const struct kr_keyfile *kf, const char *path,
 		     uid_t uid, gid_t gid, struct kr_error *err);
 
 void kr_keyfile_free(struct kr_keyfile **kf);
+
+/* A short public name of the keyfile (hex of the first 8 bytes of its
+   X25519 public key): a new keyfile (activation, reset) has a new one, so
+   per-slot records kept elsewhere ("last used") never carry over to the
+   slots of a new keyfile that reuse the ids. */
+#define KR_KEYFILE_ID_BUFSIZE 17
+void kr_keyfile_id(const struct kr_keyfile *kf,
+		   char id_r[KR_KEYFILE_ID_BUFSIZE]);
+
+/* ---- changes under a lock (kr-lock.c) ---- */
+
+/* Two writers that each read, change and rename the keyfile lose one
+   change (a revoked slot comes back, two first activations leave two
+   master keys).  Every change therefore runs from its read to its rename
+   under an flock on path + KR_LOCK_SUFFIX, a file created next to the
+   keyfile (mode 0600, owned by uid/gid when the caller is root, so every
+   writer can open it).  Readers need no lock: writes are atomic renames.
+   A waiter gives up after wait_msecs with KR_ERR_LOCKED; a holder keeps
+   the lock for one or two Argon2id derivations. */
+#define KR_LOCK_SUFFIX ".lock"
+#define KR_LOCK_WAIT_MSECS 10000
+
+/* The sqlbox database under the default mail_location (sqlbox:~/mail),
+   relative to the home.  An activation must refuse a home that has one
+   but no keyfile: a new keyfile would lock that mail away for good. */
+#define KR_MAILBOX_DB "mail/sqlbox.db"
+
+struct kr_keyfile_txn;
+
+/* Takes the lock of the keyfile at path (its directory must exist:
+   KR_ERR_NOT_FOUND otherwise).  Returns 0 with *txn_r, or -1. */
+int kr_keyfile_lock(const char *path, uid_t uid, gid_t gid,
+		    unsigned int wait_msecs, struct kr_keyfile_txn **txn_r,
+		    struct kr_error *err);
+/* kr_keyfile_lock() and kr_keyfile_read(): returns 1 with *kf_r, 0 if
+   there is no keyfile yet (*kf_r NULL: the caller may create one), both
+   holding the lock; -1 holding nothing. */
+int kr_keyfile_begin(const char *path, uid_t uid, gid_t gid,
+		     unsigned int wait_msecs, struct kr_keyfile_txn **txn_r,
+		     struct kr_keyfile **kf_r, struct kr_error *err);
+/* Writes kf to the locked path (kr_keyfile_write() as uid/gid) and
+   releases the lock whatever the outcome.  Returns 0 or -1. */
+int kr_keyfile_commit(struct kr_keyfile_txn **txn,
+		      const struct kr_keyfile *kf, struct kr_error *err);
+/* Releases the lock without writing.  NULL-safe. */
+void kr_keyfile_rollback(struct kr_keyfile_txn **txn);
 
 const char *kr_keyfile_user(const struct kr_keyfile *kf);
 const unsigned char *kr_keyfile_public_key(const struct kr_keyfile *kf);

@@ -691,6 +691,13 @@ const unsigned char *kr_keyfile_public_key(const struct kr_keyfile *kf)
 	return kf->public_key;
 }
 
+void kr_keyfile_id(const struct kr_keyfile *kf,
+		   char id_r[KR_KEYFILE_ID_BUFSIZE])
+{
+	(void)sodium_bin2hex(id_r, KR_KEYFILE_ID_BUFSIZE, kf->public_key,
+			     (KR_KEYFILE_ID_BUFSIZE - 1) / 2);
+}
+
 bool kr_keyfile_has_recovery(const struct kr_keyfile *kf)
 {
 	return kf->has_recovery;
