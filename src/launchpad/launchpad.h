@@ -490,4 +490,49 @@ void lp_notify_unlock(int *fd);
 int lp_ping(struct lp_context *ctx, long *status_r, unsigned int *msecs_r,
 	    struct lp_error *err);
 
+/* ---- ending live sessions (lp-kick.c) ---- */
+
+/* Services whose processes serve one logged-in user each (Dovecot's
+   default client_limit 1): ending the process ends that user's session. */
+#define LP_KICK_SERVICES { "imap", "pop3" }
+
+struct lp_kick_result {
+	unsigned int sessions;	/* sessions of the users that were open */
+	unsigned int killed;	/* processes sent SIGTERM */
+	unsigned int shared;	/* processes also serving other users
+				   (imap-hibernate, client_limit > 1): kept */
+	unsigned int failed;	/* processes that could not be signalled */
+};
+
+/* Ends the live IMAP/POP3 sessions of users (NULL-terminated, compared
+   without case), as `doveadm kick` does: asks anvil over socket_path for
+   its connection list (CONNECT-DUMP) and sends SIGTERM to every imap or
+   pop3 process whose sessions all belong to these users; the process
+   says "* BYE Server shutting down." and exits.  Blocking, bounded by
+   socket timeouts.  Returns 0 with result_r (sessions 0: none was open),
+   or -1 with err (anvil unreachable: nothing ended). */
+int lp_kick_users(const char *socket_path, const char *const *users,
+		  struct lp_kick_result *result_r, struct lp_error *err);
+
+/* ---- address lists (lp-net.c) ---- */
+
+/* An IPv4 or IPv6 network; IPv4 is kept IPv4-mapped (::ffff:a.b.c.d/96+n)
+   so one comparison serves both. */
+struct lp_net {
+	unsigned char addr[16];
+	unsigned int bits;
+};
+
+/* Parses "127.0.0.1, ::1 10.0.0.0/8" (separated by commas and/or
+   blanks).  Returns 0 with a malloc'd array (NULL and 0 for an empty
+   list), or -1 with err naming the bad entry. */
+int lp_net_list_parse(const char *str, struct lp_net **nets_r,
+		      unsigned int *count_r, struct lp_error *err);
+/* An address ("192.0.2.1", "2001:db8::1") as 16 bytes (IPv4 mapped).
+   Returns 0 or -1. */
+int lp_net_addr_parse(const char *str, unsigned char addr_r[16]);
+/* Whether addr is in one of the nets. */
+bool lp_net_list_match(const struct lp_net *nets, unsigned int count,
+		       const unsigned char addr[16]);
+
 #endif
