@@ -104,6 +104,9 @@ struct lp_config {
 	char *notify_to;	/* admin notification address, or NULL */
 	char *notify_from;	/* or NULL */
 	char *web_auth_socket;	/* Dovecot auth "-master" socket for CACHE-FLUSH */
+	char *web_anvil_socket;	/* anvil listener for ending sessions (kick) */
+	char *web_state_dir;	/* the web daemon's own TDB and event spool */
+	char *web_trusted_proxies;	/* X-Real-IP trusted from these, or NULL */
 	char *web_mail_host;	/* IMAP/POP3 host shown to users; NULL: web_url's */
 	unsigned int web_imap_port;	/* 993 */
 	unsigned int web_pop3_port;	/* 995 */

@@ -50,6 +50,7 @@ enum lp_config_type {
 	LP_CONFIG_TYPE_OPTIONAL_URL,	/* a URL as above; empty is NULL */
 	LP_CONFIG_TYPE_OPTIONAL_WORD,	/* no whitespace; empty is NULL */
 	LP_CONFIG_TYPE_PORT,		/* unsigned int 1..65535 */
+	LP_CONFIG_TYPE_NETS,		/* address/network list; empty is NULL */
 };
 
 struct lp_config_key {
@@ -82,6 +83,11 @@ static const struct lp_config_key lp_config_keys[] = {
 	LP_CONFIG_KEY(notify_from, OPTIONAL, ""),
 	LP_CONFIG_KEY(web_auth_socket, ABS_PATH,
 		      "/var/run/dovecot/auth-vmail-master"),
+	LP_CONFIG_KEY(web_anvil_socket, ABS_PATH,
+		      "/var/run/dovecot/anvil-vmail"),
+	LP_CONFIG_KEY(web_state_dir, ABS_PATH,
+		      "/var/lib/dovecot-launchpad-web"),
+	LP_CONFIG_KEY(web_trusted_proxies, NETS, ""),
 	LP_CONFIG_KEY(web_mail_host, OPTIONAL_WORD, ""),
 	LP_CONFIG_KEY(web_imap_port, PORT, "993"),
 	LP_CONFIG_KEY(web_pop3_port, PORT, "995"),
@@ -456,6 +462,19 @@ static int lp_config_set_value(struct lp_config *config,
 		break;
 	case LP_CONFIG_TYPE_OPTIONAL:
 		break;
+	case LP_CONFIG_TYPE_NETS: {
+		struct lp_net *nets;
+		struct lp_error nerr;
+		unsigned int count;
+
+		if (lp_net_list_parse(value, &nets, &count, &nerr) < 0) {
+			snprintf(what, what_size, "%s: %.*s", key->name,
+				 LP_TEXT_MAX / 2, nerr.text);
+			return -1;
+		}
+		free(nets);
+		break;
+	}
 	case LP_CONFIG_TYPE_OPTIONAL_WORD:
 		if (strpbrk(value, " \t") != NULL) {
 			snprintf(what, what_size,
@@ -506,6 +525,7 @@ static int lp_config_set_value(struct lp_config *config,
 		break;
 	}
 	if (value[0] == '\0' && (key->type == LP_CONFIG_TYPE_OPTIONAL ||
+				 key->type == LP_CONFIG_TYPE_NETS ||
 				 key->type == LP_CONFIG_TYPE_OPTIONAL_URL ||
 				 key->type == LP_CONFIG_TYPE_OPTIONAL_WORD ||
 				 key->type == LP_CONFIG_TYPE_PUBLIC_KEY)) {

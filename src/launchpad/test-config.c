@@ -58,6 +58,9 @@ static const struct test_field test_fields[] = {
 	TEST_UINT(web_imap_port, 993),
 	TEST_UINT(web_pop3_port, 995),
 	TEST_UINT(web_session_ttl, 60 * 60),
+	TEST_STR(web_anvil_socket, "/var/run/dovecot/anvil-vmail"),
+	TEST_STR(web_state_dir, "/var/lib/dovecot-launchpad-web"),
+	TEST_STR(web_trusted_proxies, NULL),
 };
 #define TEST_FIELDS_COUNT (sizeof(test_fields) / sizeof(test_fields[0]))
 
@@ -168,6 +171,13 @@ static void test_config_every_key(void)
 		{ "web_imap_port = 143", "web_imap_port", NULL, 143 },
 		{ "web_pop3_port = 65535", "web_pop3_port", NULL, 65535 },
 		{ "web_session_ttl = 30m", "web_session_ttl", NULL, 30 * 60 },
+		{ "web_anvil_socket = /run/dovecot/anvil-web",
+		  "web_anvil_socket", "/run/dovecot/anvil-web", 0 },
+		{ "web_state_dir = /srv/web-state", "web_state_dir",
+		  "/srv/web-state", 0 },
+		{ "web_trusted_proxies = 127.0.0.1, ::1 10.0.0.0/8",
+		  "web_trusted_proxies", "127.0.0.1, ::1 10.0.0.0/8", 0 },
+		{ "web_trusted_proxies =", "web_trusted_proxies", NULL, 0 },
 		/* comments: after whitespace only */
 		{ "uid = vmail2 # the mail user", "uid", "vmail2", 0 },
 		{ "uid=vmail3\t#tab then comment", "uid", "vmail3", 0 },
@@ -298,6 +308,20 @@ static void test_config_errors(void)
 		  TEST_PATH ":2: sso_url must start with https://" },
 		{ TEST_DOMAIN_LINE "web_auth_socket = auth-master\n",
 		  TEST_PATH ":2: web_auth_socket must be an absolute path" },
+		{ TEST_DOMAIN_LINE "web_state_dir = state\n",
+		  TEST_PATH ":2: web_state_dir must be an absolute path" },
+		{ TEST_DOMAIN_LINE "web_trusted_proxies = localhost\n",
+		  TEST_PATH ":2: web_trusted_proxies: 'localhost' is not an "
+		  "IPv4/IPv6 address or network (address/bits, host bits "
+		  "zero)" },
+		{ TEST_DOMAIN_LINE "web_trusted_proxies = 127.0.0.1 10.0.0.1/8\n",
+		  TEST_PATH ":2: web_trusted_proxies: '10.0.0.1/8' is not an "
+		  "IPv4/IPv6 address or network (address/bits, host bits "
+		  "zero)" },
+		{ TEST_DOMAIN_LINE "web_trusted_proxies = ::1/129\n",
+		  TEST_PATH ":2: web_trusted_proxies: '::1/129' is not an "
+		  "IPv4/IPv6 address or network (address/bits, host bits "
+		  "zero)" },
 		{ TEST_DOMAIN_LINE "web_mail_host = a b\n",
 		  TEST_PATH ":2: web_mail_host must be one word or empty" },
 		{ TEST_DOMAIN_LINE "web_imap_port = 0\n",
