@@ -58,7 +58,7 @@ passdb_launchpad_open_slot(struct launchpad_passdb_module *module,
 	struct kr_secret *kek;
 	struct kr_error err;
 	const char *path;
-	char field[KR_KEK_FIELD_BUFSIZE];
+	char field[KR_KEK_FIELD_BUFSIZE], keyfile_id[KR_KEYFILE_ID_BUFSIZE];
 	unsigned int slot_id;
 	int ret;
 
@@ -87,6 +87,7 @@ passdb_launchpad_open_slot(struct launchpad_passdb_module *module,
 	}
 
 	ret = kr_slot_open(kf, password, &slot_id, &kek, &err);
+	kr_keyfile_id(kf, keyfile_id);
 	kr_keyfile_free(&kf);
 	if (ret < 0) {
 		e_error(event, "launchpad: %s", err.text);
@@ -97,9 +98,12 @@ passdb_launchpad_open_slot(struct launchpad_passdb_module *module,
 		return PASSDB_RESULT_PASSWORD_MISMATCH;
 	}
 
-	/* "last used" for doveadm launchpad password list; throttled inside,
-	   and a failed stamp never fails a login. */
-	(void)lp_cache_slot_used(module->db->ctx, ent->user, slot_id, NULL);
+	/* "last used" for doveadm launchpad password list and the web page:
+	   a TDB record of its own (never a keyfile write, so no keyfile lock
+	   to wait for), throttled inside; a failed stamp never fails a
+	   login. */
+	(void)lp_cache_slot_used(module->db->ctx, ent->user, keyfile_id,
+				 slot_id, NULL);
 
 	i_assert(kr_secret_len(kek) == KR_KEK_BYTES);
 	if (kr_kek_encode(slot_id, kr_secret_data(kek), field,

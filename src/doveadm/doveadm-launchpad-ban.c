@@ -32,12 +32,15 @@ static const char *cmd_launchpad_ban_name(struct doveadm_cmd_context *cctx)
 }
 
 static void cmd_launchpad_ban_finish(struct doveadm_launchpad *lp,
-				     const char *name)
+				     const char *name, bool ban)
 {
+	struct doveadm_launchpad_cutoff cut;
+
 	/* A ban or unban must reach the next login, not the next auth cache
-	   expiry. */
-	if (doveadm_launchpad_flush_auth_cache(lp, name) < 0)
-		doveadm_exit_code = EX_TEMPFAIL;
+	   expiry; a ban also ends the sessions open now (every domain). */
+	doveadm_launchpad_cut_off(lp, name, NULL,
+				  t_strdup_printf("%s of %s", ban ? "ban" :
+						  "unban", name), ban, &cut);
 }
 
 static void cmd_launchpad_ban(struct doveadm_cmd_context *cctx)
@@ -57,7 +60,7 @@ static void cmd_launchpad_ban(struct doveadm_cmd_context *cctx)
 		i_error("launchpad: %s", err.text);
 		doveadm_exit_code = EX_TEMPFAIL;
 	} else {
-		cmd_launchpad_ban_finish(lp, name);
+		cmd_launchpad_ban_finish(lp, name, TRUE);
 	}
 	doveadm_launchpad_close(&lp);
 }
@@ -81,7 +84,7 @@ static void cmd_launchpad_unban(struct doveadm_cmd_context *cctx)
 		i_error("launchpad: %s is not banned", name);
 		doveadm_exit_code = DOVEADM_EX_NOTFOUND;
 	} else {
-		cmd_launchpad_ban_finish(lp, name);
+		cmd_launchpad_ban_finish(lp, name, FALSE);
 	}
 	doveadm_launchpad_close(&lp);
 }

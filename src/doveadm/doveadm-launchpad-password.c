@@ -74,13 +74,8 @@ char *doveadm_launchpad_read_password(void)
 	return buf;
 }
 
-/* Unlocks an existing keyfile with one of its app passwords read from
-   stdin. Returns 1 with keys, 0 if the password opens nothing, -1 error. */
 int doveadm_launchpad_unlock(struct kr_keyfile *kf, struct kr_keys **keys_r)
 {
-	struct kr_secret *kek;
-	struct kr_error err;
-	unsigned int slot_id;
 	char *password;
 	int ret;
 
@@ -88,8 +83,22 @@ int doveadm_launchpad_unlock(struct kr_keyfile *kf, struct kr_keys **keys_r)
 		i_error("launchpad: no existing app password on stdin");
 		return 0;
 	}
-	ret = kr_slot_open(kf, password, &slot_id, &kek, &err);
+	ret = doveadm_launchpad_unlock_with(kf, password, keys_r);
 	sodium_free(password);
+	return ret;
+}
+
+/* Unlocks an existing keyfile with one of its app passwords. Returns 1
+   with keys, 0 if the password opens nothing, -1 error. */
+int doveadm_launchpad_unlock_with(struct kr_keyfile *kf, const char *password,
+				  struct kr_keys **keys_r)
+{
+	struct kr_secret *kek;
+	struct kr_error err;
+	unsigned int slot_id;
+	int ret;
+
+	ret = kr_slot_open(kf, password, &slot_id, &kek, &err);
 	if (ret <= 0) {
 		if (ret < 0)
 			i_error("launchpad: %s", err.text);
@@ -132,17 +141,66 @@ doveadm_launchpad_password_begin(const char *user, const char *label,
 	return 0;
 }
 
+/* Sets doveadm_exit_code for a failed kr_keyfile_begin()/lock(). */
+static void doveadm_launchpad_lock_failed(const char *user,
+					  const struct kr_error *err)
+{
+	i_error("launchpad: %s: %s", user, err->text);
+	doveadm_exit_code = err->kind == KR_ERR_LOCKED ? EX_TEMPFAIL :
+		err->kind == KR_ERR_CORRUPT ? EX_DATAERR : EX_CANTCREAT;
+}
+
+/* An activation must not bury mail: a home with a sqlbox database but no
+   keyfile gets no new keyfile (the old mail would never open again).
+   Returns 0, or -1 after logging and setting doveadm_exit_code. */
+static int doveadm_launchpad_check_orphan(const char *user, const char *home)
+{
+	const char *db = t_strconcat(home, "/", KR_MAILBOX_DB, NULL);
+	struct stat st;
+
+	if (lstat(db, &st) < 0 && errno == ENOENT)
+		return 0;
+	i_error("launchpad: %s has a mailbox (%s) but no keyfile: a new "
+		"keyfile would lock that mail away for good.  Restore "
+		"sqlbox.keys from a backup, or run `doveadm launchpad "
+		"password reset` (--recovery-key, or --confirm to move the "
+		"old mailbox aside)", user, db);
+	doveadm_exit_code = EX_CANTCREAT;
+	return -1;
+}
+
+/* The recovery public key of the config, NULL if none; -1 if bad. */
+static int doveadm_launchpad_recovery_pk(struct doveadm_launchpad *lp,
+					 unsigned char pk[KR_PUBLIC_KEY_BYTES],
+					 const unsigned char **pk_r)
+{
+	*pk_r = NULL;
+	if (lp->config->recovery_public_key == NULL)
+		return 0;
+	if (kr_public_key_decode(lp->config->recovery_public_key, pk) < 0) {
+		i_error("launchpad: %s: recovery_public_key is not a base64 "
+			"X25519 key", lp->config->path);
+		doveadm_exit_code = EX_CONFIG;
+		return -1;
+	}
+	*pk_r = pk;
+	return 0;
+}
+
 static void cmd_launchpad_password_generate(struct doveadm_cmd_context *cctx)
 {
 	struct doveadm_launchpad *lp;
 	struct lp_entitlement ent;
+	struct kr_keyfile_txn *txn = NULL;
 	struct kr_keyfile *kf = NULL;
 	struct kr_keys *keys = NULL;
 	struct kr_error err;
 	const char *user, *label, *path;
+	const unsigned char *pk;
 	unsigned char recovery_pk[KR_PUBLIC_KEY_BYTES];
 	char home[PATH_MAX];
 	char password[KR_PASSWORD_BUFSIZE];
+	char *existing_password = NULL;
 	unsigned int slot_id;
 	bool existing = FALSE, activating = FALSE;
 	int ret;
@@ -159,28 +217,30 @@ static void cmd_launchpad_password_generate(struct doveadm_cmd_context *cctx)
 	if (doveadm_launchpad_password_begin(user, label, &lp, &ent, home,
 					     &path) < 0)
 		goto out;
-
-	ret = kr_keyfile_read(path, &kf, &err);
+	/* stdin before the lock: a slow typist must not hold it */
+	if (existing &&
+	    (existing_password = doveadm_launchpad_read_password()) == NULL) {
+		i_error("launchpad: no existing app password on stdin");
+		doveadm_exit_code = EX_NOPERM;
+		goto out;
+	}
+	if (doveadm_launchpad_recovery_pk(lp, recovery_pk, &pk) < 0)
+		goto out;
+	/* the lock file lives in the home */
+	if (doveadm_launchpad_mkdir_home(lp, home) < 0) {
+		doveadm_exit_code = EX_CANTCREAT;
+		goto out;
+	}
+	ret = kr_keyfile_begin(path, lp->uid, lp->gid, KR_LOCK_WAIT_MSECS,
+			       &txn, &kf, &err);
 	if (ret < 0) {
-		i_error("launchpad: %s", err.text);
-		doveadm_exit_code = EX_DATAERR;
+		doveadm_launchpad_lock_failed(ent.user, &err);
 		goto out;
 	}
 	if (ret == 0) {
 		/* First app password: this activates the mailbox. */
-		const unsigned char *pk = NULL;
-
-		if (lp->config->recovery_public_key != NULL) {
-			if (kr_public_key_decode(lp->config->recovery_public_key,
-						 recovery_pk) < 0) {
-				i_error("launchpad: %s: recovery_public_key is "
-					"not a base64 X25519 key",
-					lp->config->path);
-				doveadm_exit_code = EX_CONFIG;
-				goto out;
-			}
-			pk = recovery_pk;
-		}
+		if (doveadm_launchpad_check_orphan(ent.user, home) < 0)
+			goto out;
 		if (kr_keyfile_create(ent.user, pk, &kf, &keys, &err) < 0) {
 			i_error("launchpad: %s", err.text);
 			doveadm_exit_code = EX_SOFTWARE;
@@ -192,7 +252,8 @@ static void cmd_launchpad_password_generate(struct doveadm_cmd_context *cctx)
 			"needs an existing one on stdin (-e)", ent.user);
 		doveadm_exit_code = EX_NOPERM;
 		goto out;
-	} else if ((ret = doveadm_launchpad_unlock(kf, &keys)) <= 0) {
+	} else if ((ret = doveadm_launchpad_unlock_with(kf, existing_password,
+							&keys)) <= 0) {
 		if (ret == 0)
 			i_error("launchpad: that app password does not open "
 				"%s's keyfile", ent.user);
@@ -207,10 +268,8 @@ static void cmd_launchpad_password_generate(struct doveadm_cmd_context *cctx)
 			EX_CANTCREAT : EX_SOFTWARE;
 		goto out;
 	}
-	if (doveadm_launchpad_mkdir_home(lp, home) < 0 ||
-	    kr_keyfile_write(kf, path, lp->uid, lp->gid, &err) < 0) {
-		if (err.kind != KR_ERR_NONE)
-			i_error("launchpad: %s", err.text);
+	if (kr_keyfile_commit(&txn, kf, &err) < 0) {
+		i_error("launchpad: %s", err.text);
 		doveadm_exit_code = EX_CANTCREAT;
 		sodium_memzero(password, sizeof(password));
 		goto out;
@@ -239,6 +298,9 @@ static void cmd_launchpad_password_generate(struct doveadm_cmd_context *cctx)
 	doveadm_print_flush();
 	sodium_memzero(password, sizeof(password));
 out:
+	kr_keyfile_rollback(&txn);
+	if (existing_password != NULL)
+		sodium_free(existing_password);
 	kr_keys_free(&keys);
 	if (kf != NULL)
 		kr_keyfile_free(&kf);
@@ -256,10 +318,13 @@ DOVEADM_CMD_PARAM('\0', "user", CMD_PARAM_STR, CMD_PARAM_FLAG_POSITIONAL)
 DOVEADM_CMD_PARAMS_END
 };
 
-/* Opens user's keyfile: 1 read, 0 none (logged), -1 error (logged). */
+/* user's keyfile path; locked and read with lock (then *txn_r is set).
+   Returns 1 read, 0 none (logged), -1 error (logged). */
 static int doveadm_launchpad_keyfile(struct doveadm_launchpad *lp,
-				     const char *user, const char **user_r,
-				     const char **name_r, const char **path_r,
+				     const char *user, bool lock,
+				     const char **user_r, const char **name_r,
+				     const char **path_r,
+				     struct kr_keyfile_txn **txn_r,
 				     struct kr_keyfile **kf_r)
 {
 	struct kr_error err;
@@ -270,11 +335,18 @@ static int doveadm_launchpad_keyfile(struct doveadm_launchpad *lp,
 					&home) < 0)
 		return -1;
 	*path_r = t_strconcat(home, DOVEADM_LAUNCHPAD_KEYFILE, NULL);
-	ret = kr_keyfile_read(*path_r, kf_r, &err);
+	if (!lock)
+		ret = kr_keyfile_read(*path_r, kf_r, &err);
+	else if ((ret = kr_keyfile_begin(*path_r, lp->uid, lp->gid,
+					 KR_LOCK_WAIT_MSECS, txn_r, kf_r,
+					 &err)) < 0 && err.kind == KR_ERR_NOT_FOUND)
+		ret = 0;	/* no home: no keyfile */
 	if (ret < 0) {
 		i_error("launchpad: %s: %s", *user_r, err.text);
-		doveadm_exit_code = EX_DATAERR;
+		doveadm_exit_code = err.kind == KR_ERR_LOCKED ? EX_TEMPFAIL :
+			EX_DATAERR;
 	} else if (ret == 0) {
+		kr_keyfile_rollback(txn_r);
 		i_error("launchpad: %s has no app passwords (mailbox not "
 			"activated)", *user_r);
 		doveadm_exit_code = DOVEADM_EX_NOTFOUND;
@@ -285,9 +357,11 @@ static int doveadm_launchpad_keyfile(struct doveadm_launchpad *lp,
 static void cmd_launchpad_password_list(struct doveadm_cmd_context *cctx)
 {
 	struct doveadm_launchpad *lp;
+	struct kr_keyfile_txn *txn = NULL;
 	struct kr_keyfile *kf;
 	struct kr_slot_info info;
 	const char *user, *name, *path;
+	char keyfile_id[KR_KEYFILE_ID_BUFSIZE];
 	time_t last;
 
 	if (!doveadm_cmd_param_str(cctx, "user", &user)) {
@@ -297,10 +371,12 @@ static void cmd_launchpad_password_list(struct doveadm_cmd_context *cctx)
 	}
 	if (doveadm_launchpad_open(&lp) < 0)
 		return;
-	if (doveadm_launchpad_keyfile(lp, user, &user, &name, &path, &kf) <= 0) {
+	if (doveadm_launchpad_keyfile(lp, user, FALSE, &user, &name, &path,
+				      &txn, &kf) <= 0) {
 		doveadm_launchpad_close(&lp);
 		return;
 	}
+	kr_keyfile_id(kf, keyfile_id);
 	doveadm_print_init(DOVEADM_PRINT_TYPE_TABLE);
 	doveadm_print_header_simple("user");
 	doveadm_print_header("slot", "slot", DOVEADM_PRINT_HEADER_FLAG_NUMBER);
@@ -309,7 +385,8 @@ static void cmd_launchpad_password_list(struct doveadm_cmd_context *cctx)
 	doveadm_print_header_simple("last_used");
 	for (unsigned int i = 0; i < kr_keyfile_slot_count(kf); i++) T_BEGIN {
 		kr_keyfile_slot_info(kf, i, &info);
-		(void)lp_cache_slot_last_used(lp->ctx, user, info.id, &last);
+		(void)lp_cache_slot_last_used(lp->ctx, user, keyfile_id,
+					      info.id, &last);
 		doveadm_print(user);
 		doveadm_print_num(info.id);
 		doveadm_print(info.label);
@@ -323,11 +400,13 @@ static void cmd_launchpad_password_list(struct doveadm_cmd_context *cctx)
 static void cmd_launchpad_password_revoke(struct doveadm_cmd_context *cctx)
 {
 	struct doveadm_launchpad *lp;
+	struct doveadm_launchpad_cutoff cut;
+	struct kr_keyfile_txn *txn = NULL;
 	struct kr_keyfile *kf;
 	struct kr_error err;
 	const char *user, *slot_str, *name, *path;
+	char keyfile_id[KR_KEYFILE_ID_BUFSIZE];
 	unsigned int slot_id;
-	int flushed;
 
 	if (!doveadm_cmd_param_str(cctx, "user", &user) ||
 	    !doveadm_cmd_param_str(cctx, "slot", &slot_str)) {
@@ -343,33 +422,40 @@ static void cmd_launchpad_password_revoke(struct doveadm_cmd_context *cctx)
 	}
 	if (doveadm_launchpad_open(&lp) < 0)
 		return;
-	if (doveadm_launchpad_keyfile(lp, user, &user, &name, &path, &kf) <= 0) {
+	if (doveadm_launchpad_keyfile(lp, user, TRUE, &user, &name, &path,
+				      &txn, &kf) <= 0) {
 		doveadm_launchpad_close(&lp);
 		return;
 	}
+	kr_keyfile_id(kf, keyfile_id);
 	if (kr_slot_remove(kf, slot_id) == 0) {
+		kr_keyfile_rollback(&txn);
 		i_error("launchpad: %s has no app password slot %u", user,
 			slot_id);
 		doveadm_exit_code = DOVEADM_EX_NOTFOUND;
-	} else if (kr_keyfile_write(kf, path, lp->uid, lp->gid, &err) < 0) {
+	} else if (kr_keyfile_commit(&txn, kf, &err) < 0) {
 		i_error("launchpad: %s: %s", user, err.text);
 		doveadm_exit_code = EX_CANTCREAT;
 	} else {
-		(void)lp_cache_slot_forget(lp->ctx, user, slot_id, NULL);
-		/* With auth_cache_size > 0 the revoked password would still
-		   log in from the cache until its TTL. */
-		flushed = doveadm_launchpad_flush_auth_cache(lp, name);
-		if (flushed < 0)
-			doveadm_exit_code = EX_TEMPFAIL;
+		(void)lp_cache_slot_forget(lp->ctx, user, keyfile_id, slot_id,
+					   NULL);
+		/* Dovecot's auth cache would still log the password in until
+		   its TTL, and a session opened with it would go on. */
+		doveadm_launchpad_cut_off(lp, name, user,
+			t_strdup_printf("%s: revoke of slot %u", user, slot_id),
+			TRUE, &cut);
 		doveadm_print_init(DOVEADM_PRINT_TYPE_FLOW);
 		doveadm_print_header_simple("user");
 		doveadm_print_header("slot", "slot",
 				     DOVEADM_PRINT_HEADER_FLAG_NUMBER);
 		doveadm_print_header("auth_cache", "auth_cache",
 				     DOVEADM_PRINT_HEADER_FLAG_NUMBER);
+		doveadm_print_header("sessions", "sessions",
+				     DOVEADM_PRINT_HEADER_FLAG_NUMBER);
 		doveadm_print(user);
 		doveadm_print_num(slot_id);
-		doveadm_print_num(flushed < 0 ? 0 : flushed);
+		doveadm_print(dec2str(cut.flushed));
+		doveadm_print(dec2str(cut.kicked));
 	}
 	kr_keyfile_free(&kf);
 	doveadm_launchpad_close(&lp);
@@ -504,15 +590,76 @@ static const char *doveadm_launchpad_move_aside(const char *user,
 	return NULL;
 }
 
+/* The new-mailbox reset, under the old keyfile's lock: the home moves
+   aside (lock file and all), then the new home is locked before anything
+   is written there, so a writer that raced in between is found instead
+   of overwritten.  Returns 0 with kf_r, keys_r and txn_r (the new home's
+   lock, held), or -1 (logged, exit code set). */
+static int doveadm_launchpad_reset_new(struct doveadm_launchpad *lp,
+				       const struct lp_entitlement *ent,
+				       const char *home, const char *path,
+				       const char **moved_r,
+				       struct kr_keyfile_txn **txn_r,
+				       struct kr_keyfile **kf_r,
+				       struct kr_keys **keys_r)
+{
+	struct kr_keyfile_txn *old_txn = NULL;
+	struct kr_error err;
+	const unsigned char *pk;
+	unsigned char recovery_pk[KR_PUBLIC_KEY_BYTES];
+	int ret = -1;
+
+	if (doveadm_launchpad_recovery_pk(lp, recovery_pk, &pk) < 0)
+		return -1;
+	if (kr_keyfile_lock(path, lp->uid, lp->gid, KR_LOCK_WAIT_MSECS,
+			    &old_txn, &err) < 0 &&
+	    err.kind != KR_ERR_NOT_FOUND) {
+		/* (no home at all: nothing to move, nothing to lock) */
+		doveadm_launchpad_lock_failed(ent->user, &err);
+		return -1;
+	}
+	if ((*moved_r = doveadm_launchpad_move_aside(ent->user, home)) == NULL) {
+		doveadm_exit_code = EX_CANTCREAT;
+	} else if (doveadm_launchpad_mkdir_home(lp, home) < 0) {
+		doveadm_exit_code = EX_CANTCREAT;
+	} else if ((ret = kr_keyfile_begin(path, lp->uid, lp->gid,
+					   KR_LOCK_WAIT_MSECS, txn_r, kf_r,
+					   &err)) != 0) {
+		if (ret < 0) {
+			doveadm_launchpad_lock_failed(ent->user, &err);
+		} else {
+			i_error("launchpad: %s was activated again while the "
+				"old mailbox moved aside (to %s); nothing "
+				"overwritten", ent->user, *moved_r);
+			doveadm_exit_code = EX_TEMPFAIL;
+			kr_keyfile_rollback(txn_r);
+			kr_keyfile_free(kf_r);
+		}
+		ret = -1;
+	} else if (kr_keyfile_create(ent->user, pk, kf_r, keys_r, &err) < 0) {
+		i_error("launchpad: %s: %s", ent->user, err.text);
+		doveadm_exit_code = EX_SOFTWARE;
+		kr_keyfile_rollback(txn_r);
+		ret = -1;
+	} else {
+		(void)lp_cache_slot_forget(lp->ctx, ent->user, NULL,
+					   LP_SLOT_ALL, NULL);
+		ret = 0;
+	}
+	kr_keyfile_rollback(&old_txn);
+	return ret;
+}
+
 static void cmd_launchpad_password_reset(struct doveadm_cmd_context *cctx)
 {
 	struct doveadm_launchpad *lp;
+	struct doveadm_launchpad_cutoff cut;
 	struct lp_entitlement ent;
+	struct kr_keyfile_txn *txn = NULL;
 	struct kr_keyfile *kf = NULL;
 	struct kr_keys *keys = NULL;
 	struct kr_error err;
 	const char *user, *key_path = NULL, *label, *path, *moved = "";
-	unsigned char recovery_pk[KR_PUBLIC_KEY_BYTES];
 	char home[PATH_MAX];
 	char password[KR_PASSWORD_BUFSIZE];
 	unsigned int slot_id;
@@ -540,45 +687,26 @@ static void cmd_launchpad_password_reset(struct doveadm_cmd_context *cctx)
 		goto out;
 
 	if (key_path != NULL) {
-		ret = kr_keyfile_read(path, &kf, &err);
+		ret = kr_keyfile_begin(path, lp->uid, lp->gid,
+				       KR_LOCK_WAIT_MSECS, &txn, &kf, &err);
+		if (ret < 0 && err.kind == KR_ERR_NOT_FOUND)
+			ret = 0;
 		if (ret <= 0) {
-			if (ret < 0)
-				i_error("launchpad: %s: %s", ent.user, err.text);
-			else
+			if (ret < 0) {
+				doveadm_launchpad_lock_failed(ent.user, &err);
+			} else {
 				i_error("launchpad: %s has no keyfile to "
 					"recover", ent.user);
-			doveadm_exit_code = ret < 0 ? EX_DATAERR : EX_NOUSER;
+				doveadm_exit_code = EX_NOUSER;
+			}
 			goto out;
 		}
 		if (doveadm_launchpad_reset_recover(lp, ent.user, key_path,
 						    path, kf, &keys) < 0)
 			goto out;
-	} else {
-		const unsigned char *pk = NULL;
-
-		if (lp->config->recovery_public_key != NULL) {
-			if (kr_public_key_decode(lp->config->recovery_public_key,
-						 recovery_pk) < 0) {
-				i_error("launchpad: %s: recovery_public_key is "
-					"not a base64 X25519 key",
-					lp->config->path);
-				doveadm_exit_code = EX_CONFIG;
-				goto out;
-			}
-			pk = recovery_pk;
-		}
-		if ((moved = doveadm_launchpad_move_aside(ent.user,
-							  home)) == NULL) {
-			doveadm_exit_code = EX_CANTCREAT;
-			goto out;
-		}
-		if (kr_keyfile_create(ent.user, pk, &kf, &keys, &err) < 0) {
-			i_error("launchpad: %s: %s", ent.user, err.text);
-			doveadm_exit_code = EX_SOFTWARE;
-			goto out;
-		}
-		(void)lp_cache_slot_forget(lp->ctx, ent.user, LP_SLOT_ALL,
-					   NULL);
+	} else if (doveadm_launchpad_reset_new(lp, &ent, home, path, &moved,
+					       &txn, &kf, &keys) < 0) {
+		goto out;
 	}
 
 	if (kr_slot_add(kf, keys, label, NULL, password, sizeof(password),
@@ -588,16 +716,17 @@ static void cmd_launchpad_password_reset(struct doveadm_cmd_context *cctx)
 			EX_CANTCREAT : EX_SOFTWARE;
 		goto out;
 	}
-	if (doveadm_launchpad_mkdir_home(lp, home) < 0 ||
-	    kr_keyfile_write(kf, path, lp->uid, lp->gid, &err) < 0) {
-		if (err.kind != KR_ERR_NONE)
-			i_error("launchpad: %s: %s", ent.user, err.text);
+	if (kr_keyfile_commit(&txn, kf, &err) < 0) {
+		i_error("launchpad: %s: %s", ent.user, err.text);
 		doveadm_exit_code = EX_CANTCREAT;
 		sodium_memzero(password, sizeof(password));
 		goto out;
 	}
-	if (doveadm_launchpad_flush_auth_cache(lp, ent.name) < 0)
-		doveadm_exit_code = EX_TEMPFAIL;
+	/* Without recovery every old password is gone with the old keyfile:
+	   out of the auth cache with them, and end their sessions. */
+	doveadm_launchpad_cut_off(lp, ent.name, ent.user,
+				  t_strdup_printf("%s: reset", ent.user),
+				  key_path == NULL, &cut);
 
 	/* Shown once: only the slot derived from it is stored. */
 	doveadm_print_init(DOVEADM_PRINT_TYPE_FLOW);
@@ -607,15 +736,19 @@ static void cmd_launchpad_password_reset(struct doveadm_cmd_context *cctx)
 	doveadm_print_header_simple("password");
 	doveadm_print_header_simple("mode");
 	doveadm_print_header_simple("moved_to");
+	doveadm_print_header("sessions", "sessions",
+			     DOVEADM_PRINT_HEADER_FLAG_NUMBER);
 	doveadm_print(ent.user);
 	doveadm_print_num(slot_id);
 	doveadm_print(label);
 	doveadm_print(password);
 	doveadm_print(key_path != NULL ? "recovered" : "new-mailbox");
 	doveadm_print(moved);
+	doveadm_print(dec2str(cut.kicked));
 	doveadm_print_flush();
 	sodium_memzero(password, sizeof(password));
 out:
+	kr_keyfile_rollback(&txn);
 	kr_keys_free(&keys);
 	if (kf != NULL)
 		kr_keyfile_free(&kf);

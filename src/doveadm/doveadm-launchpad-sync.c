@@ -64,6 +64,7 @@ static int doveadm_launchpad_sync_cb(const struct lp_sync_change *change,
 {
 	struct doveadm_launchpad_sync_ctx *ctx = context;
 	struct doveadm_launchpad_event *ev;
+	struct doveadm_launchpad_cutoff cut;
 	const char *event = NULL, *name, *p;
 
 	T_BEGIN {
@@ -77,12 +78,15 @@ static int doveadm_launchpad_sync_cb(const struct lp_sync_change *change,
 			event = doveadm_launchpad_denied_event(ctx->lp,
 							       change->user);
 			/* They lose access at the next login, not at the
-			   end of Dovecot's auth cache TTL. */
+			   end of Dovecot's auth cache TTL, and the sessions
+			   open now end. */
 			p = strrchr(change->user, '@');
 			name = p == NULL ? change->user :
 				t_strdup_until(change->user, p);
-			if (doveadm_launchpad_flush_auth_cache(ctx->lp,
-							       name) < 0)
+			doveadm_launchpad_cut_off(ctx->lp, name, change->user,
+				t_strdup_printf("%s: %s", change->user, event),
+				TRUE, &cut);
+			if (cut.failed)
 				ctx->flush_failures++;
 			break;
 		case LP_SYNC_REASON:

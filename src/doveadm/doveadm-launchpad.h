@@ -32,6 +32,22 @@ int doveadm_launchpad_require_entitled(struct doveadm_launchpad *lp,
 int doveadm_launchpad_flush_auth_cache(struct doveadm_launchpad *lp,
 				       const char *name);
 
+struct doveadm_launchpad_cutoff {
+	int flushed;	/* auth cache entries flushed, -1 failed */
+	int kicked;	/* live sessions ended, -1 failed */
+	bool failed;	/* something still works: logged, EX_TEMPFAIL set */
+};
+
+/* After a revoke, reset, ban or deprovisioning (what names it in log
+   lines): flushes name's entries (bare and name@<every domain>) from
+   Dovecot's auth cache and, with kick, ends the live IMAP/POP3 sessions
+   of user (NULL: name@<every domain>) through base_dir/anvil.  Whatever
+   fails is logged with what still works and until when (auth_cache_ttl
+   from now, for the cache), and doveadm_exit_code becomes EX_TEMPFAIL. */
+void doveadm_launchpad_cut_off(struct doveadm_launchpad *lp, const char *name,
+			       const char *user, const char *what, bool kick,
+			       struct doveadm_launchpad_cutoff *result_r);
+
 /* The canonical "name@domain" of user (bare "name": first domain) and its
    home, without asking Launchpad.  Returns 0, or -1 after logging why
    (naming the user) and setting doveadm_exit_code. */
@@ -51,6 +67,9 @@ char *doveadm_launchpad_read_password(void);
 /* Unlocks kf with an app password read from stdin. Returns 1 with keys,
    0 if none was given or it opens no slot (logged), -1 on error (logged). */
 int doveadm_launchpad_unlock(struct kr_keyfile *kf, struct kr_keys **keys_r);
+/* The same with a password already read. */
+int doveadm_launchpad_unlock_with(struct kr_keyfile *kf, const char *password,
+				  struct kr_keys **keys_r);
 
 extern struct doveadm_cmd_ver2 doveadm_cmd_launchpad_cache_show;
 extern struct doveadm_cmd_ver2 doveadm_cmd_launchpad_cache_invalidate;

@@ -47,11 +47,28 @@
 #define LP_CACHE_HASH_SIZE 4099
 /* Poll step while another process holds a record's chainlock. */
 #define LP_CACHE_LOCK_POLL_MSECS 10
+/* cache_path: written by root only, readable by the mail gid (the web
+   daemon reads bans and "last used" stamps from it). */
+#define LP_CACHE_MODE 0640
+/* The web daemon's own TDB in web_state_dir. */
+#define LP_WEB_CACHE_MODE 0600
+#define LP_WEB_CACHE_FILE "web.tdb"
+/* How often the web daemon tries again to open a cache_path that did
+   not exist yet. */
+#define LP_CACHE_TRUSTED_RETRY_SECS 10
 
 struct lp_context {
 	const struct lp_config *config;
 	struct lp_log log;
+	/* The TDB this process writes: cache_path for root processes
+	   (auth-workers, doveadm), web_state_dir/web.tdb for the web
+	   daemon (LP_ROLE_WEB). */
 	struct tdb_context *tdb;
+	/* LP_ROLE_WEB only: cache_path opened read-only (bans, root's
+	   verdicts, "last used" stamps); NULL while it does not exist. */
+	struct tdb_context *trusted;
+	time_t trusted_retry_at;
+	char web_tdb_path[LP_URL_MAX];
 	CURL *curl;
 	struct curl_slist *headers;
 
@@ -65,6 +82,8 @@ struct lp_context {
 	unsigned int http_requests;
 	/* "name@domain" of the lookup in progress, for log lines. */
 	const char *log_user;
+
+	bool web:1;
 };
 
 /* ---- lp-entitlement.c: context helpers ---- */
@@ -177,8 +196,12 @@ void lp_name_set_free(struct lp_name_set *set);
 
 /* ---- lp-cache.c ---- */
 
+/* Opens ctx->tdb (and, for the web daemon, ctx->trusted). */
 int lp_cache_open(struct lp_context *ctx, struct lp_error *err);
 void lp_cache_close(struct lp_context *ctx);
+/* What root processes wrote: ctx->tdb for them, the read-only cache_path
+   for the web daemon (opened again when it appeared; may be NULL). */
+struct tdb_context *lp_cache_trusted(struct lp_context *ctx);
 
 /* Takes the chainlock of key, polling until the lookup deadline.
    -1 LP_ERR_TEMP when the deadline passes first. */
@@ -191,6 +214,11 @@ void lp_cache_unlock(struct lp_context *ctx, const char *key);
    at warning: the next store rewrites it). */
 int lp_cache_get(struct lp_context *ctx, const char *key, const char *kind,
 		 json_t **obj_r);
+/* The same from tdb (NULL: absent), or from lp_cache_trusted(). */
+int lp_cache_get_tdb(struct lp_context *ctx, struct tdb_context *tdb,
+		     const char *key, const char *kind, json_t **obj_r);
+int lp_cache_get_trusted(struct lp_context *ctx, const char *key,
+			 const char *kind, json_t **obj_r);
 /* Adds "v" and "kind" to obj and stores it at key. 0 or -1. */
 int lp_cache_put(struct lp_context *ctx, const char *key, const char *kind,
 		 json_t *obj, struct lp_error *err);

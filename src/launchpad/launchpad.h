@@ -232,10 +232,30 @@ const char *lp_deny_reason_text(enum lp_deny_reason reason);
 
 struct lp_context;
 
-/* Opens (creating if needed, mode 0600) the TDB cache at config->cache_path
-   and prepares the HTTP client.  config must outlive the context. */
+/* Who may write what auth trusts.  cache_path holds the verdicts, bans
+   and Launchpad facts that root auth-workers act on, so only root
+   processes (auth-workers, doveadm, the sync) write it: it is owned by
+   root, mode 0640, group gid (a file found writable by another uid is
+   taken back and everything but its bans dropped).  Processes running as
+   the mail uid never write it: imap/pop3/lmtp do not open it, and
+   dovecot-launchpad-web reads it (bans, root's verdicts, "last used"
+   stamps) and keeps its own state (its lookups, OpenID nonces) in
+   web_state_dir/web.tdb and its queued admin events in
+   web_state_dir/notify/, which the sync reads as untrusted input. */
+
+/* Opens (creating if needed) the TDB cache at config->cache_path for a
+   root process and prepares the HTTP client.  config must outlive the
+   context. */
 int lp_context_create(const struct lp_config *config, const struct lp_log *log,
 		      struct lp_context **ctx_r, struct lp_error *err);
+/* The same for dovecot-launchpad-web: writes only web_state_dir (created
+   0700 if missing), reads cache_path (read-only, with read locks) for
+   bans, root's fresher facts and the "last used" stamps.  A cache_path
+   that does not exist yet is opened when it appears; one that cannot be
+   read is an error. */
+int lp_context_create_web(const struct lp_config *config,
+			  const struct lp_log *log,
+			  struct lp_context **ctx_r, struct lp_error *err);
 void lp_context_destroy(struct lp_context **ctx);
 /* Undoes the process-wide libcurl setup the first lp_context_create() did
    (nothing if none did); for a module's deinit, after its last context. */
@@ -351,18 +371,25 @@ int lp_cache_count(struct lp_context *ctx, struct lp_cache_counts *counts_r,
 #define LP_SLOT_USED_THROTTLE_SECS 60
 
 /* Records that app password slot slot_id of user ("name@domain") opened
-   now.  Writes only if the stored time is older than
-   LP_SLOT_USED_THROTTLE_SECS.  Returns 1 written, 0 throttled, -1 error. */
+   now.  keyfile_id (kr_keyfile_id(): lower-case hex) names the keyfile,
+   whose slot ids a new keyfile (a reset) starts again.  Writes only if
+   the stored time is older than LP_SLOT_USED_THROTTLE_SECS.  Returns 1
+   written, 0 throttled, -1 error.  A TDB write of its own, never a
+   keyfile write: logins take no keyfile lock. */
 int lp_cache_slot_used(struct lp_context *ctx, const char *user,
-		       unsigned int slot_id, struct lp_error *err);
+		       const char *keyfile_id, unsigned int slot_id,
+		       struct lp_error *err);
 /* The last login time of slot_id: 1 found, 0 never recorded. */
 int lp_cache_slot_last_used(struct lp_context *ctx, const char *user,
-			    unsigned int slot_id, time_t *time_r);
-/* Forgets slot_id's stamp, or every stamp of user when slot_id is
-   LP_SLOT_ALL.  Returns the number of records removed, or -1. */
+			    const char *keyfile_id, unsigned int slot_id,
+			    time_t *time_r);
+/* Forgets slot_id's stamp, or every stamp of user (of every keyfile;
+   keyfile_id may be NULL) when slot_id is LP_SLOT_ALL.  Returns the
+   number of records removed, or -1. */
 #define LP_SLOT_ALL UINT32_MAX
 int lp_cache_slot_forget(struct lp_context *ctx, const char *user,
-			 unsigned int slot_id, struct lp_error *err);
+			 const char *keyfile_id, unsigned int slot_id,
+			 struct lp_error *err);
 
 /* ---- single-use OpenID nonces (lp-cache.c), for the web page ---- */
 
@@ -465,18 +492,23 @@ struct lp_notify_event {
    "name@domain" of a configured domain) as happened at time at, with an
    optional text (NULL: none; control bytes become '?').  One record per
    (user, event): queueing it again keeps the first.  Does nothing when
-   notify_to is not configured.  Returns 0, or -1 (bad user or event:
-   LP_ERR_INTERNAL; TDB failure).  Never does HTTP. */
+   notify_to is not configured.  Root processes queue in cache_path, the
+   web daemon a file "<event>.<user>" in web_state_dir/notify/.  Returns
+   0, or -1 (bad user or event: LP_ERR_INTERNAL; I/O failure).  Never
+   does HTTP. */
 int lp_notify_queue(struct lp_context *ctx, const char *user,
 		    const char *event, const char *text, time_t at,
 		    struct lp_error *err);
-/* Calls cb for every queued event, oldest first (unreadable records are
-   dropped).  Returns 0 or -1.  cb returns 0 to go on, -1 to stop. */
+/* Calls cb for every queued event, oldest first: cache_path's and, for a
+   root process, the web daemon's files (read strictly: it runs as the
+   mail uid).  Unreadable entries are dropped.  Returns 0 or -1.  cb
+   returns 0 to go on, -1 to stop. */
 int lp_notify_queue_list(struct lp_context *ctx,
 			 int (*cb)(const struct lp_notify_event *event,
 				   void *context),
 			 void *context, struct lp_error *err);
-/* Removes the queued (user, event). Returns 1 removed, 0 absent, -1. */
+/* Removes the queued (user, event), from cache_path and the web
+   daemon's spool. Returns 1 removed, 0 absent, -1. */
 int lp_notify_dequeue(struct lp_context *ctx, const char *user,
 		      const char *event, struct lp_error *err);
 /* Serialises mailing across processes, from lp_notify_pending() to

@@ -6,7 +6,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
-#include <pwd.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,77 +89,157 @@ static void lp_cache_tdb_log(struct tdb_context *tdb,
 	       "tdb %s: %s", ctx->config->cache_path, msg);
 }
 
-/* uid/gid of the config ("vmail" or a number); -1 if unknown. */
-static void lp_cache_owner(const struct lp_config *config, uid_t *uid_r,
-			   gid_t *gid_r)
+/* gid of the config ("vmail" or a number); -1 if unknown. */
+static gid_t lp_cache_group(const struct lp_config *config)
 {
-	const struct passwd *pw;
 	const struct group *gr;
 	char *end;
 	unsigned long n;
 
-	*uid_r = (uid_t)-1;
-	*gid_r = (gid_t)-1;
-	n = strtoul(config->uid, &end, 10);
-	if (*config->uid != '\0' && *end == '\0')
-		*uid_r = (uid_t)n;
-	else if ((pw = getpwnam(config->uid)) != NULL)
-		*uid_r = pw->pw_uid;
 	n = strtoul(config->gid, &end, 10);
 	if (*config->gid != '\0' && *end == '\0')
-		*gid_r = (gid_t)n;
-	else if ((gr = getgrnam(config->gid)) != NULL)
-		*gid_r = gr->gr_gid;
+		return (gid_t)n;
+	if ((gr = getgrnam(config->gid)) != NULL)
+		return gr->gr_gid;
+	return (gid_t)-1;
 }
 
-/* The cache is shared by root processes (auth-workers, doveadm) and the
-   self-service page, which runs as the mail uid: a root process that finds
-   the file owned by root gives it to uid/gid (mode stays 0600). */
-static void lp_cache_give_to_mail_user(struct lp_context *ctx)
-{
-	struct stat st;
-	uid_t uid;
-	gid_t gid;
-	int fd = tdb_fd(ctx->tdb);
-
-	if (geteuid() != 0 || fd < 0 || fstat(fd, &st) < 0 || st.st_uid != 0)
-		return;
-	lp_cache_owner(ctx->config, &uid, &gid);
-	if (uid == (uid_t)-1 || uid == 0)
-		return;
-	if (fchown(fd, uid, gid) < 0) {
-		lp_log(ctx, LP_LOG_WARNING, "fchown(%s, %lu, %lu) failed: %s",
-		       ctx->config->cache_path, (unsigned long)uid,
-		       (unsigned long)gid, strerror(errno));
-	}
-}
-
-int lp_cache_open(struct lp_context *ctx, struct lp_error *err)
+static struct tdb_context *
+lp_cache_tdb_open(struct lp_context *ctx, const char *path, int open_flags,
+		  mode_t mode, struct lp_error *err)
 {
 	struct tdb_logging_context log_ctx = {
 		.log_fn = lp_cache_tdb_log,
 		.log_private = ctx,
 	};
+	struct tdb_context *tdb;
 
 	errno = 0;
-	ctx->tdb = tdb_open_ex(ctx->config->cache_path, LP_CACHE_HASH_SIZE,
-			       TDB_DEFAULT, O_RDWR | O_CREAT, 0600,
-			       &log_ctx, NULL);
-	if (ctx->tdb == NULL) {
-		lp_error_set(err, LP_ERR_INTERNAL, "tdb_open(%s) failed: %s",
-			     ctx->config->cache_path,
+	tdb = tdb_open_ex(path, LP_CACHE_HASH_SIZE, TDB_DEFAULT,
+			  open_flags | O_CLOEXEC, mode, &log_ctx, NULL);
+	if (tdb == NULL) {
+		lp_error_set(err, errno == ENOENT ? LP_ERR_NOT_FOUND :
+			     LP_ERR_INTERNAL, "tdb_open(%s) failed: %s", path,
 			     errno != 0 ? strerror(errno) : "corrupt file");
-		return -1;
+		return NULL;
 	}
-	lp_cache_give_to_mail_user(ctx);
+	/* TDB opens a read-only file without locks; a reader that does not
+	   lock may see a record half written.  Read locks work on a
+	   read-only descriptor, so take them like any reader. */
+	if ((open_flags & O_ACCMODE) == O_RDONLY)
+		tdb_remove_flags(tdb, TDB_NOLOCK);
+	return tdb;
+}
+
+/* Deletes every record but the bans. Returns the count, or -1. */
+static int lp_cache_drop_all_but_bans(struct lp_context *ctx,
+				      struct lp_error *err);
+
+/* cache_path holds what root auth-workers trust (verdicts, bans), so only
+   root may write it: owner root, mode 0640, group the mail gid so that
+   dovecot-launchpad-web can read the bans (it keeps its own state apart,
+   in web_state_dir).  A file some other uid could write (an older version
+   gave it to the mail uid) is taken back, and what it held besides the
+   bans is dropped: it may have been forged.  Bans are kept (a forger
+   could only have removed some: check `doveadm launchpad ban list`). */
+static void lp_cache_secure(struct lp_context *ctx)
+{
+	char dir[LP_URL_MAX], *slash;
+	struct stat st;
+	gid_t gid = lp_cache_group(ctx->config);
+	int fd = tdb_fd(ctx->tdb), dropped;
+	bool foreign;
+
+	if (geteuid() != 0 || fd < 0 || fstat(fd, &st) < 0)
+		return;
+	if (gid == (gid_t)-1)
+		gid = 0;
+	foreign = st.st_uid != 0 || (st.st_mode & 0022) != 0;
+	if ((st.st_uid != 0 || st.st_gid != gid) && fchown(fd, 0, gid) < 0) {
+		lp_log(ctx, LP_LOG_ERROR, "fchown(%s, 0, %lu) failed: %s",
+		       ctx->config->cache_path, (unsigned long)gid,
+		       strerror(errno));
+		return;
+	}
+	if ((st.st_mode & 07777) != LP_CACHE_MODE &&
+	    fchmod(fd, LP_CACHE_MODE) < 0) {
+		lp_log(ctx, LP_LOG_ERROR, "fchmod(%s, 0%o) failed: %s",
+		       ctx->config->cache_path, LP_CACHE_MODE,
+		       strerror(errno));
+		return;
+	}
+	if (foreign) {
+		dropped = lp_cache_drop_all_but_bans(ctx, NULL);
+		lp_log(ctx, LP_LOG_WARNING, "%s was writable by uid %lu "
+		       "(mode 0%o): now root's, mode 0%o; its %d records "
+		       "other than bans were dropped as untrustworthy",
+		       ctx->config->cache_path, (unsigned long)st.st_uid,
+		       (unsigned int)(st.st_mode & 07777), LP_CACHE_MODE,
+		       dropped);
+	}
+	/* whoever may write the directory may swap the file */
+	if (snprintf(dir, sizeof(dir), "%s", ctx->config->cache_path) <
+	    (int)sizeof(dir) && (slash = strrchr(dir, '/')) != NULL) {
+		slash[slash == dir ? 1 : 0] = '\0';
+		if (stat(dir, &st) == 0 &&
+		    (st.st_uid != 0 || ((st.st_mode & 0022) != 0 &&
+					(st.st_mode & S_ISVTX) == 0))) {
+			lp_log(ctx, LP_LOG_WARNING, "%s is writable by others "
+			       "than root: whoever can write there can replace "
+			       "cache_path", dir);
+		}
+	}
+}
+
+int lp_cache_open(struct lp_context *ctx, struct lp_error *err)
+{
+	if (!ctx->web) {
+		ctx->tdb = lp_cache_tdb_open(ctx, ctx->config->cache_path,
+					     O_RDWR | O_CREAT, LP_CACHE_MODE,
+					     err);
+		if (ctx->tdb == NULL)
+			return -1;
+		lp_cache_secure(ctx);
+		return 0;
+	}
+	ctx->tdb = lp_cache_tdb_open(ctx, ctx->web_tdb_path,
+				     O_RDWR | O_CREAT | O_NOFOLLOW,
+				     LP_WEB_CACHE_MODE, err);
+	if (ctx->tdb == NULL)
+		return -1;
+	/* Root's file may not exist yet (no login so far): no bans then.
+	   One that exists but cannot be read is a setup error. */
+	ctx->trusted = lp_cache_tdb_open(ctx, ctx->config->cache_path,
+					 O_RDONLY | O_NOFOLLOW | O_NONBLOCK, 0,
+					 err);
+	if (ctx->trusted == NULL && err != NULL &&
+	    err->kind != LP_ERR_NOT_FOUND)
+		return -1;
+	ctx->trusted_retry_at = ctx->now() + LP_CACHE_TRUSTED_RETRY_SECS;
 	return 0;
+}
+
+struct tdb_context *lp_cache_trusted(struct lp_context *ctx)
+{
+	if (!ctx->web)
+		return ctx->tdb;
+	if (ctx->trusted == NULL && ctx->now() >= ctx->trusted_retry_at) {
+		ctx->trusted_retry_at = ctx->now() + LP_CACHE_TRUSTED_RETRY_SECS;
+		ctx->trusted = lp_cache_tdb_open(ctx, ctx->config->cache_path,
+						 O_RDONLY | O_NOFOLLOW |
+						 O_NONBLOCK, 0, NULL);
+	}
+	return ctx->trusted;
 }
 
 void lp_cache_close(struct lp_context *ctx)
 {
 	if (ctx->tdb != NULL)
 		tdb_close(ctx->tdb);
+	if (ctx->trusted != NULL)
+		tdb_close(ctx->trusted);
 	ctx->tdb = NULL;
+	ctx->trusted = NULL;
 }
 
 int lp_cache_lock(struct lp_context *ctx, const char *key,
@@ -194,15 +273,17 @@ void lp_cache_unlock(struct lp_context *ctx, const char *key)
 	tdb_chainunlock(ctx->tdb, lp_key(key));
 }
 
-int lp_cache_get(struct lp_context *ctx, const char *key, const char *kind,
-		 json_t **obj_r)
+int lp_cache_get_tdb(struct lp_context *ctx, struct tdb_context *tdb,
+		     const char *key, const char *kind, json_t **obj_r)
 {
 	TDB_DATA data;
 	json_t *obj, *v;
 	const char *problem = NULL;
 
 	*obj_r = NULL;
-	data = tdb_fetch(ctx->tdb, lp_key(key));
+	if (tdb == NULL)
+		return 0;
+	data = tdb_fetch(tdb, lp_key(key));
 	if (data.dptr == NULL)
 		return 0;
 	obj = json_loadb((const char *)data.dptr, data.dsize, 0, NULL);
@@ -225,6 +306,47 @@ int lp_cache_get(struct lp_context *ctx, const char *key, const char *kind,
 	}
 	*obj_r = obj;
 	return 1;
+}
+
+int lp_cache_get(struct lp_context *ctx, const char *key, const char *kind,
+		 json_t **obj_r)
+{
+	return lp_cache_get_tdb(ctx, ctx->tdb, key, kind, obj_r);
+}
+
+int lp_cache_get_trusted(struct lp_context *ctx, const char *key,
+			 const char *kind, json_t **obj_r)
+{
+	return lp_cache_get_tdb(ctx, lp_cache_trusted(ctx), key, kind, obj_r);
+}
+
+/* A Launchpad fact (person, team, verdict).  The web daemon has two
+   sources: what it looked up itself and what root processes stored; the
+   one with the later time_field wins, so a login's or a sync's fresher
+   answer (a leaver found by the sync) reaches the page too. */
+static int lp_cache_get_fact(struct lp_context *ctx, const char *key,
+			     const char *kind, const char *time_field,
+			     json_t **obj_r)
+{
+	json_t *own, *root;
+	json_int_t own_t, root_t;
+
+	(void)lp_cache_get(ctx, key, kind, &own);
+	if (!ctx->web) {
+		*obj_r = own;
+		return own != NULL ? 1 : 0;
+	}
+	(void)lp_cache_get_trusted(ctx, key, kind, &root);
+	own_t = json_integer_value(json_object_get(own, time_field));
+	root_t = json_integer_value(json_object_get(root, time_field));
+	if (root != NULL && (own == NULL || root_t > own_t)) {
+		json_decref(own);
+		own = root;
+	} else {
+		json_decref(root);
+	}
+	*obj_r = own;
+	return own != NULL ? 1 : 0;
 }
 
 static void lp_cache_bad_field(struct lp_context *ctx, const char *key,
@@ -319,7 +441,7 @@ int lp_cache_person_get(struct lp_context *ctx, const char *name,
 
 	memset(rec_r, 0, sizeof(*rec_r));
 	snprintf(key, sizeof(key), LP_KEY_PERSON "%s", name);
-	if (lp_cache_get(ctx, key, "person", &obj) <= 0)
+	if (lp_cache_get_fact(ctx, key, "person", "fetched_at", &obj) <= 0)
 		return 0;
 	state = lp_token_lookup(lp_person_state_names,
 				LP_N_ELEMENTS(lp_person_state_names),
@@ -388,7 +510,7 @@ int lp_cache_team_get(struct lp_context *ctx, const char *team,
 
 	memset(set_r, 0, sizeof(*set_r));
 	snprintf(key, sizeof(key), LP_KEY_TEAM "%s", team);
-	if (lp_cache_get(ctx, key, "team", &obj) <= 0)
+	if (lp_cache_get_fact(ctx, key, "team", "fetched_at", &obj) <= 0)
 		return 0;
 	members = json_object_get(obj, "members");
 	if (!lp_json_time(obj, "fetched_at", fetched_at_r) ||
@@ -508,7 +630,7 @@ int lp_cache_verdict_get(struct lp_context *ctx, const char *user,
 
 	memset(rec_r, 0, sizeof(*rec_r));
 	snprintf(key, sizeof(key), LP_KEY_VERDICT "%s", user);
-	if (lp_cache_get(ctx, key, "verdict", &obj) <= 0)
+	if (lp_cache_get_fact(ctx, key, "verdict", "decided_at", &obj) <= 0)
 		return 0;
 	ret = lp_cache_verdict_parse(ctx, key, obj, rec_r) < 0 ? 0 : 1;
 	json_decref(obj);
@@ -547,17 +669,21 @@ int lp_cache_ban_get(struct lp_context *ctx, const char *name,
 		     char reason_r[LP_TEXT_MAX])
 {
 	char key[LP_KEY_MAX];
+	struct tdb_context *tdb;
 	TDB_DATA data;
 	json_t *obj;
 
 	reason_r[0] = '\0';
 	snprintf(key, sizeof(key), LP_KEY_BAN "%s", name);
-	/* A ban that exists but cannot be read still bans. */
-	data = tdb_fetch(ctx->tdb, lp_key(key));
+	/* Bans are root's (doveadm): the web daemon reads them from
+	   cache_path.  A ban that exists but cannot be read still bans. */
+	if ((tdb = lp_cache_trusted(ctx)) == NULL)
+		return 0;
+	data = tdb_fetch(tdb, lp_key(key));
 	if (data.dptr == NULL)
 		return 0;
 	free(data.dptr);
-	if (lp_cache_get(ctx, key, "ban", &obj) <= 0 ||
+	if (lp_cache_get_tdb(ctx, tdb, key, "ban", &obj) <= 0 ||
 	    !lp_json_text(obj, "reason", reason_r, LP_TEXT_MAX)) {
 		json_decref(obj);
 		lp_log(ctx, LP_LOG_WARNING,
@@ -826,6 +952,28 @@ static int lp_cache_delete_keys(struct lp_context *ctx, const char *prefix,
 	return count;
 }
 
+static int lp_cache_drop_all_but_bans(struct lp_context *ctx,
+				      struct lp_error *err)
+{
+	struct lp_cache_keys keys = { .prefix = "" };
+	int count = 0, ret;
+
+	if (lp_cache_collect_keys(ctx, &keys, err) < 0)
+		return -1;
+	for (unsigned int i = 0; i < keys.count; i++) {
+		if (strncmp(keys.keys[i], LP_KEY_BAN,
+			    strlen(LP_KEY_BAN)) == 0)
+			continue;
+		if ((ret = lp_cache_delete(ctx, keys.keys[i], err)) < 0) {
+			count = -1;
+			break;
+		}
+		count += ret;
+	}
+	lp_cache_keys_free(&keys);
+	return count;
+}
+
 int lp_cache_invalidate(struct lp_context *ctx, const char *user,
 			struct lp_error *err)
 {
@@ -1002,31 +1150,43 @@ int lp_cache_count(struct lp_context *ctx, struct lp_cache_counts *counts_r,
 	return 0;
 }
 
-static bool lp_cache_slot_key(const char *user, unsigned int slot_id,
-			      char key_r[LP_KEY_MAX + 16])
+/* "slotused/<user>/<keyfile id>/<slot>"; for LP_SLOT_ALL the prefix
+   "slotused/<user>/" of every keyfile the user ever had. */
+static bool lp_cache_slot_key(const char *user, const char *keyfile_id,
+			      unsigned int slot_id,
+			      char key_r[LP_KEY_MAX + 48])
 {
 	int len;
 
+	if (strlen(user) > LP_USER_MAX || strchr(user, '/') != NULL)
+		return false;
 	if (slot_id == LP_SLOT_ALL)
-		len = snprintf(key_r, LP_KEY_MAX + 16, LP_KEY_SLOTUSED "%s/",
+		len = snprintf(key_r, LP_KEY_MAX + 48, LP_KEY_SLOTUSED "%s/",
 			       user);
+	else if (keyfile_id == NULL || keyfile_id[0] == '\0' ||
+		 strlen(keyfile_id) > 32 ||
+		 strspn(keyfile_id, "0123456789abcdef") != strlen(keyfile_id))
+		return false;
 	else
-		len = snprintf(key_r, LP_KEY_MAX + 16, LP_KEY_SLOTUSED "%s/%u",
-			       user, slot_id);
-	return len > 0 && (size_t)len < LP_KEY_MAX + 16 &&
-		strlen(user) <= LP_USER_MAX;
+		len = snprintf(key_r, LP_KEY_MAX + 48,
+			       LP_KEY_SLOTUSED "%s/%s/%u", user, keyfile_id,
+			       slot_id);
+	return len > 0 && (size_t)len < LP_KEY_MAX + 48;
 }
 
 int lp_cache_slot_last_used(struct lp_context *ctx, const char *user,
-			    unsigned int slot_id, time_t *time_r)
+			    const char *keyfile_id, unsigned int slot_id,
+			    time_t *time_r)
 {
-	char key[LP_KEY_MAX + 16];
+	char key[LP_KEY_MAX + 48];
 	json_t *obj;
 	bool ok;
 
 	*time_r = 0;
-	if (!lp_cache_slot_key(user, slot_id, key) ||
-	    lp_cache_get(ctx, key, "slotused", &obj) <= 0)
+	/* stamped by root auth-workers: the web daemon reads cache_path */
+	if (slot_id == LP_SLOT_ALL ||
+	    !lp_cache_slot_key(user, keyfile_id, slot_id, key) ||
+	    lp_cache_get_trusted(ctx, key, "slotused", &obj) <= 0)
 		return 0;
 	ok = lp_json_time(obj, "at", time_r);
 	json_decref(obj);
@@ -1034,19 +1194,23 @@ int lp_cache_slot_last_used(struct lp_context *ctx, const char *user,
 }
 
 int lp_cache_slot_used(struct lp_context *ctx, const char *user,
-		       unsigned int slot_id, struct lp_error *err)
+		       const char *keyfile_id, unsigned int slot_id,
+		       struct lp_error *err)
 {
-	char key[LP_KEY_MAX + 16];
+	char key[LP_KEY_MAX + 48];
 	time_t last, now = ctx->now();
 	json_t *obj;
 	int ret;
 
-	if (slot_id == LP_SLOT_ALL || !lp_cache_slot_key(user, slot_id, key)) {
-		lp_error_set(err, LP_ERR_INTERNAL, "bad user or slot id");
+	if (slot_id == LP_SLOT_ALL ||
+	    !lp_cache_slot_key(user, keyfile_id, slot_id, key)) {
+		lp_error_set(err, LP_ERR_INTERNAL, "bad user, keyfile or "
+			     "slot id");
 		return -1;
 	}
 	/* No chainlock: two logins racing both write about the same time. */
-	if (lp_cache_slot_last_used(ctx, user, slot_id, &last) > 0 &&
+	if (lp_cache_slot_last_used(ctx, user, keyfile_id, slot_id,
+				    &last) > 0 &&
 	    last <= now && now - last < LP_SLOT_USED_THROTTLE_SECS)
 		return 0;
 	obj = json_pack("{s:I}", "at", (json_int_t)now);
@@ -1060,12 +1224,13 @@ int lp_cache_slot_used(struct lp_context *ctx, const char *user,
 }
 
 int lp_cache_slot_forget(struct lp_context *ctx, const char *user,
-			 unsigned int slot_id, struct lp_error *err)
+			 const char *keyfile_id, unsigned int slot_id,
+			 struct lp_error *err)
 {
-	char key[LP_KEY_MAX + 16];
+	char key[LP_KEY_MAX + 48];
 
-	if (!lp_cache_slot_key(user, slot_id, key)) {
-		lp_error_set(err, LP_ERR_INTERNAL, "bad user");
+	if (!lp_cache_slot_key(user, keyfile_id, slot_id, key)) {
+		lp_error_set(err, LP_ERR_INTERNAL, "bad user or keyfile");
 		return -1;
 	}
 	if (slot_id == LP_SLOT_ALL)

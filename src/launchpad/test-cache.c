@@ -6,6 +6,9 @@
 #include "test-lpfake.h"
 #include "tap.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -397,38 +400,240 @@ static void test_nonces(void)
 	test_end();
 }
 
-/* A root process that creates the cache gives it to the mail uid/gid, so
-   the self-service page (running as that uid) can open it too. */
-static void test_cache_owner(void)
+/* A config of its own (cache_path and web_state_dir in dir), for the
+   tests that open the cache from several roles.  The mail user is
+   "nobody" with its group. */
+static struct lp_config *test_owner_config(const char *dir)
 {
-	char dir[] = "/tmp/lp-owner-XXXXXX", path[64], text[512];
+	const struct passwd *pw = getpwnam("nobody");
+	struct lp_config *cfg;
+	struct lp_error err;
+	char text[1024];
+
+	if (pw == NULL) {
+		printf("Bail out! no user nobody\n");
+		exit(99);
+	}
+	snprintf(text, sizeof(text),
+		 "api_url = %s\ncache_path = %s/cache.tdb\n"
+		 "web_state_dir = %s/web\nuid = nobody\ngid = %lu\n"
+		 "domain ubuntu.com = ubuntumembers\n", test_api_url, dir, dir,
+		 (unsigned long)pw->pw_gid);
+	if (lp_config_parse("owner.conf", text, &cfg, &err) < 0) {
+		printf("Bail out! %s\n", err.text);
+		exit(99);
+	}
+	return cfg;
+}
+
+static void test_owner_cleanup(const char *dir)
+{
+	char path[128];
+
+	snprintf(path, sizeof(path), "%s/cache.tdb", dir);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/web/web.tdb", dir);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/web", dir);
+	rmdir(path);
+	rmdir(dir);
+}
+
+/* What auth trusts is written by root only: a root process creates (or
+   finds) cache_path owned by root, mode 0640, group the mail gid. */
+static void test_cache_root_owned(void)
+{
+	char dir[] = "/tmp/lp-owner-XXXXXX", path[64];
 	const struct passwd *pw = getpwnam("nobody");
 	struct lp_config *cfg;
 	struct lp_context *c;
 	struct lp_error err;
 	struct stat st;
 
-	test_begin("cache file owned by the mail uid");
+	test_begin("cache file: root's, read-only for the mail gid");
 	test_assert(mkdtemp(dir) != NULL && pw != NULL);
+	cfg = test_owner_config(dir);
 	snprintf(path, sizeof(path), "%s/cache.tdb", dir);
-	snprintf(text, sizeof(text),
-		 "api_url = http://127.0.0.1:1/1.0\ncache_path = %s\n"
-		 "uid = nobody\ngid = %lu\ndomain ubuntu.com = ubuntumembers\n",
-		 path, (unsigned long)pw->pw_gid);
-	test_assert(lp_config_parse("owner.conf", text, &cfg, &err) == 0);
 	test_assert(lp_context_create(cfg, NULL, &c, &err) == 0);
 	test_assert(stat(path, &st) == 0);
+	test_assert((st.st_mode & 07777) == 0640);
 	if (geteuid() == 0) {
-		test_assert(st.st_uid == pw->pw_uid);
+		test_assert(st.st_uid == 0);
 		test_assert(st.st_gid == pw->pw_gid);
 	} else {
+		test_diag("not root: ownership not checked");
 		test_assert(st.st_uid == geteuid());
 	}
-	test_assert((st.st_mode & 0777) == 0600);
 	lp_context_destroy(&c);
 	lp_config_free(&cfg);
-	unlink(path);
-	rmdir(dir);
+	test_owner_cleanup(dir);
+	test_end();
+}
+
+/* A cache some other uid could write (an older version gave it to the
+   mail uid) is taken back by the first root process, and what a forger
+   could have put in it is dropped; bans stay. */
+static void test_cache_taken_back(void)
+{
+	char dir[] = "/tmp/lp-taken-XXXXXX", path[64], reason[LP_TEXT_MAX];
+	const struct passwd *pw = getpwnam("nobody");
+	struct lp_verdict_record forged = {
+		.kind = LP_VERDICT_ALLOW, .decided_at = 100,
+		.expires_at = 2000000000,
+	}, rec;
+	struct lp_config *cfg;
+	struct lp_context *c;
+	struct lp_error err;
+	struct stat st;
+
+	test_begin("cache file: taken back from the mail uid");
+	if (geteuid() != 0) {
+		/* only root can hand the file to another uid and back */
+		test_diag("not root: the take-over is tested by CI as root");
+		test_assert(geteuid() != 0);
+		test_end();
+		return;
+	}
+	test_assert(mkdtemp(dir) != NULL && pw != NULL);
+	cfg = test_owner_config(dir);
+	snprintf(path, sizeof(path), "%s/cache.tdb", dir);
+	test_assert(lp_context_create(cfg, NULL, &c, &err) == 0);
+	test_assert(lp_cache_verdict_put(c, "erin@ubuntu.com", &forged,
+					 &err) == 0);
+	test_assert(lp_ban_set(c, "mallory", "spam", &err) == 0);
+	lp_context_destroy(&c);
+	/* as an older version left it */
+	test_assert(chown(path, pw->pw_uid, pw->pw_gid) == 0 &&
+		    chmod(path, 0600) == 0);
+
+	test_assert(lp_context_create(cfg, NULL, &c, &err) == 0);
+	test_assert(stat(path, &st) == 0 && st.st_uid == 0 &&
+		    st.st_gid == pw->pw_gid && (st.st_mode & 07777) == 0640);
+	test_assert(lp_cache_verdict_get(c, "erin@ubuntu.com", &rec) == 0);
+	test_assert(lp_cache_ban_get(c, "mallory", reason) == 1);
+	test_assert_strcmp(reason, "spam");
+	lp_context_destroy(&c);
+	lp_config_free(&cfg);
+	test_owner_cleanup(dir);
+	test_end();
+}
+
+/* The web daemon's view, run as the mail uid in a child: it reads root's
+   bans and facts, writes its own state apart, and cannot write what auth
+   trusts.  Exit code: the number of the first failed check. */
+static int test_cache_web_child(const struct lp_config *cfg,
+				const struct passwd *pw)
+{
+	struct lp_verdict_record rec, mine = {
+		.kind = LP_VERDICT_ALLOW, .decided_at = 500,
+		.expires_at = 2000000000,
+	};
+	struct tdb_context *tdb;
+	struct lp_context *c;
+	struct lp_error err;
+	char reason[LP_TEXT_MAX];
+	time_t at;
+	int fd;
+
+	if (setgroups(0, NULL) < 0 || setgid(pw->pw_gid) < 0 ||
+	    setuid(pw->pw_uid) < 0)
+		return 1;
+	/* neither TDB nor plain open() lets the mail uid write it */
+	fd = open(cfg->cache_path, O_RDWR);
+	if (fd >= 0 || errno != EACCES)
+		return 2;
+	tdb = tdb_open(cfg->cache_path, 0, TDB_DEFAULT, O_RDWR, 0);
+	if (tdb != NULL)
+		return 3;
+	if (lp_context_create_web(cfg, NULL, &c, &err) < 0)
+		return 4;
+	/* root's ban and its fresher verdict are seen */
+	if (lp_cache_ban_get(c, "mallory", reason) != 1 ||
+	    strcmp(reason, "spam") != 0)
+		return 5;
+	if (lp_cache_verdict_get(c, "erin@ubuntu.com", &rec) != 1 ||
+	    rec.kind != LP_VERDICT_DENY)
+		return 6;
+	/* its own older verdict loses to root's; a newer one wins */
+	if (lp_cache_verdict_put(c, "erin@ubuntu.com", &mine, &err) < 0 ||
+	    lp_cache_verdict_get(c, "erin@ubuntu.com", &rec) != 1 ||
+	    rec.kind != LP_VERDICT_DENY)
+		return 7;
+	mine.decided_at = 1000;
+	if (lp_cache_verdict_put(c, "erin@ubuntu.com", &mine, &err) < 0 ||
+	    lp_cache_verdict_get(c, "erin@ubuntu.com", &rec) != 1 ||
+	    rec.kind != LP_VERDICT_ALLOW)
+		return 8;
+	/* root's "last used" stamps are read; bans cannot be set here */
+	if (lp_cache_slot_last_used(c, "alice@ubuntu.com", "00aa", 1,
+				    &at) != 1 || at != 4242)
+		return 9;
+	if (lp_cache_nonce_use(c, "n1", 2000000000, &err) != 1)
+		return 10;
+	lp_context_destroy(&c);
+	return 0;
+}
+
+static void test_cache_web_role(void)
+{
+	char dir[] = "/tmp/lp-web-XXXXXX", path[64];
+	const struct passwd *pw = getpwnam("nobody");
+	struct lp_verdict_record root_deny = {
+		.kind = LP_VERDICT_DENY, .reason = LP_DENY_NOT_MEMBER,
+		.text = "not a member of ~ubuntumembers",
+		.decided_at = 700, .expires_at = 2000000000,
+	}, rec;
+	struct lp_config *cfg;
+	struct lp_context *c;
+	struct lp_error err;
+	struct stat st;
+	time_t saved_clock = test_clock;
+	int status;
+	pid_t pid;
+
+	test_begin("cache file: the web daemon (mail uid) cannot write it");
+	if (geteuid() != 0) {
+		test_diag("not root: the mail uid is tested by CI as root");
+		test_assert(geteuid() != 0);
+		test_end();
+		return;
+	}
+	test_assert(mkdtemp(dir) != NULL && pw != NULL);
+	test_assert(chmod(dir, 0755) == 0);
+	cfg = test_owner_config(dir);
+	snprintf(path, sizeof(path), "%s/web", dir);
+	test_assert(mkdir(path, 0700) == 0 &&
+		    chown(path, pw->pw_uid, pw->pw_gid) == 0);
+	test_clock = 1000;
+	test_assert(lp_context_create(cfg, NULL, &c, &err) == 0);
+	test_assert(lp_ban_set(c, "mallory", "spam", &err) == 0);
+	test_assert(lp_cache_verdict_put(c, "erin@ubuntu.com", &root_deny,
+					 &err) == 0);
+	c->now = test_now;
+	test_clock = 4242;
+	test_assert(lp_cache_slot_used(c, "alice@ubuntu.com", "00aa", 1,
+				       &err) == 1);
+	/* closed: one process may not hold a TDB twice */
+	lp_context_destroy(&c);
+
+	pid = fork();
+	if (pid == 0)
+		_exit(test_cache_web_child(cfg, pw));
+	test_assert(waitpid(pid, &status, 0) == pid && WIFEXITED(status));
+	test_assert_idx(WEXITSTATUS(status) == 0, WEXITSTATUS(status));
+
+	/* the web daemon's state is its own file; root's is unchanged */
+	snprintf(path, sizeof(path), "%s/web/web.tdb", dir);
+	test_assert(stat(path, &st) == 0 && st.st_uid == pw->pw_uid &&
+		    (st.st_mode & 07777) == 0600);
+	test_assert(lp_context_create(cfg, NULL, &c, &err) == 0);
+	test_assert(lp_cache_verdict_get(c, "erin@ubuntu.com", &rec) == 1 &&
+		    rec.kind == LP_VERDICT_DENY && rec.decided_at == 700);
+	test_assert(lp_cache_nonce_prune(c, &err) == 0);
+	lp_context_destroy(&c);
+	test_clock = saved_clock;
+	lp_config_free(&cfg);
+	test_owner_cleanup(dir);
 	test_end();
 }
 
@@ -442,7 +647,9 @@ int main(void)
 		test_invalidate_and_iterate,
 		test_coalescing,
 		test_nonces,
-		test_cache_owner,
+		test_cache_root_owned,
+		test_cache_taken_back,
+		test_cache_web_role,
 		NULL
 	};
 	int ret;

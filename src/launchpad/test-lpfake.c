@@ -2,6 +2,8 @@
 
 #include "test-lpfake.h"
 
+#include <dirent.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -27,6 +29,28 @@ static pid_t lpfake_pid = -1;
 static char lpfake_base[64];
 static char lpfake_port_file[128];
 
+/* Removes dir, its files and (one level) its directories. */
+static void test_dir_remove(const char *dir)
+{
+	char path[256];
+	struct dirent *de;
+	DIR *d = opendir(dir);
+
+	if (d == NULL)
+		return;
+	while ((de = readdir(d)) != NULL) {
+		if (strcmp(de->d_name, ".") == 0 ||
+		    strcmp(de->d_name, "..") == 0 ||
+		    snprintf(path, sizeof(path), "%s/%s", dir,
+			     de->d_name) >= (int)sizeof(path))
+			continue;
+		if (unlink(path) < 0)
+			test_dir_remove(path);
+	}
+	closedir(d);
+	rmdir(dir);
+}
+
 static void lpfake_stop(void)
 {
 	char path[sizeof(test_dir) + 32];
@@ -40,6 +64,8 @@ static void lpfake_stop(void)
 		unlink(lpfake_port_file);
 		snprintf(path, sizeof(path), "%s/cache.tdb", test_dir);
 		unlink(path);
+		snprintf(path, sizeof(path), "%s/web", test_dir);
+		test_dir_remove(path);
 		rmdir(test_dir);
 	}
 }
@@ -246,6 +272,7 @@ struct lp_config *test_config(unsigned int positive_ttl,
 	snprintf(text, sizeof(text),
 		 "api_url = %s\n"
 		 "cache_path = %s/cache.tdb\n"
+		 "web_state_dir = %s/web\n"
 		 "home = %s/vmail/%%d/%%n\n"
 		 "uid = vmail\n"
 		 "gid = vmail\n"
@@ -259,7 +286,8 @@ struct lp_config *test_config(unsigned int positive_ttl,
 		 "domain edubuntu.org = edubuntu-members\n"
 		 "domain ubuntustudio.com = ubuntustudio-core\n"
 		 "domain ubuntu.net = ubuntu-smtp-test\n",
-		 test_api_url, test_dir, test_dir, positive_ttl, negative_ttl,
+		 test_api_url, test_dir, test_dir, test_dir, positive_ttl,
+		 negative_ttl,
 		 stale_grace, http_timeout);
 	if (lp_config_parse("test.conf", text, &config, &err) < 0) {
 		printf("Bail out! test config: %s\n", err.text);

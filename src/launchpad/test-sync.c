@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define TEST_POSITIVE_TTL 3600
@@ -426,6 +428,100 @@ static void test_notify_queue_unreadable(void)
 	test_end();
 }
 
+/* Writes name in the web daemon's spool with content (NULL: a FIFO). */
+static void test_spool_put(const char *name, const char *content)
+{
+	char path[256];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/web/notify/%s", test_dir, name);
+	if (content == NULL) {
+		test_assert(mkfifo(path, 0600) == 0);
+		return;
+	}
+	f = fopen(path, "w");
+	test_assert(f != NULL && fputs(content, f) >= 0 && fclose(f) == 0);
+}
+
+/* The web daemon (its own context, in a child: a process holds a TDB
+   once) queues into web_state_dir/notify; the sync lists those events
+   with its own and removes them once mailed; anything odd in the spool
+   (it belongs to the mail uid) is skipped, and a FIFO never blocks. */
+static void test_notify_web_spool(void)
+{
+	char path[256], big[8192];
+	struct test_queue queue;
+	struct lp_context *web;
+	struct lp_error err;
+	int status;
+	pid_t pid;
+
+	test_begin("notify queue: the web daemon's spool, read as hostile");
+	test_fresh_start();
+	config->notify_to = strdup(TEST_NOTIFY_TO);
+	pid = fork();
+	if (pid == 0) {
+		/* (the parent's handle of cache_path is not ours to keep) */
+		lp_context_destroy(&ctx);
+		if (lp_context_create_web(config, NULL, &web, &err) < 0 ||
+		    lp_notify_queue(web, "eddie@edubuntu.org",
+				    LP_NOTIFY_ACTIVATED, "on the page\n!",
+				    test_clock + 5, &err) < 0 ||
+		    /* queued again: the first stays */
+		    lp_notify_queue(web, "eddie@edubuntu.org",
+				    LP_NOTIFY_ACTIVATED, "twice",
+				    test_clock + 9, &err) < 0 ||
+		    lp_notify_queue(web, "Eddie@edubuntu.org",
+				    LP_NOTIFY_ACTIVATED, "", 1, &err) == 0)
+			_exit(1);
+		lp_context_destroy(&web);
+		_exit(0);
+	}
+	test_assert(waitpid(pid, &status, 0) == pid && WIFEXITED(status) &&
+		    WEXITSTATUS(status) == 0);
+	/* hostile neighbours */
+	memset(big, 'x', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	test_spool_put("activated.kim@kubuntu.org", big);
+	test_spool_put("activated.bob@ubuntu.com", "not json");
+	test_spool_put("activated.Bob@ubuntu.com",
+		       "{\"v\":1,\"at\":1,\"text\":\"\"}");
+	test_spool_put("activated.frank@ubuntu.com",
+		       "{\"v\":1,\"at\":1,\"text\":\"\",\"x\":1}");
+	test_spool_put("activated.erin@ubuntu.com", NULL);
+	snprintf(path, sizeof(path), "%s/web/notify/activated.dave@ubuntu.com",
+		 test_dir);
+	test_assert(symlink("/etc/passwd", path) == 0);
+	test_assert(lp_notify_queue(ctx, "kim@kubuntu.org",
+				    LP_NOTIFY_ACTIVATED, "doveadm",
+				    test_clock + 1, &err) == 0);
+
+	test_queue_read(&queue);
+	test_assert(queue.count == 2);
+	test_assert_strcmp(queue.events[0].user, "kim@kubuntu.org");
+	test_assert_strcmp(queue.events[0].text, "doveadm");
+	test_assert_strcmp(queue.events[1].user, "eddie@edubuntu.org");
+	test_assert(queue.events[1].at == test_clock + 5);
+	test_assert_strcmp(queue.events[1].text, "on the page?!");
+	/* mailed: gone from both places */
+	test_assert(lp_notify_dequeue(ctx, "eddie@edubuntu.org",
+				      LP_NOTIFY_ACTIVATED, &err) == 1);
+	snprintf(path, sizeof(path), "%s/web/notify/activated."
+		 "eddie@edubuntu.org", test_dir);
+	test_assert(access(path, F_OK) < 0 && errno == ENOENT);
+	test_queue_read(&queue);
+	test_assert(queue.count == 1);
+	/* the symlink's target was never touched */
+	test_assert(lp_notify_dequeue(ctx, "dave@ubuntu.com",
+				      LP_NOTIFY_ACTIVATED, &err) == 1);
+	test_assert(access("/etc/passwd", F_OK) == 0);
+	test_assert(lp_notify_dequeue(ctx, "kim@kubuntu.org",
+				      LP_NOTIFY_ACTIVATED, &err) == 1);
+	free(config->notify_to);
+	config->notify_to = NULL;
+	test_end();
+}
+
 static void test_notify_lock(void)
 {
 	struct lp_error err;
@@ -451,34 +547,52 @@ static void test_notify_lock(void)
 
 static void test_slot_used(void)
 {
+	static const char k1[] = "0123456789abcdef", k2[] = "fedcba9876543210";
 	struct lp_error err;
 	time_t at;
 
-	test_begin("slot last used: throttled stamps");
+	test_begin("slot last used: throttled stamps, per keyfile");
 	test_fresh_start();
-	test_assert(lp_cache_slot_last_used(ctx, "alice@ubuntu.com", 1,
+	test_assert(lp_cache_slot_last_used(ctx, "alice@ubuntu.com", k1, 1,
 					    &at) == 0 && at == 0);
-	test_assert(lp_cache_slot_used(ctx, "alice@ubuntu.com", 1, &err) == 1);
-	test_assert(lp_cache_slot_last_used(ctx, "alice@ubuntu.com", 1,
+	test_assert(lp_cache_slot_used(ctx, "alice@ubuntu.com", k1, 1,
+				       &err) == 1);
+	test_assert(lp_cache_slot_last_used(ctx, "alice@ubuntu.com", k1, 1,
 					    &at) == 1 && at == test_clock);
 	test_clock += LP_SLOT_USED_THROTTLE_SECS - 1;
-	test_assert(lp_cache_slot_used(ctx, "alice@ubuntu.com", 1, &err) == 0);
+	test_assert(lp_cache_slot_used(ctx, "alice@ubuntu.com", k1, 1,
+				       &err) == 0);
 	test_clock += 1;
-	test_assert(lp_cache_slot_used(ctx, "alice@ubuntu.com", 1, &err) == 1);
-	test_assert(lp_cache_slot_last_used(ctx, "alice@ubuntu.com", 1,
+	test_assert(lp_cache_slot_used(ctx, "alice@ubuntu.com", k1, 1,
+				       &err) == 1);
+	test_assert(lp_cache_slot_last_used(ctx, "alice@ubuntu.com", k1, 1,
 					    &at) == 1 && at == test_clock);
-	test_assert(lp_cache_slot_used(ctx, "alice@ubuntu.com", 12, &err) == 1);
-	test_assert(lp_cache_slot_used(ctx, "alice@lubuntu.me", 1, &err) == 1);
-	test_assert(lp_cache_slot_forget(ctx, "alice@ubuntu.com", 1, &err) == 1);
-	test_assert(lp_cache_slot_last_used(ctx, "alice@ubuntu.com", 1,
+	/* a new keyfile (a reset) starts its slot ids again: its slot 1
+	   was never used */
+	test_assert(lp_cache_slot_last_used(ctx, "alice@ubuntu.com", k2, 1,
+					    &at) == 0 && at == 0);
+	test_assert(lp_cache_slot_used(ctx, "alice@ubuntu.com", k1, 12,
+				       &err) == 1);
+	test_assert(lp_cache_slot_used(ctx, "alice@lubuntu.me", k1, 1,
+				       &err) == 1);
+	test_assert(lp_cache_slot_forget(ctx, "alice@ubuntu.com", k1, 1,
+					 &err) == 1);
+	test_assert(lp_cache_slot_last_used(ctx, "alice@ubuntu.com", k1, 1,
 					    &at) == 0);
 	/* "slot 1" must not also forget slot 12, nor another domain */
-	test_assert(lp_cache_slot_last_used(ctx, "alice@ubuntu.com", 12,
+	test_assert(lp_cache_slot_last_used(ctx, "alice@ubuntu.com", k1, 12,
 					    &at) == 1);
-	test_assert(lp_cache_slot_forget(ctx, "alice@ubuntu.com", LP_SLOT_ALL,
-					 &err) == 1);
-	test_assert(lp_cache_slot_last_used(ctx, "alice@lubuntu.me", 1,
+	test_assert(lp_cache_slot_forget(ctx, "alice@ubuntu.com", NULL,
+					 LP_SLOT_ALL, &err) == 1);
+	test_assert(lp_cache_slot_last_used(ctx, "alice@lubuntu.me", k1, 1,
 					    &at) == 1);
+	/* malformed keyfile ids and users never make a key */
+	test_assert(lp_cache_slot_used(ctx, "alice@ubuntu.com", "../x", 1,
+				       &err) == -1);
+	test_assert(lp_cache_slot_used(ctx, "alice@ubuntu.com", NULL, 1,
+				       &err) == -1);
+	test_assert(lp_cache_slot_used(ctx, "al/ice@ubuntu.com", k1, 1,
+				       &err) == -1);
 	test_end();
 }
 
@@ -570,6 +684,7 @@ int main(void)
 		test_notify_queue_refused,
 		test_notify_queue,
 		test_notify_queue_unreadable,
+		test_notify_web_spool,
 		test_notify_lock,
 		test_slot_used,
 		test_lists_and_counts,

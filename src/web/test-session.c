@@ -14,6 +14,12 @@
 #define TEST_CONFIG "domain ubuntu.com = ubuntumembers\nweb_session_ttl = 60\n"
 
 static struct web_server *server;
+static double test_clock_secs = 1000.0;
+
+static double test_clock(void)
+{
+	return test_clock_secs;
+}
 
 void web_log(enum lp_log_level level, const char *fmt, ...)
 {
@@ -125,21 +131,21 @@ static void test_logins(void)
 	char state[WEB_TOKEN_HEX + 1], browser[WEB_TOKEN_HEX + 1];
 
 	test_begin("pending sign-ins");
-	login = web_login_create(server);
+	login = web_login_create(server, "192.0.2.1");
 	memcpy(state, login->state, sizeof(state));
 	memcpy(browser, login->browser, sizeof(browser));
 	test_assert(web_login_take(server, state, browser));
 	test_assert(!web_login_take(server, state, browser));	/* single use */
 
 	/* another browser: refused, and the state is burnt */
-	login = web_login_create(server);
+	login = web_login_create(server, "192.0.2.1");
 	memcpy(state, login->state, sizeof(state));
 	memcpy(browser, login->browser, sizeof(browser));
 	test_assert(!web_login_take(server, state, state));
 	test_assert(!web_login_take(server, state, browser));
 
 	/* expired */
-	login = web_login_create(server);
+	login = web_login_create(server, "192.0.2.1");
 	login->expires = time(NULL) - 1;
 	memcpy(state, login->state, sizeof(state));
 	memcpy(browser, login->browser, sizeof(browser));
@@ -153,28 +159,144 @@ static void test_limits(void)
 {
 	test_begin("rate limits");
 	for (unsigned int i = 0; i < 3; i++)
-		test_assert_idx(web_limit_take(server, "a:192.0.2.1", 3,
-					       1000.0), i);
-	test_assert(!web_limit_take(server, "a:192.0.2.1", 3, 1000.0));
-	test_assert(!web_limit_take(server, "a:192.0.2.1", 3, 1000.0));
+		test_assert_idx(web_limit_take(server, WEB_LIMIT_ADDR,
+					       "l:192.0.2.1", 3, 1000.0) ==
+				WEB_LIMIT_OK, i);
+	test_assert(web_limit_take(server, WEB_LIMIT_ADDR, "l:192.0.2.1", 3,
+				   1000.0) == WEB_LIMIT_EMPTY);
 	/* other keys have their own bucket */
-	test_assert(web_limit_take(server, "a:192.0.2.2", 3, 1000.0));
-	test_assert(web_limit_take(server, "u:alice", 1, 1000.0));
-	test_assert(!web_limit_take(server, "u:alice", 1, 1000.0));
-	/* a fast refill lets the next one through */
-	test_assert(web_limit_take(server, "u:frank", 1, 0.000001));
-	test_assert(web_limit_take(server, "u:frank", 1, 0.000001));
-	/* a full table reuses the longest-idle bucket: the newest keep
-	   their state */
-	for (unsigned int i = 0; i < WEB_LIMITS_MAX + 10; i++) {
-		char key[32];
+	test_assert(web_limit_take(server, WEB_LIMIT_ADDR, "l:192.0.2.2", 3,
+				   1000.0) == WEB_LIMIT_OK);
+	test_assert(web_limit_take(server, WEB_LIMIT_USER, "u:alice", 1,
+				   1000.0) == WEB_LIMIT_OK);
+	test_assert(web_limit_take(server, WEB_LIMIT_USER, "u:alice", 1,
+				   1000.0) == WEB_LIMIT_EMPTY);
+	/* refill: one token per per_secs, never above the burst */
+	test_clock_secs += 1000.0;
+	test_assert(web_limit_take(server, WEB_LIMIT_USER, "u:alice", 1,
+				   1000.0) == WEB_LIMIT_OK);
+	test_assert(web_limit_take(server, WEB_LIMIT_USER, "u:alice", 1,
+				   1000.0) == WEB_LIMIT_EMPTY);
+	test_end();
+}
 
-		snprintf(key, sizeof(key), "a:10.0.%u.%u", i / 256, i % 256);
-		(void)web_limit_take(server, key, 3, 1000.0);
+/* Issue 12: a flood of new addresses filled the table and reused the
+   longest-idle bucket at a full burst, freeing a client held at 429. */
+static void test_limits_flood(void)
+{
+	unsigned int refused = 0;
+	char key[32];
+
+	test_begin("rate limits: a flood cannot free a limited client");
+	memset(server->limits, 0, sizeof(server->limits));
+	memset(server->user_limits, 0, sizeof(server->user_limits));
+	/* the victim: limited for 3000 s */
+	for (unsigned int i = 0; i < 3; i++)
+		(void)web_limit_take(server, WEB_LIMIT_ADDR, "l:198.51.100.1",
+				     3, 1000.0);
+	test_assert(web_limit_take(server, WEB_LIMIT_ADDR, "l:198.51.100.1",
+				   3, 1000.0) == WEB_LIMIT_EMPTY);
+	/* a user at their limit */
+	test_assert(web_limit_take(server, WEB_LIMIT_USER, "u:alice", 1,
+				   1000.0) == WEB_LIMIT_OK);
+	/* the flood: more keys than the table, each bucket refilling in
+	   1 s; once the table is full new keys are refused */
+	for (unsigned int i = 0; i < WEB_LIMITS_MAX + 100; i++) {
+		snprintf(key, sizeof(key), "l:10.0.%u.%u", i / 256, i % 256);
+		if (web_limit_take(server, WEB_LIMIT_ADDR, key, 3, 1.0) ==
+		    WEB_LIMIT_FULL)
+			refused++;
 	}
-	test_assert(web_limit_take(server, "a:10.0.16.9", 3, 1000.0));
-	test_assert(web_limit_take(server, "a:10.0.16.9", 3, 1000.0));
-	test_assert(!web_limit_take(server, "a:10.0.16.9", 3, 1000.0));
+	/* (the victim holds one slot) */
+	test_assert(refused == 100 + 1);
+	test_assert(web_limit_take(server, WEB_LIMIT_ADDR, "l:198.51.100.1",
+				   3, 1000.0) == WEB_LIMIT_EMPTY);
+	/* the flood's buckets refill; new clients get them, the victim's
+	   (not refilled) and the user's (another table) stay */
+	test_clock_secs += 10.0;
+	for (unsigned int i = 0; i < WEB_LIMITS_MAX + 100; i++) {
+		snprintf(key, sizeof(key), "l:10.1.%u.%u", i / 256, i % 256);
+		test_assert_idx(web_limit_take(server, WEB_LIMIT_ADDR, key, 3,
+					       1.0) != WEB_LIMIT_EMPTY, i);
+	}
+	test_assert(web_limit_take(server, WEB_LIMIT_ADDR, "l:198.51.100.1",
+				   3, 1000.0) == WEB_LIMIT_EMPTY);
+	test_assert(web_limit_take(server, WEB_LIMIT_USER, "u:alice", 1,
+				   1000.0) == WEB_LIMIT_EMPTY);
+	/* once refilled itself, the victim is served again */
+	test_clock_secs += 1000.0;
+	test_assert(web_limit_take(server, WEB_LIMIT_ADDR, "l:198.51.100.1",
+				   3, 1000.0) == WEB_LIMIT_OK);
+	test_end();
+}
+
+static void test_client_key(void)
+{
+	static const struct {
+		const char *addr, *key;
+	} tests[] = {
+		{ "192.0.2.1", "192.0.2.1" },
+		{ "::ffff:192.0.2.1", "192.0.2.1" },
+		{ "2001:db8:1:2::1", "2001:db8:1:2::/64" },
+		{ "2001:db8:1:2:ffff:ffff:ffff:ffff", "2001:db8:1:2::/64" },
+		{ "2001:db8:1:3::1", "2001:db8:1:3::/64" },
+		{ "::1", "::/64" },
+	};
+	unsigned char addr[16];
+	char key[WEB_CLIENT_MAX];
+
+	test_begin("client key: IPv4 address, IPv6 /64");
+	for (unsigned int i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
+		test_assert_idx(lp_net_addr_parse(tests[i].addr, addr) == 0, i);
+		web_client_key(addr, key, sizeof(key));
+		test_assert_strcmp(key, tests[i].key);
+	}
+	test_end();
+}
+
+/* Issue 12: 1024 pending sign-ins, the oldest evicted: a flood made
+   every victim's sign-in fail. */
+static void test_logins_bounded(void)
+{
+	struct web_login *login, *first;
+	char state[WEB_TOKEN_HEX + 1], browser[WEB_TOKEN_HEX + 1];
+	char vstate[WEB_TOKEN_HEX + 1], vbrowser[WEB_TOKEN_HEX + 1];
+	char client[32];
+
+	test_begin("pending sign-ins: bounded per address");
+	memset(server->logins, 0, sizeof(server->logins));
+	/* one address keeps its newest WEB_LOGINS_PER_CLIENT */
+	first = web_login_create(server, "203.0.113.5");
+	memcpy(state, first->state, sizeof(state));
+	memcpy(browser, first->browser, sizeof(browser));
+	for (unsigned int i = 0; i < WEB_LOGINS_PER_CLIENT; i++)
+		test_assert_idx(web_login_create(server, "203.0.113.5") != NULL,
+				i);
+	test_assert(!web_login_take(server, state, browser));
+
+	/* a victim's sign-in in flight */
+	memset(server->logins, 0, sizeof(server->logins));
+	login = web_login_create(server, "198.51.100.1");
+	memcpy(vstate, login->state, sizeof(vstate));
+	memcpy(vbrowser, login->browser, sizeof(vbrowser));
+	/* a flood from one address never takes more than its share */
+	for (unsigned int i = 0; i < WEB_LOGINS_MAX * 2; i++)
+		(void)web_login_create(server, "203.0.113.5");
+	/* a flood from many addresses fills the table ... */
+	for (unsigned int i = 0; i < WEB_LOGINS_MAX * 2; i++) {
+		snprintf(client, sizeof(client), "10.0.%u.%u", i / 256,
+			 i % 256);
+		(void)web_login_create(server, client);
+	}
+	/* ... then takes room from whoever holds most, and refuses once
+	   every address holds one */
+	snprintf(client, sizeof(client), "192.0.2.200");
+	test_assert(web_login_create(server, client) == NULL);
+	/* the victim's sign-in survived it all */
+	test_assert(web_login_take(server, vstate, vbrowser));
+	/* and an expired one makes room again */
+	server->logins[7].expires = time(NULL) - 1;
+	test_assert(web_login_create(server, client) != NULL);
 	test_end();
 }
 
@@ -186,12 +308,17 @@ int main(void)
 		test_sessions,
 		test_logins,
 		test_limits,
+		test_limits_flood,
+		test_client_key,
+		test_logins_bounded,
 		NULL
 	};
 	struct lp_error err;
 	int ret;
 
 	server = calloc(1, sizeof(*server));
+	if (server != NULL)
+		server->clock = test_clock;
 	if (server == NULL ||
 	    lp_config_parse("test.conf", TEST_CONFIG, &server->config,
 			    &err) < 0) {

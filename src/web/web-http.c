@@ -313,39 +313,93 @@ static enum MHD_Result web_respond(struct web_request *req)
 	return ret;
 }
 
-static void web_request_client(struct web_request *req)
+void web_client_key(const unsigned char addr[16], char *key_r, size_t size)
+{
+	static const unsigned char v4_prefix[12] = {
+		0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff
+	};
+	unsigned char net[16];
+	char text[INET6_ADDRSTRLEN];
+
+	if (memcmp(addr, v4_prefix, sizeof(v4_prefix)) == 0) {
+		inet_ntop(AF_INET, addr + 12, text, sizeof(text));
+		snprintf(key_r, size, "%s", text);
+		return;
+	}
+	/* one subscriber usually holds a whole /64 */
+	memcpy(net, addr, 8);
+	memset(net + 8, 0, 8);
+	inet_ntop(AF_INET6, net, text, sizeof(text));
+	snprintf(key_r, size, "%s/64", text);
+}
+
+/* The peer's address, as 16 bytes (IPv4 mapped); false if unknown. */
+static bool web_request_peer(struct web_request *req, unsigned char addr_r[16])
 {
 	const union MHD_ConnectionInfo *info;
-	const char *real_ip;
 	const struct sockaddr *sa;
-	bool loopback = false;
 
-	snprintf(req->client, sizeof(req->client), "unknown");
 	info = MHD_get_connection_info(req->conn,
 				       MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-	if (info != NULL && (sa = info->client_addr) != NULL) {
-		if (sa->sa_family == AF_INET) {
-			const struct sockaddr_in *sin = (const void *)sa;
+	if (info == NULL || (sa = info->client_addr) == NULL)
+		return false;
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *sin = (const void *)sa;
 
-			inet_ntop(AF_INET, &sin->sin_addr, req->client,
-				  sizeof(req->client));
-			loopback = (ntohl(sin->sin_addr.s_addr) >> 24) == 127;
-		} else if (sa->sa_family == AF_INET6) {
-			const struct sockaddr_in6 *sin6 = (const void *)sa;
-
-			inet_ntop(AF_INET6, &sin6->sin6_addr, req->client,
-				  sizeof(req->client));
-			loopback = IN6_IS_ADDR_LOOPBACK(&sin6->sin6_addr);
-		}
+		memset(addr_r, 0, 10);
+		addr_r[10] = addr_r[11] = 0xff;
+		memcpy(addr_r + 12, &sin->sin_addr, 4);
+		return true;
 	}
-	/* Behind the reverse proxy every peer is loopback; the nginx
-	   snippet overwrites X-Real-IP with the real client, so it is
-	   trusted from loopback peers only. */
+	if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *sin6 = (const void *)sa;
+
+		memcpy(addr_r, &sin6->sin6_addr, 16);
+		return true;
+	}
+	return false;
+}
+
+static void web_addr_text(const unsigned char addr[16], char *buf,
+			  size_t size)
+{
+	char text[INET6_ADDRSTRLEN];
+
+	if (addr[10] == 0xff && addr[11] == 0xff &&
+	    memcmp(addr, "\0\0\0\0\0\0\0\0\0\0", 10) == 0)
+		inet_ntop(AF_INET, addr + 12, text, sizeof(text));
+	else
+		inet_ntop(AF_INET6, addr, text, sizeof(text));
+	snprintf(buf, size, "%s", text);
+}
+
+static void web_request_client(struct web_request *req)
+{
+	const struct web_server *server = req->server;
+	unsigned char addr[16], real[16];
+	const char *real_ip;
+
+	if (!web_request_peer(req, addr)) {
+		snprintf(req->client, sizeof(req->client), "unknown");
+		snprintf(req->client_key, sizeof(req->client_key), "unknown");
+		return;
+	}
+	/* Behind the reverse proxy the peer is the proxy: its X-Real-IP
+	   (overwritten by the shipped nginx snippet) names the client.
+	   From any other peer the header is the client's own word, and
+	   ignored. */
 	real_ip = web_header_get(req, "X-Real-IP");
-	if (loopback && real_ip != NULL && real_ip[0] != '\0' &&
-	    strlen(real_ip) < sizeof(req->client) &&
-	    strspn(real_ip, "0123456789abcdefABCDEF:.") == strlen(real_ip))
-		snprintf(req->client, sizeof(req->client), "%s", real_ip);
+	if (real_ip != NULL &&
+	    lp_net_list_match(server->trusted_proxies,
+			      server->trusted_proxies_count, addr)) {
+		if (lp_net_addr_parse(real_ip, real) == 0)
+			memcpy(addr, real, sizeof(addr));
+		else
+			web_log(LP_LOG_WARNING, "ignoring a malformed "
+				"X-Real-IP from a trusted proxy");
+	}
+	web_addr_text(addr, req->client, sizeof(req->client));
+	web_client_key(addr, req->client_key, sizeof(req->client_key));
 }
 
 static void web_request_free(struct web_request *req)

@@ -2,8 +2,12 @@
 
 /* The mailbox actions of the page, through src/keyring only, with the
    semantics of `doveadm launchpad password generate|revoke|reset`: the
-   keyfile is ~/sqlbox.keys, written atomically as uid/gid; a reset moves
-   the old home aside as "<home>.reset-<UTC time>" and never deletes it.
+   keyfile is ~/sqlbox.keys, changed only under its lock (kr_keyfile_begin
+   .. commit, so a doveadm revoke running meanwhile is never undone) and
+   written atomically as uid/gid; a reset moves the old home aside as
+   "<home>.reset-<UTC time>" and never deletes it.  After a revoke or a
+   reset Dovecot's auth cache is flushed and the user's live IMAP/POP3
+   sessions are ended; what failed of that is reported, not hidden.
    The callers have checked the session, the CSRF token and the
    entitlement; the keyfile path is derived from the session's name, never
    from the form, so a slot id can only ever name a slot of one's own. */
@@ -20,6 +24,9 @@
 #define WEB_KEYFILE "/sqlbox.keys"
 #define WEB_RESET_TRIES 9
 #define WEB_PATH_MAX 4096
+/* The daemon is single-threaded: a writer holding the keyfile (one or
+   two Argon2id derivations) is waited for this long at most. */
+#define WEB_KEYFILE_LOCK_MSECS 5000
 
 static int web_mailbox_paths(struct web_server *server, const char *name,
 			     const char *domain, struct web_mailbox *mbox)
@@ -88,32 +95,93 @@ static int web_mailbox_recovery_pk(struct web_server *server,
 	return 0;
 }
 
-static int web_mailbox_write(struct web_server *server,
-			     const struct web_mailbox *mbox,
-			     const struct kr_keyfile *kf)
+static int web_mailbox_commit(const struct web_mailbox *mbox,
+			      struct kr_keyfile_txn **txn,
+			      const struct kr_keyfile *kf)
 {
 	struct kr_error err;
 
-	if (web_mailbox_mkdir(server, mbox->home) < 0)
-		return -1;
-	if (kr_keyfile_write(kf, mbox->keyfile, server->uid, server->gid,
-			     &err) < 0) {
+	if (kr_keyfile_commit(txn, kf, &err) < 0) {
 		web_log(LP_LOG_ERROR, "%s: %s", mbox->user, err.text);
 		return -1;
 	}
 	return 0;
 }
 
-static void web_mailbox_flush(struct web_server *server, const char *name)
+/* Locks and reads the keyfile.  Returns 1, 0 (no keyfile, or no home),
+   -1 (logged; why_r says so for the page). */
+static int web_mailbox_begin(struct web_server *server,
+			     const struct web_mailbox *mbox,
+			     struct kr_keyfile_txn **txn_r,
+			     struct kr_keyfile **kf_r,
+			     char *why_r, size_t why_size)
 {
-	char error[LP_TEXT_MAX];
-	int count;
+	struct kr_error err;
+	int ret;
 
-	count = web_auth_flush(server->config, server->config->web_auth_socket,
-			       name, error, sizeof(error));
-	if (count < 0)
-		web_log(LP_LOG_ERROR, "flushing %s from Dovecot's auth cache "
-			"failed: %s", name, error);
+	ret = kr_keyfile_begin(mbox->keyfile, server->uid, server->gid,
+			       WEB_KEYFILE_LOCK_MSECS, txn_r, kf_r, &err);
+	if (ret >= 0)
+		return ret;
+	if (err.kind == KR_ERR_NOT_FOUND)
+		return 0;
+	web_log(LP_LOG_ERROR, "%s: %s", mbox->user, err.text);
+	if (err.kind == KR_ERR_LOCKED) {
+		snprintf(why_r, why_size, "another change of %s is still "
+			 "running; nothing was changed, please try again",
+			 mbox->user);
+	} else {
+		snprintf(why_r, why_size, "the mailbox could not be updated "
+			 "(the server log says why); nothing was changed");
+	}
+	return -1;
+}
+
+/* Flushes name from Dovecot's auth cache and ends user's live sessions;
+   what failed is logged and left in cut_r for the page. */
+static void web_mailbox_cut_off(struct web_server *server, const char *name,
+				const char *user, struct web_cutoff *cut_r)
+{
+	const char *users[] = { user, NULL };
+	struct lp_kick_result kick;
+	struct lp_error err;
+	char error[LP_TEXT_MAX];
+
+	memset(cut_r, 0, sizeof(*cut_r));
+	cut_r->flushed = web_auth_flush(server->config,
+					server->config->web_auth_socket, name,
+					error, sizeof(error));
+	if (cut_r->flushed < 0) {
+		web_log(LP_LOG_ERROR, "%s: flushing Dovecot's auth cache "
+			"failed: %s; a password it cached keeps working until "
+			"the entry expires (auth_cache_ttl)", user, error);
+	}
+	if (lp_kick_users(server->config->web_anvil_socket, users, &kick,
+			  &err) < 0) {
+		web_log(LP_LOG_ERROR, "%s: ending live sessions failed: %s; "
+			"they keep working until they log out", user,
+			err.text);
+		cut_r->kicked = -1;
+	} else {
+		cut_r->kicked = (int)kick.sessions;
+		cut_r->kept = kick.shared + kick.failed;
+		if (cut_r->kept > 0) {
+			web_log(LP_LOG_ERROR, "%s: %u processes serving other "
+				"users too (or not ours to signal) were not "
+				"ended", user, cut_r->kept);
+		}
+	}
+}
+
+/* An activation never buries mail: a home with a database and no
+   keyfile.  TRUE if the database is there. */
+static bool web_mailbox_has_orphan_db(const struct web_mailbox *mbox)
+{
+	char db[WEB_PATH_MAX + 32];
+	struct stat st;
+
+	snprintf(db, sizeof(db), "%s/%s", mbox->home, KR_MAILBOX_DB);
+	return lstat(db, &st) == 0 || errno != ENOENT;
 }
 
 static int web_mailbox_failed(char *why_r, size_t why_size)
@@ -129,6 +197,7 @@ int web_mailbox_read(struct web_server *server, const char *name,
 	struct kr_keyfile *kf;
 	struct kr_slot_info info;
 	struct kr_error err;
+	char keyfile_id[KR_KEYFILE_ID_BUFSIZE];
 	int ret;
 
 	if (web_mailbox_paths(server, name, domain, mbox_r) < 0)
@@ -138,8 +207,11 @@ int web_mailbox_read(struct web_server *server, const char *name,
 		web_log(LP_LOG_ERROR, "%s: %s", mbox_r->user, err.text);
 		return -1;
 	}
-	if (ret == 0)
+	if (ret == 0) {
+		mbox_r->orphan_db = web_mailbox_has_orphan_db(mbox_r);
 		return 0;
+	}
+	kr_keyfile_id(kf, keyfile_id);
 	mbox_r->activated = true;
 	mbox_r->device_count = kr_keyfile_slot_count(kf);
 	for (unsigned int i = 0; i < mbox_r->device_count; i++) {
@@ -149,7 +221,8 @@ int web_mailbox_read(struct web_server *server, const char *name,
 		dev->id = info.id;
 		snprintf(dev->label, sizeof(dev->label), "%s", info.label);
 		dev->created = info.created;
-		(void)lp_cache_slot_last_used(server->lp, mbox_r->user, info.id,
+		(void)lp_cache_slot_last_used(server->lp, mbox_r->user,
+					      keyfile_id, info.id,
 					      &dev->last_used);
 	}
 	kr_keyfile_free(&kf);
@@ -174,6 +247,7 @@ int web_mailbox_activate(struct web_server *server, const char *name,
 			 char *password_r, char *why_r, size_t why_size)
 {
 	struct web_mailbox mbox;
+	struct kr_keyfile_txn *txn = NULL;
 	struct kr_keyfile *kf = NULL;
 	struct kr_keys *keys = NULL;
 	struct kr_error err;
@@ -182,28 +256,40 @@ int web_mailbox_activate(struct web_server *server, const char *name,
 	unsigned int slot_id;
 	int ret;
 
-	if (web_mailbox_paths(server, name, domain, &mbox) < 0)
+	if (web_mailbox_paths(server, name, domain, &mbox) < 0 ||
+	    web_mailbox_recovery_pk(server, pk_buf, &pk) < 0 ||
+	    /* the lock file lives in the home */
+	    web_mailbox_mkdir(server, mbox.home) < 0)
 		return web_mailbox_failed(why_r, why_size);
-	ret = kr_keyfile_read(mbox.keyfile, &kf, &err);
+	ret = web_mailbox_begin(server, &mbox, &txn, &kf, why_r, why_size);
 	if (ret != 0) {
-		if (ret < 0) {
-			web_log(LP_LOG_ERROR, "%s: %s", mbox.user, err.text);
-			return web_mailbox_failed(why_r, why_size);
-		}
+		if (ret < 0)
+			return -1;
+		/* (a doveadm generate or another tab got there first) */
+		kr_keyfile_rollback(&txn);
 		kr_keyfile_free(&kf);
 		snprintf(why_r, why_size, "%s is already activated: add a "
 			 "device with an existing app password instead",
 			 mbox.user);
 		return 0;
 	}
-	if (web_mailbox_recovery_pk(server, pk_buf, &pk) < 0)
-		return web_mailbox_failed(why_r, why_size);
+	if (web_mailbox_has_orphan_db(&mbox)) {
+		kr_keyfile_rollback(&txn);
+		web_log(LP_LOG_WARNING, "activation refused: %s has a mailbox "
+			"database but no keyfile", mbox.user);
+		snprintf(why_r, why_size, "%s has an old mailbox but no key "
+			 "file: activating would lock that mail away for good. "
+			 "Reset the mailbox instead (the old one is kept aside "
+			 "on the server), or ask an administrator to restore "
+			 "its key file", mbox.user);
+		return 0;
+	}
 	if (kr_keyfile_create(mbox.user, pk, &kf, &keys, &err) < 0 ||
 	    kr_slot_add(kf, keys, label, NULL, password_r, KR_PASSWORD_BUFSIZE,
 			&slot_id, &err) < 0) {
 		web_log(LP_LOG_ERROR, "%s: %s", mbox.user, err.text);
 		ret = web_mailbox_failed(why_r, why_size);
-	} else if (web_mailbox_write(server, &mbox, kf) < 0) {
+	} else if (web_mailbox_commit(&mbox, &txn, kf) < 0) {
 		ret = web_mailbox_failed(why_r, why_size);
 	} else {
 		web_log(LP_LOG_INFO, "activation: %s, device %u", mbox.user,
@@ -211,6 +297,7 @@ int web_mailbox_activate(struct web_server *server, const char *name,
 		web_mailbox_queue_activated(server, mbox.user);
 		ret = 1;
 	}
+	kr_keyfile_rollback(&txn);
 	if (ret != 1)
 		sodium_memzero(password_r, KR_PASSWORD_BUFSIZE);
 	kr_keys_free(&keys);
@@ -225,6 +312,7 @@ int web_mailbox_add_device(struct web_server *server, const char *name,
 			   char *why_r, size_t why_size)
 {
 	struct web_mailbox mbox;
+	struct kr_keyfile_txn *txn = NULL;
 	struct kr_keyfile *kf = NULL;
 	struct kr_keys *keys = NULL;
 	struct kr_secret *kek = NULL;
@@ -234,12 +322,13 @@ int web_mailbox_add_device(struct web_server *server, const char *name,
 
 	if (web_mailbox_paths(server, name, domain, &mbox) < 0)
 		return web_mailbox_failed(why_r, why_size);
-	ret = kr_keyfile_read(mbox.keyfile, &kf, &err);
+	/* Held from the read to the rename: a revoke by doveadm meanwhile
+	   waits, and is not undone by this write. */
+	ret = web_mailbox_begin(server, &mbox, &txn, &kf, why_r, why_size);
 	if (ret <= 0) {
-		if (ret < 0) {
-			web_log(LP_LOG_ERROR, "%s: %s", mbox.user, err.text);
-			return web_mailbox_failed(why_r, why_size);
-		}
+		if (ret < 0)
+			return -1;
+		kr_keyfile_rollback(&txn);
 		snprintf(why_r, why_size, "%s is not activated yet",
 			 mbox.user);
 		return 0;
@@ -267,13 +356,14 @@ int web_mailbox_add_device(struct web_server *server, const char *name,
 			web_log(LP_LOG_ERROR, "%s: %s", mbox.user, err.text);
 			ret = web_mailbox_failed(why_r, why_size);
 		}
-	} else if (web_mailbox_write(server, &mbox, kf) < 0) {
+	} else if (web_mailbox_commit(&mbox, &txn, kf) < 0) {
 		ret = web_mailbox_failed(why_r, why_size);
 	} else {
 		web_log(LP_LOG_INFO, "device added: %s, device %u (unlocked "
 			"with device %u)", mbox.user, new_id, slot_id);
 		ret = 1;
 	}
+	kr_keyfile_rollback(&txn);
 	if (ret != 1)
 		sodium_memzero(password_r, KR_PASSWORD_BUFSIZE);
 	kr_keys_free(&keys);
@@ -283,39 +373,43 @@ int web_mailbox_add_device(struct web_server *server, const char *name,
 
 int web_mailbox_revoke(struct web_server *server, const char *name,
 		       const char *domain, unsigned int slot_id,
-		       char *why_r, size_t why_size)
+		       struct web_cutoff *cut_r, char *why_r, size_t why_size)
 {
 	struct web_mailbox mbox;
+	struct kr_keyfile_txn *txn = NULL;
 	struct kr_keyfile *kf = NULL;
-	struct kr_error err;
 	int ret;
 
+	memset(cut_r, 0, sizeof(*cut_r));
 	if (web_mailbox_paths(server, name, domain, &mbox) < 0)
 		return web_mailbox_failed(why_r, why_size);
-	ret = kr_keyfile_read(mbox.keyfile, &kf, &err);
+	ret = web_mailbox_begin(server, &mbox, &txn, &kf, why_r, why_size);
 	if (ret <= 0) {
-		if (ret < 0) {
-			web_log(LP_LOG_ERROR, "%s: %s", mbox.user, err.text);
-			return web_mailbox_failed(why_r, why_size);
-		}
+		if (ret < 0)
+			return -1;
+		kr_keyfile_rollback(&txn);
 		snprintf(why_r, why_size, "%s has no devices", mbox.user);
 		return 0;
 	}
 	if (kr_slot_remove(kf, slot_id) == 0) {
 		snprintf(why_r, why_size, "%s has no such device", mbox.user);
 		ret = 0;
-	} else if (web_mailbox_write(server, &mbox, kf) < 0) {
+	} else if (web_mailbox_commit(&mbox, &txn, kf) < 0) {
 		ret = web_mailbox_failed(why_r, why_size);
 	} else {
-		(void)lp_cache_slot_forget(server->lp, mbox.user, slot_id,
-					   NULL);
 		/* With auth_cache_size > 0 the revoked password would still
-		   log in from Dovecot's cache until its TTL. */
-		web_mailbox_flush(server, name);
-		web_log(LP_LOG_INFO, "revoke: %s, device %u", mbox.user,
-			slot_id);
+		   log in from Dovecot's cache until its TTL, and a session
+		   opened with it (a stolen phone in IDLE) would go on.  (Its
+		   "last used" stamp is root's: slot ids are never reused in a
+		   keyfile, so it is simply never shown again.) */
+		web_mailbox_cut_off(server, name, mbox.user, cut_r);
+		web_log(LP_LOG_INFO, "revoke: %s, device %u (auth cache %s, "
+			"%d sessions ended)", mbox.user, slot_id,
+			cut_r->flushed < 0 ? "NOT flushed" : "flushed",
+			cut_r->kicked);
 		ret = 1;
 	}
+	kr_keyfile_rollback(&txn);
 	kr_keyfile_free(&kf);
 	return ret;
 }
@@ -367,9 +461,10 @@ static int web_mailbox_move_aside(const struct web_mailbox *mbox,
 int web_mailbox_reset(struct web_server *server, const char *name,
 		      const char *domain, const char *label,
 		      char *password_r, char *moved_r,
-		      char *why_r, size_t why_size)
+		      struct web_cutoff *cut_r, char *why_r, size_t why_size)
 {
 	struct web_mailbox mbox;
+	struct kr_keyfile_txn *old_txn = NULL, *txn = NULL;
 	struct kr_keyfile *kf = NULL;
 	struct kr_keys *keys = NULL;
 	struct kr_error err;
@@ -379,26 +474,56 @@ int web_mailbox_reset(struct web_server *server, const char *name,
 	int ret;
 
 	moved_r[0] = '\0';
+	memset(cut_r, 0, sizeof(*cut_r));
 	if (web_mailbox_paths(server, name, domain, &mbox) < 0 ||
-	    web_mailbox_recovery_pk(server, pk_buf, &pk) < 0 ||
-	    web_mailbox_move_aside(&mbox, moved_r) < 0)
+	    web_mailbox_recovery_pk(server, pk_buf, &pk) < 0)
 		return web_mailbox_failed(why_r, why_size);
-	(void)lp_cache_slot_forget(server->lp, mbox.user, LP_SLOT_ALL, NULL);
-	/* From here the old passwords are gone with the old keyfile. */
-	web_mailbox_flush(server, name);
+	/* The old home moves aside under its keyfile's lock; the new home
+	   is locked before anything is written there. */
+	if (kr_keyfile_lock(mbox.keyfile, server->uid, server->gid,
+			    WEB_KEYFILE_LOCK_MSECS, &old_txn, &err) < 0 &&
+	    err.kind != KR_ERR_NOT_FOUND) {
+		web_log(LP_LOG_ERROR, "%s: %s", mbox.user, err.text);
+		return web_mailbox_failed(why_r, why_size);
+	}
+	if (web_mailbox_move_aside(&mbox, moved_r) < 0 ||
+	    web_mailbox_mkdir(server, mbox.home) < 0) {
+		kr_keyfile_rollback(&old_txn);
+		return web_mailbox_failed(why_r, why_size);
+	}
+	ret = web_mailbox_begin(server, &mbox, &txn, &kf, why_r, why_size);
+	kr_keyfile_rollback(&old_txn);
+	if (ret != 0) {
+		if (ret < 0)
+			return -1;
+		kr_keyfile_rollback(&txn);
+		kr_keyfile_free(&kf);
+		web_log(LP_LOG_WARNING, "%s: activated again during a reset; "
+			"old mailbox kept at %s", mbox.user, moved_r);
+		snprintf(why_r, why_size, "%s was activated again while the "
+			 "old mailbox was moved aside; use the app password "
+			 "of that activation", mbox.user);
+		return 0;
+	}
 	if (kr_keyfile_create(mbox.user, pk, &kf, &keys, &err) < 0 ||
 	    kr_slot_add(kf, keys, label, NULL, password_r, KR_PASSWORD_BUFSIZE,
 			&slot_id, &err) < 0) {
 		web_log(LP_LOG_ERROR, "%s: %s", mbox.user, err.text);
 		ret = web_mailbox_failed(why_r, why_size);
-	} else if (web_mailbox_write(server, &mbox, kf) < 0) {
+	} else if (web_mailbox_commit(&mbox, &txn, kf) < 0) {
 		ret = web_mailbox_failed(why_r, why_size);
 	} else {
+		/* the old passwords went with the old keyfile */
+		web_mailbox_cut_off(server, name, mbox.user, cut_r);
 		web_log(LP_LOG_INFO, "reset: %s, new device %u, old mailbox "
-			"kept at %s", mbox.user, slot_id,
-			moved_r[0] != '\0' ? moved_r : "(none)");
+			"kept at %s (auth cache %s, %d sessions ended)",
+			mbox.user, slot_id,
+			moved_r[0] != '\0' ? moved_r : "(none)",
+			cut_r->flushed < 0 ? "NOT flushed" : "flushed",
+			cut_r->kicked);
 		ret = 1;
 	}
+	kr_keyfile_rollback(&txn);
 	if (ret != 1)
 		sodium_memzero(password_r, KR_PASSWORD_BUFSIZE);
 	kr_keys_free(&keys);

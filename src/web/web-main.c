@@ -148,7 +148,17 @@ static int web_server_init(struct web_server *server, const char *path)
 				sizeof(server->mail_host));
 	if (web_resolve_ids(server) < 0)
 		return -1;
-	if (lp_context_create(server->config, &log, &server->lp, &err) < 0) {
+	if (lp_net_list_parse(server->config->web_trusted_proxies,
+			      &server->trusted_proxies,
+			      &server->trusted_proxies_count, &err) < 0) {
+		web_log(LP_LOG_ERROR, "%s: web_trusted_proxies: %s", path,
+			err.text);
+		return -1;
+	}
+	/* Writes only web_state_dir; cache_path, which root auth-workers
+	   trust, is read-only here. */
+	if (lp_context_create_web(server->config, &log, &server->lp,
+				  &err) < 0) {
 		web_log(LP_LOG_ERROR, "%s", err.text);
 		return -1;
 	}
@@ -161,6 +171,7 @@ static void web_server_deinit(struct web_server *server)
 	if (server->lp != NULL)
 		lp_context_destroy(&server->lp);
 	lp_config_free(&server->config);
+	free(server->trusted_proxies);
 	/* Session ids and CSRF tokens are secrets too. */
 	sodium_memzero(server->sessions, sizeof(server->sessions));
 	sodium_memzero(server->logins, sizeof(server->logins));
@@ -221,6 +232,7 @@ int main(int argc, char *argv[])
 	server = calloc(1, sizeof(*server));
 	if (server == NULL)
 		return EXIT_FAILURE;
+	server->clock = web_clock_monotonic;
 	if (web_server_init(server, path) < 0)
 		goto out;
 	if (web_http_start(server, &error) < 0) {

@@ -175,21 +175,40 @@ static void web_page_signin(struct web_request *req)
 	web_page_end(req);
 }
 
+/* The sign-in limit of the request's client address.  Returns false with
+   the response set. */
+static bool web_login_allowed(struct web_request *req)
+{
+	char key[sizeof(req->client_key) + 2];
+
+	snprintf(key, sizeof(key), "l:%s", req->client_key);
+	if (web_limit_take(req->server, WEB_LIMIT_ADDR, key,
+			   WEB_LIMIT_LOGIN_BURST,
+			   WEB_LIMIT_LOGIN_SECS) == WEB_LIMIT_OK)
+		return true;
+	web_page_error(req, MHD_HTTP_TOO_MANY_REQUESTS,
+		       "Too many sign-in attempts",
+		       "Please wait a minute and try again.");
+	return false;
+}
+
 static void web_login_start(struct web_request *req)
 {
 	struct web_server *server = req->server;
 	struct web_login *login;
-	char key[sizeof(req->client) + 2], url[WEB_URL_MAX];
+	char url[WEB_URL_MAX];
 
-	snprintf(key, sizeof(key), "a:%s", req->client);
-	if (!web_limit_take(server, key, WEB_LIMIT_LOGIN_BURST,
-			    WEB_LIMIT_LOGIN_SECS)) {
-		web_page_error(req, MHD_HTTP_TOO_MANY_REQUESTS,
-			       "Too many sign-in attempts",
-			       "Please wait a minute and try again.");
+	if (!web_login_allowed(req))
+		return;
+	login = web_login_create(server, req->client_key);
+	if (login == NULL) {
+		web_log(LP_LOG_WARNING, "sign-in refused from %s: every "
+			"pending sign-in slot is taken", req->client);
+		web_page_error(req, MHD_HTTP_SERVICE_UNAVAILABLE,
+			       "Too many sign-ins in progress",
+			       "Please try again in a few minutes.");
 		return;
 	}
-	login = web_login_create(server);
 	if (web_openid_begin_url(server, login->state, url, sizeof(url)) < 0) {
 		web_page_error(req, MHD_HTTP_INTERNAL_SERVER_ERROR,
 			       "Sign-in failed", "internal error");
@@ -206,18 +225,11 @@ static void web_login_return(struct web_request *req)
 	struct web_server *server = req->server;
 	struct web_session *session;
 	const char *state = web_query_get(req, "state");
-	char key[sizeof(req->client) + 2], name[LP_NAME_MAX + 1];
-	char reason[LP_TEXT_MAX];
+	char name[LP_NAME_MAX + 1], reason[LP_TEXT_MAX];
 	int ret;
 
-	snprintf(key, sizeof(key), "a:%s", req->client);
-	if (!web_limit_take(server, key, WEB_LIMIT_LOGIN_BURST,
-			    WEB_LIMIT_LOGIN_SECS)) {
-		web_page_error(req, MHD_HTTP_TOO_MANY_REQUESTS,
-			       "Too many sign-in attempts",
-			       "Please wait a minute and try again.");
+	if (!web_login_allowed(req))
 		return;
-	}
 	web_cookie_set(req, WEB_LOGIN_COOKIE, "", "Lax", 0);
 	if (!web_login_take(server, state,
 			    web_cookie_get(req, WEB_LOGIN_COOKIE))) {
@@ -259,6 +271,10 @@ static void web_login_return(struct web_request *req)
 }
 
 /* ---- the status page ---- */
+
+static void web_status_reset_form(struct web_request *req,
+				  const struct web_mailbox *mbox,
+				  const char *domain);
 
 static void web_status_devices(struct web_request *req,
 			       const struct web_mailbox *mbox,
@@ -315,6 +331,15 @@ static void web_status_devices(struct web_request *req,
 	web_buf_append(b, "\"><p><button type=\"submit\">Add device"
 		       "</button></p></form>");
 
+	web_status_reset_form(req, mbox, domain);
+}
+
+static void web_status_reset_form(struct web_request *req,
+				  const struct web_mailbox *mbox,
+				  const char *domain)
+{
+	struct web_buf *b = &req->body;
+
 	web_buf_append(b, "<details><summary>Lost every app password?"
 		       "</summary><form method=\"post\" action=\"/reset\">");
 	web_csrf_field(req);
@@ -367,6 +392,17 @@ static void web_status_domain(struct web_request *req,
 			     &mbox) < 0) {
 		web_buf_append(b, "</p><p>This mailbox cannot be read right "
 			       "now; please try again later.</p></section>");
+		return;
+	}
+	if (!mbox.activated && mbox.orphan_db) {
+		web_buf_append(b, " &mdash; but its key file is missing.</p>"
+			       "<p>This mailbox has old mail but no key file, "
+			       "so it cannot be activated again: that would "
+			       "lock the old mail away for good. An "
+			       "administrator may be able to restore the key "
+			       "file; otherwise reset it below.</p>");
+		web_status_reset_form(req, &mbox, domain->domain);
+		web_buf_append(b, "</section>");
 		return;
 	}
 	if (!mbox.activated) {
@@ -468,9 +504,10 @@ static bool web_post_allowed(struct web_request *req)
 	struct web_server *server = req->server;
 	char key[LP_USER_MAX + 8];
 
-	snprintf(key, sizeof(key), "a:%s", req->client);
-	if (!web_limit_take(server, key, WEB_LIMIT_POST_ADDR_BURST,
-			    WEB_LIMIT_POST_ADDR_SECS)) {
+	snprintf(key, sizeof(key), "p:%s", req->client_key);
+	if (web_limit_take(server, WEB_LIMIT_ADDR, key,
+			   WEB_LIMIT_POST_ADDR_BURST,
+			   WEB_LIMIT_POST_ADDR_SECS) != WEB_LIMIT_OK) {
 		web_page_error(req, MHD_HTTP_TOO_MANY_REQUESTS,
 			       "Too many requests",
 			       "Please wait a minute and try again.");
@@ -492,8 +529,9 @@ static bool web_post_allowed(struct web_request *req)
 		return false;
 	}
 	snprintf(key, sizeof(key), "u:%s", req->session->name);
-	if (!web_limit_take(server, key, WEB_LIMIT_POST_USER_BURST,
-			    WEB_LIMIT_POST_USER_SECS)) {
+	if (web_limit_take(server, WEB_LIMIT_USER, key,
+			   WEB_LIMIT_POST_USER_BURST,
+			   WEB_LIMIT_POST_USER_SECS) != WEB_LIMIT_OK) {
 		web_page_error(req, MHD_HTTP_TOO_MANY_REQUESTS,
 			       "Too many requests",
 			       "Please wait a minute and try again.");
@@ -634,11 +672,56 @@ static void web_post_add_device(struct web_request *req)
 	sodium_free(password);
 }
 
+/* A revoke or reset that did not reach Dovecot everywhere. */
+static bool web_cutoff_failed(const struct web_cutoff *cut)
+{
+	return cut->flushed < 0 || cut->kicked < 0 || cut->kept > 0;
+}
+
+/* What a revoke or reset did to logins and open sessions, in words. */
+static void web_cutoff_text(const struct web_cutoff *cut, const char *user,
+			    const char *done, char *buf, size_t size)
+{
+	size_t len;
+
+	if (!web_cutoff_failed(cut)) {
+		if (cut->kicked > 0)
+			snprintf(buf, size, "%s for %s, and %d open session%s "
+				 "of the mailbox ended (your other devices "
+				 "connect again with their own passwords).",
+				 done, user, cut->kicked,
+				 cut->kicked == 1 ? " was" : "s were");
+		else
+			snprintf(buf, size, "%s for %s.", done, user);
+		return;
+	}
+	snprintf(buf, size, "%s for %s, but", done, user);
+	len = strlen(buf);
+	if (cut->flushed < 0 && len < size) {
+		snprintf(buf + len, size - len, " the mail server's login "
+			 "cache could not be cleared: a password it cached "
+			 "keeps working until that cache entry expires "
+			 "(auth_cache_ttl, one hour by default)%s",
+			 cut->kicked < 0 || cut->kept > 0 ? ", and" : ".");
+		len = strlen(buf);
+	}
+	if ((cut->kicked < 0 || cut->kept > 0) && len < size)
+		snprintf(buf + len, size - len, " sessions already logged in "
+			 "could not be ended: they keep working until they "
+			 "log out.");
+	len = strlen(buf);
+	if (len < size)
+		snprintf(buf + len, size - len, " The administrators were told "
+			 "in the server log.");
+}
+
 static void web_post_revoke(struct web_request *req)
 {
 	const struct lp_domain *domain;
 	const char *slot_str;
+	struct web_cutoff cut;
 	char why[LP_TEXT_MAX + 64], *end;
+	char user[LP_USER_MAX + 1], text[WEB_NOTICE_MAX * 2];
 	unsigned long slot;
 	int ret;
 
@@ -653,15 +736,26 @@ static void web_post_revoke(struct web_request *req)
 		return;
 	}
 	ret = web_mailbox_revoke(req->server, req->session->name,
-				 domain->domain, (unsigned int)slot, why,
-				 sizeof(why));
+				 domain->domain, (unsigned int)slot, &cut,
+				 why, sizeof(why));
 	if (ret <= 0) {
 		web_post_refused(req, ret, why);
 		return;
 	}
-	snprintf(req->session->notice, sizeof(req->session->notice),
-		 "The device was revoked: its app password no longer "
-		 "works for %s@%s.", req->session->name, domain->domain);
+	snprintf(user, sizeof(user), "%s@%s", req->session->name,
+		 domain->domain);
+	if (web_cutoff_failed(&cut)) {
+		/* the keyfile changed, but not everything else did: say so,
+		   and what still works until when */
+		web_cutoff_text(&cut, user, "The device was removed from your "
+				"mailbox", text, sizeof(text));
+		web_page_error(req, MHD_HTTP_INTERNAL_SERVER_ERROR,
+			       "Revoked, but not yet everywhere", text);
+		return;
+	}
+	web_cutoff_text(&cut, user, "The device was revoked: its app "
+			"password no longer works", req->session->notice,
+			sizeof(req->session->notice));
 	web_redirect(req, "/");
 }
 
@@ -670,7 +764,8 @@ static void web_post_reset(struct web_request *req)
 	const struct lp_domain *domain;
 	const char *label, *confirm;
 	char why[LP_TEXT_MAX + 64], user[LP_USER_MAX + 1];
-	char moved[WEB_MOVED_MAX];
+	char moved[WEB_MOVED_MAX], extra[WEB_NOTICE_MAX * 3];
+	struct web_cutoff cut;
 	char *password;
 	int ret;
 
@@ -692,16 +787,24 @@ static void web_post_reset(struct web_request *req)
 		return;
 	}
 	ret = web_mailbox_reset(req->server, req->session->name,
-				domain->domain, label, password, moved, why,
-				sizeof(why));
-	if (ret > 0)
+				domain->domain, label, password, moved, &cut,
+				why, sizeof(why));
+	if (ret > 0) {
+		char cut_text[WEB_NOTICE_MAX * 2];
+
+		web_cutoff_text(&cut, user, "The old app passwords no longer "
+				"work", cut_text, sizeof(cut_text));
+		snprintf(extra, sizeof(extra), "The old mailbox is kept aside "
+			 "on the server; an administrator holding the "
+			 "recovery key may be able to restore it. %s",
+			 cut_text);
 		web_page_password(req, user, label, password,
-				  "Your mailbox was reset",
-				  "The old mailbox is kept aside on the "
-				  "server; an administrator holding the "
-				  "recovery key may be able to restore it.");
-	else
+				  "Your mailbox was reset", extra);
+		if (web_cutoff_failed(&cut))
+			req->status = MHD_HTTP_INTERNAL_SERVER_ERROR;
+	} else {
 		web_post_refused(req, ret, why);
+	}
 	sodium_free(password);
 }
 

@@ -32,9 +32,14 @@
 
 #define WEB_SESSIONS_MAX 4096
 #define WEB_LOGINS_MAX 1024
+/* Pending sign-ins one client address (IPv4, or IPv6 /64) may hold. */
+#define WEB_LOGINS_PER_CLIENT 8
 /* A sign-in started must come back from the SSO within this. */
 #define WEB_LOGIN_TTL_SECS (10 * 60)
 #define WEB_LIMITS_MAX 4096
+#define WEB_USER_LIMITS_MAX 4096
+/* "2001:0db8:0000:0000:0000:0000:0000:0000/64" and a NUL, with room. */
+#define WEB_CLIENT_MAX 64
 #define WEB_NOTICE_MAX 256
 #define WEB_URL_MAX 4096
 
@@ -48,8 +53,10 @@
 /* Idle seconds before a (slow) client is dropped. */
 #define WEB_CONNECTION_TIMEOUT_SECS 15
 
-#define WEB_SESSION_COOKIE "dlpw_session"
-#define WEB_LOGIN_COOKIE "dlpw_login"
+/* __Host-: browsers accept them only Secure, with Path=/ and without
+   Domain, so no other host of the site can set or shadow them. */
+#define WEB_SESSION_COOKIE "__Host-dlpw_session"
+#define WEB_LOGIN_COOKIE "__Host-dlpw_login"
 
 /* OpenID: the response_nonce's clock may differ from ours this much. */
 #define WEB_NONCE_SKEW_SECS (5 * 60)
@@ -86,11 +93,14 @@ struct web_session {
 struct web_login {
 	char state[WEB_TOKEN_HEX + 1];	/* "" = free slot; in return_to */
 	char browser[WEB_TOKEN_HEX + 1];	/* in the login cookie */
+	char client[WEB_CLIENT_MAX];	/* who started it (client key) */
 	time_t expires;
 };
 
 struct web_limit {
-	char key[LP_USER_MAX + 8];	/* "a:<address>" or "u:<name>" */
+	char key[LP_USER_MAX + 8];	/* "<kind>:<client key or name>" */
+	unsigned int burst;
+	double per_secs;
 	double tokens;
 	double last;			/* monotonic seconds */
 };
@@ -106,9 +116,16 @@ struct web_server {
 	char sso_origin[WEB_URL_MAX];	/* scheme://host[:port] of sso_url */
 	char mail_host[LP_DOMAIN_MAX + 1];
 
+	/* web_trusted_proxies: peers whose X-Real-IP names the client */
+	struct lp_net *trusted_proxies;
+	unsigned int trusted_proxies_count;
+
 	struct web_session sessions[WEB_SESSIONS_MAX];
 	struct web_login logins[WEB_LOGINS_MAX];
-	struct web_limit limits[WEB_LIMITS_MAX];
+	struct web_limit limits[WEB_LIMITS_MAX];	/* per client address */
+	struct web_limit user_limits[WEB_USER_LIMITS_MAX];	/* per user */
+	/* monotonic seconds for the rate limits (tests move it) */
+	double (*clock)(void);
 	time_t last_prune;
 };
 
@@ -118,7 +135,11 @@ struct web_request {
 	struct MHD_Connection *conn;
 	const char *method;
 	const char *path;
-	char client[64];	/* the client's address (X-Real-IP behind nginx) */
+	/* the client's address (X-Real-IP from a trusted proxy), and the
+	   key its limits and sign-ins count under: the IPv4 address or the
+	   IPv6 /64 */
+	char client[WEB_CLIENT_MAX];
+	char client_key[WEB_CLIENT_MAX];
 	bool is_post:1;
 	bool too_large:1;
 
@@ -180,8 +201,11 @@ struct web_session *web_session_create(struct web_server *server,
 				       const char *name);
 void web_session_destroy(struct web_session *session);
 
-/* A new pending sign-in; returns it (state and browser filled). */
-struct web_login *web_login_create(struct web_server *server);
+/* A new pending sign-in of client (its client key); returns it (state
+   and browser filled), or NULL when the table is full of other clients'
+   single sign-ins (answer 503). */
+struct web_login *web_login_create(struct web_server *server,
+				   const char *client);
 /* Takes (and frees) the pending sign-in of state if browser matches and it
    has not expired.  Returns true if it did. */
 bool web_login_take(struct web_server *server, const char *state,
@@ -192,10 +216,31 @@ void web_session_prune(struct web_server *server);
 
 /* ---- web-limit.c ---- */
 
-/* Takes one token from key's bucket (burst tokens, one more every
-   per_secs seconds).  Returns false when empty: answer 429. */
-bool web_limit_take(struct web_server *server, const char *key,
-		    unsigned int burst, double per_secs);
+enum web_limit_table {
+	WEB_LIMIT_ADDR,		/* keys of client addresses */
+	WEB_LIMIT_USER,		/* keys of signed-in users */
+};
+
+enum web_limit_result {
+	WEB_LIMIT_OK,
+	WEB_LIMIT_EMPTY,	/* this key's bucket is empty: 429 */
+	WEB_LIMIT_FULL,		/* a new key, and no bucket has refilled
+				   to make room: 429 too */
+};
+
+/* Takes one token from key's bucket in table (burst tokens, one more
+   every per_secs seconds). */
+enum web_limit_result
+web_limit_take(struct web_server *server, enum web_limit_table table,
+	       const char *key, unsigned int burst, double per_secs);
+/* CLOCK_MONOTONIC in seconds: server->clock by default. */
+double web_clock_monotonic(void);
+
+/* ---- web-http.c: who the client is ---- */
+
+/* The rate-limit key of an address (16 bytes, IPv4 mapped): the IPv4
+   address, or the IPv6 /64 as "<prefix>::/64". */
+void web_client_key(const unsigned char addr[16], char *key_r, size_t size);
 
 /* ---- web-csrf.c ---- */
 
@@ -238,6 +283,7 @@ struct web_mailbox {
 	char home[4096];
 	char keyfile[4096 + 16];
 	bool activated;
+	bool orphan_db;		/* no keyfile, but a mailbox database */
 	unsigned int device_count;
 	struct web_device devices[KR_SLOTS_MAX];
 };
@@ -257,14 +303,21 @@ int web_mailbox_add_device(struct web_server *server, const char *name,
 			   const char *domain, const char *label,
 			   const char *existing_password, char *password_r,
 			   char *why_r, size_t why_size);
+/* What a revoke or reset did beyond the keyfile. */
+struct web_cutoff {
+	int flushed;		/* auth cache entries flushed, -1 failed */
+	int kicked;		/* live sessions ended, -1 failed */
+	unsigned int kept;	/* processes that could not be ended */
+};
+
 int web_mailbox_revoke(struct web_server *server, const char *name,
 		       const char *domain, unsigned int slot_id,
-		       char *why_r, size_t why_size);
+		       struct web_cutoff *cut_r, char *why_r, size_t why_size);
 /* moved_r (4096) gets the moved-aside home, "" if there was none. */
 int web_mailbox_reset(struct web_server *server, const char *name,
 		      const char *domain, const char *label,
 		      char *password_r, char *moved_r,
-		      char *why_r, size_t why_size);
+		      struct web_cutoff *cut_r, char *why_r, size_t why_size);
 
 /* ---- web-pages.c ---- */
 

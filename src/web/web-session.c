@@ -6,10 +6,17 @@
    the CSRF token stay here.  A pending sign-in pairs the state carried in
    OpenID's return_to with a second random value in a cookie of that
    browser, so an assertion fetched by someone else cannot be replayed
-   into another browser (login CSRF). */
+   into another browser (login CSRF).
+
+   Pending sign-ins are bounded per client address (an IPv4 address or
+   an IPv6 /64): a client's newest WEB_LOGINS_PER_CLIENT survive, and a
+   full table takes room only from the client holding the most, never
+   from one with a single sign-in in flight: a flood from some addresses
+   cannot make everyone else's sign-in fail. */
 
 #include "web-private.h"
 
+#include <stdlib.h>
 #include <string.h>
 #include <sodium.h>
 
@@ -81,23 +88,78 @@ void web_session_destroy(struct web_session *session)
 	sodium_memzero(session, sizeof(*session));
 }
 
-struct web_login *web_login_create(struct web_server *server)
+static int web_login_cmp(const void *a, const void *b)
 {
-	struct web_login *login = NULL;
+	const struct web_login *la = *(struct web_login *const *)a;
+	const struct web_login *lb = *(struct web_login *const *)b;
+	int ret = strcmp(la->client, lb->client);
+
+	if (ret != 0)
+		return ret;
+	return la->expires < lb->expires ? -1 : la->expires > lb->expires;
+}
+
+/* The oldest sign-in of the client holding the most (at least two), or
+   NULL if every client holds one. */
+static struct web_login *web_login_victim(struct web_server *server)
+{
+	struct web_login **sorted, *victim = NULL;
+	unsigned int i = 0, best = 1;
+
+	sorted = calloc(WEB_LOGINS_MAX, sizeof(*sorted));
+	if (sorted == NULL)
+		return NULL;
+	for (unsigned int n = 0; n < WEB_LOGINS_MAX; n++)
+		sorted[n] = &server->logins[n];
+	qsort(sorted, WEB_LOGINS_MAX, sizeof(*sorted), web_login_cmp);
+	while (i < WEB_LOGINS_MAX) {
+		unsigned int j = i;
+
+		while (j < WEB_LOGINS_MAX &&
+		       strcmp(sorted[j]->client, sorted[i]->client) == 0)
+			j++;
+		if (j - i > best) {
+			best = j - i;
+			victim = sorted[i];	/* the run's oldest */
+		}
+		i = j;
+	}
+	free(sorted);
+	return victim;
+}
+
+struct web_login *web_login_create(struct web_server *server,
+				   const char *client)
+{
+	struct web_login *login = NULL, *own_oldest = NULL;
+	unsigned int own = 0;
+	time_t now = time(NULL);
 
 	for (unsigned int i = 0; i < WEB_LOGINS_MAX; i++) {
 		struct web_login *l = &server->logins[i];
 
-		if (l->state[0] == '\0') {
-			login = l;
-			break;
+		if (l->state[0] == '\0' || l->expires <= now) {
+			if (login == NULL)
+				login = l;
+			continue;
 		}
-		if (login == NULL || l->expires < login->expires)
-			login = l;
+		if (strcmp(l->client, client) != 0)
+			continue;
+		own++;
+		if (own_oldest == NULL || l->expires < own_oldest->expires)
+			own_oldest = l;
 	}
+	if (own >= WEB_LOGINS_PER_CLIENT)
+		login = own_oldest;
+	else if (login == NULL)
+		login = web_login_victim(server);
+	if (login == NULL)
+		return NULL;
+	sodium_memzero(login, sizeof(*login));
 	web_token_new(login->state);
 	web_token_new(login->browser);
-	login->expires = time(NULL) + WEB_LOGIN_TTL_SECS;
+	snprintf(login->client, sizeof(login->client), "%s", client);
+	login->expires = now + WEB_LOGIN_TTL_SECS;
 	return login;
 }
 
