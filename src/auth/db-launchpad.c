@@ -3,7 +3,6 @@
 #include "auth-common.h"
 #include "llist.h"
 #include "str.h"
-#include "auth-master.h"
 #include "auth-request.h"
 #include "auth-settings.h"
 #include "db-launchpad.h"
@@ -202,31 +201,30 @@ const char *db_launchpad_keyfile_path(struct db_launchpad *db,
 	return t_strconcat(home, "/sqlbox.keys", NULL);
 }
 
-void db_launchpad_flush_auth_cache(struct auth_request *request,
+void db_launchpad_flush_auth_cache(struct db_launchpad *db,
+				   struct auth_request *request,
 				   const struct lp_entitlement *ent)
 {
-	struct auth_master_connection *conn;
-	const char *users[3];
-	unsigned int count = 0, n = 0;
+	struct lp_error err;
+	int count;
 
-	/* The cache key starts with %u as the client typed it (after
-	   auth_username_format) and, after a successful login, with the
-	   canonical name@domain. */
-	users[n++] = request->fields.user;
-	if (ent->login == LP_LOGIN_OK && strcmp(ent->user, users[0]) != 0)
-		users[n++] = ent->user;
-	users[n] = NULL;
-
-	conn = auth_master_init(t_strconcat(global_auth_settings->base_dir,
-					    "/auth-master", NULL), 0);
-	auth_master_set_timeout(conn, 5000);
-	if (auth_master_cache_flush(conn, users, &count) < 0) {
+	/* The cache key starts with the login as typed (after
+	   auth_username_format): the bare name and name@<every domain>
+	   cover it.  Not auth_master_cache_flush(): in 2.3.19 it reports
+	   success when it cannot connect. */
+	if (ent->login != LP_LOGIN_OK)
+		return;
+	count = lp_auth_cache_flush(db->config,
+				    t_strconcat(global_auth_settings->base_dir,
+						"/auth-master", NULL),
+				    ent->name, &err);
+	if (count < 0) {
 		e_error(authdb_event(request), "launchpad: "
-			"could not flush the auth cache for %s: "
-			"an expired cache entry may still be used", users[0]);
+			"could not flush the auth cache for %s (%s): "
+			"an expired cache entry may still be used",
+			ent->user, err.text);
 	} else if (count > 0) {
-		db_launchpad_log_info(request, "flushed %u auth cache "
+		db_launchpad_log_info(request, "flushed %d auth cache "
 				      "entries (stale_grace is over)", count);
 	}
-	auth_master_deinit(&conn);
 }

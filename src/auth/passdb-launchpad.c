@@ -138,7 +138,7 @@ passdb_launchpad_verify_plain(struct auth_request *request,
 	case LP_VERDICT_TEMPFAIL:
 		/* auth would now fall back to an expired cache entry of any
 		   age: past stale_grace that must not log anyone in. */
-		db_launchpad_flush_auth_cache(request, &ent);
+		db_launchpad_flush_auth_cache(module->db, request, &ent);
 		result = PASSDB_RESULT_INTERNAL_FAILURE;
 		break;
 	case LP_VERDICT_ALLOW:

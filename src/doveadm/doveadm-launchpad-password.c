@@ -454,8 +454,8 @@ static void cmd_launchpad_password_revoke(struct doveadm_cmd_context *cctx)
 				     DOVEADM_PRINT_HEADER_FLAG_NUMBER);
 		doveadm_print(user);
 		doveadm_print_num(slot_id);
-		doveadm_print(dec2str(cut.flushed));
-		doveadm_print(dec2str(cut.kicked));
+		doveadm_print(t_strdup_printf("%d", cut.flushed));
+		doveadm_print(t_strdup_printf("%d", cut.kicked));
 	}
 	kr_keyfile_free(&kf);
 	doveadm_launchpad_close(&lp);
@@ -744,7 +744,7 @@ static void cmd_launchpad_password_reset(struct doveadm_cmd_context *cctx)
 	doveadm_print(password);
 	doveadm_print(key_path != NULL ? "recovered" : "new-mailbox");
 	doveadm_print(moved);
-	doveadm_print(dec2str(cut.kicked));
+	doveadm_print(t_strdup_printf("%d", cut.kicked));
 	doveadm_print_flush();
 	sodium_memzero(password, sizeof(password));
 out:

@@ -3,7 +3,6 @@
 #include "lib.h"
 #include "array.h"
 #include "ioloop.h"
-#include "auth-master.h"
 #include "doveadm.h"
 #include "doveadm-cmd.h"
 #include "doveadm-settings.h"
@@ -193,36 +192,20 @@ int doveadm_launchpad_require_entitled(struct doveadm_launchpad *lp,
 int doveadm_launchpad_flush_auth_cache(struct doveadm_launchpad *lp,
 				       const char *name)
 {
-	struct auth_master_connection *conn;
-	ARRAY_TYPE(const_string) users;
-	unsigned int i, count;
 	const char *socket_path;
-	int ret;
+	struct lp_error err;
+	int count;
 
-	t_array_init(&users, lp->config->domains_count + 2);
-	if (name != NULL) {
-		array_push_back(&users, &name);
-		for (i = 0; i < lp->config->domains_count; i++) {
-			const char *user = t_strconcat(name, "@",
-				lp->config->domains[i].domain, NULL);
-			array_push_back(&users, &user);
-		}
-		array_append_zero(&users);
-	}
-
+	/* not auth_master_cache_flush(): in 2.3.19 it reports success when
+	   it cannot connect, and a revoke must know */
 	socket_path = t_strconcat(doveadm_settings->base_dir,
 				  "/auth-master", NULL);
-	conn = auth_master_init(socket_path, 0);
-	/* users NULL flushes everything */
-	ret = auth_master_cache_flush(conn, name == NULL ? NULL :
-				      array_front(&users), &count);
-	auth_master_deinit(&conn);
-	if (ret < 0) {
-		i_error("launchpad: flushing Dovecot's auth cache via %s failed",
-			socket_path);
-		return -1;
+	count = lp_auth_cache_flush(lp->config, socket_path, name, &err);
+	if (count < 0) {
+		i_error("launchpad: flushing Dovecot's auth cache failed: %s",
+			err.text);
 	}
-	return (int)count;
+	return count;
 }
 
 /* Until when a password that auth had cached before the flush failed may

@@ -525,6 +525,17 @@ void lp_notify_unlock(int *fd);
 int lp_ping(struct lp_context *ctx, long *status_r, unsigned int *msecs_r,
 	    struct lp_error *err);
 
+/* ---- Dovecot's auth cache (lp-authflush.c) ---- */
+
+/* CACHE-FLUSH over a Dovecot auth "*-master" socket at path: name and
+   name@<every configured domain> (the cache keys start with the login as
+   typed), or the whole cache when name is NULL.  Returns the number of
+   entries flushed, or -1 with err (cannot connect, refused, no answer):
+   unlike Dovecot 2.3's auth_master_cache_flush(), a flush that did not
+   happen is never reported as done. */
+int lp_auth_cache_flush(const struct lp_config *config, const char *path,
+			const char *name, struct lp_error *err);
+
 /* ---- ending live sessions (lp-kick.c) ---- */
 
 /* Services whose processes serve one logged-in user each (Dovecot's

@@ -145,16 +145,15 @@ static void web_mailbox_cut_off(struct web_server *server, const char *name,
 	const char *users[] = { user, NULL };
 	struct lp_kick_result kick;
 	struct lp_error err;
-	char error[LP_TEXT_MAX];
 
 	memset(cut_r, 0, sizeof(*cut_r));
-	cut_r->flushed = web_auth_flush(server->config,
-					server->config->web_auth_socket, name,
-					error, sizeof(error));
+	cut_r->flushed = lp_auth_cache_flush(server->config,
+					     server->config->web_auth_socket,
+					     name, &err);
 	if (cut_r->flushed < 0) {
 		web_log(LP_LOG_ERROR, "%s: flushing Dovecot's auth cache "
 			"failed: %s; a password it cached keeps working until "
-			"the entry expires (auth_cache_ttl)", user, error);
+			"the entry expires (auth_cache_ttl)", user, err.text);
 	}
 	if (lp_kick_users(server->config->web_anvil_socket, users, &kick,
 			  &err) < 0) {

@@ -687,10 +687,11 @@ static void web_cutoff_text(const struct web_cutoff *cut, const char *user,
 	if (!web_cutoff_failed(cut)) {
 		if (cut->kicked > 0)
 			snprintf(buf, size, "%s for %s, and %d open session%s "
-				 "of the mailbox ended (your other devices "
+				 "of the mailbox %s ended (your other devices "
 				 "connect again with their own passwords).",
 				 done, user, cut->kicked,
-				 cut->kicked == 1 ? " was" : "s were");
+				 cut->kicked == 1 ? "" : "s",
+				 cut->kicked == 1 ? "was" : "were");
 		else
 			snprintf(buf, size, "%s for %s.", done, user);
 		return;

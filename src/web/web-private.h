@@ -261,14 +261,6 @@ int web_openid_verify(struct web_request *req, const char *state,
 		      char name_r[LP_NAME_MAX + 1], char *reason_r,
 		      size_t reason_size);
 
-/* ---- web-authflush.c ---- */
-
-/* CACHE-FLUSH of name and name@<every domain> over Dovecot's auth
-   "-master" socket at path.  Returns the number of entries flushed, or -1
-   with error_r (a static text plus errno words) filled. */
-int web_auth_flush(const struct lp_config *config, const char *path,
-		   const char *name, char *error_r, size_t error_size);
-
 /* ---- web-mailbox.c: keyfiles through src/keyring ---- */
 
 struct web_device {
