@@ -64,6 +64,9 @@ OUR_MODULES = frozenset(os.path.basename(p) for p in (
 # A user no test or demo changes; uid/gid of the mail processes.
 MAIL_USER = "nobody"
 MAIL_GROUP = "nogroup"
+# Runs a command as the mail user, as systemd runs the web daemon.
+AS_MAIL_USER = ["setpriv", "--reuid", MAIL_USER, "--regid", MAIL_GROUP,
+                "--clear-groups", "--"]
 
 
 def free_port():
@@ -219,7 +222,9 @@ class WebDaemon:
             raise FileNotFoundError("%s not built (DLP_BUILD_DIR=%s)" % (
                 WEB_BINARY, BUILD_DIR))
         self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([WEB_BINARY, "-c", self.conf],
+        # as the mail user, as under systemd (User=vmail)
+        self.proc = subprocess.Popen(AS_MAIL_USER + [WEB_BINARY, "-c",
+                                                     self.conf],
                                      stdout=self.log, stderr=subprocess.STDOUT)
         wait_for(lambda: port_open(self.port) or self.proc.poll() is not None,
                  10, "web daemon")
@@ -247,14 +252,29 @@ class WebDaemon:
         return "http://127.0.0.1:%d" % self.port
 
 
-def web_lpconf(web_port, op, dc, ttl="1h"):
+def web_state_dir(workdir, name="web-state"):
+    """A web_state_dir owned by the mail user, as systemd's
+    StateDirectory= makes it."""
+    path = os.path.join(workdir, name)
+    os.makedirs(path, exist_ok=True)
+    shutil.chown(path, MAIL_USER, MAIL_GROUP)
+    os.chmod(path, 0o700)
+    return path
+
+
+def web_lpconf(web_port, op, dc, ttl="1h", state_dir=None):
     """The web_* keys of dovecot-launchpad.conf.ext for a page on
-    127.0.0.1:web_port, signing in through the OpenID fake op and
-    flushing dc's auth cache over its auth-vmail-master socket."""
+    127.0.0.1:web_port, signing in through the OpenID fake op, flushing
+    dc's auth cache over its auth-vmail-master socket and ending sessions
+    over its anvil-vmail socket."""
     return ("web_listen = 127.0.0.1:%d\n"
             "web_url = http://127.0.0.1:%d\n"
             "sso_url = %s\n"
             "web_auth_socket = %s\n"
+            "web_anvil_socket = %s\n"
+            "web_state_dir = %s\n"
+            # the tests speak as nginx does: X-Real-IP from loopback
+            "web_trusted_proxies = 127.0.0.1\n"
             "web_mail_host = 127.0.0.1\n"
             "web_imap_port = %d\n"
             "web_pop3_port = %d\n"
@@ -262,11 +282,13 @@ def web_lpconf(web_port, op, dc, ttl="1h"):
             "notify_to = admin@example.org\n") % (
                 web_port, web_port, op.url,
                 os.path.join(dc.run_dir, "auth-vmail-master"),
+                os.path.join(dc.run_dir, "anvil-vmail"),
+                state_dir or web_state_dir(dc.workdir),
                 dc.imap_port, dc.pop3_port, ttl)
 
 
-# The auth-vmail-master listener of the shipped auth-launchpad.conf.ext,
-# for the mail user of the tests.
+# The auth-vmail-master and anvil-vmail listeners of the shipped
+# auth-launchpad.conf.ext, for the mail user of the tests.
 AUTH_VMAIL_MASTER_CONF = """\
 service auth {
   unix_listener auth-vmail-master {
@@ -274,7 +296,13 @@ service auth {
     mode = 0600
   }
 }
-""" % MAIL_USER
+service anvil {
+  unix_listener anvil-vmail {
+    user = %s
+    mode = 0600
+  }
+}
+""" % (MAIL_USER, MAIL_USER)
 
 
 DOVECOT_CONF = """\

@@ -3,9 +3,10 @@
 One world for the module: the Launchpad fake, the OpenID fake
 (tests/openidfake.py, standing in for Ubuntu One), a real Dovecot with the
 auth cache on and an auth-vmail-master listener, and the web daemon on the
-same dovecot-launchpad.conf.ext, TDB and vmail directory.  The daemon runs
-as root here (the TDB is created by Dovecot's root auth-worker; under
-systemd it runs as vmail); keyfiles are still written as the mail user.
+same dovecot-launchpad.conf.ext, cache and vmail directory.  The daemon runs
+as the mail user (nobody here, vmail under systemd), as in production: it
+reads the root-owned cache, keeps its own state in web_state_dir, and
+reaches Dovecot through the auth-vmail-master and anvil-vmail listeners.
 
 The refusal and security cases speak HTTP by hand (http.client); the walk
 through the pages uses headless Chromium through python3-selenium and saves
@@ -31,8 +32,8 @@ from harness import (AUTH_VMAIL_MASTER_CONF, Dovecot, LaunchpadFake,
                      web_lpconf)
 from smtpsink import SmtpSink
 
-SESSION = "dlpw_session"
-LOGIN = "dlpw_login"
+SESSION = "__Host-dlpw_session"
+LOGIN = "__Host-dlpw_login"
 # Launchpad names from tests/fixtures/launchpad.json
 ENTITLED = "alice"      # ubuntumembers, lubuntu-members, ubuntu-smtp-test
 OTHER = "frank"         # ubuntumembers through a sub-team
@@ -89,8 +90,8 @@ SIGNIN_COUNT = [0]
 
 def client_ip():
     """A fresh client address per sign-in (X-Real-IP, trusted from
-    loopback as behind nginx), so the per-address sign-in limit is
-    exercised only where a test means to."""
+    127.0.0.1 by web_trusted_proxies, as behind nginx), so the per-address
+    sign-in limit is exercised only where a test means to."""
     SIGNIN_COUNT[0] += 1
     return {"X-Real-IP": "198.51.100.%d" % (SIGNIN_COUNT[0] % 250 + 1)}
 
@@ -192,6 +193,16 @@ def test_signin_ok_and_cookie_flags(world):
     for flag in ("HttpOnly", "Secure", "SameSite=Strict", "Path=/"):
         assert flag in attrs
     assert 'http-equiv="refresh"' in body
+    # issue 12: __Host- cookies (Secure, Path=/, no Domain), so no other
+    # host of the site can set or shadow them
+    status, login_headers, _ = world.web.request("GET", "/login",
+                                                 headers=client_ip())
+    for name, (value, attrs) in [(SESSION, set_cookies(headers)[SESSION]),
+                                 (LOGIN, set_cookies(login_headers)[LOGIN])]:
+        assert name.startswith("__Host-") and value
+        parts = [a.strip() for a in attrs.split(";")]
+        assert "Secure" in parts and "Path=/" in parts
+        assert not any(a.lower().startswith("domain") for a in parts)
     status, _, page = world.web.request("GET", "/",
                                         cookies={SESSION: session})
     assert status == 200 and "alice@ubuntu.com" in page
