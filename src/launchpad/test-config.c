@@ -863,6 +863,11 @@ static void test_config_shipped_example(void)
 		test_assert(config->web_url != NULL);
 		test_assert(config->notify_to != NULL);
 		test_assert(config->notify_from != NULL);
+		test_assert_strcmp(config->web_anvil_socket,
+				   "/var/run/dovecot/anvil-vmail");
+		test_assert_strcmp(config->web_state_dir,
+				   "/var/lib/dovecot-launchpad-web");
+		test_assert_strcmp(config->web_trusted_proxies, "127.0.0.1");
 	} else {
 		test_diag("%s", err.text);
 	}
