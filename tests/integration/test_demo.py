@@ -25,8 +25,8 @@ import pytest
 from harness import (DEMO_ACTIVATED, DEMO_READY, DEMO_SAMPLES,
                      DEMO_WEB_USER, PYTHON, TESTS_DIR, port_open, wait_for)
 
-SESSION = "dlpw_session"
-LOGIN = "dlpw_login"
+SESSION = "__Host-dlpw_session"
+LOGIN = "__Host-dlpw_login"
 
 
 class DemoProcess:

@@ -378,10 +378,14 @@ def test_nothing_readable_on_disk(world, alice):
                     assert mk.encode() not in data, (mk, path)
     under_home = sorted(os.path.relpath(p, home) for p in seen
                         if p.startswith(home + "/"))
-    assert set(under_home) <= {"sqlbox.keys", "mail/sqlbox.db",
+    assert set(under_home) <= {"sqlbox.keys", "sqlbox.keys.lock",
+                               "mail/sqlbox.db",
                                "mail/sqlbox.db-wal", "mail/sqlbox.db-shm",
                                "mail/spool"}, under_home
     assert "mail/sqlbox.db" in under_home
+    # the keyfile's lock (issue 12) is only ever flocked, never written
+    lock = os.path.join(home, "sqlbox.keys.lock")
+    assert not os.path.exists(lock) or os.path.getsize(lock) == 0
 
 
 def test_db_opens_with_the_master_key(world, alice):
