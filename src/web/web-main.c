@@ -155,6 +155,13 @@ static int web_server_init(struct web_server *server, const char *path)
 			err.text);
 		return -1;
 	}
+	if (server->trusted_proxies_count == 0) {
+		web_log(LP_LOG_WARNING, "%s: web_trusted_proxies is empty: "
+			"X-Real-IP is ignored, so behind a reverse proxy every "
+			"client shares the proxy's rate limits (for the "
+			"shipped nginx snippet: web_trusted_proxies = "
+			"127.0.0.1)", path);
+	}
 	/* Writes only web_state_dir; cache_path, which root auth-workers
 	   trust, is read-only here. */
 	if (lp_context_create_web(server->config, &log, &server->lp,

@@ -371,6 +371,7 @@ def test_x_real_ip_only_from_trusted_proxies(world):
         assert openid_return(web, "192.0.2.200") == 429
         log = web.log_text()
         assert "192.0.2." not in log
+        assert "web_trusted_proxies is empty: X-Real-IP is ignored" in log
     finally:
         assert web.stop() == 0
 
