@@ -165,6 +165,14 @@ int sqlbox_save_finish(struct mail_save_context *_ctx)
 	struct sqlbox_save_mail *mail;
 
 	ctx->finished = TRUE;
+	if (ctx->body == NULL) {
+		/* save_begin never ran: a plugin (quota: over the limit)
+		   refused the mail before it, then cancelled.  Nothing of
+		   this mail exists; the mails saved before it stay. */
+		i_assert(_ctx->data.output == NULL);
+		index_save_context_free(_ctx);
+		return -1;
+	}
 	if (_ctx->data.output != NULL) {
 		if (!ctx->failed && o_stream_finish(_ctx->data.output) < 0) {
 			mailbox_set_critical(&ctx->mbox->box,
