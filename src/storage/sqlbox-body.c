@@ -4,6 +4,7 @@
 #include "ioloop.h"
 #include "safe-memset.h"
 #include "istream-private.h"
+#include "istream-concat.h"
 #include "ostream-private.h"
 #include "sqlbox-storage.h"
 
@@ -226,6 +227,39 @@ struct ostream *sqlbox_body_writer_ostream(struct sqlbox_body_writer *writer)
 	output = o_stream_create(&bstream->ostream, NULL, -1);
 	o_stream_set_name(output, "(sqlbox body)");
 	return output;
+}
+
+static void sqlbox_body_tail_free(buffer_t *buf)
+{
+	sqlbox_buffer_wipe_free(&buf);
+}
+
+struct istream *sqlbox_body_writer_istream(struct sqlbox_body_writer *writer)
+{
+	struct istream *inputs[3], *input;
+	unsigned int count = 0;
+	buffer_t *tail;
+
+	i_assert(!writer->failed);
+	if (writer->chunks_written > 0) {
+		inputs[count++] = sqlbox_body_istream_create(writer->storage,
+			writer->body_id,
+			(uoff_t)writer->chunks_written * SQLBOX_CHUNK_BYTES);
+	}
+	/* A copy of what is still in memory, wiped when the stream goes:
+	   the writer may be freed first. */
+	tail = buffer_create_dynamic(default_pool, writer->chunk->used + 1);
+	buffer_append_buf(tail, writer->chunk, 0, SIZE_MAX);
+	inputs[count] = i_stream_create_from_data(tail->data, tail->used);
+	i_stream_add_destroy_callback(inputs[count], sqlbox_body_tail_free,
+				      tail);
+	inputs[++count] = NULL;
+	if (count == 1)
+		return inputs[0];
+	input = i_stream_create_concat(inputs);
+	for (unsigned int i = 0; i < count; i++)
+		i_stream_unref(&inputs[i]);
+	return input;
 }
 
 /* ---- reader ---- */

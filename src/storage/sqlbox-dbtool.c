@@ -5,12 +5,15 @@
 
      sqlbox-dbtool KEYFILE DB masterkey        prints "raw:<64 hex>"
      sqlbox-dbtool KEYFILE DB sql 'SELECT ...' prints rows, '|'-separated
+     sqlbox-dbtool KEYFILE DB exec 'UPDATE ...' the same, read-write: only
+                                         on a mailbox no process has open
 
    The app password comes on stdin (one line): it opens a slot of KEYFILE,
    which unwraps the master key; DB is opened through cryptvfs with that
    raw key, exactly as sqlite3mc would with PRAGMA key="raw:...".
    Exit status 0 on success, 1 on any failure (a message on stderr). */
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,10 +75,17 @@ int main(int argc, char *argv[])
 	char *errmsg = NULL;
 	int ret = 0;
 
-	if (argc < 4 || (strcmp(argv[3], "sql") == 0 && argc != 5)) {
-		fprintf(stderr, "usage: sqlbox-dbtool KEYFILE DB masterkey|sql SQL\n");
+	bool writable;
+
+	if (argc < 4 ||
+	    (strcmp(argv[3], "masterkey") == 0 && argc != 4) ||
+	    (strcmp(argv[3], "masterkey") != 0 && argc != 5) ||
+	    (strcmp(argv[3], "masterkey") != 0 &&
+	     strcmp(argv[3], "sql") != 0 && strcmp(argv[3], "exec") != 0)) {
+		fprintf(stderr, "usage: sqlbox-dbtool KEYFILE DB masterkey|sql SQL|exec SQL\n");
 		return 1;
 	}
+	writable = strcmp(argv[3], "exec") == 0;
 	if ((keys = dbtool_keys(argv[1])) == NULL)
 		return 1;
 	if (strcmp(argv[3], "masterkey") == 0) {
@@ -86,7 +96,8 @@ int main(int argc, char *argv[])
 		kr_keys_free(&keys);
 		return 0;
 	}
-	if (cvfs_open_v2(argv[2], &db, SQLITE_OPEN_READONLY, keys->master_key,
+	if (cvfs_open_v2(argv[2], &db, writable ? SQLITE_OPEN_READWRITE :
+			 SQLITE_OPEN_READONLY, keys->master_key,
 			 CVFS_KEY_BYTES, &cerr) != SQLITE_OK) {
 		fprintf(stderr, "%s: %s\n", argv[2], cerr.text);
 		kr_keys_free(&keys);

@@ -159,8 +159,17 @@ static int sqlbox_list_fill_tree(struct sqlbox_list_iterate_context *ctx)
 	bool created;
 	int rc;
 
-	if (sqlbox_db_open(storage) < 0)
-		return -1;
+	if (sqlbox_db_open(storage) < 0) {
+		if (!storage->locked || !sqlbox_usage_enabled(storage))
+			return -1;
+		/* No key (LMTP): the names are unreadable.  One INBOX
+		   stands for the whole mailbox, so that the quota plugin
+		   can count it (sqlbox-usage.c). */
+		node = mailbox_tree_get(ctx->tree,
+			mailbox_list_get_vname(list, "INBOX"), &created);
+		node->flags = 0;
+		return 0;
+	}
 	stmt = sqlbox_db_prepare(storage,
 		"SELECT name, special_use FROM mailbox");
 	if (stmt == NULL)

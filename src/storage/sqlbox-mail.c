@@ -65,7 +65,16 @@ static int sqlbox_mail_get_physical_size(struct mail *_mail, uoff_t *size_r)
 
 	if (index_mail_get_physical_size(_mail, size_r) == 0)
 		return 0;
-	if (sqlbox_mail_row(_mail, &row) < 0)
+	if (_mail->saving) {
+		struct istream *input = sqlbox_save_get_stream(
+			_mail->transaction, _mail->seq, &row.size);
+
+		if (input == NULL) {
+			mail_set_expunged(_mail);
+			return -1;
+		}
+		i_stream_unref(&input);
+	} else if (sqlbox_mail_row(_mail, &row) < 0)
 		return -1;
 	mail->data.physical_size = mail->data.virtual_size = row.size;
 	*size_r = row.size;
@@ -84,13 +93,27 @@ sqlbox_mail_get_stream(struct mail *_mail, bool get_body ATTR_UNUSED,
 	struct istream *input;
 
 	if (mail->data.stream == NULL) {
-		if (!mail_stream_access_start(_mail) ||
-		    sqlbox_mail_row(_mail, &row) < 0)
+		if (!mail_stream_access_start(_mail))
 			return -1;
+		if (_mail->saving) {
+			/* Saved in this transaction (plugins read it: the
+			   Message-ID for mail_log, Sieve...). */
+			input = sqlbox_save_get_stream(_mail->transaction,
+						       _mail->seq, &row.size);
+			if (input == NULL) {
+				mail_set_expunged(_mail);
+				return -1;
+			}
+		} else if (sqlbox_mail_row(_mail, &row) < 0) {
+			return -1;
+		} else {
+			/* Chunk by chunk: a large message is never read
+			   whole. */
+			input = sqlbox_body_istream_create(mbox->storage,
+							   row.body_id,
+							   row.size);
+		}
 		_mail->transaction->stats.open_lookup_count++;
-		/* Chunk by chunk: a large message is never read whole. */
-		input = sqlbox_body_istream_create(mbox->storage, row.body_id,
-						   row.size);
 		i_stream_set_name(input, t_strdup_printf("sqlbox:%s/%u",
 			_mail->box->vname, _mail->uid));
 		if (mail->mail.v.istream_opened != NULL) {

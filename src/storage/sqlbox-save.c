@@ -25,6 +25,8 @@ struct sqlbox_save_mail {
 	/* One of: a new body, or the body of a copied mail. */
 	struct sqlbox_body_writer *body;
 	int64_t body_id;
+	/* Size of a copied mail's body. */
+	uoff_t size;
 	enum mail_flags flags;
 	const char *const *keywords;
 	time_t received;
@@ -216,6 +218,7 @@ sqlbox_copy_shared(struct sqlbox_save_context *ctx, struct mail *mail)
 	struct sqlbox_mailbox *src = SQLBOX_MAILBOX(mail->box);
 	struct sqlbox_save_mail *save;
 	struct sqlbox_mail_row row;
+	struct index_mail *dest;
 	int ret;
 
 	if (sqlbox_db_open(ctx->mbox->storage) < 0)
@@ -234,10 +237,14 @@ sqlbox_copy_shared(struct sqlbox_save_context *ctx, struct mail *mail)
 		ctx->ctx.data.received_date = row.received;
 	save = sqlbox_save_add(ctx);
 	save->body_id = row.body_id;
+	save->size = row.size;
 	if (ctx->ctx.data.guid == NULL)
 		save->guid = row.guid;
 	index_copy_cache_fields(&ctx->ctx, mail, ctx->seq);
 	mail_set_seq_saving(ctx->ctx.dest_mail, ctx->seq);
+	/* Known without reading the body: the quota plugin asks. */
+	dest = INDEX_MAIL(ctx->ctx.dest_mail);
+	dest->data.physical_size = dest->data.virtual_size = row.size;
 	return 0;
 }
 
@@ -257,6 +264,39 @@ int sqlbox_copy(struct mail_save_context *_ctx, struct mail *mail)
 		return ret;
 	}
 	return mail_storage_copy(_ctx, mail);
+}
+
+struct istream *
+sqlbox_save_get_stream(struct mailbox_transaction_context *t, uint32_t seq,
+		       uoff_t *size_r)
+{
+	struct sqlbox_save_context *ctx;
+	const struct sqlbox_save_mail *mail;
+
+	if (t->save_ctx == NULL)
+		return NULL;
+	ctx = SQLBOX_SAVECTX(t->save_ctx);
+	array_foreach(&ctx->mails, mail) {
+		if (mail->seq != seq)
+			continue;
+		if (mail->body != NULL) {
+			struct istream *input =
+				sqlbox_body_writer_istream(mail->body);
+
+			if (i_stream_get_size(input, TRUE, size_r) <= 0)
+				*size_r = 0;
+			return input;
+		}
+		if (mail->body_id != 0) {
+			*size_r = mail->size;
+			return sqlbox_body_istream_create(ctx->mbox->storage,
+							  mail->body_id,
+							  mail->size);
+		}
+		/* Still being written (save_finish not reached). */
+		return NULL;
+	}
+	return NULL;
 }
 
 static int sqlbox_save_commit_spool(struct sqlbox_save_context *ctx)

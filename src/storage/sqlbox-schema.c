@@ -15,11 +15,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Schema version 1, plus what versions 2 and 3 added (each run on new
+/* Schema version 1, plus what versions 2 to 4 added (each run on new
    files and on older ones).  Metadata lives apart from body chunks so
    that rebuilding an index or scanning flags never decrypts body pages. */
-#define SQLBOX_SCHEMA_VERSION 3
+#define SQLBOX_SCHEMA_VERSION 4
 #define SQLBOX_OPEN_RETRY_MSECS 20
+/* MAIL_SEEN in SQL text (triggers can't bind parameters). */
+#define SQLBOX_SQL_SEEN "8"
 static const char *const sqlbox_schema_v1[] = {
 	"CREATE TABLE mailbox ("
 	" id INTEGER PRIMARY KEY,"
@@ -83,6 +85,46 @@ static const char *const sqlbox_schema_v3[] = {
 	"ALTER TABLE mailbox ADD COLUMN"
 	" first_recent_uid INTEGER NOT NULL DEFAULT 1",
 	"UPDATE mailbox SET first_recent_uid = uidnext",
+	NULL
+};
+static const char *const sqlbox_schema_v4[] = {
+	/* Values of the whole file.  'uidvalidity': the highest
+	   UIDVALIDITY ever given to a folder (sqlbox_db_mailbox_create);
+	   it outlives the folder, so that a name created again never gets
+	   it back, whatever the clock says. */
+	"CREATE TABLE state (key TEXT PRIMARY KEY, value INTEGER NOT NULL)"
+	" WITHOUT ROWID",
+	"INSERT INTO state (key, value) SELECT 'uidvalidity',"
+	" ifnull(max(uidvalidity), 0) FROM mailbox",
+	/* STATUS and quota numbers of a folder, kept by the triggers below
+	   in the transaction that changes the mail: STATUS, NOTIFY and
+	   the quota plugin read them without scanning mail or bodies. */
+	"ALTER TABLE mailbox ADD COLUMN messages INTEGER NOT NULL DEFAULT 0",
+	"ALTER TABLE mailbox ADD COLUMN unseen INTEGER NOT NULL DEFAULT 0",
+	"ALTER TABLE mailbox ADD COLUMN vsize INTEGER NOT NULL DEFAULT 0",
+	"UPDATE mailbox SET"
+	" messages = (SELECT count(*) FROM mail WHERE mailbox_id = mailbox.id),"
+	" unseen = (SELECT count(*) FROM mail WHERE mailbox_id = mailbox.id"
+	" AND (flags & "SQLBOX_SQL_SEEN") = 0),"
+	" vsize = (SELECT ifnull(sum(b.size), 0) FROM mail m"
+	" JOIN body b ON b.id = m.body_id WHERE m.mailbox_id = mailbox.id)",
+	"CREATE TRIGGER mail_counters_insert AFTER INSERT ON mail BEGIN"
+	" UPDATE mailbox SET messages = messages + 1,"
+	" unseen = unseen + ((NEW.flags & "SQLBOX_SQL_SEEN") = 0),"
+	" vsize = vsize + (SELECT size FROM body WHERE id = NEW.body_id)"
+	" WHERE id = NEW.mailbox_id; END",
+	"CREATE TRIGGER mail_counters_delete AFTER DELETE ON mail BEGIN"
+	" UPDATE mailbox SET messages = messages - 1,"
+	" unseen = unseen - ((OLD.flags & "SQLBOX_SQL_SEEN") = 0),"
+	" vsize = vsize - (SELECT size FROM body WHERE id = OLD.body_id)"
+	" WHERE id = OLD.mailbox_id; END",
+	"CREATE TRIGGER mail_counters_flags AFTER UPDATE OF flags ON mail"
+	" WHEN (OLD.flags & "SQLBOX_SQL_SEEN") <>"
+	" (NEW.flags & "SQLBOX_SQL_SEEN") BEGIN"
+	" UPDATE mailbox SET unseen = unseen +"
+	" ((NEW.flags & "SQLBOX_SQL_SEEN") = 0) -"
+	" ((OLD.flags & "SQLBOX_SQL_SEEN") = 0)"
+	" WHERE id = NEW.mailbox_id; END",
 	NULL
 };
 
@@ -171,6 +213,8 @@ int sqlbox_db_commit(struct sqlbox_storage *storage)
 		(void)sqlbox_db_exec(storage, "ROLLBACK");
 		return -1;
 	}
+	/* Still under the write lock: usage files follow commit order. */
+	sqlbox_usage_update(storage);
 	if (sqlbox_db_exec(storage, "COMMIT") < 0) {
 		(void)sqlbox_db_exec(storage, "ROLLBACK");
 		return -1;
@@ -262,6 +306,7 @@ static int sqlbox_db_schema(struct sqlbox_storage *storage)
 	if (sqlbox_db_step(storage, stmt) == SQLITE_ROW)
 		version = sqlite3_column_int(stmt, 0);
 	sqlite3_finalize(stmt);
+	i_assert(MAIL_SEEN == 8); /* SQLBOX_SQL_SEEN */
 	if (version == SQLBOX_SCHEMA_VERSION)
 		return 0;
 	if (version < 0 || version > SQLBOX_SCHEMA_VERSION) {
@@ -295,8 +340,15 @@ static int sqlbox_db_schema(struct sqlbox_storage *storage)
 				return -1;
 			}
 		}
-		for (unsigned int i = 0; sqlbox_schema_v3[i] != NULL; i++) {
+		for (unsigned int i = 0; version < 3 &&
+			     sqlbox_schema_v3[i] != NULL; i++) {
 			if (sqlbox_db_exec(storage, sqlbox_schema_v3[i]) < 0) {
+				sqlbox_db_rollback(storage);
+				return -1;
+			}
+		}
+		for (unsigned int i = 0; sqlbox_schema_v4[i] != NULL; i++) {
+			if (sqlbox_db_exec(storage, sqlbox_schema_v4[i]) < 0) {
 				sqlbox_db_rollback(storage);
 				return -1;
 			}
@@ -485,6 +537,54 @@ int sqlbox_db_mailbox_lookup(struct sqlbox_storage *storage,
 	return ret;
 }
 
+static int sqlbox_db_state_get(struct sqlbox_storage *storage,
+			       const char *key, int64_t *value_r)
+{
+	sqlite3_stmt *stmt;
+	int rc;
+
+	stmt = sqlbox_db_prepare(storage,
+		"SELECT value FROM state WHERE key = ?");
+	if (stmt == NULL)
+		return -1;
+	sqlite3_bind_text(stmt, 1, key, -1, SQLITE_STATIC);
+	rc = sqlbox_db_step(storage, stmt);
+	*value_r = rc == SQLITE_ROW ? sqlite3_column_int64(stmt, 0) : 0;
+	sqlite3_finalize(stmt);
+	return rc < 0 ? -1 : 0;
+}
+
+int sqlbox_db_uidvalidity_used(struct sqlbox_storage *storage,
+			       uint32_t uid_validity)
+{
+	return sqlbox_db_exec_args(storage,
+		"INSERT INTO state (key, value) VALUES ('uidvalidity', ?1)"
+		" ON CONFLICT (key) DO UPDATE SET value = max(value, ?1)", 1,
+		(int64_t)uid_validity);
+}
+
+/* RFC 3501 2.3.1.1: a name must never get a UIDVALIDITY again, so the
+   next one is above every value this file ever gave out (deleted and
+   renamed folders included), and the clock only pushes it further up,
+   as Dovecot's own storages do.  Caller holds the write transaction. */
+static int
+sqlbox_db_uidvalidity_next(struct sqlbox_storage *storage,
+			   uint32_t *uid_validity_r)
+{
+	int64_t highest;
+
+	if (sqlbox_db_state_get(storage, "uidvalidity", &highest) < 0)
+		return -1;
+	if (highest >= (int64_t)(uint32_t)-1) {
+		mail_storage_set_critical(&storage->storage,
+			"sqlbox %s: every UIDVALIDITY has been used",
+			storage->db_path);
+		return -1;
+	}
+	*uid_validity_r = I_MAX((int64_t)(uint32_t)ioloop_time, highest + 1);
+	return 0;
+}
+
 int sqlbox_db_mailbox_create(struct sqlbox_storage *storage,
 			     const char *name,
 			     const struct mailbox_update *update,
@@ -501,33 +601,43 @@ int sqlbox_db_mailbox_create(struct sqlbox_storage *storage,
 		guid_128_generate(guid);
 	if (update != NULL)
 		uid_validity = update->uid_validity;
-	/* A fresh UIDVALIDITY, above every one this user ever had, so a
-	   re-created folder never reuses (UIDVALIDITY, UID) pairs. */
+	if (sqlbox_db_begin(storage) < 0)
+		return -1;
+	if (uid_validity == 0 &&
+	    sqlbox_db_uidvalidity_next(storage, &uid_validity) < 0) {
+		sqlbox_db_rollback(storage);
+		return -1;
+	}
 	stmt = sqlbox_db_prepare(storage,
 		"INSERT INTO mailbox (name, guid, uidvalidity, uidnext,"
-		" highestmodseq) VALUES (?1, ?2, CASE WHEN ?3 > 0 THEN ?3 ELSE"
-		" max(?4, (SELECT ifnull(max(uidvalidity), 0) + 1 FROM mailbox))"
-		" END, 1, 1)");
-	if (stmt == NULL)
+		" highestmodseq) VALUES (?, ?, ?, 1, 1)");
+	if (stmt == NULL) {
+		sqlbox_db_rollback(storage);
 		return -1;
+	}
 	sqlite3_bind_text(stmt, 1, name, -1, SQLITE_STATIC);
 	sqlite3_bind_blob(stmt, 2, guid, sizeof(guid), SQLITE_STATIC);
 	sqlite3_bind_int64(stmt, 3, uid_validity);
-	sqlite3_bind_int64(stmt, 4, (uint32_t)ioloop_time);
 	rc = sqlite3_step(stmt);
 	sqlite3_finalize(stmt);
 	if (rc == SQLITE_CONSTRAINT) {
+		sqlbox_db_rollback(storage);
 		mail_storage_set_error(&storage->storage, MAIL_ERROR_EXISTS,
 				       "Mailbox already exists");
 		return -1;
 	}
 	if (rc != SQLITE_DONE) {
 		sqlbox_db_set_critical(storage, "mailbox insert");
+		sqlbox_db_rollback(storage);
 		return -1;
 	}
 	if (id_r != NULL)
 		*id_r = sqlite3_last_insert_rowid(storage->db);
-	return 0;
+	if (sqlbox_db_uidvalidity_used(storage, uid_validity) < 0) {
+		sqlbox_db_rollback(storage);
+		return -1;
+	}
+	return sqlbox_db_commit(storage);
 }
 
 int sqlbox_db_mailbox_delete(struct sqlbox_storage *storage, int64_t id)

@@ -405,3 +405,36 @@ int sqlbox_spool_import(struct sqlbox_storage *storage)
 	i_close_fd(&fd);
 	return ret;
 }
+
+int sqlbox_spool_usage(struct sqlbox_storage *storage, uint64_t *messages_r,
+		       uint64_t *bytes_r)
+{
+	ARRAY_TYPE(sqlbox_spool_record) records;
+	const struct sqlbox_spool_record *rec;
+	int fd;
+
+	*messages_r = *bytes_r = 0;
+	fd = open(storage->spool_path, O_RDONLY);
+	if (fd < 0) {
+		if (errno == ENOENT)
+			return 0;
+		mail_storage_set_critical(&storage->storage,
+			"open(%s) failed: %m", storage->spool_path);
+		return -1;
+	}
+	/* No lock: only complete records count, and a record being
+	   appended is not complete yet. */
+	i_array_init(&records, 16);
+	if (sqlbox_spool_scan(storage, fd, &records) < 0) {
+		array_free(&records);
+		i_close_fd(&fd);
+		return -1;
+	}
+	array_foreach(&records, rec) {
+		*messages_r += 1;
+		*bytes_r += kr_unseal_max_size(rec->sealed_len);
+	}
+	array_free(&records);
+	i_close_fd(&fd);
+	return 0;
+}

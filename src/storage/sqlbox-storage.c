@@ -1,10 +1,12 @@
 /* Copyright (c) dovecot-launchpad authors; see debian/copyright. */
 #include "lib.h"
 #include "guid.h"
+#include "ioloop.h"
 #include "mail-copy.h"
 #include "mail-index-modseq.h"
 #include "mailbox-watch.h"
 #include "index-mail.h"
+#include "mail-user.h"
 #include "sqlbox-storage.h"
 
 #include "keyring.h"
@@ -37,6 +39,7 @@ sqlbox_storage_create(struct mail_storage *_storage,
 {
 	struct sqlbox_storage *storage = SQLBOX_STORAGE(_storage);
 	const char *root = ns->list->set.root_dir;
+	const char *quota;
 
 	/* Only paths here: the key is checked at mailbox open, so that a
 	   locked mailbox gives a clear error instead of a failed login. */
@@ -50,6 +53,11 @@ sqlbox_storage_create(struct mail_storage *_storage,
 				       SQLBOX_DB_FNAME, NULL);
 	storage->spool_path = p_strconcat(_storage->pool, root, "/",
 					  SQLBOX_SPOOL_FNAME, NULL);
+	quota = mail_user_plugin_getenv(_storage->user, "quota");
+	if (quota != NULL && quota[0] != '\0') {
+		storage->usage_path = p_strconcat(_storage->pool, root, "/",
+						  SQLBOX_USAGE_FNAME, NULL);
+	}
 	return 0;
 }
 
@@ -202,9 +210,11 @@ sqlbox_mailbox_update(struct mailbox *box, const struct mailbox_update *update)
 	if (sqlbox_mailbox_refresh_row(mbox) < 0)
 		return -1;
 	if (update->uid_validity != 0 &&
-	    sqlbox_db_exec_args(mbox->storage,
+	    (sqlbox_db_exec_args(mbox->storage,
 			"UPDATE mailbox SET uidvalidity = ? WHERE id = ?", 2,
-			(int64_t)update->uid_validity, mbox->id) < 0)
+			(int64_t)update->uid_validity, mbox->id) < 0 ||
+	     sqlbox_db_uidvalidity_used(mbox->storage,
+					update->uid_validity) < 0))
 		return -1;
 	if (update->min_next_uid != 0 &&
 	    sqlbox_db_exec_args(mbox->storage,
@@ -265,15 +275,130 @@ static int sqlbox_mailbox_rename(struct mailbox *src, struct mailbox *dest)
 	return sqlbox_db_mailbox_rename(mbox->storage, src->name, dest->name);
 }
 
+/* What a folder's row answers without opening it (building the index
+   from SQLite): STATUS of other folders, NOTIFY, the quota plugin. */
+#define SQLBOX_ROW_STATUS_ITEMS \
+	(STATUS_MESSAGES | STATUS_UIDNEXT | STATUS_UIDVALIDITY | \
+	 STATUS_UNSEEN | STATUS_HIGHESTMODSEQ)
+
+/* A locked storage (LMTP, no key) shows INBOX with the quota usage
+   (sqlbox-usage.c).  Returns 1 if it did, 0 if this isn't that case. */
+static int
+sqlbox_mailbox_locked_usage(struct sqlbox_mailbox *mbox,
+			    uint64_t *messages_r, uint64_t *bytes_r)
+{
+	struct sqlbox_storage *storage = mbox->storage;
+
+	if (!storage->locked || !sqlbox_usage_enabled(storage) ||
+	    strcmp(mbox->box.name, "INBOX") != 0)
+		return 0;
+	return sqlbox_usage_read_locked(storage, messages_r, bytes_r) < 0 ?
+		-1 : 1;
+}
+
+static int
+sqlbox_mailbox_status_row(struct sqlbox_mailbox *mbox,
+			  enum mailbox_status_items items,
+			  struct mailbox_status *status_r)
+{
+	struct sqlbox_storage *storage = mbox->storage;
+	uint64_t messages, bytes;
+	sqlite3_stmt *stmt;
+	int rc, ret;
+
+	if (sqlbox_db_open(storage) < 0) {
+		if (items != STATUS_MESSAGES)
+			return -1;
+		ret = sqlbox_mailbox_locked_usage(mbox, &messages, &bytes);
+		if (ret > 0)
+			status_r->messages = messages;
+		return ret > 0 ? 1 : -1;
+	}
+	/* INBOX's mail may still be in the spool: the sync imports it. */
+	if (strcmp(mbox->box.name, "INBOX") == 0 &&
+	    sqlbox_spool_pending(storage))
+		return 0;
+	stmt = sqlbox_db_prepare(storage,
+		"SELECT uidvalidity, uidnext, highestmodseq, messages, unseen,"
+		" first_recent_uid FROM mailbox WHERE name = ?");
+	if (stmt == NULL)
+		return -1;
+	sqlite3_bind_text(stmt, 1, mbox->box.name, -1, SQLITE_STATIC);
+	rc = sqlbox_db_step(storage, stmt);
+	if (rc == SQLITE_ROW) {
+		status_r->uidvalidity = sqlite3_column_int64(stmt, 0);
+		status_r->uidnext = sqlite3_column_int64(stmt, 1);
+		status_r->messages = sqlite3_column_int64(stmt, 3);
+		status_r->first_recent_uid = sqlite3_column_int64(stmt, 5);
+		if ((items & STATUS_UNSEEN) != 0)
+			status_r->unseen = sqlite3_column_int64(stmt, 4);
+		if ((items & STATUS_HIGHESTMODSEQ) != 0) {
+			status_r->highest_modseq =
+				I_MAX(sqlite3_column_int64(stmt, 2), 1);
+		}
+	}
+	sqlite3_finalize(stmt);
+	if (rc == SQLITE_DONE) {
+		mail_storage_set_error(mbox->box.storage, MAIL_ERROR_NOTFOUND,
+				       T_MAIL_ERR_MAILBOX_NOT_FOUND(mbox->box.vname));
+		return -1;
+	}
+	return rc == SQLITE_ROW ? 1 : -1;
+}
+
 static int
 sqlbox_mailbox_get_status(struct mailbox *box, enum mailbox_status_items items,
 			  struct mailbox_status *status_r)
 {
+	struct sqlbox_mailbox *mbox = SQLBOX_MAILBOX(box);
+	int ret;
+
+	if (items != 0 && !box->opened &&
+	    (items & ENUM_NEGATE(SQLBOX_ROW_STATUS_ITEMS)) == 0) {
+		T_BEGIN {
+			ret = sqlbox_mailbox_status_row(mbox, items, status_r);
+		} T_END;
+		if (ret != 0)
+			return ret < 0 ? -1 : 0;
+	}
 	if (index_storage_get_status(box, items, status_r) < 0)
 		return -1;
 	/* The index is in memory, but SQLite keeps every modseq. */
 	status_r->nonpermanent_modseqs = FALSE;
 	return 0;
+}
+
+/* The folder's size from its row: the sum of its stored bodies (CRLF,
+   so physical = virtual), never read from the bodies. */
+static int sqlbox_mailbox_get_size(struct sqlbox_mailbox *mbox,
+				   uoff_t *size_r)
+{
+	struct sqlbox_storage *storage = mbox->storage;
+	uint64_t messages, bytes;
+	sqlite3_stmt *stmt;
+	int rc, ret;
+
+	if (sqlbox_db_open(storage) < 0) {
+		ret = sqlbox_mailbox_locked_usage(mbox, &messages, &bytes);
+		if (ret > 0)
+			*size_r = bytes;
+		return ret > 0 ? 0 : -1;
+	}
+	stmt = sqlbox_db_prepare(storage,
+		"SELECT vsize FROM mailbox WHERE name = ?");
+	if (stmt == NULL)
+		return -1;
+	sqlite3_bind_text(stmt, 1, mbox->box.name, -1, SQLITE_STATIC);
+	rc = sqlbox_db_step(storage, stmt);
+	if (rc == SQLITE_ROW)
+		*size_r = sqlite3_column_int64(stmt, 0);
+	sqlite3_finalize(stmt);
+	if (rc == SQLITE_DONE) {
+		mail_storage_set_error(mbox->box.storage, MAIL_ERROR_NOTFOUND,
+				       T_MAIL_ERR_MAILBOX_NOT_FOUND(mbox->box.vname));
+		return -1;
+	}
+	return rc == SQLITE_ROW ? 0 : -1;
 }
 
 static int
@@ -282,7 +407,24 @@ sqlbox_mailbox_get_metadata(struct mailbox *box,
 			    struct mailbox_metadata *metadata_r)
 {
 	struct sqlbox_mailbox *mbox = SQLBOX_MAILBOX(box);
+	const enum mailbox_metadata_items size_items =
+		MAILBOX_METADATA_PHYSICAL_SIZE | MAILBOX_METADATA_VIRTUAL_SIZE;
+	uoff_t size;
+	int ret;
 
+	if ((items & size_items) != 0) {
+		if (box->opened && mbox->spool_only)
+			size = 0;
+		else {
+			T_BEGIN {
+				ret = sqlbox_mailbox_get_size(mbox, &size);
+			} T_END;
+			if (ret < 0)
+				return -1;
+		}
+		metadata_r->physical_size = metadata_r->virtual_size = size;
+		items &= ENUM_NEGATE(size_items);
+	}
 	if ((items & MAILBOX_METADATA_GUID) != 0) {
 		if (!box->opened && sqlbox_mailbox_refresh_row(mbox) < 0)
 			return -1;

@@ -28,6 +28,7 @@
 #define SQLBOX_SPOOL_FNAME "spool"
 #define SQLBOX_KEYFILE_FNAME "sqlbox.keys"
 #define SQLBOX_KEK_SETTING "sqlbox_kek"
+#define SQLBOX_USAGE_FNAME "quota-usage"
 #define SQLBOX_HIERARCHY_SEP '/'
 /* Bodies are stored in rows of this many bytes (CRLF line ends). */
 #define SQLBOX_CHUNK_BYTES (256 * 1024)
@@ -50,6 +51,10 @@ struct sqlbox_storage {
 	struct mail_storage storage;
 
 	char *root_dir, *db_path, *spool_path;
+	/* <root>/quota-usage if the user has a quota, else NULL. */
+	char *usage_path;
+	/* What the usage file says, as this process last wrote it. */
+	uint64_t usage_messages, usage_bytes;
 	sqlite3 *db;
 	/* sodium_malloc'd; NULL while locked. Freed at storage destroy. */
 	struct kr_keys *keys;
@@ -58,6 +63,7 @@ struct sqlbox_storage {
 	bool txn_failed:1;
 	/* No KEK in this session: LMTP seals new mail into the spool. */
 	bool locked:1;
+	bool usage_written:1;
 };
 
 struct sqlbox_mailbox {
@@ -124,6 +130,10 @@ int sqlbox_db_mailbox_create(struct sqlbox_storage *storage,
 			     const char *name,
 			     const struct mailbox_update *update,
 			     int64_t *id_r);
+/* Records that uid_validity was given out (state 'uidvalidity'): new
+   folders get higher ones. */
+int sqlbox_db_uidvalidity_used(struct sqlbox_storage *storage,
+			       uint32_t uid_validity);
 /* Removes the folder's row and mail (children stay). */
 int sqlbox_db_mailbox_delete(struct sqlbox_storage *storage, int64_t id);
 /* Renames name and its children; 0, -1 (EXISTS error if taken). */
@@ -190,6 +200,9 @@ sqlbox_body_writer_create(struct sqlbox_storage *storage, bool in_memory);
 struct ostream *sqlbox_body_writer_ostream(struct sqlbox_body_writer *writer);
 /* The whole body of an in_memory writer. */
 buffer_t *sqlbox_body_writer_data(struct sqlbox_body_writer *writer);
+/* The body written so far (all of it once the save finished), for
+   plugins that read a mail while it is being saved. */
+struct istream *sqlbox_body_writer_istream(struct sqlbox_body_writer *writer);
 /* Inside the caller's write transaction: the body row complete. */
 int sqlbox_body_writer_commit(struct sqlbox_body_writer *writer,
 			      int64_t *body_id_r);
@@ -268,6 +281,11 @@ int sqlbox_save_continue(struct mail_save_context *ctx);
 int sqlbox_save_finish(struct mail_save_context *ctx);
 void sqlbox_save_cancel(struct mail_save_context *ctx);
 int sqlbox_copy(struct mail_save_context *ctx, struct mail *mail);
+/* The body of the mail at seq that transaction t is saving (a finished
+   save or a copy), or NULL with the mail expunged. */
+struct istream *
+sqlbox_save_get_stream(struct mailbox_transaction_context *t, uint32_t seq,
+		       uoff_t *size_r);
 int sqlbox_transaction_save_commit_pre(struct mail_save_context *ctx);
 void sqlbox_transaction_save_commit_post(
 	struct mail_save_context *ctx,
@@ -286,6 +304,22 @@ int sqlbox_spool_append(struct sqlbox_storage *storage,
 int sqlbox_spool_import(struct sqlbox_storage *storage);
 /* TRUE if the spool holds anything. */
 bool sqlbox_spool_pending(struct sqlbox_storage *storage);
+/* Messages in the spool and their size (an upper bound: the sealed
+   length less the sealing overhead), read without any key. */
+int sqlbox_spool_usage(struct sqlbox_storage *storage, uint64_t *messages_r,
+		       uint64_t *bytes_r);
+
+/* ---- sqlbox-usage.c: numbers for the quota plugin ---- */
+
+/* TRUE if the user has a quota (plugin setting "quota"): only then is
+   the usage file kept, and a locked storage shows INBOX with it. */
+bool sqlbox_usage_enabled(struct sqlbox_storage *storage);
+/* After a commit: writes the file's totals to <root>/quota-usage if
+   they changed (nothing without a quota). */
+void sqlbox_usage_update(struct sqlbox_storage *storage);
+/* Without a key: the totals of the usage file plus the spool. */
+int sqlbox_usage_read_locked(struct sqlbox_storage *storage,
+			     uint64_t *messages_r, uint64_t *bytes_r);
 
 /* ---- sqlbox-schema.c: keys ---- */
 
