@@ -301,5 +301,10 @@ struct mailbox_list sqlbox_mailbox_list = {
 		.delete_dir = sqlbox_list_not_possible,
 		.delete_symlink = sqlbox_list_not_possible,
 		.rename_mailbox = sqlbox_list_rename_mailbox,
+		.notify_init = sqlbox_list_notify_init,
+		.notify_next = sqlbox_list_notify_next,
+		.notify_deinit = sqlbox_list_notify_deinit,
+		.notify_wait = sqlbox_list_notify_wait,
+		.notify_flush = sqlbox_list_notify_flush,
 	}
 };

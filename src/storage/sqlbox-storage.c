@@ -443,10 +443,38 @@ static bool sqlbox_mailbox_is_inconsistent(struct mailbox *box)
 	return mbox->inconsistent || index_storage_is_inconsistent(box);
 }
 
+static void sqlbox_notify_missed(struct sqlbox_mailbox *mbox)
+{
+	struct mailbox *box = &mbox->box;
+
+	timeout_remove(&mbox->to_missed);
+	box->notify_callback(box, box->notify_context);
+}
+
+/* TRUE if the folder changed in SQLite after this process last synced
+   it (or LMTP mail waits for INBOX). */
+static bool sqlbox_mailbox_changed(struct sqlbox_mailbox *mbox)
+{
+	uint64_t highest;
+	uint32_t uid_next;
+
+	if (mbox->spool_only || mbox->storage->db == NULL)
+		return FALSE;
+	if (strcmp(mbox->box.name, "INBOX") == 0 &&
+	    sqlbox_spool_pending(mbox->storage))
+		return TRUE;
+	/* Outside a transaction this reads the last commit. */
+	if (sqlbox_db_mailbox_counters(mbox->storage, mbox->id, &highest,
+				       &uid_next) < 0)
+		return TRUE;
+	return highest != mbox->synced_modseq;
+}
+
 static void sqlbox_notify_changes(struct mailbox *box)
 {
 	struct sqlbox_mailbox *mbox = SQLBOX_MAILBOX(box);
 
+	timeout_remove(&mbox->to_missed);
 	if (box->notify_callback == NULL) {
 		mailbox_watch_remove_all(box);
 		return;
@@ -464,6 +492,21 @@ static void sqlbox_notify_changes(struct mailbox *box)
 			i_close_fd(&fd);
 		mailbox_watch_add(box, mbox->storage->spool_path);
 	}
+	/* imap stops watching during every command and starts again a
+	   second after it (NOTIFY), and every folder shares the -wal: a
+	   change in that gap would wait for the next one.  Report it. */
+	if (sqlbox_mailbox_changed(mbox)) {
+		mbox->to_missed = timeout_add_short(0, sqlbox_notify_missed,
+						    mbox);
+	}
+}
+
+static void sqlbox_mailbox_close(struct mailbox *box)
+{
+	struct sqlbox_mailbox *mbox = SQLBOX_MAILBOX(box);
+
+	timeout_remove(&mbox->to_missed);
+	index_storage_mailbox_close(box);
 }
 
 struct mail_storage sqlbox_storage = {
@@ -488,7 +531,7 @@ struct mailbox sqlbox_mailbox = {
 		.enable = index_storage_mailbox_enable,
 		.exists = sqlbox_mailbox_exists,
 		.open = sqlbox_mailbox_open,
-		.close = index_storage_mailbox_close,
+		.close = sqlbox_mailbox_close,
 		.free = index_storage_mailbox_free,
 		.create_box = sqlbox_mailbox_create,
 		.update_box = sqlbox_mailbox_update,

@@ -74,6 +74,8 @@ struct sqlbox_mailbox {
 	uint32_t uid_validity;
 	/* SQLite highestmodseq that the in-memory index has caught up to. */
 	uint64_t synced_modseq;
+	/* Reports a change made while nobody watched (notify_changes). */
+	struct timeout *to_missed;
 	guid_128_t guid;
 
 	/* Opened without a key for LMTP: saves go to the spool. */
@@ -212,6 +214,19 @@ void sqlbox_body_writer_free(struct sqlbox_body_writer **writer);
 struct istream *
 sqlbox_body_istream_create(struct sqlbox_storage *storage, int64_t body_id,
 			   uoff_t size);
+
+/* ---- sqlbox-list-notify.c: NOTIFY (mailbox_list notify vfuncs) ---- */
+
+int sqlbox_list_notify_init(struct mailbox_list *list,
+			    enum mailbox_list_notify_event mask,
+			    struct mailbox_list_notify **notify_r);
+int sqlbox_list_notify_next(struct mailbox_list_notify *notify,
+			    const struct mailbox_list_notify_rec **rec_r);
+void sqlbox_list_notify_deinit(struct mailbox_list_notify *notify);
+void sqlbox_list_notify_wait(struct mailbox_list_notify *notify,
+			     mailbox_list_notify_callback_t *callback,
+			     void *context);
+void sqlbox_list_notify_flush(struct mailbox_list_notify *notify);
 
 /* ---- sqlbox-attribute.c: METADATA and special-use in SQLite ---- */
 
