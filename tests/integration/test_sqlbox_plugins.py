@@ -193,6 +193,12 @@ def test_quota_lmtp_into_the_sealed_spool(make_world):
     assert sorted(os.listdir(os.path.dirname(usage))) == [
         "quota-usage", "spool", "sqlbox.db", "sqlbox.db-shm",
         "sqlbox.db-wal"]
+    # the administrator has no key either: the same numbers
+    out = w.dc.doveadm("-f", "tab", "quota", "get", "-u", USER).stdout
+    rows = [l.split("\t") for l in out.splitlines()[1:]]
+    assert [r[1:3] for r in rows] == [
+        ["STORAGE", str((st["X-SIZE"] + KB - 1) // KB)],
+        ["MESSAGE", str(st["MESSAGES"])]], out
     assert_no_crash(w.dc)
 
 
