@@ -34,8 +34,6 @@
 #define CVFS_WAL_MAGIC_LE 0x377f0682u
 #define CVFS_WAL_MAGIC_BE 0x377f0683u
 #define CVFS_WAL_CKSUM_OFFSET 16
-/* How far back a legacy frame's previous version is looked for. */
-#define CVFS_WAL_LEGACY_LOOKBACK 256
 /* The rollback journal stores a 4-byte page number before each page. */
 #define CVFS_JOURNAL_PGNO_BYTES 4
 
@@ -75,6 +73,25 @@ enum cvfs_file_kind {
 	CVFS_FILE_TEMP,		/* temp db, sorter, statement journal */
 };
 
+/* WAL file: the stored reserved bytes (nonce and tag) of every frame a
+   legacy recovery has read so far, by page (cvfs-legacy.c). */
+struct cvfs_legacy_frame {
+	uint32_t pgno;
+	/* The previous frame (1-based) of the same page, 0 for none. */
+	uint32_t prev;
+	unsigned char reserved[CVFS_RESERVED_BYTES];
+};
+
+struct cvfs_legacy_index {
+	/* frames[0 .. count-1] are WAL frames 1 .. count. */
+	struct cvfs_legacy_frame *frames;
+	uint32_t count, alloc;
+	/* Open addressing: page number -> its newest frame (1-based);
+	   keys[i] == 0 is an empty slot. */
+	uint32_t *keys, *heads;
+	uint32_t slots, used;
+};
+
 /* One open file. The parent VFS's file object follows it in memory
    (cvfs_file_real()), as in cksumvfs. */
 struct cvfs_file {
@@ -84,6 +101,8 @@ struct cvfs_file {
 	struct cvfs_key *key;
 	/* For WAL and journals: the main database file they belong to. */
 	struct cvfs_file *main;
+	/* WAL file: frames seen by a legacy recovery (cvfs-legacy.c). */
+	struct cvfs_legacy_index legacy;
 
 	/* Main file: geometry learned from page 1 (bytes 16..23 are plain). */
 	unsigned int page_size;
@@ -196,6 +215,19 @@ void cvfs_secret_stage(const struct cvfs_secret *secret);
 void cvfs_secret_unstage(void);
 const struct cvfs_secret *cvfs_secret_staged(void);
 sqlite3_vfs *cvfs_vfs_parent(void);
+
+/* cvfs-legacy.c */
+void cvfs_legacy_reset(struct cvfs_legacy_index *idx);
+void cvfs_legacy_free(struct cvfs_legacy_index *idx);
+/* Forgets frames frame and later (1-based). */
+void cvfs_legacy_truncate(struct cvfs_legacy_index *idx, uint32_t frame);
+/* Appends the next frame. Returns 0, or -1 when out of memory. */
+int cvfs_legacy_push(struct cvfs_legacy_index *idx, uint32_t pgno,
+		     const unsigned char reserved[CVFS_RESERVED_BYTES]);
+/* The newest recorded frame of pgno (1-based), 0 for none; then
+   idx->frames[frame - 1].prev for the one before. */
+uint32_t cvfs_legacy_newest(const struct cvfs_legacy_index *idx,
+			    uint32_t pgno);
 
 /* cvfs-file.c */
 extern const sqlite3_io_methods cvfs_io_methods;

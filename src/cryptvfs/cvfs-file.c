@@ -113,6 +113,7 @@ static int cvfs_file_close(sqlite3_file *file)
 	sqlite3_file *real = cvfs_file_real(f);
 	int rc;
 
+	cvfs_legacy_free(&f->legacy);
 	rc = real->pMethods->xClose(real);
 	cvfs_key_unref(&f->key);
 	if (f->scratch != NULL) {
@@ -464,51 +465,81 @@ static bool cvfs_wal_legacy_try(struct cvfs_file *f, const uint32_t base[2],
 	return cvfs_wal_checksum_matches(sum, frame);
 }
 
-/* sqlite3mc's legacy WAL checksums the page as the pager held it: the
-   plaintext, but with the reserved bytes of the version the pager had
-   read before (nonce and tag of the previous write), or zeros for a new
-   page. Find which; on success plain's reserved bytes are set to it. */
-static bool cvfs_wal_legacy_match(struct cvfs_file *f, unsigned char *plain,
-				  const unsigned char *frame,
-				  const uint32_t prev[2], sqlite3_int64 offset)
+/* The 1-based number of the frame whose header is at offset. */
+static uint32_t cvfs_wal_frame_number(struct cvfs_file *f,
+				      sqlite3_int64 offset)
+{
+	return (offset - CVFS_WAL_HEADER_BYTES) /
+		(f->wal_page_size + CVFS_WAL_FRAME_HEADER_BYTES) + 1;
+}
+
+/* Makes the legacy index hold exactly frames 1 .. frame - 1. Recovery
+   reads the frames in order, so only a read elsewhere reads the WAL. */
+static int cvfs_wal_legacy_catch_up(struct cvfs_file *f, uint32_t frame)
 {
 	sqlite3_file *real = cvfs_file_real(f);
-	size_t ps = f->wal_page_size;
-	sqlite3_int64 frame_size = ps + CVFS_WAL_FRAME_HEADER_BYTES;
-	unsigned char *reserved = plain + ps - CVFS_RESERVED_BYTES;
-	const unsigned char *stored = frame + CVFS_WAL_FRAME_HEADER_BYTES +
-		ps - CVFS_RESERVED_BYTES;
-	uint32_t pgno = cvfs_get_be32(frame), base[2] = { prev[0], prev[1] };
-	bool big_endian = (f->wal_magic & 1) != 0;
-	unsigned int i;
+	sqlite3_int64 frame_size = f->wal_page_size +
+		CVFS_WAL_FRAME_HEADER_BYTES;
+	unsigned char head[4], reserved[CVFS_RESERVED_BYTES];
+	int rc;
 
-	cvfs_wal_checksum(base, frame, 8, big_endian);
+	cvfs_legacy_truncate(&f->legacy, frame);
+	while (f->legacy.count + 1 < frame) {
+		sqlite3_int64 at = CVFS_WAL_HEADER_BYTES +
+			(sqlite3_int64)f->legacy.count * frame_size;
+
+		rc = real->pMethods->xRead(real, head, sizeof(head), at);
+		if (rc == SQLITE_OK)
+			rc = real->pMethods->xRead(real, reserved,
+						   sizeof(reserved),
+						   at + frame_size -
+						   CVFS_RESERVED_BYTES);
+		if (rc != SQLITE_OK)
+			return rc;
+		if (cvfs_legacy_push(&f->legacy, cvfs_get_be32(head),
+				     reserved) < 0)
+			return SQLITE_IOERR_NOMEM;
+	}
+	return SQLITE_OK;
+}
+
+/* sqlite3mc's legacy WAL checksums the page as the pager held it: the
+   plaintext, but with the reserved bytes of the version the pager had
+   read before (nonce and tag of that copy), or zeros for a new page.
+   That copy may be any earlier frame of the page, however far back (a
+   page stays cached across many commits of its connection), or the page
+   in the main file. Find which; on success plain's reserved bytes are
+   set to it. Needs the legacy index to hold the frames before frame. */
+static bool cvfs_wal_legacy_match(struct cvfs_file *f, unsigned char *plain,
+				  const unsigned char *frame_buf,
+				  const uint32_t prev[2])
+{
+	size_t ps = f->wal_page_size;
+	unsigned char *reserved = plain + ps - CVFS_RESERVED_BYTES;
+	const unsigned char *stored = frame_buf + CVFS_WAL_FRAME_HEADER_BYTES +
+		ps - CVFS_RESERVED_BYTES;
+	uint32_t pgno = cvfs_get_be32(frame_buf);
+	uint32_t base[2] = { prev[0], prev[1] };
+	bool big_endian = (f->wal_magic & 1) != 0;
+
+	cvfs_wal_checksum(base, frame_buf, 8, big_endian);
 	cvfs_wal_checksum(base, plain, ps - CVFS_RESERVED_BYTES, big_endian);
 	memset(reserved, 0, CVFS_RESERVED_BYTES);
-	if (cvfs_wal_legacy_try(f, base, frame, reserved))
+	if (cvfs_wal_legacy_try(f, base, frame_buf, reserved))
 		return true;
-	if (cvfs_wal_legacy_try(f, base, frame, stored)) {
+	if (cvfs_wal_legacy_try(f, base, frame_buf, stored)) {
 		memcpy(reserved, stored, CVFS_RESERVED_BYTES);
 		return true;
 	}
-	/* Earlier frames of the same page, newest first... */
-	for (i = 0; i < CVFS_WAL_LEGACY_LOOKBACK; i++) {
-		sqlite3_int64 at = offset - (sqlite3_int64)(i + 1) * frame_size;
-		unsigned char head[4];
-
-		if (at < CVFS_WAL_HEADER_BYTES)
-			break;
-		if (real->pMethods->xRead(real, head, sizeof(head), at) !=
-		    SQLITE_OK)
-			return false;
-		if (cvfs_get_be32(head) != pgno)
-			continue;
-		if (real->pMethods->xRead(real, reserved, CVFS_RESERVED_BYTES,
-					  at + frame_size -
-					  CVFS_RESERVED_BYTES) != SQLITE_OK)
-			return false;
-		if (cvfs_wal_legacy_try(f, base, frame, reserved))
+	/* Every earlier frame of the same page, newest first... */
+	for (uint32_t i = cvfs_legacy_newest(&f->legacy, pgno); i != 0;
+	     i = f->legacy.frames[i - 1].prev) {
+		if (cvfs_wal_legacy_try(f, base, frame_buf,
+					f->legacy.frames[i - 1].reserved)) {
+			memcpy(reserved, f->legacy.frames[i - 1].reserved,
+			       CVFS_RESERVED_BYTES);
 			return true;
+		}
 	}
 	/* ...then the page in the main file. */
 	if (f->main != NULL) {
@@ -519,7 +550,7 @@ static bool cvfs_wal_legacy_match(struct cvfs_file *f, unsigned char *plain,
 					       (sqlite3_int64)pgno * ps -
 					       CVFS_RESERVED_BYTES) ==
 		    SQLITE_OK &&
-		    cvfs_wal_legacy_try(f, base, frame, reserved))
+		    cvfs_wal_legacy_try(f, base, frame_buf, reserved))
 			return true;
 	}
 	return false;
@@ -535,36 +566,54 @@ static int cvfs_wal_read_frame(struct cvfs_file *f, unsigned char *buf,
 			       sqlite3_int64 offset)
 {
 	size_t ps = f->wal_page_size;
+	unsigned char stored[CVFS_RESERVED_BYTES];
 	uint32_t prev[2], sum[2];
 	unsigned char *plain;
 	uint32_t pgno = cvfs_get_be32(buf);
-	bool first = offset == CVFS_WAL_HEADER_BYTES;
+	uint32_t frame = cvfs_wal_frame_number(f, offset);
+	bool first = frame == 1;
+	int rc;
 
-	if (first)
+	if (first) {
 		f->wal_legacy = false;
+		cvfs_legacy_reset(&f->legacy);
+	}
 	if (cvfs_wal_prev_checksum(f, prev, offset) != SQLITE_OK)
 		return SQLITE_OK;
+	memcpy(stored, buf + CVFS_WAL_FRAME_HEADER_BYTES + ps -
+	       CVFS_RESERVED_BYTES, sizeof(stored));
 	sum[0] = prev[0];
 	sum[1] = prev[1];
 	cvfs_wal_frame_checksum(f, sum, buf,
 				buf + CVFS_WAL_FRAME_HEADER_BYTES);
 	/* Only a WAL whose first frame is legacy is searched for more:
 	   our own torn tails and checksum rewrites never pay for it. */
-	if (cvfs_wal_checksum_matches(sum, buf) || pgno == 0 ||
-	    (!first && !f->wal_legacy))
-		return SQLITE_OK;
-	plain = cvfs_file_scratch(f, ps);
-	if (plain == NULL)
-		return SQLITE_IOERR_NOMEM;
-	if (cvfs_page_decrypt(plain, NULL, buf + CVFS_WAL_FRAME_HEADER_BYTES,
-			      ps, pgno, f->key->key) < 0)
-		return SQLITE_OK;
-	if (cvfs_wal_legacy_match(f, plain, buf, prev, offset)) {
-		memcpy(buf + CVFS_WAL_FRAME_HEADER_BYTES, plain, ps);
-		f->wal_legacy = true;
+	if (!cvfs_wal_checksum_matches(sum, buf) && pgno != 0 &&
+	    (first || f->wal_legacy)) {
+		rc = cvfs_wal_legacy_catch_up(f, frame);
+		if (rc != SQLITE_OK)
+			return rc;
+		plain = cvfs_file_scratch(f, ps);
+		if (plain == NULL)
+			return SQLITE_IOERR_NOMEM;
+		if (cvfs_page_decrypt(plain, NULL,
+				      buf + CVFS_WAL_FRAME_HEADER_BYTES, ps,
+				      pgno, f->key->key) == 0 &&
+		    cvfs_wal_legacy_match(f, plain, buf, prev)) {
+			memcpy(buf + CVFS_WAL_FRAME_HEADER_BYTES, plain, ps);
+			f->wal_legacy = true;
+		}
+		sodium_memzero(plain, ps);
 	}
-	sodium_memzero(plain, ps);
-	return SQLITE_OK;
+	if (!f->wal_legacy)
+		return SQLITE_OK;
+	/* Later legacy frames may have been checksummed with this one's
+	   nonce and tag. */
+	rc = cvfs_wal_legacy_catch_up(f, frame);
+	if (rc == SQLITE_OK &&
+	    cvfs_legacy_push(&f->legacy, pgno, stored) < 0)
+		rc = SQLITE_IOERR_NOMEM;
+	return rc;
 }
 
 static int cvfs_wal_read(struct cvfs_file *f, unsigned char *buf, int amt,
@@ -686,12 +735,16 @@ static int cvfs_wal_write(struct cvfs_file *f, const unsigned char *buf,
 		f->wal_pending_valid = false;
 		f->wal_legacy = false;
 		f->wal_page_size = 0;
+		cvfs_legacy_reset(&f->legacy);
 		return real->pMethods->xWrite(real, buf, amt, offset);
 	}
 	if (cvfs_wal_geometry(f) != SQLITE_OK)
 		return cvfs_file_fail(f, SQLITE_IOERR_WRITE, 0, offset,
 				      "frame without a WAL header");
 	ps = f->wal_page_size;
+	/* What the legacy index knows of this frame and later ones is
+	   about to be stale. */
+	cvfs_legacy_truncate(&f->legacy, cvfs_wal_frame_number(f, offset));
 	if (amt == CVFS_WAL_FRAME_HEADER_BYTES &&
 	    cvfs_wal_is_frame_header(f, offset)) {
 		rc = real->pMethods->xWrite(real, buf, amt, offset);
@@ -874,41 +927,37 @@ static int cvfs_file_truncate(sqlite3_file *file, sqlite3_int64 size)
 	f->jrnl_pgno_valid = false;
 	if (f->kind == CVFS_FILE_WAL && size < CVFS_WAL_HEADER_BYTES)
 		f->wal_page_size = 0;
+	cvfs_legacy_reset(&f->legacy);
 	return real->pMethods->xTruncate(real, size);
 }
 
 static int cvfs_file_sync(sqlite3_file *file, int flags)
 {
 	sqlite3_file *real = cvfs_file_real((struct cvfs_file *)file);
-
 	return real->pMethods->xSync(real, flags);
 }
 
 static int cvfs_file_size(sqlite3_file *file, sqlite3_int64 *size_r)
 {
 	sqlite3_file *real = cvfs_file_real((struct cvfs_file *)file);
-
 	return real->pMethods->xFileSize(real, size_r);
 }
 
 static int cvfs_file_lock(sqlite3_file *file, int lock)
 {
 	sqlite3_file *real = cvfs_file_real((struct cvfs_file *)file);
-
 	return real->pMethods->xLock(real, lock);
 }
 
 static int cvfs_file_unlock(sqlite3_file *file, int lock)
 {
 	sqlite3_file *real = cvfs_file_real((struct cvfs_file *)file);
-
 	return real->pMethods->xUnlock(real, lock);
 }
 
 static int cvfs_file_check_reserved_lock(sqlite3_file *file, int *res_r)
 {
 	sqlite3_file *real = cvfs_file_real((struct cvfs_file *)file);
-
 	return real->pMethods->xCheckReservedLock(real, res_r);
 }
 
