@@ -27,7 +27,7 @@ cc $cflags -I"$top/src/cryptvfs" -o "$work/bench" \
 	"$top/bench/cryptvfs-bench.c" "$top/src/cryptvfs/cvfs-db.c" \
 	"$top/src/cryptvfs/cvfs-file.c" "$top/src/cryptvfs/cvfs-kdf.c" \
 	"$top/src/cryptvfs/cvfs-legacy.c" "$top/src/cryptvfs/cvfs-page.c" \
-	"$top/src/cryptvfs/cvfs-vfs.c" \
+	"$top/src/cryptvfs/cvfs-shm.c" "$top/src/cryptvfs/cvfs-vfs.c" \
 	$(pkg-config --cflags --libs sqlite3 libsodium)
 cc $cflags -DBENCH_SQLCIPHER -o "$work/bench-sqlcipher" \
 	"$top/bench/cryptvfs-bench.c" $(pkg-config --cflags --libs sqlcipher)

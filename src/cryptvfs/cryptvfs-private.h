@@ -34,6 +34,8 @@
 #define CVFS_WAL_MAGIC_LE 0x377f0682u
 #define CVFS_WAL_MAGIC_BE 0x377f0683u
 #define CVFS_WAL_CKSUM_OFFSET 16
+/* One copy of the wal-index header (struct WalIndexHdr) in the -shm. */
+#define CVFS_SHM_HDR_BYTES 48
 /* The rollback journal stores a 4-byte page number before each page. */
 #define CVFS_JOURNAL_PGNO_BYTES 4
 
@@ -73,6 +75,30 @@ enum cvfs_file_kind {
 	CVFS_FILE_TEMP,		/* temp db, sorter, statement journal */
 };
 
+/* Main file: this connection's view of the wal-index header (cvfs-shm.c). */
+struct cvfs_shm {
+	/* Region 0 of the -shm as xShmMap returned it; NULL when unmapped. */
+	volatile unsigned char *region0;
+	/* The last header SQLite published under our write lock (frame
+	   checksums over the plaintext) and what it became on disk terms. */
+	unsigned char plain[CVFS_SHM_HDR_BYTES];
+	unsigned char fixed[CVFS_SHM_HDR_BYTES];
+	/* Mapped read-only: never written. */
+	bool readonly:1;
+	/* Holds WAL_WRITE_LOCK / a WAL_READ_LOCK(i) shared. */
+	bool write_lock:1;
+	bool read_lock:1;
+	/* Copy 0 is to become copy 1 (== fixed) at the next VFS call. */
+	bool copy0_stale:1;
+	/* Copy 0 was set back to plain at the write lock, no call since. */
+	bool reverted:1;
+	/* A header was fixed under the current write lock. */
+	bool fixed_this_lock:1;
+	/* SQLite's private copy of the header is plain (it kept its read
+	   transaction across our fix). */
+	bool plain_in_memory:1;
+};
+
 /* WAL file: the stored reserved bytes (nonce and tag) of every frame a
    legacy recovery has read so far, by page (cvfs-legacy.c). */
 struct cvfs_legacy_frame {
@@ -101,6 +127,10 @@ struct cvfs_file {
 	struct cvfs_key *key;
 	/* For WAL and journals: the main database file they belong to. */
 	struct cvfs_file *main;
+	/* Main file: its open WAL, NULL when none. */
+	struct cvfs_file *wal;
+	/* Main file: the wal-index header (cvfs-shm.c). */
+	struct cvfs_shm shm;
 	/* WAL file: frames seen by a legacy recovery (cvfs-legacy.c). */
 	struct cvfs_legacy_index legacy;
 
@@ -215,6 +245,26 @@ void cvfs_secret_stage(const struct cvfs_secret *secret);
 void cvfs_secret_unstage(void);
 const struct cvfs_secret *cvfs_secret_staged(void);
 sqlite3_vfs *cvfs_vfs_parent(void);
+
+/* cvfs-shm.c */
+/* Notes a region xShmMap returned (rc is its result). */
+void cvfs_shm_mapped(struct cvfs_file *f, int region, int rc,
+		     void volatile *p);
+void cvfs_shm_unmapped(struct cvfs_file *f);
+/* Before passing on xShmBarrier: corrects copy 1 of a header SQLite is
+   publishing under our write lock. */
+void cvfs_shm_barrier(struct cvfs_file *f);
+/* Around passing on xShmLock (rc: its result). */
+void cvfs_shm_before_lock(struct cvfs_file *f, int offset, int flags);
+void cvfs_shm_after_lock(struct cvfs_file *f, int offset, int flags, int rc);
+void cvfs_shm_settle_slow(struct cvfs_file *f);
+/* Brings copy 0 of the header in line; call at the start of every VFS
+   call of the main file and its WAL and journal. */
+static inline void cvfs_shm_settle(struct cvfs_file *f)
+{
+	if (f != NULL && f->shm.copy0_stale)
+		cvfs_shm_settle_slow(f);
+}
 
 /* cvfs-legacy.c */
 void cvfs_legacy_reset(struct cvfs_legacy_index *idx);

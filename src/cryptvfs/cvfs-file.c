@@ -85,6 +85,22 @@ struct cvfs_file *cvfs_file_of_db(sqlite3 *db, const char *schema)
 	return (struct cvfs_file *)file;
 }
 
+/* The main database file whose -shm f's VFS calls may have to settle. */
+static struct cvfs_file *cvfs_file_main_of(struct cvfs_file *f)
+{
+	switch (f->kind) {
+	case CVFS_FILE_MAIN:
+		return f;
+	case CVFS_FILE_WAL:
+	case CVFS_FILE_JOURNAL:
+		return f->main;
+	case CVFS_FILE_PLAIN:
+	case CVFS_FILE_TEMP:
+		break;
+	}
+	return NULL;
+}
+
 /* Returns a scratch buffer of at least size bytes, or NULL. */
 static unsigned char *cvfs_file_scratch(struct cvfs_file *f, size_t size)
 {
@@ -113,6 +129,9 @@ static int cvfs_file_close(sqlite3_file *file)
 	sqlite3_file *real = cvfs_file_real(f);
 	int rc;
 
+	cvfs_shm_settle(cvfs_file_main_of(f));
+	if (f->kind == CVFS_FILE_WAL && f->main != NULL && f->main->wal == f)
+		f->main->wal = NULL;
 	cvfs_legacy_free(&f->legacy);
 	rc = real->pMethods->xClose(real);
 	cvfs_key_unref(&f->key);
@@ -882,6 +901,7 @@ static int cvfs_file_read(sqlite3_file *file, void *buf, int amt,
 	struct cvfs_file *f = (struct cvfs_file *)file;
 	sqlite3_file *real = cvfs_file_real(f);
 
+	cvfs_shm_settle(cvfs_file_main_of(f));
 	switch (f->kind) {
 	case CVFS_FILE_MAIN:
 		return cvfs_main_read(f, buf, amt, offset);
@@ -903,6 +923,7 @@ static int cvfs_file_write(sqlite3_file *file, const void *buf, int amt,
 	struct cvfs_file *f = (struct cvfs_file *)file;
 	sqlite3_file *real = cvfs_file_real(f);
 
+	cvfs_shm_settle(cvfs_file_main_of(f));
 	switch (f->kind) {
 	case CVFS_FILE_MAIN:
 		return cvfs_main_write(f, buf, amt, offset);
@@ -923,6 +944,7 @@ static int cvfs_file_truncate(sqlite3_file *file, sqlite3_int64 size)
 	struct cvfs_file *f = (struct cvfs_file *)file;
 	sqlite3_file *real = cvfs_file_real(f);
 
+	cvfs_shm_settle(cvfs_file_main_of(f));
 	f->wal_pending_valid = false;
 	f->jrnl_pgno_valid = false;
 	if (f->kind == CVFS_FILE_WAL && size < CVFS_WAL_HEADER_BYTES)
@@ -933,31 +955,46 @@ static int cvfs_file_truncate(sqlite3_file *file, sqlite3_int64 size)
 
 static int cvfs_file_sync(sqlite3_file *file, int flags)
 {
-	sqlite3_file *real = cvfs_file_real((struct cvfs_file *)file);
+	struct cvfs_file *f = (struct cvfs_file *)file;
+	sqlite3_file *real = cvfs_file_real(f);
+
+	cvfs_shm_settle(cvfs_file_main_of(f));
 	return real->pMethods->xSync(real, flags);
 }
 
 static int cvfs_file_size(sqlite3_file *file, sqlite3_int64 *size_r)
 {
-	sqlite3_file *real = cvfs_file_real((struct cvfs_file *)file);
+	struct cvfs_file *f = (struct cvfs_file *)file;
+	sqlite3_file *real = cvfs_file_real(f);
+
+	cvfs_shm_settle(cvfs_file_main_of(f));
 	return real->pMethods->xFileSize(real, size_r);
 }
 
 static int cvfs_file_lock(sqlite3_file *file, int lock)
 {
-	sqlite3_file *real = cvfs_file_real((struct cvfs_file *)file);
+	struct cvfs_file *f = (struct cvfs_file *)file;
+	sqlite3_file *real = cvfs_file_real(f);
+
+	cvfs_shm_settle(cvfs_file_main_of(f));
 	return real->pMethods->xLock(real, lock);
 }
 
 static int cvfs_file_unlock(sqlite3_file *file, int lock)
 {
-	sqlite3_file *real = cvfs_file_real((struct cvfs_file *)file);
+	struct cvfs_file *f = (struct cvfs_file *)file;
+	sqlite3_file *real = cvfs_file_real(f);
+
+	cvfs_shm_settle(cvfs_file_main_of(f));
 	return real->pMethods->xUnlock(real, lock);
 }
 
 static int cvfs_file_check_reserved_lock(sqlite3_file *file, int *res_r)
 {
-	sqlite3_file *real = cvfs_file_real((struct cvfs_file *)file);
+	struct cvfs_file *f = (struct cvfs_file *)file;
+	sqlite3_file *real = cvfs_file_real(f);
+
+	cvfs_shm_settle(cvfs_file_main_of(f));
 	return real->pMethods->xCheckReservedLock(real, res_r);
 }
 
@@ -967,6 +1004,7 @@ static int cvfs_file_control(sqlite3_file *file, int op, void *arg)
 	sqlite3_file *real = cvfs_file_real(f);
 	int rc;
 
+	cvfs_shm_settle(cvfs_file_main_of(f));
 	switch (op) {
 	case SQLITE_FCNTL_CKPT_START:
 	case SQLITE_FCNTL_CKPT_DONE:
@@ -1008,34 +1046,49 @@ static int cvfs_file_device_characteristics(sqlite3_file *file)
 	return real->pMethods->xDeviceCharacteristics(real);
 }
 
+/* The wal-index holds page numbers and checksums, no content; only its
+   header's last frame checksum needs care (cvfs-shm.c). */
 static int cvfs_file_shm_map(sqlite3_file *file, int region, int size,
 			     int extend, void volatile **p_r)
 {
-	sqlite3_file *real = cvfs_file_real((struct cvfs_file *)file);
+	struct cvfs_file *f = (struct cvfs_file *)file;
+	sqlite3_file *real = cvfs_file_real(f);
+	int rc;
 
-	/* The wal-index holds page numbers and checksums, no content. */
-	return real->pMethods->xShmMap(real, region, size, extend, p_r);
+	cvfs_shm_settle(f);
+	rc = real->pMethods->xShmMap(real, region, size, extend, p_r);
+	cvfs_shm_mapped(f, region, rc, *p_r);
+	return rc;
 }
 
 static int cvfs_file_shm_lock(sqlite3_file *file, int offset, int n,
 			      int flags)
 {
-	sqlite3_file *real = cvfs_file_real((struct cvfs_file *)file);
+	struct cvfs_file *f = (struct cvfs_file *)file;
+	sqlite3_file *real = cvfs_file_real(f);
+	int rc;
 
-	return real->pMethods->xShmLock(real, offset, n, flags);
+	cvfs_shm_before_lock(f, offset, flags);
+	rc = real->pMethods->xShmLock(real, offset, n, flags);
+	cvfs_shm_after_lock(f, offset, flags, rc);
+	return rc;
 }
 
 static void cvfs_file_shm_barrier(sqlite3_file *file)
 {
-	sqlite3_file *real = cvfs_file_real((struct cvfs_file *)file);
+	struct cvfs_file *f = (struct cvfs_file *)file;
+	sqlite3_file *real = cvfs_file_real(f);
 
+	cvfs_shm_barrier(f);
 	real->pMethods->xShmBarrier(real);
 }
 
 static int cvfs_file_shm_unmap(sqlite3_file *file, int delete_flag)
 {
-	sqlite3_file *real = cvfs_file_real((struct cvfs_file *)file);
+	struct cvfs_file *f = (struct cvfs_file *)file;
+	sqlite3_file *real = cvfs_file_real(f);
 
+	cvfs_shm_unmapped(f);
 	return real->pMethods->xShmUnmap(real, delete_flag);
 }
 

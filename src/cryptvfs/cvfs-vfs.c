@@ -191,6 +191,8 @@ static int cvfs_vfs_open(sqlite3_vfs *vfs, const char *name,
 		}
 		f->key = f->main->key;
 		cvfs_key_ref(f->key);
+		if (f->kind == CVFS_FILE_WAL)
+			f->main->wal = f;
 		break;
 	case CVFS_FILE_TEMP: {
 		unsigned char key[CVFS_KEY_BYTES];

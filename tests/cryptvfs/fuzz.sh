@@ -24,7 +24,7 @@ if ! "$clang" -g -O1 -fsanitize=fuzzer,address,undefined \
     -fno-sanitize-recover=undefined -I"$srcdir" ${CVFS_SQLITE_CFLAGS:-} \
     ${CVFS_SODIUM_CFLAGS:-} -o "$bin" "$srcdir/fuzz-page.c" \
     "$srcdir/cvfs-db.c" "$srcdir/cvfs-file.c" "$srcdir/cvfs-kdf.c" \
-    "$srcdir/cvfs-legacy.c" "$srcdir/cvfs-page.c" \
+    "$srcdir/cvfs-legacy.c" "$srcdir/cvfs-page.c" "$srcdir/cvfs-shm.c" \
     "$srcdir/cvfs-vfs.c" \
     ${CVFS_SQLITE_LIBS:--lsqlite3} ${CVFS_SODIUM_LIBS:--lsodium} \
     >"$work/cc.log" 2>&1; then
