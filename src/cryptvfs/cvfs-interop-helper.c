@@ -5,12 +5,16 @@
      cvfs-interop-helper write  PATH KEY ROWS [crash]
      cvfs-interop-helper read   PATH KEY ROWS
      cvfs-interop-helper export PATH KEY DEST
+     cvfs-interop-helper query  PATH KEY SQL      (rows as col|col|...)
+     cvfs-interop-helper serve  PATH KEY AUTOCHECKPOINT
 
    KEY is "raw:<64 hex digits>" or "pass:<passphrase>", as sqlite3mc spells
    them. write appends ROWS rows in WAL mode; with "crash" it leaves
    without closing (auto-checkpoint off), so everything stays in the WAL.
    read checks that table t holds exactly ids 0..ROWS-1 with their
-   bodies. Exit status 0 on success. */
+   bodies. serve is our writer in cvfs-interop-concurrent, with the
+   protocol and table of mc-tool serve (tests/cryptvfs/mc-tool.c).
+   Exit status 0 on success. */
 
 #include <stdbool.h>
 #include <stdio.h>
@@ -22,8 +26,19 @@
 
 #include "cryptvfs.h"
 
+#define ATTR_UNUSED __attribute__((unused))
+
 #define HELPER_BODY_SQL(id) \
 	"printf('interop-%d-', " id ") || hex(zeroblob(" id " % 300))"
+/* Table w and its row bodies, as in tests/cryptvfs/mc-tool.c. */
+#define HELPER_SERVE_TABLE_SQL \
+	"CREATE TABLE IF NOT EXISTS w(id INTEGER PRIMARY KEY, " \
+	"txn INTEGER NOT NULL, i INTEGER NOT NULL, n INTEGER NOT NULL, " \
+	"body TEXT NOT NULL)"
+#define HELPER_SERVE_BODY_SQL(txn, i) \
+	"printf('%d.%d.', " txn ", " i ") || " \
+	"hex(zeroblob((" txn " * 37 + " i " * 11) % 600))"
+#define HELPER_SERVE_LINE_MAX 256
 
 static int helper_open(const char *path, const char *key, sqlite3 **db_r)
 {
@@ -116,6 +131,89 @@ static int helper_read(sqlite3 *db, long rows)
 	return SQLITE_OK;
 }
 
+static int helper_query_row(void *context ATTR_UNUSED, int n, char **values,
+			    char **names ATTR_UNUSED)
+{
+	for (int i = 0; i < n; i++)
+		printf("%s%s", i > 0 ? "|" : "",
+		       values[i] == NULL ? "" : values[i]);
+	printf("\n");
+	return 0;
+}
+
+static int helper_serve_commit(sqlite3 *db, sqlite3_stmt *insert,
+			       sqlite3_stmt *touch, long txn, long n)
+{
+	int rc;
+
+	rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+	for (long i = 0; i < n && rc == SQLITE_OK; i++) {
+		sqlite3_bind_int64(insert, 1, txn);
+		sqlite3_bind_int64(insert, 2, i);
+		sqlite3_bind_int64(insert, 3, n);
+		rc = sqlite3_step(insert) == SQLITE_DONE ? SQLITE_OK :
+			sqlite3_errcode(db);
+		sqlite3_reset(insert);
+	}
+	/* Rewrites older pages too, not only the newest ones. */
+	if (rc == SQLITE_OK) {
+		sqlite3_bind_int64(touch, 1, txn);
+		rc = sqlite3_step(touch) == SQLITE_DONE ? SQLITE_OK :
+			sqlite3_errcode(db);
+		sqlite3_reset(touch);
+	}
+	if (rc == SQLITE_OK)
+		rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+	return rc;
+}
+
+static int helper_serve(sqlite3 *db, const char *autockpt)
+{
+	char line[HELPER_SERVE_LINE_MAX], mode[32], *sql;
+	sqlite3_stmt *insert, *touch;
+	long txn, n;
+	int rc;
+
+	sqlite3_busy_timeout(db, 60000);
+	sql = sqlite3_mprintf("PRAGMA journal_mode=WAL; "
+			      "PRAGMA synchronous=NORMAL; "
+			      "PRAGMA wal_autocheckpoint=%d; "
+			      HELPER_SERVE_TABLE_SQL, atoi(autockpt));
+	rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+	sqlite3_free(sql);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_prepare_v2(db, "INSERT INTO w(txn, i, n, body) "
+					"VALUES(?1, ?2, ?3, "
+					HELPER_SERVE_BODY_SQL("?1", "?2") ")",
+					-1, &insert, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_prepare_v2(db, "UPDATE w SET body = body WHERE "
+					"id % 13 = ?1 % 13", -1, &touch, NULL);
+	if (rc != SQLITE_OK)
+		return rc;
+	printf("ready\n");
+	fflush(stdout);
+	while (rc == SQLITE_OK && fgets(line, sizeof(line), stdin) != NULL) {
+		if (sscanf(line, "commit %ld %ld", &txn, &n) == 2) {
+			rc = helper_serve_commit(db, insert, touch, txn, n);
+		} else if (sscanf(line, "checkpoint %31s", mode) == 1) {
+			sql = sqlite3_mprintf("PRAGMA wal_checkpoint(%s)",
+					      mode);
+			rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+			sqlite3_free(sql);
+		} else {
+			rc = SQLITE_MISUSE;
+		}
+		if (rc == SQLITE_OK) {
+			printf("ok\n");
+			fflush(stdout);
+		}
+	}
+	sqlite3_finalize(insert);
+	sqlite3_finalize(touch);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	struct cvfs_error err;
@@ -123,7 +221,8 @@ int main(int argc, char **argv)
 	int rc;
 
 	if (argc < 5 || sodium_init() < 0) {
-		fprintf(stderr, "usage: %s write|read|export PATH KEY ARG\n",
+		fprintf(stderr, "usage: %s write|read|export|query|serve "
+			"PATH KEY ARG\n",
 			argv[0]);
 		return 2;
 	}
@@ -137,6 +236,10 @@ int main(int argc, char **argv)
 		rc = helper_read(db, atol(argv[4]));
 	else if (strcmp(argv[1], "export") == 0)
 		rc = cvfs_export(db, argv[4], NULL, 0, &err);
+	else if (strcmp(argv[1], "query") == 0)
+		rc = sqlite3_exec(db, argv[4], helper_query_row, NULL, NULL);
+	else if (strcmp(argv[1], "serve") == 0)
+		rc = helper_serve(db, argv[4]);
 	else
 		rc = SQLITE_MISUSE;
 	if (rc != SQLITE_OK)

@@ -6,7 +6,11 @@
 # better-sqlite3-multiple-ciphers, whose deps/sqlite3/ holds the sqlite3mc
 # amalgamation, builds tests/cryptvfs/mc-tool.c against it and checks:
 # our files (raw key, passphrase, un-checkpointed WAL, export) open in
-# sqlite3mc, and sqlite3mc's files (and its appends to ours) open here.
+# sqlite3mc, and sqlite3mc's files (and its appends to ours) open here;
+# both write one file at the same time, get SIGKILLed, and each recovers
+# every acknowledged commit (cvfs-interop-concurrent); a legacy sqlite3mc
+# WAL whose frames name copies far more than 256 frames back is recovered
+# whole.
 # The package and the built tool are cached in the build dir
 # (src/cryptvfs/interop-cache), never in the source tree. Without npm or
 # the registry this test FAILS: it never passes by skipping.
@@ -17,6 +21,7 @@ builddir=${CVFS_BUILDDIR:?run through make check}
 top_srcdir=${CVFS_TOP_SRCDIR:?run through make check}
 cache=$builddir/interop-cache
 helper=$builddir/cvfs-interop-helper
+concurrent=$builddir/cvfs-interop-concurrent
 mc_src=$top_srcdir/tests/cryptvfs/mc-tool.c
 n=0
 failed=0
@@ -36,11 +41,19 @@ check() {
 	fi
 }
 nonempty() { test -s "$1"; }
+# equals WANT COMMAND...: COMMAND's stdout is exactly the line WANT.
+equals() {
+	want=$1
+	shift
+	got=$("$@") || return 1
+	[ "$got" = "$want" ] || { echo "got '$got', want '$want'"; return 1; }
+}
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/cvfs-interop-XXXXXX") || bail "mktemp"
 trap 'rm -rf "$work"' EXIT INT TERM
 mkdir -p "$cache" || bail "cannot create $cache"
 [ -x "$helper" ] || bail "$helper not built (make check builds it)"
+[ -x "$concurrent" ] || bail "$concurrent not built (make check builds it)"
 
 tarball=$(ls "$cache"/better-sqlite3-multiple-ciphers-*.tgz 2>/dev/null | head -n 1)
 if [ -z "$tarball" ]; then
@@ -100,6 +113,21 @@ check "cryptvfs recovers and reads sqlite3mc's un-checkpointed WAL" \
 	"$helper" read "$work/f.db" "$raw" 35
 check "cryptvfs rejects a wrong key on sqlite3mc's file" \
 	sh -c "! '$helper' read '$work/e.db' '$raw' 60"
+
+# both at once: the -shm must tell each writer the checksums on disk
+mkdir -p "$work/concurrent" || bail "mkdir"
+check "cryptvfs and sqlite3mc write one file at once, SIGKILLed, both recover every acknowledged commit" \
+	"$concurrent" "$helper" "$mc" "$work/concurrent" "$raw" 20240611 60
+sed -n 's/^/# /p' "$work/log"
+
+# sqlite3mc's legacy WAL, with copies of pages > 256 frames back
+"$mc" legacywal "$work/l.db" "$raw" 150 >"$work/log" 2>&1
+check "sqlite3mc left a legacy WAL" nonempty "$work/l.db-wal"
+check "cryptvfs recovers every frame of the legacy WAL, latest versions win" \
+	equals "150|150" "$helper" query "$work/l.db" "$raw" \
+	"SELECT count(*), (SELECT v FROM k) FROM t"
+check "the recovered legacy WAL passes integrity_check" \
+	equals "ok" "$helper" query "$work/l.db" "$raw" "PRAGMA integrity_check"
 
 echo "1..$n"
 [ "$failed" -eq 0 ]
