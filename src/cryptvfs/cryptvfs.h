@@ -55,11 +55,37 @@
 ** Frames carry encrypted pages; frame headers stay plain. Frame checksums
 ** are computed over the ciphertext (sqlite3mc's non-legacy WAL), so even an
 ** un-checkpointed WAL opens in sqlite3mc. Crash recovery replays such
-** frames. sqlite3mc's legacy WAL (checksums over the plaintext) is read
-** too: each frame is checked both ways during recovery. A checkpoint
-** copies each WAL page to the main file as stored, once its tag verifies
-** (the ciphertext is bound to the page number, not to the file), instead
-** of decrypting and encrypting it again.
+** frames. A checkpoint copies each WAL page to the main file as stored,
+** once its tag verifies (the ciphertext is bound to the page number, not
+** to the file), instead of decrypting and encrypting it again.
+**
+** SHARING A LIVE FILE
+**
+** Other processes may open the file while a cryptvfs connection has it
+** open, cryptvfs or SQLite3MultipleCiphers, to read and to write: a writer
+** chains its frame checksums from the -shm (the wal-index header), and
+** cryptvfs keeps the checksum there the one stored in the WAL. SQLite
+** computes it over the plaintext it writes; while the connection holds
+** the WAL write lock, the header SQLite publishes gets the stored checksum
+** of the last frame (copy 1 at SQLite's barrier between its two copies,
+** copy 0 at the connection's next call), and no reader ever trusts a
+** header whose copies differ. Commits of either side survive a crash of
+** either (tests/cryptvfs/interop.sh kills both at random and recovers
+** with both). The price: SQLite finds the header changed after its own
+** commit, so the connection's next transaction starts with an empty page
+** cache (bench/README.md). A connection that commits while one of its
+** statements still reads keeps its snapshot and can still write.
+**
+** LEGACY WAL
+**
+** sqlite3mc's legacy WAL (mc_legacy_wal=1, and sqlite3mc 1.2.5 and older)
+** checksums a frame over the plaintext with the nonce and tag of the copy
+** of the page the writer's cache held: any earlier frame of that page,
+** however far back, or the page in the main file. Recovery of a WAL whose
+** first frame is legacy tries them all, newest first (an index of every
+** frame read, cvfs-legacy.c), so every frame is found and each page's
+** latest committed version wins. sqlite3mc cannot recover such a WAL
+** itself; open it here once and it is checkpointed into the main file.
 **
 ** ERRORS
 **
@@ -106,12 +132,14 @@
 **
 **   make -C src/cryptvfs check     (from the build directory)
 **
-** runs the unit tests (sqlite3mc 2.3.5 vectors from ../shared/vectors,
+** runs the unit tests (sqlite3mc 2.3.5 vectors from tests/vectors,
 ** page transform and counter wrap, tamper, crash, no-plaintext, export,
-** rekey) and two scripts from tests/cryptvfs/: interop.sh (needs npm and
-** the npm registry: it builds the sqlite3mc amalgamation from the
-** better-sqlite3-multiple-ciphers package and round-trips files both
-** ways) and fuzz.sh (needs clang and libclang-rt-14-dev for libFuzzer).
+** rekey, -shm checksums, legacy WAL) and two scripts from
+** tests/cryptvfs/: interop.sh (needs npm and the npm registry: it builds
+** the sqlite3mc amalgamation from the better-sqlite3-multiple-ciphers
+** package, round-trips files both ways, runs both as concurrent writers
+** killed at random and recovers a legacy sqlite3mc WAL) and fuzz.sh
+** (needs clang and libclang-rt-14-dev for libFuzzer).
 ** Both fail, never skip, when what they need is missing.
 **
 ** LIMITS
@@ -135,6 +163,19 @@
 **   journals) use a random in-memory key and no tag: they die with the
 **   process and are unlinked at open.
 ** - Shared-cache mode is not supported.
+** - A writer in sqlite3mc's legacy WAL mode (mc_legacy_wal=1) must not
+**   share a live file: its frames after ours are not recovered (recovery
+**   looks for legacy frames only in a WAL that starts with one).
+** - locking_mode=EXCLUSIVE: nobody else can open the file meanwhile, but
+**   SQLite takes no -shm locks, so the header keeps SQLite's plaintext
+**   checksum until the connection commits in NORMAL mode again or the
+**   WAL is reset (wal_checkpoint(TRUNCATE), or the last close): another
+**   process must not write in between.
+** - A connection whose read transaction outlives its commit keeps
+**   SQLite's own header; in one sequence (a later write transaction that
+**   read pages and wrote nothing) cryptvfs loses track of it, and the
+**   next write answers SQLITE_BUSY_SNAPSHOT as if another connection had
+**   written: end the read transaction and retry.
 */
 
 #include <stddef.h>
