@@ -13,6 +13,9 @@
 # and page size. Needs cc, libsqlite3-dev, libsodium-dev and
 # libsqlcipher-dev. CVFS_BENCH_SCALE (percent, default 100) shrinks the
 # workload; CVFS_BENCH_TUNED_KIB (default 16384) is the tuned page cache.
+# CVFS_BENCH_BASELINE=<git revision> adds rows "cryptvfs@base" built from
+# that revision's src/cryptvfs (git archive), to measure a change of
+# cryptvfs against what it replaced in the same run.
 set -eu
 
 rounds=${1:-5}
@@ -23,12 +26,24 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/cryptvfs-bench.XXXXXX")
 trap 'rm -rf "$work"' EXIT INT TERM
 
 cflags="-O2 -g -Wall"
+baseline=${CVFS_BENCH_BASELINE:-}
+# The library's sources in DIR: every cvfs-*.c but the test programs.
+cvfs_sources() {
+	ls "$1"/cvfs-*.c | grep -v '/cvfs-interop-'
+}
+# shellcheck disable=SC2046
 cc $cflags -I"$top/src/cryptvfs" -o "$work/bench" \
-	"$top/bench/cryptvfs-bench.c" "$top/src/cryptvfs/cvfs-db.c" \
-	"$top/src/cryptvfs/cvfs-file.c" "$top/src/cryptvfs/cvfs-kdf.c" \
-	"$top/src/cryptvfs/cvfs-legacy.c" "$top/src/cryptvfs/cvfs-page.c" \
-	"$top/src/cryptvfs/cvfs-shm.c" "$top/src/cryptvfs/cvfs-vfs.c" \
+	"$top/bench/cryptvfs-bench.c" $(cvfs_sources "$top/src/cryptvfs") \
 	$(pkg-config --cflags --libs sqlite3 libsodium)
+if [ -n "$baseline" ]; then
+	mkdir "$work/base"
+	git -C "$top" archive "$baseline" src/cryptvfs | tar -x -C "$work/base"
+	# shellcheck disable=SC2046
+	cc $cflags -I"$work/base/src/cryptvfs" -o "$work/bench-base" \
+		"$top/bench/cryptvfs-bench.c" \
+		$(cvfs_sources "$work/base/src/cryptvfs") \
+		$(pkg-config --cflags --libs sqlite3 libsodium)
+fi
 cc $cflags -DBENCH_SQLCIPHER -o "$work/bench-sqlcipher" \
 	"$top/bench/cryptvfs-bench.c" $(pkg-config --cflags --libs sqlcipher)
 
@@ -45,12 +60,19 @@ plain $tuned 16384
 cryptvfs $tuned 16384
 plain $tuned 65536
 cryptvfs $tuned 65536"
+if [ -n "$baseline" ]; then
+	rows="$rows
+cryptvfs@base 0 0
+cryptvfs@base $tuned 0"
+fi
 
 echo "machine: $(nproc) cores, $(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -1)"
 echo "sqlite $(pkg-config --modversion sqlite3), libsodium $(pkg-config --modversion libsodium)," \
 	"sqlcipher $(pkg-config --modversion sqlcipher) (SQLite" \
 	"$(sed -n 's/^#define SQLITE_VERSION *"\(.*\)"/\1/p' /usr/include/sqlcipher/sqlite3.h))"
 echo "rounds $rounds, scale $scale%, tuned cache $tuned KiB"
+[ -z "$baseline" ] ||
+	echo "cryptvfs@base: src/cryptvfs of $baseline ($(git -C "$top" rev-parse --short "$baseline"))"
 
 : > "$work/results"
 i=0
@@ -58,8 +80,12 @@ while [ "$i" -lt "$rounds" ]; do
 	echo "$rows" | while read -r engine cache page; do
 		bin="$work/bench"
 		[ "$engine" = sqlcipher ] && bin="$work/bench-sqlcipher"
-		"$bin" "$engine" "$work" "$cache" "$page" "$scale" \
-			>> "$work/results"
+		if [ "$engine" = cryptvfs@base ]; then
+			"$work/bench-base" cryptvfs "$work" "$cache" "$page" \
+				"$scale" | sed 's/^cryptvfs /cryptvfs@base /'
+		else
+			"$bin" "$engine" "$work" "$cache" "$page" "$scale"
+		fi >> "$work/results"
 	done
 	"$work/bench" aead >> "$work/results"
 	i=$((i + 1))
@@ -82,7 +108,7 @@ $1 == "aead" { vals["enc"] = vals["enc"] " " $2; vals["dec"] = vals["dec"] " " $
 	body[key] = $9
 }
 END {
-	printf "%-9s %6s %6s | %14s %14s %14s %14s %14s\n", "engine", \
+	printf "%-13s %6s %6s | %14s %14s %14s %14s %14s\n", "engine", \
 	       "cache", "page", "insert ms", "point read ms", "hdr scan ms", \
 	       "flag upd ms", "total ms"
 	n = split(rows, r, "\n")
@@ -90,7 +116,7 @@ END {
 		split(r[i], f, " ")
 		key = f[1] " " f[2] " " f[3]
 		base = "plain " f[2] " " (f[1] == "sqlcipher" && f[3] == 4096 ? 0 : f[3])
-		printf "%-9s %6s %6s |", f[1], f[2] == 0 ? "2MB" : f[2] / 1024 "MB", \
+		printf "%-13s %6s %6s |", f[1], f[2] == 0 ? "2MB" : f[2] / 1024 "MB", \
 		       f[3] == 0 ? (f[1] == "sqlcipher" ? "1K" : "4K") : f[3] / 1024 "K"
 		for (p = 4; p <= 8; p++) {
 			m = best(key SUBSEP p, 1)
