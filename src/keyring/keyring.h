@@ -307,4 +307,89 @@ int kr_unseal(unsigned char *out, size_t out_size, size_t *out_len_r,
 	      const unsigned char sk[KR_SECRET_KEY_BYTES],
 	      struct kr_error *err);
 
+/* ---- the spool's records (kr-spool.c) ----
+
+   The LMTP spool is a file of records, appended under a lock, one per
+   sealed message.  Integers little-endian:
+
+     offset  size  field
+     0       4     magic "SBX2"
+     4       16    record id (random; an import remembers the ids it did)
+     20      8     S = length of the sealed message
+     28      8     check: BLAKE2b-128 of bytes [0, 28), its first 8 bytes
+     36      S     kr_seal() output
+
+   The check makes a damaged header detectable and the magic makes the next
+   record findable, so that one damaged record never hides the ones after
+   it.  The first format ("SBX1": magic, id, S; 28 bytes, no check) is still
+   read.  Usage, a reader holding the spool's lock:
+
+     scan = kr_spool_scan_create(size, my_pread, fd);
+     while ((ret = kr_spool_scan_next(scan, &item, &err)) > 0) {
+             RECORD: read item.sealed_len bytes at item.sealed_offset;
+                     if kr_unseal() says 0: kr_spool_scan_reject(scan);
+             DAMAGED: bytes [offset, offset + size) belong to no intact
+                      record: keep them aside;
+             TORN: an append cut short at the end (never acknowledged).
+     }
+     kr_spool_scan_destroy(&scan);
+
+   Items come in file order and cover the file without gaps or overlap. */
+#define KR_SPOOL_ID_BYTES 16
+#define KR_SPOOL_HEADER_BYTES 36
+/* A sanity bound on S, far above any mail size limit. */
+#define KR_SPOOL_SEALED_MAX (1024ULL * 1024 * 1024)
+
+enum kr_spool_item_kind {
+	KR_SPOOL_ITEM_RECORD = 1,
+	KR_SPOOL_ITEM_DAMAGED,
+	KR_SPOOL_ITEM_TORN,
+};
+
+enum kr_spool_damage {
+	KR_SPOOL_DAMAGE_NONE = 0,
+	/* No record header here (magic, check, length). */
+	KR_SPOOL_DAMAGE_FRAMING,
+	/* A well-framed record whose sealed message does not open. */
+	KR_SPOOL_DAMAGE_SEALED,
+};
+
+struct kr_spool_item {
+	enum kr_spool_item_kind kind;
+	/* The item's bytes in the file: [offset, offset + size). */
+	uint64_t offset, size;
+	/* DAMAGED: what was found wrong first. */
+	enum kr_spool_damage damage;
+	/* RECORD: */
+	unsigned char id[KR_SPOOL_ID_BYTES];
+	uint64_t sealed_offset, sealed_len;
+};
+
+/* Reads up to size bytes at offset; returns the count (short only at the
+   end of the file) or -1 with errno set. */
+typedef ssize_t kr_spool_read_func(void *context, unsigned char *buf,
+				   size_t size, uint64_t offset);
+
+struct kr_spool_scan;
+
+/* Writes the header of a record of sealed_len bytes (<=
+   KR_SPOOL_SEALED_MAX). */
+void kr_spool_header_init(unsigned char hdr_r[KR_SPOOL_HEADER_BYTES],
+			  const unsigned char id[KR_SPOOL_ID_BYTES],
+			  uint64_t sealed_len);
+/* A scanner of the first size bytes of a spool read through read_fn.
+   NULL if out of memory. */
+struct kr_spool_scan *
+kr_spool_scan_create(uint64_t size, kr_spool_read_func *read_fn,
+		     void *context);
+void kr_spool_scan_destroy(struct kr_spool_scan **scan);
+/* The next item: 1 with *item_r, 0 at the end, -1 on a read error
+   (KR_ERR_IO).  A damaged stretch ends where the next well-framed record
+   (or torn tail) begins. */
+int kr_spool_scan_next(struct kr_spool_scan *scan,
+		       struct kr_spool_item *item_r, struct kr_error *err);
+/* The RECORD just returned did not open: it is damaged after all.  The
+   next item is a DAMAGED one starting at its offset. */
+void kr_spool_scan_reject(struct kr_spool_scan *scan);
+
 #endif
