@@ -17,6 +17,7 @@ apt-get install -y -qq --no-install-recommends \
 	libcurl4-openssl-dev libjansson-dev libsodium-dev libtdb-dev \
 	libsqlite3-dev sqlite3 tdb-tools libmicrohttpd-dev \
 	python3 python3-pytest python3-pytest-timeout util-linux ca-certificates \
+	strace \
 	chromium chromium-driver python3-selenium \
 	build-essential debhelper dh-autoreconf dpkg-dev fakeroot lintian git \
 	>/dev/null

@@ -382,11 +382,14 @@ int sqlbox_transaction_save_commit_pre(struct mail_save_context *_ctx)
 
 	i_assert(ctx->finished);
 
+	/* Either way the mail is on disk before the OK or 250 (unless
+	   mail_fsync=never): the spool is fdatasynced, the COMMIT of a
+	   mail transaction fsyncs the WAL. */
 	if (ctx->mbox->spool_only) {
 		T_BEGIN {
 			ret = sqlbox_save_commit_spool(ctx);
 		} T_END;
-	} else if (sqlbox_db_begin(storage) < 0) {
+	} else if (sqlbox_db_begin_mail(storage) < 0) {
 		ret = -1;
 	} else {
 		T_BEGIN {

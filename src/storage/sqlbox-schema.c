@@ -5,6 +5,8 @@
 #include "guid.h"
 #include "ioloop.h"
 #include "str.h"
+#include "fdatasync-path.h"
+#include "fsync-mode.h"
 #include "mail-user.h"
 #include "sqlbox-storage.h"
 
@@ -192,42 +194,128 @@ int sqlbox_db_exec(struct sqlbox_storage *storage, const char *sql)
 	return sqlbox_db_exec_args(storage, sql, 0);
 }
 
+/* mail_fsync as PRAGMA synchronous for what the connection commits next
+   (SQLite refuses to change it inside a transaction).  In WAL mode FULL
+   fsyncs the WAL in every COMMIT (through cryptvfs's xSync to the file);
+   NORMAL only at checkpoints, so a commit may be lost on power loss but
+   never half-applied. */
+static int sqlbox_db_set_sync(struct sqlbox_storage *storage, bool mail)
+{
+	enum fsync_mode mode = storage->storage.set->parsed_fsync_mode;
+	bool full = mode == FSYNC_MODE_ALWAYS ||
+		(mail && mode != FSYNC_MODE_NEVER);
+
+	i_assert(storage->txn_depth == 0);
+	if (full == storage->db_sync_full)
+		return 0;
+	if (sqlbox_db_exec(storage, full ? "PRAGMA synchronous=FULL" :
+			   "PRAGMA synchronous=NORMAL") < 0)
+		return -1;
+	storage->db_sync_full = full;
+	return 0;
+}
+
+static int sqlbox_db_begin_sync(struct sqlbox_storage *storage, bool mail)
+{
+	if (storage->txn_depth > 0) {
+		storage->txn_depth++;
+		return 0;
+	}
+	if (sqlbox_db_set_sync(storage, mail) < 0)
+		return -1;
+	storage->txn_failed = FALSE;
+	if (sqlbox_db_exec(storage, "BEGIN IMMEDIATE") < 0)
+		return -1;
+	storage->txn_depth = 1;
+	return 0;
+}
+
 int sqlbox_db_begin(struct sqlbox_storage *storage)
 {
-	if (storage->txn_depth++ > 0)
-		return 0;
-	storage->txn_failed = FALSE;
-	if (sqlbox_db_exec(storage, "BEGIN IMMEDIATE") < 0) {
-		storage->txn_depth = 0;
-		return -1;
-	}
-	return 0;
+	return sqlbox_db_begin_sync(storage, FALSE);
+}
+
+int sqlbox_db_begin_mail(struct sqlbox_storage *storage)
+{
+	return sqlbox_db_begin_sync(storage, TRUE);
+}
+
+/* After the outermost transaction: statements outside one (autocommit)
+   get the level of metadata again. */
+static void sqlbox_db_end(struct sqlbox_storage *storage)
+{
+	(void)sqlbox_db_set_sync(storage, FALSE);
 }
 
 int sqlbox_db_commit(struct sqlbox_storage *storage)
 {
+	int ret = 0;
+
 	i_assert(storage->txn_depth > 0);
 	if (--storage->txn_depth > 0)
 		return storage->txn_failed ? -1 : 0;
 	if (storage->txn_failed) {
 		(void)sqlbox_db_exec(storage, "ROLLBACK");
-		return -1;
+		ret = -1;
+	} else {
+		/* Still under the write lock: usage files follow commit
+		   order. */
+		sqlbox_usage_update(storage);
+		if (sqlbox_db_exec(storage, "COMMIT") < 0) {
+			/* With synchronous=FULL this includes a failed
+			   fsync. */
+			(void)sqlbox_db_exec(storage, "ROLLBACK");
+			ret = -1;
+		}
 	}
-	/* Still under the write lock: usage files follow commit order. */
-	sqlbox_usage_update(storage);
-	if (sqlbox_db_exec(storage, "COMMIT") < 0) {
-		(void)sqlbox_db_exec(storage, "ROLLBACK");
-		return -1;
-	}
-	return 0;
+	sqlbox_db_end(storage);
+	return ret;
 }
 
 void sqlbox_db_rollback(struct sqlbox_storage *storage)
 {
 	i_assert(storage->txn_depth > 0);
 	storage->txn_failed = TRUE;
-	if (--storage->txn_depth == 0)
+	if (--storage->txn_depth == 0) {
 		(void)sqlbox_db_exec(storage, "ROLLBACK");
+		sqlbox_db_end(storage);
+	}
+}
+
+/* ---- files ---- */
+
+static bool sqlbox_storage_fsync(struct sqlbox_storage *storage)
+{
+	return storage->storage.set->parsed_fsync_mode != FSYNC_MODE_NEVER;
+}
+
+int sqlbox_fsync_dir(struct sqlbox_storage *storage, const char *dir)
+{
+	if (!sqlbox_storage_fsync(storage))
+		return 0;
+	if (fdatasync_path(dir) < 0) {
+		mail_storage_set_critical(&storage->storage,
+			"fdatasync_path(%s) failed: %m", dir);
+		return -1;
+	}
+	return 0;
+}
+
+int sqlbox_root_dir_create(struct sqlbox_storage *storage)
+{
+	const char *slash;
+
+	if (mkdir(storage->root_dir, 0700) < 0) {
+		if (errno == EEXIST)
+			return 0;
+		mail_storage_set_critical(&storage->storage,
+			"mkdir(%s) failed: %m", storage->root_dir);
+		return -1;
+	}
+	/* root_dir is absolute (sqlbox_storage_create() checks). */
+	slash = strrchr(storage->root_dir, '/');
+	return sqlbox_fsync_dir(storage, slash == storage->root_dir ? "/" :
+				t_strdup_until(storage->root_dir, slash));
 }
 
 /* ---- keys ---- */
@@ -419,6 +507,7 @@ int sqlbox_db_open(struct sqlbox_storage *storage)
 	struct cvfs_error cerr;
 	const char *home, *error;
 	struct stat st;
+	bool created = FALSE;
 	int ret;
 
 	if (storage->db != NULL)
@@ -440,15 +529,15 @@ int sqlbox_db_open(struct sqlbox_storage *storage)
 			return -1;
 		}
 	}
-	if (mkdir(storage->root_dir, 0700) < 0 && errno != EEXIST) {
-		mail_storage_set_critical(&storage->storage,
-			"mkdir(%s) failed: %m", storage->root_dir);
+	if (sqlbox_root_dir_create(storage) < 0)
 		return -1;
-	}
-	if (stat(storage->db_path, &st) < 0 && errno != ENOENT) {
-		mail_storage_set_critical(&storage->storage,
-			"stat(%s) failed: %m", storage->db_path);
-		return -1;
+	if (stat(storage->db_path, &st) < 0) {
+		if (errno != ENOENT) {
+			mail_storage_set_critical(&storage->storage,
+				"stat(%s) failed: %m", storage->db_path);
+			return -1;
+		}
+		created = TRUE;
 	}
 	/* The key check at open reads the schema before a busy timeout can
 	   be set: another process's checkpoint at close can hold the lock
@@ -477,12 +566,16 @@ int sqlbox_db_open(struct sqlbox_storage *storage)
 		return -1;
 	}
 	sqlite3_busy_timeout(storage->db, SQLBOX_BUSY_TIMEOUT_MSECS);
+	storage->db_sync_full = FALSE;
 	if (sqlbox_db_exec(storage, "PRAGMA journal_mode=WAL") < 0 ||
 	    sqlbox_db_exec(storage, "PRAGMA synchronous=NORMAL") < 0 ||
+	    sqlbox_db_set_sync(storage, FALSE) < 0 ||
 	    sqlbox_db_exec(storage, "PRAGMA cache_size=-16384") < 0 ||
 	    sqlbox_db_exec(storage, "PRAGMA foreign_keys=OFF") < 0 ||
 	    sqlbox_db_schema(storage) < 0 ||
-	    sqlbox_db_pending_gc(storage) < 0) {
+	    sqlbox_db_pending_gc(storage) < 0 ||
+	    /* The new file's (and its WAL's) directory entries. */
+	    (created && sqlbox_fsync_dir(storage, storage->root_dir) < 0)) {
 		sqlbox_db_close(storage);
 		return -1;
 	}

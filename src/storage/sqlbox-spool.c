@@ -28,11 +28,12 @@
      20      8     sealed length S, little-endian
      28      S     kr_seal() output
 
-   A record counts once it is complete and fsynced; LMTP answers 250 only
-   after that.  A torn tail (a crash mid-append, never acknowledged) is
-   cut off by the next writer or reader.  Import inserts the mail and the
-   record ids (table spool_done) in one SQLite transaction, then empties
-   the spool: a crash in between re-reads the records and skips the ids
+   A record counts once it is complete and (unless mail_fsync=never)
+   fdatasynced; LMTP answers 250 only after that.  A torn tail (a crash
+   mid-append, never acknowledged) is cut off by the next writer or
+   reader.  Import inserts the mail and the record ids (table spool_done)
+   in one SQLite transaction, synced to disk at COMMIT, then empties the
+   spool: a crash in between re-reads the records and skips the ids
    already done, so nothing is imported twice or lost. */
 
 #define SQLBOX_SPOOL_MAGIC "SBX1"
@@ -62,6 +63,11 @@ static void sqlbox_le64_put(unsigned char *p, uint64_t v)
 {
 	for (int i = 0; i < 8; i++, v >>= 8)
 		p[i] = v & 0xff;
+}
+
+static bool sqlbox_spool_fsync(struct sqlbox_storage *storage)
+{
+	return storage->storage.set->parsed_fsync_mode != FSYNC_MODE_NEVER;
 }
 
 bool sqlbox_spool_pending(struct sqlbox_storage *storage)
@@ -166,19 +172,14 @@ int sqlbox_spool_append(struct sqlbox_storage *storage,
 	const char *error;
 	off_t end;
 	int fd, ret = 0;
-	bool created;
 
 	if (sqlbox_public_key_read(storage->storage.user, pk, &error) < 0) {
 		mail_storage_set_critical(&storage->storage,
 			"sqlbox: can't seal mail: %s", error);
 		return -1;
 	}
-	if (mkdir(storage->root_dir, 0700) < 0 && errno != EEXIST) {
-		mail_storage_set_critical(&storage->storage,
-			"mkdir(%s) failed: %m", storage->root_dir);
+	if (sqlbox_root_dir_create(storage) < 0)
 		return -1;
-	}
-	created = access(storage->spool_path, F_OK) < 0;
 	/* Read too: the scan for a torn tail preads the records. */
 	fd = open(storage->spool_path, O_RDWR | O_CREAT | O_APPEND, 0600);
 	if (fd < 0) {
@@ -201,7 +202,8 @@ int sqlbox_spool_append(struct sqlbox_storage *storage,
 		if (ret == 0)
 			ret = sqlbox_spool_write_one(storage, fd, msg, pk);
 	}
-	if (ret == 0 && fdatasync(fd) < 0) {
+	/* 250 only after this (mail_fsync=never: may be lost). */
+	if (ret == 0 && sqlbox_spool_fsync(storage) && fdatasync(fd) < 0) {
 		mail_storage_set_critical(&storage->storage,
 			"fdatasync(%s) failed: %m", storage->spool_path);
 		ret = -1;
@@ -212,18 +214,12 @@ int sqlbox_spool_append(struct sqlbox_storage *storage,
 			(void)fdatasync(fd);
 	}
 	i_close_fd(&fd);
-	if (ret == 0 && created) {
-		/* The new file's directory entry must be durable too. */
-		int dir_fd = open(storage->root_dir, O_RDONLY | O_DIRECTORY);
-
-		if (dir_fd < 0 || fsync(dir_fd) < 0) {
-			mail_storage_set_critical(&storage->storage,
-				"fsync(%s) failed: %m", storage->root_dir);
-			ret = -1;
-		}
-		if (dir_fd >= 0)
-			i_close_fd(&dir_fd);
-	}
+	/* An empty spool may be a file no one has synced the directory
+	   entry of (created here, or by a session watching INBOX): the
+	   entry must be as durable as the records. */
+	if (ret == 0 && end == 0 &&
+	    sqlbox_fsync_dir(storage, storage->root_dir) < 0)
+		ret = -1;
 	return ret;
 }
 
@@ -372,7 +368,9 @@ int sqlbox_spool_import(struct sqlbox_storage *storage)
 	i_array_init(&records, 16);
 	if ((storage->txn_depth == 0 && sqlbox_spool_lock(storage, fd) < 0) ||
 	    sqlbox_spool_scan(storage, fd, &records) < 0 ||
-	    sqlbox_db_begin(storage) < 0) {
+	    /* The COMMIT syncs the mail to disk (unless mail_fsync=never)
+	       before the spool is emptied. */
+	    sqlbox_db_begin_mail(storage) < 0) {
 		array_free(&records);
 		i_close_fd(&fd);
 		return -1;
@@ -391,7 +389,8 @@ int sqlbox_spool_import(struct sqlbox_storage *storage)
 	}
 	/* Committed: the mail is in SQLite, so the spool can go.  A crash
 	   before this point re-imports nothing (spool_done). */
-	if (ftruncate(fd, 0) < 0 || fdatasync(fd) < 0) {
+	if (ftruncate(fd, 0) < 0 ||
+	    (sqlbox_spool_fsync(storage) && fdatasync(fd) < 0)) {
 		mail_storage_set_critical(&storage->storage,
 			"ftruncate(%s) failed: %m", storage->spool_path);
 		i_close_fd(&fd);

@@ -61,6 +61,8 @@ struct sqlbox_storage {
 	/* SQLite transaction nesting (sqlbox_db_begin/commit). */
 	unsigned int txn_depth;
 	bool txn_failed:1;
+	/* PRAGMA synchronous is FULL now (else NORMAL). */
+	bool db_sync_full:1;
 	/* No KEK in this session: LMTP seals new mail into the spool. */
 	bool locked:1;
 	bool usage_written:1;
@@ -117,8 +119,15 @@ int sqlbox_db_exec_args(struct sqlbox_storage *storage, const char *sql,
 int sqlbox_db_exec(struct sqlbox_storage *storage, const char *sql);
 /* Nested write transaction: the outermost begin is BEGIN IMMEDIATE (waits
    for other writers up to the busy timeout), the outermost commit
-   COMMITs, or ROLLBACKs if any level failed. */
+   COMMITs, or ROLLBACKs if any level failed.  Durability follows
+   mail_fsync: sqlbox_db_begin_mail() starts a transaction that stores
+   mail, whose COMMIT returns only once it is synced to disk (WAL fsynced,
+   PRAGMA synchronous=FULL) unless mail_fsync=never; other transactions
+   are synced only with mail_fsync=always (else at checkpoints: a crash may
+   lose them, never half-apply them).  Nested in an outer transaction,
+   the outer one decides. */
 int sqlbox_db_begin(struct sqlbox_storage *storage);
+int sqlbox_db_begin_mail(struct sqlbox_storage *storage);
 int sqlbox_db_commit(struct sqlbox_storage *storage);
 void sqlbox_db_rollback(struct sqlbox_storage *storage);
 void sqlbox_db_set_critical(struct sqlbox_storage *storage,
@@ -314,8 +323,9 @@ void sqlbox_transaction_save_rollback(struct mail_save_context *ctx);
 int sqlbox_spool_append(struct sqlbox_storage *storage,
 			const ARRAY_TYPE(sqlbox_buffer) *messages);
 /* Imports the spool into INBOX exactly once (inside one SQLite
-   transaction that also records the entry ids), then empties it.
-   Returns the number imported, -1 on error. */
+   transaction that also records the entry ids, synced to disk before the
+   spool is emptied), then empties it.  Returns the number imported, -1 on
+   error. */
 int sqlbox_spool_import(struct sqlbox_storage *storage);
 /* TRUE if the spool holds anything. */
 bool sqlbox_spool_pending(struct sqlbox_storage *storage);
@@ -335,6 +345,14 @@ void sqlbox_usage_update(struct sqlbox_storage *storage);
 /* Without a key: the totals of the usage file plus the spool. */
 int sqlbox_usage_read_locked(struct sqlbox_storage *storage,
 			     uint64_t *messages_r, uint64_t *bytes_r);
+
+/* ---- sqlbox-schema.c: files ---- */
+
+/* mkdir of the mail root, its entry synced to disk (mail_fsync). */
+int sqlbox_root_dir_create(struct sqlbox_storage *storage);
+/* Syncs a directory (after a file in it was created), unless
+   mail_fsync=never.  0, -1 with a critical error set. */
+int sqlbox_fsync_dir(struct sqlbox_storage *storage, const char *dir);
 
 /* ---- sqlbox-schema.c: keys ---- */
 
