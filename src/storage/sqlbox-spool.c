@@ -2,12 +2,13 @@
 #include "lib.h"
 #include "array.h"
 #include "buffer.h"
+#include "byteorder.h"
 #include "guid.h"
 #include "ioloop.h"
-#include "hex-binary.h"
 #include "randgen.h"
 #include "read-full.h"
 #include "safe-memset.h"
+#include "sha2.h"
 #include "write-full.h"
 #include "sqlbox-storage.h"
 
@@ -19,51 +20,48 @@
 #include <unistd.h>
 
 /* The LMTP spool: mail that arrived while no app password was present,
-   sealed to the mailbox's X25519 public key (kr_seal).  Append-only, one
-   record per message, under flock(LOCK_EX):
-
-     offset  size  field
-     0       4     magic "SBX1"
-     4       16    record id (random)
-     20      8     sealed length S, little-endian
-     28      S     kr_seal() output
+   sealed to the mailbox's X25519 public key (kr_seal), one record per
+   message, appended under flock(LOCK_EX).  The record format and the scan
+   that finds every intact record around damaged bytes are libkeyring's
+   (keyring.h, kr_spool_*).
 
    A record counts once it is complete and (unless mail_fsync=never)
-   fdatasynced; LMTP answers 250 only after that.  A torn tail (a crash
-   mid-append, never acknowledged) is cut off by the next writer or
-   reader.  Import inserts the mail and the record ids (table spool_done)
+   fdatasynced; LMTP answers 250 only after that.  A torn tail (an append
+   cut short by a crash, never acknowledged) is cut off by the next
+   writer.  Import inserts the mail and the record ids (table spool_done)
    in one SQLite transaction, synced to disk at COMMIT, then empties the
    spool: a crash in between re-reads the records and skips the ids
-   already done, so nothing is imported twice or lost. */
+   already done, so nothing is imported twice or lost.
 
-#define SQLBOX_SPOOL_MAGIC "SBX1"
-#define SQLBOX_SPOOL_MAGIC_BYTES 4
-#define SQLBOX_SPOOL_ID_BYTES 16
-#define SQLBOX_SPOOL_HDR_BYTES \
-	(SQLBOX_SPOOL_MAGIC_BYTES + SQLBOX_SPOOL_ID_BYTES + 8)
-/* A sanity bound on one record, far above any mail size limit. */
-#define SQLBOX_SPOOL_RECORD_MAX (1024ULL * 1024 * 1024)
+   Damaged bytes (no record header, or a record that does not open with
+   the mailbox's key) are never cut away: the import appends them to the
+   quarantine file next to the spool, fsynced before the spool is emptied,
+   each entry as
 
-struct sqlbox_spool_record {
-	unsigned char id[SQLBOX_SPOOL_ID_BYTES];
-	off_t offset;
-	uint64_t sealed_len;
+     offset  size  field
+     0       4     magic "SBXQ"
+     4       4     what was wrong: 1 framing, 2 sealed message (LE)
+     8       8     offset in the spool (LE)
+     16      8     N, the length (LE)
+     24      8     when, Unix time (LE)
+     32      N     the bytes, as they were
+
+   and names the stretch (a hash) in spool_done in the import's
+   transaction: a crash after its COMMIT, before the spool is emptied,
+   does not quarantine it twice.  (A crash before the COMMIT can leave a
+   second copy in the quarantine, never none.) */
+
+#define SQLBOX_QUARANTINE_MAGIC "SBXQ"
+#define SQLBOX_QUARANTINE_HDR_BYTES 32
+/* The hash that names a quarantined stretch in spool_done. */
+#define SQLBOX_DAMAGE_ID_BYTES KR_SPOOL_ID_BYTES
+#define SQLBOX_SPOOL_COPY_BYTES (64 * 1024)
+
+struct sqlbox_spool_damage {
+	uint64_t offset, size;
+	enum kr_spool_damage damage;
 };
-
-static uint64_t sqlbox_le64_get(const unsigned char *p)
-{
-	uint64_t v = 0;
-
-	for (int i = 7; i >= 0; i--)
-		v = (v << 8) | p[i];
-	return v;
-}
-
-static void sqlbox_le64_put(unsigned char *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++, v >>= 8)
-		p[i] = v & 0xff;
-}
+ARRAY_DEFINE_TYPE(sqlbox_spool_damage, struct sqlbox_spool_damage);
 
 static bool sqlbox_spool_fsync(struct sqlbox_storage *storage)
 {
@@ -77,48 +75,55 @@ bool sqlbox_spool_pending(struct sqlbox_storage *storage)
 	return stat(storage->spool_path, &st) == 0 && st.st_size > 0;
 }
 
-/* Reads the record headers; returns the end of the last complete record
-   (where the file should end), -1 on I/O error. */
-static off_t
-sqlbox_spool_scan(struct sqlbox_storage *storage, int fd,
-		  ARRAY_TYPE(sqlbox_spool_record) *records)
+static ssize_t
+sqlbox_spool_pread(void *context, unsigned char *buf, size_t size,
+		   uint64_t offset)
 {
-	unsigned char hdr[SQLBOX_SPOOL_HDR_BYTES];
-	struct sqlbox_spool_record *rec;
+	int *fd = context;
+
+	return pread(*fd, buf, size, (off_t)offset);
+}
+
+/* Where an append goes: the end of the file (*size_r), or the start of a
+   torn tail there, which the caller cuts.  Damaged records stay for the
+   import to quarantine. */
+static int
+sqlbox_spool_append_offset(struct sqlbox_storage *storage, int fd,
+			   off_t *end_r, off_t *size_r)
+{
+	struct kr_spool_scan *scan;
+	struct kr_spool_item item;
+	struct kr_error err;
 	struct stat st;
-	off_t off = 0;
-	ssize_t ret;
+	int ret;
 
 	if (fstat(fd, &st) < 0) {
 		mail_storage_set_critical(&storage->storage,
 			"fstat(%s) failed: %m", storage->spool_path);
 		return -1;
 	}
-	while (off + SQLBOX_SPOOL_HDR_BYTES <= st.st_size) {
-		ret = pread(fd, hdr, sizeof(hdr), off);
-		if (ret < 0) {
-			mail_storage_set_critical(&storage->storage,
-				"pread(%s) failed: %m", storage->spool_path);
-			return -1;
-		}
-		uint64_t len = sqlbox_le64_get(hdr + SQLBOX_SPOOL_MAGIC_BYTES +
-					       SQLBOX_SPOOL_ID_BYTES);
-		if ((size_t)ret < sizeof(hdr) ||
-		    memcmp(hdr, SQLBOX_SPOOL_MAGIC,
-			   SQLBOX_SPOOL_MAGIC_BYTES) != 0 ||
-		    len > SQLBOX_SPOOL_RECORD_MAX ||
-		    off + SQLBOX_SPOOL_HDR_BYTES + (off_t)len > st.st_size)
-			break;
-		if (records != NULL) {
-			rec = array_append_space(records);
-			memcpy(rec->id, hdr + SQLBOX_SPOOL_MAGIC_BYTES,
-			       SQLBOX_SPOOL_ID_BYTES);
-			rec->offset = off + SQLBOX_SPOOL_HDR_BYTES;
-			rec->sealed_len = len;
-		}
-		off += SQLBOX_SPOOL_HDR_BYTES + (off_t)len;
+	*size_r = *end_r = st.st_size;
+	scan = kr_spool_scan_create(st.st_size, sqlbox_spool_pread, &fd);
+	if (scan == NULL)
+		i_fatal_status(FATAL_OUTOFMEM, "kr_spool_scan_create() failed");
+	while ((ret = kr_spool_scan_next(scan, &item, &err)) > 0) {
+		if (item.kind == KR_SPOOL_ITEM_TORN)
+			*end_r = item.offset;
 	}
-	return off;
+	kr_spool_scan_destroy(&scan);
+	if (ret < 0) {
+		mail_storage_set_critical(&storage->storage, "%s: %s",
+					  storage->spool_path, err.text);
+		return -1;
+	}
+	if (*end_r < *size_r) {
+		e_warning(storage->storage.event,
+			  "sqlbox: spool: cutting an unfinished append of %"
+			  PRIu64" bytes at offset %"PRIu64
+			  " (never acknowledged)",
+			  (uint64_t)(*size_r - *end_r), (uint64_t)*end_r);
+	}
+	return 0;
 }
 
 static int sqlbox_spool_lock(struct sqlbox_storage *storage, int fd)
@@ -135,22 +140,26 @@ static int
 sqlbox_spool_write_one(struct sqlbox_storage *storage, int fd,
 		       const buffer_t *msg, const unsigned char *pk)
 {
+	unsigned char id[KR_SPOOL_ID_BYTES];
 	struct kr_error err;
 	size_t sealed_len = kr_seal_size(msg->used);
 	unsigned char *rec;
 	int ret = 0;
 
-	rec = i_malloc(SQLBOX_SPOOL_HDR_BYTES + sealed_len);
-	memcpy(rec, SQLBOX_SPOOL_MAGIC, SQLBOX_SPOOL_MAGIC_BYTES);
-	random_fill(rec + SQLBOX_SPOOL_MAGIC_BYTES, SQLBOX_SPOOL_ID_BYTES);
-	sqlbox_le64_put(rec + SQLBOX_SPOOL_MAGIC_BYTES + SQLBOX_SPOOL_ID_BYTES,
-			sealed_len);
-	if (kr_seal(rec + SQLBOX_SPOOL_HDR_BYTES, sealed_len, msg->data,
+	if (sealed_len > KR_SPOOL_SEALED_MAX) {
+		mail_storage_set_error(&storage->storage, MAIL_ERROR_LIMIT,
+				       "Message too large for the spool");
+		return -1;
+	}
+	rec = i_malloc(KR_SPOOL_HEADER_BYTES + sealed_len);
+	random_fill(id, sizeof(id));
+	kr_spool_header_init(rec, id, sealed_len);
+	if (kr_seal(rec + KR_SPOOL_HEADER_BYTES, sealed_len, msg->data,
 		    msg->used, pk, &err) < 0) {
 		mail_storage_set_critical(&storage->storage,
 			"sqlbox: sealing failed: %s", err.text);
 		ret = -1;
-	} else if (write_full(fd, rec, SQLBOX_SPOOL_HDR_BYTES + sealed_len) < 0) {
+	} else if (write_full(fd, rec, KR_SPOOL_HEADER_BYTES + sealed_len) < 0) {
 		if (ENOSPACE(errno)) {
 			mail_storage_set_error(&storage->storage,
 				MAIL_ERROR_NOQUOTA, MAIL_ERRSTR_NO_QUOTA);
@@ -170,7 +179,7 @@ int sqlbox_spool_append(struct sqlbox_storage *storage,
 	unsigned char pk[KR_PUBLIC_KEY_BYTES];
 	buffer_t *msg;
 	const char *error;
-	off_t end;
+	off_t end, size;
 	int fd, ret = 0;
 
 	if (sqlbox_public_key_read(storage->storage.user, pk, &error) < 0) {
@@ -188,12 +197,12 @@ int sqlbox_spool_append(struct sqlbox_storage *storage,
 		return -1;
 	}
 	if (sqlbox_spool_lock(storage, fd) < 0 ||
-	    (end = sqlbox_spool_scan(storage, fd, NULL)) < 0) {
+	    sqlbox_spool_append_offset(storage, fd, &end, &size) < 0) {
 		i_close_fd(&fd);
 		return -1;
 	}
 	/* Cut a torn tail so that our records start at a boundary. */
-	if (ftruncate(fd, end) < 0) {
+	if (end < size && ftruncate(fd, end) < 0) {
 		mail_storage_set_critical(&storage->storage,
 			"ftruncate(%s) failed: %m", storage->spool_path);
 		ret = -1;
@@ -223,21 +232,57 @@ int sqlbox_spool_append(struct sqlbox_storage *storage,
 	return ret;
 }
 
+/* 1 if an import already did id (a record's or a damaged stretch's), 0
+   if not, -1 on error. */
+static int
+sqlbox_spool_is_done(struct sqlbox_storage *storage,
+		     const unsigned char id[KR_SPOOL_ID_BYTES])
+{
+	sqlite3_stmt *stmt;
+	int rc;
+
+	stmt = sqlbox_db_prepare(storage,
+		"SELECT 1 FROM spool_done WHERE id = ?");
+	if (stmt == NULL)
+		return -1;
+	sqlite3_bind_blob(stmt, 1, id, KR_SPOOL_ID_BYTES, SQLITE_STATIC);
+	rc = sqlbox_db_step(storage, stmt);
+	sqlite3_finalize(stmt);
+	return rc < 0 ? -1 : (rc == SQLITE_ROW ? 1 : 0);
+}
+
+static int
+sqlbox_spool_set_done(struct sqlbox_storage *storage,
+		      const unsigned char id[KR_SPOOL_ID_BYTES])
+{
+	sqlite3_stmt *stmt;
+	int rc;
+
+	stmt = sqlbox_db_prepare(storage,
+		"INSERT INTO spool_done (id) VALUES (?)");
+	if (stmt == NULL)
+		return -1;
+	sqlite3_bind_blob(stmt, 1, id, KR_SPOOL_ID_BYTES, SQLITE_STATIC);
+	rc = sqlbox_db_step(storage, stmt);
+	sqlite3_finalize(stmt);
+	return rc < 0 ? -1 : 0;
+}
+
+/* 1 imported, 0 the sealed message does not open (damaged), -1 error. */
 static int
 sqlbox_spool_import_one(struct sqlbox_storage *storage, int fd,
-			const struct sqlbox_spool_record *rec,
+			const struct kr_spool_item *rec,
 			int64_t inbox_id, uint32_t uid, uint64_t modseq)
 {
 	unsigned char *sealed, *plain;
 	size_t plain_size, plain_len;
 	struct kr_error err;
-	sqlite3_stmt *stmt;
 	int64_t body_id;
 	guid_128_t guid;
-	int ret = 0, rc;
+	int ret, rc;
 
 	sealed = i_malloc(rec->sealed_len + 1);
-	if (pread_full(fd, sealed, rec->sealed_len, rec->offset) <= 0) {
+	if (pread_full(fd, sealed, rec->sealed_len, rec->sealed_offset) <= 0) {
 		mail_storage_set_critical(&storage->storage,
 			"pread(%s) failed: %m", storage->spool_path);
 		i_free(sealed);
@@ -249,11 +294,13 @@ sqlbox_spool_import_one(struct sqlbox_storage *storage, int fd,
 		       storage->keys->public_key, storage->keys->secret_key,
 		       &err);
 	i_free(sealed);
-	if (rc <= 0) {
-		/* Unreadable for good: logged, counted as done. */
-		e_error(storage->storage.event,
-			"sqlbox: spool record %s skipped: %s",
-			binary_to_hex(rec->id, sizeof(rec->id)), err.text);
+	if (rc < 0) {
+		mail_storage_set_critical(&storage->storage,
+			"sqlbox: unsealing a spool record failed: %s",
+			err.text);
+		ret = -1;
+	} else if (rc == 0) {
+		ret = 0;
 	} else {
 		guid_128_generate(guid);
 		if (sqlbox_db_body_insert(storage, plain, plain_len,
@@ -261,48 +308,179 @@ sqlbox_spool_import_one(struct sqlbox_storage *storage, int fd,
 		    sqlbox_db_mail_insert(storage, inbox_id, uid, body_id, 0,
 					  NULL, modseq, ioloop_time,
 					  ioloop_time,
-					  guid_128_to_string(guid)) < 0)
+					  guid_128_to_string(guid)) < 0 ||
+		    sqlbox_spool_set_done(storage, rec->id) < 0)
 			ret = -1;
 		else
 			ret = 1;
 	}
 	safe_memset(plain, 0, plain_size);
 	i_free(plain);
-	if (ret < 0)
-		return -1;
+	return ret;
+}
 
-	stmt = sqlbox_db_prepare(storage,
-		"INSERT INTO spool_done (id) VALUES (?)");
-	if (stmt == NULL)
-		return -1;
-	sqlite3_bind_blob(stmt, 1, rec->id, sizeof(rec->id), SQLITE_STATIC);
-	rc = sqlbox_db_step(storage, stmt);
-	sqlite3_finalize(stmt);
-	return rc < 0 ? -1 : ret;
+/* ---- damaged stretches ---- */
+
+/* The name of a damaged stretch in spool_done: a hash of where it is and
+   what it holds. */
+static int
+sqlbox_spool_damage_id(struct sqlbox_storage *storage, int fd,
+		       const struct sqlbox_spool_damage *damage,
+		       unsigned char id_r[SQLBOX_DAMAGE_ID_BYTES])
+{
+	struct sha256_ctx ctx;
+	unsigned char pos[8], digest[SHA256_RESULTLEN];
+	unsigned char *buf = i_malloc(SQLBOX_SPOOL_COPY_BYTES);
+	uint64_t done = 0;
+	int ret = 0;
+
+	sha256_init(&ctx);
+	sha256_loop(&ctx, SQLBOX_QUARANTINE_MAGIC,
+		    strlen(SQLBOX_QUARANTINE_MAGIC));
+	cpu64_to_le_unaligned(damage->offset, pos);
+	sha256_loop(&ctx, pos, sizeof(pos));
+	while (done < damage->size) {
+		size_t n = I_MIN(damage->size - done, SQLBOX_SPOOL_COPY_BYTES);
+
+		if (pread_full(fd, buf, n, damage->offset + done) <= 0) {
+			mail_storage_set_critical(&storage->storage,
+				"pread(%s) failed: %m", storage->spool_path);
+			ret = -1;
+			break;
+		}
+		sha256_loop(&ctx, buf, n);
+		done += n;
+	}
+	sha256_result(&ctx, digest);
+	memcpy(id_r, digest, SQLBOX_DAMAGE_ID_BYTES);
+	i_free(buf);
+	return ret;
 }
 
 static int
-sqlbox_spool_is_done(struct sqlbox_storage *storage,
-		     const struct sqlbox_spool_record *rec)
+sqlbox_quarantine_append(struct sqlbox_storage *storage, int spool_fd,
+			 int fd, const struct sqlbox_spool_damage *damage)
 {
-	sqlite3_stmt *stmt;
-	int rc;
+	unsigned char hdr[SQLBOX_QUARANTINE_HDR_BYTES];
+	unsigned char *buf;
+	uint64_t done = 0;
+	int ret = 0;
 
-	stmt = sqlbox_db_prepare(storage,
-		"SELECT 1 FROM spool_done WHERE id = ?");
-	if (stmt == NULL)
+	memcpy(hdr, SQLBOX_QUARANTINE_MAGIC, 4);
+	cpu32_to_le_unaligned(damage->damage, hdr + 4);
+	cpu64_to_le_unaligned(damage->offset, hdr + 8);
+	cpu64_to_le_unaligned(damage->size, hdr + 16);
+	cpu64_to_le_unaligned((uint64_t)ioloop_time, hdr + 24);
+	if (write_full(fd, hdr, sizeof(hdr)) < 0) {
+		mail_storage_set_critical(&storage->storage,
+			"write(%s) failed: %m", storage->quarantine_path);
 		return -1;
-	sqlite3_bind_blob(stmt, 1, rec->id, sizeof(rec->id), SQLITE_STATIC);
-	rc = sqlbox_db_step(storage, stmt);
-	sqlite3_finalize(stmt);
-	return rc < 0 ? -1 : (rc == SQLITE_ROW ? 1 : 0);
+	}
+	buf = i_malloc(SQLBOX_SPOOL_COPY_BYTES);
+	while (done < damage->size) {
+		size_t n = I_MIN(damage->size - done, SQLBOX_SPOOL_COPY_BYTES);
+
+		if (pread_full(spool_fd, buf, n, damage->offset + done) <= 0) {
+			mail_storage_set_critical(&storage->storage,
+				"pread(%s) failed: %m", storage->spool_path);
+			ret = -1;
+			break;
+		}
+		if (write_full(fd, buf, n) < 0) {
+			mail_storage_set_critical(&storage->storage,
+				"write(%s) failed: %m",
+				storage->quarantine_path);
+			ret = -1;
+			break;
+		}
+		done += n;
+	}
+	i_free(buf);
+	return ret;
 }
+
+static const char *sqlbox_damage_text(enum kr_spool_damage damage)
+{
+	return damage == KR_SPOOL_DAMAGE_SEALED ?
+		"the sealed message does not open with this mailbox's key" :
+		"no record header";
+}
+
+/* Moves the damaged stretches into the quarantine file (fsynced) and
+   names them in spool_done, inside the import's transaction.  Returns the
+   number moved, -1 on error. */
+static int
+sqlbox_spool_quarantine(struct sqlbox_storage *storage, int spool_fd,
+			const ARRAY_TYPE(sqlbox_spool_damage) *damages)
+{
+	const struct sqlbox_spool_damage *damage;
+	unsigned char id[SQLBOX_DAMAGE_ID_BYTES];
+	unsigned int count = 0;
+	bool created = FALSE;
+	int fd = -1, ret = 0;
+
+	array_foreach(damages, damage) {
+		if (sqlbox_spool_damage_id(storage, spool_fd, damage, id) < 0) {
+			ret = -1;
+			break;
+		}
+		if ((ret = sqlbox_spool_is_done(storage, id)) < 0)
+			break;
+		if (ret > 0) {
+			/* Moved by an import that crashed before it
+			   emptied the spool. */
+			ret = 0;
+			continue;
+		}
+		if (fd == -1) {
+			created = access(storage->quarantine_path, F_OK) < 0;
+			fd = open(storage->quarantine_path,
+				  O_WRONLY | O_CREAT | O_APPEND, 0600);
+			if (fd < 0) {
+				mail_storage_set_critical(&storage->storage,
+					"open(%s) failed: %m",
+					storage->quarantine_path);
+				ret = -1;
+				break;
+			}
+		}
+		if ((ret = sqlbox_quarantine_append(storage, spool_fd, fd,
+						    damage)) < 0 ||
+		    (ret = sqlbox_spool_set_done(storage, id)) < 0)
+			break;
+		e_error(storage->storage.event,
+			"sqlbox: spool: %"PRIu64" damaged bytes at offset %"
+			PRIu64" (%s) moved to %s", damage->size,
+			damage->offset, sqlbox_damage_text(damage->damage),
+			storage->quarantine_path);
+		count++;
+	}
+	if (fd != -1) {
+		if (ret == 0 && sqlbox_spool_fsync(storage) &&
+		    fdatasync(fd) < 0) {
+			mail_storage_set_critical(&storage->storage,
+				"fdatasync(%s) failed: %m",
+				storage->quarantine_path);
+			ret = -1;
+		}
+		i_close_fd(&fd);
+		if (ret == 0 && created &&
+		    sqlbox_fsync_dir(storage, storage->root_dir) < 0)
+			ret = -1;
+	}
+	return ret < 0 ? -1 : (int)count;
+}
+
+/* ---- import ---- */
 
 static int
 sqlbox_spool_import_records(struct sqlbox_storage *storage, int fd,
-			    const ARRAY_TYPE(sqlbox_spool_record) *records)
+			    struct kr_spool_scan *scan,
+			    ARRAY_TYPE(sqlbox_spool_damage) *damages)
 {
-	const struct sqlbox_spool_record *rec;
+	struct sqlbox_spool_damage *damage;
+	struct kr_spool_item item;
+	struct kr_error err;
 	int64_t inbox_id;
 	uint64_t highest, modseq;
 	uint32_t uid_next;
@@ -314,22 +492,46 @@ sqlbox_spool_import_records(struct sqlbox_storage *storage, int fd,
 				       &uid_next) < 0)
 		return -1;
 	modseq = highest + 1;
-	array_foreach(records, rec) {
-		if ((ret = sqlbox_spool_is_done(storage, rec)) < 0)
-			return -1;
-		if (ret > 0)
-			continue;
-		T_BEGIN {
-			ret = sqlbox_spool_import_one(storage, fd, rec,
-						      inbox_id, uid_next,
-						      modseq);
-		} T_END;
-		if (ret < 0)
-			return -1;
-		if (ret > 0) {
-			uid_next++;
-			count++;
+	while ((ret = kr_spool_scan_next(scan, &item, &err)) > 0) {
+		switch (item.kind) {
+		case KR_SPOOL_ITEM_RECORD:
+			if ((ret = sqlbox_spool_is_done(storage, item.id)) < 0)
+				return -1;
+			if (ret > 0)
+				break;
+			T_BEGIN {
+				ret = sqlbox_spool_import_one(storage, fd,
+					&item, inbox_id, uid_next, modseq);
+			} T_END;
+			if (ret < 0)
+				return -1;
+			if (ret == 0)
+				kr_spool_scan_reject(scan);
+			else {
+				uid_next++;
+				count++;
+			}
+			break;
+		case KR_SPOOL_ITEM_DAMAGED:
+			damage = array_append_space(damages);
+			damage->offset = item.offset;
+			damage->size = item.size;
+			damage->damage = item.damage;
+			break;
+		case KR_SPOOL_ITEM_TORN:
+			/* Never acknowledged: emptying the spool drops it. */
+			e_warning(storage->storage.event,
+				  "sqlbox: spool: dropping an unfinished append "
+				  "of %"PRIu64" bytes at offset %"PRIu64
+				  " (never acknowledged)", item.size,
+				  item.offset);
+			break;
 		}
+	}
+	if (ret < 0) {
+		mail_storage_set_critical(&storage->storage, "%s: %s",
+					  storage->spool_path, err.text);
+		return -1;
 	}
 	if (count > 0 &&
 	    sqlbox_db_mailbox_set_counters(storage, inbox_id, modseq,
@@ -340,8 +542,11 @@ sqlbox_spool_import_records(struct sqlbox_storage *storage, int fd,
 
 int sqlbox_spool_import(struct sqlbox_storage *storage)
 {
-	ARRAY_TYPE(sqlbox_spool_record) records;
-	int fd, ret;
+	ARRAY_TYPE(sqlbox_spool_damage) damages;
+	struct kr_spool_scan *scan;
+	struct stat st;
+	bool nested;
+	int fd, ret, moved = 0;
 
 	i_assert(storage->db != NULL && storage->keys != NULL);
 
@@ -356,7 +561,8 @@ int sqlbox_spool_import(struct sqlbox_storage *storage)
 	/* Inside an outer transaction (a save's sync) we hold SQLite's write
 	   lock: waiting for the spool lock there deadlocks with an import
 	   that holds it and waits for SQLite.  Try; else the next sync. */
-	if (storage->txn_depth > 0 && flock(fd, LOCK_EX | LOCK_NB) < 0) {
+	nested = storage->txn_depth > 0;
+	if (nested && flock(fd, LOCK_EX | LOCK_NB) < 0) {
 		ret = errno == EWOULDBLOCK ? 0 : -1;
 		if (ret < 0) {
 			mail_storage_set_critical(&storage->storage,
@@ -365,23 +571,45 @@ int sqlbox_spool_import(struct sqlbox_storage *storage)
 		i_close_fd(&fd);
 		return ret;
 	}
-	i_array_init(&records, 16);
-	if ((storage->txn_depth == 0 && sqlbox_spool_lock(storage, fd) < 0) ||
-	    sqlbox_spool_scan(storage, fd, &records) < 0 ||
-	    /* The COMMIT syncs the mail to disk (unless mail_fsync=never)
-	       before the spool is emptied. */
-	    sqlbox_db_begin_mail(storage) < 0) {
-		array_free(&records);
+	if (!nested && sqlbox_spool_lock(storage, fd) < 0) {
 		i_close_fd(&fd);
 		return -1;
 	}
-	ret = sqlbox_spool_import_records(storage, fd, &records);
+	if (fstat(fd, &st) < 0) {
+		mail_storage_set_critical(&storage->storage,
+			"fstat(%s) failed: %m", storage->spool_path);
+		i_close_fd(&fd);
+		return -1;
+	}
+	scan = kr_spool_scan_create(st.st_size, sqlbox_spool_pread, &fd);
+	if (scan == NULL)
+		i_fatal_status(FATAL_OUTOFMEM, "kr_spool_scan_create() failed");
+	/* The COMMIT syncs the mail to disk (unless mail_fsync=never)
+	   before the spool is emptied. */
+	if (sqlbox_db_begin_mail(storage) < 0) {
+		kr_spool_scan_destroy(&scan);
+		i_close_fd(&fd);
+		return -1;
+	}
+	i_array_init(&damages, 4);
+	ret = sqlbox_spool_import_records(storage, fd, scan, &damages);
+	kr_spool_scan_destroy(&scan);
+	/* Only the import that empties the spool moves damaged bytes. */
+	if (ret >= 0 && !nested && array_count(&damages) > 0 &&
+	    (moved = sqlbox_spool_quarantine(storage, fd, &damages)) < 0)
+		ret = -1;
 	if (ret < 0)
 		sqlbox_db_rollback(storage);
 	else if (sqlbox_db_commit(storage) < 0)
 		ret = -1;
-	array_free(&records);
-	if (ret < 0 || storage->txn_depth > 0) {
+	if (moved > 0) {
+		e_error(storage->storage.event,
+			"sqlbox: spool: %d damaged stretch(es) moved to %s, "
+			"%d message(s) imported", moved,
+			storage->quarantine_path, ret < 0 ? 0 : ret);
+	}
+	array_free(&damages);
+	if (ret < 0 || nested) {
 		/* Inside an outer transaction the rows are not durable yet:
 		   the spool stays until a later import sees them done. */
 		i_close_fd(&fd);
@@ -408,9 +636,11 @@ int sqlbox_spool_import(struct sqlbox_storage *storage)
 int sqlbox_spool_usage(struct sqlbox_storage *storage, uint64_t *messages_r,
 		       uint64_t *bytes_r)
 {
-	ARRAY_TYPE(sqlbox_spool_record) records;
-	const struct sqlbox_spool_record *rec;
-	int fd;
+	struct kr_spool_scan *scan;
+	struct kr_spool_item item;
+	struct kr_error err;
+	struct stat st;
+	int fd, ret;
 
 	*messages_r = *bytes_r = 0;
 	fd = open(storage->spool_path, O_RDONLY);
@@ -421,19 +651,37 @@ int sqlbox_spool_usage(struct sqlbox_storage *storage, uint64_t *messages_r,
 			"open(%s) failed: %m", storage->spool_path);
 		return -1;
 	}
-	/* No lock: only complete records count, and a record being
-	   appended is not complete yet. */
-	i_array_init(&records, 16);
-	if (sqlbox_spool_scan(storage, fd, &records) < 0) {
-		array_free(&records);
+	if (fstat(fd, &st) < 0) {
+		mail_storage_set_critical(&storage->storage,
+			"fstat(%s) failed: %m", storage->spool_path);
 		i_close_fd(&fd);
 		return -1;
 	}
-	array_foreach(&records, rec) {
-		*messages_r += 1;
-		*bytes_r += kr_unseal_max_size(rec->sealed_len);
+	/* No lock: only intact records count; one being appended is a torn
+	   tail, damaged bytes are not mail. */
+	scan = kr_spool_scan_create(st.st_size, sqlbox_spool_pread, &fd);
+	if (scan == NULL)
+		i_fatal_status(FATAL_OUTOFMEM, "kr_spool_scan_create() failed");
+	while ((ret = kr_spool_scan_next(scan, &item, &err)) > 0) {
+		if (item.kind == KR_SPOOL_ITEM_RECORD) {
+			*messages_r += 1;
+			*bytes_r += kr_unseal_max_size(item.sealed_len);
+		}
 	}
-	array_free(&records);
+	kr_spool_scan_destroy(&scan);
+	if (ret < 0) {
+		struct stat st2;
+
+		if (fstat(fd, &st2) == 0 && st2.st_size < st.st_size) {
+			/* An import emptied the spool meanwhile: the mail
+			   is in SQLite now. */
+			*messages_r = *bytes_r = 0;
+			ret = 0;
+		} else {
+			mail_storage_set_critical(&storage->storage, "%s: %s",
+						  storage->spool_path, err.text);
+		}
+	}
 	i_close_fd(&fd);
-	return 0;
+	return ret < 0 ? -1 : 0;
 }

@@ -53,6 +53,8 @@ sqlbox_storage_create(struct mail_storage *_storage,
 				       SQLBOX_DB_FNAME, NULL);
 	storage->spool_path = p_strconcat(_storage->pool, root, "/",
 					  SQLBOX_SPOOL_FNAME, NULL);
+	storage->quarantine_path = p_strconcat(_storage->pool, root, "/",
+					       SQLBOX_QUARANTINE_FNAME, NULL);
 	quota = mail_user_plugin_getenv(_storage->user, "quota");
 	if (quota != NULL && quota[0] != '\0') {
 		storage->usage_path = p_strconcat(_storage->pool, root, "/",

@@ -12,6 +12,8 @@
      <root>/sqlbox.db, -wal, -shm   the encrypted database
      <root>/spool                   mail sealed to the public key by LMTP
                                     while no password was present
+     <root>/spool.quarantine        damaged spool bytes, set aside by an
+                                    import (created only when needed)
 
    The one internal header of src/storage: what crosses the sqlbox-*.c
    files. */
@@ -26,6 +28,7 @@
 #define SQLBOX_LIST_NAME "sqlbox"
 #define SQLBOX_DB_FNAME "sqlbox.db"
 #define SQLBOX_SPOOL_FNAME "spool"
+#define SQLBOX_QUARANTINE_FNAME "spool.quarantine"
 #define SQLBOX_KEYFILE_FNAME "sqlbox.keys"
 #define SQLBOX_KEK_SETTING "sqlbox_kek"
 #define SQLBOX_USAGE_FNAME "quota-usage"
@@ -44,13 +47,11 @@
 struct kr_keys;
 
 ARRAY_DEFINE_TYPE(sqlbox_buffer, buffer_t *);
-struct sqlbox_spool_record;
-ARRAY_DEFINE_TYPE(sqlbox_spool_record, struct sqlbox_spool_record);
 
 struct sqlbox_storage {
 	struct mail_storage storage;
 
-	char *root_dir, *db_path, *spool_path;
+	char *root_dir, *db_path, *spool_path, *quarantine_path;
 	/* <root>/quota-usage if the user has a quota, else NULL. */
 	char *usage_path;
 	/* What the usage file says, as this process last wrote it. */
@@ -324,8 +325,8 @@ int sqlbox_spool_append(struct sqlbox_storage *storage,
 			const ARRAY_TYPE(sqlbox_buffer) *messages);
 /* Imports the spool into INBOX exactly once (inside one SQLite
    transaction that also records the entry ids, synced to disk before the
-   spool is emptied), then empties it.  Returns the number imported, -1 on
-   error. */
+   spool is emptied), moves damaged bytes to the quarantine file, then
+   empties the spool.  Returns the number imported, -1 on error. */
 int sqlbox_spool_import(struct sqlbox_storage *storage);
 /* TRUE if the spool holds anything. */
 bool sqlbox_spool_pending(struct sqlbox_storage *storage);
