@@ -39,14 +39,14 @@ PENDING = {
 def source_of(obj, src_dir):
     """The source file an object was compiled from: "web-http.o" or
     "test_session-web-http.o" (automake's per-target prefix) ->
-    "web-http.c"."""
+    "web-http.c"; None when there is no such source (any more)."""
     base = os.path.basename(obj)[:-len(".o")]
     parts = base.split("-")
     for i in range(len(parts)):
         cand = "-".join(parts[i:]) + ".c"
         if os.path.exists(os.path.join(src_dir, cand)):
             return cand
-    return base + ".c"
+    return None
 
 
 def is_test(name):
@@ -77,6 +77,8 @@ def folder_graph(build_folder, src_folder):
                 continue
             obj = os.path.join(root, f)
             src = source_of(obj, src_folder)
+            if src is None:
+                continue    # left behind by a source file since removed
             defined.setdefault(src, set()).update(
                 nm(["--defined-only"], obj))
             needed.setdefault(src, set()).update(nm(["-u"], obj))

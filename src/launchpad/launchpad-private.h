@@ -86,10 +86,16 @@ struct lp_context {
 	bool web:1;
 };
 
-/* ---- lp-entitlement.c: context helpers ---- */
+/* ---- lp-log.c ---- */
 
+/* Logs through ctx->log, prefixed with ctx->log_user when set. */
 void lp_log(struct lp_context *ctx, enum lp_log_level level,
 	    const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* ---- lp-clock.c ---- */
+
+/* time(NULL): ctx->now unless a unit test replaced it. */
+time_t lp_clock_wall(void);
 /* Monotonic milliseconds. */
 uint64_t lp_monotonic_msecs(void);
 /* Sets the lookup deadline to msecs from now (0 = none). */
