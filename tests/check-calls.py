@@ -29,7 +29,6 @@ PENDING = {
                    "which call its helpers back",
     "src/keyring": "issue 14: kr-home, the mailbox home in one place "
                    "(kr_keyfile <-> kr_recovery)",
-    "src/launchpad": "issue 14: liblaunchpad's hub files",
     "src/storage": "issue 14: sqlbox's database layer split from its "
                    "schema and queries",
     "src/web": "issue 14: web-main/web-http/web-pages call each other",

@@ -52,10 +52,65 @@
 #define LP_CACHE_MODE 0640
 /* The web daemon's own TDB in web_state_dir. */
 #define LP_WEB_CACHE_MODE 0600
-#define LP_WEB_CACHE_FILE "web.tdb"
 /* How often the web daemon tries again to open a cache_path that did
    not exist yet. */
 #define LP_CACHE_TRUSTED_RETRY_SECS 10
+
+#define LP_N_ELEMENTS(arr) (sizeof(arr) / sizeof((arr)[0]))
+
+/* ---- where the state lives: every TDB key, in one place ----
+
+   Records are JSON objects {"v":LP_CACHE_VERSION,"kind":<kind>,...};
+   anything unreadable is a miss, never a crash: the next store of that
+   key rewrites it.  "both" means cache_path for root processes and
+   web_state_dir/web.tdb for the web daemon, which also reads
+   cache_path's record (lp_cache_get_fact(): the later one wins).
+
+   key prefix + rest                  kind       TDB         written by
+   person/<name>                      person     both        lookups, sync
+   team/<team>                        team       both        lookups, sync
+   verdict/<name>@<domain>            verdict    both        lookups, sync
+   outage                             outage     both        lookups
+   ban/<name>                         ban        cache_path  doveadm
+   slotused/<user>/<keyfile>/<slot>   slotused   cache_path  auth-workers
+   syncstate/<name>@<domain>          syncstate  cache_path  sync
+   sync/last                          synclast   cache_path  sync
+   notify/<user>/<event>              notify     cache_path  sync
+   notifyq/<user>/<event>             notifyq    cache_path  root processes
+   nonce/<response_nonce>             nonce      web.tdb     web daemon
+
+   Besides its web.tdb, the web daemon queues admin events as files
+   web_state_dir/LP_WEB_NOTIFY_DIR/<event>.<user> (lp-notify.c). */
+
+#define LP_KEY_PERSON "person/"
+#define LP_KEY_TEAM "team/"
+#define LP_KEY_VERDICT "verdict/"
+#define LP_KEY_OUTAGE "outage"
+#define LP_KEY_BAN "ban/"
+#define LP_KEY_SLOTUSED "slotused/"
+#define LP_KEY_SYNCSTATE "syncstate/"
+#define LP_KEY_SYNC_LAST "sync/last"
+#define LP_KEY_NOTIFY "notify/"
+#define LP_KEY_NOTIFYQ "notifyq/"
+#define LP_KEY_NONCE "nonce/"
+
+#define LP_KIND_PERSON "person"
+#define LP_KIND_TEAM "team"
+#define LP_KIND_VERDICT "verdict"
+#define LP_KIND_OUTAGE "outage"
+#define LP_KIND_BAN "ban"
+#define LP_KIND_SLOTUSED "slotused"
+#define LP_KIND_SYNCSTATE "syncstate"
+#define LP_KIND_SYNC_LAST "synclast"
+#define LP_KIND_NOTIFY "notify"
+#define LP_KIND_NOTIFYQ "notifyq"
+#define LP_KIND_NONCE "nonce"
+
+/* Room for the person, team, verdict and ban keys. */
+#define LP_KEY_MAX (sizeof(LP_KEY_VERDICT) + LP_USER_MAX + 1)
+
+#define LP_WEB_CACHE_FILE "web.tdb"
+#define LP_WEB_NOTIFY_DIR "notify"
 
 struct lp_context {
 	const struct lp_config *config;
@@ -102,6 +157,29 @@ uint64_t lp_monotonic_msecs(void);
 void lp_deadline_set(struct lp_context *ctx, unsigned int msecs);
 /* Milliseconds left until the deadline (UINT64_MAX without one). */
 uint64_t lp_deadline_left(const struct lp_context *ctx);
+
+/* ---- lp-name.c, lp-login.c ---- */
+
+/* Lower-cases the part of user ("name" or "name@domain") before its last
+   '@' into name_r; TRUE if that is a Launchpad name. */
+bool lp_name_of_user(const char *user, char name_r[LP_NAME_MAX + 1]);
+/* TRUE if user is exactly "name@domain" as lp_login_parse() gives it
+   (lower case, a configured domain, the domain written out). */
+bool lp_login_is_canonical(const struct lp_config *config, const char *user);
+
+/* ---- lp-nameset.c ---- */
+
+struct lp_name_set {
+	char **names;		/* malloc'd; sorted and unique once sorted */
+	unsigned int count, alloc;
+};
+
+/* Appends name[0..len).  0, or -1 when out of memory. */
+int lp_name_set_add(struct lp_name_set *set, const char *name, size_t len);
+/* Sorts and drops duplicates (for lp_name_set_contains()). */
+void lp_name_set_sort(struct lp_name_set *set);
+bool lp_name_set_contains(const struct lp_name_set *set, const char *name);
+void lp_name_set_free(struct lp_name_set *set);
 
 /* ---- lp-http.c ---- */
 
@@ -158,6 +236,12 @@ int lp_json_parse_collection(const char *body, size_t size,
 			     struct lp_collection_page *page_r,
 			     struct lp_error *err);
 
+/* A cache record's field: TRUE and the value if it is there with its
+   type (text: and fits in size with its NUL). */
+bool lp_json_time(json_t *obj, const char *field, time_t *time_r);
+bool lp_json_bool(json_t *obj, const char *field, bool *value_r);
+bool lp_json_text(json_t *obj, const char *field, char *buf, size_t size);
+
 /* ---- lp-person.c ---- */
 
 struct lp_person_record {
@@ -176,31 +260,25 @@ int lp_person_fetch(struct lp_context *ctx, const char *name,
 		    const struct lp_person_record *prev,
 		    struct lp_person_record *rec_r, struct lp_error *err);
 
-/* The person record for name: from the cache when fresh (and !refresh),
-   else under the record's chainlock from Launchpad, then stored.
-   Returns 0 or -1 (Launchpad failed and nothing fresh is cached). */
+/* The person record for name through lp_lookup_run(): from the cache
+   when fresh (and !refresh), else from Launchpad (ETag-revalidated),
+   then stored.  Returns 0 or -1 (Launchpad failed and nothing fresh is
+   cached). */
 int lp_person_lookup(struct lp_context *ctx, const char *name, bool refresh,
 		     struct lp_person_record *rec_r, struct lp_error *err);
 
 /* ---- lp-team.c ---- */
 
-struct lp_name_set {
-	char **names;		/* sorted, unique, malloc'd */
-	unsigned int count;
-};
-
 /* All participants of team (every page).  Returns 0 or -1. */
 int lp_team_fetch(struct lp_context *ctx, const char *team,
 		  struct lp_name_set *set_r, struct lp_error *err);
-/* Is name a participant of team: 1 yes, 0 no, -1 error.  Uses the cached
-   team record when fresh (and !refresh), else fetches under its
-   chainlock and stores it. */
+/* Is name a participant of team: 1 yes, 0 no, -1 error, through
+   lp_lookup_run(): the cached team record when fresh (and !refresh),
+   else every page from Launchpad, then stored. */
 int lp_team_lookup(struct lp_context *ctx, const char *team,
 		   const char *name, bool refresh, struct lp_error *err);
-bool lp_name_set_contains(const struct lp_name_set *set, const char *name);
-void lp_name_set_free(struct lp_name_set *set);
 
-/* ---- lp-cache.c ---- */
+/* ---- lp-cache.c: the record store ---- */
 
 /* Opens ctx->tdb (and, for the web daemon, ctx->trusted). */
 int lp_cache_open(struct lp_context *ctx, struct lp_error *err);
@@ -225,12 +303,44 @@ int lp_cache_get_tdb(struct lp_context *ctx, struct tdb_context *tdb,
 		     const char *key, const char *kind, json_t **obj_r);
 int lp_cache_get_trusted(struct lp_context *ctx, const char *key,
 			 const char *kind, json_t **obj_r);
+/* A Launchpad fact: for the web daemon the later (by time_field) of its
+   own record and root's; for root processes lp_cache_get(). */
+int lp_cache_get_fact(struct lp_context *ctx, const char *key,
+		      const char *kind, const char *time_field,
+		      json_t **obj_r);
+/* Logs that key's field is missing or mistyped (the record is a miss). */
+void lp_cache_bad_field(struct lp_context *ctx, const char *key,
+			const char *field);
+/* TRUE if tdb has a record at key, readable or not. */
+bool lp_cache_exists(struct tdb_context *tdb, const char *key);
 /* Adds "v" and "kind" to obj and stores it at key. 0 or -1. */
 int lp_cache_put(struct lp_context *ctx, const char *key, const char *kind,
 		 json_t *obj, struct lp_error *err);
+/* The same, taking obj over (a NULL obj, from a failed json_pack(), is
+   -1 "out of memory"). */
+int lp_cache_put_new(struct lp_context *ctx, const char *key,
+		     const char *kind, json_t *obj, struct lp_error *err);
 /* 1 deleted, 0 absent, -1 error. */
 int lp_cache_delete(struct lp_context *ctx, const char *key,
 		    struct lp_error *err);
+
+/* Every key that starts with prefix, prefix stripped, sorted.  Returns 0
+   or -1; the caller frees with lp_name_set_free(). */
+int lp_cache_keys(struct lp_context *ctx, const char *prefix,
+		  struct lp_name_set *keys_r, struct lp_error *err);
+/* The same, whole keys, unsorted. */
+int lp_cache_full_keys(struct lp_context *ctx, const char *prefix,
+		       struct lp_name_set *keys_r, struct lp_error *err);
+/* Deletes every record whose key starts with prefix. Count or -1. */
+int lp_cache_delete_prefix(struct lp_context *ctx, const char *prefix,
+			   struct lp_error *err);
+
+/* flock on cache_path + suffix (".sync", ".notify"): 1 taken with *fd_r
+   (closing it releases), 0 held elsewhere (only without wait), -1. */
+int lp_cache_flock(struct lp_context *ctx, const char *suffix, bool wait,
+		   int *fd_r, struct lp_error *err);
+
+/* ---- lp-cache-record.c: the Launchpad facts as records ---- */
 
 int lp_cache_person_get(struct lp_context *ctx, const char *name,
 			struct lp_person_record *rec_r);
@@ -260,29 +370,58 @@ int lp_cache_verdict_put(struct lp_context *ctx, const char *user,
 			 const struct lp_verdict_record *rec,
 			 struct lp_error *err);
 
-/* 1 banned (reason_r filled, "" if none), 0 not banned.  A corrupt ban
-   record counts as a ban: failing open would undo an admin's decision. */
-int lp_cache_ban_get(struct lp_context *ctx, const char *name,
-		     char reason_r[LP_TEXT_MAX]);
-
 /* The token a verdict record stores for a deny reason ("not-member"), and
    back; parse returns -1 for an unknown token. */
 const char *lp_cache_reason_token(enum lp_deny_reason reason);
 int lp_cache_reason_parse(const char *token);
 
-/* The back-off after a failure: MIN(http_timeout, 30 s). */
-unsigned int lp_cache_outage_backoff(const struct lp_context *ctx);
-/* TRUE if Launchpad failed less than lp_cache_outage_backoff() ago. */
-bool lp_cache_outage_active(struct lp_context *ctx, time_t *since_r);
-void lp_cache_outage_set(struct lp_context *ctx);
-void lp_cache_outage_clear(struct lp_context *ctx);
+/* ---- lp-ban.c ---- */
 
-/* Every key that starts with prefix, prefix stripped, sorted (added for
-   lp-sync.c).  Returns 0 or -1; the caller frees with lp_name_set_free(). */
-int lp_cache_keys(struct lp_context *ctx, const char *prefix,
-		  struct lp_name_set *keys_r, struct lp_error *err);
-/* Deletes every record whose key starts with prefix. Count or -1. */
-int lp_cache_delete_prefix(struct lp_context *ctx, const char *prefix,
-			   struct lp_error *err);
+/* 1 banned (reason_r filled, "" if none), 0 not banned.  A corrupt ban
+   record counts as a ban: failing open would undo an admin's decision. */
+int lp_ban_get(struct lp_context *ctx, const char *name,
+	       char reason_r[LP_TEXT_MAX]);
+
+/* ---- lp-lookup.c: one lock-and-fetch protocol for every lookup ---- */
+
+/* What lp_lookup_run() asks of a record's kind.  Both return the
+   lookup's answer (>= 0): cached() from a fresh cached record, else -1;
+   fetch() from Launchpad, stored before it returns, else -1 with err. */
+struct lp_lookup {
+	const char *key;	/* the record's key: its chainlock */
+	int (*cached)(struct lp_context *ctx, void *context);
+	int (*fetch)(struct lp_context *ctx, void *context,
+		     struct lp_error *err);
+	void *context;
+};
+
+/* cached -> chainlock -> cached again -> outage -> fetch (the protocol
+   is spelt out in lp-lookup.c).  refresh skips the cached answers and the
+   outage.  Returns the answer or -1 (err; LP_ERR_TEMP when Launchpad
+   failed, now or less than lp_lookup_outage_backoff() ago). */
+int lp_lookup_run(struct lp_context *ctx, const struct lp_lookup *lookup,
+		  bool refresh, struct lp_error *err);
+/* The back-off after a failure: MIN(http_timeout, 30 s). */
+unsigned int lp_lookup_outage_backoff(const struct lp_context *ctx);
+
+/* ---- lp-entitlement.c: the steps of a verdict (the sync's too) ---- */
+
+/* The facts of name@domain known before Launchpad is asked: rows 1-3
+   (a valid name of a configured domain; the ban, its reason kept in
+   ban_reason). */
+void lp_entitlement_facts_init(struct lp_context *ctx, const char *name,
+			       const struct lp_domain *domain,
+			       struct lp_facts *facts_r,
+			       char ban_reason[LP_TEXT_MAX]);
+/* Copies person into facts.  TRUE if the team membership decides (the
+   person could be allowed), FALSE if the person alone does. */
+bool lp_entitlement_person_facts(const struct lp_person_record *person,
+				 struct lp_facts *facts);
+/* Stores an ALLOW or DENY verdict as user's record, decided at now and
+   kept for the TTL of its kind; *rec_r (may be NULL) gets the record.
+   0 or -1. */
+int lp_entitlement_store(struct lp_context *ctx, const char *user,
+			 const struct lp_verdict *verdict, time_t now,
+			 struct lp_verdict_record *rec_r, struct lp_error *err);
 
 #endif

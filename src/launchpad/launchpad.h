@@ -137,7 +137,7 @@ lp_config_find_domain(const struct lp_config *config, const char *domain);
 int lp_config_expand_home(const struct lp_config *config, const char *name,
 			  const char *domain, char *buf, size_t size);
 
-/* ---- login names (lp-decision.c) ---- */
+/* ---- login names (lp-name.c, lp-login.c) ---- */
 
 /* TRUE if name matches ^[a-z0-9][a-z0-9+.-]{1,63}$ (already lower case). */
 bool lp_name_is_valid(const char *name);
@@ -228,7 +228,7 @@ void lp_decide(const struct lp_facts *facts, struct lp_verdict *verdict_r);
    LP_DENY_NOT_MEMBER the caller appends the team. */
 const char *lp_deny_reason_text(enum lp_deny_reason reason);
 
-/* ---- the orchestrator: cache + HTTP + decision (lp-entitlement.c) ---- */
+/* ---- the context (lp-context.c) ---- */
 
 struct lp_context;
 
@@ -261,6 +261,8 @@ void lp_context_destroy(struct lp_context **ctx);
    (nothing if none did); for a module's deinit, after its last context. */
 void lp_global_deinit(void);
 
+/* ---- the orchestrator: cache + HTTP + decision (lp-entitlement.c) ---- */
+
 struct lp_entitlement {
 	enum lp_login_result login;
 	char name[LP_NAME_MAX + 1];	/* valid when login == LP_LOGIN_OK */
@@ -281,7 +283,7 @@ void lp_entitlement_check(struct lp_context *ctx, const char *login,
 void lp_entitlement_refresh(struct lp_context *ctx, const char *login,
 			    struct lp_entitlement *ent_r);
 
-/* ---- cache inspection for doveadm and the web page (lp-cache.c) ---- */
+/* ---- cache inspection for doveadm, the web page (lp-cache-admin.c) ---- */
 
 struct lp_cache_user {
 	char user[LP_USER_MAX + 1];	/* name@domain */
@@ -326,6 +328,8 @@ int lp_cache_iterate_allowed(struct lp_context *ctx,
 			     int (*cb)(const char *user, void *context),
 			     void *context, struct lp_error *err);
 
+/* ---- bans (lp-ban.c) ---- */
+
 /* Bans are per Launchpad name (all domains). ban_set replaces. */
 int lp_ban_set(struct lp_context *ctx, const char *name, const char *reason,
 	       struct lp_error *err);
@@ -333,7 +337,8 @@ int lp_ban_set(struct lp_context *ctx, const char *name, const char *reason,
 int lp_ban_clear(struct lp_context *ctx, const char *name,
 		 struct lp_error *err);
 
-/* ---- administration (lp-cache.c): lists, counts, app password use ---- */
+/* ---- administration (lp-cache-admin.c, lp-ban.c, lp-cache-slot.c):
+   lists, counts, app password use ---- */
 
 /* Calls cb for every stored verdict (allow or deny, expired or not), in no
    particular order, with what lp_cache_show() would give for that user.
@@ -391,7 +396,7 @@ int lp_cache_slot_forget(struct lp_context *ctx, const char *user,
 			 const char *keyfile_id, unsigned int slot_id,
 			 struct lp_error *err);
 
-/* ---- single-use OpenID nonces (lp-cache.c), for the web page ---- */
+/* ---- single-use OpenID nonces for the web page (lp-cache-nonce.c) ---- */
 
 /* Records an OpenID response_nonce (1..255 characters) as seen until
    expires_at.  Returns 1 if it was not seen before (or only with an expired
@@ -458,6 +463,8 @@ int lp_sync_last_put(struct lp_context *ctx,
 /* Reads it back: 1 found, 0 never synced. */
 int lp_sync_last(struct lp_context *ctx, struct lp_sync_result *result_r);
 
+/* ---- admin notifications (lp-notify.c) ---- */
+
 /* Admin notifications are de-duplicated per (user, event word) for this
    long; a change of the user's state clears the markers. */
 #define LP_NOTIFY_DEDUP_SECS (30 * 24 * 3600)
@@ -518,6 +525,8 @@ int lp_notify_dequeue(struct lp_context *ctx, const char *user,
 int lp_notify_lock(struct lp_context *ctx, int *fd_r, struct lp_error *err);
 /* Releases it and sets *fd to -1; a no-op when *fd is already -1. */
 void lp_notify_unlock(int *fd);
+
+/* ---- is Launchpad there (lp-ping.c) ---- */
 
 /* One GET {api_url}/~team of the first configured domain with the normal
    client (doveadm launchpad status).  Returns 0 with the HTTP status and

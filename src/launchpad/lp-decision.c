@@ -1,110 +1,15 @@
 /* Copyright (c) dovecot-launchpad authors; see debian/copyright. */
 
-/* Login names and the DESIGN.md section 4 decision table, nothing else:
-   no I/O, no clock, no globals. */
+/* The DESIGN.md section 4 decision table, nothing else: no I/O, no
+   clock, no globals. */
 
 #include "launchpad.h"
 
 #include <stdio.h>
 #include <string.h>
 
-#define LP_NAME_MIN 2
-
 static const char lp_unreachable_text[] =
 	"Launchpad unreachable and no usable cached verdict";
-
-static bool lp_name_char_is_valid(char c, bool first)
-{
-	if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'))
-		return true;
-	return !first && (c == '+' || c == '.' || c == '-');
-}
-
-bool lp_name_is_valid(const char *name)
-{
-	size_t len;
-
-	if (name == NULL)
-		return false;
-	/* Bounded: a hostile name may be arbitrarily long. */
-	for (len = 0; name[len] != '\0'; len++) {
-		if (len >= LP_NAME_MAX ||
-		    !lp_name_char_is_valid(name[len], len == 0))
-			return false;
-	}
-	return len >= LP_NAME_MIN;
-}
-
-static bool lp_login_byte_is_valid(unsigned char c)
-{
-	/* Printable ASCII without space: nothing that could split a log
-	   line, a protocol field or a multi-byte sequence. */
-	return c >= 0x21 && c < 0x7f;
-}
-
-/* Copies src[0..len) lower-cased into dest (size > len), refusing any
-   byte lp_login_byte_is_valid() refuses. */
-static bool lp_login_copy_lower(char *dest, const char *src, size_t len)
-{
-	size_t i;
-
-	for (i = 0; i < len; i++) {
-		char c = src[i];
-
-		if (!lp_login_byte_is_valid((unsigned char)c))
-			return false;
-		if (c >= 'A' && c <= 'Z')
-			c = (char)(c - 'A' + 'a');
-		dest[i] = c;
-	}
-	dest[len] = '\0';
-	return true;
-}
-
-enum lp_login_result
-lp_login_parse(const struct lp_config *config, const char *login,
-	       char name_r[LP_NAME_MAX + 1],
-	       const struct lp_domain **domain_r)
-{
-	char name[LP_NAME_MAX + 1], domain_buf[LP_DOMAIN_MAX + 1];
-	const struct lp_domain *domain;
-	const char *at;
-	size_t name_len, domain_len;
-
-	*domain_r = NULL;
-	name_r[0] = '\0';
-	if (login == NULL)
-		return LP_LOGIN_BAD_NAME;
-
-	/* Row 1 first: the domain. The split is at the last '@' so that
-	   "a@b@ubuntu.com" asks about the name "a@b", which row 2 refuses. */
-	at = strrchr(login, '@');
-	if (at == NULL) {
-		if (config->domains_count == 0)
-			return LP_LOGIN_BAD_DOMAIN;
-		domain = &config->domains[0];
-		name_len = strlen(login);
-	} else {
-		domain_len = strlen(at + 1);
-		if (domain_len > LP_DOMAIN_MAX ||
-		    !lp_login_copy_lower(domain_buf, at + 1, domain_len))
-			return LP_LOGIN_BAD_DOMAIN;
-		domain = lp_config_find_domain(config, domain_buf);
-		if (domain == NULL)
-			return LP_LOGIN_BAD_DOMAIN;
-		name_len = (size_t)(at - login);
-	}
-
-	/* Row 2: the name. Too long is invalid, never truncated. */
-	if (name_len > LP_NAME_MAX ||
-	    !lp_login_copy_lower(name, login, name_len) ||
-	    !lp_name_is_valid(name))
-		return LP_LOGIN_BAD_NAME;
-
-	memcpy(name_r, name, name_len + 1);
-	*domain_r = domain;
-	return LP_LOGIN_OK;
-}
 
 const char *lp_deny_reason_text(enum lp_deny_reason reason)
 {

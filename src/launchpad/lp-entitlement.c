@@ -1,9 +1,62 @@
 /* Copyright (c) dovecot-launchpad authors; see debian/copyright. */
 
+/* One login's verdict: the cache and Launchpad gather the facts,
+   lp_decide() decides, the verdict is stored.  The sync (lp-sync.c)
+   makes its verdicts from the same steps. */
+
 #include "launchpad-private.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <string.h>
+
+void lp_entitlement_facts_init(struct lp_context *ctx, const char *name,
+			       const struct lp_domain *domain,
+			       struct lp_facts *facts_r,
+			       char ban_reason[LP_TEXT_MAX])
+{
+	*facts_r = (struct lp_facts){
+		.domain_configured = true,
+		.name_valid = true,
+		.team = domain->team,
+		.now = ctx->now(),
+		.stale_grace = ctx->config->stale_grace,
+	};
+	if (lp_ban_get(ctx, name, ban_reason) > 0) {
+		facts_r->banned = true;
+		facts_r->ban_reason = ban_reason[0] == '\0' ? NULL : ban_reason;
+	}
+}
+
+bool lp_entitlement_person_facts(const struct lp_person_record *person,
+				 struct lp_facts *facts)
+{
+	facts->person = person->state;
+	facts->is_valid = person->is_valid;
+	facts->is_coc_signer = person->is_coc_signer;
+	return person->state == LP_PERSON_OK && person->is_valid &&
+		person->is_coc_signer;
+}
+
+int lp_entitlement_store(struct lp_context *ctx, const char *user,
+			 const struct lp_verdict *verdict, time_t now,
+			 struct lp_verdict_record *rec_r, struct lp_error *err)
+{
+	struct lp_verdict_record rec = {
+		.kind = verdict->kind,
+		.reason = verdict->reason,
+		.decided_at = now,
+		.expires_at = now + (verdict->kind == LP_VERDICT_ALLOW ?
+				     ctx->config->positive_ttl :
+				     ctx->config->negative_ttl),
+	};
+
+	assert(verdict->kind != LP_VERDICT_TEMPFAIL);
+	memcpy(rec.text, verdict->text, sizeof(rec.text));
+	if (rec_r != NULL)
+		*rec_r = rec;
+	return lp_cache_verdict_put(ctx, user, &rec, err);
+}
 
 /* Fills the Launchpad facts: person, then (only for a person who could
    be allowed) the team.  A failure leaves the fact unknown and err set. */
@@ -18,40 +71,11 @@ static void lp_entitlement_gather(struct lp_context *ctx,
 		facts->person = LP_PERSON_UNKNOWN;
 		return;
 	}
-	facts->person = person.state;
-	facts->is_valid = person.is_valid;
-	facts->is_coc_signer = person.is_coc_signer;
-	if (person.state != LP_PERSON_OK || !person.is_valid ||
-	    !person.is_coc_signer)
+	if (!lp_entitlement_person_facts(&person, facts))
 		return;
-
 	ret = lp_team_lookup(ctx, ent->domain->team, ent->name, refresh, err);
 	facts->member = ret < 0 ? LP_MEMBER_UNKNOWN :
 		ret > 0 ? LP_MEMBER_YES : LP_MEMBER_NO;
-}
-
-static void lp_entitlement_store(struct lp_context *ctx,
-				 const struct lp_entitlement *ent, time_t now,
-				 const struct lp_error *err)
-{
-	const struct lp_verdict *verdict = &ent->verdict;
-	struct lp_verdict_record rec = {
-		.kind = verdict->kind,
-		.reason = verdict->reason,
-		.decided_at = now,
-		.expires_at = now + (verdict->kind == LP_VERDICT_ALLOW ?
-				     ctx->config->positive_ttl :
-				     ctx->config->negative_ttl),
-	};
-
-	/* TEMPFAIL says nothing about the user.  An answer given from the
-	   cached verdict because Launchpad failed must keep that record's
-	   expiry, or stale_grace would never run out. */
-	if (verdict->kind == LP_VERDICT_TEMPFAIL || verdict->stale ||
-	    err->kind != LP_ERR_NONE)
-		return;
-	memcpy(rec.text, verdict->text, sizeof(rec.text));
-	(void)lp_cache_verdict_put(ctx, ent->user, &rec, NULL);
 }
 
 static void lp_entitlement_run(struct lp_context *ctx, const char *login,
@@ -61,18 +85,19 @@ static void lp_entitlement_run(struct lp_context *ctx, const char *login,
 	struct lp_verdict_record cached;
 	char ban_reason[LP_TEXT_MAX];
 	unsigned int requests = ctx->http_requests;
-	struct lp_facts facts = {
-		.now = ctx->now(),
-		.stale_grace = ctx->config->stale_grace,
-	};
+	struct lp_facts facts;
 
 	memset(ent_r, 0, sizeof(*ent_r));
 	ent_r->login = lp_login_parse(ctx->config, login, ent_r->name,
 				      &ent_r->domain);
-	facts.domain_configured = ent_r->login != LP_LOGIN_BAD_DOMAIN;
-	facts.name_valid = ent_r->login == LP_LOGIN_OK;
 	if (ent_r->login != LP_LOGIN_OK) {
 		/* rows 1-2: hostile input never reaches the cache or HTTP */
+		facts = (struct lp_facts){
+			.domain_configured =
+				ent_r->login != LP_LOGIN_BAD_DOMAIN,
+			.now = ctx->now(),
+			.stale_grace = ctx->config->stale_grace,
+		};
 		ent_r->domain = NULL;
 		ent_r->name[0] = '\0';
 		lp_decide(&facts, &ent_r->verdict);
@@ -84,14 +109,11 @@ static void lp_entitlement_run(struct lp_context *ctx, const char *login,
 	}
 	snprintf(ent_r->user, sizeof(ent_r->user), "%s@%s", ent_r->name,
 		 ent_r->domain->domain);
-	facts.team = ent_r->domain->team;
 	ctx->log_user = ent_r->user;
 	lp_deadline_set(ctx, LP_LOOKUP_DEADLINE_MSECS);
 
-	if (lp_cache_ban_get(ctx, ent_r->name, ban_reason) > 0) {
-		facts.banned = true;
-		facts.ban_reason = ban_reason[0] == '\0' ? NULL : ban_reason;
-	}
+	lp_entitlement_facts_init(ctx, ent_r->name, ent_r->domain, &facts,
+				  ban_reason);
 	if (lp_cache_verdict_get(ctx, ent_r->user, &cached) > 0) {
 		facts.have_cached = true;
 		facts.cached_kind = cached.kind;
@@ -112,7 +134,13 @@ static void lp_entitlement_run(struct lp_context *ctx, const char *login,
 		text[LP_TEXT_MAX - 1] = '\0';
 		memcpy(ent_r->verdict.text, text, LP_TEXT_MAX);
 	}
-	lp_entitlement_store(ctx, ent_r, facts.now, &err);
+	/* TEMPFAIL says nothing about the user.  An answer given from the
+	   cached verdict because Launchpad failed must keep that record's
+	   expiry, or stale_grace would never run out. */
+	if (ent_r->verdict.kind != LP_VERDICT_TEMPFAIL &&
+	    !ent_r->verdict.stale && err.kind == LP_ERR_NONE)
+		(void)lp_entitlement_store(ctx, ent_r->user, &ent_r->verdict,
+					   facts.now, NULL, NULL);
 	ent_r->from_cache = ctx->http_requests == requests;
 
 	switch (ent_r->verdict.kind) {

@@ -157,3 +157,34 @@ fail:
 	memset(page_r, 0, sizeof(*page_r));
 	return -1;
 }
+bool lp_json_time(json_t *obj, const char *field, time_t *time_r)
+{
+	json_t *v = json_object_get(obj, field);
+
+	if (!json_is_integer(v))
+		return false;
+	*time_r = (time_t)json_integer_value(v);
+	return true;
+}
+
+bool lp_json_bool(json_t *obj, const char *field, bool *value_r)
+{
+	json_t *v = json_object_get(obj, field);
+
+	if (!json_is_boolean(v))
+		return false;
+	*value_r = json_is_true(v);
+	return true;
+}
+
+bool lp_json_text(json_t *obj, const char *field, char *buf,
+		  size_t size)
+{
+	json_t *v = json_object_get(obj, field);
+
+	if (!json_is_string(v) || json_string_length(v) >= size)
+		return false;
+	memcpy(buf, json_string_value(v), json_string_length(v) + 1);
+	return true;
+}
+

@@ -2,9 +2,8 @@
 
 #include "launchpad-private.h"
 
+#include <stdio.h>
 #include <string.h>
-
-#define LP_PERSON_KEY_PREFIX "person/"
 
 static time_t lp_person_ttl(const struct lp_context *ctx,
 			    const struct lp_person_record *rec)
@@ -80,58 +79,58 @@ int lp_person_fetch(struct lp_context *ctx, const char *name,
 	return 0;
 }
 
-/* 1 and rec_r when a fresh record is cached, else 0 (rec_r then holds an
-   expired record, state UNKNOWN if none). */
-static int lp_person_cached(struct lp_context *ctx, const char *name,
-			    struct lp_person_record *rec_r)
+struct lp_person_lookup {
+	const char *name;
+	struct lp_person_record *rec_r;
+	/* what the cache holds, fresh or not: its ETag revalidates */
+	struct lp_person_record old;
+	bool old_read;
+};
+
+/* The cached record into old; if it is fresh, the answer too. */
+static int lp_person_cached(struct lp_context *ctx, void *context)
 {
-	if (lp_cache_person_get(ctx, name, rec_r) <= 0) {
-		memset(rec_r, 0, sizeof(*rec_r));
-		return 0;
+	struct lp_person_lookup *pl = context;
+
+	pl->old_read = true;
+	if (lp_cache_person_get(ctx, pl->name, &pl->old) <= 0) {
+		memset(&pl->old, 0, sizeof(pl->old));
+		return -1;
 	}
-	return ctx->now() < rec_r->expires_at ? 1 : 0;
+	if (ctx->now() >= pl->old.expires_at)
+		return -1;
+	*pl->rec_r = pl->old;
+	return 0;
+}
+
+static int lp_person_fetch_store(struct lp_context *ctx, void *context,
+				 struct lp_error *err)
+{
+	struct lp_person_lookup *pl = context;
+
+	if (!pl->old_read)
+		(void)lp_person_cached(ctx, pl);
+	if (lp_person_fetch(ctx, pl->name,
+			    pl->old.state == LP_PERSON_OK ? &pl->old : NULL,
+			    pl->rec_r, err) < 0)
+		return -1;
+	/* A failed store only costs a refetch later. */
+	(void)lp_cache_person_put(ctx, pl->name, pl->rec_r, NULL);
+	return 0;
 }
 
 int lp_person_lookup(struct lp_context *ctx, const char *name, bool refresh,
 		     struct lp_person_record *rec_r, struct lp_error *err)
 {
-	char key[sizeof(LP_PERSON_KEY_PREFIX) + LP_NAME_MAX + 1];
-	struct lp_error local_err;
-	struct lp_person_record old;
-	time_t since;
+	char key[LP_KEY_MAX];
+	struct lp_person_lookup pl = { .name = name, .rec_r = rec_r };
+	const struct lp_lookup lookup = {
+		.key = key,
+		.cached = lp_person_cached,
+		.fetch = lp_person_fetch_store,
+		.context = &pl,
+	};
 
-	if (err == NULL)
-		err = &local_err;
-	if (!refresh && lp_person_cached(ctx, name, rec_r) > 0)
-		return 0;
-
-	/* One process asks Launchpad; the others wait here and then find
-	   its answer in the cache. */
-	snprintf(key, sizeof(key), LP_PERSON_KEY_PREFIX "%s", name);
-	if (lp_cache_lock(ctx, key, err) < 0)
-		return -1;
-	if (lp_person_cached(ctx, name, &old) > 0 && !refresh) {
-		lp_cache_unlock(ctx, key);
-		*rec_r = old;
-		return 0;
-	}
-	if (!refresh && lp_cache_outage_active(ctx, &since)) {
-		lp_error_set(err, LP_ERR_TEMP,
-			     "Launchpad failed %lld s ago; not asking again yet",
-			     (long long)(ctx->now() - since));
-		lp_cache_unlock(ctx, key);
-		return -1;
-	}
-	if (lp_person_fetch(ctx, name, old.state == LP_PERSON_OK ? &old : NULL,
-			    rec_r, err) < 0) {
-		if (err->kind == LP_ERR_TEMP)
-			lp_cache_outage_set(ctx);
-		lp_cache_unlock(ctx, key);
-		return -1;
-	}
-	lp_cache_outage_clear(ctx);
-	/* A failed store only costs a refetch later. */
-	(void)lp_cache_person_put(ctx, name, rec_r, NULL);
-	lp_cache_unlock(ctx, key);
-	return 0;
+	snprintf(key, sizeof(key), LP_KEY_PERSON "%s", name);
+	return lp_lookup_run(ctx, &lookup, refresh, err);
 }

@@ -2,51 +2,14 @@
 
 #include "launchpad-private.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define LP_TEAM_KEY_PREFIX "team/"
-
-static int lp_name_cmp(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static void lp_name_set_sort(struct lp_name_set *set)
-{
-	unsigned int i, j;
-
-	if (set->count == 0)
-		return;
-	qsort(set->names, set->count, sizeof(*set->names), lp_name_cmp);
-	for (i = 1, j = 1; i < set->count; i++) {
-		if (strcmp(set->names[i], set->names[j - 1]) == 0)
-			free(set->names[i]);
-		else
-			set->names[j++] = set->names[i];
-	}
-	set->count = j;
-}
-
-bool lp_name_set_contains(const struct lp_name_set *set, const char *name)
-{
-	if (set->count == 0)
-		return false;
-	return bsearch(&name, set->names, set->count, sizeof(*set->names),
-		       lp_name_cmp) != NULL;
-}
-
-void lp_name_set_free(struct lp_name_set *set)
-{
-	for (unsigned int i = 0; i < set->count; i++)
-		free(set->names[i]);
-	free(set->names);
-	set->names = NULL;
-	set->count = 0;
-}
-
-static int lp_name_set_add_page(struct lp_name_set *set, unsigned int *alloc,
-				json_t *entries, struct lp_error *err)
+/* Adds a page's participants: only names that could ever log in matter,
+   anything else would only grow the record. */
+static int lp_team_add_page(struct lp_name_set *set, json_t *entries,
+			    struct lp_error *err)
 {
 	json_t *entry;
 	size_t i;
@@ -55,29 +18,13 @@ static int lp_name_set_add_page(struct lp_name_set *set, unsigned int *alloc,
 		const char *name =
 			json_string_value(json_object_get(entry, "name"));
 
-		/* Only names that could ever log in matter; anything else
-		   would only grow the record. */
-		if (!lp_name_is_valid(name))
-			continue;
-		if (set->count == *alloc) {
-			unsigned int new_alloc = *alloc == 0 ? 512 : *alloc * 2;
-			char **names = realloc(set->names,
-					       new_alloc * sizeof(*names));
-
-			if (names == NULL)
-				goto nomem;
-			set->names = names;
-			*alloc = new_alloc;
+		if (lp_name_is_valid(name) &&
+		    lp_name_set_add(set, name, strlen(name)) < 0) {
+			lp_error_set(err, LP_ERR_INTERNAL, "out of memory");
+			return -1;
 		}
-		set->names[set->count] = strdup(name);
-		if (set->names[set->count] == NULL)
-			goto nomem;
-		set->count++;
 	}
 	return 0;
-nomem:
-	lp_error_set(err, LP_ERR_INTERNAL, "out of memory");
-	return -1;
 }
 
 int lp_team_fetch(struct lp_context *ctx, const char *team,
@@ -89,7 +36,7 @@ int lp_team_fetch(struct lp_context *ctx, const char *team,
 	char *seen[LP_TEAM_MAX_PAGES + 1] = { NULL };
 	char url[LP_URL_MAX];
 	json_int_t prev_start = -1;
-	unsigned int pages, alloc = 0;
+	unsigned int pages;
 	struct lp_error local_err;
 	bool logged = false;
 	int ret = -1;
@@ -141,7 +88,7 @@ int lp_team_fetch(struct lp_context *ctx, const char *team,
 			goto out;
 		}
 		prev_start = page.start;
-		if (lp_name_set_add_page(set_r, &alloc, page.entries, err) < 0) {
+		if (lp_team_add_page(set_r, page.entries, err) < 0) {
 			json_decref(page.root);
 			goto out;
 		}
@@ -193,16 +140,23 @@ out:
 	return ret;
 }
 
-static int lp_team_cached(struct lp_context *ctx, const char *team,
-			  const char *name)
+struct lp_team_lookup {
+	const char *team;
+	const char *name;
+};
+
+/* 1 member, 0 not, from a fresh team record; -1 without one. */
+static int lp_team_cached(struct lp_context *ctx, void *context)
 {
+	const struct lp_team_lookup *tl = context;
 	struct lp_name_set set;
 	time_t fetched_at, expires_at, now = ctx->now();
 	bool member;
 
-	if (lp_cache_team_get(ctx, team, &set, &fetched_at, &expires_at) <= 0)
+	if (lp_cache_team_get(ctx, tl->team, &set, &fetched_at,
+			      &expires_at) <= 0)
 		return -1;
-	member = lp_name_set_contains(&set, name);
+	member = lp_name_set_contains(&set, tl->name);
 	lp_name_set_free(&set);
 	/* "not a member" leads to a deny, which is trusted only for
 	   negative_ttl: whoever joined since must not wait positive_ttl. */
@@ -211,48 +165,37 @@ static int lp_team_cached(struct lp_context *ctx, const char *team,
 	return now < expires_at ? member : -1;
 }
 
+static int lp_team_fetch_store(struct lp_context *ctx, void *context,
+			       struct lp_error *err)
+{
+	const struct lp_team_lookup *tl = context;
+	struct lp_name_set set;
+	time_t now;
+	int ret;
+
+	if (lp_team_fetch(ctx, tl->team, &set, err) < 0)
+		return -1;
+	now = ctx->now();
+	/* A failed store only costs a refetch later. */
+	(void)lp_cache_team_put(ctx, tl->team, &set, now,
+				now + ctx->config->positive_ttl, NULL);
+	ret = lp_name_set_contains(&set, tl->name) ? 1 : 0;
+	lp_name_set_free(&set);
+	return ret;
+}
+
 int lp_team_lookup(struct lp_context *ctx, const char *team,
 		   const char *name, bool refresh, struct lp_error *err)
 {
-	char key[sizeof(LP_TEAM_KEY_PREFIX) + LP_NAME_MAX + 1];
-	struct lp_name_set set;
-	struct lp_error local_err;
-	time_t since, now;
-	int ret;
+	char key[LP_KEY_MAX];
+	struct lp_team_lookup tl = { .team = team, .name = name };
+	const struct lp_lookup lookup = {
+		.key = key,
+		.cached = lp_team_cached,
+		.fetch = lp_team_fetch_store,
+		.context = &tl,
+	};
 
-	if (err == NULL)
-		err = &local_err;
-	if (!refresh && (ret = lp_team_cached(ctx, team, name)) >= 0)
-		return ret;
-
-	snprintf(key, sizeof(key), LP_TEAM_KEY_PREFIX "%s", team);
-	if (lp_cache_lock(ctx, key, err) < 0)
-		return -1;
-	/* Another process may have fetched it while we waited. */
-	if (!refresh && (ret = lp_team_cached(ctx, team, name)) >= 0) {
-		lp_cache_unlock(ctx, key);
-		return ret;
-	}
-	if (!refresh && lp_cache_outage_active(ctx, &since)) {
-		lp_error_set(err, LP_ERR_TEMP,
-			     "Launchpad failed %lld s ago; not asking again yet",
-			     (long long)(ctx->now() - since));
-		lp_cache_unlock(ctx, key);
-		return -1;
-	}
-	if (lp_team_fetch(ctx, team, &set, err) < 0) {
-		if (err->kind == LP_ERR_TEMP)
-			lp_cache_outage_set(ctx);
-		lp_cache_unlock(ctx, key);
-		return -1;
-	}
-	lp_cache_outage_clear(ctx);
-	now = ctx->now();
-	/* A failed store only costs a refetch later. */
-	(void)lp_cache_team_put(ctx, team, &set, now,
-				now + ctx->config->positive_ttl, NULL);
-	lp_cache_unlock(ctx, key);
-	ret = lp_name_set_contains(&set, name) ? 1 : 0;
-	lp_name_set_free(&set);
-	return ret;
+	snprintf(key, sizeof(key), LP_KEY_TEAM "%s", team);
+	return lp_lookup_run(ctx, &lookup, refresh, err);
 }

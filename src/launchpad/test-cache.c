@@ -510,7 +510,7 @@ static void test_cache_taken_back(void)
 	test_assert(stat(path, &st) == 0 && st.st_uid == 0 &&
 		    st.st_gid == pw->pw_gid && (st.st_mode & 07777) == 0640);
 	test_assert(lp_cache_verdict_get(c, "erin@ubuntu.com", &rec) == 0);
-	test_assert(lp_cache_ban_get(c, "mallory", reason) == 1);
+	test_assert(lp_ban_get(c, "mallory", reason) == 1);
 	test_assert_strcmp(reason, "spam");
 	lp_context_destroy(&c);
 	lp_config_free(&cfg);
@@ -548,7 +548,7 @@ static int test_cache_web_child(const struct lp_config *cfg,
 	if (lp_context_create_web(cfg, NULL, &c, &err) < 0)
 		return 4;
 	/* root's ban and its fresher verdict are seen */
-	if (lp_cache_ban_get(c, "mallory", reason) != 1 ||
+	if (lp_ban_get(c, "mallory", reason) != 1 ||
 	    strcmp(reason, "spam") != 0)
 		return 5;
 	if (lp_cache_verdict_get(c, "erin@ubuntu.com", &rec) != 1 ||

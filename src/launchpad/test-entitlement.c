@@ -200,7 +200,7 @@ static void test_outage(void)
 	test_assert(ent.verdict.text[0] != '\0');
 
 	/* an uncached user after the back-off: asked, failed, TEMPFAIL */
-	test_clock += lp_cache_outage_backoff(ctx);
+	test_clock += lp_lookup_outage_backoff(ctx);
 	lpfake_reset();
 	lpfake_fault(NULL, "503", 0, 0);
 	lp_entitlement_check(ctx, "frank@ubuntu.com", &ent);
@@ -209,7 +209,7 @@ static void test_outage(void)
 	test_assert(lp_cache_verdict_get(ctx, "frank@ubuntu.com", &rec) == 0);
 
 	/* a malformed answer is no outage, and no allow either */
-	test_clock += lp_cache_outage_backoff(ctx);
+	test_clock += lp_lookup_outage_backoff(ctx);
 	lpfake_reset();
 	lpfake_fault(NULL, "wrongtypes", 0, 0);
 	lp_entitlement_check(ctx, "frank@ubuntu.com", &ent);
@@ -252,7 +252,7 @@ static void test_deny_during_outage(void)
 	/* alice, a member, still answers from the team record */
 	lp_entitlement_check(ctx, "alice@ubuntu.com", &ent);
 	test_assert(ent.verdict.kind == LP_VERDICT_ALLOW && ent.from_cache);
-	test_clock += lp_cache_outage_backoff(ctx);
+	test_clock += lp_lookup_outage_backoff(ctx);
 	lpfake_reset();
 	test_end();
 }

@@ -1,0 +1,70 @@
+/* Copyright (c) dovecot-launchpad authors; see debian/copyright. */
+
+/* Single-use OpenID response_nonces for the web page, in its web.tdb. */
+
+#include "launchpad-private.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* OpenID 2.0 caps a response_nonce at 255 characters. */
+#define LP_NONCE_MAX 255
+
+int lp_cache_nonce_use(struct lp_context *ctx, const char *nonce,
+		       time_t expires_at, struct lp_error *err)
+{
+	char key[sizeof(LP_KEY_NONCE) + LP_NONCE_MAX];
+	time_t seen_until;
+	json_t *obj;
+	int ret;
+
+	if (strlen(nonce) == 0 || strlen(nonce) > LP_NONCE_MAX) {
+		lp_error_set(err, LP_ERR_PROTOCOL, "nonce empty or too long");
+		return -1;
+	}
+	snprintf(key, sizeof(key), LP_KEY_NONCE "%s", nonce);
+	/* The chainlock makes check-and-set atomic across processes. */
+	if (lp_cache_lock(ctx, key, err) < 0)
+		return -1;
+	if (lp_cache_get(ctx, key, LP_KIND_NONCE, &obj) > 0) {
+		bool ok = lp_json_time(obj, "until", &seen_until);
+
+		json_decref(obj);
+		if (ok && seen_until > ctx->now()) {
+			lp_cache_unlock(ctx, key);
+			return 0;
+		}
+	}
+	ret = lp_cache_put_new(ctx, key, LP_KIND_NONCE,
+			       json_pack("{s:I}", "until",
+					 (json_int_t)expires_at), err);
+	lp_cache_unlock(ctx, key);
+	return ret < 0 ? -1 : 1;
+}
+
+int lp_cache_nonce_prune(struct lp_context *ctx, struct lp_error *err)
+{
+	struct lp_name_set keys;
+	time_t until, now = ctx->now();
+	json_t *obj;
+	int ret, count = 0;
+
+	if (lp_cache_full_keys(ctx, LP_KEY_NONCE, &keys, err) < 0)
+		return -1;
+	for (unsigned int i = 0; i < keys.count; i++) {
+		if (lp_cache_get(ctx, keys.names[i], LP_KIND_NONCE, &obj) > 0) {
+			bool ok = lp_json_time(obj, "until", &until);
+
+			json_decref(obj);
+			if (ok && until > now)
+				continue;
+		}
+		if ((ret = lp_cache_delete(ctx, keys.names[i], err)) < 0) {
+			count = -1;
+			break;
+		}
+		count += ret;
+	}
+	lp_name_set_free(&keys);
+	return count;
+}
