@@ -7,9 +7,6 @@
 #include "auth-settings.h"
 #include "db-launchpad.h"
 
-#include <grp.h>
-#include <pwd.h>
-
 /* Library log lines go to the request's event when one is being served. */
 static struct event_category event_category_launchpad = {
 	.parent = &event_category_auth,
@@ -47,31 +44,6 @@ static void db_launchpad_log(void *context, enum lp_log_level level,
 	}
 }
 
-static uid_t db_launchpad_parse_uid(const char *path, const char *str)
-{
-	struct passwd *pw;
-	uid_t uid;
-
-	if (str_to_uid(str, &uid) == 0)
-		return uid;
-	if ((pw = getpwnam(str)) == NULL) {
-		i_fatal("launchpad: %s: uid: unknown user '%s'", path, str);
-	}
-	return pw->pw_uid;
-}
-
-static gid_t db_launchpad_parse_gid(const char *path, const char *str)
-{
-	struct group *gr;
-	gid_t gid;
-
-	if (str_to_gid(str, &gid) == 0)
-		return gid;
-	if ((gr = getgrnam(str)) == NULL)
-		i_fatal("launchpad: %s: gid: unknown group '%s'", path, str);
-	return gr->gr_gid;
-}
-
 struct db_launchpad *db_launchpad_preinit(pool_t pool ATTR_UNUSED,
 					  const char *args)
 {
@@ -104,8 +76,9 @@ struct db_launchpad *db_launchpad_preinit(pool_t pool ATTR_UNUSED,
 	db->config_path = i_strdup(path);
 	if (lp_config_load(path, &db->config, &err) < 0)
 		i_fatal("launchpad: %s", err.text);
-	db->uid = db_launchpad_parse_uid(path, db->config->uid);
-	db->gid = db_launchpad_parse_gid(path, db->config->gid);
+	/* resolved once, by lp_config_load() */
+	if (lp_config_mail_ids(db->config, &db->uid, &db->gid, &err) < 0)
+		i_fatal("launchpad: %s", err.text);
 	DLLIST_PREPEND(&db_launchpads, db);
 	return db;
 }

@@ -12,8 +12,6 @@
 #include "time-util.h"
 #include "doveadm-launchpad.h"
 
-#include <grp.h>
-#include <pwd.h>
 #include <sodium.h>
 #include <sysexits.h>
 
@@ -73,30 +71,6 @@ static void doveadm_launchpad_log(void *context ATTR_UNUSED,
 	}
 }
 
-static int doveadm_launchpad_resolve_ids(struct doveadm_launchpad *lp)
-{
-	struct passwd *pw;
-	struct group *gr;
-
-	if (str_to_uid(lp->config->uid, &lp->uid) < 0) {
-		if ((pw = getpwnam(lp->config->uid)) == NULL) {
-			i_error("launchpad: %s: uid: unknown user '%s'",
-				lp->config->path, lp->config->uid);
-			return -1;
-		}
-		lp->uid = pw->pw_uid;
-	}
-	if (str_to_gid(lp->config->gid, &lp->gid) < 0) {
-		if ((gr = getgrnam(lp->config->gid)) == NULL) {
-			i_error("launchpad: %s: gid: unknown group '%s'",
-				lp->config->path, lp->config->gid);
-			return -1;
-		}
-		lp->gid = gr->gr_gid;
-	}
-	return 0;
-}
-
 /* This plugin is loaded by every doveadm command (pw, who, mailbox, ...),
    so loading it sets up nothing: libsodium is initialised here, when a
    launchpad command first needs it.  Dovecot's password_schemes_init()
@@ -134,7 +108,9 @@ int doveadm_launchpad_open(struct doveadm_launchpad **lp_r)
 		i_free(lp);
 		return -1;
 	}
-	if (doveadm_launchpad_resolve_ids(lp) < 0) {
+	/* resolved once, by lp_config_load() */
+	if (lp_config_mail_ids(lp->config, &lp->uid, &lp->gid, &err) < 0) {
+		i_error("launchpad: %s", err.text);
 		doveadm_exit_code = EX_CONFIG;
 		doveadm_launchpad_close(&lp);
 		return -1;

@@ -34,6 +34,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
+#include <sys/types.h>
 
 #define LP_NAME_MAX 64		/* Launchpad names are 2..64 characters */
 #define LP_DOMAIN_MAX 253
@@ -87,6 +88,11 @@ struct lp_config {
 	char *home;		/* template: %d domain, %n name, %u name@domain, %% */
 	char *uid;		/* user name or number, as written */
 	char *gid;
+	/* uid and gid resolved once, when the file is parsed; (uid_t)-1
+	   and (gid_t)-1 when this machine has no such user or group (use
+	   lp_config_mail_ids() to get them or the error). */
+	uid_t mail_uid;
+	gid_t mail_gid;
 	unsigned int positive_ttl;	/* seconds */
 	unsigned int negative_ttl;
 	unsigned int stale_grace;
@@ -127,6 +133,12 @@ void lp_config_free(struct lp_config **config);
 /* Parses "10s", "5m", "1h", "7d" or a bare number of seconds.
    Returns 0 and the seconds, or -1 on anything else (overflow included). */
 int lp_duration_parse(const char *str, unsigned int *secs_r);
+
+/* The mail uid and gid (config->mail_uid, mail_gid).  Returns 0, or -1
+   with err LP_ERR_CONFIG "<path>: uid: unknown user 'vmail'" when the
+   user or group did not exist when the file was parsed. */
+int lp_config_mail_ids(const struct lp_config *config, uid_t *uid_r,
+		       gid_t *gid_r, struct lp_error *err);
 
 /* The domain entry for a lower-case domain, or NULL if not configured. */
 const struct lp_domain *

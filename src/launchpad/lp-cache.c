@@ -9,7 +9,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,21 +47,6 @@ static void lp_cache_tdb_log(struct tdb_context *tdb,
 	lp_log(ctx, level <= TDB_DEBUG_ERROR ? LP_LOG_ERROR :
 	       level == TDB_DEBUG_WARNING ? LP_LOG_WARNING : LP_LOG_DEBUG,
 	       "tdb %s: %s", ctx->config->cache_path, msg);
-}
-
-/* gid of the config ("vmail" or a number); -1 if unknown. */
-static gid_t lp_cache_group(const struct lp_config *config)
-{
-	const struct group *gr;
-	char *end;
-	unsigned long n;
-
-	n = strtoul(config->gid, &end, 10);
-	if (*config->gid != '\0' && *end == '\0')
-		return (gid_t)n;
-	if ((gr = getgrnam(config->gid)) != NULL)
-		return gr->gr_gid;
-	return (gid_t)-1;
 }
 
 static struct tdb_context *
@@ -107,7 +91,7 @@ static void lp_cache_secure(struct lp_context *ctx)
 {
 	char dir[LP_URL_MAX], *slash;
 	struct stat st;
-	gid_t gid = lp_cache_group(ctx->config);
+	gid_t gid = ctx->config->mail_gid;
 	int fd = tdb_fd(ctx->tdb), dropped;
 	bool foreign;
 

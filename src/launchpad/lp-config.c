@@ -12,7 +12,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <limits.h>
+#include <pwd.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -746,6 +748,57 @@ static int lp_config_apply_defaults(struct lp_config_parser *parser)
 	return 0;
 }
 
+/* A number, or the name of a user (group) of this machine, looked up
+   here once; -1 if there is none. */
+static long long lp_config_resolve_id(const char *value, bool group)
+{
+	unsigned long long n = 0;
+	const struct passwd *pw;
+	const struct group *gr;
+	const char *p;
+
+	for (p = value; *p >= '0' && *p <= '9'; p++) {
+		n = n * 10 + (unsigned int)(*p - '0');
+		if (n >= (unsigned long long)(uid_t)-1)
+			return -1;
+	}
+	if (*p == '\0' && p != value)
+		return (long long)n;
+	if (group)
+		return (gr = getgrnam(value)) == NULL ? -1 :
+			(long long)gr->gr_gid;
+	return (pw = getpwnam(value)) == NULL ? -1 : (long long)pw->pw_uid;
+}
+
+static void lp_config_resolve_ids(struct lp_config *config)
+{
+	long long id;
+
+	id = lp_config_resolve_id(config->uid, false);
+	config->mail_uid = id < 0 ? (uid_t)-1 : (uid_t)id;
+	id = lp_config_resolve_id(config->gid, true);
+	config->mail_gid = id < 0 ? (gid_t)-1 : (gid_t)id;
+}
+
+int lp_config_mail_ids(const struct lp_config *config, uid_t *uid_r,
+		       gid_t *gid_r, struct lp_error *err)
+{
+	if (config->mail_uid == (uid_t)-1) {
+		lp_error_set(err, LP_ERR_CONFIG, "%s: uid: unknown user '%s'",
+			     config->path, config->uid);
+		return -1;
+	}
+	if (config->mail_gid == (gid_t)-1) {
+		lp_error_set(err, LP_ERR_CONFIG,
+			     "%s: gid: unknown group '%s'", config->path,
+			     config->gid);
+		return -1;
+	}
+	*uid_r = config->mail_uid;
+	*gid_r = config->mail_gid;
+	return 0;
+}
+
 int lp_config_parse(const char *path, const char *text,
 		    struct lp_config **config_r, struct lp_error *err)
 {
@@ -783,6 +836,8 @@ int lp_config_parse(const char *path, const char *text,
 	}
 	if (ret == 0)
 		ret = lp_config_apply_defaults(&parser);
+	if (ret == 0)
+		lp_config_resolve_ids(parser.config);
 
 	free(buf);
 	free(parser.domain_lines);

@@ -875,6 +875,59 @@ static void test_config_shipped_example(void)
 	test_end();
 }
 
+/* issue 14: uid and gid are resolved once, at load, not by every user. */
+static void test_config_mail_ids(void)
+{
+	static const struct {
+		const char *lines;
+		long long uid, gid;	/* -1: unknown */
+		const char *error;	/* lp_config_mail_ids(), NULL: ok */
+	} tests[] = {
+		{ "uid = 5000\ngid = 5001\n", 5000, 5001, NULL },
+		{ "uid = root\ngid = root\n", 0, 0, NULL },
+		{ "uid = 0\ngid = 0\n", 0, 0, NULL },
+		{ "uid = no-such-user-dlp\ngid = 0\n", -1, 0,
+		  TEST_PATH ": uid: unknown user 'no-such-user-dlp'" },
+		{ "uid = 0\ngid = no-such-group-dlp\n", 0, -1,
+		  TEST_PATH ": gid: unknown group 'no-such-group-dlp'" },
+		{ "uid = 99999999999\ngid = 0\n", -1, 0,
+		  TEST_PATH ": uid: unknown user '99999999999'" },
+	};
+	char text[TEST_FILE_MAX];
+
+	test_begin("config mail uid and gid");
+	for (unsigned int i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
+		struct lp_config *config;
+		struct lp_error err = { .kind = LP_ERR_NONE };
+		uid_t uid = 12345;
+		gid_t gid = 12345;
+		int ret;
+
+		snprintf(text, sizeof(text), "%s%s", TEST_DOMAIN_LINE,
+			 tests[i].lines);
+		if (lp_config_parse(TEST_PATH, text, &config, &err) < 0) {
+			test_assert_idx(false, i);
+			test_diag("%s", err.text);
+			continue;
+		}
+		test_assert_idx(config->mail_uid == (tests[i].uid < 0 ?
+			(uid_t)-1 : (uid_t)tests[i].uid), i);
+		test_assert_idx(config->mail_gid == (tests[i].gid < 0 ?
+			(gid_t)-1 : (gid_t)tests[i].gid), i);
+		ret = lp_config_mail_ids(config, &uid, &gid, &err);
+		if (tests[i].error == NULL) {
+			test_assert_idx(ret == 0 && uid == config->mail_uid &&
+					gid == config->mail_gid, i);
+		} else {
+			test_assert_idx(ret == -1 && err.kind == LP_ERR_CONFIG,
+					i);
+			test_assert_strcmp(err.text, tests[i].error);
+		}
+		lp_config_free(&config);
+	}
+	test_end();
+}
+
 int main(void)
 {
 	static void (*const test_functions[])(void) = {
@@ -890,6 +943,7 @@ int main(void)
 		test_config_expand_home,
 		test_config_load,
 		test_config_shipped_example,
+		test_config_mail_ids,
 		NULL
 	};
 

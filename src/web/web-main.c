@@ -9,8 +9,6 @@
 
 #include <curl/curl.h>
 #include <errno.h>
-#include <grp.h>
-#include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -88,36 +86,6 @@ static void web_origin_host(const char *origin, char *host_r, size_t size)
 	snprintf(host_r, size, "%.*s", (int)(end - host), host);
 }
 
-static int web_resolve_ids(struct web_server *server)
-{
-	const struct lp_config *config = server->config;
-	struct passwd *pw;
-	struct group *gr;
-	char *end;
-
-	errno = 0;
-	server->uid = (uid_t)strtoul(config->uid, &end, 10);
-	if (*end != '\0' || errno != 0) {
-		if ((pw = getpwnam(config->uid)) == NULL) {
-			web_log(LP_LOG_ERROR, "%s: uid: no user '%s'",
-				config->path, config->uid);
-			return -1;
-		}
-		server->uid = pw->pw_uid;
-	}
-	errno = 0;
-	server->gid = (gid_t)strtoul(config->gid, &end, 10);
-	if (*end != '\0' || errno != 0) {
-		if ((gr = getgrnam(config->gid)) == NULL) {
-			web_log(LP_LOG_ERROR, "%s: gid: no group '%s'",
-				config->path, config->gid);
-			return -1;
-		}
-		server->gid = gr->gr_gid;
-	}
-	return 0;
-}
-
 static int web_server_init(struct web_server *server, const char *path)
 {
 	struct lp_error err;
@@ -146,8 +114,12 @@ static int web_server_init(struct web_server *server, const char *path)
 	else
 		web_origin_host(server->web_origin, server->mail_host,
 				sizeof(server->mail_host));
-	if (web_resolve_ids(server) < 0)
+	/* resolved once, by lp_config_load() */
+	if (lp_config_mail_ids(server->config, &server->uid, &server->gid,
+			       &err) < 0) {
+		web_log(LP_LOG_ERROR, "%s", err.text);
 		return -1;
+	}
 	if (lp_net_list_parse(server->config->web_trusted_proxies,
 			      &server->trusted_proxies,
 			      &server->trusted_proxies_count, &err) < 0) {
