@@ -24,6 +24,9 @@ Control (outside the prefix, JSON bodies):
   POST /_fake/person   {"name": n, fields... | "delete": true,
                         "suspended": bool}
   POST /_fake/team     {"team": t, "members": [...]}
+  POST /_fake/echo     any body: answers 200 text/plain "content-type: T\n
+                       body: B\n" (for liblaunchpad's POST); logged, and
+                       the faults 500 503 hang redirect-onhost huge apply
 Fault modes: 500 503 404 410 slow hang truncated nonjson wrongtypes
 missing-field huge redirect-offhost redirect-onhost next-offhost next-loop.
 """
@@ -218,9 +221,41 @@ class Handler(BaseHTTPRequestHandler):
 
     # ---- control API ----
 
+    def echo(self):
+        lp = self.server.lp
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length > 0 else b""
+        with lp.lock:
+            lp.requests.append({
+                "method": "POST", "path": "/_fake/echo", "query": "",
+                "if_none_match": self.headers.get("If-None-Match"),
+                "user_agent": self.headers.get("User-Agent"),
+            })
+            fault = lp.take_fault("/_fake/echo")
+            wake = lp.wake
+        mode = fault["mode"] if fault is not None else None
+        if mode in ("500", "503"):
+            self.send(int(mode), "not now", "text/plain")
+        elif mode == "hang":
+            wake.wait(min(float(fault.get("delay") or HANG_DEFAULT_SECS),
+                          HANG_MAX_SECS))
+            self.close_connection = True
+        elif mode == "redirect-onhost":
+            self.send(301, "", "text/plain", headers={
+                "Location": self.host_base() + self.path})
+        elif mode == "huge":
+            self.send(200, "x" * HUGE_BYTES, "text/plain")
+        else:
+            self.send(200, "content-type: %s\nbody: %s\n" % (
+                self.headers.get("Content-Type"),
+                body.decode("ascii", "replace")), "text/plain")
+
     def do_POST(self):
         lp = self.server.lp
         path = urlsplit(self.path).path
+        if path == "/_fake/echo":
+            self.echo()
+            return
         try:
             body = self.read_json()
         except ValueError:

@@ -204,9 +204,17 @@ int lp_http_get(struct lp_context *ctx, const char *url, const char *etag,
 		struct lp_http_response *resp_r, struct lp_error *err);
 void lp_http_response_free(struct lp_http_response *resp);
 
+/* ---- lp-url.c ---- */
+
 /* TRUE if url has api_url's scheme, host and port and a path under
    api_url's path + "/" (parsed, not a string prefix) and no user info. */
 bool lp_url_is_under(const char *api_url, const char *url);
+/* Checks a configured base URL (api_url, web_url, sso_url): http(s),
+   written as curl reads it, a host, no user info, query or fragment,
+   plain http only on loopback.  Returns the length to keep (trailing
+   slashes dropped), or -1 with what filled ("<name> must ..."). */
+int lp_url_check_base(const char *name, const char *url, char *what,
+		      size_t what_size);
 
 /* ---- lp-json.c ---- */
 

@@ -581,6 +581,40 @@ struct lp_kick_result {
 int lp_kick_users(const char *socket_path, const char *const *users,
 		  struct lp_kick_result *result_r, struct lp_error *err);
 
+/* ---- URLs (lp-url.c), parsed by curl's URL API ---- */
+
+/* "scheme://host[:port]" of url, the port only if written: what a
+   browser sends as Origin.  0, or -1 (not an http(s) URL, too long). */
+int lp_url_origin(const char *url, char *origin_r, size_t size);
+/* The host of url, an IPv6 address without its brackets.  0 or -1. */
+int lp_url_host(const char *url, char *host_r, size_t size);
+/* TRUE if url (NULL: FALSE) has base's scheme, host and port (scheme and
+   host compared without case, default ports filled in) and no user
+   info. */
+bool lp_url_same_origin(const char *base, const char *url);
+/* TRUE if a and b are the same http(s) URL: origin as above, path and
+   query alike, neither with user info or a fragment. */
+bool lp_url_equal(const char *a, const char *b);
+/* url with pairs (name, value, ..., NULL) appended to its query, each
+   URL-encoded.  0, or -1 (bad url, out of memory, does not fit). */
+int lp_url_add_query(const char *url, const char *const *pairs,
+		     char *url_r, size_t size);
+
+/* ---- HTTP for the web page (lp-http.c): the lookups' own client ---- */
+
+/* POSTs pairs (name, value, ..., NULL; form-encoded here) to url as
+   application/x-www-form-urlencoded, with the client the lookups use:
+   its timeouts (http_timeout, and the lookup deadline when one is set),
+   TLS verification, answer size cap and protocols; no redirect is
+   followed and nothing is retried (a POST may not be repeatable).
+   Blocks.  Returns 0 with the HTTP status and, for 200 only, the body
+   (*body_r, NUL-terminated, the caller frees it), or -1 with err
+   (LP_ERR_TEMP unreachable or timed out, LP_ERR_PROTOCOL answer too
+   large). */
+int lp_http_post_form(struct lp_context *ctx, const char *url,
+		      const char *const *pairs, long *status_r,
+		      char **body_r, struct lp_error *err);
+
 /* ---- address lists (lp-net.c) ---- */
 
 /* An IPv4 or IPv6 network; IPv4 is kept IPv4-mapped (::ffff:a.b.c.d/96+n)

@@ -8,7 +8,7 @@
    a file value gets.  Any error refuses the whole file: the auth process
    must not start on a half-understood configuration. */
 
-#include "launchpad.h"
+#include "launchpad-private.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -33,7 +33,7 @@
 #define LP_HTTP_TIMEOUT_MIN 1
 #define LP_HTTP_TIMEOUT_MAX 45
 #define LP_DNS_LABEL_MAX 63
-#define LP_URL_PORT_MAX 65535
+#define LP_PORT_MAX 65535
 /* A 32-byte X25519 key in padded base64: 43 characters and one '='. */
 #define LP_PUBLIC_KEY_BYTES 32
 #define LP_PUBLIC_KEY_BASE64_LEN 44
@@ -196,155 +196,6 @@ int lp_duration_parse(const char *str, unsigned int *secs_r)
 	return 0;
 }
 
-static bool lp_config_ipv4_is_loopback(const char *host, size_t len)
-{
-	unsigned int octets = 0, digits = 0, value = 0;
-	size_t i;
-
-	/* Strict dotted quad 127.a.b.c: no leading zeros, so nothing can be
-	   read as octal or fall through to a DNS lookup. */
-	if (len < 4 || memcmp(host, "127.", 4) != 0)
-		return false;
-	for (i = 0; i <= len; i++) {
-		if (i == len || host[i] == '.') {
-			if (digits == 0 || value > 255)
-				return false;
-			octets++;
-			digits = 0;
-			value = 0;
-		} else if (host[i] >= '0' && host[i] <= '9') {
-			if (digits > 0 && value == 0)
-				return false;
-			value = value * 10 + (unsigned int)(host[i] - '0');
-			if (++digits > 3)
-				return false;
-		} else {
-			return false;
-		}
-	}
-	return octets == 4;
-}
-
-static bool lp_config_host_is_loopback(const char *host, size_t len)
-{
-	if (len == strlen("localhost") &&
-	    strncasecmp(host, "localhost", len) == 0)
-		return true;
-	if (len == strlen("[::1]") && memcmp(host, "[::1]", len) == 0)
-		return true;
-	return lp_config_ipv4_is_loopback(host, len);
-}
-
-/* Checks an http(s) URL; on success returns the length to keep (trailing
-   slashes dropped), else -1 with what filled. */
-static int lp_config_check_url(const char *name, const char *url,
-			       char *what, size_t what_size)
-{
-	const char *authority, *host, *host_end, *p;
-	size_t len, keep;
-	bool https;
-
-	for (p = url; *p != '\0'; p++) {
-		if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f) {
-			snprintf(what, what_size,
-				 "%s must be printable ASCII without spaces",
-				 name);
-			return -1;
-		}
-	}
-	if (strncmp(url, "https://", strlen("https://")) == 0) {
-		https = true;
-		authority = url + strlen("https://");
-	} else if (strncmp(url, "http://", strlen("http://")) == 0) {
-		https = false;
-		authority = url + strlen("http://");
-	} else {
-		snprintf(what, what_size, "%s must start with https://", name);
-		return -1;
-	}
-	if (strpbrk(url, "?#") != NULL) {
-		/* Paths are appended to it: a query would swallow them. */
-		snprintf(what, what_size,
-			 "%s must not contain a query or fragment", name);
-		return -1;
-	}
-	len = strcspn(authority, "/");
-	if (memchr(authority, '@', len) != NULL) {
-		snprintf(what, what_size,
-			 "%s must not contain user credentials", name);
-		return -1;
-	}
-
-	host = authority;
-	if (*host == '[') {
-		host_end = memchr(host, ']', len);
-		if (host_end == NULL) {
-			snprintf(what, what_size,
-				 "%s has an unterminated [IPv6] host", name);
-			return -1;
-		}
-		host_end++;
-		for (p = host + 1; p < host_end - 1; p++) {
-			if (strchr("0123456789abcdefABCDEF:.", *p) == NULL)
-				break;
-		}
-		if (p != host_end - 1 || host_end - host == 2) {
-			snprintf(what, what_size,
-				 "%s has an invalid [IPv6] host", name);
-			return -1;
-		}
-	} else {
-		host_end = host + strcspn(host, ":/");
-		for (p = host; p < host_end; p++) {
-			if (!((*p >= 'a' && *p <= 'z') ||
-			      (*p >= 'A' && *p <= 'Z') ||
-			      (*p >= '0' && *p <= '9') ||
-			      *p == '.' || *p == '-'))
-				break;
-		}
-		if (p != host_end || host_end == host) {
-			snprintf(what, what_size,
-				 "%s has an invalid or empty host", name);
-			return -1;
-		}
-	}
-	if (host_end < authority + len) {
-		unsigned int port = 0;
-
-		p = host_end;
-		if (*p++ != ':' || p == authority + len) {
-			snprintf(what, what_size, "%s has an invalid port",
-				 name);
-			return -1;
-		}
-		for (; p < authority + len; p++) {
-			if (*p < '0' || *p > '9' ||
-			    (port = port * 10 + (unsigned int)(*p - '0')) >
-			    LP_URL_PORT_MAX)
-				break;
-		}
-		if (p != authority + len || port == 0) {
-			snprintf(what, what_size, "%s has an invalid port",
-				 name);
-			return -1;
-		}
-	}
-	if (!https && !lp_config_host_is_loopback(host,
-						   (size_t)(host_end - host))) {
-		/* TLS verification is always on; plain http exists only for
-		   the loopback fake server of the tests. */
-		snprintf(what, what_size,
-			 "%s must use https:// (plain http:// is allowed only "
-			 "for 127.0.0.0/8, localhost or [::1])", name);
-		return -1;
-	}
-
-	keep = strlen(url);
-	while (keep > (size_t)(authority + len - url) && url[keep - 1] == '/')
-		keep--;
-	return (int)keep;
-}
-
 static int lp_config_check_home(const char *home, char *what,
 				size_t what_size)
 {
@@ -439,8 +290,8 @@ static int lp_config_set_value(struct lp_config *config,
 			break;
 		/* fall through */
 	case LP_CONFIG_TYPE_URL:
-		if ((len = lp_config_check_url(key->name, value, what,
-					       what_size)) < 0)
+		if ((len = lp_url_check_base(key->name, value, what,
+					     what_size)) < 0)
 			return -1;
 		return lp_config_set_string(str_field, value, (size_t)len,
 					    what, what_size);
@@ -488,10 +339,10 @@ static int lp_config_set_value(struct lp_config *config,
 		if (lp_duration_parse(value, &secs) < 0 ||
 		    value[strlen(value) - 1] < '0' ||
 		    value[strlen(value) - 1] > '9' ||
-		    secs == 0 || secs > LP_URL_PORT_MAX) {
+		    secs == 0 || secs > LP_PORT_MAX) {
 			snprintf(what, what_size,
 				 "%s must be a port number 1..%d", key->name,
-				 LP_URL_PORT_MAX);
+				 LP_PORT_MAX);
 			return -1;
 		}
 		*uint_field = secs;

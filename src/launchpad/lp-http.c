@@ -134,17 +134,13 @@ int lp_http_init(struct lp_context *ctx, struct lp_error *err)
 	if (rc == CURLE_OK) rc = curl_easy_setopt(curl, opt, val)
 	/* auth-workers are threaded by Dovecot's ioloop: no SIGALRM. */
 	LP_SETOPT(CURLOPT_NOSIGNAL, 1L);
-#if LIBCURL_VERSION_NUM >= 0x075500
+	/* configure checked that libcurl has CURLOPT_PROTOCOLS_STR */
 	LP_SETOPT(CURLOPT_PROTOCOLS_STR, "http,https");
 	LP_SETOPT(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-#else
-	LP_SETOPT(CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
-	LP_SETOPT(CURLOPT_REDIR_PROTOCOLS,
-		  (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
-#endif
 	LP_SETOPT(CURLOPT_SSL_VERIFYPEER, 1L);
 	LP_SETOPT(CURLOPT_SSL_VERIFYHOST, 2L);
-	/* Redirects are checked against api_url by lp_http_get(). */
+	/* Redirects are checked against api_url by lp_http_get(); a POST
+	   follows none. */
 	LP_SETOPT(CURLOPT_FOLLOWLOCATION, 0L);
 	LP_SETOPT(CURLOPT_USERAGENT, LP_USER_AGENT);
 	LP_SETOPT(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)LP_HTTP_MAX_BODY);
@@ -174,69 +170,6 @@ void lp_http_response_free(struct lp_http_response *resp)
 	free(resp->body);
 	resp->body = NULL;
 	resp->body_size = 0;
-}
-
-static char *lp_url_part(CURLU *u, CURLUPart part, unsigned int flags)
-{
-	char *value = NULL;
-
-	if (curl_url_get(u, part, &value, flags) != CURLUE_OK)
-		return NULL;
-	return value;
-}
-
-bool lp_url_is_under(const char *api_url, const char *url)
-{
-	CURLU *base = curl_url(), *cand = curl_url();
-	char *parts[2][4] = { { NULL } };
-	char *user = NULL, *password = NULL;
-	bool ok = false;
-	size_t base_len;
-
-	if (base == NULL || cand == NULL)
-		goto out;
-	if (curl_url_set(base, CURLUPART_URL, api_url, 0) != CURLUE_OK ||
-	    curl_url_set(cand, CURLUPART_URL, url, 0) != CURLUE_OK)
-		goto out;
-	for (unsigned int i = 0; i < 2; i++) {
-		CURLU *u = i == 0 ? base : cand;
-
-		parts[i][0] = lp_url_part(u, CURLUPART_SCHEME, 0);
-		parts[i][1] = lp_url_part(u, CURLUPART_HOST, 0);
-		parts[i][2] = lp_url_part(u, CURLUPART_PORT, CURLU_DEFAULT_PORT);
-		parts[i][3] = lp_url_part(u, CURLUPART_PATH, 0);
-		for (unsigned int j = 0; j < 4; j++) {
-			if (parts[i][j] == NULL)
-				goto out;
-		}
-	}
-	/* user info in a link is never Launchpad's and would change the
-	   credentials curl sends */
-	user = lp_url_part(cand, CURLUPART_USER, 0);
-	password = lp_url_part(cand, CURLUPART_PASSWORD, 0);
-	if (user != NULL || password != NULL)
-		goto out;
-	if (strcasecmp(parts[0][0], parts[1][0]) != 0 ||
-	    strcasecmp(parts[0][1], parts[1][1]) != 0 ||
-	    strcmp(parts[0][2], parts[1][2]) != 0)
-		goto out;
-	/* The path must continue api_url's path at a "/": "/1.0evil" is not
-	   under "/1.0". curl has already removed dot segments. */
-	base_len = strlen(parts[0][3]);
-	while (base_len > 0 && parts[0][3][base_len - 1] == '/')
-		base_len--;
-	ok = strncmp(parts[1][3], parts[0][3], base_len) == 0 &&
-		parts[1][3][base_len] == '/';
-out:
-	for (unsigned int i = 0; i < 2; i++) {
-		for (unsigned int j = 0; j < 4; j++)
-			curl_free(parts[i][j]);
-	}
-	curl_free(user);
-	curl_free(password);
-	curl_url_cleanup(base);
-	curl_url_cleanup(cand);
-	return ok;
 }
 
 static bool lp_http_status_is_redirect(long status)
@@ -274,14 +207,45 @@ static void lp_sleep_msecs(unsigned int msecs)
 		;
 }
 
-/* One request. On DONE, state holds the body and *status_r the code. */
+/* One request, as lp_http_get() or lp_http_post_form() describe it. */
+struct lp_http_request {
+	const char *method;		/* "GET" or "POST" */
+	const char *url;
+	const char *etag;		/* GET: If-None-Match, or NULL */
+	const char *post;		/* POST: the body, post_size bytes */
+	size_t post_size;
+};
+
+/* Adds "name: value" to *headers (when value is not NULL).  FALSE when
+   out of memory (*headers is then freed). */
+static bool lp_http_header_add(struct curl_slist **headers, const char *name,
+			       const char *value)
+{
+	char line[LP_ETAG_MAX + 64];
+	struct curl_slist *h;
+
+	if (value == NULL)
+		return true;
+	snprintf(line, sizeof(line), "%s: %s", name, value);
+	if ((h = curl_slist_append(*headers, line)) == NULL) {
+		curl_slist_free_all(*headers);
+		*headers = NULL;
+		return false;
+	}
+	*headers = h;
+	return true;
+}
+
+/* One attempt. On DONE, state holds the body and *status_r the code. */
 static enum lp_http_attempt
-lp_http_attempt(struct lp_context *ctx, const char *url, const char *etag,
+lp_http_attempt(struct lp_context *ctx, const struct lp_http_request *req,
 		struct lp_http_state *state, long *status_r,
 		struct lp_error *err)
 {
-	struct curl_slist *headers = NULL, *h;
-	char inm[LP_ETAG_MAX + 32];
+	struct curl_slist *headers = NULL;
+	const char *etag = req->etag != NULL && req->etag[0] != '\0' ?
+		req->etag : NULL;
+	bool post = req->post != NULL;
 	uint64_t timeout_msecs, left, start;
 	CURLcode code;
 	long status = 0;
@@ -291,82 +255,94 @@ lp_http_attempt(struct lp_context *ctx, const char *url, const char *etag,
 	if (timeout_msecs == 0 || timeout_msecs > left)
 		timeout_msecs = left;
 	if (timeout_msecs < LP_HTTP_MIN_MSECS) {
-		lp_error_set(err, LP_ERR_TEMP,
-			     "GET %s: lookup deadline reached", url);
+		lp_error_set(err, LP_ERR_TEMP, "%s %s: lookup deadline reached",
+			     req->method, req->url);
 		return LP_HTTP_ATTEMPT_FAIL;
 	}
 
-	h = curl_slist_append(NULL, "Accept: application/json");
-	if (h != NULL && etag != NULL && etag[0] != '\0') {
-		snprintf(inm, sizeof(inm), "If-None-Match: %s", etag);
-		headers = h;
-		h = curl_slist_append(headers, inm);
-	}
-	if (h == NULL) {
-		curl_slist_free_all(headers);
+	if (!lp_http_header_add(&headers, "Accept",
+				post ? NULL : "application/json") ||
+	    !lp_http_header_add(&headers, "If-None-Match", etag) ||
+	    !lp_http_header_add(&headers, "Content-Type", post ?
+				"application/x-www-form-urlencoded" : NULL)) {
 		lp_error_set(err, LP_ERR_INTERNAL, "curl_slist_append() failed");
 		return LP_HTTP_ATTEMPT_FAIL;
 	}
-	headers = h;
 
 	free(state->data);
 	memset(state, 0, sizeof(*state));
-	curl_easy_setopt(ctx->curl, CURLOPT_URL, url);
+	curl_easy_setopt(ctx->curl, CURLOPT_URL, req->url);
 	curl_easy_setopt(ctx->curl, CURLOPT_HTTPHEADER, headers);
 	curl_easy_setopt(ctx->curl, CURLOPT_WRITEDATA, state);
 	curl_easy_setopt(ctx->curl, CURLOPT_HEADERDATA, state);
 	curl_easy_setopt(ctx->curl, CURLOPT_TIMEOUT_MS, (long)timeout_msecs);
 	curl_easy_setopt(ctx->curl, CURLOPT_CONNECTTIMEOUT_MS,
 			 (long)timeout_msecs);
+	if (post) {
+		curl_easy_setopt(ctx->curl, CURLOPT_POSTFIELDSIZE,
+				 (long)req->post_size);
+		curl_easy_setopt(ctx->curl, CURLOPT_POSTFIELDS, req->post);
+	}
 
 	start = lp_monotonic_msecs();
 	ctx->http_requests++;
 	code = curl_easy_perform(ctx->curl);
 	curl_easy_setopt(ctx->curl, CURLOPT_HTTPHEADER, NULL);
+	if (post) {
+		/* the handle serves the next GET, and must not keep a pointer
+		   to the caller's body */
+		curl_easy_setopt(ctx->curl, CURLOPT_POSTFIELDS, NULL);
+		curl_easy_setopt(ctx->curl, CURLOPT_HTTPGET, 1L);
+	}
 	curl_slist_free_all(headers);
 	if (code == CURLE_OK)
 		curl_easy_getinfo(ctx->curl, CURLINFO_RESPONSE_CODE, &status);
-	lp_log(ctx, LP_LOG_DEBUG, "GET %s%s: %ld (%s) in %llu ms", url,
-	       etag != NULL && etag[0] != '\0' ? " (If-None-Match)" : "",
+	lp_log(ctx, LP_LOG_DEBUG, "%s %s%s: %ld (%s) in %llu ms", req->method,
+	       req->url, etag != NULL ? " (If-None-Match)" : "",
 	       status, curl_easy_strerror(code),
 	       (unsigned long long)(lp_monotonic_msecs() - start));
 
 	if (state->too_big || code == CURLE_FILESIZE_EXCEEDED) {
 		lp_error_set(err, LP_ERR_PROTOCOL,
-			     "GET %s: answer larger than %u bytes", url,
-			     LP_HTTP_MAX_BODY);
+			     "%s %s: answer larger than %u bytes", req->method,
+			     req->url, LP_HTTP_MAX_BODY);
 		return LP_HTTP_ATTEMPT_FAIL;
 	}
 	if (code != CURLE_OK) {
-		lp_error_set(err, LP_ERR_TEMP, "GET %s: %s", url,
-			     curl_easy_strerror(code));
-		return lp_curl_code_is_transient(code) ?
+		lp_error_set(err, LP_ERR_TEMP, "%s %s: %s", req->method,
+			     req->url, curl_easy_strerror(code));
+		return lp_curl_code_is_transient(code) && !post ?
 			LP_HTTP_ATTEMPT_RETRY : LP_HTTP_ATTEMPT_FAIL;
 	}
 	*status_r = status;
+	/* a POST's answer, whatever its status, is for the caller */
+	if (post)
+		return LP_HTTP_ATTEMPT_DONE;
 	if (status >= 500 && status <= 599) {
-		lp_error_set(err, LP_ERR_TEMP, "GET %s: HTTP %ld", url, status);
+		lp_error_set(err, LP_ERR_TEMP, "GET %s: HTTP %ld", req->url,
+			     status);
 		return LP_HTTP_ATTEMPT_RETRY;
 	}
 	if (status == 200 || status == 304 || status == 404 || status == 410 ||
 	    lp_http_status_is_redirect(status))
 		return LP_HTTP_ATTEMPT_DONE;
 	lp_error_set(err, LP_ERR_PROTOCOL, "GET %s: unexpected HTTP %ld",
-		     url, status);
+		     req->url, status);
 	return LP_HTTP_ATTEMPT_FAIL;
 }
 
-/* Retries of one URL. 0 with *status_r, or -1. */
-static int lp_http_get_retry(struct lp_context *ctx, const char *url,
-			     const char *etag, struct lp_http_state *state,
-			     long *status_r, struct lp_error *err)
+/* Retries of one request (a POST gets none). 0 with *status_r, or -1. */
+static int lp_http_retry(struct lp_context *ctx,
+			 const struct lp_http_request *req,
+			 struct lp_http_state *state, long *status_r,
+			 struct lp_error *err)
 {
 	static const unsigned int backoff[LP_HTTP_RETRIES] = {
 		LP_HTTP_RETRY1_MSECS, LP_HTTP_RETRY2_MSECS,
 	};
 
 	for (unsigned int attempt = 0;; attempt++) {
-		switch (lp_http_attempt(ctx, url, etag, state, status_r, err)) {
+		switch (lp_http_attempt(ctx, req, state, status_r, err)) {
 		case LP_HTTP_ATTEMPT_DONE:
 			return 0;
 		case LP_HTTP_ATTEMPT_FAIL:
@@ -407,9 +383,11 @@ int lp_http_get(struct lp_context *ctx, const char *url, const char *etag,
 	}
 	for (unsigned int hops = 0;; hops++) {
 		const char *location = NULL;
+		const struct lp_http_request req = {
+			.method = "GET", .url = cur_url, .etag = etag,
+		};
 
-		if (lp_http_get_retry(ctx, cur_url, etag, &state, &status,
-				      err) < 0) {
+		if (lp_http_retry(ctx, &req, &state, &status, err) < 0) {
 			free(state.data);
 			return -1;
 		}
@@ -455,5 +433,72 @@ int lp_http_get(struct lp_context *ctx, const char *url, const char *etag,
 	} else {
 		free(state.data);
 	}
+	return 0;
+}
+
+/* Appends "name=value" form-encoded (curl_easy_escape(): everything but
+   unreserved characters as %XX) to buf. */
+static bool lp_http_form_append(CURL *curl, char **buf, size_t *len,
+				const char *name, const char *value)
+{
+	char *ename = curl_easy_escape(curl, name, 0);
+	char *evalue = curl_easy_escape(curl, value, 0);
+	size_t add = ename == NULL || evalue == NULL ? 0 :
+		strlen(ename) + strlen(evalue) + 2;
+	char *grown = add == 0 ? NULL : realloc(*buf, *len + add + 1);
+	bool ok = grown != NULL;
+
+	if (ok) {
+		*len += (size_t)sprintf(grown + *len, "%s%s=%s",
+					*len == 0 ? "" : "&", ename, evalue);
+		*buf = grown;
+	}
+	curl_free(ename);
+	curl_free(evalue);
+	return ok;
+}
+
+int lp_http_post_form(struct lp_context *ctx, const char *url,
+		      const char *const *pairs, long *status_r, char **body_r,
+		      struct lp_error *err)
+{
+	struct lp_error local_err;
+	struct lp_http_state state = { .data = NULL };
+	struct lp_http_request req = { .method = "POST", .url = url };
+	char *form = NULL;
+	size_t form_len = 0;
+	long status = 0;
+	int ret;
+
+	if (err == NULL)
+		err = &local_err;
+	*status_r = 0;
+	*body_r = NULL;
+	for (unsigned int i = 0; pairs[i] != NULL; i += 2) {
+		if (!lp_http_form_append(ctx->curl, &form, &form_len,
+					 pairs[i], pairs[i + 1])) {
+			free(form);
+			lp_error_set(err, LP_ERR_INTERNAL, "out of memory");
+			return -1;
+		}
+	}
+	req.post = form != NULL ? form : "";
+	req.post_size = form_len;
+	ret = lp_http_retry(ctx, &req, &state, &status, err);
+	free(form);
+	if (ret < 0) {
+		free(state.data);
+		return -1;
+	}
+	*status_r = status;
+	if (status == 200 && state.data == NULL &&
+	    (state.data = strdup("")) == NULL) {
+		lp_error_set(err, LP_ERR_INTERNAL, "strdup() failed");
+		return -1;
+	}
+	if (status == 200)
+		*body_r = state.data;
+	else
+		free(state.data);
 	return 0;
 }
