@@ -31,7 +31,6 @@ PENDING = {
                    "(kr_keyfile <-> kr_recovery)",
     "src/storage": "issue 14: sqlbox's database layer split from its "
                    "schema and queries",
-    "src/web": "issue 14: web-main/web-http/web-pages call each other",
 }
 
 

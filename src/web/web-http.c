@@ -1,7 +1,8 @@
 /* Copyright (c) dovecot-launchpad authors; see debian/copyright. */
 
-/* libmicrohttpd glue: request bodies, forms, cookies, and responses with
-   the security headers every page carries. */
+/* libmicrohttpd glue: the daemon, who the client is, request bodies (to
+   web-form.c), and responses with the security headers every page
+   carries. */
 
 #include "web-private.h"
 
@@ -12,236 +13,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sodium.h>
-
-#define WEB_BUF_MIN 1024
 
 /* No inline script or style anywhere: the stylesheet is /style.css. */
 #define WEB_CSP "default-src 'self'; frame-ancestors 'none'; " \
 	"form-action 'self' %s; base-uri 'none'"
-
-/* ---- buffers ---- */
-
-static void web_buf_grow(struct web_buf *buf, size_t more)
-{
-	size_t size;
-	char *data;
-
-	if (buf->failed)
-		return;
-	if (buf->len + more + 1 <= buf->size)
-		return;
-	size = buf->size < WEB_BUF_MIN ? WEB_BUF_MIN : buf->size;
-	while (size < buf->len + more + 1)
-		size *= 2;
-	data = malloc(size);
-	if (data == NULL) {
-		buf->failed = true;
-		return;
-	}
-	if (buf->data != NULL) {
-		memcpy(data, buf->data, buf->len + 1);
-		/* realloc() would leave a copy of a password behind */
-		sodium_memzero(buf->data, buf->size);
-		free(buf->data);
-	}
-	buf->data = data;
-	buf->size = size;
-}
-
-void web_buf_append_n(struct web_buf *buf, const char *text, size_t len)
-{
-	web_buf_grow(buf, len);
-	if (buf->failed)
-		return;
-	memcpy(buf->data + buf->len, text, len);
-	buf->len += len;
-	buf->data[buf->len] = '\0';
-}
-
-void web_buf_append(struct web_buf *buf, const char *text)
-{
-	web_buf_append_n(buf, text, strlen(text));
-}
-
-void web_buf_printf(struct web_buf *buf, const char *fmt, ...)
-{
-	va_list args;
-	int len;
-
-	va_start(args, fmt);
-	len = vsnprintf(NULL, 0, fmt, args);
-	va_end(args);
-	if (len < 0) {
-		buf->failed = true;
-		return;
-	}
-	web_buf_grow(buf, (size_t)len);
-	if (buf->failed)
-		return;
-	va_start(args, fmt);
-	(void)vsnprintf(buf->data + buf->len, (size_t)len + 1, fmt, args);
-	va_end(args);
-	buf->len += (size_t)len;
-}
-
-void web_buf_html(struct web_buf *buf, const char *text)
-{
-	const char *p, *start = text;
-
-	for (p = text; *p != '\0'; p++) {
-		const char *esc;
-
-		switch (*p) {
-		case '&': esc = "&amp;"; break;
-		case '<': esc = "&lt;"; break;
-		case '>': esc = "&gt;"; break;
-		case '"': esc = "&quot;"; break;
-		case '\'': esc = "&#39;"; break;
-		default: continue;
-		}
-		web_buf_append_n(buf, start, (size_t)(p - start));
-		web_buf_append(buf, esc);
-		start = p + 1;
-	}
-	web_buf_append_n(buf, start, (size_t)(p - start));
-}
-
-void web_buf_free(struct web_buf *buf)
-{
-	if (buf->data != NULL) {
-		if (buf->secret)
-			sodium_memzero(buf->data, buf->size);
-		free(buf->data);
-	}
-	buf->data = NULL;
-	buf->len = buf->size = 0;
-}
-
-/* ---- request accessors ---- */
-
-const char *web_form_get(const struct web_request *req, const char *name)
-{
-	for (unsigned int i = 0; i < req->form_count; i++) {
-		if (strcmp(req->form_names[i], name) == 0)
-			return req->form_values[i];
-	}
-	return NULL;
-}
-
-const char *web_header_get(const struct web_request *req, const char *name)
-{
-	return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
-}
-
-const char *web_query_get(const struct web_request *req, const char *name)
-{
-	return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND,
-					   name);
-}
-
-const char *web_cookie_get(const struct web_request *req, const char *name)
-{
-	return MHD_lookup_connection_value(req->conn, MHD_COOKIE_KIND, name);
-}
-
-void web_cookie_set(struct web_request *req, const char *name,
-		    const char *value, const char *same_site, long max_age)
-{
-	char age[48] = "";
-
-	if (req->cookie_count >= sizeof(req->cookies) / sizeof(req->cookies[0]))
-		return;
-	if (max_age >= 0)
-		snprintf(age, sizeof(age), "; Max-Age=%ld", max_age);
-	snprintf(req->cookies[req->cookie_count++],
-		 sizeof(req->cookies[0]),
-		 "%s=%s; Path=/; HttpOnly; Secure; SameSite=%s%s",
-		 name, value, same_site, age);
-}
-
-void web_redirect(struct web_request *req, const char *target)
-{
-	req->status = MHD_HTTP_SEE_OTHER;
-	if (target[0] == '/')
-		snprintf(req->location, sizeof(req->location), "%s%s",
-			 req->server->config->web_url, target);
-	else
-		snprintf(req->location, sizeof(req->location), "%s", target);
-}
-
-/* ---- forms ---- */
-
-static int web_hex(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-/* Decodes one x-www-form-urlencoded token in place. Returns false on a bad
-   escape or a control character (no form field of ours needs one). */
-static bool web_form_decode(char *str)
-{
-	char *in = str, *out = str;
-
-	while (*in != '\0') {
-		char c = *in++;
-
-		if (c == '+') {
-			c = ' ';
-		} else if (c == '%') {
-			int hi = web_hex(in[0]), lo = hi < 0 ? -1 : web_hex(in[1]);
-
-			if (lo < 0)
-				return false;
-			c = (char)(hi * 16 + lo);
-			in += 2;
-		}
-		if ((unsigned char)c < 0x20 || c == 0x7f)
-			return false;
-		*out++ = c;
-	}
-	*out = '\0';
-	return true;
-}
-
-/* Splits the body into fields. Returns false if it is not a well-formed
-   form of at most WEB_FORM_FIELDS_MAX distinct fields. */
-static bool web_form_parse(struct web_request *req)
-{
-	char *p, *field, *eq;
-
-	if (req->body_in.len == 0)
-		return true;
-	req->form_storage_size = req->body_in.len + 1;
-	req->form_storage = malloc(req->form_storage_size);
-	if (req->form_storage == NULL)
-		return false;
-	memcpy(req->form_storage, req->body_in.data, req->form_storage_size);
-	for (p = req->form_storage; p != NULL; ) {
-		field = p;
-		p = strchr(p, '&');
-		if (p != NULL)
-			*p++ = '\0';
-		if (*field == '\0')
-			continue;
-		eq = strchr(field, '=');
-		if (eq == NULL || req->form_count >= WEB_FORM_FIELDS_MAX)
-			return false;
-		*eq = '\0';
-		if (!web_form_decode(field) || !web_form_decode(eq + 1) ||
-		    web_form_get(req, field) != NULL)
-			return false;
-		req->form_names[req->form_count] = field;
-		req->form_values[req->form_count++] = eq + 1;
-	}
-	return true;
-}
 
 /* ---- responses ---- */
 
@@ -404,12 +179,8 @@ static void web_request_client(struct web_request *req)
 
 static void web_request_free(struct web_request *req)
 {
-	web_buf_free(&req->body_in);
+	web_form_free(req);
 	web_buf_free(&req->body);
-	if (req->form_storage != NULL) {
-		sodium_memzero(req->form_storage, req->form_storage_size);
-		free(req->form_storage);
-	}
 	free(req);
 }
 
@@ -442,7 +213,7 @@ web_http_handler(void *cls, struct MHD_Connection *conn, const char *url,
 {
 	struct web_server *server = cls;
 	struct web_request *req = *con_cls;
-	const char *length, *type;
+	const char *length;
 
 	(void)version;
 	if (req == NULL) {
@@ -455,7 +226,6 @@ web_http_handler(void *cls, struct MHD_Connection *conn, const char *url,
 		req->path = url;
 		req->status = MHD_HTTP_OK;
 		req->is_post = strcmp(method, MHD_HTTP_METHOD_POST) == 0;
-		req->body_in.secret = true;
 		web_request_client(req);
 		*con_cls = req;
 		if (!req->is_post && strcmp(method, MHD_HTTP_METHOD_GET) != 0 &&
@@ -471,15 +241,18 @@ web_http_handler(void *cls, struct MHD_Connection *conn, const char *url,
 					"request body too large\n");
 			return web_respond(req);
 		}
+		if (req->is_post)
+			web_form_begin(req);
 		return MHD_YES;
 	}
 	if (*upload_data_size > 0) {
-		if (!req->is_post || req->body_in.len + *upload_data_size >
-		    WEB_BODY_MAX)
+		if (!req->is_post || req->body_len + *upload_data_size >
+		    WEB_BODY_MAX) {
 			req->too_large = true;
-		else
-			web_buf_append_n(&req->body_in, upload_data,
-					 *upload_data_size);
+		} else {
+			req->body_len += *upload_data_size;
+			web_form_feed(req, upload_data, *upload_data_size);
+		}
 		*upload_data_size = 0;
 		if (req->too_large) {
 			/* Chunked and too long: answer now, MHD closes. */
@@ -489,21 +262,14 @@ web_http_handler(void *cls, struct MHD_Connection *conn, const char *url,
 		}
 		return MHD_YES;
 	}
-	if (req->too_large || req->body_in.failed) {
+	if (req->too_large) {
 		web_plain_error(req, MHD_HTTP_CONTENT_TOO_LARGE,
 				"request body too large\n");
 		return web_respond(req);
 	}
-	if (req->is_post) {
-		type = web_header_get(req, MHD_HTTP_HEADER_CONTENT_TYPE);
-		if (type == NULL ||
-		    strncasecmp(type, "application/x-www-form-urlencoded",
-				strlen("application/x-www-form-urlencoded")) != 0 ||
-		    !web_form_parse(req)) {
-			web_plain_error(req, MHD_HTTP_BAD_REQUEST,
-					"malformed form\n");
-			return web_respond(req);
-		}
+	if (req->is_post && !web_form_end(req)) {
+		web_plain_error(req, MHD_HTTP_BAD_REQUEST, "malformed form\n");
+		return web_respond(req);
 	}
 	web_pages_handle(req);
 	return web_respond(req);

@@ -7,10 +7,8 @@
 
 #include "web-private.h"
 
-#include <curl/curl.h>
 #include <errno.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,24 +21,6 @@
 
 static volatile sig_atomic_t web_stop_signal = 0;
 
-static const char *const web_level_names[] = {
-	[LP_LOG_DEBUG] = "debug",
-	[LP_LOG_INFO] = "info",
-	[LP_LOG_WARNING] = "warning",
-	[LP_LOG_ERROR] = "error",
-};
-
-void web_log(enum lp_log_level level, const char *fmt, ...)
-{
-	char msg[1024];
-	va_list args;
-
-	va_start(args, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, args);
-	va_end(args);
-	fprintf(stderr, "%s: %s: %s\n", WEB_NAME, web_level_names[level], msg);
-}
-
 static void web_lp_log(void *context, enum lp_log_level level,
 		       const char *msg)
 {
@@ -52,38 +32,6 @@ static void web_lp_log(void *context, enum lp_log_level level,
 static void web_signal(int signo)
 {
 	web_stop_signal = signo;
-}
-
-/* "https://host:port/path" -> "https://host:port". */
-static int web_origin(const char *url, char *origin_r, size_t size)
-{
-	const char *authority = strstr(url, "://"), *end;
-
-	if (authority == NULL)
-		return -1;
-	authority += 3;
-	end = authority + strcspn(authority, "/");
-	if ((size_t)(end - url) >= size)
-		return -1;
-	memcpy(origin_r, url, (size_t)(end - url));
-	origin_r[end - url] = '\0';
-	return 0;
-}
-
-/* The host part of an origin, without port or brackets. */
-static void web_origin_host(const char *origin, char *host_r, size_t size)
-{
-	const char *host = strstr(origin, "://") + 3, *end;
-
-	if (*host == '[') {
-		host++;
-		end = strchr(host, ']');
-	} else {
-		end = strchr(host, ':');
-	}
-	if (end == NULL)
-		end = host + strlen(host);
-	snprintf(host_r, size, "%.*s", (int)(end - host), host);
 }
 
 static int web_server_init(struct web_server *server, const char *path)
@@ -101,19 +49,21 @@ static int web_server_init(struct web_server *server, const char *path)
 			path);
 		return -1;
 	}
-	if (web_origin(server->config->web_url, server->web_origin,
-		       sizeof(server->web_origin)) < 0 ||
-	    web_origin(server->config->sso_url, server->sso_origin,
-		       sizeof(server->sso_origin)) < 0) {
+	if (lp_url_origin(server->config->web_url, server->web_origin,
+			  sizeof(server->web_origin)) < 0 ||
+	    lp_url_origin(server->config->sso_url, server->sso_origin,
+			  sizeof(server->sso_origin)) < 0) {
 		web_log(LP_LOG_ERROR, "%s: web_url or sso_url too long", path);
 		return -1;
 	}
 	if (server->config->web_mail_host != NULL)
 		snprintf(server->mail_host, sizeof(server->mail_host), "%s",
 			 server->config->web_mail_host);
-	else
-		web_origin_host(server->web_origin, server->mail_host,
-				sizeof(server->mail_host));
+	else if (lp_url_host(server->config->web_url, server->mail_host,
+			     sizeof(server->mail_host)) < 0) {
+		web_log(LP_LOG_ERROR, "%s: web_url's host too long", path);
+		return -1;
+	}
 	/* resolved once, by lp_config_load() */
 	if (lp_config_mail_ids(server->config, &server->uid, &server->gid,
 			       &err) < 0) {
@@ -198,7 +148,8 @@ int main(int argc, char *argv[])
 	}
 	/* Line-buffered: one event, one journal line. */
 	setvbuf(stderr, NULL, _IOLBF, 0);
-	if (sodium_init() < 0 || curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
+	/* libcurl is set up by lp_context_create_web() */
+	if (sodium_init() < 0) {
 		web_log(LP_LOG_ERROR, "library initialisation failed");
 		return EXIT_FAILURE;
 	}
@@ -235,6 +186,6 @@ int main(int argc, char *argv[])
 out:
 	web_server_deinit(server);
 	free(server);
-	curl_global_cleanup();
+	lp_global_deinit();
 	return ret;
 }

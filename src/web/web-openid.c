@@ -18,7 +18,6 @@
 
 #include "web-private.h"
 
-#include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,36 +35,11 @@
 
 struct web_openid_args {
 	unsigned int count;
+	const char *full_keys[WEB_OPENID_FIELDS_MAX];	/* "openid.mode" */
 	const char *keys[WEB_OPENID_FIELDS_MAX];	/* without "openid." */
 	const char *values[WEB_OPENID_FIELDS_MAX];
 	bool bad;		/* duplicated or too many fields */
 };
-
-static void web_openid_escape(struct web_buf *buf, const char *text)
-{
-	static const char hex[] = "0123456789ABCDEF";
-
-	for (const unsigned char *p = (const unsigned char *)text; *p != '\0';
-	     p++) {
-		if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-		    (*p >= '0' && *p <= '9') || strchr("-._~", *p) != NULL) {
-			web_buf_append_n(buf, (const char *)p, 1);
-		} else {
-			char esc[3] = { '%', hex[*p >> 4], hex[*p & 15] };
-
-			web_buf_append_n(buf, esc, sizeof(esc));
-		}
-	}
-}
-
-static void web_openid_param(struct web_buf *buf, bool first,
-			     const char *key, const char *value)
-{
-	web_buf_append(buf, first ? "" : "&");
-	web_openid_escape(buf, key);
-	web_buf_append(buf, "=");
-	web_openid_escape(buf, value);
-}
 
 static void web_openid_return_to(const struct web_server *server,
 				 const char *state, char *buf, size_t size)
@@ -77,30 +51,22 @@ static void web_openid_return_to(const struct web_server *server,
 int web_openid_begin_url(struct web_server *server, const char *state,
 			 char *url_r, size_t size)
 {
-	struct web_buf buf = { 0 };
 	char return_to[WEB_URL_MAX], realm[WEB_URL_MAX];
-	int ret = 0;
+	const char *const query[] = {
+		"openid.ns", WEB_OPENID_NS,
+		"openid.mode", "checkid_setup",
+		"openid.claimed_id", WEB_OPENID_IDENTIFIER_SELECT,
+		"openid.identity", WEB_OPENID_IDENTIFIER_SELECT,
+		"openid.return_to", return_to,
+		"openid.realm", realm,
+		"openid.ns.sreg", WEB_OPENID_SREG_NS,
+		"openid.sreg.required", "nickname",
+		NULL
+	};
 
 	web_openid_return_to(server, state, return_to, sizeof(return_to));
 	snprintf(realm, sizeof(realm), "%s/", server->config->web_url);
-	web_buf_append(&buf, server->config->sso_url);
-	web_buf_append(&buf, "?");
-	web_openid_param(&buf, true, "openid.ns", WEB_OPENID_NS);
-	web_openid_param(&buf, false, "openid.mode", "checkid_setup");
-	web_openid_param(&buf, false, "openid.claimed_id",
-			 WEB_OPENID_IDENTIFIER_SELECT);
-	web_openid_param(&buf, false, "openid.identity",
-			 WEB_OPENID_IDENTIFIER_SELECT);
-	web_openid_param(&buf, false, "openid.return_to", return_to);
-	web_openid_param(&buf, false, "openid.realm", realm);
-	web_openid_param(&buf, false, "openid.ns.sreg", WEB_OPENID_SREG_NS);
-	web_openid_param(&buf, false, "openid.sreg.required", "nickname");
-	if (buf.failed || buf.len >= size)
-		ret = -1;
-	else
-		memcpy(url_r, buf.data, buf.len + 1);
-	web_buf_free(&buf);
-	return ret;
+	return lp_url_add_query(server->config->sso_url, query, url_r, size);
 }
 
 static enum MHD_Result web_openid_collect(void *cls, enum MHD_ValueKind kind,
@@ -120,6 +86,7 @@ static enum MHD_Result web_openid_collect(void *cls, enum MHD_ValueKind kind,
 		args->bad = true;
 		return MHD_YES;
 	}
+	args->full_keys[args->count] = key - strlen("openid.");
 	args->keys[args->count] = key;
 	args->values[args->count++] = value != NULL ? value : "";
 	return MHD_YES;
@@ -205,81 +172,45 @@ static time_t web_openid_nonce_time(const char *nonce)
 	return timegm(&tm);
 }
 
-/* True if url is on the SSO's scheme://host[:port] and has a path. */
-static bool web_openid_on_sso_host(const struct web_server *server,
-				   const char *url)
-{
-	size_t len = strlen(server->sso_origin);
-
-	return url != NULL && strncmp(url, server->sso_origin, len) == 0 &&
-		url[len] == '/';
-}
-
-static size_t web_openid_curl_write(char *data, size_t size, size_t nmemb,
-				    void *context)
-{
-	struct web_buf *buf = context;
-
-	if (buf->len + size * nmemb > WEB_OPENID_BODY_MAX)
-		return 0;
-	web_buf_append_n(buf, data, size * nmemb);
-	return buf->failed ? 0 : size * nmemb;
-}
-
-/* Direct verification.  Returns 1 valid, 0 not, -1 SSO unreachable. */
+/* Direct verification: the OP itself checks its signature.  Returns 1
+   valid, 0 not, -1 SSO unreachable. */
 static int web_openid_check_authentication(struct web_server *server,
 					   const struct web_openid_args *args,
 					   char *reason_r, size_t reason_size)
 {
-	struct web_buf post = { 0 }, answer = { 0 };
-	CURL *curl;
-	CURLcode code;
-	long status = 0;
-	int ret = -1;
+	/* every field as received, but the mode */
+	const char *pairs[2 * WEB_OPENID_FIELDS_MAX + 3];
+	unsigned int n = 0;
+	struct lp_error err;
+	char *answer;
+	long status;
+	int ret;
 
 	for (unsigned int i = 0; i < args->count; i++) {
-		char key[128];
-
 		if (strcmp(args->keys[i], "mode") == 0)
 			continue;
-		snprintf(key, sizeof(key), "openid.%s", args->keys[i]);
-		web_openid_param(&post, post.len == 0, key, args->values[i]);
+		pairs[n++] = args->full_keys[i];
+		pairs[n++] = args->values[i];
 	}
-	web_openid_param(&post, false, "openid.mode", "check_authentication");
-	curl = curl_easy_init();
-	if (curl == NULL || post.failed) {
-		snprintf(reason_r, reason_size, "out of memory");
-		goto out;
-	}
-	curl_easy_setopt(curl, CURLOPT_URL, server->config->sso_url);
-	curl_easy_setopt(curl, CURLOPT_POSTFIELDS, post.data);
-	curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, (long)post.len);
-	curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L);
-	curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(curl, CURLOPT_TIMEOUT,
-			 (long)server->config->http_timeout);
-	curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(curl, CURLOPT_USERAGENT,
-			 WEB_NAME " (dovecot-launchpad)");
-	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, web_openid_curl_write);
-	curl_easy_setopt(curl, CURLOPT_WRITEDATA, &answer);
-	code = curl_easy_perform(curl);
-	if (code != CURLE_OK) {
+	pairs[n++] = "openid.mode";
+	pairs[n++] = "check_authentication";
+	pairs[n] = NULL;
+	/* liblaunchpad's client: its timeouts, TLS checks and size cap */
+	if (lp_http_post_form(server->lp, server->config->sso_url, pairs,
+			      &status, &answer, &err) < 0) {
 		snprintf(reason_r, reason_size,
 			 "the sign-in service could not be reached (%s)",
-			 curl_easy_strerror(code));
-		goto out;
+			 err.text);
+		return -1;
 	}
-	curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
-	if (status != 200 || answer.data == NULL) {
+	if (status != 200) {
 		snprintf(reason_r, reason_size,
 			 "the sign-in service answered HTTP %ld", status);
-		ret = status >= 500 ? -1 : 0;
-		goto out;
+		return status >= 500 ? -1 : 0;
 	}
 	/* Key-value form: "is_valid:true" on a line of its own. */
 	ret = 0;
-	for (char *line = answer.data; line != NULL; ) {
+	for (char *line = answer; line != NULL; ) {
 		char *nl = strchr(line, '\n');
 
 		if (nl != NULL)
@@ -288,15 +219,11 @@ static int web_openid_check_authentication(struct web_server *server,
 			ret = 1;
 		line = nl;
 	}
+	free(answer);
 	if (ret == 0)
 		snprintf(reason_r, reason_size,
 			 "the sign-in service did not confirm the answer "
 			 "(bad signature)");
-out:
-	if (curl != NULL)
-		curl_easy_cleanup(curl);
-	web_buf_free(&post);
-	web_buf_free(&answer);
 	return ret;
 }
 
@@ -340,23 +267,22 @@ int web_openid_verify(struct web_request *req, const char *state,
 		return web_openid_refuse(reason_r, reason_size,
 					 "not an OpenID 2.0 positive assertion");
 	/* (2) */
-	if (web_openid_get(&args, "op_endpoint") == NULL ||
-	    strcmp(web_openid_get(&args, "op_endpoint"),
-		   server->config->sso_url) != 0)
+	if (!lp_url_equal(web_openid_get(&args, "op_endpoint"),
+			  server->config->sso_url))
 		return web_openid_refuse(reason_r, reason_size,
 					 "the answer came from another sign-in "
 					 "service (op_endpoint)");
 	/* (3) */
 	web_openid_return_to(server, state, return_to, sizeof(return_to));
-	if (web_openid_get(&args, "return_to") == NULL ||
-	    strcmp(web_openid_get(&args, "return_to"), return_to) != 0)
+	if (!lp_url_equal(web_openid_get(&args, "return_to"), return_to))
 		return web_openid_refuse(reason_r, reason_size,
 					 "the answer was meant for another "
 					 "site (return_to)");
 	/* (4) */
-	if (!web_openid_on_sso_host(server,
-				    web_openid_get(&args, "claimed_id")) ||
-	    !web_openid_on_sso_host(server, web_openid_get(&args, "identity")))
+	if (!lp_url_same_origin(server->config->sso_url,
+				web_openid_get(&args, "claimed_id")) ||
+	    !lp_url_same_origin(server->config->sso_url,
+				web_openid_get(&args, "identity")))
 		return web_openid_refuse(reason_r, reason_size,
 					 "the identity is not on the sign-in "
 					 "service's host (claimed_id)");

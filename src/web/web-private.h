@@ -60,9 +60,8 @@
 
 /* OpenID: the response_nonce's clock may differ from ours this much. */
 #define WEB_NONCE_SKEW_SECS (5 * 60)
-#define WEB_OPENID_BODY_MAX (64 * 1024)
 
-/* ---- web-buf: growing text buffers (web-http.c) ---- */
+/* ---- growing text buffers (web-buf.c) ---- */
 
 struct web_buf {
 	char *data;		/* NUL-terminated, or NULL when empty */
@@ -142,13 +141,13 @@ struct web_request {
 	char client_key[WEB_CLIENT_MAX];
 	bool is_post:1;
 	bool too_large:1;
+	bool form_bad:1;		/* not a form we accept: 400 */
 
-	struct web_buf body_in;		/* raw POST body (secret) */
+	size_t body_len;		/* POST body bytes received */
+	struct MHD_PostProcessor *form_pp;	/* decodes the form */
 	unsigned int form_count;
 	char *form_names[WEB_FORM_FIELDS_MAX];
-	char *form_values[WEB_FORM_FIELDS_MAX];
-	char *form_storage;		/* decoded copy of body_in (wiped) */
-	size_t form_storage_size;
+	struct web_buf form_values[WEB_FORM_FIELDS_MAX];	/* secret */
 
 	struct web_session *session;	/* a live session, or NULL */
 
@@ -169,9 +168,22 @@ struct web_request {
 int web_http_start(struct web_server *server, const char **error_r);
 void web_http_stop(struct web_server *server);
 
-/* A form field of a POST, or NULL (first of duplicates wins, but a form
-   with a duplicated field is refused before any handler runs). */
+/* ---- web-form.c ---- */
+
+/* Starts decoding a POST's form (its Content-Type must be
+   application/x-www-form-urlencoded), feeds it a piece of the body, ends
+   it: web_form_end() returns FALSE for a form to refuse (400). */
+void web_form_begin(struct web_request *req);
+void web_form_feed(struct web_request *req, const char *data, size_t size);
+bool web_form_end(struct web_request *req);
+/* Wipes and frees the fields (and a post processor not yet ended). */
+void web_form_free(struct web_request *req);
+/* A form field of a POST, or NULL (a form with a repeated field is
+   refused before any handler runs). */
 const char *web_form_get(const struct web_request *req, const char *name);
+
+/* ---- web-request.c ---- */
+
 /* A header of the request, or NULL. */
 const char *web_header_get(const struct web_request *req, const char *name);
 /* A URL query argument, or NULL. */
@@ -316,7 +328,7 @@ int web_mailbox_reset(struct web_server *server, const char *name,
 /* Routes one complete request and fills its response. */
 void web_pages_handle(struct web_request *req);
 
-/* ---- web-main.c ---- */
+/* ---- web-log.c ---- */
 
 /* One log line on stderr (the journal under systemd): never secrets. */
 void web_log(enum lp_log_level level, const char *fmt, ...)
