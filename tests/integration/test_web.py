@@ -290,6 +290,41 @@ def test_csrf_required_on_every_post(world):
     assert "alice@ubuntu.com" in page
 
 
+def test_malformed_forms_refused(world):
+    """Issue 14: forms are decoded by libmicrohttpd's post processor; what
+    no form of ours sends is still refused before any handler runs."""
+    session = signin(world.web, world.op, ENTITLED)[3]
+    _, _, page = world.web.request("GET", "/", cookies={SESSION: session})
+    csrf = csrf_of(page)
+    form = "application/x-www-form-urlencoded"
+    bad = [
+        ("csrf=%s&csrf=%s" % (csrf, csrf), form),       # repeated field
+        ("csrf=%s&label=a%%0Ab" % csrf, form),          # control byte
+        ("csrf=%s&label=a%%00b" % csrf, form),          # NUL
+        ("csrf=%s&label" % csrf, form),                 # no '='
+        ("csrf=%s&label=%%4" % csrf, form),             # cut-off escape
+        ("&".join("f%d=x" % i for i in range(17)) +
+         "&csrf=" + csrf, form),                        # > 16 fields
+        ("csrf=%s" % csrf, "text/plain"),               # not a form
+        ("csrf=%s" % csrf, None),                       # no type at all
+    ]
+    for body, ctype in bad:
+        headers = {"Content-Type": ctype} if ctype else {}
+        status, _, text = world.web.request(
+            "POST", "/logout", cookies={SESSION: session}, body=body,
+            headers=headers)
+        assert status == 400 and "malformed form" in text, (body, ctype)
+    # none of them signed out; an escaped, well-formed one does
+    status, _, page = world.web.request("GET", "/", cookies={SESSION: session})
+    assert "alice@ubuntu.com" in page
+    status, _, _ = world.web.request(
+        "POST", "/logout", cookies={SESSION: session},
+        body="csrf=%s&x=a+b%%26c%%3D" % csrf, headers={"Content-Type": form})
+    assert status == 303
+    status, _, page = world.web.request("GET", "/", cookies={SESSION: session})
+    assert 'href="/login"' in page
+
+
 def test_non_entitled_sees_reason_and_post_is_refused(world):
     session = signin(world.web, world.op, OUTSIDER)[3]
     _, _, page = world.web.request("GET", "/", cookies={SESSION: session})
