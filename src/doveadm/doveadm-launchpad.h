@@ -6,8 +6,9 @@
 #define DOVEADM_LAUNCHPAD_DEFAULT_CONFIG \
 	"/etc/dovecot/dovecot-launchpad.conf.ext"
 
-/* What every `doveadm launchpad` command opens: the config named by
-   plugin { launchpad_config }, the TDB cache and the Launchpad client. */
+/* doveadm-launchpad-context.c: what every `doveadm launchpad` command
+   opens: the config named by plugin { launchpad_config }, the TDB cache
+   and the Launchpad client. */
 struct doveadm_launchpad {
 	struct lp_config *config;
 	struct lp_context *ctx;
@@ -25,6 +26,8 @@ void doveadm_launchpad_close(struct doveadm_launchpad **lp);
 int doveadm_launchpad_require_entitled(struct doveadm_launchpad *lp,
 				       const char *user,
 				       struct lp_entitlement *ent_r);
+
+/* ---- doveadm-launchpad-cutoff.c ---- */
 
 /* Flushes name's entries (bare and name@<every domain>) from the auth
    master's cache, or the whole cache when name is NULL. Returns the count
@@ -47,6 +50,8 @@ struct doveadm_launchpad_cutoff {
 void doveadm_launchpad_cut_off(struct doveadm_launchpad *lp, const char *name,
 			       const char *user, const char *what, bool kick,
 			       struct doveadm_launchpad_cutoff *result_r);
+
+/* ---- doveadm-launchpad-context.c ---- */
 
 /* The canonical "name@domain" of user (bare "name": first domain) and its
    home, without asking Launchpad.  Returns 0, or -1 after logging why
@@ -89,5 +94,8 @@ extern struct doveadm_cmd_ver2 doveadm_cmd_launchpad_backup;
 /* doveadm-launchpad-sync.c: the smtp-submit settings root, registered at
    plugin init so doveadm reads submission_host / sendmail_path. */
 void doveadm_launchpad_sync_init(void);
+/* doveadm-launchpad-cutoff.c: the root of the two auth settings
+   doveadm_launchpad_cut_off() reports (auth_cache_size, _ttl). */
+void doveadm_launchpad_cutoff_init(void);
 
 #endif
