@@ -286,6 +286,18 @@ int lp_team_fetch(struct lp_context *ctx, const char *team,
 int lp_team_lookup(struct lp_context *ctx, const char *team,
 		   const char *name, bool refresh, struct lp_error *err);
 
+/* ---- lp-socket.c ---- */
+
+/* A connected UNIX stream socket to path, reads and writes bounded by
+   timeout_secs.  The descriptor, or -1 with err (LP_ERR_TEMP when no one
+   listens). */
+int lp_socket_connect(const char *path, unsigned int timeout_secs,
+		      struct lp_error *err);
+/* Writes all of data to fd (path names it in err).  0, or -1 with err
+   LP_ERR_TEMP. */
+int lp_socket_send(int fd, const char *path, const char *data, size_t len,
+		   struct lp_error *err);
+
 /* ---- lp-cache.c: the record store ---- */
 
 /* Opens ctx->tdb (and, for the web daemon, ctx->trusted). */
@@ -342,6 +354,12 @@ int lp_cache_full_keys(struct lp_context *ctx, const char *prefix,
 /* Deletes every record whose key starts with prefix. Count or -1. */
 int lp_cache_delete_prefix(struct lp_context *ctx, const char *prefix,
 			   struct lp_error *err);
+/* The same, but keeps the records keep() wants (called with the whole
+   key, after the scan, outside the traverse lock). */
+int lp_cache_delete_prefix_unless(struct lp_context *ctx, const char *prefix,
+				  bool (*keep)(struct lp_context *ctx,
+					       const char *key),
+				  struct lp_error *err);
 
 /* flock on cache_path + suffix (".sync", ".notify"): 1 taken with *fd_r
    (closing it releases), 0 held elsewhere (only without wait), -1. */

@@ -10,37 +10,19 @@
    listener (auth-vmail-master, see plugin-conf).  Blocking, bounded by
    socket timeouts. */
 
-#include "launchpad.h"
-
-#include <stdarg.h>
+#include "launchpad-private.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #define LP_AUTHFLUSH_TIMEOUT_SECS 5
 #define LP_AUTHFLUSH_REPLY_MAX 1024
 #define LP_AUTHFLUSH_CMD_MAX 8192
 #define LP_AUTHFLUSH_ID "1"
-
-static int lp_auth_flush_send(int fd, const char *data, size_t len)
-{
-	while (len > 0) {
-		ssize_t ret = write(fd, data, len);
-
-		if (ret < 0 && errno == EINTR)
-			continue;
-		if (ret <= 0)
-			return -1;
-		data += ret;
-		len -= (size_t)ret;
-	}
-	return 0;
-}
 
 /* Appends fmt to buf (NUL-terminated, *len used); false if it is full. */
 static bool lp_auth_flush_append(char *buf, size_t size, size_t *len,
@@ -61,11 +43,6 @@ static bool lp_auth_flush_append(char *buf, size_t size, size_t *len,
 int lp_auth_cache_flush(const struct lp_config *config, const char *path,
 			const char *name, struct lp_error *err)
 {
-	union {
-		struct sockaddr sa;
-		struct sockaddr_un sun;
-	} addr = { .sun = { .sun_family = AF_UNIX } };
-	struct timeval tv = { .tv_sec = LP_AUTHFLUSH_TIMEOUT_SECS };
 	char cmd[LP_AUTHFLUSH_CMD_MAX], reply[LP_AUTHFLUSH_REPLY_MAX];
 	size_t cmd_len = 0, len = 0;
 	char *line, *nl;
@@ -97,28 +74,10 @@ int lp_auth_cache_flush(const struct lp_config *config, const char *path,
 		lp_error_set(err, LP_ERR_INTERNAL, "CACHE-FLUSH too long");
 		return -1;
 	}
-	if (strlen(path) >= sizeof(addr.sun.sun_path)) {
-		lp_error_set(err, LP_ERR_INTERNAL, "%s: path too long", path);
+	if ((fd = lp_socket_connect(path, LP_AUTHFLUSH_TIMEOUT_SECS,
+				    err)) < 0)
 		return -1;
-	}
-	strcpy(addr.sun.sun_path, path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		lp_error_set(err, LP_ERR_INTERNAL, "socket() failed: %s",
-			     strerror(errno));
-		return -1;
-	}
-	(void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	(void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	if (connect(fd, &addr.sa, sizeof(addr.sun)) < 0) {
-		lp_error_set(err, LP_ERR_TEMP, "connect(%s) failed: %s", path,
-			     strerror(errno));
-		close(fd);
-		return -1;
-	}
-	if (lp_auth_flush_send(fd, cmd, cmd_len) < 0) {
-		lp_error_set(err, LP_ERR_TEMP, "write(%s) failed: %s", path,
-			     strerror(errno));
+	if (lp_socket_send(fd, path, cmd, cmd_len, err) < 0) {
 		close(fd);
 		return -1;
 	}

@@ -42,29 +42,22 @@ int lp_cache_nonce_use(struct lp_context *ctx, const char *nonce,
 	return ret < 0 ? -1 : 1;
 }
 
+/* A nonce record still in force (an unreadable one is pruned). */
+static bool lp_cache_nonce_live(struct lp_context *ctx, const char *key)
+{
+	time_t until;
+	json_t *obj;
+	bool ok;
+
+	if (lp_cache_get(ctx, key, LP_KIND_NONCE, &obj) <= 0)
+		return false;
+	ok = lp_json_time(obj, "until", &until);
+	json_decref(obj);
+	return ok && until > ctx->now();
+}
+
 int lp_cache_nonce_prune(struct lp_context *ctx, struct lp_error *err)
 {
-	struct lp_name_set keys;
-	time_t until, now = ctx->now();
-	json_t *obj;
-	int ret, count = 0;
-
-	if (lp_cache_full_keys(ctx, LP_KEY_NONCE, &keys, err) < 0)
-		return -1;
-	for (unsigned int i = 0; i < keys.count; i++) {
-		if (lp_cache_get(ctx, keys.names[i], LP_KIND_NONCE, &obj) > 0) {
-			bool ok = lp_json_time(obj, "until", &until);
-
-			json_decref(obj);
-			if (ok && until > now)
-				continue;
-		}
-		if ((ret = lp_cache_delete(ctx, keys.names[i], err)) < 0) {
-			count = -1;
-			break;
-		}
-		count += ret;
-	}
-	lp_name_set_free(&keys);
-	return count;
+	return lp_cache_delete_prefix_unless(ctx, LP_KEY_NONCE,
+					     lp_cache_nonce_live, err);
 }

@@ -426,10 +426,10 @@ int lp_cache_keys(struct lp_context *ctx, const char *prefix,
 	return 0;
 }
 
-/* Deletes every record whose key starts with prefix, except those that
-   start with keep (NULL: none).  Count or -1. */
-static int lp_cache_delete_scan(struct lp_context *ctx, const char *prefix,
-				const char *keep, struct lp_error *err)
+int lp_cache_delete_prefix_unless(struct lp_context *ctx, const char *prefix,
+				  bool (*keep)(struct lp_context *ctx,
+					       const char *key),
+				  struct lp_error *err)
 {
 	struct lp_name_set keys;
 	int count = 0, ret;
@@ -437,8 +437,7 @@ static int lp_cache_delete_scan(struct lp_context *ctx, const char *prefix,
 	if (lp_cache_full_keys(ctx, prefix, &keys, err) < 0)
 		return -1;
 	for (unsigned int i = 0; i < keys.count; i++) {
-		if (keep != NULL &&
-		    strncmp(keys.names[i], keep, strlen(keep)) == 0)
+		if (keep != NULL && keep(ctx, keys.names[i]))
 			continue;
 		if ((ret = lp_cache_delete(ctx, keys.names[i], err)) < 0) {
 			count = -1;
@@ -453,13 +452,19 @@ static int lp_cache_delete_scan(struct lp_context *ctx, const char *prefix,
 int lp_cache_delete_prefix(struct lp_context *ctx, const char *prefix,
 			   struct lp_error *err)
 {
-	return lp_cache_delete_scan(ctx, prefix, NULL, err);
+	return lp_cache_delete_prefix_unless(ctx, prefix, NULL, err);
+}
+
+static bool lp_cache_is_ban(struct lp_context *ctx __attribute__((unused)),
+			    const char *key)
+{
+	return strncmp(key, LP_KEY_BAN, strlen(LP_KEY_BAN)) == 0;
 }
 
 static int lp_cache_drop_all_but_bans(struct lp_context *ctx,
 				      struct lp_error *err)
 {
-	return lp_cache_delete_scan(ctx, "", LP_KEY_BAN, err);
+	return lp_cache_delete_prefix_unless(ctx, "", lp_cache_is_ban, err);
 }
 
 /* ---- locks beside cache_path ---- */

@@ -8,7 +8,7 @@
    base_dir/anvil) and by the self-service page (the mail uid, an extra
    anvil listener; the mail processes run as the same uid). */
 
-#include "launchpad.h"
+#include "launchpad-private.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -16,8 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #define LP_KICK_TIMEOUT_SECS 5
@@ -210,50 +208,17 @@ static void lp_kick_signal(struct lp_kick_ctx *ctx,
 int lp_kick_users(const char *socket_path, const char *const *users,
 		  struct lp_kick_result *result_r, struct lp_error *err)
 {
-	union {
-		struct sockaddr sa;
-		struct sockaddr_un sun;
-	} addr = { .sun = { .sun_family = AF_UNIX } };
-	struct timeval tv = { .tv_sec = LP_KICK_TIMEOUT_SECS };
 	struct lp_kick_ctx ctx = { .users = users };
-	const char *req = LP_KICK_REQUEST;
-	size_t left = strlen(req);
 	int fd, ret;
 
 	memset(result_r, 0, sizeof(*result_r));
-	if (strlen(socket_path) >= sizeof(addr.sun.sun_path)) {
-		lp_error_set(err, LP_ERR_INTERNAL, "%s: path too long",
-			     socket_path);
+	if ((fd = lp_socket_connect(socket_path, LP_KICK_TIMEOUT_SECS,
+				    err)) < 0)
 		return -1;
-	}
-	strcpy(addr.sun.sun_path, socket_path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		lp_error_set(err, LP_ERR_INTERNAL, "socket() failed: %s",
-			     strerror(errno));
-		return -1;
-	}
-	(void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	(void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	if (connect(fd, &addr.sa, sizeof(addr.sun)) < 0) {
-		lp_error_set(err, LP_ERR_TEMP, "connect(%s) failed: %s",
-			     socket_path, strerror(errno));
+	if (lp_socket_send(fd, socket_path, LP_KICK_REQUEST,
+			   strlen(LP_KICK_REQUEST), err) < 0) {
 		close(fd);
 		return -1;
-	}
-	while (left > 0) {
-		ssize_t sent = write(fd, req, left);
-
-		if (sent < 0 && errno == EINTR)
-			continue;
-		if (sent <= 0) {
-			lp_error_set(err, LP_ERR_TEMP, "write(%s) failed: %s",
-				     socket_path, strerror(errno));
-			close(fd);
-			return -1;
-		}
-		req += sent;
-		left -= (size_t)sent;
 	}
 	ret = lp_kick_read(fd, &ctx, socket_path, err);
 	close(fd);

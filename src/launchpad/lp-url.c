@@ -99,6 +99,19 @@ static int lp_url_parse(const char *text, struct lp_url *url_r,
 	return 0;
 }
 
+/* Parses both (NULL is no URL).  TRUE if both parsed: free both. */
+static bool lp_url_parse_two(const char *a, const char *b, struct lp_url *ua,
+			     struct lp_url *ub)
+{
+	if (a == NULL || b == NULL || lp_url_parse(a, ua, NULL) < 0)
+		return false;
+	if (lp_url_parse(b, ub, NULL) < 0) {
+		lp_url_free(ua);
+		return false;
+	}
+	return true;
+}
+
 /* Same scheme, host and port (scheme and host without case). */
 static bool lp_url_same_origin_parts(const struct lp_url *a,
 				     const struct lp_url *b)
@@ -115,12 +128,8 @@ bool lp_url_is_under(const char *api_url, const char *url)
 	size_t base_len;
 	bool ok = false;
 
-	if (lp_url_parse(api_url, &base, NULL) < 0)
+	if (!lp_url_parse_two(api_url, url, &base, &cand))
 		return false;
-	if (lp_url_parse(url, &cand, NULL) < 0) {
-		lp_url_free(&base);
-		return false;
-	}
 	/* user info in a link is never Launchpad's and would change the
 	   credentials curl sends */
 	if (!cand.userinfo && lp_url_same_origin_parts(&base, &cand)) {
@@ -145,12 +154,8 @@ bool lp_url_same_origin(const char *base, const char *url)
 	struct lp_url b, c;
 	bool ok;
 
-	if (url == NULL || lp_url_parse(base, &b, NULL) < 0)
+	if (!lp_url_parse_two(base, url, &b, &c))
 		return false;
-	if (lp_url_parse(url, &c, NULL) < 0) {
-		lp_url_free(&b);
-		return false;
-	}
 	ok = !c.userinfo && lp_url_same_origin_parts(&b, &c);
 	lp_url_free(&b);
 	lp_url_free(&c);
@@ -162,12 +167,8 @@ bool lp_url_equal(const char *a, const char *b)
 	struct lp_url ua, ub;
 	bool ok;
 
-	if (a == NULL || b == NULL || lp_url_parse(a, &ua, NULL) < 0)
+	if (!lp_url_parse_two(a, b, &ua, &ub))
 		return false;
-	if (lp_url_parse(b, &ub, NULL) < 0) {
-		lp_url_free(&ua);
-		return false;
-	}
 	ok = !ua.userinfo && !ub.userinfo && !ua.fragment && !ub.fragment &&
 		lp_url_same_origin_parts(&ua, &ub) &&
 		strcmp(ua.part[LP_URL_PATH], ub.part[LP_URL_PATH]) == 0 &&

@@ -7,14 +7,13 @@
 
 #include "launchpad.h"
 #include "tap.h"
+#include "test-socket.h"
 
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -36,27 +35,13 @@ enum test_auth_mode {
 /* A one-shot auth server.  Exit 0 if the request was expect. */
 static pid_t test_auth(enum test_auth_mode mode, const char *expect)
 {
-	union {
-		struct sockaddr sa;
-		struct sockaddr_un sun;
-	} addr = { .sun = { .sun_family = AF_UNIX } };
 	char buf[1024];
 	size_t len = 0;
-	int fd, conn;
+	int conn;
 	pid_t pid;
 
-	(void)unlink(test_socket);
-	memcpy(addr.sun.sun_path, test_socket, strlen(test_socket) + 1);
-	fd = socket(AF_UNIX, SOCK_STREAM, 0);
-	if (fd < 0 || bind(fd, &addr.sa, sizeof(addr.sun)) < 0 ||
-	    listen(fd, 1) < 0)
-		exit(99);
-	pid = fork();
-	if (pid != 0) {
-		close(fd);
+	if ((pid = test_unix_server(test_socket, &conn)) != 0)
 		return pid;
-	}
-	conn = accept(fd, NULL, NULL);
 	if (conn < 0)
 		_exit(2);
 	if (write(conn, TEST_GREETING, strlen(TEST_GREETING)) !=

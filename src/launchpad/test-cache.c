@@ -652,14 +652,7 @@ int main(void)
 		test_cache_web_role,
 		NULL
 	};
-	int ret;
-
-	lpfake_start(NULL);
-	config = test_config(TEST_POSITIVE_TTL, TEST_NEGATIVE_TTL,
-			     TEST_STALE_GRACE, 10);
-	ctx = test_context(config);
-	ret = test_run(tests);
-	lp_context_destroy(&ctx);
-	lp_config_free(&config);
-	return ret;
+	return test_lpfake_main(test_run, tests, NULL, TEST_POSITIVE_TTL,
+				TEST_NEGATIVE_TTL, TEST_STALE_GRACE, 10,
+				&config, &ctx);
 }

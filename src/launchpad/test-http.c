@@ -395,13 +395,6 @@ int main(void)
 	static const char *const args[] = {
 		"--generate-team", TEST_BIG_TEAM ":2000:7", NULL
 	};
-	int ret;
-
-	lpfake_start(args);
-	config = test_config(3600, 600, 7 * 86400, 10);
-	ctx = test_context(config);
-	ret = test_run(tests);
-	lp_context_destroy(&ctx);
-	lp_config_free(&config);
-	return ret;
+	return test_lpfake_main(test_run, tests, args, 3600, 600, 7 * 86400,
+				10, &config, &ctx);
 }

@@ -6,14 +6,13 @@
 
 #include "launchpad.h"
 #include "tap.h"
+#include "test-socket.h"
 
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -86,31 +85,13 @@ static bool test_left_alone(pid_t pid)
    unless truncate), and exits.  Returns its pid. */
 static pid_t test_anvil(const char *dump, bool truncate)
 {
-	union {
-		struct sockaddr sa;
-		struct sockaddr_un sun;
-	} addr = { .sun = { .sun_family = AF_UNIX } };
 	char buf[256];
 	size_t len = 0;
-	int fd, conn;
+	int conn;
 	pid_t pid;
 
-	(void)unlink(test_socket);
-	if (strlen(test_socket) >= sizeof(addr.sun.sun_path))
-		exit(99);
-	memcpy(addr.sun.sun_path, test_socket, strlen(test_socket) + 1);
-	fd = socket(AF_UNIX, SOCK_STREAM, 0);
-	if (fd < 0 || bind(fd, &addr.sa, sizeof(addr.sun)) < 0 ||
-	    listen(fd, 1) < 0) {
-		printf("Bail out! fake anvil: %s\n", strerror(errno));
-		exit(99);
-	}
-	pid = fork();
-	if (pid != 0) {
-		close(fd);
+	if ((pid = test_unix_server(test_socket, &conn)) != 0)
 		return pid;
-	}
-	conn = accept(fd, NULL, NULL);
 	/* the request must be the documented handshake and command */
 	while (conn >= 0 && len < sizeof(buf) - 1) {
 		ssize_t ret = read(conn, buf + len, sizeof(buf) - 1 - len);

@@ -329,3 +329,22 @@ void test_cache_remove(void)
 	if (unlink(path) < 0 && errno != ENOENT)
 		perror("unlink");
 }
+
+int test_lpfake_main(int (*run)(void (*const tests[])(void)),
+		     void (*const tests[])(void),
+		     const char *const *lpfake_args, unsigned int positive_ttl,
+		     unsigned int negative_ttl, unsigned int stale_grace,
+		     unsigned int http_timeout, struct lp_config **config_r,
+		     struct lp_context **ctx_r)
+{
+	int ret;
+
+	lpfake_start(lpfake_args);
+	*config_r = test_config(positive_ttl, negative_ttl, stale_grace,
+				http_timeout);
+	*ctx_r = test_context(*config_r);
+	ret = run(tests);
+	lp_context_destroy(ctx_r);
+	lp_config_free(config_r);
+	return ret;
+}

@@ -44,4 +44,16 @@ struct lp_context *test_context(const struct lp_config *config);
 /* Removes the cache file so the next context starts cold. */
 void test_cache_remove(void);
 
+/* A test program's main(): starts the fake (extra args, may be NULL),
+   sets *config_r and *ctx_r as test_config() and test_context() make
+   them, runs the tests with run (the program's own test_run(), whose
+   TAP counters are static to it), frees both and returns the exit
+   status. */
+int test_lpfake_main(int (*run)(void (*const tests[])(void)),
+		     void (*const tests[])(void),
+		     const char *const *lpfake_args, unsigned int positive_ttl,
+		     unsigned int negative_ttl, unsigned int stale_grace,
+		     unsigned int http_timeout, struct lp_config **config_r,
+		     struct lp_context **ctx_r);
+
 #endif

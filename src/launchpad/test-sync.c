@@ -694,14 +694,7 @@ int main(void)
 	static const char *const args[] = {
 		"--generate-team", TEST_BIG_TEAM_SPEC, NULL
 	};
-	int ret;
-
-	lpfake_start(args);
-	config = test_config(TEST_POSITIVE_TTL, TEST_NEGATIVE_TTL,
-			     TEST_STALE_GRACE, 10);
-	ctx = test_context(config);
-	ret = test_run(tests);
-	lp_context_destroy(&ctx);
-	lp_config_free(&config);
-	return ret;
+	return test_lpfake_main(test_run, tests, args, TEST_POSITIVE_TTL,
+				TEST_NEGATIVE_TTL, TEST_STALE_GRACE, 10,
+				&config, &ctx);
 }
