@@ -607,10 +607,12 @@ static void web_post_refused(struct web_request *req, int ret,
 			       why);
 }
 
-static void web_post_activate(struct web_request *req)
+/* Activate (a first keyfile) or add a device (proven by an app password
+   the user already has): both end on a new app password, shown once. */
+static void web_post_new_password(struct web_request *req, bool add_device)
 {
 	const struct lp_domain *domain;
-	const char *label;
+	const char *label, *existing = NULL;
 	char why[LP_TEXT_MAX + 64], user[LP_USER_MAX + 1];
 	char *password;
 	int ret;
@@ -618,58 +620,47 @@ static void web_post_activate(struct web_request *req)
 	if ((domain = web_post_domain(req)) == NULL ||
 	    (label = web_post_label(req, WEB_DEFAULT_LABEL)) == NULL)
 		return;
+	if (add_device) {
+		existing = web_form_get(req, "password");
+		if (existing == NULL || existing[0] == '\0') {
+			web_page_error(req, MHD_HTTP_FORBIDDEN,
+				       "Request refused", "Adding a device "
+				       "needs one app password you already "
+				       "have.");
+			return;
+		}
+	}
 	password = sodium_malloc(KR_PASSWORD_BUFSIZE);
 	if (password == NULL) {
 		web_post_refused(req, -1, "out of memory");
 		return;
 	}
-	ret = web_mailbox_activate(req->server, req->session->name,
-				   domain->domain, label, password, why,
-				   sizeof(why));
+	ret = add_device ?
+		web_mailbox_add_device(req->server, req->session->name,
+				       domain->domain, label, existing,
+				       password, why, sizeof(why)) :
+		web_mailbox_activate(req->server, req->session->name,
+				     domain->domain, label, password, why,
+				     sizeof(why));
 	snprintf(user, sizeof(user), "%s@%s", req->session->name,
 		 domain->domain);
 	if (ret > 0)
-		web_page_password(req, user, label, password,
+		web_page_password(req, user, label, password, add_device ?
+				  "New device added" :
 				  "Your mailbox is activated", NULL);
 	else
 		web_post_refused(req, ret, why);
 	sodium_free(password);
 }
 
+static void web_post_activate(struct web_request *req)
+{
+	web_post_new_password(req, false);
+}
+
 static void web_post_add_device(struct web_request *req)
 {
-	const struct lp_domain *domain;
-	const char *label, *existing;
-	char why[LP_TEXT_MAX + 64], user[LP_USER_MAX + 1];
-	char *password;
-	int ret;
-
-	if ((domain = web_post_domain(req)) == NULL ||
-	    (label = web_post_label(req, WEB_DEFAULT_LABEL)) == NULL)
-		return;
-	existing = web_form_get(req, "password");
-	if (existing == NULL || existing[0] == '\0') {
-		web_page_error(req, MHD_HTTP_FORBIDDEN, "Request refused",
-			       "Adding a device needs one app password you "
-			       "already have.");
-		return;
-	}
-	password = sodium_malloc(KR_PASSWORD_BUFSIZE);
-	if (password == NULL) {
-		web_post_refused(req, -1, "out of memory");
-		return;
-	}
-	ret = web_mailbox_add_device(req->server, req->session->name,
-				     domain->domain, label, existing, password,
-				     why, sizeof(why));
-	snprintf(user, sizeof(user), "%s@%s", req->session->name,
-		 domain->domain);
-	if (ret > 0)
-		web_page_password(req, user, label, password,
-				  "New device added", NULL);
-	else
-		web_post_refused(req, ret, why);
-	sodium_free(password);
+	web_post_new_password(req, true);
 }
 
 /* A revoke or reset that did not reach Dovecot everywhere. */
