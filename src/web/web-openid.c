@@ -6,15 +6,18 @@
    SReg nickname (the Launchpad name).  The answer comes back as a GET to
    return_to; it is believed only if
      (1) it is a positive assertion (mode id_res, OpenID 2.0 namespace),
-     (2) op_endpoint is exactly sso_url,
-     (3) return_to is exactly the one we sent for this sign-in's state,
-     (4) claimed_id and identity are URLs on the SSO host,
+     (2) op_endpoint is sso_url,
+     (3) return_to is the one we sent for this sign-in's state,
+     (4) claimed_id and identity are URLs on the SSO's origin,
      (5) response_nonce is fresh and never seen before (TDB, until stale),
      (6) every field we rely on, the nickname included, is signed,
      (7) the nickname is a Launchpad name, and
      (8) the OP itself says is_valid:true to check_authentication
          (direct verification: no association, no shared secret here).
-   The caller has already matched the state with the browser's cookie. */
+   The caller has already matched the state with the browser's cookie.
+   URLs are compared as curl's URL API parses them (lp_url_equal(),
+   lp_url_same_origin()), and the check_authentication POST goes out
+   through liblaunchpad's HTTP client (lp_http_post_form()). */
 
 #include "web-private.h"
 
