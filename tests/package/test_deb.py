@@ -579,9 +579,12 @@ def message(machine):
 
 def check_sealed(machine):
     """The marker is in no file of /var/vmail; the mailbox is sqlbox's
-    files only (no maildir, no mbox, nothing in /var/mail)."""
+    files only (no maildir, no mbox, nothing in /var/mail). The keyfile's
+    lock file is empty: it exists only to be flock()ed."""
     assert files_containing(VMAIL, machine.marker) == []
-    assert sorted(os.listdir(HOME)) == ["mail", "sqlbox.keys"]
+    assert sorted(os.listdir(HOME)) == \
+        ["mail", "sqlbox.keys", "sqlbox.keys.lock"]
+    assert os.path.getsize(os.path.join(HOME, "sqlbox.keys.lock")) == 0
     assert not glob.glob("/var/mail/alice*")
 
 
