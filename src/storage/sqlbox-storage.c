@@ -59,6 +59,8 @@ sqlbox_storage_create(struct mail_storage *_storage,
 	if (quota != NULL && quota[0] != '\0') {
 		storage->usage_path = p_strconcat(_storage->pool, root, "/",
 						  SQLBOX_USAGE_FNAME, NULL);
+		/* The file follows every commit (sqlbox-usage.c). */
+		storage->db_pre_commit = sqlbox_usage_update;
 	}
 	return 0;
 }

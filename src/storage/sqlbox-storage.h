@@ -15,14 +15,14 @@
      <root>/spool.quarantine        damaged spool bytes, set aside by an
                                     import (created only when needed)
 
-   The one internal header of src/storage: what crosses the sqlbox-*.c
-   files. */
+   The internal header of src/storage: what crosses the sqlbox-*.c
+   files; the database layer's part is sqlbox-db.h. */
 
 #include "lib.h"
 #include "index-storage.h"
 #include "mailbox-list-private.h"
 
-#include <sqlite3.h>
+#include "sqlbox-db.h"
 
 #define SQLBOX_STORAGE_NAME "sqlbox"
 #define SQLBOX_LIST_NAME "sqlbox"
@@ -59,6 +59,9 @@ struct sqlbox_storage {
 	sqlite3 *db;
 	/* sodium_malloc'd; NULL while locked. Freed at storage destroy. */
 	struct kr_keys *keys;
+	/* Runs before each outermost COMMIT, under the write lock (the
+	   quota usage file: sqlbox_usage_update), or NULL. */
+	void (*db_pre_commit)(struct sqlbox_storage *storage);
 	/* SQLite transaction nesting (sqlbox_db_begin/commit). */
 	unsigned int txn_depth;
 	bool txn_failed:1;
@@ -87,117 +90,12 @@ struct sqlbox_mailbox {
 	bool inconsistent:1;
 };
 
-struct sqlbox_mail_row {
-	int64_t body_id;
-	uoff_t size;
-	time_t received, saved;
-	const char *guid;
-};
-
 #define SQLBOX_STORAGE(s) container_of(s, struct sqlbox_storage, storage)
 #define SQLBOX_MAILBOX(s) container_of(s, struct sqlbox_mailbox, box)
 
 extern struct mail_storage sqlbox_storage;
 extern struct mailbox_list sqlbox_mailbox_list;
 extern struct mail_vfuncs sqlbox_mail_vfuncs;
-
-/* ---- sqlbox-schema.c: the database ---- */
-
-/* Opens the user's database once per storage (idempotent): unwraps the
-   keys with the session's KEK, creates the file and schema if missing,
-   imports the spool.  Returns 0, -1 with the storage error set
-   (MAIL_ERROR_UNAVAILABLE "Mailbox locked..." without a usable key). */
-int sqlbox_db_open(struct sqlbox_storage *storage);
-void sqlbox_db_close(struct sqlbox_storage *storage);
-/* Prepares sql; NULL with a critical error set on failure. */
-sqlite3_stmt *sqlbox_db_prepare(struct sqlbox_storage *storage,
-				const char *sql);
-/* sqlite3_step() that reports errors; returns SQLITE_ROW/DONE or -1. */
-int sqlbox_db_step(struct sqlbox_storage *storage, sqlite3_stmt *stmt);
-/* Runs a statement without results: binds int64 args (count n). */
-int sqlbox_db_exec_args(struct sqlbox_storage *storage, const char *sql,
-			unsigned int n, ...);
-int sqlbox_db_exec(struct sqlbox_storage *storage, const char *sql);
-/* Nested write transaction: the outermost begin is BEGIN IMMEDIATE (waits
-   for other writers up to the busy timeout), the outermost commit
-   COMMITs, or ROLLBACKs if any level failed.  Durability follows
-   mail_fsync: sqlbox_db_begin_mail() starts a transaction that stores
-   mail, whose COMMIT returns only once it is synced to disk (WAL fsynced,
-   PRAGMA synchronous=FULL) unless mail_fsync=never; other transactions
-   are synced only with mail_fsync=always (else at checkpoints: a crash may
-   lose them, never half-apply them).  Nested in an outer transaction,
-   the outer one decides. */
-int sqlbox_db_begin(struct sqlbox_storage *storage);
-int sqlbox_db_begin_mail(struct sqlbox_storage *storage);
-int sqlbox_db_commit(struct sqlbox_storage *storage);
-void sqlbox_db_rollback(struct sqlbox_storage *storage);
-void sqlbox_db_set_critical(struct sqlbox_storage *storage,
-			    const char *what);
-
-/* Folder rows.  Lookup returns 1 found, 0 not, -1 error. */
-int sqlbox_db_mailbox_lookup(struct sqlbox_storage *storage,
-			     const char *name, int64_t *id_r,
-			     uint32_t *uid_validity_r, guid_128_t guid_r);
-int sqlbox_db_mailbox_create(struct sqlbox_storage *storage,
-			     const char *name,
-			     const struct mailbox_update *update,
-			     int64_t *id_r);
-/* Records that uid_validity was given out (state 'uidvalidity'): new
-   folders get higher ones. */
-int sqlbox_db_uidvalidity_used(struct sqlbox_storage *storage,
-			       uint32_t uid_validity);
-/* Removes the folder's row and mail (children stay). */
-int sqlbox_db_mailbox_delete(struct sqlbox_storage *storage, int64_t id);
-/* Renames name and its children; 0, -1 (EXISTS error if taken). */
-int sqlbox_db_mailbox_rename(struct sqlbox_storage *storage,
-			     const char *old_name, const char *new_name);
-/* RFC 3501 RENAME INBOX: INBOX's row (mail, UIDs, attributes) becomes
-   new_name, and a new empty INBOX is created; INBOX's children stay. */
-int sqlbox_db_inbox_rename(struct sqlbox_storage *storage,
-			   const char *new_name);
-/* Highest modseq and next UID of a folder, inside a transaction. */
-int sqlbox_db_mailbox_counters(struct sqlbox_storage *storage, int64_t id,
-			       uint64_t *highest_modseq_r,
-			       uint32_t *uid_next_r);
-int sqlbox_db_mailbox_set_counters(struct sqlbox_storage *storage,
-				   int64_t id, uint64_t highest_modseq,
-				   uint32_t uid_next);
-/* Stores a body in chunks; body must have CRLF line ends. */
-int sqlbox_db_body_insert(struct sqlbox_storage *storage,
-			  const unsigned char *data, size_t size,
-			  int64_t *body_id_r);
-/* Inserts one mail row plus keywords (NULL-terminated or NULL). */
-int sqlbox_db_mail_insert(struct sqlbox_storage *storage, int64_t mailbox_id,
-			  uint32_t uid, int64_t body_id, enum mail_flags flags,
-			  const char *const *keywords, uint64_t modseq,
-			  time_t received, time_t saved, const char *guid);
-/* A body row marked pending (a save in progress writes its chunks),
-   in its own or the caller's transaction. */
-int sqlbox_db_body_pending_insert(struct sqlbox_storage *storage,
-				  int64_t *body_id_r);
-/* Sets the final size and clears the pending mark (caller's txn). */
-int sqlbox_db_body_pending_finish(struct sqlbox_storage *storage,
-				  int64_t body_id, uoff_t size);
-/* Removes a pending body and its chunks (own transaction). */
-int sqlbox_db_body_pending_abort(struct sqlbox_storage *storage,
-				 int64_t body_id);
-int sqlbox_db_chunk_insert(struct sqlbox_storage *storage, int64_t body_id,
-			   uint32_t seq, const void *data, size_t size);
-/* Replaces buf's contents with one chunk; 1, 0 no such chunk, -1. */
-int sqlbox_db_chunk_read(struct sqlbox_storage *storage, int64_t body_id,
-			 int64_t seq, buffer_t *buf);
-/* Drops bodies no mail refers to any more (pending ones stay). */
-int sqlbox_db_bodies_gc(struct sqlbox_storage *storage);
-/* Mail metadata; 1 found, 0 expunged, -1 error. Strings from pool. */
-int sqlbox_db_mail_lookup(struct sqlbox_storage *storage, int64_t mailbox_id,
-			  uint32_t uid, pool_t pool,
-			  struct sqlbox_mail_row *row_r);
-/* The body in one buffer from pool; 1, 0 expunged, -1 error. */
-int sqlbox_db_body_read(struct sqlbox_storage *storage, int64_t body_id,
-			buffer_t *buf);
-/* Subscriptions (names in storage format). */
-int sqlbox_db_set_subscribed(struct sqlbox_storage *storage,
-			     const char *name, bool set);
 
 /* ---- sqlbox-body.c: bodies streamed in chunks ---- */
 
@@ -346,23 +244,5 @@ void sqlbox_usage_update(struct sqlbox_storage *storage);
 /* Without a key: the totals of the usage file plus the spool. */
 int sqlbox_usage_read_locked(struct sqlbox_storage *storage,
 			     uint64_t *messages_r, uint64_t *bytes_r);
-
-/* ---- sqlbox-schema.c: files ---- */
-
-/* mkdir of the mail root, its entry synced to disk (mail_fsync). */
-int sqlbox_root_dir_create(struct sqlbox_storage *storage);
-/* Syncs a directory (after a file in it was created), unless
-   mail_fsync=never.  0, -1 with a critical error set. */
-int sqlbox_fsync_dir(struct sqlbox_storage *storage, const char *dir);
-
-/* ---- sqlbox-schema.c: keys ---- */
-
-/* The keys of a user, read with the session's KEK.
-   Returns 1, 0 if locked (no or wrong key; error_r says which), -1. */
-int sqlbox_keys_unwrap(struct mail_user *user, const char *home,
-		       struct kr_keys **keys_r, const char **error_r);
-/* The X25519 public key from the keyfile (no password needed). */
-int sqlbox_public_key_read(struct mail_user *user, unsigned char *pk_r,
-			   const char **error_r);
 
 #endif

@@ -1,0 +1,229 @@
+/* Copyright (c) dovecot-launchpad authors; see debian/copyright. */
+#include "lib.h"
+#include "str.h"
+#include "fdatasync-path.h"
+#include "fsync-mode.h"
+#include "mail-user.h"
+#include "sqlbox-storage.h"
+
+#include "cryptvfs.h"
+#include "keyring.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Opening and closing the user's database: the keys unwrapped with the
+   session's KEK (libkeyring), the file opened through cryptvfs, its
+   pragmas, the schema brought up to date (sqlbox-schema.c) and what
+   crashed saves left behind dropped. */
+
+#define SQLBOX_OPEN_RETRY_MSECS 20
+
+/* ---- files ---- */
+
+static bool sqlbox_storage_fsync(struct sqlbox_storage *storage)
+{
+	return storage->storage.set->parsed_fsync_mode != FSYNC_MODE_NEVER;
+}
+
+int sqlbox_fsync_dir(struct sqlbox_storage *storage, const char *dir)
+{
+	if (!sqlbox_storage_fsync(storage))
+		return 0;
+	if (fdatasync_path(dir) < 0) {
+		mail_storage_set_critical(&storage->storage,
+			"fdatasync_path(%s) failed: %m", dir);
+		return -1;
+	}
+	return 0;
+}
+
+int sqlbox_root_dir_create(struct sqlbox_storage *storage)
+{
+	const char *slash;
+
+	if (mkdir(storage->root_dir, 0700) < 0) {
+		if (errno == EEXIST)
+			return 0;
+		mail_storage_set_critical(&storage->storage,
+			"mkdir(%s) failed: %m", storage->root_dir);
+		return -1;
+	}
+	/* root_dir is absolute (sqlbox_storage_create() checks). */
+	slash = strrchr(storage->root_dir, '/');
+	return sqlbox_fsync_dir(storage, slash == storage->root_dir ? "/" :
+				t_strdup_until(storage->root_dir, slash));
+}
+
+/* ---- keys ---- */
+
+int sqlbox_keys_unwrap(struct mail_user *user, const char *home,
+		       struct kr_keys **keys_r, const char **error_r)
+{
+	const char *field = mail_user_plugin_getenv(user, SQLBOX_KEK_SETTING);
+	struct kr_keyfile *kf;
+	struct kr_secret *kek;
+	struct kr_error err;
+	unsigned int slot_id;
+	const char *path;
+	int ret;
+
+	*keys_r = NULL;
+	if (field == NULL || field[0] == '\0') {
+		*error_r = "no key in this session";
+		return 0;
+	}
+	if (kr_kek_decode(field, &slot_id, &kek) < 0) {
+		*error_r = "malformed session key";
+		return 0;
+	}
+	path = t_strconcat(home, "/", SQLBOX_KEYFILE_FNAME, NULL);
+	ret = kr_keyfile_read(path, &kf, &err);
+	if (ret <= 0) {
+		kr_secret_free(&kek);
+		*error_r = ret == 0 ? t_strdup_printf("no keyfile %s", path) :
+			t_strdup(err.text);
+		return ret == 0 ? 0 : -1;
+	}
+	ret = kr_slot_unwrap(kf, slot_id, kr_secret_data(kek), keys_r, &err);
+	kr_secret_free(&kek);
+	kr_keyfile_free(&kf);
+	if (ret == 0)
+		*error_r = "the session key does not open the keyfile";
+	else if (ret < 0)
+		*error_r = t_strdup(err.text);
+	return ret;
+}
+
+int sqlbox_public_key_read(struct mail_user *user, unsigned char *pk_r,
+			   const char **error_r)
+{
+	struct kr_keyfile *kf;
+	struct kr_error err;
+	const char *home, *path;
+	int ret;
+
+	if (mail_user_get_home(user, &home) <= 0) {
+		*error_r = "no home directory";
+		return -1;
+	}
+	path = t_strconcat(home, "/", SQLBOX_KEYFILE_FNAME, NULL);
+	ret = kr_keyfile_read(path, &kf, &err);
+	if (ret <= 0) {
+		*error_r = ret == 0 ? "mailbox not activated (no keyfile)" :
+			t_strdup(err.text);
+		return -1;
+	}
+	memcpy(pk_r, kr_keyfile_public_key(kf), KR_PUBLIC_KEY_BYTES);
+	kr_keyfile_free(&kf);
+	return 0;
+}
+
+/* ---- open ---- */
+
+static void sqlbox_db_set_locked(struct sqlbox_storage *storage,
+				 const char *reason)
+{
+	/* The reason names no secret: it says which part is missing.  Only
+	   debug here: LMTP is locked by design, mailbox open logs errors. */
+	e_debug(storage->storage.event, "%s (%s)", SQLBOX_ERRSTR_LOCKED,
+		reason);
+	storage->locked = TRUE;
+	mail_storage_set_error(&storage->storage, MAIL_ERROR_UNAVAILABLE,
+			       SQLBOX_ERRSTR_LOCKED);
+}
+
+int sqlbox_db_open(struct sqlbox_storage *storage)
+{
+	struct mail_user *user = storage->storage.user;
+	struct cvfs_error cerr;
+	const char *home, *error;
+	struct stat st;
+	bool created = FALSE;
+	int ret;
+
+	if (storage->db != NULL)
+		return 0;
+	if (mail_user_get_home(user, &home) <= 0) {
+		mail_storage_set_critical(&storage->storage,
+					  "sqlbox: user has no home directory");
+		return -1;
+	}
+	if (storage->keys == NULL) {
+		ret = sqlbox_keys_unwrap(user, home, &storage->keys, &error);
+		if (ret < 0) {
+			mail_storage_set_critical(&storage->storage,
+				"sqlbox: reading the keyfile failed: %s", error);
+			return -1;
+		}
+		if (ret == 0) {
+			sqlbox_db_set_locked(storage, error);
+			return -1;
+		}
+	}
+	if (sqlbox_root_dir_create(storage) < 0)
+		return -1;
+	if (stat(storage->db_path, &st) < 0) {
+		if (errno != ENOENT) {
+			mail_storage_set_critical(&storage->storage,
+				"stat(%s) failed: %m", storage->db_path);
+			return -1;
+		}
+		created = TRUE;
+	}
+	/* The key check at open reads the schema before a busy timeout can
+	   be set: another process's checkpoint at close can hold the lock
+	   for a moment, so retry within the same bound as other writers. */
+	for (unsigned int waited = 0;; waited += SQLBOX_OPEN_RETRY_MSECS) {
+		ret = cvfs_open_v2(storage->db_path, &storage->db,
+				   SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+				   storage->keys->master_key, CVFS_KEY_BYTES,
+				   &cerr);
+		if ((ret & 0xff) != SQLITE_BUSY && (ret & 0xff) != SQLITE_LOCKED)
+			break;
+		if (waited >= SQLBOX_BUSY_TIMEOUT_MSECS)
+			break;
+		usleep(SQLBOX_OPEN_RETRY_MSECS * 1000);
+	}
+	if (ret != SQLITE_OK) {
+		if (ret == SQLITE_NOTADB) {
+			/* Never create anything over a file we can't read. */
+			sqlbox_db_set_locked(storage,
+				"the key does not open the database");
+		} else {
+			mail_storage_set_critical(&storage->storage,
+				"sqlbox: opening %s failed: %s",
+				storage->db_path, cerr.text);
+		}
+		return -1;
+	}
+	sqlite3_busy_timeout(storage->db, SQLBOX_BUSY_TIMEOUT_MSECS);
+	storage->db_sync_full = FALSE;
+	if (sqlbox_db_exec(storage, "PRAGMA journal_mode=WAL") < 0 ||
+	    sqlbox_db_exec(storage, "PRAGMA synchronous=NORMAL") < 0 ||
+	    sqlbox_db_set_sync(storage, FALSE) < 0 ||
+	    sqlbox_db_exec(storage, "PRAGMA cache_size=-16384") < 0 ||
+	    sqlbox_db_exec(storage, "PRAGMA foreign_keys=OFF") < 0 ||
+	    sqlbox_schema_migrate(storage) < 0 ||
+	    sqlbox_db_pending_gc(storage) < 0 ||
+	    /* The new file's (and its WAL's) directory entries. */
+	    (created && sqlbox_fsync_dir(storage, storage->root_dir) < 0)) {
+		sqlbox_db_close(storage);
+		return -1;
+	}
+	if (sqlbox_spool_pending(storage) &&
+	    sqlbox_spool_import(storage) < 0) {
+		/* The mail stays in the spool for the next open. */
+		e_error(storage->storage.event, "sqlbox: spool import failed: %s",
+			mail_storage_get_last_internal_error(&storage->storage,
+							     NULL));
+	}
+	return 0;
+}
+
+void sqlbox_db_close(struct sqlbox_storage *storage)
+{
+	if (storage->db != NULL)
+		cvfs_close(&storage->db);
+	storage->txn_depth = 0;
+}

@@ -1,0 +1,169 @@
+/* Copyright (c) dovecot-launchpad authors; see debian/copyright. */
+#ifndef SQLBOX_DB_H
+#define SQLBOX_DB_H
+
+/* The database layer of the mail storage `sqlbox`: the user's SQLite file
+   (sqlbox.db), opened with the keys the session's KEK unwraps.  Layers,
+   each calling only those below it (tests/check-calls.py):
+     sqlbox-db.c          open/close: keys, the file, pragmas, migration
+     sqlbox-schema.c      the schema and its migrations
+     sqlbox-sql-folder.c  queries on folders, state, subscriptions
+     sqlbox-sql-mail.c    queries on bodies, chunks, mail rows
+     sqlbox-sql.c         statements and transactions
+   Included by sqlbox-storage.h; its struct sqlbox_storage holds the
+   connection (db, keys, transaction state). */
+
+#include "guid.h"
+#include "mail-types.h"
+
+#include <sqlite3.h>
+
+struct kr_keys;
+struct mail_user;
+struct mailbox_update;
+struct sqlbox_storage;
+
+struct sqlbox_mail_row {
+	int64_t body_id;
+	uoff_t size;
+	time_t received, saved;
+	const char *guid;
+};
+
+/* ---- sqlbox-db.c: opening the database ---- */
+
+/* Opens the user's database once per storage (idempotent): unwraps the
+   keys with the session's KEK, creates the file and schema if missing,
+   drops what crashed saves left.  Returns 0, -1 with the storage error
+   set (MAIL_ERROR_UNAVAILABLE "Mailbox locked..." without a usable
+   key).  The storage opens it through sqlbox_storage_open(), which also
+   imports the spool. */
+int sqlbox_db_open(struct sqlbox_storage *storage);
+void sqlbox_db_close(struct sqlbox_storage *storage);
+
+/* mkdir of the mail root, its entry synced to disk (mail_fsync). */
+int sqlbox_root_dir_create(struct sqlbox_storage *storage);
+/* Syncs a directory (after a file in it was created), unless
+   mail_fsync=never.  0, -1 with a critical error set. */
+int sqlbox_fsync_dir(struct sqlbox_storage *storage, const char *dir);
+
+/* The keys of a user, read with the session's KEK.
+   Returns 1, 0 if locked (no or wrong key; error_r says which), -1. */
+int sqlbox_keys_unwrap(struct mail_user *user, const char *home,
+		       struct kr_keys **keys_r, const char **error_r);
+/* The X25519 public key from the keyfile (no password needed). */
+int sqlbox_public_key_read(struct mail_user *user, unsigned char *pk_r,
+			   const char **error_r);
+
+/* ---- sqlbox-schema.c: the schema ---- */
+
+/* Creates the schema in a new file (with INBOX) or migrates an older one
+   to the current version, in one write transaction.  0, -1 with a
+   critical error set (also for a file of an unknown, newer version). */
+int sqlbox_schema_migrate(struct sqlbox_storage *storage);
+
+/* ---- sqlbox-sql.c: statements and transactions ---- */
+
+/* Prepares sql; NULL with a critical error set on failure. */
+sqlite3_stmt *sqlbox_db_prepare(struct sqlbox_storage *storage,
+				const char *sql);
+/* sqlite3_step() that reports errors; returns SQLITE_ROW/DONE or -1. */
+int sqlbox_db_step(struct sqlbox_storage *storage, sqlite3_stmt *stmt);
+/* Runs a statement without results: binds int64 args (count n). */
+int sqlbox_db_exec_args(struct sqlbox_storage *storage, const char *sql,
+			unsigned int n, ...);
+int sqlbox_db_exec(struct sqlbox_storage *storage, const char *sql);
+/* Sets PRAGMA synchronous for what the connection commits next (outside
+   a transaction): FULL for mail, or always with mail_fsync=always. */
+int sqlbox_db_set_sync(struct sqlbox_storage *storage, bool mail);
+/* Nested write transaction: the outermost begin is BEGIN IMMEDIATE (waits
+   for other writers up to the busy timeout), the outermost commit
+   COMMITs, or ROLLBACKs if any level failed.  Durability follows
+   mail_fsync: sqlbox_db_begin_mail() starts a transaction that stores
+   mail, whose COMMIT returns only once it is synced to disk (WAL fsynced,
+   PRAGMA synchronous=FULL) unless mail_fsync=never; other transactions
+   are synced only with mail_fsync=always (else at checkpoints: a crash may
+   lose them, never half-apply them).  Nested in an outer transaction,
+   the outer one decides.  Before the outermost COMMIT, still under the
+   write lock, the storage's db_pre_commit hook runs. */
+int sqlbox_db_begin(struct sqlbox_storage *storage);
+int sqlbox_db_begin_mail(struct sqlbox_storage *storage);
+int sqlbox_db_commit(struct sqlbox_storage *storage);
+void sqlbox_db_rollback(struct sqlbox_storage *storage);
+void sqlbox_db_set_critical(struct sqlbox_storage *storage,
+			    const char *what);
+
+/* ---- sqlbox-sql-folder.c: folders ---- */
+
+/* Folder rows.  Lookup returns 1 found, 0 not, -1 error. */
+int sqlbox_db_mailbox_lookup(struct sqlbox_storage *storage,
+			     const char *name, int64_t *id_r,
+			     uint32_t *uid_validity_r, guid_128_t guid_r);
+int sqlbox_db_mailbox_create(struct sqlbox_storage *storage,
+			     const char *name,
+			     const struct mailbox_update *update,
+			     int64_t *id_r);
+/* Records that uid_validity was given out (state 'uidvalidity'): new
+   folders get higher ones. */
+int sqlbox_db_uidvalidity_used(struct sqlbox_storage *storage,
+			       uint32_t uid_validity);
+/* Removes the folder's row and mail (children stay). */
+int sqlbox_db_mailbox_delete(struct sqlbox_storage *storage, int64_t id);
+/* Renames name and its children; 0, -1 (EXISTS error if taken). */
+int sqlbox_db_mailbox_rename(struct sqlbox_storage *storage,
+			     const char *old_name, const char *new_name);
+/* RFC 3501 RENAME INBOX: INBOX's row (mail, UIDs, attributes) becomes
+   new_name, and a new empty INBOX is created; INBOX's children stay. */
+int sqlbox_db_inbox_rename(struct sqlbox_storage *storage,
+			   const char *new_name);
+/* Highest modseq and next UID of a folder, inside a transaction. */
+int sqlbox_db_mailbox_counters(struct sqlbox_storage *storage, int64_t id,
+			       uint64_t *highest_modseq_r,
+			       uint32_t *uid_next_r);
+int sqlbox_db_mailbox_set_counters(struct sqlbox_storage *storage,
+				   int64_t id, uint64_t highest_modseq,
+				   uint32_t uid_next);
+/* Subscriptions (names in storage format). */
+int sqlbox_db_set_subscribed(struct sqlbox_storage *storage,
+			     const char *name, bool set);
+
+/* ---- sqlbox-sql-mail.c: bodies and mail ---- */
+
+/* Stores a body in chunks; body must have CRLF line ends. */
+int sqlbox_db_body_insert(struct sqlbox_storage *storage,
+			  const unsigned char *data, size_t size,
+			  int64_t *body_id_r);
+/* Inserts one mail row plus keywords (NULL-terminated or NULL). */
+int sqlbox_db_mail_insert(struct sqlbox_storage *storage, int64_t mailbox_id,
+			  uint32_t uid, int64_t body_id, enum mail_flags flags,
+			  const char *const *keywords, uint64_t modseq,
+			  time_t received, time_t saved, const char *guid);
+/* A body row marked pending (a save in progress writes its chunks),
+   in its own or the caller's transaction. */
+int sqlbox_db_body_pending_insert(struct sqlbox_storage *storage,
+				  int64_t *body_id_r);
+/* Sets the final size and clears the pending mark (caller's txn). */
+int sqlbox_db_body_pending_finish(struct sqlbox_storage *storage,
+				  int64_t body_id, uoff_t size);
+/* Removes a pending body and its chunks (own transaction). */
+int sqlbox_db_body_pending_abort(struct sqlbox_storage *storage,
+				 int64_t body_id);
+/* Drops pending bodies older than SQLBOX_PENDING_STALE_SECS: what saves
+   that crashed mid-way left behind (at open). */
+int sqlbox_db_pending_gc(struct sqlbox_storage *storage);
+int sqlbox_db_chunk_insert(struct sqlbox_storage *storage, int64_t body_id,
+			   uint32_t seq, const void *data, size_t size);
+/* Replaces buf's contents with one chunk; 1, 0 no such chunk, -1. */
+int sqlbox_db_chunk_read(struct sqlbox_storage *storage, int64_t body_id,
+			 int64_t seq, buffer_t *buf);
+/* Drops bodies no mail refers to any more (pending ones stay). */
+int sqlbox_db_bodies_gc(struct sqlbox_storage *storage);
+/* Mail metadata; 1 found, 0 expunged, -1 error. Strings from pool. */
+int sqlbox_db_mail_lookup(struct sqlbox_storage *storage, int64_t mailbox_id,
+			  uint32_t uid, pool_t pool,
+			  struct sqlbox_mail_row *row_r);
+/* The body in one buffer from pool; 1, 0 expunged, -1 error. */
+int sqlbox_db_body_read(struct sqlbox_storage *storage, int64_t body_id,
+			buffer_t *buf);
+
+#endif

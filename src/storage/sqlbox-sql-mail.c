@@ -1,0 +1,278 @@
+/* Copyright (c) dovecot-launchpad authors; see debian/copyright. */
+#include "lib.h"
+#include "buffer.h"
+#include "ioloop.h"
+#include "sqlbox-storage.h"
+
+/* Queries on mail: bodies stored in chunks, bodies of saves in progress
+   (body_pending) and mail rows with their keywords. */
+
+int sqlbox_db_body_insert(struct sqlbox_storage *storage,
+			  const unsigned char *data, size_t size,
+			  int64_t *body_id_r)
+{
+	sqlite3_stmt *stmt;
+	int64_t body_id;
+	size_t off = 0;
+	int seq = 0;
+
+	if (sqlbox_db_exec_args(storage, "INSERT INTO body (size) VALUES (?)",
+				1, (int64_t)size) < 0)
+		return -1;
+	body_id = sqlite3_last_insert_rowid(storage->db);
+	stmt = sqlbox_db_prepare(storage,
+		"INSERT INTO chunk (body_id, seq, data) VALUES (?, ?, ?)");
+	if (stmt == NULL)
+		return -1;
+	do {
+		size_t n = I_MIN(size - off, SQLBOX_CHUNK_BYTES);
+
+		sqlite3_bind_int64(stmt, 1, body_id);
+		sqlite3_bind_int(stmt, 2, seq++);
+		sqlite3_bind_blob(stmt, 3, data + off, n, SQLITE_STATIC);
+		if (sqlbox_db_step(storage, stmt) < 0) {
+			sqlite3_finalize(stmt);
+			return -1;
+		}
+		sqlite3_reset(stmt);
+		off += n;
+	} while (off < size);
+	sqlite3_finalize(stmt);
+	*body_id_r = body_id;
+	return 0;
+}
+
+int sqlbox_db_mail_insert(struct sqlbox_storage *storage, int64_t mailbox_id,
+			  uint32_t uid, int64_t body_id, enum mail_flags flags,
+			  const char *const *keywords, uint64_t modseq,
+			  time_t received, time_t saved, const char *guid)
+{
+	sqlite3_stmt *stmt;
+	int rc;
+
+	stmt = sqlbox_db_prepare(storage,
+		"INSERT INTO mail (mailbox_id, uid, body_id, flags, modseq,"
+		" received, saved, guid) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+	if (stmt == NULL)
+		return -1;
+	sqlite3_bind_int64(stmt, 1, mailbox_id);
+	sqlite3_bind_int64(stmt, 2, uid);
+	sqlite3_bind_int64(stmt, 3, body_id);
+	sqlite3_bind_int64(stmt, 4, flags & ENUM_NEGATE(MAIL_RECENT));
+	sqlite3_bind_int64(stmt, 5, (int64_t)modseq);
+	sqlite3_bind_int64(stmt, 6, received);
+	sqlite3_bind_int64(stmt, 7, saved);
+	sqlite3_bind_text(stmt, 8, guid, -1, SQLITE_STATIC);
+	rc = sqlbox_db_step(storage, stmt);
+	sqlite3_finalize(stmt);
+	if (rc < 0)
+		return -1;
+	if (keywords == NULL || keywords[0] == NULL)
+		return 0;
+	stmt = sqlbox_db_prepare(storage,
+		"INSERT OR IGNORE INTO keyword (mailbox_id, uid, name)"
+		" VALUES (?, ?, ?)");
+	if (stmt == NULL)
+		return -1;
+	for (; *keywords != NULL; keywords++) {
+		sqlite3_bind_int64(stmt, 1, mailbox_id);
+		sqlite3_bind_int64(stmt, 2, uid);
+		sqlite3_bind_text(stmt, 3, *keywords, -1, SQLITE_STATIC);
+		if (sqlbox_db_step(storage, stmt) < 0) {
+			sqlite3_finalize(stmt);
+			return -1;
+		}
+		sqlite3_reset(stmt);
+	}
+	sqlite3_finalize(stmt);
+	return 0;
+}
+
+int sqlbox_db_bodies_gc(struct sqlbox_storage *storage)
+{
+	if (sqlbox_db_exec(storage,
+		"DELETE FROM chunk WHERE body_id IN (SELECT id FROM body"
+		" WHERE NOT EXISTS (SELECT 1 FROM mail WHERE body_id = body.id)"
+		" AND id NOT IN (SELECT body_id FROM body_pending))") < 0)
+		return -1;
+	return sqlbox_db_exec(storage,
+		"DELETE FROM body WHERE NOT EXISTS"
+		" (SELECT 1 FROM mail WHERE body_id = body.id)"
+		" AND id NOT IN (SELECT body_id FROM body_pending)");
+}
+
+int sqlbox_db_body_pending_insert(struct sqlbox_storage *storage,
+				  int64_t *body_id_r)
+{
+	int64_t body_id;
+
+	if (sqlbox_db_exec(storage, "INSERT INTO body (size) VALUES (-1)") < 0)
+		return -1;
+	body_id = sqlite3_last_insert_rowid(storage->db);
+	if (sqlbox_db_exec_args(storage,
+		"INSERT INTO body_pending (body_id, started) VALUES (?, ?)", 2,
+		body_id, (int64_t)ioloop_time) < 0)
+		return -1;
+	*body_id_r = body_id;
+	return 0;
+}
+
+int sqlbox_db_body_pending_finish(struct sqlbox_storage *storage,
+				  int64_t body_id, uoff_t size)
+{
+	if (sqlbox_db_exec_args(storage,
+		"UPDATE body SET size = ? WHERE id = ?", 2,
+		(int64_t)size, body_id) < 0)
+		return -1;
+	if (sqlbox_db_exec_args(storage,
+		"DELETE FROM body_pending WHERE body_id = ?", 1, body_id) < 0)
+		return -1;
+	if (sqlite3_changes(storage->db) != 1) {
+		/* Taken by the stale GC: the chunks are gone. */
+		mail_storage_set_critical(&storage->storage,
+			"sqlbox: body %"PRId64" of a save was removed as stale",
+			body_id);
+		return -1;
+	}
+	return 0;
+}
+
+int sqlbox_db_body_pending_abort(struct sqlbox_storage *storage,
+				 int64_t body_id)
+{
+	if (sqlbox_db_begin(storage) < 0)
+		return -1;
+	if (sqlbox_db_exec_args(storage,
+		"DELETE FROM chunk WHERE body_id = ?", 1, body_id) < 0 ||
+	    sqlbox_db_exec_args(storage,
+		"DELETE FROM body WHERE id = ?", 1, body_id) < 0 ||
+	    sqlbox_db_exec_args(storage,
+		"DELETE FROM body_pending WHERE body_id = ?", 1, body_id) < 0) {
+		sqlbox_db_rollback(storage);
+		return -1;
+	}
+	return sqlbox_db_commit(storage);
+}
+
+int sqlbox_db_chunk_insert(struct sqlbox_storage *storage, int64_t body_id,
+			   uint32_t seq, const void *data, size_t size)
+{
+	sqlite3_stmt *stmt;
+	int rc;
+
+	stmt = sqlbox_db_prepare(storage,
+		"INSERT INTO chunk (body_id, seq, data) VALUES (?, ?, ?)");
+	if (stmt == NULL)
+		return -1;
+	sqlite3_bind_int64(stmt, 1, body_id);
+	sqlite3_bind_int64(stmt, 2, seq);
+	sqlite3_bind_blob(stmt, 3, data, size, SQLITE_STATIC);
+	rc = sqlbox_db_step(storage, stmt);
+	sqlite3_finalize(stmt);
+	return rc < 0 ? -1 : 0;
+}
+
+int sqlbox_db_chunk_read(struct sqlbox_storage *storage, int64_t body_id,
+			 int64_t seq, buffer_t *buf)
+{
+	sqlite3_stmt *stmt;
+	int rc;
+
+	stmt = sqlbox_db_prepare(storage,
+		"SELECT data FROM chunk WHERE body_id = ? AND seq = ?");
+	if (stmt == NULL)
+		return -1;
+	sqlite3_bind_int64(stmt, 1, body_id);
+	sqlite3_bind_int64(stmt, 2, seq);
+	rc = sqlbox_db_step(storage, stmt);
+	buffer_set_used_size(buf, 0);
+	if (rc == SQLITE_ROW) {
+		buffer_append(buf, sqlite3_column_blob(stmt, 0),
+			      sqlite3_column_bytes(stmt, 0));
+	}
+	sqlite3_finalize(stmt);
+	return rc < 0 ? -1 : (rc == SQLITE_ROW ? 1 : 0);
+}
+
+int sqlbox_db_mail_lookup(struct sqlbox_storage *storage, int64_t mailbox_id,
+			  uint32_t uid, pool_t pool,
+			  struct sqlbox_mail_row *row_r)
+{
+	sqlite3_stmt *stmt;
+	int rc;
+
+	stmt = sqlbox_db_prepare(storage,
+		"SELECT m.body_id, b.size, m.received, m.saved, m.guid"
+		" FROM mail m JOIN body b ON b.id = m.body_id"
+		" WHERE m.mailbox_id = ? AND m.uid = ?");
+	if (stmt == NULL)
+		return -1;
+	sqlite3_bind_int64(stmt, 1, mailbox_id);
+	sqlite3_bind_int64(stmt, 2, uid);
+	rc = sqlbox_db_step(storage, stmt);
+	if (rc == SQLITE_ROW) {
+		row_r->body_id = sqlite3_column_int64(stmt, 0);
+		row_r->size = sqlite3_column_int64(stmt, 1);
+		row_r->received = sqlite3_column_int64(stmt, 2);
+		row_r->saved = sqlite3_column_int64(stmt, 3);
+		row_r->guid = p_strdup(pool,
+			(const char *)sqlite3_column_text(stmt, 4));
+	}
+	sqlite3_finalize(stmt);
+	return rc < 0 ? -1 : (rc == SQLITE_ROW ? 1 : 0);
+}
+
+int sqlbox_db_body_read(struct sqlbox_storage *storage, int64_t body_id,
+			buffer_t *buf)
+{
+	sqlite3_stmt *stmt;
+	int rc, ret = 0;
+
+	stmt = sqlbox_db_prepare(storage,
+		"SELECT data FROM chunk WHERE body_id = ? ORDER BY seq");
+	if (stmt == NULL)
+		return -1;
+	sqlite3_bind_int64(stmt, 1, body_id);
+	while ((rc = sqlbox_db_step(storage, stmt)) == SQLITE_ROW) {
+		buffer_append(buf, sqlite3_column_blob(stmt, 0),
+			      sqlite3_column_bytes(stmt, 0));
+		ret = 1;
+	}
+	sqlite3_finalize(stmt);
+	return rc < 0 ? -1 : ret;
+}
+
+/* Drops what saves that crashed mid-way left behind.  Cheap when there is
+   nothing: the pending table is empty except during large saves. */
+int sqlbox_db_pending_gc(struct sqlbox_storage *storage)
+{
+	sqlite3_stmt *stmt;
+	int rc;
+
+	stmt = sqlbox_db_prepare(storage,
+		"SELECT 1 FROM body_pending WHERE started < ? LIMIT 1");
+	if (stmt == NULL)
+		return -1;
+	sqlite3_bind_int64(stmt, 1, ioloop_time - SQLBOX_PENDING_STALE_SECS);
+	rc = sqlbox_db_step(storage, stmt);
+	sqlite3_finalize(stmt);
+	if (rc != SQLITE_ROW)
+		return rc < 0 ? -1 : 0;
+	if (sqlbox_db_begin(storage) < 0)
+		return -1;
+	if (sqlbox_db_exec_args(storage,
+		"DELETE FROM chunk WHERE body_id IN (SELECT body_id FROM"
+		" body_pending WHERE started < ?1)", 1,
+		(int64_t)(ioloop_time - SQLBOX_PENDING_STALE_SECS)) < 0 ||
+	    sqlbox_db_exec_args(storage,
+		"DELETE FROM body WHERE id IN (SELECT body_id FROM"
+		" body_pending WHERE started < ?1)", 1,
+		(int64_t)(ioloop_time - SQLBOX_PENDING_STALE_SECS)) < 0 ||
+	    sqlbox_db_exec_args(storage,
+		"DELETE FROM body_pending WHERE started < ?1", 1,
+		(int64_t)(ioloop_time - SQLBOX_PENDING_STALE_SECS)) < 0) {
+		sqlbox_db_rollback(storage);
+		return -1;
+	}
+	return sqlbox_db_commit(storage);
+}
