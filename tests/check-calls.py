@@ -27,8 +27,6 @@ import sys
 PENDING = {
     "src/keyring": "issue 14: kr-home, the mailbox home in one place "
                    "(kr_keyfile <-> kr_recovery)",
-    "src/storage": "issue 14: sqlbox's database layer split from its "
-                   "schema and queries",
 }
 
 

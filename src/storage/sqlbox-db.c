@@ -15,7 +15,8 @@
 /* Opening and closing the user's database: the keys unwrapped with the
    session's KEK (libkeyring), the file opened through cryptvfs, its
    pragmas, the schema brought up to date (sqlbox-schema.c) and what
-   crashed saves left behind dropped. */
+   crashed saves left behind dropped.  Importing the spool is the
+   storage's business (sqlbox-open.c), not the database's. */
 
 #define SQLBOX_OPEN_RETRY_MSECS 20
 
@@ -210,13 +211,6 @@ int sqlbox_db_open(struct sqlbox_storage *storage)
 	    (created && sqlbox_fsync_dir(storage, storage->root_dir) < 0)) {
 		sqlbox_db_close(storage);
 		return -1;
-	}
-	if (sqlbox_spool_pending(storage) &&
-	    sqlbox_spool_import(storage) < 0) {
-		/* The mail stays in the spool for the next open. */
-		e_error(storage->storage.event, "sqlbox: spool import failed: %s",
-			mail_storage_get_last_internal_error(&storage->storage,
-							     NULL));
 	}
 	return 0;
 }

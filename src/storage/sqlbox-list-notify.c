@@ -299,7 +299,7 @@ int sqlbox_list_notify_init(struct mailbox_list *list,
 	struct sqlbox_list_notify *snotify;
 
 	/* Locked (no key): nothing to read, so nothing to notify. */
-	if (sqlbox_db_open(storage) < 0)
+	if (sqlbox_storage_open(storage) < 0)
 		return -1;
 	snotify = i_new(struct sqlbox_list_notify, 1);
 	snotify->notify.list = list;

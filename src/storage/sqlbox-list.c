@@ -91,7 +91,7 @@ sqlbox_list_subscriptions_refresh(struct mailbox_list *src_list,
 		dest_list->subscriptions = mailbox_tree_init(
 			mail_namespace_get_sep(src_list->ns));
 	}
-	if (sqlbox_db_open(storage) < 0) {
+	if (sqlbox_storage_open(storage) < 0) {
 		sqlbox_list_copy_error(dest_list);
 		return -1;
 	}
@@ -122,7 +122,7 @@ static int sqlbox_list_set_subscribed(struct mailbox_list *list,
 {
 	struct sqlbox_storage *storage = sqlbox_list_storage(list);
 
-	if (sqlbox_db_open(storage) < 0 ||
+	if (sqlbox_storage_open(storage) < 0 ||
 	    sqlbox_db_set_subscribed(storage, name, set) < 0) {
 		sqlbox_list_copy_error(list);
 		return -1;
@@ -159,7 +159,7 @@ static int sqlbox_list_fill_tree(struct sqlbox_list_iterate_context *ctx)
 	bool created;
 	int rc;
 
-	if (sqlbox_db_open(storage) < 0) {
+	if (sqlbox_storage_open(storage) < 0) {
 		if (!storage->locked || !sqlbox_usage_enabled(storage))
 			return -1;
 		/* No key (LMTP): the names are unreadable.  One INBOX

@@ -221,7 +221,7 @@ sqlbox_copy_shared(struct sqlbox_save_context *ctx, struct mail *mail)
 	struct index_mail *dest;
 	int ret;
 
-	if (sqlbox_db_open(ctx->mbox->storage) < 0)
+	if (sqlbox_storage_open(ctx->mbox->storage) < 0)
 		return -1;
 	ret = sqlbox_db_mail_lookup(ctx->mbox->storage, src->id, mail->uid,
 				    ctx->pool, &row);

@@ -112,22 +112,6 @@ static bool sqlbox_mailbox_may_spool(struct sqlbox_mailbox *mbox)
 		strcmp(mbox->box.name, "INBOX") == 0;
 }
 
-int sqlbox_mailbox_refresh_row(struct sqlbox_mailbox *mbox)
-{
-	int ret;
-
-	if (sqlbox_db_open(mbox->storage) < 0)
-		return -1;
-	ret = sqlbox_db_mailbox_lookup(mbox->storage, mbox->box.name,
-				       &mbox->id, &mbox->uid_validity,
-				       mbox->guid);
-	if (ret == 0) {
-		mail_storage_set_error(mbox->box.storage, MAIL_ERROR_NOTFOUND,
-				       T_MAIL_ERR_MAILBOX_NOT_FOUND(mbox->box.vname));
-	}
-	return ret > 0 ? 0 : -1;
-}
-
 static int
 sqlbox_mailbox_exists(struct mailbox *box, bool auto_boxes ATTR_UNUSED,
 		      enum mailbox_existence *existence_r)
@@ -135,7 +119,7 @@ sqlbox_mailbox_exists(struct mailbox *box, bool auto_boxes ATTR_UNUSED,
 	struct sqlbox_mailbox *mbox = SQLBOX_MAILBOX(box);
 	int ret;
 
-	if (sqlbox_db_open(mbox->storage) < 0) {
+	if (sqlbox_storage_open(mbox->storage) < 0) {
 		if (sqlbox_mailbox_may_spool(mbox)) {
 			*existence_r = MAILBOX_EXISTENCE_SELECT;
 			return 0;
@@ -181,7 +165,7 @@ sqlbox_mailbox_create(struct mailbox *box, const struct mailbox_update *update,
 	struct sqlbox_mailbox *mbox = SQLBOX_MAILBOX(box);
 
 	/* No directories here: a folder is a row, also for "foo/". */
-	if (sqlbox_db_open(mbox->storage) < 0)
+	if (sqlbox_storage_open(mbox->storage) < 0)
 		return -1;
 	if (sqlbox_db_mailbox_create(mbox->storage, box->name, update,
 				     &mbox->id) < 0)
@@ -272,7 +256,7 @@ static int sqlbox_mailbox_rename(struct mailbox *src, struct mailbox *dest)
 		return -1;
 	}
 	/* A \Noselect parent has no row of its own: its children move. */
-	if (sqlbox_db_open(mbox->storage) < 0)
+	if (sqlbox_storage_open(mbox->storage) < 0)
 		return -1;
 	if (strcmp(src->name, "INBOX") == 0)
 		return sqlbox_db_inbox_rename(mbox->storage, dest->name);
@@ -310,7 +294,7 @@ sqlbox_mailbox_status_row(struct sqlbox_mailbox *mbox,
 	sqlite3_stmt *stmt;
 	int rc, ret;
 
-	if (sqlbox_db_open(storage) < 0) {
+	if (sqlbox_storage_open(storage) < 0) {
 		if (items != STATUS_MESSAGES)
 			return -1;
 		ret = sqlbox_mailbox_locked_usage(mbox, &messages, &bytes);
@@ -382,7 +366,7 @@ static int sqlbox_mailbox_get_size(struct sqlbox_mailbox *mbox,
 	sqlite3_stmt *stmt;
 	int rc, ret;
 
-	if (sqlbox_db_open(storage) < 0) {
+	if (sqlbox_storage_open(storage) < 0) {
 		ret = sqlbox_mailbox_locked_usage(mbox, &messages, &bytes);
 		if (ret > 0)
 			*size_r = bytes;

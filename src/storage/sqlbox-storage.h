@@ -158,9 +158,15 @@ int sqlbox_special_use_get(struct sqlbox_mailbox *mbox,
 void sqlbox_attributes_init(void);
 void sqlbox_attributes_deinit(void);
 
-/* ---- sqlbox-storage.c ---- */
+/* ---- sqlbox-open.c: opening the user's mail ---- */
 
-/* Makes sure the mailbox row is known; opens the database. */
+/* Opens the database (sqlbox_db_open()) once per storage and then
+   imports the spool if LMTP left mail in it (a failed import is logged;
+   the mail stays for the next open).  Returns 0, -1 with the storage
+   error set (MAIL_ERROR_UNAVAILABLE "Mailbox locked..." without a
+   usable key). */
+int sqlbox_storage_open(struct sqlbox_storage *storage);
+/* Makes sure the mailbox row is known; opens the storage. */
 int sqlbox_mailbox_refresh_row(struct sqlbox_mailbox *mbox);
 
 /* ---- sqlbox-sync.c ---- */
