@@ -7,6 +7,7 @@
 #include "doveadm-launchpad.h"
 #include "cryptvfs.h"
 #include "keyring.h"
+#include "sqlbox-file.h"
 
 #include <fcntl.h>
 #include <stdio.h>
@@ -21,8 +22,6 @@
    copy is taken in one read transaction: a snapshot of everything
    committed, without a WAL, while IMAP and LMTP go on writing. */
 
-#define DOVEADM_BACKUP_KEYFILE "/sqlbox.keys"
-#define DOVEADM_BACKUP_DB "/mail/sqlbox.db"
 #define DOVEADM_BACKUP_KEYS_SUFFIX ".keys"
 #define DOVEADM_BACKUP_TEMP_SUFFIX ".tmp"
 /* As long as the mail processes wait for each other's writes. */
@@ -85,20 +84,16 @@ static const char *doveadm_backup_sql(sqlite3 *db, const char *sql)
 	return rc == SQLITE_ROW || rc == SQLITE_DONE ? value : NULL;
 }
 
-/* Copies db to temp under the same master key, checks the copy, then
-   links it to dest.  SQLite's backup API rather than cvfs_export(): the
-   copy's page 1 exists (with cryptvfs' reserved bytes) before the first
-   page spills, which VACUUM INTO of a database larger than the page
-   cache does not give cryptvfs.  One backup step = one read transaction
-   on db: a snapshot, writers go on.  *messages_r counts the copy's mail
-   rows.  Returns 0, or -1 after logging and setting doveadm_exit_code
+/* Copies db to temp under the same master key and salt (cvfs_export():
+   VACUUM INTO, in one read transaction on db: a snapshot, writers go on),
+   checks the copy, then links it to dest.  *messages_r counts the copy's
+   messages.  Returns 0, or -1 after logging and setting doveadm_exit_code
    (temp removed). */
 static int doveadm_backup_copy(const char *user, sqlite3 *db,
 			       const struct kr_keys *keys, const char *temp,
 			       const char *dest, int64_t *messages_r)
 {
 	struct cvfs_error cerr;
-	sqlite3_backup *backup;
 	sqlite3 *copy = NULL;
 	const char *check, *mode, *count, *slash;
 	mode_t old_umask;
@@ -106,35 +101,12 @@ static int doveadm_backup_copy(const char *user, sqlite3 *db,
 
 	/* The copy is encrypted, but it is the admin's file: 0600. */
 	old_umask = umask(0077);
-	rc = cvfs_open_v2(temp, &copy, SQLITE_OPEN_READWRITE |
-			  SQLITE_OPEN_CREATE | SQLITE_OPEN_EXCLUSIVE,
-			  keys->master_key, CVFS_KEY_BYTES, &cerr);
-	if (rc == SQLITE_OK &&
-	    sqlite3_exec(copy, "PRAGMA journal_mode=DELETE;"
-			 "CREATE TABLE backup_init (x); DROP TABLE backup_init",
-			 NULL, NULL, NULL) != SQLITE_OK) {
-		i_snprintf(cerr.text, sizeof(cerr.text), "%s: %s", temp,
-			   sqlite3_errmsg(copy));
-		rc = SQLITE_ERROR;
-	}
-	if (rc == SQLITE_OK) {
-		backup = sqlite3_backup_init(copy, "main", db, "main");
-		if (backup == NULL) {
-			rc = SQLITE_ERROR;
-		} else {
-			rc = sqlite3_backup_step(backup, -1);
-			if (rc == SQLITE_DONE)
-				rc = SQLITE_OK;
-			(void)sqlite3_backup_finish(backup);
-		}
-		if (rc != SQLITE_OK) {
-			i_snprintf(cerr.text, sizeof(cerr.text),
-				   "copying to %s: %s (%d)", temp,
-				   sqlite3_errmsg(copy),
-				   sqlite3_extended_errcode(copy));
-		}
-	}
+	rc = cvfs_export(db, temp, NULL, 0, &cerr);
 	umask(old_umask);
+	if (rc == SQLITE_OK) {
+		rc = cvfs_open_v2(temp, &copy, SQLITE_OPEN_READWRITE,
+				  keys->master_key, CVFS_KEY_BYTES, &cerr);
+	}
 	if (rc != SQLITE_OK) {
 		i_error("launchpad: %s: %s", user, cerr.text);
 		doveadm_exit_code = EX_CANTCREAT;
@@ -143,10 +115,10 @@ static int doveadm_backup_copy(const char *user, sqlite3 *db,
 		doveadm_backup_unlink_temp(temp);
 		return -1;
 	}
-	/* Page 1 came from a WAL database: make the copy self-contained. */
+	/* The copy stands alone: no WAL, whatever the header says. */
 	mode = doveadm_backup_sql(copy, "PRAGMA journal_mode=DELETE");
 	check = doveadm_backup_sql(copy, "PRAGMA quick_check");
-	count = doveadm_backup_sql(copy, "SELECT count(*) FROM mail");
+	count = doveadm_backup_sql(copy, SQLBOX_SQL_COUNT_MESSAGES);
 	cvfs_close(&copy);
 	if (mode == NULL || strcmp(mode, "delete") != 0 || check == NULL ||
 	    strcmp(check, "ok") != 0 || count == NULL ||
@@ -213,7 +185,7 @@ static void cmd_launchpad_backup(struct doveadm_cmd_context *cctx)
 	if (doveadm_launchpad_user_home(lp, t_str_lcase(user), &user, &name,
 					&home) < 0)
 		goto out;
-	ret = kr_keyfile_read(t_strconcat(home, DOVEADM_BACKUP_KEYFILE, NULL),
+	ret = kr_keyfile_read(t_strconcat(home, "/", KR_KEYFILE_NAME, NULL),
 			      &kf, &err);
 	if (ret <= 0) {
 		if (ret < 0)
@@ -227,7 +199,7 @@ static void cmd_launchpad_backup(struct doveadm_cmd_context *cctx)
 	if (doveadm_backup_keys(user, kf, &keys) < 0)
 		goto out;
 
-	db_path = t_strconcat(home, DOVEADM_BACKUP_DB, NULL);
+	db_path = t_strconcat(home, "/", KR_MAILBOX_DB, NULL);
 	if (stat(db_path, &st) < 0) {
 		i_error("launchpad: %s: stat(%s) failed: %m", user, db_path);
 		doveadm_exit_code = errno == ENOENT ? DOVEADM_EX_NOTFOUND :

@@ -177,6 +177,8 @@ void kr_keyfile_id(const struct kr_keyfile *kf,
    relative to the home.  An activation must refuse a home that has one
    but no keyfile: a new keyfile would lock that mail away for good. */
 #define KR_MAILBOX_DB "mail/sqlbox.db"
+/* The keyfile, relative to the home. */
+#define KR_KEYFILE_NAME "sqlbox.keys"
 
 struct kr_keyfile_txn;
 
