@@ -24,6 +24,11 @@ Control (outside the prefix, JSON bodies):
   POST /_fake/person   {"name": n, fields... | "delete": true,
                         "suspended": bool}
   POST /_fake/team     {"team": t, "members": [...]}
+  GET  /codeofconduct, /~name, /+login   tiny HTML pages standing in for
+                       Launchpad's own (the web page links there to fix a
+                       denial); their forms do the fix:
+  POST /codeofconduct/+sign   form name=N: N has signed the Code of Conduct
+  POST /~team/+join           form name=N: N is a member of ~team now
   POST /_fake/echo     any body: answers 200 text/plain "content-type: T\n
                        body: B\n" (for liblaunchpad's POST); logged, and
                        the faults 500 503 hang redirect-onhost huge apply
@@ -42,6 +47,7 @@ import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from html import escape
 from urllib.parse import parse_qs, urlsplit
 
 DEFAULT_PAGE_SIZE = 50
@@ -250,11 +256,78 @@ class Handler(BaseHTTPRequestHandler):
                 self.headers.get("Content-Type"),
                 body.decode("ascii", "replace")), "text/plain")
 
+    # ---- Launchpad's human pages, as far as a denial's fix needs ----
+
+    def page(self, title, body):
+        self.send(200, "<!DOCTYPE html><html><head><title>%s - Launchpad "
+                  "(fake)</title></head><body><h1>%s</h1>%s</body></html>"
+                  % (escape(title), escape(title), body),
+                  "text/html; charset=utf-8")
+
+    def form_page(self, title, text, action, button):
+        self.page(title, "<p>%s</p><form method=\"post\" action=\"%s\">"
+                  "<label>Launchpad name <input name=\"name\" "
+                  "id=\"name\"></label> <button type=\"submit\">%s"
+                  "</button></form>" % (escape(text), escape(action),
+                                       escape(button)))
+
+    def human_get(self, path):
+        """The pages the web daemon links to; False if path is none."""
+        lp = self.server.lp
+        if path == "/codeofconduct":
+            self.form_page("Ubuntu Code of Conduct", "Sign the Ubuntu Code "
+                           "of Conduct.", "/codeofconduct/+sign", "Sign")
+            return True
+        if path == "/+login":
+            self.page("Log in", "<p>Logged in to Launchpad.</p>")
+            return True
+        m = re.fullmatch(r"/~([a-z0-9][a-z0-9+.-]*)", path)
+        if m is None:
+            return False
+        with lp.lock:
+            person = lp.people.get(m.group(1))
+        if person is None:
+            self.send(404, "No such person", "text/plain")
+        elif person.get("is_team"):
+            self.form_page("~" + m.group(1), "This team is open: anyone "
+                           "can join.", "/~%s/+join" % m.group(1), "Join")
+        else:
+            self.page("~" + m.group(1), "<p>Account active: %s</p>" %
+                      person.get("is_valid"))
+        return True
+
+    def human_post(self, path):
+        lp = self.server.lp
+        length = int(self.headers.get("Content-Length") or 0)
+        form = parse_qs((self.rfile.read(length) if length > 0 else b"")
+                        .decode())
+        name = form.get("name", [""])[0]
+        m = re.fullmatch(r"/~([a-z0-9][a-z0-9+.-]*)/\+join", path)
+        with lp.lock:
+            if name not in lp.people:
+                self.send(404, "No such person", "text/plain")
+                return
+            if path == "/codeofconduct/+sign":
+                lp.people[name]["is_ubuntu_coc_signer"] = True
+                done = "%s signed the Ubuntu Code of Conduct." % name
+            elif m is not None and m.group(1) in lp.teams:
+                if name not in lp.teams[m.group(1)]:
+                    lp.teams[m.group(1)].append(name)
+                done = "%s is a member of ~%s now." % (name, m.group(1))
+            else:
+                self.send(404, "No such team", "text/plain")
+                return
+        self.page("Done", "<p id=\"done\">%s</p>" % escape(done))
+
     def do_POST(self):
         lp = self.server.lp
         path = urlsplit(self.path).path
         if path == "/_fake/echo":
             self.echo()
+            return
+        if path == "/codeofconduct/+sign" or \
+                re.fullmatch(r"/~[a-z0-9][a-z0-9+.-]*/\+join", path):
+            self.human_post(path)
             return
         try:
             body = self.read_json()
@@ -309,7 +382,8 @@ class Handler(BaseHTTPRequestHandler):
             return
         prefix = self.server.api_prefix
         if not url.path.startswith(prefix + "/"):
-            self.send(404, "Not found", "text/plain")
+            if not self.human_get(url.path):
+                self.send(404, "Not found", "text/plain")
             return
         with lp.lock:
             lp.requests.append({

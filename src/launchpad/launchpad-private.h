@@ -111,6 +111,7 @@
 
 #define LP_WEB_CACHE_FILE "web.tdb"
 #define LP_WEB_NOTIFY_DIR "notify"
+#define LP_WEB_RECHECK_DIR "recheck"
 
 struct lp_context {
 	const struct lp_config *config;
@@ -400,6 +401,13 @@ int lp_cache_verdict_put(struct lp_context *ctx, const char *user,
    back; parse returns -1 for an unknown token. */
 const char *lp_cache_reason_token(enum lp_deny_reason reason);
 int lp_cache_reason_parse(const char *token);
+
+/* ---- lp-recheck.c ---- */
+
+/* True if the web daemon asked, at or after decided_at, for name to be
+   checked again (a mark in web_state_dir/recheck). */
+bool lp_recheck_requested(const struct lp_config *config, const char *name,
+			  time_t decided_at);
 
 /* ---- lp-ban.c ---- */
 

@@ -116,6 +116,8 @@ struct lp_config {
 	char *web_mail_host;	/* IMAP/POP3 host shown to users; NULL: web_url's */
 	unsigned int web_imap_port;	/* 993 */
 	unsigned int web_pop3_port;	/* 995 */
+	unsigned int web_submission_port;	/* 0: sending not offered */
+	char *web_launchpad_url;	/* Launchpad's pages, for the fixes */
 	unsigned int web_session_ttl;	/* seconds a sign-in lasts */
 };
 
@@ -240,6 +242,23 @@ void lp_decide(const struct lp_facts *facts, struct lp_verdict *verdict_r);
    LP_DENY_NOT_MEMBER the caller appends the team. */
 const char *lp_deny_reason_text(enum lp_deny_reason reason);
 
+/* What fixes a deny reason, for the person denied (lp-remedy.c). */
+struct lp_remedy {
+	char text[LP_TEXT_MAX * 2];	/* plain words: what to do */
+	char url[LP_TEXT_MAX * 2];	/* the Launchpad page, "" if none */
+	char link_text[LP_TEXT_MAX];	/* the link's words */
+	bool recheck;			/* fixable on Launchpad: asking again
+					   can change the answer */
+};
+
+/* Fills r for reason: the Launchpad page under web_launchpad_url that
+   fixes it (the Code of Conduct, the team's page with how to join, the
+   person's account), when there is one.  name and team may be NULL; a
+   value that is not a valid Launchpad name never reaches the URL. */
+void lp_deny_remedy(const struct lp_config *config,
+		    enum lp_deny_reason reason, const char *name,
+		    const char *team, struct lp_remedy *r);
+
 /* ---- the context (lp-context.c) ---- */
 
 struct lp_context;
@@ -294,6 +313,14 @@ void lp_entitlement_check(struct lp_context *ctx, const char *login,
 /* Same, ignoring TTLs: always asks Launchpad (doveadm launchpad refresh). */
 void lp_entitlement_refresh(struct lp_context *ctx, const char *login,
 			    struct lp_entitlement *ent_r);
+
+/* For dovecot-launchpad-web's "Check again", after its own refresh:
+   marks name (web_state_dir/recheck/<name>, mtime now) so that root's
+   next lookup of name asks Launchpad again instead of answering from a
+   cached denial it cannot write over (lp-recheck.c).  Returns 0, or -1
+   with err. */
+int lp_recheck_request(const struct lp_config *config, const char *name,
+		       struct lp_error *err);
 
 /* ---- cache inspection for doveadm, the web page (lp-cache-admin.c) ---- */
 

@@ -52,6 +52,7 @@ enum lp_config_type {
 	LP_CONFIG_TYPE_OPTIONAL_URL,	/* a URL as above; empty is NULL */
 	LP_CONFIG_TYPE_OPTIONAL_WORD,	/* no whitespace; empty is NULL */
 	LP_CONFIG_TYPE_PORT,		/* unsigned int 1..65535 */
+	LP_CONFIG_TYPE_OPTIONAL_PORT,	/* the same, or empty: 0 */
 	LP_CONFIG_TYPE_NETS,		/* address/network list; empty is NULL */
 };
 
@@ -93,6 +94,8 @@ static const struct lp_config_key lp_config_keys[] = {
 	LP_CONFIG_KEY(web_mail_host, OPTIONAL_WORD, ""),
 	LP_CONFIG_KEY(web_imap_port, PORT, "993"),
 	LP_CONFIG_KEY(web_pop3_port, PORT, "995"),
+	LP_CONFIG_KEY(web_submission_port, OPTIONAL_PORT, ""),
+	LP_CONFIG_KEY(web_launchpad_url, URL, "https://launchpad.net"),
 	LP_CONFIG_KEY(web_session_ttl, DURATION, "1h"),
 };
 #define LP_CONFIG_KEYS_COUNT \
@@ -335,6 +338,12 @@ static int lp_config_set_value(struct lp_config *config,
 			return -1;
 		}
 		break;
+	case LP_CONFIG_TYPE_OPTIONAL_PORT:
+		if (value[0] == '\0') {
+			*uint_field = 0;
+			return 0;
+		}
+		/* fall through */
 	case LP_CONFIG_TYPE_PORT:
 		if (lp_duration_parse(value, &secs) < 0 ||
 		    value[strlen(value) - 1] < '0' ||
@@ -787,7 +796,8 @@ void lp_config_free(struct lp_config **_config)
 	for (i = 0; i < LP_CONFIG_KEYS_COUNT; i++) {
 		if (lp_config_keys[i].type != LP_CONFIG_TYPE_DURATION &&
 		    lp_config_keys[i].type != LP_CONFIG_TYPE_TIMEOUT &&
-		    lp_config_keys[i].type != LP_CONFIG_TYPE_PORT)
+		    lp_config_keys[i].type != LP_CONFIG_TYPE_PORT &&
+		    lp_config_keys[i].type != LP_CONFIG_TYPE_OPTIONAL_PORT)
 			free(*(char **)((char *)config +
 					lp_config_keys[i].offset));
 	}

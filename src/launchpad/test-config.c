@@ -57,6 +57,8 @@ static const struct test_field test_fields[] = {
 	TEST_STR(web_mail_host, NULL),
 	TEST_UINT(web_imap_port, 993),
 	TEST_UINT(web_pop3_port, 995),
+	TEST_UINT(web_submission_port, 0),
+	TEST_STR(web_launchpad_url, "https://launchpad.net"),
 	TEST_UINT(web_session_ttl, 60 * 60),
 	TEST_STR(web_anvil_socket, "/var/run/dovecot/anvil-vmail"),
 	TEST_STR(web_state_dir, "/var/lib/dovecot-launchpad-web"),
@@ -170,6 +172,11 @@ static void test_config_every_key(void)
 		{ "web_mail_host =", "web_mail_host", NULL, 0 },
 		{ "web_imap_port = 143", "web_imap_port", NULL, 143 },
 		{ "web_pop3_port = 65535", "web_pop3_port", NULL, 65535 },
+		{ "web_submission_port = 587", "web_submission_port", NULL,
+		  587 },
+		{ "web_submission_port =", "web_submission_port", NULL, 0 },
+		{ "web_launchpad_url = http://127.0.0.1:9/", "web_launchpad_url",
+		  "http://127.0.0.1:9", 0 },
 		{ "web_session_ttl = 30m", "web_session_ttl", NULL, 30 * 60 },
 		{ "web_anvil_socket = /run/dovecot/anvil-web",
 		  "web_anvil_socket", "/run/dovecot/anvil-web", 0 },
@@ -329,6 +336,9 @@ static void test_config_errors(void)
 		  "1..65535" },
 		{ TEST_DOMAIN_LINE "web_imap_port = 65536\n",
 		  TEST_PATH ":2: web_imap_port must be a port number "
+		  "1..65535" },
+		{ TEST_DOMAIN_LINE "web_submission_port = 0\n",
+		  TEST_PATH ":2: web_submission_port must be a port number "
 		  "1..65535" },
 		{ TEST_DOMAIN_LINE "web_pop3_port = 10s\n",
 		  TEST_PATH ":2: web_pop3_port must be a port number "

@@ -449,12 +449,62 @@ static void test_login_parse_edge(void)
 	test_end();
 }
 
+static void test_deny_remedy(void)
+{
+	static const char conf[] =
+		"web_launchpad_url = http://127.0.0.1:9/\n"
+		"domain ubuntu.com = ubuntumembers\n";
+	struct lp_config *config;
+	struct lp_error err = { .kind = LP_ERR_NONE };
+	struct lp_remedy r;
+
+	test_begin("deny remedy");
+	test_assert(lp_config_parse("t.conf", conf, &config, &err) == 0);
+	if (config == NULL) {
+		test_end();
+		return;
+	}
+	lp_deny_remedy(config, LP_DENY_NO_COC, "dave", "ubuntumembers", &r);
+	test_assert_strcmp(r.url, "http://127.0.0.1:9/codeofconduct");
+	test_assert(r.recheck && strstr(r.text, "Code of Conduct") != NULL);
+	lp_deny_remedy(config, LP_DENY_NOT_MEMBER, "erin", "ubuntumembers",
+		       &r);
+	test_assert_strcmp(r.url, "http://127.0.0.1:9/~ubuntumembers");
+	test_assert_strcmp(r.link_text, "How to join ~ubuntumembers");
+	test_assert(r.recheck && strstr(r.text, "~ubuntumembers") != NULL);
+	lp_deny_remedy(config, LP_DENY_NOT_VALID, "gina", NULL, &r);
+	test_assert_strcmp(r.url, "http://127.0.0.1:9/~gina");
+	test_assert(r.recheck);
+	lp_deny_remedy(config, LP_DENY_NO_PERSON, "nobody", NULL, &r);
+	test_assert_strcmp(r.url, "http://127.0.0.1:9/+login");
+	/* nothing on Launchpad lifts a ban: no link, no "check again" */
+	lp_deny_remedy(config, LP_DENY_BANNED, "mallory", NULL, &r);
+	test_assert(r.url[0] == '\0' && !r.recheck && r.text[0] != '\0');
+	lp_deny_remedy(config, LP_DENY_NAME, NULL, NULL, &r);
+	test_assert(r.url[0] == '\0' && !r.recheck);
+	lp_deny_remedy(config, LP_DENY_DOMAIN, NULL, NULL, &r);
+	test_assert(r.url[0] == '\0' && !r.recheck);
+	lp_deny_remedy(config, LP_DENY_NONE, NULL, NULL, &r);
+	test_assert(r.url[0] == '\0' && r.text[0] == '\0');
+	/* a name that is not a Launchpad name never reaches the URL */
+	lp_deny_remedy(config, LP_DENY_NOT_VALID, "a\"><script>", NULL, &r);
+	test_assert_strcmp(r.url, "http://127.0.0.1:9/people/+me");
+	lp_deny_remedy(config, LP_DENY_NOT_MEMBER, "erin", "../x", &r);
+	test_assert(r.url[0] == '\0' && r.recheck);
+	/* a corrupt record's reason number */
+	lp_deny_remedy(config, (enum lp_deny_reason)99, "erin", NULL, &r);
+	test_assert(r.recheck && r.url[0] == '\0');
+	lp_config_free(&config);
+	test_end();
+}
+
 int main(void)
 {
 	static void (*const test_functions[])(void) = {
 		test_decide_table,
 		test_decide_long_texts,
 		test_deny_reason_text,
+		test_deny_remedy,
 		test_name_is_valid,
 		test_login_parse,
 		test_login_parse_edge,

@@ -77,6 +77,10 @@ static enum MHD_Result web_respond(struct web_request *req)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_PRAGMA,
 					"no-cache");
 	}
+	if (req->disposition[0] != '\0')
+		MHD_add_response_header(resp,
+					MHD_HTTP_HEADER_CONTENT_DISPOSITION,
+					req->disposition);
 	if (req->location[0] != '\0')
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION,
 					req->location);

@@ -6,6 +6,10 @@
    GET  /login          starts an Ubuntu One sign-in
    GET  /openid/return  the SSO's answer
    POST /activate, /device/add, /device/revoke, /reset, /logout
+   POST /recheck          "Check again" (web-recheck.c)
+   POST /device/profile   an Apple profile download (web-mobileconfig.c)
+   GET  /.well-known/autoconfig/mail/config-v1.1.xml,
+        /mail/config-v1.1.xml  the Mozilla autoconfig (web-autoconfig.c)
    GET  /style.css
 
    Every POST is checked again here, whatever the page offered: a live
@@ -33,6 +37,7 @@
 #define WEB_RESET_LABEL "after reset"
 #define WEB_IMAPS_PORT 993
 #define WEB_POP3S_PORT 995
+#define WEB_SUBMISSIONS_PORT 465
 #define WEB_MOVED_MAX 4096
 
 static const char web_style_css[] =
@@ -80,74 +85,6 @@ static const char web_style_css[] =
 	"footer{max-width:46rem;margin:0 auto;padding:0 1rem 2rem;"
 	"color:var(--muted);font-size:.85rem}\n"
 	"@media (max-width:30rem){th.opt,td.opt{display:none}}\n";
-
-/* ---- layout ---- */
-
-static void web_page_begin(struct web_request *req, const char *title)
-{
-	struct web_buf *b = &req->body;
-
-	web_buf_append(b, "<!DOCTYPE html>\n<html lang=\"en\"><head>"
-		       "<meta charset=\"utf-8\">"
-		       "<meta name=\"viewport\" content=\"width=device-width, "
-		       "initial-scale=1\">"
-		       "<meta name=\"referrer\" content=\"same-origin\">"
-		       "<title>");
-	web_buf_html(b, title);
-	web_buf_append(b, " - Ubuntu contributor mail</title>"
-		       "<link rel=\"stylesheet\" href=\"/style.css\">"
-		       "</head><body><header><div class=\"in\">"
-		       "<h1>Ubuntu contributor mail</h1>");
-	if (req->session != NULL) {
-		web_buf_append(b, "<form method=\"post\" action=\"/logout\">"
-			       "<input type=\"hidden\" name=\"csrf\" value=\"");
-		web_buf_html(b, req->session->csrf);
-		web_buf_append(b, "\"><span>");
-		web_buf_html(b, req->session->name);
-		web_buf_append(b, "</span> <button type=\"submit\">Sign out"
-			       "</button></form>");
-	}
-	web_buf_append(b, "</div></header><main>");
-}
-
-static void web_page_end(struct web_request *req)
-{
-	web_buf_append(&req->body, "</main><footer>Mailboxes for Ubuntu "
-		       "contributors: who gets one is decided by Launchpad "
-		       "team membership.</footer></body></html>\n");
-}
-
-static void web_csrf_field(struct web_request *req)
-{
-	web_buf_append(&req->body, "<input type=\"hidden\" name=\"csrf\" "
-		       "value=\"");
-	web_buf_html(&req->body, req->session->csrf);
-	web_buf_append(&req->body, "\">");
-}
-
-static void web_hidden(struct web_request *req, const char *name,
-		       const char *value)
-{
-	web_buf_printf(&req->body, "<input type=\"hidden\" name=\"%s\" "
-		       "value=\"", name);
-	web_buf_html(&req->body, value);
-	web_buf_append(&req->body, "\">");
-}
-
-static void web_page_error(struct web_request *req, unsigned int status,
-			   const char *title, const char *text)
-{
-	web_buf_free(&req->body);
-	req->status = status;
-	web_page_begin(req, title);
-	web_buf_append(&req->body, "<section><h2>");
-	web_buf_html(&req->body, title);
-	web_buf_append(&req->body, "</h2><p>");
-	web_buf_html(&req->body, text);
-	web_buf_append(&req->body, "</p><p><a href=\"/\">Back to the start "
-		       "page</a></p></section>");
-	web_page_end(req);
-}
 
 static void web_format_time(time_t t, char *buf, size_t size)
 {
@@ -375,9 +312,8 @@ static void web_status_domain(struct web_request *req,
 	web_buf_append(b, "</h2>");
 	switch (ent.verdict.kind) {
 	case LP_VERDICT_DENY:
-		web_buf_append(b, "<p><span class=\"no\">Not entitled:</span> ");
-		web_buf_html(b, ent.verdict.text);
-		web_buf_append(b, "</p></section>");
+		web_status_denied(req, domain, &ent);
+		web_buf_append(b, "</section>");
 		return;
 	case LP_VERDICT_TEMPFAIL:
 		web_buf_append(b, "<p><span class=\"no\">Unknown:</span> "
@@ -487,12 +423,19 @@ static void web_page_password(struct web_request *req, const char *user,
 		       "<th>Port</th><th>Security</th></tr></thead><tbody>");
 	web_mail_setting(req, "IMAP", config->web_imap_port, WEB_IMAPS_PORT);
 	web_mail_setting(req, "POP3", config->web_pop3_port, WEB_POP3S_PORT);
+	if (config->web_submission_port != 0)
+		web_mail_setting(req, "SMTP (sending)",
+				 config->web_submission_port,
+				 WEB_SUBMISSIONS_PORT);
 	web_buf_append(b, "</tbody></table><p>User name: <b id=\"login\">");
 	web_buf_html(b, user);
 	web_buf_append(b, "</b> &middot; Password: the app password above "
 		       "(normal password authentication).</p>"
-		       "<p><a class=\"button\" href=\"/\">Done</a></p>"
-		       "</section>");
+		       "<p class=\"muted\">Thunderbird, K-9 Mail and "
+		       "FairEmail find these settings themselves from your "
+		       "address.</p></section>");
+	web_mobileconfig_offer(req, user, label, password);
+	web_buf_append(b, "<p><a class=\"button\" href=\"/\">Done</a></p>");
 	web_page_end(req);
 }
 
@@ -820,6 +763,8 @@ static const struct {
 	{ .path = "/device/revoke", .handle = web_post_revoke },
 	{ .path = "/reset", .handle = web_post_reset },
 	{ .path = "/logout", .handle = web_post_logout },
+	{ .path = "/recheck", .handle = web_post_recheck },
+	{ .path = "/device/profile", .handle = web_post_mobileconfig },
 };
 
 void web_pages_handle(struct web_request *req)
@@ -850,6 +795,9 @@ void web_pages_handle(struct web_request *req)
 		return;
 	} else if (strcmp(req->path, "/openid/return") == 0) {
 		web_login_return(req);
+		return;
+	} else if (web_autoconfig_path(req->path)) {
+		web_autoconfig_handle(req);
 		return;
 	} else if (strcmp(req->path, "/style.css") == 0) {
 		req->content_type = "text/css; charset=utf-8";

@@ -156,6 +156,7 @@ struct web_request {
 	struct web_buf body;
 	const char *content_type;
 	char location[WEB_URL_MAX];	/* for 303 */
+	char disposition[WEB_URL_MAX];	/* Content-Disposition, or "" */
 	char cookies[3][256];
 	unsigned int cookie_count;
 	bool no_store:1;
@@ -327,6 +328,47 @@ int web_mailbox_reset(struct web_server *server, const char *name,
 
 /* Routes one complete request and fills its response. */
 void web_pages_handle(struct web_request *req);
+
+/* ---- web-layout.c ---- */
+
+/* The page's frame: everything before and after its sections. */
+void web_page_begin(struct web_request *req, const char *title);
+void web_page_end(struct web_request *req);
+/* The session's CSRF token, and a hidden field, as form inputs. */
+void web_csrf_field(struct web_request *req);
+void web_hidden(struct web_request *req, const char *name,
+		const char *value);
+/* Replaces the response with an error page. */
+void web_page_error(struct web_request *req, unsigned int status,
+		    const char *title, const char *text);
+
+/* ---- web-recheck.c: why not entitled, and "Check again" ---- */
+
+/* The denied domain's section body: the reason, what fixes it (a link to
+   the Launchpad page) and the "Check again" form. */
+void web_status_denied(struct web_request *req,
+		       const struct lp_domain *domain,
+		       const struct lp_entitlement *ent);
+/* POST /recheck: asks Launchpad again for the session's user at the
+   form's domain (rate-limited per user), back to the page with the new
+   answer. */
+void web_post_recheck(struct web_request *req);
+
+/* ---- web-autoconfig.c: Mozilla autoconfig ---- */
+
+/* True for the two paths mail clients request the document at. */
+bool web_autoconfig_path(const char *path);
+void web_autoconfig_handle(struct web_request *req);
+
+/* ---- web-mobileconfig.c: Apple configuration profiles ---- */
+
+/* On a page showing a new app password: the form that downloads the
+   profile holding it (the password goes back in the POST: nothing is
+   kept on the server). */
+void web_mobileconfig_offer(struct web_request *req, const char *user,
+			    const char *label, const char *password);
+/* POST /device/profile: the .mobileconfig, as an attachment. */
+void web_post_mobileconfig(struct web_request *req);
 
 /* ---- web-log.c ---- */
 
