@@ -78,9 +78,11 @@
    notify/<user>/<event>              notify     cache_path  sync
    notifyq/<user>/<event>             notifyq    cache_path  root processes
    nonce/<response_nonce>             nonce      web.tdb     web daemon
+   recheck/<name>                     recheck    cache_path  root lookups
 
    Besides its web.tdb, the web daemon queues admin events as files
-   web_state_dir/LP_WEB_NOTIFY_DIR/<event>.<user> (lp-notify.c). */
+   web_state_dir/LP_WEB_NOTIFY_DIR/<event>.<user> (lp-notify.c), and marks
+   "Check again" as web_state_dir/LP_WEB_RECHECK_DIR/<name> (lp-recheck.c). */
 
 #define LP_KEY_PERSON "person/"
 #define LP_KEY_TEAM "team/"
@@ -93,6 +95,7 @@
 #define LP_KEY_NOTIFY "notify/"
 #define LP_KEY_NOTIFYQ "notifyq/"
 #define LP_KEY_NONCE "nonce/"
+#define LP_KEY_RECHECK "recheck/"
 
 #define LP_KIND_PERSON "person"
 #define LP_KIND_TEAM "team"
@@ -105,6 +108,7 @@
 #define LP_KIND_NOTIFY "notify"
 #define LP_KIND_NOTIFYQ "notifyq"
 #define LP_KIND_NONCE "nonce"
+#define LP_KIND_RECHECK "recheck"
 
 /* Room for the person, team, verdict and ban keys. */
 #define LP_KEY_MAX (sizeof(LP_KEY_VERDICT) + LP_USER_MAX + 1)
@@ -404,10 +408,10 @@ int lp_cache_reason_parse(const char *token);
 
 /* ---- lp-recheck.c ---- */
 
-/* True if the web daemon asked, at or after decided_at, for name to be
-   checked again (a mark in web_state_dir/recheck). */
-bool lp_recheck_requested(const struct lp_config *config, const char *name,
-			  time_t decided_at);
+/* For root processes: true once per "Check again" the web daemon marked
+   for name (web_state_dir/recheck/<name>), which is then recorded as
+   honoured (recheck/<name>); false for the web daemon itself. */
+bool lp_recheck_take(struct lp_context *ctx, const char *name);
 
 /* ---- lp-ban.c ---- */
 

@@ -119,16 +119,13 @@ static void lp_entitlement_run(struct lp_context *ctx, const char *login,
 		facts.cached_kind = cached.kind;
 		facts.cached_reason = cached.reason;
 		facts.cached_expires_at = cached.expires_at;
-		/* the web page's "Check again" cannot write over a denial
-		   stored here: it leaves a mark that sends this lookup to
-		   Launchpad instead */
-		if (!refresh && !ctx->web && cached.kind == LP_VERDICT_DENY &&
-		    lp_recheck_requested(ctx->config, ent_r->name,
-					 cached.decided_at)) {
-			lp_log(ctx, LP_LOG_INFO, "checked again on request of "
-			       "the web page");
-			refresh = true;
-		}
+	}
+	/* the web page's "Check again" cannot write over what is stored
+	   here: it leaves a mark that sends this lookup to Launchpad */
+	if (lp_recheck_take(ctx, ent_r->name) && !refresh) {
+		lp_log(ctx, LP_LOG_INFO, "checked again on request of the web "
+		       "page");
+		refresh = true;
 	}
 	if (!facts.banned)
 		lp_entitlement_gather(ctx, ent_r, refresh, &facts, &err);

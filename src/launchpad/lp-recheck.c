@@ -8,13 +8,13 @@
    in by the page would still be refused by IMAP until that denial
    expired.  The web daemon leaves a mark instead: an empty file
    web_state_dir/recheck/<name>, its mtime the time of the request.  A
-   root lookup (auth-worker, doveadm) that would answer from a cached
-   DENY decided no later than that mark asks Launchpad again, ignoring
-   the TTLs, as `doveadm launchpad refresh` does; its new verdict is
-   dated after the mark, which is then spent.
+   root lookup (auth-worker, doveadm) that finds a mark it has not
+   honoured yet asks Launchpad again, ignoring the TTLs, as `doveadm
+   launchpad refresh` does, and records the mark's time in cache_path
+   (recheck/<name>) as honoured: one fresh lookup per press.
 
    The mark is input from a less trusted uid, so it can only ever cost a
-   Launchpad request: it turns a cached DENY into a fresh lookup, never
+   Launchpad request: it turns a cached answer into a fresh lookup, never
    grants anything, and is read with lstat() of a name that passed the
    Launchpad name rules (no path, no symlink followed). */
 
@@ -26,6 +26,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <jansson.h>
 
 static bool lp_recheck_path(const struct lp_config *config, const char *name,
 			    char *path_r, size_t size, bool dir_only)
@@ -80,15 +81,33 @@ int lp_recheck_request(const struct lp_config *config, const char *name,
 	return 0;
 }
 
-bool lp_recheck_requested(const struct lp_config *config, const char *name,
-			  time_t decided_at)
+bool lp_recheck_take(struct lp_context *ctx, const char *name)
 {
-	char path[LP_URL_MAX];
+	char path[LP_URL_MAX], key[LP_KEY_MAX];
+	struct lp_error err;
 	struct stat st;
+	json_t *obj;
+	json_int_t honoured = -1;
 
-	if (!lp_recheck_path(config, name, path, sizeof(path), false) ||
+	if (ctx->web ||
+	    !lp_recheck_path(ctx->config, name, path, sizeof(path), false) ||
 	    lstat(path, &st) < 0 || !S_ISREG(st.st_mode))
 		return false;
-	/* the same second counts: a mark may follow a denial within it */
-	return st.st_mtime >= decided_at;
+	snprintf(key, sizeof(key), LP_KEY_RECHECK "%s", name);
+	if (lp_cache_get(ctx, key, LP_KIND_RECHECK, &obj) > 0) {
+		honoured = json_integer_value(json_object_get(obj, "mark"));
+		json_decref(obj);
+	}
+	/* any other time than the one honoured: the mark was moved */
+	if (honoured == (json_int_t)st.st_mtime)
+		return false;
+	if (lp_cache_put_new(ctx, key, LP_KIND_RECHECK,
+			     json_pack("{s:I}", "mark",
+				       (json_int_t)st.st_mtime), &err) < 0) {
+		/* asked again at every lookup until it can be stored:
+		   Launchpad's load, not a wrong answer */
+		lp_log(ctx, LP_LOG_WARNING, "recheck/%s not stored: %s", name,
+		       err.text);
+	}
+	return true;
 }

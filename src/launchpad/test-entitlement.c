@@ -8,7 +8,11 @@
 #include "test-lpfake.h"
 #include "tap.h"
 
+#include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define TEST_POSITIVE_TTL 3600
 #define TEST_NEGATIVE_TTL 600
@@ -257,6 +261,64 @@ static void test_deny_during_outage(void)
 	test_end();
 }
 
+/* The web page's "Check again" mark (lp-recheck.c) sends root's next
+   lookup to Launchpad once, however fresh what is cached; moved again, it
+   does again. */
+static void test_recheck_mark(void)
+{
+	struct lp_entitlement ent;
+	struct lp_error err;
+	struct timespec times[2];
+	char path[1024];
+
+	test_begin("recheck mark");
+	test_fresh_start();
+	test_assert(lpfake_post("/_fake/person", "{\"name\": \"marked\", "
+				"\"is_ubuntu_coc_signer\": false}") == 200);
+	test_assert(lpfake_post("/_fake/team", "{\"team\": \"ubuntumembers\", "
+		"\"members\": [\"alice\", \"bob\", \"carol\", \"dave\", "
+		"\"ubuntu-doc-team\", \"marked\"]}") == 200);
+	lp_entitlement_check(ctx, "marked@ubuntu.com", &ent);
+	test_assert(ent.verdict.reason == LP_DENY_NO_COC && !ent.from_cache);
+	test_assert(lpfake_post("/_fake/person", "{\"name\": \"marked\", "
+				"\"is_ubuntu_coc_signer\": true}") == 200);
+	test_clock += 10;
+	/* no mark: the denial stays cached */
+	lp_entitlement_check(ctx, "marked@ubuntu.com", &ent);
+	test_assert(ent.verdict.kind == LP_VERDICT_DENY && ent.from_cache);
+	/* the web daemon's context made web_state_dir */
+	(void)mkdir(config->web_state_dir, 0700);
+	test_assert(lp_recheck_request(config, "marked", &err) == 0);
+	lp_entitlement_check(ctx, "marked@ubuntu.com", &ent);
+	test_assert(ent.verdict.kind == LP_VERDICT_ALLOW && !ent.from_cache);
+	/* honoured: the next lookups are answered from the cache */
+	lp_entitlement_check(ctx, "marked@ubuntu.com", &ent);
+	test_assert(ent.verdict.kind == LP_VERDICT_ALLOW && ent.from_cache);
+	/* pressed again (the mark moved): asked again, once */
+	test_assert(lpfake_post("/_fake/person", "{\"name\": \"marked\", "
+				"\"is_ubuntu_coc_signer\": false}") == 200);
+	snprintf(path, sizeof(path), "%s/recheck/marked",
+		 config->web_state_dir);
+	times[0].tv_sec = times[1].tv_sec = 1000000000;
+	times[0].tv_nsec = times[1].tv_nsec = 0;
+	test_assert(utimensat(AT_FDCWD, path, times, 0) == 0);
+	lp_entitlement_check(ctx, "marked@ubuntu.com", &ent);
+	test_assert(ent.verdict.reason == LP_DENY_NO_COC && !ent.from_cache);
+	lp_entitlement_check(ctx, "marked@ubuntu.com", &ent);
+	test_assert(ent.verdict.reason == LP_DENY_NO_COC && ent.from_cache);
+	/* a symlink is no mark, and a mark never makes a name out of a
+	   path */
+	test_assert(unlink(path) == 0 && symlink("/etc/passwd", path) == 0);
+	lp_entitlement_check(ctx, "marked@ubuntu.com", &ent);
+	test_assert(ent.from_cache);
+	test_assert(lp_recheck_request(config, "marked", &err) < 0);
+	test_assert(unlink(path) == 0);
+	test_assert(lp_recheck_request(config, "../x", &err) < 0);
+	test_assert(lpfake_post("/_fake/person",
+				"{\"name\": \"marked\", \"delete\": true}") == 200);
+	test_end();
+}
+
 int main(void)
 {
 	static void (*const tests[])(void) = {
@@ -265,6 +327,7 @@ int main(void)
 		test_negative_cache,
 		test_outage,
 		test_deny_during_outage,
+		test_recheck_mark,
 		NULL
 	};
 	return test_lpfake_main(test_run, tests, NULL, TEST_POSITIVE_TTL,

@@ -68,6 +68,9 @@ class OnboardWorld:
             "web_submission_port = %d\nweb_launchpad_url = %s\n" % (
                 SUBMISSION_PORT, self.lp_base)
         self.dc.start()
+        # root's cache exists before the daemon starts (it would look for
+        # it again only some seconds later): the ban test reads it
+        self.dc.doveadm("launchpad", "ban", "list")
         self.web = Web(self.wd.path, self.dc.lpconf_path, self.port).start()
 
     def close(self):
@@ -203,15 +206,15 @@ def test_denials_link_to_their_fix(world):
 
 
 def test_banned_gets_no_link_and_no_check_again(world):
-    world.dc.doveadm("launchpad", "ban", "bob", "spam")
+    world.dc.doveadm("launchpad", "ban", "henry", "spam")
     try:
-        session = signin(world.web, world.op, "bob")[3]
-        html = section_html(page_of(world, session), "bob@ubuntu.com")
+        session = signin(world.web, world.op, "henry")[3]
+        html = section_html(page_of(world, session), "henry@ubuntu.com")
         assert "user banned" in html
         assert "write to them" in html
         assert 'action="/recheck"' not in html and "href=" not in html
     finally:
-        world.dc.doveadm("launchpad", "unban", "bob", check=False)
+        world.dc.doveadm("launchpad", "unban", "henry", check=False)
 
 
 def test_check_again_shows_new_answer_and_is_limited(world):
@@ -489,8 +492,19 @@ def test_browser_onboarding_walk(world, browser):
     sec.find_element(By.NAME, "label").send_keys("laptop")
     sec.find_element(By.TAG_NAME, "button").click()
     password = shown_password(d)
-    assert d.find_elements(By.ID, "mobileconfig")
     shot("activated")
+
+    # the Apple profile, downloaded by the browser from that page alone
+    downloads = tempfile.mkdtemp(prefix="downloads-", dir=world.wd.path)
+    d.execute_cdp_cmd("Page.setDownloadBehavior",
+                      {"behavior": "allow", "downloadPath": downloads})
+    d.find_element(By.ID, "mobileconfig").click()
+    profile = os.path.join(downloads, user + ".mobileconfig")
+    wait_for(lambda: os.path.exists(profile), 20, "the profile download")
+    with open(profile, "rb") as f:
+        mail = plistlib.load(f)["PayloadContent"][0]
+    assert mail["IncomingPassword"] == password
+    assert mail["IncomingMailServerUsername"] == user
 
     # what Thunderbird fetches for the address
     d.get(world.web.base + HOST_PATH + "?emailaddress=" + user)
