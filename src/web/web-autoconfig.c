@@ -18,6 +18,7 @@
 
 #include "web-private.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -32,6 +33,21 @@ bool web_autoconfig_path(const char *path)
 		strcmp(path, WEB_AUTOCONFIG_HOST_PATH) == 0;
 }
 
+/* The configured domain named by text[0..len), in any case. */
+static const struct lp_domain *
+web_autoconfig_find(const struct lp_config *config, const char *text,
+		    size_t len)
+{
+	char name[LP_DOMAIN_MAX + 1];
+
+	if (len == 0 || len >= sizeof(name))
+		return NULL;
+	for (size_t i = 0; i < len; i++)
+		name[i] = (char)tolower((unsigned char)text[i]);
+	name[len] = '\0';
+	return lp_config_find_domain(config, name);
+}
+
 /* The configured domain the request asks about; NULL (404) for one that
    is not served.  No hint at all: the first configured domain. */
 static const struct lp_domain *
@@ -41,27 +57,21 @@ web_autoconfig_domain(struct web_request *req)
 	const char *address = web_query_get(req, "emailaddress");
 	const char *host = web_header_get(req, "Host");
 	const struct lp_domain *domain;
-	char name[LP_DOMAIN_MAX + 1];
 	const char *at;
-	size_t len;
 
 	if (address != NULL && address[0] != '\0') {
 		at = strrchr(address, '@');
 		return at == NULL ? NULL :
-			lp_config_find_domain(config, at + 1);
+			web_autoconfig_find(config, at + 1, strlen(at + 1));
 	}
 	if (host != NULL) {
 		if (strncasecmp(host, WEB_AUTOCONFIG_PREFIX,
 				strlen(WEB_AUTOCONFIG_PREFIX)) == 0)
 			host += strlen(WEB_AUTOCONFIG_PREFIX);
-		len = strcspn(host, ":");
-		if (len > 0 && len < sizeof(name)) {
-			memcpy(name, host, len);
-			name[len] = '\0';
-			domain = lp_config_find_domain(config, name);
-			if (domain != NULL)
-				return domain;
-		}
+		domain = web_autoconfig_find(config, host,
+					     strcspn(host, ":"));
+		if (domain != NULL)
+			return domain;
 	}
 	return config->domains_count > 0 ? &config->domains[0] : NULL;
 }

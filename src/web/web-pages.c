@@ -15,6 +15,8 @@
    Every POST is checked again here, whatever the page offered: a live
    session, its CSRF token, rate limits, a configured domain, a fresh
    entitlement verdict, and (in web-mailbox.c) the session's own keyfile.
+   (/recheck and /device/profile touch no keyfile and need no verdict:
+   one asks for a new one, the other formats what it is sent.)
    Every value that reaches HTML goes through web_buf_html(). */
 
 #include "web-private.h"

@@ -292,6 +292,10 @@ def test_check_again_reaches_dovecot(world):
 def test_autoconfig_document(world):
     for path, host, address in ((HOST_PATH, "autoconfig.kubuntu.org",
                                  "kim@kubuntu.org"),
+                                (HOST_PATH, "autoconfig.ubuntu.com",
+                                 "Kim@Kubuntu.ORG"),
+                                (HOST_PATH, "AUTOCONFIG.Kubuntu.org:443",
+                                 None),
                                 (WELL_KNOWN, "kubuntu.org", None),
                                 (WELL_KNOWN, "kubuntu.org",
                                  "kim@kubuntu.org")):
