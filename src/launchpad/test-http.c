@@ -160,8 +160,9 @@ static void test_fault_modes(void)
 		test_assert_idx(err.kind == tests[i].kind, i);
 		test_assert_idx(lpfake_count(NULL) == tests[i].requests, i);
 		/* 1.25 s of back-off at most; an off-host contact would
-		   have taken the whole http_timeout */
-		test_assert_idx(test_elapsed(start) < 2.0, i);
+		   have taken the whole http_timeout (10 s).  The bound is
+		   far from both so that a loaded machine cannot fail it. */
+		test_assert_idx(test_elapsed(start) < 8.0, i);
 	}
 	lpfake_reset();
 	test_end();
@@ -208,7 +209,9 @@ static void test_hang_and_slow(void)
 	start = lp_monotonic_msecs();
 	test_assert(lp_person_fetch(ctx, "alice", NULL, &rec, &err) == 0);
 	elapsed = test_elapsed(start);
-	test_assert(elapsed >= 1.0 && elapsed < 2.5);
+	/* upper bounds only tell "timed out" from "waited for the 30 s
+	   hang", with room for a loaded machine */
+	test_assert(elapsed >= 1.0 && elapsed < 15.0);
 	test_assert(lpfake_count(NULL) == 2);
 
 	/* hanging forever: the deadline ends it */
@@ -219,7 +222,7 @@ static void test_hang_and_slow(void)
 	test_assert(lp_person_fetch(ctx, "alice", NULL, &rec, &err) < 0);
 	test_assert(err.kind == LP_ERR_TEMP);
 	elapsed = test_elapsed(start);
-	test_assert(elapsed >= 2.0 && elapsed < 3.0);
+	test_assert(elapsed >= 2.0 && elapsed < 15.0);
 	test_assert(lpfake_count(NULL) == 2);
 	lp_deadline_set(ctx, 0);
 
@@ -235,7 +238,7 @@ static void test_hang_and_slow(void)
 	start = lp_monotonic_msecs();
 	test_assert(lp_person_fetch(ctx, "alice", NULL, &rec, &err) < 0);
 	test_assert(err.kind == LP_ERR_TEMP);
-	test_assert(test_elapsed(start) < 5.0);
+	test_assert(test_elapsed(start) < 15.0);
 	test_assert(lpfake_count(NULL) == 1 + LP_HTTP_RETRIES);
 	lpfake_reset();
 	config->http_timeout = 10;
