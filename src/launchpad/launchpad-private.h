@@ -16,6 +16,17 @@
 #  define LP_VERSION PACKAGE_VERSION
 #else
 #  define LP_VERSION "0.1.0"
+/* ---- lp-backend.c ---- */
+
+/* Parses `backends` ("10.0.0.2 10.0.0.3", blanks and/or commas): host
+   names or addresses, lower-cased, no port, no duplicates, at most
+   LP_BACKENDS_MAX.  0 with a malloc'd array (NULL, 0 for an empty
+   list), or -1 with what filled. */
+int lp_backend_hosts_parse(const char *str, char ***hosts_r,
+			   unsigned int *count_r, char *what,
+			   size_t what_size);
+void lp_backend_hosts_free(char ***hosts, unsigned int count);
+
 #endif
 #define LP_USER_AGENT \
 	"dovecot-launchpad/" LP_VERSION " (+https://launchpad.net/dovecot-launchpad)"
@@ -79,6 +90,8 @@
    notifyq/<user>/<event>             notifyq    cache_path  root processes
    nonce/<response_nonce>             nonce      web.tdb     web daemon
    recheck/<name>                     recheck    cache_path  root lookups
+   backend/<name>@<domain>            backend    cache_path  proxy auth,
+                                                             doveadm
 
    Besides its web.tdb, the web daemon queues admin events as files
    web_state_dir/LP_WEB_NOTIFY_DIR/<event>.<user> (lp-notify.c), and marks
@@ -96,6 +109,7 @@
 #define LP_KEY_NOTIFYQ "notifyq/"
 #define LP_KEY_NONCE "nonce/"
 #define LP_KEY_RECHECK "recheck/"
+#define LP_KEY_BACKEND "backend/"
 
 #define LP_KIND_PERSON "person"
 #define LP_KIND_TEAM "team"
@@ -109,8 +123,9 @@
 #define LP_KIND_NOTIFYQ "notifyq"
 #define LP_KIND_NONCE "nonce"
 #define LP_KIND_RECHECK "recheck"
+#define LP_KIND_BACKEND "backend"
 
-/* Room for the person, team, verdict and ban keys. */
+/* Room for the person, team, verdict, ban and backend keys. */
 #define LP_KEY_MAX (sizeof(LP_KEY_VERDICT) + LP_USER_MAX + 1)
 
 #define LP_WEB_CACHE_FILE "web.tdb"
@@ -461,5 +476,16 @@ bool lp_entitlement_person_facts(const struct lp_person_record *person,
 int lp_entitlement_store(struct lp_context *ctx, const char *user,
 			 const struct lp_verdict *verdict, time_t now,
 			 struct lp_verdict_record *rec_r, struct lp_error *err);
+
+/* ---- lp-backend.c ---- */
+
+/* Parses `backends` ("10.0.0.2 10.0.0.3", blanks and/or commas): host
+   names or addresses, lower-cased, no port, no duplicates, at most
+   LP_BACKENDS_MAX.  0 with a malloc'd array (NULL, 0 for an empty
+   list), or -1 with what filled. */
+int lp_backend_hosts_parse(const char *str, char ***hosts_r,
+			   unsigned int *count_r, char *what,
+			   size_t what_size);
+void lp_backend_hosts_free(char ***hosts, unsigned int count);
 
 #endif

@@ -119,6 +119,15 @@ struct lp_config {
 	unsigned int web_submission_port;	/* 0: sending not offered */
 	char *web_launchpad_url;	/* Launchpad's pages, for the fixes */
 	unsigned int web_session_ttl;	/* seconds a sign-in lasts */
+
+	/* Proxy mode (several backends, lp-backend.c): empty `backends`
+	   (NULL) is the single-server mode. */
+	char *backends;		/* as written, or NULL */
+	char **backend_hosts;	/* parsed, lower case, in file order */
+	unsigned int backends_count;
+	unsigned int backend_imap_port;	/* 143 */
+	unsigned int backend_pop3_port;	/* 110 */
+	unsigned int backend_lmtp_port;	/* 24 */
 };
 
 /* Parses a dovecot-launchpad.conf.ext (DESIGN.md section 3).  Unknown keys,
@@ -641,6 +650,61 @@ int lp_url_add_query(const char *url, const char *const *pairs,
 int lp_http_post_form(struct lp_context *ctx, const char *url,
 		      const char *const *pairs, long *status_r,
 		      char **body_r, struct lp_error *err);
+
+/* ---- several backends: user placement (lp-backend.c) ---- */
+
+#define LP_BACKENDS_MAX 256
+#define LP_BACKEND_HOST_MAX 253
+
+/* The rendezvous-hash weight of host for user (64-bit FNV-1a of
+   host NUL user, finalised with splitmix64): fixed across machines and
+   releases, since placement must not change under a user. */
+uint64_t lp_backend_weight(const char *host, const char *user);
+/* The index of the host with the highest weight for user (the first
+   one on a tie); count must be > 0.  Pure. */
+unsigned int lp_backend_hash(const char *const *hosts, unsigned int count,
+			     const char *user);
+
+enum lp_backend_source {
+	LP_BACKEND_HASHED,	/* no record: the hash's choice */
+	LP_BACKEND_PINNED,	/* the hash's choice, recorded at first login */
+	LP_BACKEND_ASSIGNED,	/* doveadm launchpad backend assign */
+	LP_BACKEND_UNREADABLE,	/* lp_backend_list() only: a bad record */
+};
+
+struct lp_backend_placement {
+	char host[LP_BACKEND_HOST_MAX + 1];
+	enum lp_backend_source source;
+	time_t assigned_at;	/* 0 for HASHED */
+	bool configured;	/* host is in `backends` */
+};
+
+/* Where user (canonical "name@domain") lives, without writing: 1 from
+   its assignment record, 0 from the hash (no record), -1 with err (not
+   a user of a configured domain, record unreadable, no backends and no
+   record). */
+int lp_backend_show(struct lp_context *ctx, const char *user,
+		    struct lp_backend_placement *p, struct lp_error *err);
+/* The backend a login of user goes to (the proxy's passdb, after an
+   allow): the assignment, or the hash's choice, then recorded as the
+   assignment (pinned) so that a change of `backends` never moves the
+   user.  0, or -1 with err: a record that cannot be read, an assignment
+   to a host that is no longer in `backends` (LP_ERR_CONFIG), a TDB
+   failure.  Never a silent re-hash. */
+int lp_backend_place(struct lp_context *ctx, const char *user,
+		     struct lp_backend_placement *p, struct lp_error *err);
+/* Assigns user to host, which must be in `backends`.  0 or -1. */
+int lp_backend_assign(struct lp_context *ctx, const char *user,
+		      const char *host, struct lp_error *err);
+/* Drops user's assignment: 1 removed, 0 none, -1. */
+int lp_backend_unassign(struct lp_context *ctx, const char *user,
+			struct lp_error *err);
+/* Calls cb for every assignment record, sorted by user.  0 or -1. */
+int lp_backend_list(struct lp_context *ctx,
+		    int (*cb)(const char *user,
+			      const struct lp_backend_placement *p,
+			      void *context),
+		    void *context, struct lp_error *err);
 
 /* ---- address lists (lp-net.c) ---- */
 

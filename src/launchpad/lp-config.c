@@ -54,6 +54,7 @@ enum lp_config_type {
 	LP_CONFIG_TYPE_PORT,		/* unsigned int 1..65535 */
 	LP_CONFIG_TYPE_OPTIONAL_PORT,	/* the same, or empty: 0 */
 	LP_CONFIG_TYPE_NETS,		/* address/network list; empty is NULL */
+	LP_CONFIG_TYPE_HOSTS,		/* backend host list; empty is NULL */
 };
 
 struct lp_config_key {
@@ -97,6 +98,11 @@ static const struct lp_config_key lp_config_keys[] = {
 	LP_CONFIG_KEY(web_submission_port, OPTIONAL_PORT, ""),
 	LP_CONFIG_KEY(web_launchpad_url, URL, "https://launchpad.net"),
 	LP_CONFIG_KEY(web_session_ttl, DURATION, "1h"),
+	/* Proxy mode: the passdb sends logins to these (lp-backend.c). */
+	LP_CONFIG_KEY(backends, HOSTS, ""),
+	LP_CONFIG_KEY(backend_imap_port, PORT, "143"),
+	LP_CONFIG_KEY(backend_pop3_port, PORT, "110"),
+	LP_CONFIG_KEY(backend_lmtp_port, PORT, "24"),
 };
 #define LP_CONFIG_KEYS_COUNT \
 	(sizeof(lp_config_keys) / sizeof(lp_config_keys[0]))
@@ -331,6 +337,19 @@ static int lp_config_set_value(struct lp_config *config,
 		free(nets);
 		break;
 	}
+	case LP_CONFIG_TYPE_HOSTS: {
+		char **hosts;
+		unsigned int count;
+
+		if (lp_backend_hosts_parse(value, &hosts, &count, what,
+					   what_size) < 0)
+			return -1;
+		lp_backend_hosts_free(&config->backend_hosts,
+				      config->backends_count);
+		config->backend_hosts = hosts;
+		config->backends_count = count;
+		break;
+	}
 	case LP_CONFIG_TYPE_OPTIONAL_WORD:
 		if (strpbrk(value, " \t") != NULL) {
 			snprintf(what, what_size,
@@ -388,6 +407,7 @@ static int lp_config_set_value(struct lp_config *config,
 	}
 	if (value[0] == '\0' && (key->type == LP_CONFIG_TYPE_OPTIONAL ||
 				 key->type == LP_CONFIG_TYPE_NETS ||
+				 key->type == LP_CONFIG_TYPE_HOSTS ||
 				 key->type == LP_CONFIG_TYPE_OPTIONAL_URL ||
 				 key->type == LP_CONFIG_TYPE_OPTIONAL_WORD ||
 				 key->type == LP_CONFIG_TYPE_PUBLIC_KEY)) {
@@ -806,6 +826,8 @@ void lp_config_free(struct lp_config **_config)
 		free(config->domains[i].team);
 	}
 	free(config->domains);
+	lp_backend_hosts_free(&config->backend_hosts,
+			      config->backends_count);
 	free(config->path);
 	free(config);
 }
