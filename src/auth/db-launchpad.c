@@ -5,6 +5,7 @@
 #include "str.h"
 #include "auth-request.h"
 #include "auth-settings.h"
+#include "passdb.h"
 #include "db-launchpad.h"
 
 /* Library log lines go to the request's event when one is being served. */
@@ -200,4 +201,51 @@ void db_launchpad_flush_auth_cache(struct db_launchpad *db,
 		db_launchpad_log_info(request, "flushed %d auth cache "
 				      "entries (stale_grace is over)", count);
 	}
+}
+
+bool db_launchpad_is_proxied_service(const char *service)
+{
+	return service != NULL &&
+		(strcmp(service, "imap") == 0 ||
+		 strcmp(service, "pop3") == 0 ||
+		 strcmp(service, "lmtp") == 0);
+}
+
+enum passdb_result
+db_launchpad_proxy_fields(struct db_launchpad *db,
+			  struct auth_request *request,
+			  const struct lp_entitlement *ent)
+{
+	const struct lp_config *config = db->config;
+	struct lp_backend_placement place;
+	struct lp_error err;
+	const char *service = request->fields.service;
+	unsigned int port;
+	int ret;
+
+	db->cur_request = request;
+	ret = lp_backend_place(db->ctx, ent->user, &place, &err);
+	db->cur_request = NULL;
+	if (ret < 0) {
+		e_error(authdb_event(request), "launchpad: %s: no backend: %s",
+			ent->user, err.text);
+		return PASSDB_RESULT_INTERNAL_FAILURE;
+	}
+	if (strcmp(service, "pop3") == 0)
+		port = config->backend_pop3_port;
+	else if (strcmp(service, "lmtp") == 0)
+		port = config->backend_lmtp_port;
+	else
+		port = config->backend_imap_port;
+
+	/* No nopassword: Dovecot forwards the client's password ("pass")
+	   and the backend checks it against the keyfile. */
+	auth_request_set_field(request, "proxy", "y", NULL);
+	auth_request_set_field(request, "host", place.host, NULL);
+	auth_request_set_field(request, "port", dec2str(port), NULL);
+	if (strcmp(request->fields.user, ent->user) != 0)
+		auth_request_set_field(request, "user", ent->user, NULL);
+	e_debug(authdb_event(request), "launchpad: proxy to %s:%u",
+		place.host, port);
+	return PASSDB_RESULT_OK;
 }

@@ -51,4 +51,16 @@ void db_launchpad_flush_auth_cache(struct db_launchpad *db,
 				   struct auth_request *request,
 				   const struct lp_entitlement *ent);
 
+/* Proxy mode (`backends` set): TRUE for the services whose logins
+   Dovecot forwards to a backend (imap, pop3, lmtp). */
+bool db_launchpad_is_proxied_service(const char *service);
+/* Places the allowed user on a backend (lp_backend_place(): the
+   assignment, or the hash's choice pinned) and sets the fields proxy,
+   host, port (the service's backend_*_port) and user.  PASSDB_RESULT_OK,
+   or INTERNAL_FAILURE (logged) when the placement cannot be read. */
+enum passdb_result
+db_launchpad_proxy_fields(struct db_launchpad *db,
+			  struct auth_request *request,
+			  const struct lp_entitlement *ent);
+
 #endif

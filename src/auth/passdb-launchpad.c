@@ -14,6 +14,10 @@
    entropy, so an unsalted SHA-256 of one in the auth process's memory gives
    nothing to brute force. */
 #define PASSDB_LAUNCHPAD_CACHE_KEY "%u\t%{sha256:password}"
+/* In proxy mode an OK says "send this login to its backend", not "the
+   password is right": the service is part of the key, so that an answer
+   cached for imap can never serve a service that is not proxied. */
+#define PASSDB_LAUNCHPAD_PROXY_CACHE_KEY "%s\t%u\t%{sha256:password}"
 
 struct launchpad_passdb_module {
 	struct passdb_module module;
@@ -119,6 +123,28 @@ passdb_launchpad_open_slot(struct launchpad_passdb_module *module,
 	return PASSDB_RESULT_OK;
 }
 
+/* Proxy mode: the allowed user's backend as proxy fields.  The password
+   is not looked at here: Dovecot forwards it and the backend, which holds
+   the keyfile, checks it.  So only services whose login Dovecot forwards
+   get an OK; anything else (an MTA's SASL on this host, doveadm auth)
+   would otherwise accept any password. */
+static enum passdb_result
+passdb_launchpad_proxy(struct launchpad_passdb_module *module,
+		       struct auth_request *request,
+		       const struct lp_entitlement *ent)
+{
+	const char *service = request->fields.service;
+
+	if (!db_launchpad_is_proxied_service(service)) {
+		e_error(authdb_event(request), "launchpad: proxy mode: "
+			"service %s is not proxied (only imap, pop3 and "
+			"lmtp are): the password can only be checked on "
+			"the backend", service);
+		return PASSDB_RESULT_INTERNAL_FAILURE;
+	}
+	return db_launchpad_proxy_fields(module->db, request, ent);
+}
+
 static void
 passdb_launchpad_verify_plain(struct auth_request *request,
 			      const char *password,
@@ -142,6 +168,10 @@ passdb_launchpad_verify_plain(struct auth_request *request,
 		result = PASSDB_RESULT_INTERNAL_FAILURE;
 		break;
 	case LP_VERDICT_ALLOW:
+		if (module->db->config->backends_count > 0) {
+			result = passdb_launchpad_proxy(module, request, &ent);
+			break;
+		}
 		result = passdb_launchpad_open_slot(module, request, &ent,
 						    password);
 		if (result == PASSDB_RESULT_OK &&
@@ -154,6 +184,44 @@ passdb_launchpad_verify_plain(struct auth_request *request,
 	callback(result, request);
 }
 
+/* A passdb lookup (no password): LMTP's with lmtp_proxy = yes, doveadm
+   auth lookup.  Only in proxy mode, and only without a wanted scheme:
+   there are no credentials to give, the backend checks passwords. */
+static void
+passdb_launchpad_lookup_credentials(struct auth_request *request,
+				    lookup_credentials_callback_t *callback)
+{
+	struct passdb_module *_module = request->passdb->passdb;
+	struct launchpad_passdb_module *module =
+		(struct launchpad_passdb_module *)_module;
+	struct lp_entitlement ent;
+	enum passdb_result result;
+
+	if (module->db->config->backends_count == 0 ||
+	    *request->wanted_credentials_scheme != '\0') {
+		callback(PASSDB_RESULT_SCHEME_NOT_AVAILABLE, NULL, 0, request);
+		return;
+	}
+	db_launchpad_check(module->db, request, &ent);
+	switch (ent.verdict.kind) {
+	case LP_VERDICT_DENY:
+		/* NOTFOUND: LMTP falls back to local delivery, where the
+		   userdb refuses the recipient with 550 */
+		result = passdb_launchpad_deny_result(request, &ent);
+		break;
+	case LP_VERDICT_TEMPFAIL:
+		db_launchpad_flush_auth_cache(module->db, request, &ent);
+		result = PASSDB_RESULT_INTERNAL_FAILURE;
+		break;
+	case LP_VERDICT_ALLOW:
+		result = passdb_launchpad_proxy(module, request, &ent);
+		break;
+	default:
+		i_unreached();
+	}
+	passdb_handle_credentials(result, NULL, NULL, callback, request);
+}
+
 static struct passdb_module *
 passdb_launchpad_preinit(pool_t pool, const char *args)
 {
@@ -163,7 +231,9 @@ passdb_launchpad_preinit(pool_t pool, const char *args)
 	module->db = db_launchpad_preinit(pool, args);
 	module->module.blocking = TRUE;
 	module->module.default_pass_scheme = "PLAIN";
-	module->module.default_cache_key = PASSDB_LAUNCHPAD_CACHE_KEY;
+	module->module.default_cache_key =
+		module->db->config->backends_count > 0 ?
+		PASSDB_LAUNCHPAD_PROXY_CACHE_KEY : PASSDB_LAUNCHPAD_CACHE_KEY;
 	return &module->module;
 }
 
@@ -180,4 +250,5 @@ struct passdb_module_interface passdb_launchpad = {
 	.preinit = passdb_launchpad_preinit,
 	.deinit = passdb_launchpad_deinit,
 	.verify_plain = passdb_launchpad_verify_plain,
+	.lookup_credentials = passdb_launchpad_lookup_credentials,
 };

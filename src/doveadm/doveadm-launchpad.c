@@ -36,6 +36,9 @@ void doveadm_launchpad_plugin_init(struct module *module ATTR_UNUSED)
 	doveadm_cmd_register_ver2(&doveadm_cmd_launchpad_sync);
 	doveadm_cmd_register_ver2(&doveadm_cmd_launchpad_status);
 	doveadm_cmd_register_ver2(&doveadm_cmd_launchpad_backup);
+	doveadm_cmd_register_ver2(&doveadm_cmd_launchpad_backend_assign);
+	doveadm_cmd_register_ver2(&doveadm_cmd_launchpad_backend_show);
+	doveadm_cmd_register_ver2(&doveadm_cmd_launchpad_backend_list);
 	doveadm_launchpad_sync_init();
 	doveadm_launchpad_cutoff_init();
 }

@@ -90,6 +90,9 @@ extern struct doveadm_cmd_ver2 doveadm_cmd_launchpad_refresh;
 extern struct doveadm_cmd_ver2 doveadm_cmd_launchpad_sync;
 extern struct doveadm_cmd_ver2 doveadm_cmd_launchpad_status;
 extern struct doveadm_cmd_ver2 doveadm_cmd_launchpad_backup;
+extern struct doveadm_cmd_ver2 doveadm_cmd_launchpad_backend_assign;
+extern struct doveadm_cmd_ver2 doveadm_cmd_launchpad_backend_show;
+extern struct doveadm_cmd_ver2 doveadm_cmd_launchpad_backend_list;
 
 /* doveadm-launchpad-sync.c: the smtp-submit settings root, registered at
    plugin init so doveadm reads submission_host / sendmail_path. */

@@ -696,9 +696,6 @@ int lp_backend_place(struct lp_context *ctx, const char *user,
 /* Assigns user to host, which must be in `backends`.  0 or -1. */
 int lp_backend_assign(struct lp_context *ctx, const char *user,
 		      const char *host, struct lp_error *err);
-/* Drops user's assignment: 1 removed, 0 none, -1. */
-int lp_backend_unassign(struct lp_context *ctx, const char *user,
-			struct lp_error *err);
 /* Calls cb for every assignment record, sorted by user.  0 or -1. */
 int lp_backend_list(struct lp_context *ctx,
 		    int (*cb)(const char *user,

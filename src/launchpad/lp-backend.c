@@ -346,16 +346,6 @@ int lp_backend_assign(struct lp_context *ctx, const char *user,
 	return ret;
 }
 
-int lp_backend_unassign(struct lp_context *ctx, const char *user,
-			struct lp_error *err)
-{
-	char key[LP_KEY_MAX];
-
-	if (lp_backend_key(ctx, user, key, err) < 0)
-		return -1;
-	return lp_cache_delete(ctx, key, err);
-}
-
 int lp_backend_list(struct lp_context *ctx,
 		    int (*cb)(const char *user,
 			      const struct lp_backend_placement *p,

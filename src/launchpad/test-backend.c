@@ -224,10 +224,6 @@ static void test_backend_placement(void)
 	test_assert_strcmp(list.first, "alice@ubuntu.com");
 	test_assert(list.first_source == LP_BACKEND_ASSIGNED);
 
-	test_assert(lp_backend_unassign(ctx, "alice@ubuntu.com", &err) == 1);
-	test_assert(lp_backend_unassign(ctx, "alice@ubuntu.com", &err) == 0);
-	test_assert(lp_backend_show(ctx, "alice@ubuntu.com", &p, &err) == 0);
-	test_assert(p.source == LP_BACKEND_HASHED);
 
 	lp_config_free(&cfg3);
 	lp_context_destroy(&ctx);
