@@ -6,7 +6,8 @@ binaries, so Dovecot runs in a private mount namespace (`unshare -m`) where
 copies of those directories, with our modules added, are bind-mounted over
 the system ones.  Nothing on the machine changes; doveadm commands enter the
 same namespace with nsenter (or, stock=True, a namespace with Dovecot's
-modules only).  Every server listens on 127.0.0.1 only.  `python3
+modules only).  Every server listens on loopback only: 127.0.0.1, or
+127.0.0.x for the backends behind a proxy.  `python3
 tests/harness.py demo` (what tests/demo runs) starts the whole product.
 """
 
@@ -69,9 +70,9 @@ AS_MAIL_USER = ["setpriv", "--reuid", MAIL_USER, "--regid", MAIL_GROUP,
                 "--clear-groups", "--"]
 
 
-def free_port():
+def free_port(host="127.0.0.1"):
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return s.getsockname()[1]
 
 
@@ -84,9 +85,9 @@ def wait_for(predicate, timeout, what):
     raise TimeoutError("timed out waiting for " + what)
 
 
-def port_open(port):
+def port_open(port, host="127.0.0.1"):
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+        with socket.create_connection((host, port), timeout=0.5):
             return True
     except OSError:
         return False
@@ -311,7 +312,7 @@ base_dir = {run}
 state_dir = {state}
 log_path = {log}
 protocols = imap pop3 lmtp
-listen = 127.0.0.1
+listen = {address}
 ssl = no
 disable_plaintext_auth = no
 auth_mechanisms = {auth_mechanisms}
@@ -331,7 +332,7 @@ import_environment = TZ
 
 service imap-login {{
   inet_listener imap {{
-    address = 127.0.0.1
+    address = {address}
     port = {imap_port}
   }}
   inet_listener imaps {{
@@ -340,7 +341,7 @@ service imap-login {{
 }}
 service pop3-login {{
   inet_listener pop3 {{
-    address = 127.0.0.1
+    address = {address}
     port = {pop3_port}
   }}
   inet_listener pop3s {{
@@ -349,7 +350,7 @@ service pop3-login {{
 }}
 service lmtp {{
   inet_listener lmtp {{
-    address = 127.0.0.1
+    address = {address}
     port = {lmtp_port}
   }}
 }}
@@ -407,7 +408,7 @@ class Dovecot:
                  auth_cache_ttl="1h", positive_ttl="1h", negative_ttl="10m",
                  stale_grace="7d", http_timeout="3s", auth_debug="no",
                  auth_conf=None, extra_conf="", extra_lpconf="",
-                 mail_location=None):
+                 mail_location=None, address="127.0.0.1", ports=None):
         """auth_conf: Dovecot config text (used verbatim) that replaces
         the launchpad passdb/userdb blocks, e.g. a passwd-file baseline
         for bench/login-bench.py; everything else stays the same.
@@ -417,7 +418,11 @@ class Dovecot:
         "maildir:~/Maildir" runs Dovecot's own storage.  auth_mechanisms,
         auth_username_chars and recipient_delimiter are the shipped
         auth-launchpad.conf.ext's; extra_conf comes last and can override
-        them."""
+        them.
+        address: the loopback address every listener binds (several
+        Dovecots, each in its own workdir and base_dir, side by side on
+        127.0.0.x); ports: {"imap": n, "pop3": n, "lmtp": n} to choose
+        the ports (backends of one proxy share them), else free ones."""
         if mail_location is None:
             mail_location = shipped_setting(SHIPPED_SQLBOX_SNIPPET,
                                             "mail_location")
@@ -427,9 +432,11 @@ class Dovecot:
         self.conf_path = os.path.join(workdir, "dovecot.conf")
         self.lpconf_path = os.path.join(workdir, "dovecot-launchpad.conf.ext")
         self.log_path = os.path.join(workdir, "dovecot.log")
-        self.imap_port = free_port()
-        self.pop3_port = free_port()
-        self.lmtp_port = free_port()
+        self.address = address
+        ports = ports or {}
+        self.imap_port = ports.get("imap") or free_port()
+        self.pop3_port = ports.get("pop3") or free_port()
+        self.lmtp_port = ports.get("lmtp") or free_port()
         self.proc = None
         self.settings = dict(
             api_url=api_url, auth_cache_size=auth_cache_size,
@@ -497,7 +504,7 @@ class Dovecot:
             f.write(DOVECOT_CONF.format(
                 run=self.run_dir, state=os.path.join(self.workdir, "state"),
                 log=self.log_path, lpconf=self.lpconf_path,
-                auth_conf=auth_conf,
+                auth_conf=auth_conf, address=self.address,
                 imap_port=self.imap_port, pop3_port=self.pop3_port,
                 lmtp_port=self.lmtp_port,
                 auth_cache_size=s["auth_cache_size"],
@@ -529,7 +536,8 @@ class Dovecot:
             stdout=self.stdout, stderr=subprocess.STDOUT)
         try:
             for port in (self.imap_port, self.pop3_port, self.lmtp_port):
-                wait_for(lambda: port_open(port) or self.proc.poll() is not None,
+                wait_for(lambda: port_open(port, self.address) or
+                         self.proc.poll() is not None,
                          20, "dovecot port %d" % port)
             if self.proc.poll() is not None:
                 raise RuntimeError("dovecot exited:\n" + self.log_text())
