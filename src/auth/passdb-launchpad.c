@@ -16,8 +16,10 @@
 #define PASSDB_LAUNCHPAD_CACHE_KEY "%u\t%{sha256:password}"
 /* In proxy mode an OK says "send this login to its backend", not "the
    password is right": the service is part of the key, so that an answer
-   cached for imap can never serve a service that is not proxied. */
-#define PASSDB_LAUNCHPAD_PROXY_CACHE_KEY "%s\t%u\t%{sha256:password}"
+   cached for imap can never serve a service that is not proxied.  The
+   user comes first: CACHE-FLUSH (after `backend assign`) matches the
+   keys that start with the user. */
+#define PASSDB_LAUNCHPAD_PROXY_CACHE_KEY "%u\t%s\t%{sha256:password}"
 
 struct launchpad_passdb_module {
 	struct passdb_module module;
