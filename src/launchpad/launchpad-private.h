@@ -16,7 +16,7 @@
 #  define LP_VERSION PACKAGE_VERSION
 #else
 #  define LP_VERSION "0.1.0"
-/* ---- lp-backend.c ---- */
+/* ---- lp-hosts.c ---- */
 
 /* Parses `backends` ("10.0.0.2 10.0.0.3", blanks and/or commas): host
    names or addresses, lower-cased, no port, no duplicates, at most
@@ -477,7 +477,7 @@ int lp_entitlement_store(struct lp_context *ctx, const char *user,
 			 const struct lp_verdict *verdict, time_t now,
 			 struct lp_verdict_record *rec_r, struct lp_error *err);
 
-/* ---- lp-backend.c ---- */
+/* ---- lp-hosts.c ---- */
 
 /* Parses `backends` ("10.0.0.2 10.0.0.3", blanks and/or commas): host
    names or addresses, lower-cased, no port, no duplicates, at most
