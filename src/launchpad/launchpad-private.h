@@ -16,17 +16,6 @@
 #  define LP_VERSION PACKAGE_VERSION
 #else
 #  define LP_VERSION "0.1.0"
-/* ---- lp-hosts.c ---- */
-
-/* Parses `backends` ("10.0.0.2 10.0.0.3", blanks and/or commas): host
-   names or addresses, lower-cased, no port, no duplicates, at most
-   LP_BACKENDS_MAX.  0 with a malloc'd array (NULL, 0 for an empty
-   list), or -1 with what filled. */
-int lp_backend_hosts_parse(const char *str, char ***hosts_r,
-			   unsigned int *count_r, char *what,
-			   size_t what_size);
-void lp_backend_hosts_free(char ***hosts, unsigned int count);
-
 #endif
 #define LP_USER_AGENT \
 	"dovecot-launchpad/" LP_VERSION " (+https://launchpad.net/dovecot-launchpad)"
