@@ -9,7 +9,9 @@
 
 #include "cryptvfs-private.h"
 
-#define CVFS_CHACHA20_COUNTER_SPAN ((uint64_t)1 << 32)
+#ifdef CVFS_BENCH_COUNTERS
+struct cvfs_page_counters cvfs_page_counters;
+#endif
 
 static uint32_t cvfs_get_le32(const unsigned char *p)
 {
@@ -29,29 +31,6 @@ void cvfs_put_be32(unsigned char *p, uint32_t v)
 	p[1] = v >> 16;
 	p[2] = v >> 8;
 	p[3] = v;
-}
-
-void cvfs_chacha20_ietf_xor_wrap(unsigned char *out, const unsigned char *in,
-				 size_t len,
-				 const unsigned char nonce[CVFS_CHACHA20_NONCE_BYTES],
-				 uint32_t ic,
-				 const unsigned char key[CVFS_KEY_BYTES])
-{
-	/* libsodium 1.0.18 calls sodium_misuse() (abort) when ic plus the
-	   blocks needed passes 2^32; sqleet's ChaCha20 just wraps the 32-bit
-	   counter to 0 with the same nonce. Random nonces make counters near
-	   2^32 happen in real files, so split the call at the wrap. */
-	uint64_t blocks_left = CVFS_CHACHA20_COUNTER_SPAN - ic;
-	uint64_t first_max = blocks_left * CVFS_CHACHA20_BLOCK_BYTES;
-	size_t first = len;
-
-	if ((uint64_t)len > first_max)
-		first = (size_t)first_max;
-	crypto_stream_chacha20_ietf_xor_ic(out, in, first, nonce, ic, key);
-	if (first < len) {
-		crypto_stream_chacha20_ietf_xor_ic(out + first, in + first,
-						   len - first, nonce, 0, key);
-	}
 }
 
 /* Derives the one-time Poly1305 key (otk[0..31]) and the page stream key
@@ -79,18 +58,19 @@ void cvfs_page_encrypt(unsigned char *out, const unsigned char *in,
 	unsigned char *nonce = out + n;
 	uint32_t counter;
 
+	CVFS_COUNT(encrypted, 1);
 	if (pgno == 1 && out != in)
 		memcpy(out + CVFS_SALT_BYTES, in + CVFS_SALT_BYTES,
 		       CVFS_PAGE1_PLAIN_END - CVFS_SALT_BYTES);
-	randombytes_buf(nonce, CVFS_NONCE_BYTES);
+	cvfs_random_nonce(nonce, CVFS_NONCE_BYTES);
 	counter = cvfs_page_otk(otk, nonce, pgno, key);
 	cvfs_chacha20_ietf_xor_wrap(out + offset, in + offset, n - offset,
 				    nonce, counter + 1,
 				    otk + CVFS_POLY1305_KEY_BYTES);
 	if (pgno == 1)
 		memcpy(out, salt, CVFS_SALT_BYTES);
-	crypto_onetimeauth_poly1305(out + n + CVFS_NONCE_BYTES, out,
-				    n + CVFS_NONCE_BYTES, otk);
+	cvfs_poly1305(out + n + CVFS_NONCE_BYTES, out, n + CVFS_NONCE_BYTES,
+		      otk);
 	sodium_memzero(otk, sizeof(otk));
 }
 
@@ -104,9 +84,8 @@ static int cvfs_page_auth(unsigned char otk[CVFS_OTK_BYTES],
 	size_t n = page_size - CVFS_RESERVED_BYTES;
 
 	*counter_r = cvfs_page_otk(otk, in + n, pgno, key);
-	if (crypto_onetimeauth_poly1305_verify(in + n + CVFS_NONCE_BYTES, in,
-					       n + CVFS_NONCE_BYTES,
-					       otk) != 0) {
+	if (cvfs_poly1305_verify(in + n + CVFS_NONCE_BYTES, in,
+				 n + CVFS_NONCE_BYTES, otk) != 0) {
 		sodium_memzero(otk, CVFS_OTK_BYTES);
 		return -1;
 	}
@@ -119,6 +98,7 @@ int cvfs_page_verify(const unsigned char *in, size_t page_size,
 	unsigned char otk[CVFS_OTK_BYTES];
 	uint32_t counter;
 
+	CVFS_COUNT(verified, 1);
 	if (cvfs_page_auth(otk, &counter, in, page_size, pgno, key) < 0)
 		return -1;
 	sodium_memzero(otk, sizeof(otk));
@@ -132,6 +112,8 @@ int cvfs_page_decrypt_range(unsigned char *out, const unsigned char *in,
 	unsigned char otk[CVFS_OTK_BYTES];
 	uint32_t counter;
 
+	CVFS_COUNT(ranges, 1);
+	CVFS_COUNT(range_bytes, len);
 	if (cvfs_page_auth(otk, &counter, in, page_size, pgno, key) < 0) {
 		memset(out, 0, len);
 		return -1;
@@ -156,6 +138,7 @@ int cvfs_page_decrypt(unsigned char *out, unsigned char *salt_r,
 	unsigned char nonce[CVFS_NONCE_BYTES];
 	uint32_t counter;
 
+	CVFS_COUNT(decrypted, 1);
 	/* Copy the nonce first: out may be in. */
 	memcpy(nonce, in + n, sizeof(nonce));
 	if (cvfs_page_auth(otk, &counter, in, page_size, pgno, key) < 0) {

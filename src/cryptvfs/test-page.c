@@ -3,6 +3,9 @@
 /* The page transform, the counter wrap, the KDF and the header parser,
    against independent references. */
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <sodium.h>
 
 #include "test-cryptvfs-common.h"
@@ -410,6 +413,46 @@ static void test_page_temp_stream(void)
 	test_end();
 }
 
+/* The nonce pool hands out each byte once, and a forked child draws
+   from a pool of its own: were it the parent's copy, both would take the
+   same next nonce (same key: the XOR of two pages revealed). */
+static void test_page_nonce_pool_fork(void)
+{
+	unsigned char a[CVFS_NONCE_BYTES], b[CVFS_NONCE_BYTES];
+	unsigned char child[CVFS_NONCE_BYTES], parent[CVFS_NONCE_BYTES];
+	int fds[2], status = 0;
+	pid_t pid;
+
+	test_begin("page nonce pool: no nonce twice, not across fork()");
+	cvfs_random_nonce(a, sizeof(a));
+	cvfs_random_nonce(b, sizeof(b));
+	test_assert(memcmp(a, b, sizeof(a)) != 0);
+	test_assert(pipe(fds) == 0);
+	pid = fork();
+	if (pid == 0) {
+		cvfs_random_nonce(child, sizeof(child));
+		_exit(write(fds[1], child, sizeof(child)) ==
+		      (ssize_t)sizeof(child) ? 0 : 1);
+	}
+	test_assert(pid > 0);
+	cvfs_random_nonce(parent, sizeof(parent));
+	close(fds[1]);
+	test_assert(read(fds[0], child, sizeof(child)) ==
+		    (ssize_t)sizeof(child));
+	close(fds[0]);
+	test_assert(pid > 0 && waitpid(pid, &status, 0) == pid &&
+		    WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	test_assert(memcmp(child, parent, sizeof(child)) != 0);
+	/* Many draws: the pool refills and never repeats itself. */
+	for (int i = 0; i < 1000; i++) {
+		memcpy(a, b, sizeof(a));
+		cvfs_random_nonce(b, sizeof(b));
+		test_assert_idx(memcmp(a, b, sizeof(a)) != 0, i);
+	}
+	test_diag("cipher: %s", cvfs_cipher_backend());
+	test_end();
+}
+
 int main(void)
 {
 	static void (*const cases[])(void) = {
@@ -422,6 +465,7 @@ int main(void)
 		test_page_kdf_vectors,
 		test_page_header_parse,
 		test_page_temp_stream,
+		test_page_nonce_pool_fork,
 		NULL
 	};
 

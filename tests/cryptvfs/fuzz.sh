@@ -22,11 +22,13 @@ command -v "$clang" >/dev/null 2>&1 ||
 # shellcheck disable=SC2086
 if ! "$clang" -g -O1 -fsanitize=fuzzer,address,undefined \
     -fno-sanitize-recover=undefined -I"$srcdir" ${CVFS_SQLITE_CFLAGS:-} \
-    ${CVFS_SODIUM_CFLAGS:-} -o "$bin" "$srcdir/fuzz-page.c" \
-    "$srcdir/cvfs-db.c" "$srcdir/cvfs-file.c" "$srcdir/cvfs-kdf.c" \
-    "$srcdir/cvfs-legacy.c" "$srcdir/cvfs-page.c" "$srcdir/cvfs-shm.c" \
-    "$srcdir/cvfs-vfs.c" \
+    ${CVFS_SODIUM_CFLAGS:-} ${CVFS_CIPHER_CFLAGS:-} -o "$bin" \
+    "$srcdir/fuzz-page.c" "$srcdir/cvfs-cipher.c" "$srcdir/cvfs-db.c" \
+    "$srcdir/cvfs-file.c" "$srcdir/cvfs-kdf.c" "$srcdir/cvfs-legacy.c" \
+    "$srcdir/cvfs-page.c" "$srcdir/cvfs-shm.c" "$srcdir/cvfs-vfs.c" \
+    "$srcdir/cvfs-wal.c" \
     ${CVFS_SQLITE_LIBS:--lsqlite3} ${CVFS_SODIUM_LIBS:--lsodium} \
+    ${CVFS_CIPHER_LIBS:-} \
     >"$work/cc.log" 2>&1; then
 	sed 's/^/# /' "$work/cc.log"
 	echo "Bail out! cannot build the libFuzzer target: is the runtime installed (Debian: libclang-rt-14-dev)?"

@@ -1,0 +1,272 @@
+/* Copyright (c) dovecot-launchpad authors; see debian/copyright. */
+
+/* The primitives under the page transform: raw IETF ChaCha20 (32-bit
+   block counter, 96-bit nonce), Poly1305, and the nonces' random bytes.
+
+   With OpenSSL 3 (configure defines CVFS_HAVE_OPENSSL) ChaCha20 and
+   Poly1305 come from its EVP layer, which has AVX2/AVX-512 code for both;
+   libsodium 1.0.18 has AVX2 ChaCha20 and SSE2 Poly1305 only. The bytes are
+   the same either way (tests/vectors/sqlite3mc and the interop test check
+   them), and libsodium stays the reference and the fallback: it is used
+   when configure finds no libcrypto, or when an EVP call fails.
+
+   Nonces: libsodium's randombytes_buf() costs a getrandom() system call
+   per page. A per-thread pool draws CVFS_RANDOM_POOL_BYTES at a time
+   instead. A forked child must never reuse its parent's pool (the same
+   nonce under the same key twice would reveal the XOR of two pages), so
+   a pthread_atfork() child handler bumps a generation counter and every
+   pool drawn under an older generation is wiped and refilled. */
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#ifdef CVFS_HAVE_OPENSSL
+#  include <openssl/core_names.h>
+#  include <openssl/evp.h>
+#endif
+
+#include "cryptvfs-private.h"
+
+#define CVFS_RANDOM_POOL_BYTES 4096
+#define CVFS_POLY1305_TAG_BYTES 16
+
+struct cvfs_random_pool {
+	unsigned long generation;
+	size_t used;
+	unsigned char bytes[CVFS_RANDOM_POOL_BYTES];
+};
+
+static pthread_once_t cvfs_cipher_once = PTHREAD_ONCE_INIT;
+/* Bumped in every forked child; starts at 1 so a zeroed pool is stale. */
+static volatile unsigned long cvfs_random_generation = 1;
+static __thread struct cvfs_random_pool cvfs_random_pool;
+
+#ifdef CVFS_HAVE_OPENSSL
+static EVP_CIPHER *cvfs_evp_chacha20;
+static EVP_MAC *cvfs_evp_poly1305;
+/* The key only frees a thread's contexts when it ends; the pointer also
+   lives in static TLS, where leak checkers find it. */
+static pthread_key_t cvfs_evp_key;
+static bool cvfs_evp_key_ok;
+static __thread struct cvfs_evp_ctx *cvfs_evp_tls;
+
+struct cvfs_evp_ctx {
+	EVP_CIPHER_CTX *cipher;
+	EVP_MAC_CTX *mac;
+	/* The cipher context has been initialised with cvfs_evp_chacha20. */
+	bool cipher_ready;
+};
+
+static void cvfs_evp_ctx_free(void *p)
+{
+	struct cvfs_evp_ctx *ctx = p;
+
+	if (cvfs_evp_tls == ctx)
+		cvfs_evp_tls = NULL;
+	/* Both free functions cleanse the key schedules. */
+	EVP_CIPHER_CTX_free(ctx->cipher);
+	EVP_MAC_CTX_free(ctx->mac);
+	free(ctx);
+}
+#endif
+
+static void cvfs_random_atfork_child(void)
+{
+	cvfs_random_generation++;
+}
+
+static void cvfs_cipher_init(void)
+{
+	(void)pthread_atfork(NULL, NULL, cvfs_random_atfork_child);
+#ifdef CVFS_HAVE_OPENSSL
+	/* Fetched once: EVP_chacha20() would look the provider up again
+	   at every EVP_EncryptInit_ex(). */
+	cvfs_evp_chacha20 = EVP_CIPHER_fetch(NULL, "ChaCha20", NULL);
+	cvfs_evp_poly1305 = EVP_MAC_fetch(NULL, "POLY1305", NULL);
+	cvfs_evp_key_ok = pthread_key_create(&cvfs_evp_key,
+					     cvfs_evp_ctx_free) == 0;
+#endif
+}
+
+const char *cvfs_cipher_backend(void)
+{
+	(void)pthread_once(&cvfs_cipher_once, cvfs_cipher_init);
+#ifdef CVFS_HAVE_OPENSSL
+	if (cvfs_evp_chacha20 != NULL && cvfs_evp_poly1305 != NULL &&
+	    cvfs_evp_key_ok)
+		return "openssl";
+#endif
+	return "libsodium";
+}
+
+void cvfs_random_nonce(unsigned char *out, size_t len)
+{
+	struct cvfs_random_pool *pool = &cvfs_random_pool;
+
+	(void)pthread_once(&cvfs_cipher_once, cvfs_cipher_init);
+	if (len > sizeof(pool->bytes)) {
+		randombytes_buf(out, len);
+		return;
+	}
+	if (pool->generation != cvfs_random_generation ||
+	    pool->used + len > sizeof(pool->bytes)) {
+		randombytes_buf(pool->bytes, sizeof(pool->bytes));
+		pool->generation = cvfs_random_generation;
+		pool->used = 0;
+	}
+	memcpy(out, pool->bytes + pool->used, len);
+	/* Handed out once: wipe it from the pool. */
+	sodium_memzero(pool->bytes + pool->used, len);
+	pool->used += len;
+}
+
+#ifdef CVFS_HAVE_OPENSSL
+/* This thread's EVP contexts, or NULL when OpenSSL is not usable. */
+static struct cvfs_evp_ctx *cvfs_evp_get(void)
+{
+	struct cvfs_evp_ctx *ctx;
+
+	if (cvfs_evp_chacha20 == NULL || cvfs_evp_poly1305 == NULL ||
+	    !cvfs_evp_key_ok)
+		return NULL;
+	ctx = cvfs_evp_tls;
+	if (ctx != NULL)
+		return ctx;
+	ctx = calloc(1, sizeof(*ctx));
+	if (ctx == NULL)
+		return NULL;
+	ctx->cipher = EVP_CIPHER_CTX_new();
+	ctx->mac = EVP_MAC_CTX_new(cvfs_evp_poly1305);
+	if (ctx->cipher == NULL || ctx->mac == NULL ||
+	    pthread_setspecific(cvfs_evp_key, ctx) != 0) {
+		cvfs_evp_ctx_free(ctx);
+		return NULL;
+	}
+	cvfs_evp_tls = ctx;
+	return ctx;
+}
+
+/* One run of the keystream that does not pass the counter wrap. */
+static bool cvfs_evp_chacha20_xor(unsigned char *out, const unsigned char *in,
+				  size_t len,
+				  const unsigned char nonce[CVFS_CHACHA20_NONCE_BYTES],
+				  uint32_t ic,
+				  const unsigned char key[CVFS_KEY_BYTES])
+{
+	struct cvfs_evp_ctx *ctx = cvfs_evp_get();
+	unsigned char iv[16];
+	int outl;
+
+	if (ctx == NULL)
+		return false;
+	/* OpenSSL's ChaCha20 IV: the 32-bit block counter (little endian),
+	   then the 96-bit IETF nonce. */
+	iv[0] = ic;
+	iv[1] = ic >> 8;
+	iv[2] = ic >> 16;
+	iv[3] = ic >> 24;
+	memcpy(iv + 4, nonce, CVFS_CHACHA20_NONCE_BYTES);
+	if (EVP_EncryptInit_ex(ctx->cipher, ctx->cipher_ready ? NULL :
+			       cvfs_evp_chacha20, NULL, key, iv) != 1) {
+		ctx->cipher_ready = false;
+		return false;
+	}
+	ctx->cipher_ready = true;
+	while (len > 0) {
+		int chunk = len > (1u << 30) ? (1 << 30) : (int)len;
+
+		if (EVP_EncryptUpdate(ctx->cipher, out, &outl, in, chunk) != 1 ||
+		    outl != chunk)
+			return false;
+		out += chunk;
+		in += chunk;
+		len -= chunk;
+	}
+	return true;
+}
+
+static bool cvfs_evp_mac_poly1305(unsigned char tag[CVFS_POLY1305_TAG_BYTES],
+			      const unsigned char *in, size_t len,
+			      const unsigned char key[CVFS_POLY1305_KEY_BYTES])
+{
+	struct cvfs_evp_ctx *ctx = cvfs_evp_get();
+	size_t outl = 0;
+
+	return ctx != NULL &&
+		EVP_MAC_init(ctx->mac, key, CVFS_POLY1305_KEY_BYTES,
+			     NULL) == 1 &&
+		EVP_MAC_update(ctx->mac, in, len) == 1 &&
+		EVP_MAC_final(ctx->mac, tag, &outl,
+			      CVFS_POLY1305_TAG_BYTES) == 1 &&
+		outl == CVFS_POLY1305_TAG_BYTES;
+}
+#endif
+
+/* One run of the keystream that does not pass the counter wrap. */
+static void cvfs_chacha20_run(unsigned char *out, const unsigned char *in,
+			      size_t len,
+			      const unsigned char nonce[CVFS_CHACHA20_NONCE_BYTES],
+			      uint32_t ic,
+			      const unsigned char key[CVFS_KEY_BYTES])
+{
+	if (len == 0)
+		return;
+#ifdef CVFS_HAVE_OPENSSL
+	(void)pthread_once(&cvfs_cipher_once, cvfs_cipher_init);
+	if (cvfs_evp_chacha20_xor(out, in, len, nonce, ic, key))
+		return;
+#endif
+	crypto_stream_chacha20_ietf_xor_ic(out, in, len, nonce, ic, key);
+}
+
+void cvfs_chacha20_ietf_xor_wrap(unsigned char *out, const unsigned char *in,
+				 size_t len,
+				 const unsigned char nonce[CVFS_CHACHA20_NONCE_BYTES],
+				 uint32_t ic,
+				 const unsigned char key[CVFS_KEY_BYTES])
+{
+	/* sqleet's ChaCha20 wraps the 32-bit counter to 0 with the same
+	   nonce. libsodium 1.0.18 calls sodium_misuse() (abort) when ic plus
+	   the blocks needed passes 2^32, and OpenSSL carries into the first
+	   nonce word. Random nonces make counters near 2^32 happen in real
+	   files, so split the call at the wrap. */
+	uint64_t blocks_left = ((uint64_t)1 << 32) - ic;
+	uint64_t first_max = blocks_left * CVFS_CHACHA20_BLOCK_BYTES;
+	size_t first = len;
+
+	if ((uint64_t)len > first_max)
+		first = (size_t)first_max;
+	cvfs_chacha20_run(out, in, first, nonce, ic, key);
+	if (first < len)
+		cvfs_chacha20_run(out + first, in + first, len - first,
+				  nonce, 0, key);
+}
+
+void cvfs_poly1305(unsigned char tag[CVFS_POLY1305_TAG_BYTES],
+		   const unsigned char *in, size_t len,
+		   const unsigned char key[CVFS_POLY1305_KEY_BYTES])
+{
+#ifdef CVFS_HAVE_OPENSSL
+	(void)pthread_once(&cvfs_cipher_once, cvfs_cipher_init);
+	if (cvfs_evp_mac_poly1305(tag, in, len, key))
+		return;
+#endif
+	crypto_onetimeauth_poly1305(tag, in, len, key);
+}
+
+int cvfs_poly1305_verify(const unsigned char tag[CVFS_POLY1305_TAG_BYTES],
+			 const unsigned char *in, size_t len,
+			 const unsigned char key[CVFS_POLY1305_KEY_BYTES])
+{
+	unsigned char computed[CVFS_POLY1305_TAG_BYTES];
+	int ret;
+
+	cvfs_poly1305(computed, in, len, key);
+	/* Constant time. */
+	ret = crypto_verify_16(computed, tag);
+	sodium_memzero(computed, sizeof(computed));
+	return ret == 0 ? 0 : -1;
+}
