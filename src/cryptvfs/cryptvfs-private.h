@@ -97,6 +97,9 @@ struct cvfs_shm {
 	/* SQLite's private copy of the header is plain (it kept its read
 	   transaction across our fix). */
 	bool plain_in_memory:1;
+	/* Counts releases of WAL_WRITE_LOCK: the WAL's in-memory checksum
+	   chain (cvfs-wal.c) is only trusted while this has not moved. */
+	uint32_t write_unlocks;
 };
 
 /* WAL file: the stored reserved bytes (nonce and tag) of every frame a
@@ -144,6 +147,8 @@ struct cvfs_file {
 	   the write that copies it here (see cvfs_wal_read()). */
 	const void *ckpt_buf;
 	uint32_t ckpt_pgno;
+	/* Nonce and tag of that page: the write must bring them back. */
+	unsigned char ckpt_reserved[CVFS_RESERVED_BYTES];
 
 	/* Scratch page for encrypt-on-write and partial reads. */
 	unsigned char *scratch;
@@ -153,17 +158,31 @@ struct cvfs_file {
 	sqlite3_int64 jrnl_pgno_offset;
 	uint32_t jrnl_pgno;
 
-	/* WAL: header facts and the frame header awaiting its page. */
+	/* WAL: header facts and the frame header awaiting its page, not
+	   yet written (cvfs-wal.c writes both in one call). */
 	unsigned int wal_page_size;
 	uint32_t wal_magic;
 	sqlite3_int64 wal_pending_offset;
 	unsigned char wal_pending[CVFS_WAL_FRAME_HEADER_BYTES];
+	/* WAL: the stored checksum of the frame before wal_sum_offset (the
+	   WAL header's for the first frame), valid while wal_sum_valid and
+	   main->shm.write_unlocks == wal_sum_unlocks. */
+	sqlite3_int64 wal_sum_offset;
+	uint32_t wal_sum[2];
+	unsigned char wal_sum_salt[8];
+	uint32_t wal_sum_unlocks;
+	/* WAL: offset of the whole frame read last, if wal_frame_read
+	   (walRewriteChecksums() rewrites the header of the frame it has
+	   just read). */
+	sqlite3_int64 wal_frame_read_offset;
 
 	/* Temp files: ephemeral stream key and nonce (never on disk). */
 	unsigned char temp_nonce[8];
 
 	bool jrnl_pgno_valid:1;
 	bool wal_pending_valid:1;
+	bool wal_sum_valid:1;
+	bool wal_frame_read:1;
 	/* This WAL began with a legacy sqlite3mc frame. */
 	bool wal_legacy:1;
 	bool page1_seen:1;
@@ -174,7 +193,39 @@ struct cvfs_file {
 	bool ckpt_active:1;
 };
 
+/* cvfs-cipher.c */
+/* "openssl" when the EVP path is in use, else "libsodium". */
+const char *cvfs_cipher_backend(void);
+/* len bytes for a page nonce from a per-thread pool of libsodium random
+   bytes, refilled after a fork(). */
+void cvfs_random_nonce(unsigned char *out, size_t len);
+/* XORs the IETF ChaCha20 keystream (nonce, initial block counter ic)
+   into in, continuing at block 0 after 2^32 - 1 as sqleet does. */
+void cvfs_chacha20_ietf_xor_wrap(unsigned char *out, const unsigned char *in,
+				 size_t len,
+				 const unsigned char nonce[CVFS_CHACHA20_NONCE_BYTES],
+				 uint32_t ic,
+				 const unsigned char key[CVFS_KEY_BYTES]);
+void cvfs_poly1305(unsigned char tag[16], const unsigned char *in, size_t len,
+		   const unsigned char key[CVFS_POLY1305_KEY_BYTES]);
+/* Returns 0 when tag is right (compared in constant time), else -1. */
+int cvfs_poly1305_verify(const unsigned char tag[16], const unsigned char *in,
+			 size_t len,
+			 const unsigned char key[CVFS_POLY1305_KEY_BYTES])
+	__attribute__((warn_unused_result));
+
 /* cvfs-page.c */
+#ifdef CVFS_BENCH_COUNTERS
+/* Pages through the transform, for bench/cryptvfs-bench's floor only
+   (bench/cryptvfs-bench.sh builds the library with this defined). */
+struct cvfs_page_counters {
+	uint64_t encrypted, decrypted, verified, ranges, range_bytes;
+};
+extern struct cvfs_page_counters cvfs_page_counters;
+#  define CVFS_COUNT(field, n) (cvfs_page_counters.field += (n))
+#else
+#  define CVFS_COUNT(field, n) ((void)0)
+#endif
 /* Encrypts one plaintext page into out (page_size bytes; out may equal in).
    Page 1 gets the salt in bytes 0..15. Draws a fresh nonce. */
 void cvfs_page_encrypt(unsigned char *out, const unsigned char *in,
@@ -200,14 +251,6 @@ int cvfs_page_decrypt_range(unsigned char *out, const unsigned char *in,
 int cvfs_page_verify(const unsigned char *in, size_t page_size,
 		     uint32_t pgno, const unsigned char key[CVFS_KEY_BYTES])
 	__attribute__((warn_unused_result));
-/* XORs the IETF ChaCha20 keystream (nonce, initial block counter ic)
-   into in, continuing at block 0 after 2^32 - 1 as sqleet does, without
-   tripping libsodium 1.0.18's counter-overflow abort. */
-void cvfs_chacha20_ietf_xor_wrap(unsigned char *out, const unsigned char *in,
-				 size_t len,
-				 const unsigned char nonce[CVFS_CHACHA20_NONCE_BYTES],
-				 uint32_t ic,
-				 const unsigned char key[CVFS_KEY_BYTES]);
 /* XORs a length-preserving keystream for temp files at a byte offset. */
 void cvfs_temp_xor(unsigned char *buf, size_t len, sqlite3_uint64 offset,
 		   const unsigned char nonce[8],
@@ -279,6 +322,22 @@ int cvfs_legacy_push(struct cvfs_legacy_index *idx, uint32_t pgno,
 uint32_t cvfs_legacy_newest(const struct cvfs_legacy_index *idx,
 			    uint32_t pgno);
 
+/* cvfs-wal.c */
+int cvfs_wal_read(struct cvfs_file *f, unsigned char *buf, int amt,
+		  sqlite3_int64 offset);
+int cvfs_wal_write(struct cvfs_file *f, const unsigned char *buf, int amt,
+		   sqlite3_int64 offset);
+/* Writes a frame header still held back for its page; call before any
+   other method of the WAL file. */
+int cvfs_wal_flush(struct cvfs_file *f);
+/* Forgets what the WAL file knows of its content (truncate, close). */
+void cvfs_wal_forget(struct cvfs_file *f);
+/* The salts and checksum stored in the header of frame mx_frame (1-based).
+   Returns false when they cannot be read. */
+bool cvfs_wal_stored_checksum(struct cvfs_file *wal, uint32_t mx_frame,
+			      unsigned int page_size, unsigned char salt_r[8],
+			      uint32_t sum_r[2]);
+
 /* cvfs-file.c */
 extern const sqlite3_io_methods cvfs_io_methods;
 /* Finishes opening f over its already-open parent file. */
@@ -289,6 +348,30 @@ struct cvfs_file *cvfs_file_of_db(sqlite3 *db, const char *schema);
 static inline sqlite3_file *cvfs_file_real(struct cvfs_file *f)
 {
 	return (sqlite3_file *)(f + 1);
+}
+
+/* Returns f's scratch buffer of at least size bytes, or NULL. */
+static inline unsigned char *cvfs_file_scratch(struct cvfs_file *f,
+					       size_t size)
+{
+	if (f->scratch_size < size) {
+		unsigned char *p = sqlite3_realloc64(f->scratch, size);
+
+		if (p == NULL)
+			return NULL;
+		f->scratch = p;
+		f->scratch_size = size;
+	}
+	return f->scratch;
+}
+
+/* Logs why a call on f fails (sqlite3_log) and returns rc. */
+static inline int cvfs_file_fail(struct cvfs_file *f, int rc, uint32_t pgno,
+				 sqlite3_int64 offset, const char *what)
+{
+	sqlite3_log(rc, "cryptvfs: %s: page %u at offset %lld of %s", what,
+		    pgno, (long long)offset, f->name);
+	return rc;
 }
 
 #endif

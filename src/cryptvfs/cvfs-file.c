@@ -101,39 +101,28 @@ static struct cvfs_file *cvfs_file_main_of(struct cvfs_file *f)
 	return NULL;
 }
 
-/* Returns a scratch buffer of at least size bytes, or NULL. */
-static unsigned char *cvfs_file_scratch(struct cvfs_file *f, size_t size)
+/* At the start of every method: settle the -shm header, and write a WAL
+   frame header still held back for its page (cvfs-wal.c). Returns the
+   error of that write. */
+static int cvfs_file_enter(struct cvfs_file *f)
 {
-	if (f->scratch_size < size) {
-		unsigned char *p = sqlite3_realloc64(f->scratch, size);
-
-		if (p == NULL)
-			return NULL;
-		f->scratch = p;
-		f->scratch_size = size;
-	}
-	return f->scratch;
-}
-
-static int cvfs_file_fail(struct cvfs_file *f, int rc, uint32_t pgno,
-			  sqlite3_int64 offset, const char *what)
-{
-	sqlite3_log(rc, "cryptvfs: %s: page %u at offset %lld of %s", what,
-		    pgno, (long long)offset, f->name);
-	return rc;
+	cvfs_shm_settle(cvfs_file_main_of(f));
+	return f->kind == CVFS_FILE_WAL ? cvfs_wal_flush(f) : SQLITE_OK;
 }
 
 static int cvfs_file_close(sqlite3_file *file)
 {
 	struct cvfs_file *f = (struct cvfs_file *)file;
 	sqlite3_file *real = cvfs_file_real(f);
-	int rc;
+	int rc, flush_rc;
 
-	cvfs_shm_settle(cvfs_file_main_of(f));
+	flush_rc = cvfs_file_enter(f);
 	if (f->kind == CVFS_FILE_WAL && f->main != NULL && f->main->wal == f)
 		f->main->wal = NULL;
 	cvfs_legacy_free(&f->legacy);
 	rc = real->pMethods->xClose(real);
+	if (rc == SQLITE_OK)
+		rc = flush_rc;
 	cvfs_key_unref(&f->key);
 	if (f->scratch != NULL) {
 		sodium_memzero(f->scratch, f->scratch_size);
@@ -378,11 +367,25 @@ static int cvfs_main_write(struct cvfs_file *f, const unsigned char *buf,
 	if (page == NULL)
 		return SQLITE_IOERR_NOMEM;
 	pgno = offset / ps + 1;
-	if (f->ckpt_active && buf == f->ckpt_buf) {
-		/* A checkpoint copying the WAL page cvfs_wal_read() left
-		   encrypted and verified: it is already this page as it must
-		   be stored (same key, salt and page number). */
+	if (f->ckpt_active) {
+		/* A checkpoint copies the WAL page cvfs_wal_read() left
+		   encrypted and verified into the buffer it writes from:
+		   that is already this page as it must be stored (same key,
+		   salt and page number). Any other buffer, or this one with
+		   other reserved bytes, would be ciphertext taken for
+		   plaintext and encrypted twice: refuse rather than store
+		   a page nobody can read. */
+		bool same = buf == f->ckpt_buf &&
+			memcmp(buf + ps - CVFS_RESERVED_BYTES,
+			       f->ckpt_reserved, CVFS_RESERVED_BYTES) == 0;
+
 		f->ckpt_buf = NULL;
+		if (!same)
+			return cvfs_file_fail(f, SQLITE_IOERR_WRITE, pgno,
+					      offset, "checkpoint writes a "
+					      "buffer other than the WAL page "
+					      "it read; refusing to encrypt "
+					      "it twice");
 		if (f->ckpt_pgno == pgno)
 			return real->pMethods->xWrite(real, buf, amt, offset);
 		/* Never seen from SQLite: re-encrypt under pgno. */
@@ -394,400 +397,6 @@ static int cvfs_main_write(struct cvfs_file *f, const unsigned char *buf,
 	}
 	cvfs_page_encrypt(page, buf, ps, pgno, f->salt, f->key->key);
 	return real->pMethods->xWrite(real, page, amt, offset);
-}
-
-/* ---- WAL ---------------------------------------------------------------- */
-
-/* Learns page size and checksum byte order from the WAL header on disk. */
-static int cvfs_wal_geometry(struct cvfs_file *f)
-{
-	sqlite3_file *real = cvfs_file_real(f);
-	unsigned char header[CVFS_WAL_HEADER_BYTES];
-	uint32_t magic, page_size;
-	int rc;
-
-	if (f->wal_page_size != 0)
-		return SQLITE_OK;
-	rc = real->pMethods->xRead(real, header, sizeof(header), 0);
-	if (rc != SQLITE_OK)
-		return rc;
-	magic = cvfs_get_be32(header);
-	page_size = cvfs_get_be32(header + 8);
-	if ((magic != CVFS_WAL_MAGIC_LE && magic != CVFS_WAL_MAGIC_BE) ||
-	    page_size < CVFS_MIN_PAGE_SIZE || page_size > CVFS_MAX_PAGE_SIZE ||
-	    (page_size & (page_size - 1)) != 0)
-		return SQLITE_NOTFOUND;
-	f->wal_magic = magic;
-	f->wal_page_size = page_size;
-	return SQLITE_OK;
-}
-
-static bool cvfs_wal_is_frame_header(struct cvfs_file *f,
-				     sqlite3_int64 offset)
-{
-	sqlite3_int64 frame = f->wal_page_size + CVFS_WAL_FRAME_HEADER_BYTES;
-
-	return offset >= CVFS_WAL_HEADER_BYTES &&
-		(offset - CVFS_WAL_HEADER_BYTES) % frame == 0;
-}
-
-/* Reads the checksum a frame at frame_offset chains from: the WAL header's
-   for the first frame, else the previous frame's. */
-static int cvfs_wal_prev_checksum(struct cvfs_file *f, uint32_t sum[2],
-				  sqlite3_int64 frame_offset)
-{
-	sqlite3_file *real = cvfs_file_real(f);
-	sqlite3_int64 frame = f->wal_page_size + CVFS_WAL_FRAME_HEADER_BYTES;
-	sqlite3_int64 at = frame_offset == CVFS_WAL_HEADER_BYTES ?
-		CVFS_WAL_HEADER_BYTES - 8 :
-		frame_offset - frame + CVFS_WAL_CKSUM_OFFSET;
-	unsigned char raw[8];
-	int rc;
-
-	rc = real->pMethods->xRead(real, raw, sizeof(raw), at);
-	if (rc != SQLITE_OK)
-		return rc;
-	sum[0] = cvfs_get_be32(raw);
-	sum[1] = cvfs_get_be32(raw + 4);
-	return SQLITE_OK;
-}
-
-/* Computes the checksum of a frame (header + page as stored) into its
-   header bytes 16..23, chained from prev. */
-static void cvfs_wal_frame_checksum(struct cvfs_file *f, uint32_t sum[2],
-				    const unsigned char *header,
-				    const unsigned char *page)
-{
-	bool big_endian = (f->wal_magic & 1) != 0;
-
-	cvfs_wal_checksum(sum, header, 8, big_endian);
-	cvfs_wal_checksum(sum, page, f->wal_page_size, big_endian);
-}
-
-static bool cvfs_wal_checksum_matches(const uint32_t sum[2],
-				      const unsigned char *header)
-{
-	return sum[0] == cvfs_get_be32(header + CVFS_WAL_CKSUM_OFFSET) &&
-		sum[1] == cvfs_get_be32(header + CVFS_WAL_CKSUM_OFFSET + 4);
-}
-
-/* Tries one candidate for the 32 reserved bytes a legacy frame was
-   checksummed with; base is the checksum state before them. */
-static bool cvfs_wal_legacy_try(struct cvfs_file *f, const uint32_t base[2],
-				const unsigned char *frame,
-				const unsigned char *reserved)
-{
-	uint32_t sum[2] = { base[0], base[1] };
-
-	cvfs_wal_checksum(sum, reserved, CVFS_RESERVED_BYTES,
-			  (f->wal_magic & 1) != 0);
-	return cvfs_wal_checksum_matches(sum, frame);
-}
-
-/* The 1-based number of the frame whose header is at offset. */
-static uint32_t cvfs_wal_frame_number(struct cvfs_file *f,
-				      sqlite3_int64 offset)
-{
-	return (offset - CVFS_WAL_HEADER_BYTES) /
-		(f->wal_page_size + CVFS_WAL_FRAME_HEADER_BYTES) + 1;
-}
-
-/* Makes the legacy index hold exactly frames 1 .. frame - 1. Recovery
-   reads the frames in order, so only a read elsewhere reads the WAL. */
-static int cvfs_wal_legacy_catch_up(struct cvfs_file *f, uint32_t frame)
-{
-	sqlite3_file *real = cvfs_file_real(f);
-	sqlite3_int64 frame_size = f->wal_page_size +
-		CVFS_WAL_FRAME_HEADER_BYTES;
-	unsigned char head[4], reserved[CVFS_RESERVED_BYTES];
-	int rc;
-
-	cvfs_legacy_truncate(&f->legacy, frame);
-	while (f->legacy.count + 1 < frame) {
-		sqlite3_int64 at = CVFS_WAL_HEADER_BYTES +
-			(sqlite3_int64)f->legacy.count * frame_size;
-
-		rc = real->pMethods->xRead(real, head, sizeof(head), at);
-		if (rc == SQLITE_OK)
-			rc = real->pMethods->xRead(real, reserved,
-						   sizeof(reserved),
-						   at + frame_size -
-						   CVFS_RESERVED_BYTES);
-		if (rc != SQLITE_OK)
-			return rc;
-		if (cvfs_legacy_push(&f->legacy, cvfs_get_be32(head),
-				     reserved) < 0)
-			return SQLITE_IOERR_NOMEM;
-	}
-	return SQLITE_OK;
-}
-
-/* sqlite3mc's legacy WAL checksums the page as the pager held it: the
-   plaintext, but with the reserved bytes of the version the pager had
-   read before (nonce and tag of that copy), or zeros for a new page.
-   That copy may be any earlier frame of the page, however far back (a
-   page stays cached across many commits of its connection), or the page
-   in the main file. Find which; on success plain's reserved bytes are
-   set to it. Needs the legacy index to hold the frames before frame. */
-static bool cvfs_wal_legacy_match(struct cvfs_file *f, unsigned char *plain,
-				  const unsigned char *frame_buf,
-				  const uint32_t prev[2])
-{
-	size_t ps = f->wal_page_size;
-	unsigned char *reserved = plain + ps - CVFS_RESERVED_BYTES;
-	const unsigned char *stored = frame_buf + CVFS_WAL_FRAME_HEADER_BYTES +
-		ps - CVFS_RESERVED_BYTES;
-	uint32_t pgno = cvfs_get_be32(frame_buf);
-	uint32_t base[2] = { prev[0], prev[1] };
-	bool big_endian = (f->wal_magic & 1) != 0;
-
-	cvfs_wal_checksum(base, frame_buf, 8, big_endian);
-	cvfs_wal_checksum(base, plain, ps - CVFS_RESERVED_BYTES, big_endian);
-	memset(reserved, 0, CVFS_RESERVED_BYTES);
-	if (cvfs_wal_legacy_try(f, base, frame_buf, reserved))
-		return true;
-	if (cvfs_wal_legacy_try(f, base, frame_buf, stored)) {
-		memcpy(reserved, stored, CVFS_RESERVED_BYTES);
-		return true;
-	}
-	/* Every earlier frame of the same page, newest first... */
-	for (uint32_t i = cvfs_legacy_newest(&f->legacy, pgno); i != 0;
-	     i = f->legacy.frames[i - 1].prev) {
-		if (cvfs_wal_legacy_try(f, base, frame_buf,
-					f->legacy.frames[i - 1].reserved)) {
-			memcpy(reserved, f->legacy.frames[i - 1].reserved,
-			       CVFS_RESERVED_BYTES);
-			return true;
-		}
-	}
-	/* ...then the page in the main file. */
-	if (f->main != NULL) {
-		sqlite3_file *main_real = cvfs_file_real(f->main);
-
-		if (main_real->pMethods->xRead(main_real, reserved,
-					       CVFS_RESERVED_BYTES,
-					       (sqlite3_int64)pgno * ps -
-					       CVFS_RESERVED_BYTES) ==
-		    SQLITE_OK &&
-		    cvfs_wal_legacy_try(f, base, frame_buf, reserved))
-			return true;
-	}
-	return false;
-}
-
-/* A whole-frame read comes only from recovery and from the checksum
-   rewrite, both of which checksum the bytes. Our frames (and sqlite3mc's
-   non-legacy ones) are checksummed over the ciphertext: hand those back
-   as stored. A legacy sqlite3mc frame is checksummed over the plaintext:
-   hand it back decrypted once its tag verifies. Anything else fails
-   SQLite's check and ends the log, as a torn write does. */
-static int cvfs_wal_read_frame(struct cvfs_file *f, unsigned char *buf,
-			       sqlite3_int64 offset)
-{
-	size_t ps = f->wal_page_size;
-	unsigned char stored[CVFS_RESERVED_BYTES];
-	uint32_t prev[2], sum[2];
-	unsigned char *plain;
-	uint32_t pgno = cvfs_get_be32(buf);
-	uint32_t frame = cvfs_wal_frame_number(f, offset);
-	bool first = frame == 1;
-	int rc;
-
-	if (first) {
-		f->wal_legacy = false;
-		cvfs_legacy_reset(&f->legacy);
-	}
-	if (cvfs_wal_prev_checksum(f, prev, offset) != SQLITE_OK)
-		return SQLITE_OK;
-	memcpy(stored, buf + CVFS_WAL_FRAME_HEADER_BYTES + ps -
-	       CVFS_RESERVED_BYTES, sizeof(stored));
-	sum[0] = prev[0];
-	sum[1] = prev[1];
-	cvfs_wal_frame_checksum(f, sum, buf,
-				buf + CVFS_WAL_FRAME_HEADER_BYTES);
-	/* Only a WAL whose first frame is legacy is searched for more:
-	   our own torn tails and checksum rewrites never pay for it. */
-	if (!cvfs_wal_checksum_matches(sum, buf) && pgno != 0 &&
-	    (first || f->wal_legacy)) {
-		rc = cvfs_wal_legacy_catch_up(f, frame);
-		if (rc != SQLITE_OK)
-			return rc;
-		plain = cvfs_file_scratch(f, ps);
-		if (plain == NULL)
-			return SQLITE_IOERR_NOMEM;
-		if (cvfs_page_decrypt(plain, NULL,
-				      buf + CVFS_WAL_FRAME_HEADER_BYTES, ps,
-				      pgno, f->key->key) == 0 &&
-		    cvfs_wal_legacy_match(f, plain, buf, prev)) {
-			memcpy(buf + CVFS_WAL_FRAME_HEADER_BYTES, plain, ps);
-			f->wal_legacy = true;
-		}
-		sodium_memzero(plain, ps);
-	}
-	if (!f->wal_legacy)
-		return SQLITE_OK;
-	/* Later legacy frames may have been checksummed with this one's
-	   nonce and tag. */
-	rc = cvfs_wal_legacy_catch_up(f, frame);
-	if (rc == SQLITE_OK &&
-	    cvfs_legacy_push(&f->legacy, pgno, stored) < 0)
-		rc = SQLITE_IOERR_NOMEM;
-	return rc;
-}
-
-static int cvfs_wal_read(struct cvfs_file *f, unsigned char *buf, int amt,
-			 sqlite3_int64 offset)
-{
-	sqlite3_file *real = cvfs_file_real(f);
-	unsigned char pgno_raw[4];
-	uint32_t pgno;
-	size_t ps;
-	int rc;
-
-	rc = real->pMethods->xRead(real, buf, amt, offset);
-	if (offset < CVFS_WAL_HEADER_BYTES)
-		return rc;
-	if (rc != SQLITE_OK) {
-		/* No partial ciphertext either. */
-		memset(buf, 0, amt);
-		return rc;
-	}
-	if (cvfs_wal_geometry(f) != SQLITE_OK) {
-		memset(buf, 0, amt);
-		return cvfs_file_fail(f, SQLITE_CORRUPT, 0, offset,
-				      "frame without a WAL header");
-	}
-	ps = f->wal_page_size;
-	if ((size_t)amt == ps + CVFS_WAL_FRAME_HEADER_BYTES &&
-	    cvfs_wal_is_frame_header(f, offset))
-		return cvfs_wal_read_frame(f, buf, offset);
-	if ((size_t)amt != ps ||
-	    !cvfs_wal_is_frame_header(f, offset - CVFS_WAL_FRAME_HEADER_BYTES)) {
-		/* Frame headers and salts are plain by design. */
-		if ((size_t)amt <= CVFS_WAL_FRAME_HEADER_BYTES)
-			return SQLITE_OK;
-		memset(buf, 0, amt);
-		return cvfs_file_fail(f, SQLITE_IOERR_READ, 0, offset,
-				      "unexpected WAL read");
-	}
-	rc = real->pMethods->xRead(real, pgno_raw, sizeof(pgno_raw),
-				   offset - CVFS_WAL_FRAME_HEADER_BYTES);
-	pgno = rc == SQLITE_OK ? cvfs_get_be32(pgno_raw) : 0;
-	if (pgno != 0 && f->main != NULL && f->main->ckpt_active) {
-		/* Inside a checkpoint a WAL page is read only to be written
-		   to the main file at page pgno, where this ciphertext is
-		   valid as is: verify the tag, skip decrypt and re-encrypt.
-		   cvfs_main_write() recognises the buffer. */
-		if (cvfs_page_verify(buf, ps, pgno, f->key->key) == 0) {
-			f->main->ckpt_buf = buf;
-			f->main->ckpt_pgno = pgno;
-			return SQLITE_OK;
-		}
-	} else if (pgno != 0 && cvfs_page_decrypt(buf, NULL, buf, ps, pgno,
-						  f->key->key) == 0) {
-		return SQLITE_OK;
-	}
-	memset(buf, 0, amt);
-	return cvfs_file_fail(f, SQLITE_CORRUPT, pgno, offset,
-			      "WAL frame authentication failed");
-}
-
-/* Encrypts a frame's page and, for a new frame, replaces SQLite's
-   plaintext checksum by one over the ciphertext (non-legacy WAL). */
-static int cvfs_wal_write_page(struct cvfs_file *f, const unsigned char *page,
-			       sqlite3_int64 offset)
-{
-	sqlite3_file *real = cvfs_file_real(f);
-	size_t ps = f->wal_page_size;
-	sqlite3_int64 header_offset = offset - CVFS_WAL_FRAME_HEADER_BYTES;
-	unsigned char header[CVFS_WAL_FRAME_HEADER_BYTES];
-	unsigned char *cipher;
-	bool fresh;
-	uint32_t pgno, sum[2];
-	int rc;
-
-	fresh = f->wal_pending_valid && f->wal_pending_offset == header_offset;
-	f->wal_pending_valid = false;
-	if (fresh) {
-		memcpy(header, f->wal_pending, sizeof(header));
-	} else {
-		/* SQLite overwriting a frame of the open transaction: its
-		   header is on disk, and SQLite recomputes the checksums
-		   (over what we return: ciphertext) before the commit. */
-		rc = real->pMethods->xRead(real, header, sizeof(header),
-					   header_offset);
-		if (rc != SQLITE_OK)
-			return cvfs_file_fail(f, SQLITE_IOERR_WRITE, 0, offset,
-					      "frame header unreadable");
-	}
-	pgno = cvfs_get_be32(header);
-	if (pgno == 0)
-		return cvfs_file_fail(f, SQLITE_IOERR_WRITE, 0, offset,
-				      "frame without a page number");
-	cipher = cvfs_file_scratch(f, ps);
-	if (cipher == NULL)
-		return SQLITE_IOERR_NOMEM;
-	cvfs_page_encrypt(cipher, page, ps, pgno,
-			  f->main->salt, f->key->key);
-	rc = real->pMethods->xWrite(real, cipher, (int)ps, offset);
-	if (rc != SQLITE_OK || !fresh)
-		return rc;
-	rc = cvfs_wal_prev_checksum(f, sum, header_offset);
-	if (rc != SQLITE_OK)
-		return rc;
-	cvfs_wal_frame_checksum(f, sum, header, cipher);
-	cvfs_put_be32(header + CVFS_WAL_CKSUM_OFFSET, sum[0]);
-	cvfs_put_be32(header + CVFS_WAL_CKSUM_OFFSET + 4, sum[1]);
-	return real->pMethods->xWrite(real, header + CVFS_WAL_CKSUM_OFFSET, 8,
-				      header_offset + CVFS_WAL_CKSUM_OFFSET);
-}
-
-static int cvfs_wal_write(struct cvfs_file *f, const unsigned char *buf,
-			  int amt, sqlite3_int64 offset)
-{
-	sqlite3_file *real = cvfs_file_real(f);
-	size_t ps;
-	int rc;
-
-	if (offset < CVFS_WAL_HEADER_BYTES) {
-		/* A new WAL header: new salts, maybe a new page size. */
-		f->wal_pending_valid = false;
-		f->wal_legacy = false;
-		f->wal_page_size = 0;
-		cvfs_legacy_reset(&f->legacy);
-		return real->pMethods->xWrite(real, buf, amt, offset);
-	}
-	if (cvfs_wal_geometry(f) != SQLITE_OK)
-		return cvfs_file_fail(f, SQLITE_IOERR_WRITE, 0, offset,
-				      "frame without a WAL header");
-	ps = f->wal_page_size;
-	/* What the legacy index knows of this frame and later ones is
-	   about to be stale. */
-	cvfs_legacy_truncate(&f->legacy, cvfs_wal_frame_number(f, offset));
-	if (amt == CVFS_WAL_FRAME_HEADER_BYTES &&
-	    cvfs_wal_is_frame_header(f, offset)) {
-		rc = real->pMethods->xWrite(real, buf, amt, offset);
-		if (rc == SQLITE_OK) {
-			memcpy(f->wal_pending, buf, CVFS_WAL_FRAME_HEADER_BYTES);
-			f->wal_pending_offset = offset;
-			f->wal_pending_valid = true;
-		}
-		return rc;
-	}
-	if ((size_t)amt == ps &&
-	    cvfs_wal_is_frame_header(f, offset - CVFS_WAL_FRAME_HEADER_BYTES))
-		return cvfs_wal_write_page(f, buf, offset);
-	if ((size_t)amt == ps + CVFS_WAL_FRAME_HEADER_BYTES &&
-	    cvfs_wal_is_frame_header(f, offset)) {
-		rc = cvfs_wal_write(f, buf, CVFS_WAL_FRAME_HEADER_BYTES,
-				    offset);
-		if (rc != SQLITE_OK)
-			return rc;
-		return cvfs_wal_write_page(f, buf + CVFS_WAL_FRAME_HEADER_BYTES,
-					   offset + CVFS_WAL_FRAME_HEADER_BYTES);
-	}
-	return cvfs_file_fail(f, SQLITE_IOERR_WRITE, 0, offset,
-			      "refusing a partial WAL frame write");
 }
 
 /* ---- rollback journal ---------------------------------------------------- */
@@ -943,13 +552,15 @@ static int cvfs_file_truncate(sqlite3_file *file, sqlite3_int64 size)
 {
 	struct cvfs_file *f = (struct cvfs_file *)file;
 	sqlite3_file *real = cvfs_file_real(f);
+	int rc;
 
-	cvfs_shm_settle(cvfs_file_main_of(f));
-	f->wal_pending_valid = false;
+	rc = cvfs_file_enter(f);
+	if (rc != SQLITE_OK)
+		return rc;
 	f->jrnl_pgno_valid = false;
 	if (f->kind == CVFS_FILE_WAL && size < CVFS_WAL_HEADER_BYTES)
 		f->wal_page_size = 0;
-	cvfs_legacy_reset(&f->legacy);
+	cvfs_wal_forget(f);
 	return real->pMethods->xTruncate(real, size);
 }
 
@@ -957,8 +568,11 @@ static int cvfs_file_sync(sqlite3_file *file, int flags)
 {
 	struct cvfs_file *f = (struct cvfs_file *)file;
 	sqlite3_file *real = cvfs_file_real(f);
+	int rc;
 
-	cvfs_shm_settle(cvfs_file_main_of(f));
+	rc = cvfs_file_enter(f);
+	if (rc != SQLITE_OK)
+		return rc;
 	return real->pMethods->xSync(real, flags);
 }
 
@@ -966,8 +580,11 @@ static int cvfs_file_size(sqlite3_file *file, sqlite3_int64 *size_r)
 {
 	struct cvfs_file *f = (struct cvfs_file *)file;
 	sqlite3_file *real = cvfs_file_real(f);
+	int rc;
 
-	cvfs_shm_settle(cvfs_file_main_of(f));
+	rc = cvfs_file_enter(f);
+	if (rc != SQLITE_OK)
+		return rc;
 	return real->pMethods->xFileSize(real, size_r);
 }
 
@@ -975,8 +592,11 @@ static int cvfs_file_lock(sqlite3_file *file, int lock)
 {
 	struct cvfs_file *f = (struct cvfs_file *)file;
 	sqlite3_file *real = cvfs_file_real(f);
+	int rc;
 
-	cvfs_shm_settle(cvfs_file_main_of(f));
+	rc = cvfs_file_enter(f);
+	if (rc != SQLITE_OK)
+		return rc;
 	return real->pMethods->xLock(real, lock);
 }
 
@@ -984,8 +604,11 @@ static int cvfs_file_unlock(sqlite3_file *file, int lock)
 {
 	struct cvfs_file *f = (struct cvfs_file *)file;
 	sqlite3_file *real = cvfs_file_real(f);
+	int rc;
 
-	cvfs_shm_settle(cvfs_file_main_of(f));
+	rc = cvfs_file_enter(f);
+	if (rc != SQLITE_OK)
+		return rc;
 	return real->pMethods->xUnlock(real, lock);
 }
 
@@ -993,8 +616,11 @@ static int cvfs_file_check_reserved_lock(sqlite3_file *file, int *res_r)
 {
 	struct cvfs_file *f = (struct cvfs_file *)file;
 	sqlite3_file *real = cvfs_file_real(f);
+	int rc;
 
-	cvfs_shm_settle(cvfs_file_main_of(f));
+	rc = cvfs_file_enter(f);
+	if (rc != SQLITE_OK)
+		return rc;
 	return real->pMethods->xCheckReservedLock(real, res_r);
 }
 
@@ -1004,7 +630,9 @@ static int cvfs_file_control(sqlite3_file *file, int op, void *arg)
 	sqlite3_file *real = cvfs_file_real(f);
 	int rc;
 
-	cvfs_shm_settle(cvfs_file_main_of(f));
+	rc = cvfs_file_enter(f);
+	if (rc != SQLITE_OK)
+		return rc;
 	switch (op) {
 	case SQLITE_FCNTL_CKPT_START:
 	case SQLITE_FCNTL_CKPT_DONE:

@@ -119,8 +119,12 @@ void cvfs_shm_mapped(struct cvfs_file *f, int region, int rc,
 
 void cvfs_shm_unmapped(struct cvfs_file *f)
 {
+	uint32_t write_unlocks = f->shm.write_unlocks;
+
 	cvfs_shm_settle(f);
 	memset(&f->shm, 0, sizeof(f->shm));
+	/* Never back to a value a WAL checksum cache may hold. */
+	f->shm.write_unlocks = write_unlocks + 1;
 }
 
 void cvfs_shm_settle_slow(struct cvfs_file *f)
@@ -136,26 +140,6 @@ void cvfs_shm_settle_slow(struct cvfs_file *f)
 	cvfs_shm_load(f, 1, copy1);
 	if (memcmp(copy1, f->shm.fixed, CVFS_SHM_HDR_BYTES) == 0)
 		cvfs_shm_store(f, 0, copy1);
-}
-
-/* Reads the salts and checksum stored in frame mx_frame's header. */
-static bool cvfs_shm_disk_checksum(struct cvfs_file *f, uint32_t mx_frame,
-				   unsigned int page_size,
-				   unsigned char salt_r[8], uint32_t sum_r[2])
-{
-	sqlite3_file *wal = f->wal == NULL ? NULL : cvfs_file_real(f->wal);
-	unsigned char raw[16];
-	sqlite3_int64 offset = CVFS_WAL_HEADER_BYTES +
-		(sqlite3_int64)(mx_frame - 1) *
-		(page_size + CVFS_WAL_FRAME_HEADER_BYTES) + 8;
-
-	if (wal == NULL ||
-	    wal->pMethods->xRead(wal, raw, sizeof(raw), offset) != SQLITE_OK)
-		return false;
-	memcpy(salt_r, raw, 8);
-	sum_r[0] = cvfs_get_be32(raw + 8);
-	sum_r[1] = cvfs_get_be32(raw + 12);
-	return true;
 }
 
 void cvfs_shm_barrier(struct cvfs_file *f)
@@ -182,7 +166,9 @@ void cvfs_shm_barrier(struct cvfs_file *f)
 	/* An empty WAL (a restart) chains from the WAL header, not from
 	   aFrameCksum. */
 	if (mx_frame == 0 || page_size < CVFS_MIN_PAGE_SIZE ||
-	    !cvfs_shm_disk_checksum(f, mx_frame, page_size, salt, disk) ||
+	    f->wal == NULL ||
+	    !cvfs_wal_stored_checksum(f->wal, mx_frame, page_size, salt,
+				      disk) ||
 	    memcmp(salt, copy1 + CVFS_SHM_OFF_SALT, sizeof(salt)) != 0)
 		return;
 	if (cvfs_shm_get32(copy1 + CVFS_SHM_OFF_FRAME_CKSUM) == disk[0] &&
@@ -230,6 +216,7 @@ void cvfs_shm_before_lock(struct cvfs_file *f, int offset, int flags)
 			f->shm.plain_in_memory = false;
 		f->shm.fixed_this_lock = false;
 		f->shm.write_lock = false;
+		f->shm.write_unlocks++;
 	} else if (cvfs_shm_is_read_lock(offset, flags)) {
 		/* The next read transaction loads the header afresh. */
 		f->shm.read_lock = false;

@@ -30,6 +30,8 @@
 struct test_watch_file {
 	sqlite3_file base;
 	volatile unsigned char *region0;
+	/* Opened with SQLITE_OPEN_WAL: its calls are counted. */
+	bool wal;
 	/* The real "unix" file follows. */
 };
 
@@ -38,8 +40,20 @@ struct test_watch_stats {
 	unsigned int checked, wrong, torn;
 };
 
+/* What cryptvfs asked of the WAL files below it. */
+struct test_watch_calls {
+	unsigned int reads, writes;
+	/* Calls of exactly one frame (header and page). */
+	unsigned int frame_reads, frame_writes;
+	/* Calls at a frame header offset other than a whole frame. */
+	unsigned int header_writes;
+};
+
 static sqlite3_vfs *test_watch_parent;
 static struct test_watch_stats test_watch;
+static struct test_watch_calls test_watch_calls;
+/* Page size of the WAL whose calls are counted. */
+static unsigned int test_watch_page_size = 4096;
 static char test_watch_wal[TEST_CVFS_PATH_MAX + 8];
 
 static sqlite3_file *test_watch_real(sqlite3_file *file)
@@ -108,11 +122,36 @@ static int test_watch_close(sqlite3_file *file)
 	return real->pMethods->xClose(real);
 }
 
+static void test_watch_count(struct test_watch_file *f, bool write, int amt,
+			     sqlite3_int64 offset)
+{
+	sqlite3_int64 frame = test_watch_page_size +
+		CVFS_WAL_FRAME_HEADER_BYTES;
+	bool at_frame = offset >= CVFS_WAL_HEADER_BYTES &&
+		(offset - CVFS_WAL_HEADER_BYTES) % frame == 0;
+
+	if (!f->wal)
+		return;
+	if (write)
+		test_watch_calls.writes++;
+	else
+		test_watch_calls.reads++;
+	if (at_frame && amt == frame) {
+		if (write)
+			test_watch_calls.frame_writes++;
+		else
+			test_watch_calls.frame_reads++;
+	} else if (at_frame && write) {
+		test_watch_calls.header_writes++;
+	}
+}
+
 static int test_watch_read(sqlite3_file *file, void *buf, int amt,
 			   sqlite3_int64 offset)
 {
 	sqlite3_file *real = test_watch_real(file);
 
+	test_watch_count((struct test_watch_file *)file, false, amt, offset);
 	return real->pMethods->xRead(real, buf, amt, offset);
 }
 
@@ -121,6 +160,7 @@ static int test_watch_write(sqlite3_file *file, const void *buf, int amt,
 {
 	sqlite3_file *real = test_watch_real(file);
 
+	test_watch_count((struct test_watch_file *)file, true, amt, offset);
 	return real->pMethods->xWrite(real, buf, amt, offset);
 }
 
@@ -278,6 +318,7 @@ static int test_watch_open(sqlite3_vfs *vfs, const char *name,
 				      out_flags);
 	if (rc == SQLITE_OK)
 		f->base.pMethods = &test_watch_io;
+	f->wal = (flags & SQLITE_OPEN_WAL) != 0;
 	(void)vfs;
 	return rc;
 }
@@ -705,6 +746,165 @@ static void test_wal_legacy_deep(void)
 	test_end();
 }
 
+/* ---- system calls per frame --------------------------------------------- */
+
+static void test_wal_one_call_per_frame(void)
+{
+	char path[TEST_CVFS_PATH_MAX];
+	sqlite3 *db, *reader;
+	sqlite3_int64 before, after;
+	unsigned int frames;
+	sqlite3_int64 sum = 0;
+
+	test_begin("wal one write per appended frame, one read per page read");
+	test_cvfs_path(path, "calls.db");
+	test_cvfs_unlink_db(path);
+	db = test_wal_open(path);
+	test_assert(db != NULL);
+	/* The WAL header and first frames exist: measure the next commit. */
+	test_assert(db != NULL && test_wal_insert(db, 1, 100) == SQLITE_OK);
+	{
+		char wal[TEST_CVFS_PATH_MAX + 8];
+
+		snprintf(wal, sizeof(wal), "%s-wal", path);
+		before = test_cvfs_file_size(wal);
+		memset(&test_watch_calls, 0, sizeof(test_watch_calls));
+		test_assert(db != NULL &&
+			    test_cvfs_exec(db, "BEGIN") == SQLITE_OK);
+		for (int i = 2; db != NULL && i < 40; i++)
+			test_assert(test_wal_insert(db, i, 3000) ==
+				    SQLITE_OK);
+		test_assert(db != NULL &&
+			    test_cvfs_exec(db, "COMMIT") == SQLITE_OK);
+		after = test_cvfs_file_size(wal);
+	}
+	frames = (after - before) / (test_watch_page_size +
+				     CVFS_WAL_FRAME_HEADER_BYTES);
+	test_diag("commit appended %u frames: %u writes (%u whole frames), "
+		  "%u reads", frames, test_watch_calls.writes,
+		  test_watch_calls.frame_writes, test_watch_calls.reads);
+	test_assert(frames >= 38);
+	test_assert(test_watch_calls.writes == frames);
+	test_assert(test_watch_calls.frame_writes == frames);
+	test_assert(test_watch_calls.header_writes == 0);
+	/* Besides pages the writer reads back (whole frames, see below):
+	   at most the previous frame's checksum, once per transaction. */
+	test_assert(test_watch_calls.reads - test_watch_calls.frame_reads <=
+		    1);
+
+	/* A second connection reads the pages from the WAL (no checkpoint
+	   ran): each one whole frame, in one call; besides them only the
+	   WAL header, once per connection. */
+	reader = test_wal_open(path);
+	test_assert(reader != NULL);
+	memset(&test_watch_calls, 0, sizeof(test_watch_calls));
+	test_assert(reader != NULL &&
+		    test_cvfs_int(reader, "SELECT sum(length(body)) FROM t",
+				  &sum) == SQLITE_OK);
+	test_diag("reader: %u WAL reads, %u of whole frames",
+		  test_watch_calls.reads, test_watch_calls.frame_reads);
+	test_assert(sum == 100 + 38 * 3000);
+	test_assert(test_watch_calls.frame_reads >= frames - 2);
+	test_assert(test_watch_calls.reads - test_watch_calls.frame_reads <=
+		    1);
+	cvfs_close(&reader);
+	cvfs_close(&db);
+	test_end();
+}
+
+/* ---- the checkpoint copies ciphertext ---------------------------------- */
+
+static void test_wal_checkpoint_foreign_buffer(void)
+{
+	char path[TEST_CVFS_PATH_MAX];
+	unsigned char *page, *copy;
+	sqlite3_file *main_file = NULL, *wal_file = NULL;
+	sqlite3_int64 frame_offset;
+	unsigned char head[4];
+	uint32_t pgno;
+	sqlite3_int64 value = 0;
+	sqlite3 *db;
+	int rc;
+
+	test_begin("wal checkpoint refuses a buffer it did not read into");
+	test_cvfs_path(path, "ckpt-buffer.db");
+	test_cvfs_unlink_db(path);
+	db = test_wal_open(path);
+	test_assert(db != NULL);
+	for (int i = 0; db != NULL && i < 5; i++)
+		test_assert(test_wal_insert(db, i, 500) == SQLITE_OK);
+	test_assert(db != NULL &&
+		    sqlite3_file_control(db, "main", SQLITE_FCNTL_FILE_POINTER,
+					 &main_file) == SQLITE_OK &&
+		    sqlite3_file_control(db, "main",
+					 SQLITE_FCNTL_JOURNAL_POINTER,
+					 &wal_file) == SQLITE_OK);
+	test_assert(main_file != NULL && wal_file != NULL);
+	page = malloc(test_watch_page_size);
+	copy = malloc(test_watch_page_size);
+	test_assert(page != NULL && copy != NULL);
+	if (main_file == NULL || wal_file == NULL || page == NULL ||
+	    copy == NULL) {
+		free(page);
+		free(copy);
+		cvfs_close(&db);
+		test_end();
+		return;
+	}
+	/* The last frame: its page as the checkpoint would copy it. */
+	{
+		char wal[TEST_CVFS_PATH_MAX + 8];
+
+		snprintf(wal, sizeof(wal), "%s-wal", path);
+		frame_offset = test_cvfs_file_size(wal) -
+			(test_watch_page_size + CVFS_WAL_FRAME_HEADER_BYTES);
+	}
+	test_assert(wal_file->pMethods->xRead(wal_file, head, sizeof(head),
+					      frame_offset) == SQLITE_OK);
+	pgno = cvfs_get_be32(head);
+	test_assert(pgno >= 1);
+	/* A hint: the unix VFS answers SQLITE_NOTFOUND. */
+	(void)main_file->pMethods->xFileControl(main_file,
+						SQLITE_FCNTL_CKPT_START, NULL);
+	test_assert(wal_file->pMethods->xRead(
+			wal_file, page, test_watch_page_size,
+			frame_offset + CVFS_WAL_FRAME_HEADER_BYTES) ==
+		    SQLITE_OK);
+	/* The same bytes in another buffer: ciphertext SQLite would have
+	   us take for plaintext. */
+	memcpy(copy, page, test_watch_page_size);
+	rc = main_file->pMethods->xWrite(main_file, copy,
+					 test_watch_page_size,
+					 (sqlite3_int64)(pgno - 1) *
+					 test_watch_page_size);
+	test_assert(rc == SQLITE_IOERR_WRITE);
+	/* The buffer it read into goes through, as stored. */
+	test_assert(wal_file->pMethods->xRead(
+			wal_file, page, test_watch_page_size,
+			frame_offset + CVFS_WAL_FRAME_HEADER_BYTES) ==
+		    SQLITE_OK);
+	test_assert(main_file->pMethods->xWrite(
+			main_file, page, test_watch_page_size,
+			(sqlite3_int64)(pgno - 1) * test_watch_page_size) ==
+		    SQLITE_OK);
+	/* That buffer again, with no read in between: refused too. */
+	test_assert(main_file->pMethods->xWrite(
+			main_file, page, test_watch_page_size,
+			(sqlite3_int64)(pgno - 1) * test_watch_page_size) ==
+		    SQLITE_IOERR_WRITE);
+	(void)main_file->pMethods->xFileControl(main_file,
+						SQLITE_FCNTL_CKPT_DONE, NULL);
+	free(page);
+	free(copy);
+	test_assert(test_cvfs_exec(db, "PRAGMA wal_checkpoint(TRUNCATE)") ==
+		    SQLITE_OK);
+	test_assert(test_cvfs_int(db, "SELECT count(*) FROM t", &value) ==
+		    SQLITE_OK && value == 5);
+	cvfs_close(&db);
+	test_assert(test_wal_count(path, "SELECT count(*) FROM t") == 5);
+	test_end();
+}
+
 int main(void)
 {
 	static void (*const cases[])(void) = {
@@ -713,6 +913,8 @@ int main(void)
 		test_wal_shm_open_statement,
 		test_wal_legacy_index,
 		test_wal_legacy_deep,
+		test_wal_one_call_per_frame,
+		test_wal_checkpoint_foreign_buffer,
 		NULL
 	};
 	int ret;
