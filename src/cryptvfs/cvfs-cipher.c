@@ -11,8 +11,8 @@
    when configure finds no libcrypto, or when an EVP call fails.
 
    Nonces: libsodium's randombytes_buf() costs a getrandom() system call
-   per page. A per-thread pool draws CVFS_RANDOM_POOL_BYTES at a time
-   instead. A forked child must never reuse its parent's pool (the same
+   per page. A per-thread pool of CVFS_RANDOM_POOL_BYTES (256 nonces)
+   expanded from one fresh 32-byte seed costs one per 256 pages instead. A forked child must never reuse its parent's pool (the same
    nonce under the same key twice would reveal the XOR of two pages), so
    a pthread_atfork() child handler bumps a generation counter and every
    pool drawn under an older generation is wiped and refilled. */
@@ -113,7 +113,15 @@ void cvfs_random_nonce(unsigned char *out, size_t len)
 	}
 	if (pool->generation != cvfs_random_generation ||
 	    pool->used + len > sizeof(pool->bytes)) {
-		randombytes_buf(pool->bytes, sizeof(pool->bytes));
+		/* libsodium reads getrandom() 256 bytes at a time: draw a
+		   fresh 32-byte seed (one call) and expand it with
+		   libsodium's ChaCha20-based deterministic generator. */
+		unsigned char seed[randombytes_SEEDBYTES];
+
+		randombytes_buf(seed, sizeof(seed));
+		randombytes_buf_deterministic(pool->bytes, sizeof(pool->bytes),
+					      seed);
+		sodium_memzero(seed, sizeof(seed));
 		pool->generation = cvfs_random_generation;
 		pool->used = 0;
 	}
