@@ -39,7 +39,11 @@
 **   tag     = Poly1305(otk[0..31], bytes 0 .. P-17)  (salt, plain header,
 **             ciphertext and nonce are all authenticated)
 ** The 32-bit block counter wraps from 2^32-1 to 0 (sqleet's behaviour);
-** libsodium 1.0.18 aborts instead, so the keystream call is split there.
+** libsodium 1.0.18 aborts instead and OpenSSL carries into the nonce, so
+** the keystream call is split there. ChaCha20 and Poly1305 come from
+** OpenSSL 3's EVP when the build found libcrypto, else from libsodium:
+** the same bytes. Nonces come from a per-thread pool (one getrandom() per
+** 256 pages), refilled in a forked child before it draws one.
 **
 ** KEYS
 **
@@ -57,7 +61,11 @@
 ** un-checkpointed WAL opens in sqlite3mc. Crash recovery replays such
 ** frames. A checkpoint copies each WAL page to the main file as stored,
 ** once its tag verifies (the ciphertext is bound to the page number, not
-** to the file), instead of decrypting and encrypting it again.
+** to the file), instead of decrypting and encrypting it again; should
+** SQLite ever write another buffer than the one it read the page into,
+** the write fails (SQLITE_IOERR_WRITE, logged) rather than encrypt
+** ciphertext twice. Appending a frame is one write (header and page), a
+** WAL page read is one read.
 **
 ** SHARING A LIVE FILE
 **
