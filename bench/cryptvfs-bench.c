@@ -7,17 +7,25 @@
      200 header scans, 3,000 flag updates (one transaction each);
      metadata and bodies in separate tables, WAL, synchronous=NORMAL.
 
-   libsqlcipher exports the sqlite3_* names too, so this file is built
-   twice: against libsqlite3 + src/cryptvfs (engines "plain", "cryptvfs")
-   and with -DBENCH_SQLCIPHER against libsqlcipher (engine "sqlcipher").
-   bench/cryptvfs-bench.sh builds both in a temp dir and runs them back to
-   back; read it for the exact compile lines.
+   libsqlcipher and SQLite3MultipleCiphers export the sqlite3_* names too,
+   so this file is built three times: against libsqlite3 + src/cryptvfs
+   (engines "plain", "cryptvfs"; the library with -DCVFS_BENCH_COUNTERS),
+   with -DBENCH_SQLCIPHER against libsqlcipher (engine "sqlcipher") and
+   with -DBENCH_SQLITE3MC against sqlite3mc's amalgamation (engine
+   "sqlite3mc": cipher chacha20, the format cryptvfs writes, raw key).
+   bench/cryptvfs-bench.sh builds them in a temp dir and runs them back
+   to back; read it for the exact compile lines.
 
      cryptvfs-bench ENGINE DIR CACHE_KIB PAGE_SIZE [SCALE_PERCENT]
        CACHE_KIB 0 keeps SQLite's default page cache (2 MB), PAGE_SIZE 0
        the engine's default page size (4096; SQLCipher 3.4: 1024).
        Prints one line: ENGINE CACHE PAGE insert read scan update total
        (milliseconds) body_MB (body bytes returned by the point reads).
+       For cryptvfs a second line, "crypt CACHE PAGE insert ... total":
+       what the pages cryptvfs put through its page transform in each
+       phase cost when transformed alone in a loop (same functions, same
+       page size, same process), in ms. Plain SQLite's time plus that is
+       the floor of any page cipher with this format.
      cryptvfs-bench aead
        Prints raw libsodium ChaCha20-Poly1305-IETF MB/s on 4 KiB pages:
        encrypt, then verify+decrypt (the floor for any page cipher).
@@ -31,11 +39,17 @@
 #include <time.h>
 #include <unistd.h>
 
-#ifdef BENCH_SQLCIPHER
+#if defined(BENCH_SQLCIPHER) || defined(BENCH_SQLITE3MC)
+#  define BENCH_FOREIGN
 #  include <sqlite3.h>
 #else
 #  include <sodium.h>
-#  include "cryptvfs.h"
+#  include "cryptvfs-private.h"
+/* -DBENCH_BASELINE: built against an older src/cryptvfs without the
+   transform counters (CVFS_BENCH_BASELINE in the script). */
+#  ifndef BENCH_BASELINE
+#    define BENCH_COUNT
+#  endif
 #endif
 
 #define BENCH_SEED 0x5eed2024u
@@ -65,12 +79,38 @@ enum bench_engine {
 	BENCH_PLAIN,
 	BENCH_CRYPTVFS,
 	BENCH_SQLCIPHER_ENGINE,
+	BENCH_SQLITE3MC_ENGINE,
 };
 
 struct bench_result {
 	double secs[BENCH_PHASES];
 	uint64_t body_bytes;
+#ifdef BENCH_COUNT
+	/* Page transforms per phase (cryptvfs only). */
+	struct cvfs_page_counters crypt[BENCH_PHASES];
+#endif
 };
+
+#ifdef BENCH_COUNT
+static struct cvfs_page_counters bench_counters_mark;
+
+/* The transforms since the last call. */
+static struct cvfs_page_counters bench_counters_take(void)
+{
+	struct cvfs_page_counters now = cvfs_page_counters, d;
+
+	d.encrypted = now.encrypted - bench_counters_mark.encrypted;
+	d.decrypted = now.decrypted - bench_counters_mark.decrypted;
+	d.verified = now.verified - bench_counters_mark.verified;
+	d.ranges = now.ranges - bench_counters_mark.ranges;
+	d.range_bytes = now.range_bytes - bench_counters_mark.range_bytes;
+	bench_counters_mark = now;
+	return d;
+}
+#  define BENCH_PHASE_DONE(r, phase) ((r)->crypt[phase] = bench_counters_take())
+#else
+#  define BENCH_PHASE_DONE(r, phase) ((void)0)
+#endif
 
 /* The same raw key for both encrypted engines. */
 static const unsigned char bench_key[BENCH_KEY_BYTES] = { 1, 2, 3 };
@@ -127,7 +167,7 @@ static sqlite3 *bench_open(const char *path, enum bench_engine engine,
 			exit(1);
 		break;
 	case BENCH_CRYPTVFS:
-#ifndef BENCH_SQLCIPHER
+#ifndef BENCH_FOREIGN
 		if (cvfs_open_v2(path, &db, SQLITE_OPEN_READWRITE |
 				 SQLITE_OPEN_CREATE, bench_key,
 				 sizeof(bench_key), NULL) != SQLITE_OK)
@@ -149,6 +189,20 @@ static sqlite3 *bench_open(const char *path, enum bench_engine engine,
 				 "PRAGMA cipher_page_size=%d", page_size);
 			bench_exec(db, sql);
 		}
+		break;
+	}
+	case BENCH_SQLITE3MC_ENGINE: {
+		/* sqlite3mc's chacha20 (sqleet's format, as cryptvfs), a raw
+		   key as cryptvfs is given one: no PBKDF2 at open. */
+		char hex[BENCH_KEY_BYTES * 2 + 1];
+
+		for (size_t i = 0; i < sizeof(bench_key); i++)
+			snprintf(hex + 2 * i, 3, "%02x", bench_key[i]);
+		if (sqlite3_open(path, &db) != SQLITE_OK)
+			exit(1);
+		snprintf(sql, sizeof(sql), "PRAGMA cipher='chacha20'; "
+			 "PRAGMA key='raw:%s'", hex);
+		bench_exec(db, sql);
 		break;
 	}
 	}
@@ -196,6 +250,9 @@ static void bench_run(const char *path, enum bench_engine engine,
 	upd = bench_prepare(db, "UPDATE msg SET flags=?2, modseq=modseq+1 "
 			    "WHERE uid=?1");
 
+#ifdef BENCH_COUNT
+	(void)bench_counters_take();
+#endif
 	t = bench_now();
 	for (int i = 0; i < bodies; i++) {
 		int len = BENCH_BODY_MIN +
@@ -223,6 +280,7 @@ static void bench_run(const char *path, enum bench_engine engine,
 	}
 	bench_exec(db, "COMMIT");
 	result_r->secs[BENCH_INSERT] = bench_now() - t;
+	BENCH_PHASE_DONE(result_r, BENCH_INSERT);
 
 	t = bench_now();
 	for (int i = 0; i < reads; i++) {
@@ -234,6 +292,7 @@ static void bench_run(const char *path, enum bench_engine engine,
 		sqlite3_reset(sel);
 	}
 	result_r->secs[BENCH_READ] = bench_now() - t;
+	BENCH_PHASE_DONE(result_r, BENCH_READ);
 
 	t = bench_now();
 	for (int i = 0; i < scans; i++) {
@@ -246,6 +305,7 @@ static void bench_run(const char *path, enum bench_engine engine,
 			exit(1);
 	}
 	result_r->secs[BENCH_SCAN] = bench_now() - t;
+	BENCH_PHASE_DONE(result_r, BENCH_SCAN);
 
 	t = bench_now();
 	for (int i = 0; i < updates; i++) {
@@ -256,13 +316,14 @@ static void bench_run(const char *path, enum bench_engine engine,
 		sqlite3_reset(upd);
 	}
 	result_r->secs[BENCH_UPDATE] = bench_now() - t;
+	BENCH_PHASE_DONE(result_r, BENCH_UPDATE);
 
 	sqlite3_finalize(ins_msg);
 	sqlite3_finalize(ins_body);
 	sqlite3_finalize(sel);
 	sqlite3_finalize(scan);
 	sqlite3_finalize(upd);
-#ifndef BENCH_SQLCIPHER
+#ifndef BENCH_FOREIGN
 	if (engine == BENCH_CRYPTVFS)
 		cvfs_close(&db);
 	else
@@ -272,7 +333,78 @@ static void bench_run(const char *path, enum bench_engine engine,
 	unlink(wal);
 }
 
-#ifndef BENCH_SQLCIPHER
+#ifdef BENCH_COUNT
+#define BENCH_COST_PAGES 20000
+
+/* Seconds per page of cvfs_page_encrypt(), _decrypt() and _verify() at
+   this page size, in a loop over one page (in L1: no I/O, no misses). */
+static void bench_page_costs(size_t ps, double *enc_r, double *dec_r,
+			     double *ver_r)
+{
+	static unsigned char page[CVFS_MAX_PAGE_SIZE], out[CVFS_MAX_PAGE_SIZE];
+	unsigned char salt[CVFS_SALT_BYTES] = { 7 };
+	double t;
+
+	memset(page, 'm', ps);
+	t = bench_now();
+	for (int i = 0; i < BENCH_COST_PAGES; i++)
+		cvfs_page_encrypt(out, page, ps, 2 + i, salt, bench_key);
+	*enc_r = (bench_now() - t) / BENCH_COST_PAGES;
+	cvfs_page_encrypt(out, page, ps, 2, salt, bench_key);
+	t = bench_now();
+	for (int i = 0; i < BENCH_COST_PAGES; i++)
+		if (cvfs_page_decrypt(page, NULL, out, ps, 2,
+				      bench_key) != 0)
+			exit(1);
+	*dec_r = (bench_now() - t) / BENCH_COST_PAGES;
+	t = bench_now();
+	for (int i = 0; i < BENCH_COST_PAGES; i++)
+		if (cvfs_page_verify(out, ps, 2, bench_key) != 0)
+			exit(1);
+	*ver_r = (bench_now() - t) / BENCH_COST_PAGES;
+}
+
+/* Prints what the transforms counted in each phase cost alone, in ms. */
+static void bench_print_crypt(const struct bench_result *res, int cache_kib,
+			      int page_size)
+{
+	size_t ps = page_size == 0 ? 4096 : page_size;
+	double enc, dec, ver, total = 0;
+	struct cvfs_page_counters sum = { 0 };
+
+	for (int i = 0; i < BENCH_PHASES; i++) {
+		sum.encrypted += res->crypt[i].encrypted;
+		sum.decrypted += res->crypt[i].decrypted;
+		sum.verified += res->crypt[i].verified;
+		sum.ranges += res->crypt[i].ranges;
+	}
+	/* Pages through the transform in the whole run. */
+	printf("pages %d %d encrypted %llu decrypted %llu verified %llu "
+	       "ranges %llu\n", cache_kib, page_size,
+	       (unsigned long long)sum.encrypted,
+	       (unsigned long long)sum.decrypted,
+	       (unsigned long long)sum.verified,
+	       (unsigned long long)sum.ranges);
+	/* CVFS_BENCH_NO_COST: no cost loop (strace -c of the workload). */
+	if (getenv("CVFS_BENCH_NO_COST") != NULL)
+		return;
+	bench_page_costs(ps, &enc, &dec, &ver);
+	printf("crypt %d %d", cache_kib, page_size);
+	for (int i = 0; i < BENCH_PHASES; i++) {
+		const struct cvfs_page_counters *c = &res->crypt[i];
+		/* A range decrypt: a verify plus its share of a decrypt. */
+		double s = c->encrypted * enc + c->decrypted * dec +
+			c->verified * ver + c->ranges * ver +
+			(double)c->range_bytes / ps * (dec - ver);
+
+		printf(" %.1f", s * 1e3);
+		total += s;
+	}
+	printf(" %.1f\n", total * 1e3);
+}
+#endif
+
+#ifndef BENCH_FOREIGN
 static double bench_aead_mb_s(bool decrypt)
 {
 	static unsigned char page[BENCH_AEAD_PAGE +
@@ -320,9 +452,14 @@ static double bench_aead_mb_s(bool decrypt)
 
 static int bench_engine_parse(const char *name, enum bench_engine *engine_r)
 {
-#ifdef BENCH_SQLCIPHER
+#if defined(BENCH_SQLCIPHER)
 	if (strcmp(name, "sqlcipher") == 0) {
 		*engine_r = BENCH_SQLCIPHER_ENGINE;
+		return 0;
+	}
+#elif defined(BENCH_SQLITE3MC)
+	if (strcmp(name, "sqlite3mc") == 0) {
+		*engine_r = BENCH_SQLITE3MC_ENGINE;
 		return 0;
 	}
 #else
@@ -346,14 +483,21 @@ int main(int argc, char **argv)
 	int cache_kib, page_size, scale;
 	double total = 0;
 
-#ifndef BENCH_SQLCIPHER
+#ifndef BENCH_FOREIGN
 	if (sodium_init() < 0)
 		return 1;
+#  ifdef BENCH_COUNT
 	if (argc == 2 && strcmp(argv[1], "aead") == 0) {
-		printf("aead %.0f %.0f\n", bench_aead_mb_s(false),
-		       bench_aead_mb_s(true));
+		double enc, dec, ver;
+
+		bench_page_costs(BENCH_AEAD_PAGE, &enc, &dec, &ver);
+		/* libsodium's AEAD, then cryptvfs's page transform. */
+		printf("aead %.0f %.0f %.0f %.0f %s\n", bench_aead_mb_s(false),
+		       bench_aead_mb_s(true), BENCH_AEAD_PAGE / enc / 1e6,
+		       BENCH_AEAD_PAGE / dec / 1e6, cvfs_cipher_backend());
 		return 0;
 	}
+#  endif
 #endif
 	if (argc < 5 || argc > 6 || bench_engine_parse(argv[1], &engine) < 0) {
 		fprintf(stderr, "usage: %s ENGINE DIR CACHE_KIB PAGE_SIZE "
@@ -374,5 +518,9 @@ int main(int argc, char **argv)
 		total += res.secs[i];
 	}
 	printf(" %.1f %.1f\n", total * 1e3, res.body_bytes / 1e6);
+#ifdef BENCH_COUNT
+	if (engine == BENCH_CRYPTVFS)
+		bench_print_crypt(&res, cache_kib, page_size);
+#endif
 	return 0;
 }
