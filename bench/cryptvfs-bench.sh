@@ -29,7 +29,8 @@
 # for the SQLCipher rows (CVFS_BENCH_SQLCIPHER=no skips them).
 # CVFS_BENCH_SCALE (percent, default 100) shrinks the workload;
 # CVFS_BENCH_TUNED_KIB (default 16384) is the tuned page cache;
-# CVFS_BENCH_PAGES=yes adds the 8/16/64 KiB page-size rows.
+# CVFS_BENCH_PAGES=yes adds the 8/16/64 KiB page-size rows;
+# CVFS_BENCH_RESULTS=FILE keeps the raw result lines.
 # CVFS_BENCH_BASELINE=<git revision> adds rows "cryptvfs@base" built from
 # that revision's src/cryptvfs (git archive), to measure a change of
 # cryptvfs against what it replaced in the same run.
@@ -211,8 +212,8 @@ END {
 		printf "\n"
 		if (f[1] != "cryptvfs")
 			continue
-		/* The floor: plain SQLite plus the crypt of what cryptvfs
-		   transformed, each at its fastest. */
+		# The floor: plain SQLite plus the crypt of what cryptvfs
+		# transformed, each at its fastest.
 		ck = "crypt " f[2] " " f[3]
 		printf "%-13s %6s %6s |", "floor", cache, page
 		for (p = 4; p <= 8; p++) {
@@ -248,3 +249,5 @@ END {
 	dec = best("aead" SUBSEP 5, -1)
 	printf "point reads returned %.1f MB of bodies: decrypting them alone takes >= %.0f ms\n", mb, mb / dec * 1000
 }' "$work/results"
+# CVFS_BENCH_RESULTS=FILE keeps the raw lines (the table can be redone).
+[ -z "${CVFS_BENCH_RESULTS:-}" ] || cp "$work/results" "$CVFS_BENCH_RESULTS"
