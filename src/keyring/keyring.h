@@ -315,21 +315,34 @@ int kr_unseal(unsigned char *out, size_t out_size, size_t *out_len_r,
    sealed message.  Integers little-endian:
 
      offset  size  field
-     0       4     magic "SBX2"
+     0       4     magic "SBX3"
      4       16    record id (random; an import remembers the ids it did)
      20      8     S = length of the sealed message
      28      8     check: BLAKE2b-128 of bytes [0, 28), its first 8 bytes
      36      S     kr_seal() output
 
+   The sealed plaintext of an "SBX3" record starts with the delivery's
+   envelope, so that what Sieve decided (folder, flags, keywords) is as
+   unreadable on disk as the mail itself:
+
+     0       4     M = length of what follows up to the message (LE)
+     4       4     flags (LE): IMAP system flags, as the storage numbers them
+     8       M-4   the folder name, then each keyword, each NUL-terminated
+     4+M     ...   the message
+
    The check makes a damaged header detectable and the magic makes the next
    record findable, so that one damaged record never hides the ones after
-   it.  The first format ("SBX1": magic, id, S; 28 bytes, no check) is still
-   read.  Usage, a reader holding the spool's lock:
+   it.  The earlier formats are still read: "SBX2" (the same header; the
+   plaintext is the bare message, for INBOX) and "SBX1" (magic, id, S; 28
+   bytes, no check).  Usage, a reader holding the spool's lock:
 
      scan = kr_spool_scan_create(size, my_pread, fd);
      while ((ret = kr_spool_scan_next(scan, &item, &err)) > 0) {
              RECORD: read item.sealed_len bytes at item.sealed_offset;
                      if kr_unseal() says 0: kr_spool_scan_reject(scan);
+                     item.format >= KR_SPOOL_FORMAT_META:
+                     kr_spool_meta_decode() on the plaintext, and if it
+                     says 0: kr_spool_scan_reject(scan) too;
              DAMAGED: bytes [offset, offset + size) belong to no intact
                       record: keep them aside;
              TORN: an append cut short at the end (never acknowledged).
@@ -341,6 +354,12 @@ int kr_unseal(unsigned char *out, size_t out_size, size_t *out_len_r,
 #define KR_SPOOL_HEADER_BYTES 36
 /* A sanity bound on S, far above any mail size limit. */
 #define KR_SPOOL_SEALED_MAX (1024ULL * 1024 * 1024)
+/* The record formats, by magic: SBX1, SBX2, SBX3 (written now). */
+#define KR_SPOOL_FORMAT_V1 1
+#define KR_SPOOL_FORMAT_V2 2
+#define KR_SPOOL_FORMAT_META 3
+/* Bound on M, the envelope of a format-3 plaintext. */
+#define KR_SPOOL_META_MAX 65536
 
 enum kr_spool_item_kind {
 	KR_SPOOL_ITEM_RECORD = 1,
@@ -363,6 +382,7 @@ struct kr_spool_item {
 	/* DAMAGED: what was found wrong first. */
 	enum kr_spool_damage damage;
 	/* RECORD: */
+	unsigned int format;	/* KR_SPOOL_FORMAT_* */
 	unsigned char id[KR_SPOOL_ID_BYTES];
 	uint64_t sealed_offset, sealed_len;
 };
@@ -374,8 +394,8 @@ typedef ssize_t kr_spool_read_func(void *context, unsigned char *buf,
 
 struct kr_spool_scan;
 
-/* Writes the header of a record of sealed_len bytes (<=
-   KR_SPOOL_SEALED_MAX). */
+/* Writes the header of a record (format KR_SPOOL_FORMAT_META) of
+   sealed_len bytes (<= KR_SPOOL_SEALED_MAX). */
 void kr_spool_header_init(unsigned char hdr_r[KR_SPOOL_HEADER_BYTES],
 			  const unsigned char id[KR_SPOOL_ID_BYTES],
 			  uint64_t sealed_len);
@@ -393,5 +413,32 @@ int kr_spool_scan_next(struct kr_spool_scan *scan,
 /* The RECORD just returned did not open: it is damaged after all.  The
    next item is a DAMAGED one starting at its offset. */
 void kr_spool_scan_reject(struct kr_spool_scan *scan);
+
+/* Where a delivery put a message (a format-3 record's envelope). */
+struct kr_spool_meta {
+	uint32_t flags;
+	/* Encode: the folder (non-empty) and a NULL-terminated list of
+	   keywords (may be NULL).  Decode: both point into the plaintext;
+	   keywords_count names follow each other, each NUL-terminated. */
+	const char *folder;
+	const char *const *keywords;
+	const char *keyword_names;
+	unsigned int keywords_count;
+};
+
+/* Bytes of the envelope of meta, its length field included; 0 if it is
+   not encodable (no folder, an empty keyword, over KR_SPOOL_META_MAX). */
+size_t kr_spool_meta_size(const struct kr_spool_meta *meta);
+/* Writes the envelope into out (out_size >= kr_spool_meta_size()).
+   Returns the bytes written, 0 if not encodable. */
+size_t kr_spool_meta_encode(unsigned char *out, size_t out_size,
+			    const struct kr_spool_meta *meta);
+/* Reads the envelope at the start of a format-3 plaintext of plain_len
+   bytes: 1 with *meta_r (pointing into plain) and the message's offset,
+   0 if malformed (a name not NUL-terminated, empty, or holding a control
+   character; M out of bounds). */
+int kr_spool_meta_decode(const unsigned char *plain, size_t plain_len,
+			 struct kr_spool_meta *meta_r,
+			 size_t *message_offset_r);
 
 #endif

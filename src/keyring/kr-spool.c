@@ -14,7 +14,8 @@
    check (or, for a first-format record, the AEAD of kr_unseal() through
    kr_spool_scan_reject()) says whether it is a record. */
 
-#define KR_SPOOL_MAGIC "SBX2"
+#define KR_SPOOL_MAGIC "SBX3"
+#define KR_SPOOL_MAGIC_V2 "SBX2"
 #define KR_SPOOL_MAGIC_V1 "SBX1"
 #define KR_SPOOL_MAGIC_BYTES 4
 /* Both formats begin with the same three bytes. */
@@ -25,6 +26,9 @@
 #define KR_SPOOL_CHECK_OFFSET (KR_SPOOL_LEN_OFFSET + 8)
 #define KR_SPOOL_CHECK_BYTES 8
 #define KR_SPOOL_V1_HEADER_BYTES KR_SPOOL_CHECK_OFFSET
+/* The envelope of a format-3 plaintext: M, then flags. */
+#define KR_SPOOL_META_LEN_BYTES 4
+#define KR_SPOOL_META_FLAGS_BYTES 4
 /* How much the resynchronising search reads at a time. */
 #define KR_SPOOL_SEARCH_BYTES 65536
 
@@ -45,6 +49,18 @@ struct kr_spool_scan {
 	bool last_is_record:1;
 	bool rejected:1;
 };
+
+static uint32_t kr_spool_le32_get(const unsigned char *p)
+{
+	return (uint32_t)p[0] | ((uint32_t)p[1] << 8) |
+		((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+
+static void kr_spool_le32_put(unsigned char *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++, v >>= 8)
+		p[i] = v & 0xff;
+}
 
 static uint64_t kr_spool_le64_get(const unsigned char *p)
 {
@@ -153,6 +169,7 @@ static int kr_spool_parse(struct kr_spool_scan *scan, uint64_t offset,
 	unsigned char hdr[KR_SPOOL_HEADER_BYTES];
 	unsigned char check[KR_SPOOL_CHECK_BYTES];
 	uint64_t avail = scan->size - offset, len, hdr_len;
+	unsigned int format;
 	size_t n = avail < sizeof(hdr) ? (size_t)avail : sizeof(hdr);
 
 	if (kr_spool_read(scan, hdr, n, offset, err) < 0)
@@ -162,7 +179,10 @@ static int kr_spool_parse(struct kr_spool_scan *scan, uint64_t offset,
 		return memcmp(hdr, KR_SPOOL_MAGIC, n) == 0 ?
 			KR_SPOOL_PARSE_TORN : KR_SPOOL_PARSE_BAD;
 	}
-	if (memcmp(hdr, KR_SPOOL_MAGIC, KR_SPOOL_MAGIC_BYTES) == 0) {
+	if (memcmp(hdr, KR_SPOOL_MAGIC, KR_SPOOL_MAGIC_BYTES) == 0 ||
+	    memcmp(hdr, KR_SPOOL_MAGIC_V2, KR_SPOOL_MAGIC_BYTES) == 0) {
+		format = hdr[KR_SPOOL_MAGIC_BYTES - 1] == '3' ?
+			KR_SPOOL_FORMAT_META : KR_SPOOL_FORMAT_V2;
 		if (avail < KR_SPOOL_HEADER_BYTES)
 			return KR_SPOOL_PARSE_TORN;
 		kr_spool_check(check, hdr);
@@ -183,6 +203,7 @@ static int kr_spool_parse(struct kr_spool_scan *scan, uint64_t offset,
 		   length: anything that does not fit is damaged. */
 		if (avail < KR_SPOOL_V1_HEADER_BYTES)
 			return KR_SPOOL_PARSE_BAD;
+		format = KR_SPOOL_FORMAT_V1;
 		hdr_len = KR_SPOOL_V1_HEADER_BYTES;
 		len = kr_spool_le64_get(hdr + KR_SPOOL_LEN_OFFSET);
 		if (len > KR_SPOOL_SEALED_MAX || len > avail - hdr_len)
@@ -192,6 +213,7 @@ static int kr_spool_parse(struct kr_spool_scan *scan, uint64_t offset,
 	}
 	memset(item, 0, sizeof(*item));
 	item->kind = KR_SPOOL_ITEM_RECORD;
+	item->format = format;
 	item->offset = offset;
 	item->size = hdr_len + len;
 	memcpy(item->id, hdr + KR_SPOOL_ID_OFFSET, KR_SPOOL_ID_BYTES);
@@ -298,4 +320,103 @@ void kr_spool_scan_reject(struct kr_spool_scan *scan)
 	scan->last_is_record = false;
 	scan->pos = scan->last_offset;
 	scan->rejected = true;
+}
+
+/* ---- the envelope of a format-3 plaintext ---- */
+
+/* A name the envelope may hold: non-empty, no control character. */
+static bool kr_spool_meta_name_ok(const char *name, size_t len)
+{
+	if (len == 0)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		if ((unsigned char)name[i] < 0x20 || name[i] == 0x7f)
+			return false;
+	}
+	return true;
+}
+
+size_t kr_spool_meta_size(const struct kr_spool_meta *meta)
+{
+	size_t size = KR_SPOOL_META_LEN_BYTES + KR_SPOOL_META_FLAGS_BYTES;
+	size_t len;
+
+	if (meta->folder == NULL)
+		return 0;
+	len = strlen(meta->folder);
+	if (!kr_spool_meta_name_ok(meta->folder, len))
+		return 0;
+	size += len + 1;
+	for (unsigned int i = 0; meta->keywords != NULL &&
+	     meta->keywords[i] != NULL; i++) {
+		len = strlen(meta->keywords[i]);
+		if (!kr_spool_meta_name_ok(meta->keywords[i], len) ||
+		    len > KR_SPOOL_META_MAX)
+			return 0;
+		size += len + 1;
+		if (size - KR_SPOOL_META_LEN_BYTES > KR_SPOOL_META_MAX)
+			return 0;
+	}
+	return size - KR_SPOOL_META_LEN_BYTES > KR_SPOOL_META_MAX ? 0 : size;
+}
+
+size_t kr_spool_meta_encode(unsigned char *out, size_t out_size,
+			    const struct kr_spool_meta *meta)
+{
+	size_t size = kr_spool_meta_size(meta), pos, len;
+
+	if (size == 0 || out_size < size)
+		return 0;
+	kr_spool_le32_put(out, (uint32_t)(size - KR_SPOOL_META_LEN_BYTES));
+	kr_spool_le32_put(out + KR_SPOOL_META_LEN_BYTES, meta->flags);
+	pos = KR_SPOOL_META_LEN_BYTES + KR_SPOOL_META_FLAGS_BYTES;
+	len = strlen(meta->folder) + 1;
+	memcpy(out + pos, meta->folder, len);
+	pos += len;
+	for (unsigned int i = 0; meta->keywords != NULL &&
+	     meta->keywords[i] != NULL; i++) {
+		len = strlen(meta->keywords[i]) + 1;
+		memcpy(out + pos, meta->keywords[i], len);
+		pos += len;
+	}
+	assert(pos == size);
+	return size;
+}
+
+int kr_spool_meta_decode(const unsigned char *plain, size_t plain_len,
+			 struct kr_spool_meta *meta_r,
+			 size_t *message_offset_r)
+{
+	const char *names, *p, *end, *nul;
+	uint32_t m;
+
+	memset(meta_r, 0, sizeof(*meta_r));
+	if (plain_len < KR_SPOOL_META_LEN_BYTES)
+		return 0;
+	m = kr_spool_le32_get(plain);
+	if (m < KR_SPOOL_META_FLAGS_BYTES + 2 || m > KR_SPOOL_META_MAX ||
+	    m > plain_len - KR_SPOOL_META_LEN_BYTES)
+		return 0;
+	meta_r->flags = kr_spool_le32_get(plain + KR_SPOOL_META_LEN_BYTES);
+	names = (const char *)plain + KR_SPOOL_META_LEN_BYTES +
+		KR_SPOOL_META_FLAGS_BYTES;
+	end = (const char *)plain + KR_SPOOL_META_LEN_BYTES + m;
+	/* Every name ends with a NUL inside the envelope. */
+	if (end[-1] != '\0')
+		return 0;
+	for (p = names; p < end; p = nul + 1) {
+		nul = memchr(p, '\0', (size_t)(end - p));
+		assert(nul != NULL);
+		if (!kr_spool_meta_name_ok(p, (size_t)(nul - p)))
+			return 0;
+		if (p == names)
+			meta_r->folder = p;
+		else {
+			if (meta_r->keywords_count == 0)
+				meta_r->keyword_names = p;
+			meta_r->keywords_count++;
+		}
+	}
+	*message_offset_r = KR_SPOOL_META_LEN_BYTES + m;
+	return 1;
 }

@@ -103,6 +103,18 @@ static void test_append_record(struct test_spool *spool, unsigned int i,
 	free(sealed);
 }
 
+/* Rewrites the record header at off into the second format ("SBX2",
+   its check recomputed): what an older writer left in the spool. */
+static void test_make_v2(struct test_spool *spool, size_t off)
+{
+	unsigned char hash[crypto_generichash_BYTES_MIN];
+
+	memcpy(spool->data + off, "SBX2", 4);
+	crypto_generichash(hash, sizeof(hash), spool->data + off, 28,
+			   NULL, 0);
+	memcpy(spool->data + off + 28, hash, 8);
+}
+
 /* Three records; v1_mask: which are in the first format. */
 static void test_spool_build(struct test_spool *spool, unsigned int v1_mask)
 {
@@ -515,6 +527,142 @@ static void test_spool_read_error(void)
 	test_end();
 }
 
+static void test_spool_formats(void)
+{
+	struct test_spool spool;
+	struct test_result res;
+	struct kr_spool_scan *scan;
+	struct kr_spool_item item;
+	struct kr_error err;
+	unsigned int formats[TEST_RECORDS], n = 0;
+
+	test_begin("spool: SBX1, SBX2 and SBX3 records in one spool");
+	/* 0: SBX3 (written now), 1: SBX2 (rewritten), 2: SBX1 */
+	test_spool_build(&spool, 0x4);
+	test_make_v2(&spool, spool.offsets[1]);
+	test_assert(memcmp(spool.data, "SBX3", 4) == 0);
+	test_assert(test_import(&spool, test_read, &res) == 0);
+	test_assert(res.found == 0x7 && res.damaged == 0 && res.contiguous);
+	scan = kr_spool_scan_create(spool.size, test_read, &spool);
+	while (kr_spool_scan_next(scan, &item, &err) > 0 && n < TEST_RECORDS)
+		formats[n++] = item.format;
+	kr_spool_scan_destroy(&scan);
+	test_assert(n == 3 && formats[0] == KR_SPOOL_FORMAT_META &&
+		    formats[1] == KR_SPOOL_FORMAT_V2 &&
+		    formats[2] == KR_SPOOL_FORMAT_V1);
+	/* A damaged byte in the SBX2 header: only that record is lost. */
+	for (size_t at = spool.offsets[1]; at < spool.offsets[1] + 36; at++) {
+		struct test_spool copy = test_spool_copy(&spool);
+
+		copy.data[at] ^= 0x20;
+		test_assert(test_import(&copy, test_read, &res) == 0);
+		test_assert(test_middle_lost(&copy, &res, spool.offsets[1],
+					     spool.offsets[2]));
+		free(copy.data);
+	}
+	free(spool.data);
+	test_end();
+}
+
+static void test_spool_meta_roundtrip(void)
+{
+	static const char *const keywords[] = { "$label1", "list", NULL };
+	const struct kr_spool_meta meta = {
+		.flags = 0x9, .folder = "Lists/ubuntu-devel",
+		.keywords = keywords,
+	};
+	const struct kr_spool_meta inbox = { .folder = "INBOX" };
+	const char *msg = "Subject: filed\r\n\r\nbody\r\n";
+	unsigned char buf[256];
+	struct kr_spool_meta got;
+	size_t size, off;
+
+	test_begin("spool: envelope round trip");
+	size = kr_spool_meta_size(&meta);
+	test_assert(size == 4 + 4 + 19 + 8 + 5);
+	test_assert(kr_spool_meta_encode(buf, size - 1, &meta) == 0);
+	test_assert(kr_spool_meta_encode(buf, sizeof(buf), &meta) == size);
+	memcpy(buf + size, msg, strlen(msg));
+	test_assert(kr_spool_meta_decode(buf, size + strlen(msg), &got,
+					 &off) == 1);
+	test_assert(off == size && got.flags == 0x9 &&
+		    strcmp(got.folder, "Lists/ubuntu-devel") == 0 &&
+		    got.keywords_count == 2 &&
+		    strcmp(got.keyword_names, "$label1") == 0 &&
+		    strcmp(got.keyword_names + 8, "list") == 0);
+	/* No keywords, no message. */
+	size = kr_spool_meta_encode(buf, sizeof(buf), &inbox);
+	test_assert(size == 4 + 4 + 6);
+	test_assert(kr_spool_meta_decode(buf, size, &got, &off) == 1 &&
+		    off == size && got.keywords_count == 0 &&
+		    got.keyword_names == NULL &&
+		    strcmp(got.folder, "INBOX") == 0);
+	test_end();
+}
+
+static void test_spool_meta_malformed(void)
+{
+	static const char *const empty_kw[] = { "", NULL };
+	static const char *const ctl_kw[] = { "a\nb", NULL };
+	const struct kr_spool_meta meta = { .flags = 1, .folder = "Lists" };
+	const struct kr_spool_meta bad[] = {
+		{ .folder = NULL },
+		{ .folder = "" },
+		{ .folder = "a\tb" },
+		{ .folder = "x", .keywords = empty_kw },
+		{ .folder = "x", .keywords = ctl_kw },
+	};
+	unsigned char buf[64], copy[64];
+	struct kr_spool_meta got;
+	char *big;
+	size_t size, off;
+
+	test_begin("spool: malformed envelopes");
+	for (unsigned int i = 0; i < N_ELEMENTS(bad); i++) {
+		test_assert_idx(kr_spool_meta_size(&bad[i]) == 0, i);
+		test_assert_idx(kr_spool_meta_encode(buf, sizeof(buf),
+						     &bad[i]) == 0, i);
+	}
+	big = malloc(KR_SPOOL_META_MAX + 1);
+	memset(big, 'f', KR_SPOOL_META_MAX);
+	big[KR_SPOOL_META_MAX] = '\0';
+	test_assert(kr_spool_meta_size(&(struct kr_spool_meta){
+		.folder = big }) == 0);
+	free(big);
+	size = kr_spool_meta_encode(buf, sizeof(buf), &meta);
+	test_assert(size == 14);
+	/* Cut anywhere inside the envelope. */
+	for (size_t len = 0; len < size; len++)
+		test_assert_idx(kr_spool_meta_decode(buf, len, &got, &off) == 0,
+				len);
+	/* Every length field but the right one. */
+	for (uint32_t m = 0; m < 64; m++) {
+		memcpy(copy, buf, size);
+		memset(copy + size, 'x', sizeof(copy) - size);
+		copy[0] = (unsigned char)m;
+		test_assert_idx(kr_spool_meta_decode(copy, sizeof(copy), &got,
+						     &off) == (m == 10 ? 1 : 0),
+				m);
+	}
+	/* A name without its NUL, an empty folder, a control character. */
+	memcpy(copy, buf, size);
+	copy[size - 1] = 's';
+	test_assert(kr_spool_meta_decode(copy, size, &got, &off) == 0);
+	memcpy(copy, buf, size);
+	copy[8] = '\0';
+	test_assert(kr_spool_meta_decode(copy, size, &got, &off) == 0);
+	memcpy(copy, buf, size);
+	copy[9] = '\r';
+	test_assert(kr_spool_meta_decode(copy, size, &got, &off) == 0);
+	/* An M past KR_SPOOL_META_MAX. */
+	memcpy(copy, buf, size);
+	copy[2] = 0x01;
+	copy[1] = 0x00;
+	copy[0] = 0x01;
+	test_assert(kr_spool_meta_decode(copy, sizeof(copy), &got, &off) == 0);
+	test_end();
+}
+
 int main(void)
 {
 	static void (*const cases[])(void) = {
@@ -527,6 +675,9 @@ int main(void)
 		test_spool_garbage,
 		test_spool_long_damage,
 		test_spool_read_error,
+		test_spool_formats,
+		test_spool_meta_roundtrip,
+		test_spool_meta_malformed,
 		NULL
 	};
 

@@ -303,7 +303,8 @@ static int sqlbox_save_commit_spool(struct sqlbox_save_context *ctx)
 {
 	struct mailbox_transaction_context *_t = ctx->ctx.transaction;
 	const struct mail_index_header *hdr;
-	ARRAY_TYPE(sqlbox_buffer) bodies;
+	ARRAY_TYPE(sqlbox_spool_mail) spooled;
+	struct sqlbox_spool_mail *spool_mail;
 	struct sqlbox_save_mail *mail;
 
 	/* A committed sync first: the header's UIDVALIDITY must be in the
@@ -311,16 +312,21 @@ static int sqlbox_save_commit_spool(struct sqlbox_save_context *ctx)
 	if (sqlbox_sync(ctx->mbox) < 0 ||
 	    sqlbox_sync_begin(ctx->mbox, &ctx->sync_ctx, FALSE) < 0)
 		return -1;
-	t_array_init(&bodies, array_count(&ctx->mails));
+	/* The folder (any name: without a key the folder list is
+	   unreadable, so Sieve's fileinto lands here and the import creates
+	   what is missing), flags and keywords travel sealed with the mail. */
+	t_array_init(&spooled, array_count(&ctx->mails));
 	array_foreach_modifiable(&ctx->mails, mail) {
 		if (mail->body != NULL) {
-			buffer_t *body = sqlbox_body_writer_data(mail->body);
-
-			array_push_back(&bodies, &body);
+			spool_mail = array_append_space(&spooled);
+			spool_mail->body = sqlbox_body_writer_data(mail->body);
+			spool_mail->folder = ctx->mbox->box.name;
+			spool_mail->flags = mail->flags;
+			spool_mail->keywords = mail->keywords;
 		}
 	}
 	/* 250 only after this: the spool is fsynced. */
-	if (sqlbox_spool_append(ctx->mbox->storage, &bodies) < 0)
+	if (sqlbox_spool_append(ctx->mbox->storage, &spooled) < 0)
 		return -1;
 	hdr = mail_index_get_header(ctx->sync_ctx->sync_view);
 	mail_index_append_finish_uids(ctx->trans, hdr->next_uid,

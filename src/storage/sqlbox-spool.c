@@ -9,7 +9,9 @@
 #include "read-full.h"
 #include "safe-memset.h"
 #include "sha2.h"
+#include "unichar.h"
 #include "write-full.h"
+#include "mail-namespace.h"
 #include "sqlbox-storage.h"
 
 #include "keyring.h"
@@ -21,7 +23,11 @@
 
 /* The LMTP spool: mail that arrived while no app password was present,
    sealed to the mailbox's X25519 public key (kr_seal), one record per
-   message, appended under flock(LOCK_EX).  The record format and the scan
+   message, appended under flock(LOCK_EX).  Each record carries, sealed
+   with the message, the folder the delivery chose (Sieve's fileinto; a
+   keyless session cannot read the folder list, so any name is accepted
+   at delivery and the import creates the folders that are missing), and
+   the flags and keywords (imap4flags).  The record format and the scan
    that finds every intact record around damaged bytes are libkeyring's
    (keyring.h, kr_spool_*).
 
@@ -138,24 +144,40 @@ static int sqlbox_spool_lock(struct sqlbox_storage *storage, int fd)
 
 static int
 sqlbox_spool_write_one(struct sqlbox_storage *storage, int fd,
-		       const buffer_t *msg, const unsigned char *pk)
+		       const struct sqlbox_spool_mail *mail,
+		       const unsigned char *pk)
 {
+	const struct kr_spool_meta meta = {
+		.flags = mail->flags & MAIL_FLAGS_NONRECENT,
+		.folder = mail->folder,
+		.keywords = mail->keywords,
+	};
 	unsigned char id[KR_SPOOL_ID_BYTES];
 	struct kr_error err;
-	size_t sealed_len = kr_seal_size(msg->used);
-	unsigned char *rec;
+	size_t meta_size = kr_spool_meta_size(&meta), plain_size, sealed_len;
+	unsigned char *rec, *plain;
 	int ret = 0;
 
+	if (meta_size == 0) {
+		mail_storage_set_error(&storage->storage, MAIL_ERROR_PARAMS,
+				       "Folder or keyword names not storable");
+		return -1;
+	}
+	plain_size = meta_size + mail->body->used;
+	sealed_len = kr_seal_size(plain_size);
 	if (sealed_len > KR_SPOOL_SEALED_MAX) {
 		mail_storage_set_error(&storage->storage, MAIL_ERROR_LIMIT,
 				       "Message too large for the spool");
 		return -1;
 	}
+	plain = i_malloc(plain_size);
+	(void)kr_spool_meta_encode(plain, meta_size, &meta);
+	memcpy(plain + meta_size, mail->body->data, mail->body->used);
 	rec = i_malloc(KR_SPOOL_HEADER_BYTES + sealed_len);
 	random_fill(id, sizeof(id));
 	kr_spool_header_init(rec, id, sealed_len);
-	if (kr_seal(rec + KR_SPOOL_HEADER_BYTES, sealed_len, msg->data,
-		    msg->used, pk, &err) < 0) {
+	if (kr_seal(rec + KR_SPOOL_HEADER_BYTES, sealed_len, plain,
+		    plain_size, pk, &err) < 0) {
 		mail_storage_set_critical(&storage->storage,
 			"sqlbox: sealing failed: %s", err.text);
 		ret = -1;
@@ -169,19 +191,20 @@ sqlbox_spool_write_one(struct sqlbox_storage *storage, int fd,
 		}
 		ret = -1;
 	}
+	safe_memset(plain, 0, plain_size);
+	i_free(plain);
 	i_free(rec);
 	return ret;
 }
 
 int sqlbox_spool_append(struct sqlbox_storage *storage,
-			const ARRAY_TYPE(sqlbox_buffer) *messages)
+			const ARRAY_TYPE(sqlbox_spool_mail) *messages)
 {
 	unsigned char pk[KR_PUBLIC_KEY_BYTES];
-	buffer_t *msg;
+	const struct sqlbox_spool_mail *msg;
 	const char *error;
 	off_t end, size;
 	int fd, ret = 0;
-
 	if (sqlbox_public_key_read(storage->storage.user, pk, &error) < 0) {
 		mail_storage_set_critical(&storage->storage,
 			"sqlbox: can't seal mail: %s", error);
@@ -207,7 +230,7 @@ int sqlbox_spool_append(struct sqlbox_storage *storage,
 			"ftruncate(%s) failed: %m", storage->spool_path);
 		ret = -1;
 	}
-	array_foreach_elem(messages, msg) {
+	array_foreach(messages, msg) {
 		if (ret == 0)
 			ret = sqlbox_spool_write_one(storage, fd, msg, pk);
 	}
@@ -268,17 +291,149 @@ sqlbox_spool_set_done(struct sqlbox_storage *storage,
 	return rc < 0 ? -1 : 0;
 }
 
-/* 1 imported, 0 the sealed message does not open (damaged), -1 error. */
-static int
-sqlbox_spool_import_one(struct sqlbox_storage *storage, int fd,
-			const struct kr_spool_item *rec,
-			int64_t inbox_id, uint32_t uid, uint64_t modseq)
+/* A folder the import puts mail into, with its counters. */
+struct sqlbox_spool_target {
+	const char *name;
+	int64_t id;
+	uint32_t uid_next;
+	uint64_t modseq;
+	unsigned int count;
+};
+
+struct sqlbox_spool_import_context {
+	struct sqlbox_storage *storage;
+	pool_t pool;
+	ARRAY(struct sqlbox_spool_target) targets;
+};
+
+/* The list of the namespace this storage serves (NULL if none). */
+static struct mailbox_list *
+sqlbox_spool_list(struct sqlbox_storage *storage)
 {
-	unsigned char *sealed, *plain;
-	size_t plain_size, plain_len;
-	struct kr_error err;
+	struct mail_namespace *ns;
+
+	for (ns = storage->storage.user->namespaces; ns != NULL;
+	     ns = ns->next) {
+		if (mail_namespace_get_default_storage(ns) ==
+		    &storage->storage)
+			return ns->list;
+	}
+	return NULL;
+}
+
+/* The folder a record names, if it may be one here; else INBOX (the mail
+   is never lost over a name). */
+static const char *
+sqlbox_spool_folder_name(struct sqlbox_storage *storage, const char *name)
+{
+	struct mailbox_list *list;
+	const char *error;
+
+	if (strcasecmp(name, "INBOX") == 0)
+		return "INBOX";
+	if (!uni_utf8_str_is_valid(name)) {
+		error = "not UTF-8";
+	} else if ((list = sqlbox_spool_list(storage)) != NULL &&
+		   !mailbox_list_is_valid_name(list, name, &error)) {
+		/* error set */
+	} else {
+		return name;
+	}
+	e_warning(storage->storage.event,
+		  "sqlbox: spool: folder name not usable (%s): "
+		  "delivering to INBOX", error);
+	return "INBOX";
+}
+
+/* The folder's import state, creating the folder if it is missing.
+   NULL on error. */
+static struct sqlbox_spool_target *
+sqlbox_spool_target(struct sqlbox_spool_import_context *ictx,
+		    const char *name)
+{
+	struct sqlbox_storage *storage = ictx->storage;
+	struct sqlbox_spool_target *target;
+	uint64_t highest;
+	int64_t id;
+	int ret;
+
+	name = sqlbox_spool_folder_name(storage, name);
+	array_foreach_modifiable(&ictx->targets, target) {
+		if (strcmp(target->name, name) == 0)
+			return target;
+	}
+	ret = sqlbox_db_mailbox_lookup(storage, name, &id, NULL, NULL);
+	if (ret < 0)
+		return NULL;
+	if (ret == 0) {
+		/* Created inside the import's transaction: a crash before
+		   its COMMIT leaves neither folder nor mail. */
+		if (sqlbox_db_mailbox_create(storage, name, NULL, &id) < 0)
+			return NULL;
+		e_debug(storage->storage.event,
+			"sqlbox: spool: created folder %s", name);
+	}
+	target = array_append_space(&ictx->targets);
+	target->name = p_strdup(ictx->pool, name);
+	target->id = id;
+	if (sqlbox_db_mailbox_counters(storage, id, &highest,
+				       &target->uid_next) < 0) {
+		array_pop_back(&ictx->targets);
+		return NULL;
+	}
+	target->modseq = highest + 1;
+	return target;
+}
+
+/* Inserts one unsealed message where its envelope says. */
+static int
+sqlbox_spool_import_plain(struct sqlbox_spool_import_context *ictx,
+			  const struct kr_spool_item *rec,
+			  const struct kr_spool_meta *meta,
+			  const unsigned char *msg, size_t msg_len)
+{
+	struct sqlbox_storage *storage = ictx->storage;
+	struct sqlbox_spool_target *target;
+	const char **keywords = NULL;
+	const char *name;
 	int64_t body_id;
 	guid_128_t guid;
+
+	target = sqlbox_spool_target(ictx, meta->folder);
+	if (target == NULL)
+		return -1;
+	if (meta->keywords_count > 0) {
+		keywords = t_new(const char *, meta->keywords_count + 1);
+		name = meta->keyword_names;
+		for (unsigned int i = 0; i < meta->keywords_count; i++) {
+			keywords[i] = name;
+			name += strlen(name) + 1;
+		}
+	}
+	guid_128_generate(guid);
+	if (sqlbox_db_body_insert(storage, msg, msg_len, &body_id) < 0 ||
+	    sqlbox_db_mail_insert(storage, target->id, target->uid_next,
+				  body_id, meta->flags & MAIL_FLAGS_NONRECENT,
+				  keywords, target->modseq, ioloop_time,
+				  ioloop_time, guid_128_to_string(guid)) < 0 ||
+	    sqlbox_spool_set_done(storage, rec->id) < 0)
+		return -1;
+	target->uid_next++;
+	target->count++;
+	return 0;
+}
+
+/* 1 imported, 0 the sealed message does not open or its envelope is
+   malformed (damaged), -1 error. */
+static int
+sqlbox_spool_import_one(struct sqlbox_spool_import_context *ictx, int fd,
+			const struct kr_spool_item *rec)
+{
+	struct sqlbox_storage *storage = ictx->storage;
+	struct kr_spool_meta meta = { .folder = "INBOX" };
+	unsigned char *sealed, *plain;
+	size_t plain_size, plain_len, msg_offset = 0;
+	struct kr_error err;
 	int ret, rc;
 
 	sealed = i_malloc(rec->sealed_len + 1);
@@ -294,6 +449,9 @@ sqlbox_spool_import_one(struct sqlbox_storage *storage, int fd,
 		       storage->keys->public_key, storage->keys->secret_key,
 		       &err);
 	i_free(sealed);
+	if (rc > 0 && rec->format >= KR_SPOOL_FORMAT_META &&
+	    kr_spool_meta_decode(plain, plain_len, &meta, &msg_offset) == 0)
+		rc = 0;
 	if (rc < 0) {
 		mail_storage_set_critical(&storage->storage,
 			"sqlbox: unsealing a spool record failed: %s",
@@ -302,17 +460,10 @@ sqlbox_spool_import_one(struct sqlbox_storage *storage, int fd,
 	} else if (rc == 0) {
 		ret = 0;
 	} else {
-		guid_128_generate(guid);
-		if (sqlbox_db_body_insert(storage, plain, plain_len,
-					  &body_id) < 0 ||
-		    sqlbox_db_mail_insert(storage, inbox_id, uid, body_id, 0,
-					  NULL, modseq, ioloop_time,
-					  ioloop_time,
-					  guid_128_to_string(guid)) < 0 ||
-		    sqlbox_spool_set_done(storage, rec->id) < 0)
-			ret = -1;
-		else
-			ret = 1;
+		ret = sqlbox_spool_import_plain(ictx, rec, &meta,
+						plain + msg_offset,
+						plain_len - msg_offset) < 0 ?
+			-1 : 1;
 	}
 	safe_memset(plain, 0, plain_size);
 	i_free(plain);
@@ -478,39 +629,30 @@ sqlbox_spool_import_records(struct sqlbox_storage *storage, int fd,
 			    struct kr_spool_scan *scan,
 			    ARRAY_TYPE(sqlbox_spool_damage) *damages)
 {
+	struct sqlbox_spool_import_context ictx = { .storage = storage };
+	const struct sqlbox_spool_target *target;
 	struct sqlbox_spool_damage *damage;
 	struct kr_spool_item item;
 	struct kr_error err;
-	int64_t inbox_id;
-	uint64_t highest, modseq;
-	uint32_t uid_next;
 	int ret, count = 0;
 
-	if (sqlbox_db_mailbox_lookup(storage, "INBOX", &inbox_id, NULL,
-				     NULL) <= 0 ||
-	    sqlbox_db_mailbox_counters(storage, inbox_id, &highest,
-				       &uid_next) < 0)
-		return -1;
-	modseq = highest + 1;
+	ictx.pool = pool_alloconly_create("sqlbox spool import", 512);
+	p_array_init(&ictx.targets, ictx.pool, 4);
 	while ((ret = kr_spool_scan_next(scan, &item, &err)) > 0) {
 		switch (item.kind) {
 		case KR_SPOOL_ITEM_RECORD:
 			if ((ret = sqlbox_spool_is_done(storage, item.id)) < 0)
-				return -1;
+				break;
 			if (ret > 0)
 				break;
 			T_BEGIN {
-				ret = sqlbox_spool_import_one(storage, fd,
-					&item, inbox_id, uid_next, modseq);
+				ret = sqlbox_spool_import_one(&ictx, fd,
+							      &item);
 			} T_END;
-			if (ret < 0)
-				return -1;
 			if (ret == 0)
 				kr_spool_scan_reject(scan);
-			else {
-				uid_next++;
+			else if (ret > 0)
 				count++;
-			}
 			break;
 		case KR_SPOOL_ITEM_DAMAGED:
 			damage = array_append_space(damages);
@@ -527,17 +669,25 @@ sqlbox_spool_import_records(struct sqlbox_storage *storage, int fd,
 				  item.offset);
 			break;
 		}
+		if (ret < 0)
+			break;
 	}
-	if (ret < 0) {
+	if (ret < 0 && err.kind != KR_ERR_NONE) {
 		mail_storage_set_critical(&storage->storage, "%s: %s",
 					  storage->spool_path, err.text);
-		return -1;
 	}
-	if (count > 0 &&
-	    sqlbox_db_mailbox_set_counters(storage, inbox_id, modseq,
-					   uid_next) < 0)
-		return -1;
-	return count;
+	if (ret == 0) {
+		array_foreach(&ictx.targets, target) {
+			if (target->count > 0 &&
+			    sqlbox_db_mailbox_set_counters(storage, target->id,
+					target->modseq, target->uid_next) < 0) {
+				ret = -1;
+				break;
+			}
+		}
+	}
+	pool_unref(&ictx.pool);
+	return ret < 0 ? -1 : count;
 }
 
 int sqlbox_spool_import(struct sqlbox_storage *storage)

@@ -105,11 +105,14 @@ sqlbox_mailbox_alloc(struct mail_storage *storage, struct mailbox_list *list,
 	return &mbox->box;
 }
 
+/* A delivery without a key (LMTP): INBOX, or the folder Sieve's fileinto
+   names, which can't be looked up without the key.  Its mail is sealed
+   into the spool with the folder's name; the import creates the folder
+   if it is missing (fileinto :create or not). */
 static bool sqlbox_mailbox_may_spool(struct sqlbox_mailbox *mbox)
 {
 	return mbox->storage->locked &&
-		(mbox->box.flags & MAILBOX_FLAG_POST_SESSION) != 0 &&
-		strcmp(mbox->box.name, "INBOX") == 0;
+		(mbox->box.flags & MAILBOX_FLAG_POST_SESSION) != 0;
 }
 
 static int
@@ -302,9 +305,9 @@ sqlbox_mailbox_status_row(struct sqlbox_mailbox *mbox,
 			status_r->messages = messages;
 		return ret > 0 ? 1 : -1;
 	}
-	/* INBOX's mail may still be in the spool: the sync imports it. */
-	if (strcmp(mbox->box.name, "INBOX") == 0 &&
-	    sqlbox_spool_pending(storage))
+	/* The folder's mail may still be in the spool: the sync imports
+	   it. */
+	if (sqlbox_spool_pending(storage))
 		return 0;
 	stmt = sqlbox_db_prepare(storage,
 		"SELECT uidvalidity, uidnext, highestmodseq, messages, unseen,"
@@ -440,7 +443,7 @@ static void sqlbox_notify_missed(struct sqlbox_mailbox *mbox)
 }
 
 /* TRUE if the folder changed in SQLite after this process last synced
-   it (or LMTP mail waits for INBOX). */
+   it (or LMTP mail waits in the spool). */
 static bool sqlbox_mailbox_changed(struct sqlbox_mailbox *mbox)
 {
 	uint64_t highest;
@@ -448,8 +451,7 @@ static bool sqlbox_mailbox_changed(struct sqlbox_mailbox *mbox)
 
 	if (mbox->spool_only || mbox->storage->db == NULL)
 		return FALSE;
-	if (strcmp(mbox->box.name, "INBOX") == 0 &&
-	    sqlbox_spool_pending(mbox->storage))
+	if (sqlbox_spool_pending(mbox->storage))
 		return TRUE;
 	/* Outside a transaction this reads the last commit. */
 	if (sqlbox_db_mailbox_counters(mbox->storage, mbox->id, &highest,
@@ -461,6 +463,7 @@ static bool sqlbox_mailbox_changed(struct sqlbox_mailbox *mbox)
 static void sqlbox_notify_changes(struct mailbox *box)
 {
 	struct sqlbox_mailbox *mbox = SQLBOX_MAILBOX(box);
+	int fd;
 
 	timeout_remove(&mbox->to_missed);
 	if (box->notify_callback == NULL) {
@@ -471,15 +474,13 @@ static void sqlbox_notify_changes(struct mailbox *box)
 	mailbox_watch_add(box, t_strconcat(mbox->storage->db_path, "-wal",
 					   NULL));
 	mailbox_watch_add(box, mbox->storage->db_path);
-	if (strcmp(box->name, "INBOX") == 0) {
-		/* inotify needs the file to exist before LMTP first writes. */
-		int fd = open(mbox->storage->spool_path,
-			      O_WRONLY | O_CREAT | O_APPEND, 0600);
-
-		if (fd >= 0)
-			i_close_fd(&fd);
-		mailbox_watch_add(box, mbox->storage->spool_path);
-	}
+	/* inotify needs the file to exist before LMTP first writes (mail
+	   for any folder: Sieve files it). */
+	fd = open(mbox->storage->spool_path, O_WRONLY | O_CREAT | O_APPEND,
+		  0600);
+	if (fd >= 0)
+		i_close_fd(&fd);
+	mailbox_watch_add(box, mbox->storage->spool_path);
 	/* imap stops watching during every command and starts again a
 	   second after it (NOTIFY), and every folder shares the -wal: a
 	   change in that gap would wait for the next one.  Report it. */

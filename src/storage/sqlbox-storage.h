@@ -223,14 +223,27 @@ void sqlbox_transaction_save_rollback(struct mail_save_context *ctx);
 
 /* ---- sqlbox-spool.c ---- */
 
-/* Seals each message to the user's public key and appends it to the
-   spool, fsynced, before returning 0.  messages: array of buffer_t *. */
+/* A message for the spool and where the delivery (Sieve's fileinto,
+   imap4flags) put it. */
+struct sqlbox_spool_mail {
+	buffer_t *body;
+	const char *folder;
+	enum mail_flags flags;
+	/* NULL-terminated, or NULL. */
+	const char *const *keywords;
+};
+ARRAY_DEFINE_TYPE(sqlbox_spool_mail, struct sqlbox_spool_mail);
+
+/* Seals each message with its folder, flags and keywords to the user's
+   public key and appends it to the spool, fsynced, before returning 0. */
 int sqlbox_spool_append(struct sqlbox_storage *storage,
-			const ARRAY_TYPE(sqlbox_buffer) *messages);
-/* Imports the spool into INBOX exactly once (inside one SQLite
-   transaction that also records the entry ids, synced to disk before the
-   spool is emptied), moves damaged bytes to the quarantine file, then
-   empties the spool.  Returns the number imported, -1 on error. */
+			const ARRAY_TYPE(sqlbox_spool_mail) *messages);
+/* Imports the spool exactly once, each message into the folder its
+   record names (created if missing; INBOX for records of the formats
+   before folders), inside one SQLite transaction that also records the
+   entry ids, synced to disk before the spool is emptied; moves damaged
+   bytes to the quarantine file, then empties the spool.  Returns the
+   number imported, -1 on error. */
 int sqlbox_spool_import(struct sqlbox_storage *storage);
 /* TRUE if the spool holds anything. */
 bool sqlbox_spool_pending(struct sqlbox_storage *storage);

@@ -443,10 +443,10 @@ int sqlbox_sync_begin(struct sqlbox_mailbox *mbox,
 			}
 		}
 	} else if (pull) {
-		/* Mail LMTP sealed meanwhile (outside the transaction, so
-		   that the import can empty the spool after its commit). */
-		if (strcmp(mbox->box.name, "INBOX") == 0 &&
-		    sqlbox_spool_pending(mbox->storage) &&
+		/* Mail LMTP sealed meanwhile, for this folder or another
+		   (outside the transaction, so that the import can empty the
+		   spool after its commit). */
+		if (sqlbox_spool_pending(mbox->storage) &&
 		    sqlbox_spool_import(mbox->storage) < 0) {
 			e_error(mbox->box.event,
 				"sqlbox: spool import failed: %s",

@@ -81,7 +81,7 @@ def records(spool):
     """(offset, size) of each record in a spool image."""
     out, off = [], 0
     while off < len(spool):
-        assert spool[off:off + 4] == b"SBX2", "not a record at %d" % off
+        assert spool[off:off + 4] == b"SBX3", "not a record at %d" % off
         (length,) = struct.unpack_from("<Q", spool, off + LEN_OFFSET)
         out.append((off, HEADER_BYTES + length))
         off += HEADER_BYTES + length

@@ -1,0 +1,313 @@
+"""Issue 16: Pigeonhole Sieve at LMTP delivery for sqlbox users.
+
+Delivery has no key: mail arrives while the user is logged out and is
+sealed into the spool together with where Sieve put it (folder, flags,
+keywords); the next login imports each message into that folder, creating
+it.  Scripts are uploaded over ManageSieve with an app password; redirect
+and vacation go out through submission_host (a loopback SMTP sink).
+"""
+
+import base64
+import imaplib
+import os
+import re
+import smtplib
+import socket
+import subprocess
+
+import pytest
+
+from harness import Dovecot, LaunchpadFake, Workdir, free_port, wait_for
+from smtpsink import SmtpSink
+
+USER = "alice@ubuntu.com"
+BOB = "bob@ubuntu.com"
+
+SIEVE_CONF = """\
+protocols = imap pop3 lmtp sieve
+protocol lmtp {{
+  mail_plugins = $mail_plugins sieve
+}}
+service managesieve-login {{
+  inet_listener sieve {{
+    address = 127.0.0.1
+    port = {sieve_port}
+  }}
+}}
+submission_host = 127.0.0.1:{sink_port}
+postmaster_address = postmaster@ubuntu.com
+plugin {{
+  sieve = file:~/sieve;active=~/.dovecot.sieve
+  sieve_before = {before}
+  sieve_vacation_send_from_recipient = yes
+  sieve_redirect_envelope_from = recipient
+}}
+"""
+
+# A global script every user's runs after: it tags mail the MTA marked.
+BEFORE_SCRIPT = """\
+require ["imap4flags"];
+if header :contains "X-Spam-Flag" "YES" { addflag "$Junk"; }
+"""
+
+
+class SieveWorld:
+    def __init__(self):
+        self.wd = Workdir()
+        self.fake = LaunchpadFake(self.wd.path).start()
+        self.sink = SmtpSink().start()
+        self.sieve_port = free_port()
+        before_dir = os.path.join(self.wd.path, "sieve-before")
+        os.makedirs(before_dir)
+        before = os.path.join(before_dir, "10-junk.sieve")
+        with open(before, "w") as f:
+            f.write(BEFORE_SCRIPT)
+        # Compiled ahead, as an admin does (the directory is not the
+        # mail user's to write).
+        subprocess.run(["sievec", before], check=True)
+        os.chmod(self.wd.path, 0o755)
+        try:
+            self.dc = Dovecot(self.wd.path, self.fake.api_url,
+                              extra_conf=SIEVE_CONF.format(
+                                  sieve_port=self.sieve_port,
+                                  sink_port=self.sink.port,
+                                  before=before)).start()
+            wait_for(lambda: port_open(self.sieve_port), 20,
+                     "managesieve port")
+        except Exception:
+            self.sink.stop()
+            self.fake.stop()
+            raise
+
+    def close(self):
+        self.dc.stop()
+        self.sink.stop()
+        self.fake.stop()
+        self.wd.cleanup()
+
+
+def port_open(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), 1).close()
+        return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def world():
+    w = SieveWorld()
+    yield w
+    w.close()
+
+
+@pytest.fixture(scope="module")
+def alice(world):
+    return world.dc.generate_password(USER, label="laptop")
+
+
+class ManageSieve:
+    """Just enough of RFC 5804 for the tests (plain text on loopback)."""
+
+    def __init__(self, port):
+        self.sock = socket.create_connection(("127.0.0.1", port), 10)
+        self.f = self.sock.makefile("rb")
+        self.response()
+
+    def line(self):
+        return self.f.readline().decode().rstrip("\r\n")
+
+    def response(self):
+        lines = []
+        while True:
+            line = self.line()
+            m = re.match(r"^(OK|NO|BYE)\b(.*)$", line)
+            if m:
+                return m.group(1), m.group(2).strip(), lines
+            lit = re.search(r"\{(\d+)\}$", line)
+            if lit:
+                data = self.f.read(int(lit.group(1)))
+                lines.append(data.decode())
+            else:
+                lines.append(line)
+
+    def cmd(self, text, literal=None):
+        data = text.encode()
+        if literal is not None:
+            raw = literal.encode()
+            data += b" {%d+}\r\n" % len(raw) + raw
+        self.sock.sendall(data + b"\r\n")
+        return self.response()
+
+    def login(self, user, password):
+        token = base64.b64encode(("\0%s\0%s" % (user, password)).encode())
+        return self.cmd('AUTHENTICATE "PLAIN" "%s"' % token.decode())
+
+    def put_active(self, name, script):
+        status, text, _ = self.cmd('PUTSCRIPT "%s"' % name, literal=script)
+        assert status == "OK", text
+        status, text, _ = self.cmd('SETACTIVE "%s"' % name)
+        assert status == "OK", text
+
+    def close(self):
+        try:
+            self.cmd("LOGOUT")
+        finally:
+            self.sock.close()
+
+
+def upload(world, user, password, script, name="rules"):
+    ms = ManageSieve(world.sieve_port)
+    try:
+        status, text, _ = ms.login(user, password)
+        assert status == "OK", text
+        ms.put_active(name, script)
+    finally:
+        ms.close()
+
+
+def message(marker, sender="sender@example.org", extra=""):
+    return ("From: Sender <%s>\r\n"
+            "To: Alice <alice@ubuntu.com>\r\n"
+            "Subject: %s\r\n"
+            "Message-ID: <%s@sieve.test>\r\n"
+            "%s"
+            "Date: Mon, 02 Mar 2026 10:00:00 +0000\r\n\r\n"
+            "body of %s\r\n" % (sender, marker, marker, extra, marker)).encode()
+
+
+def lmtp_deliver(dc, rcpt, data, sender="sender@example.org"):
+    with smtplib.LMTP("127.0.0.1", dc.lmtp_port, timeout=60) as lmtp:
+        lmtp.ehlo("sieve.example.org")
+        assert lmtp.mail(sender)[0] == 250
+        code, msg = lmtp.rcpt(rcpt)
+        assert code == 250, msg
+        lmtp.putcmd("data")
+        assert lmtp.getreply()[0] == 354
+        lmtp.send(data + b".\r\n")
+        code, msg = lmtp.getreply()
+        assert code == 250, msg
+
+
+def ok(res):
+    typ, data = res
+    assert typ == "OK", data
+    return data
+
+
+def imap(dc, user, password):
+    c = imaplib.IMAP4("127.0.0.1", dc.imap_port)
+    ok(c.login(user, password))
+    return c
+
+
+def folder_mail(c, folder, marker):
+    """(flags, body) of the message with marker in folder, or None."""
+    typ, _ = c.select('"%s"' % folder)
+    if typ != "OK":
+        return None
+    uids = ok(c.uid("SEARCH", "SUBJECT", marker))[0].split()
+    if not uids:
+        return None
+    assert len(uids) == 1
+    data = ok(c.uid("FETCH", uids[0], "(FLAGS BODY.PEEK[])"))
+    flags = re.search(rb"FLAGS \(([^)]*)\)", data[0][0]).group(1)
+    return set(flags.decode().split()) - {"\\Recent"}, data[0][1]
+
+
+def disk_bytes(home):
+    """Every byte of every file under home."""
+    out = b""
+    for root, _, files in os.walk(home):
+        for name in files:
+            with open(os.path.join(root, name), "rb") as f:
+                out += f.read()
+    return out
+
+
+def test_fileinto_with_flags_while_logged_out(world, alice):
+    upload(world, USER, alice, """\
+require ["fileinto", "mailbox", "imap4flags"];
+if header :contains "List-Id" "ubuntu-devel" {
+  fileinto :create :flags ["\\\\Flagged", "ubuntu"] "Lists";
+  stop;
+}
+if header :contains "Subject" "SIEVEKEEP" {
+  addflag "\\\\Seen";
+  keep;
+}
+""")
+    lmtp_deliver(world.dc, USER, message(
+        "SIEVELIST1 confidential", extra="List-Id: <ubuntu-devel.lists>\r\n"))
+    lmtp_deliver(world.dc, USER, message("SIEVEKEEP1"))
+    lmtp_deliver(world.dc, USER, message(
+        "SIEVEJUNK1", extra="X-Spam-Flag: YES\r\n"))
+    home = world.dc.home("alice")
+    # Nothing readable of the filed mail, nor of where it went.
+    raw = disk_bytes(home)
+    for secret in (b"SIEVELIST1", b"confidential", b"SIEVEKEEP1",
+                   b"ubuntu-devel.lists", b"$Junk"):
+        assert secret not in raw
+    with open(os.path.join(home, "mail", "spool"), "rb") as f:
+        spool = f.read()
+    assert spool.startswith(b"SBX3") and spool.count(b"SBX3") >= 3
+    assert b"Lists" not in spool and b"Flagged" not in spool
+
+    c = imap(world.dc, USER, alice)
+    try:
+        got = folder_mail(c, "Lists", "SIEVELIST1")
+        assert got is not None, world.dc.log_text()[-3000:]
+        flags, body = got
+        assert flags == {"\\Flagged", "ubuntu"}
+        assert b"body of SIEVELIST1" in body
+        assert folder_mail(c, "INBOX", "SIEVELIST1") is None
+        flags, _ = folder_mail(c, "INBOX", "SIEVEKEEP1")
+        assert flags == {"\\Seen"}
+        flags, _ = folder_mail(c, "INBOX", "SIEVEJUNK1")
+        assert flags == {"$Junk"}
+        # Exactly once: a second login imports nothing again.
+        c.logout()
+        c = imap(world.dc, USER, alice)
+        ok(c.select("Lists"))
+        assert len(ok(c.uid("SEARCH", "SUBJECT", "SIEVELIST1"))[0].split()) == 1
+    finally:
+        c.logout()
+    assert os.path.getsize(os.path.join(home, "mail", "spool")) == 0
+    # Still nothing readable once imported (the folder is a row in the
+    # encrypted database).
+    raw = disk_bytes(home)
+    assert b"SIEVELIST1" not in raw and b"ubuntu-devel.lists" not in raw
+
+
+def test_vacation_once_per_sender(world, alice):
+    upload(world, USER, alice, """\
+require ["vacation"];
+vacation :days 1 :subject "Away" "I am away until Monday.";
+""", name="away")
+    world.sink.clear()
+    for n in range(2):
+        lmtp_deliver(world.dc, USER, message("SIEVEVAC%d" % n,
+                                             sender="carol@example.org"),
+                     sender="carol@example.org")
+    lmtp_deliver(world.dc, USER, message("SIEVEVAC2",
+                                         sender="dave@example.org"),
+                 sender="dave@example.org")
+    replies = [m for m in world.sink.messages if "I am away" in m["data"]]
+    to = sorted(m["rcpts"][0] for m in replies)
+    assert to == ["<carol@example.org>", "<dave@example.org>"], \
+        world.sink.messages
+    c = imap(world.dc, USER, alice)
+    try:
+        for n in range(3):
+            assert folder_mail(c, "INBOX", "SIEVEVAC%d" % n) is not None
+    finally:
+        c.logout()
+
+
+def test_managesieve_refuses_wrong_password(world, alice):
+    ms = ManageSieve(world.sieve_port)
+    try:
+        status, _, _ = ms.login(USER, "not-" + alice)
+        assert status == "NO"
+    finally:
+        ms.sock.close()
