@@ -57,13 +57,22 @@ static void userdb_launchpad_lookup(struct auth_request *request,
 	if (stat(keyfile, &st) < 0) {
 		if (errno != ENOENT) {
 			e_error(event, "launchpad: stat(%s) failed: %m", keyfile);
-		} else {
+			callback(USERDB_RESULT_INTERNAL_FAILURE, request);
+			return;
+		}
+		if (stat(t_strconcat(home, "/" LP_FORWARD_FNAME, NULL),
+			 &st) < 0) {
 			db_launchpad_log_info(request, "mailbox not activated: "
 					      "%s has no app password yet",
 					      ent.user);
+			callback(USERDB_RESULT_INTERNAL_FAILURE, request);
+			return;
 		}
-		callback(USERDB_RESULT_INTERNAL_FAILURE, request);
-		return;
+		/* Forward-only: Sieve at LMTP redirects the mail.  A
+		   delivery that would have to keep it still fails
+		   temporarily (no key to seal to). */
+		db_launchpad_log_info(request, "mailbox not activated: "
+				      "%s forwards only", ent.user);
 	}
 
 	if (strcmp(request->fields.user, ent.user) != 0)

@@ -39,6 +39,9 @@ void doveadm_launchpad_plugin_init(struct module *module ATTR_UNUSED)
 	doveadm_cmd_register_ver2(&doveadm_cmd_launchpad_backend_assign);
 	doveadm_cmd_register_ver2(&doveadm_cmd_launchpad_backend_show);
 	doveadm_cmd_register_ver2(&doveadm_cmd_launchpad_backend_list);
+	doveadm_cmd_register_ver2(&doveadm_cmd_launchpad_forward_set);
+	doveadm_cmd_register_ver2(&doveadm_cmd_launchpad_forward_show);
+	doveadm_cmd_register_ver2(&doveadm_cmd_launchpad_forward_clear);
 	doveadm_launchpad_sync_init();
 	doveadm_launchpad_cutoff_init();
 }

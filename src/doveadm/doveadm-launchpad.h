@@ -77,6 +77,9 @@ int doveadm_launchpad_unlock_with(struct kr_keyfile *kf, const char *password,
 				  struct kr_keys **keys_r);
 
 extern struct doveadm_cmd_ver2 doveadm_cmd_launchpad_cache_show;
+extern struct doveadm_cmd_ver2 doveadm_cmd_launchpad_forward_set;
+extern struct doveadm_cmd_ver2 doveadm_cmd_launchpad_forward_show;
+extern struct doveadm_cmd_ver2 doveadm_cmd_launchpad_forward_clear;
 extern struct doveadm_cmd_ver2 doveadm_cmd_launchpad_cache_invalidate;
 extern struct doveadm_cmd_ver2 doveadm_cmd_launchpad_password_generate;
 extern struct doveadm_cmd_ver2 doveadm_cmd_launchpad_ban;

@@ -160,6 +160,42 @@ lp_config_find_domain(const struct lp_config *config, const char *domain);
 int lp_config_expand_home(const struct lp_config *config, const char *name,
 			  const char *domain, char *buf, size_t size);
 
+/* ---- forwarding (lp-forward.c) ----
+
+   A user's forwarding is a Sieve script LP_FORWARD_FNAME in their home,
+   generated here and run by Pigeonhole at LMTP delivery as the first
+   sieve_before script (plugin { sieve_before = file:~/<it> }): "redirect"
+   (the mail leaves, nothing is kept and the user's own script does not
+   run) or "redirect :copy" (keep a copy).  Present = forwarding is on;
+   LMTP then also accepts mail for a user without a keyfile. */
+#define LP_FORWARD_FNAME ".launchpad-forward.sieve"
+#define LP_FORWARD_ADDRESS_MAX 254
+
+struct lp_forward {
+	char address[LP_FORWARD_ADDRESS_MAX + 1];
+	bool keep;
+};
+
+/* TRUE for local@domain: RFC 5322 atext and dots in the local part (no
+   quoting), a dotted host name; at most LP_FORWARD_ADDRESS_MAX bytes. */
+bool lp_forward_address_is_valid(const char *address);
+/* The script for fwd into buf: its length, or -1 if the address is not
+   valid or it does not fit. */
+int lp_forward_script(const struct lp_forward *fwd, char *buf, size_t size);
+/* Reads a script written by lp_forward_script(): 1 with *fwd_r, 0 if it
+   is not one. */
+int lp_forward_parse(const char *text, struct lp_forward *fwd_r);
+/* The forwarding of the user whose home is home: 1 on, 0 off, -1 error
+   (also for a file there that is not ours). */
+int lp_forward_read(const char *home, struct lp_forward *fwd_r,
+		    struct lp_error *err);
+/* Turns forwarding on (or changes it): creates home (0700, uid:gid) if
+   missing and replaces the script atomically, synced.  Returns 0 or -1. */
+int lp_forward_write(const char *home, const struct lp_forward *fwd,
+		     uid_t uid, gid_t gid, struct lp_error *err);
+/* Turns it off: 1 removed, 0 was off, -1 error. */
+int lp_forward_clear(const char *home, struct lp_error *err);
+
 /* ---- login names (lp-name.c, lp-login.c) ---- */
 
 /* TRUE if name matches ^[a-z0-9][a-z0-9+.-]{1,63}$ (already lower case). */
