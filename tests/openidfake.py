@@ -27,6 +27,8 @@ Modes (misbehaviour on demand):
   no-nickname        no SReg fields at all
   bad-nickname       a nickname that is not a Launchpad name
   unsigned-nickname  the nickname is sent but left out of openid.signed
+  no-email           no SReg email (every other mode sends a signed
+                     "<nickname>.personal@example.net")
 """
 
 import argparse
@@ -49,7 +51,7 @@ SREG_NS = "http://openid.net/extensions/sreg/1.1"
 OFFHOST = "http://203.0.113.1"
 MODES = {"ok", "bad-signature", "replay-nonce", "foreign-return-to",
          "foreign-op", "offhost-claimed-id", "no-nickname", "bad-nickname",
-         "unsigned-nickname"}
+         "unsigned-nickname", "no-email"}
 MAX_BODY = 64 * 1024
 
 
@@ -147,6 +149,10 @@ class Handler(BaseHTTPRequestHandler):
             signed.append("ns.sreg")
             if mode != "unsigned-nickname":
                 signed.append("sreg.nickname")
+            # The address Ubuntu One vouches for (optional SReg email).
+            if mode != "no-email":
+                fields["sreg.email"] = nickname + ".personal@example.net"
+                signed.append("sreg.email")
         fields["signed"] = ",".join(signed)
         fields["sig"] = op.sign(fields, signed)
         target = return_to + ("&" if "?" in return_to else "?") + urlencode(

@@ -15,8 +15,6 @@
    user to be entitled now and queues the admin notification
    "forwarding"; it works without a mailbox (forward-only). */
 
-#define DOVEADM_LAUNCHPAD_NOTIFY_FORWARDING "forwarding"
-
 static int
 cmd_launchpad_forward_user(struct doveadm_cmd_context *cctx,
 			   struct doveadm_launchpad *lp, bool entitled,
@@ -85,7 +83,7 @@ static void cmd_launchpad_forward_set(struct doveadm_cmd_context *cctx)
 		i_info("launchpad: %s: forwarding to %s (%s)", user, address,
 		       keep ? "a copy kept" : "no copy kept");
 		if (lp_notify_queue(lp->ctx, user,
-				    DOVEADM_LAUNCHPAD_NOTIFY_FORWARDING,
+				    LP_NOTIFY_FORWARDING,
 				    t_strdup_printf("forwarding to %s%s",
 						    address, keep ?
 						    " (a copy kept)" : ""),

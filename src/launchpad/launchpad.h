@@ -570,6 +570,7 @@ int lp_notify_clear(struct lp_context *ctx, const char *user,
    mails those lp_notify_pending() still wants, then marks and dequeues
    them (a failed mail leaves them queued for the next pass). */
 #define LP_NOTIFY_ACTIVATED "activated"	/* a first keyfile was written */
+#define LP_NOTIFY_FORWARDING "forwarding"	/* forwarding turned on */
 #define LP_NOTIFY_EVENT_MAX 32
 
 struct lp_notify_event {

@@ -64,6 +64,9 @@ int web_openid_begin_url(struct web_server *server, const char *state,
 		"openid.realm", realm,
 		"openid.ns.sreg", WEB_OPENID_SREG_NS,
 		"openid.sreg.required", "nickname",
+		/* The address Ubuntu One vouches for: the one forwarding
+		   may use without a confirmation. */
+		"openid.sreg.optional", "email",
 		NULL
 	};
 
@@ -238,8 +241,9 @@ static int web_openid_refuse(char *reason_r, size_t reason_size,
 }
 
 int web_openid_verify(struct web_request *req, const char *state,
-		      char name_r[LP_NAME_MAX + 1], char *reason_r,
-		      size_t reason_size)
+		      char name_r[LP_NAME_MAX + 1],
+		      char email_r[LP_FORWARD_ADDRESS_MAX + 1],
+		      char *reason_r, size_t reason_size)
 {
 	static const char *const required_signed[] = {
 		"op_endpoint", "return_to", "response_nonce", "assoc_handle",
@@ -250,6 +254,7 @@ int web_openid_verify(struct web_request *req, const char *state,
 	const char *mode, *signed_list, *nonce, *nickname;
 	char return_to[WEB_URL_MAX], alias[WEB_OPENID_ALIAS_MAX];
 	char field[WEB_OPENID_ALIAS_MAX + 16];
+	const char *email;
 	struct lp_error err;
 	time_t nonce_time, now = time(NULL);
 	int ret;
@@ -348,5 +353,13 @@ int web_openid_verify(struct web_request *req, const char *state,
 	if (ret <= 0)
 		return ret;
 	snprintf(name_r, LP_NAME_MAX + 1, "%s", nickname);
+	/* Optional, and only if signed: a forwarding target that needs no
+	   confirmation link. */
+	email_r[0] = '\0';
+	snprintf(field, sizeof(field), "%s.email", alias);
+	email = web_openid_get(&args, field);
+	if (email != NULL && web_openid_is_signed(signed_list, field) &&
+	    lp_forward_address_is_valid(email))
+		snprintf(email_r, LP_FORWARD_ADDRESS_MAX + 1, "%s", email);
 	return 1;
 }

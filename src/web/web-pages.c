@@ -165,6 +165,7 @@ static void web_login_return(struct web_request *req)
 	struct web_session *session;
 	const char *state = web_query_get(req, "state");
 	char name[LP_NAME_MAX + 1], reason[LP_TEXT_MAX];
+	char email[LP_FORWARD_ADDRESS_MAX + 1];
 	int ret;
 
 	if (!web_login_allowed(req))
@@ -180,7 +181,8 @@ static void web_login_return(struct web_request *req)
 			       "or it took too long. Please start again.");
 		return;
 	}
-	ret = web_openid_verify(req, state, name, reason, sizeof(reason));
+	ret = web_openid_verify(req, state, name, email, reason,
+				sizeof(reason));
 	if (ret <= 0) {
 		web_log(LP_LOG_INFO, "sign-in refused from %s: %s",
 			req->client, reason);
@@ -195,6 +197,7 @@ static void web_login_return(struct web_request *req)
 		return;
 	}
 	session = web_session_create(server, name);
+	snprintf(session->email, sizeof(session->email), "%s", email);
 	web_log(LP_LOG_INFO, "sign-in: %s from %s", name, req->client);
 	web_cookie_set(req, WEB_SESSION_COOKIE, session->id, "Strict", -1);
 	/* The SSO's redirect is a cross-site navigation, so the Strict
@@ -356,11 +359,14 @@ static void web_status_domain(struct web_request *req,
 		web_buf_html(b, domain->domain);
 		web_buf_append(b, "\" placeholder=\"laptop\"><p><button "
 			       "type=\"submit\">Activate and show my app "
-			       "password</button></p></form></section>");
+			       "password</button></p></form>");
+		web_forward_section(req, user, domain->domain, mbox.home);
+		web_buf_append(b, "</section>");
 		return;
 	}
 	web_buf_append(b, " &mdash; activated.</p>");
 	web_status_devices(req, &mbox, domain->domain);
+	web_forward_section(req, user, domain->domain, mbox.home);
 	web_buf_append(b, "</section>");
 }
 
@@ -745,6 +751,34 @@ static void web_post_reset(struct web_request *req)
 	sodium_free(password);
 }
 
+static void web_post_forward(struct web_request *req)
+{
+	const struct lp_domain *domain = web_post_domain(req);
+	char user[LP_USER_MAX + 1], home[4096];
+	int ret;
+
+	if (domain == NULL)
+		return;
+	snprintf(user, sizeof(user), "%s@%s", req->session->name,
+		 domain->domain);
+	if (lp_config_expand_home(req->server->config, req->session->name,
+				  domain->domain, home, sizeof(home)) < 0) {
+		web_post_refused(req, -1, "Your home directory is not usable.");
+		return;
+	}
+	ret = web_forward_post(req, user, home, req->session->notice,
+			       sizeof(req->session->notice));
+	if (ret <= 0) {
+		char why[WEB_NOTICE_MAX];
+
+		snprintf(why, sizeof(why), "%s", req->session->notice);
+		req->session->notice[0] = '\0';
+		web_post_refused(req, ret, why);
+		return;
+	}
+	web_redirect(req, "/");
+}
+
 static void web_post_logout(struct web_request *req)
 {
 	web_log(LP_LOG_INFO, "sign-out: %s", req->session->name);
@@ -764,6 +798,7 @@ static const struct {
 	{ .path = "/device/add", .handle = web_post_add_device },
 	{ .path = "/device/revoke", .handle = web_post_revoke },
 	{ .path = "/reset", .handle = web_post_reset },
+	{ .path = "/forward", .handle = web_post_forward },
 	{ .path = "/logout", .handle = web_post_logout },
 	{ .path = "/recheck", .handle = web_post_recheck },
 	{ .path = "/device/profile", .handle = web_post_mobileconfig },

@@ -85,6 +85,8 @@ struct web_session {
 	char id[WEB_TOKEN_HEX + 1];	/* "" = free slot */
 	char csrf[WEB_TOKEN_HEX + 1];
 	char name[LP_NAME_MAX + 1];	/* the signed-in Launchpad name */
+	/* the address Ubuntu One vouched for at sign-in (SReg email), or "" */
+	char email[LP_FORWARD_ADDRESS_MAX + 1];
 	time_t expires;
 	char notice[WEB_NOTICE_MAX];	/* shown once on the next page */
 };
@@ -268,11 +270,12 @@ int web_openid_begin_url(struct web_server *server, const char *state,
 			 char *url_r, size_t size);
 
 /* Verifies the positive assertion in req's query (DESIGN.md section 10).
-   Returns 1 with the Launchpad name, 0 refused (reason_r says why, in
+   Returns 1 with the Launchpad name (and the signed SReg email, or ""), 0 refused (reason_r says why, in
    words for the page), -1 when the SSO could not be reached. */
 int web_openid_verify(struct web_request *req, const char *state,
-		      char name_r[LP_NAME_MAX + 1], char *reason_r,
-		      size_t reason_size);
+		      char name_r[LP_NAME_MAX + 1],
+		      char email_r[LP_FORWARD_ADDRESS_MAX + 1],
+		      char *reason_r, size_t reason_size);
 
 /* ---- web-mailbox.c: keyfiles through src/keyring ---- */
 
@@ -323,6 +326,19 @@ int web_mailbox_reset(struct web_server *server, const char *name,
 		      const char *domain, const char *label,
 		      char *password_r, char *moved_r,
 		      struct web_cutoff *cut_r, char *why_r, size_t why_size);
+
+/* ---- web-forward.c: "Forward my mail" ---- */
+
+/* The forwarding part of a domain's section for user (entitled now) whose
+   home is home: the current state and the form posting to /forward. */
+void web_forward_section(struct web_request *req, const char *user,
+			 const char *domain, const char *home);
+/* POST /forward for user (entitled now): turns forwarding to the
+   session's Ubuntu One address on (keep a copy or not) or off, queues
+   the admin notification.  Returns 1 done (notice_r says what), 0
+   refused, -1 error (why in notice_r). */
+int web_forward_post(struct web_request *req, const char *user,
+		     const char *home, char *notice_r, size_t notice_size);
 
 /* ---- web-pages.c ---- */
 
