@@ -313,6 +313,30 @@ vacation :days 1 :subject "Away" "I am away until Monday.";
         c.logout()
 
 
+def test_reject_and_discard(world, alice):
+    upload(world, USER, alice, """\
+require ["reject"];
+if header :contains "Subject" "SIEVEREJECT" { reject "Not here, please."; }
+if header :contains "Subject" "SIEVEDISCARD" { discard; }
+""", name="refuse")
+    world.sink.clear()
+    lmtp_deliver(world.dc, USER, message("SIEVEREJECT",
+                                         sender="erin@example.org"),
+                 sender="erin@example.org")
+    lmtp_deliver(world.dc, USER, message("SIEVEDISCARD"))
+    lmtp_deliver(world.dc, USER, message("SIEVEKEPT"))
+    rejects = [m for m in world.sink.messages
+               if m["rcpts"] == ["<erin@example.org>"]]
+    assert len(rejects) == 1 and "Not here, please." in rejects[0]["data"]
+    c = imap(world.dc, USER, alice)
+    try:
+        assert folder_mail(c, "INBOX", "SIEVEREJECT") is None
+        assert folder_mail(c, "INBOX", "SIEVEDISCARD") is None
+        assert folder_mail(c, "INBOX", "SIEVEKEPT") is not None
+    finally:
+        c.logout()
+
+
 def test_managesieve_refuses_wrong_password(world, alice):
     ms = ManageSieve(world.sieve_port)
     try:
