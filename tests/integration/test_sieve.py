@@ -288,6 +288,56 @@ if header :contains "Subject" "SIEVEKEEP" {
     assert b"SIEVELIST1" not in raw and b"ubuntu-devel.lists" not in raw
 
 
+def test_kill_during_filed_import(world, alice):
+    """The import that files sealed mail into a folder it creates is
+    SIGKILLed at random points (fixed seed): afterwards every message
+    LMTP acknowledged is in that folder exactly once, with its flag, and
+    the folder exists once (test_sqlbox_crash.py's Crasher)."""
+    import random
+    from test_sqlbox_crash import Crasher
+    rng = random.Random(1616)
+    upload(world, USER, alice, """\
+require ["fileinto", "imap4flags"];
+if header :contains "Subject" "SIEVECRASH" {
+  fileinto :flags "\\\\Flagged" "Filed";
+}
+""", name="crash")
+    crasher = Crasher(world, alice)
+    markers = []
+
+    def round_(delay):
+        for _ in range(3):
+            m = "SIEVECRASH%03d" % len(markers)
+            markers.append(m)
+            lmtp_deliver(world.dc, USER, message(m))
+        imap = crasher.login()
+        acked, secs = crasher.imap_command(imap, b"SELECT INBOX", delay)
+        if delay is None:
+            imap.logout()
+        return secs
+    fastest = min(round_(None) for _ in range(2))
+    for _ in range(12):
+        round_(1.4 * fastest * rng.random() ** 2)
+    c = imap(world.dc, USER, alice)
+    try:
+        names = [line for line in ok(c.list()) if b'"Filed"' in line or
+                 line.endswith(b" Filed")]
+        assert len(names) == 1, ok(c.list())
+        ok(c.select("Filed"))
+        for m in markers:
+            uids = ok(c.uid("SEARCH", "SUBJECT", m))[0].split()
+            assert len(uids) == 1, "%s present %d times" % (m, len(uids))
+            data = ok(c.uid("FETCH", uids[0], "(FLAGS)"))
+            assert b"\\Flagged" in data[0]
+        ok(c.select("INBOX"))
+        assert ok(c.uid("SEARCH", "SUBJECT", "SIEVECRASH"))[0] == b""
+    finally:
+        c.logout()
+    assert os.path.getsize(os.path.join(world.dc.home("alice"), "mail",
+                                        "spool")) == 0
+    assert crasher.kills["unacked"] > 0, crasher.kills
+
+
 def test_vacation_once_per_sender(world, alice):
     upload(world, USER, alice, """\
 require ["vacation"];
