@@ -476,5 +476,28 @@ int lp_backend_hosts_parse(const char *str, char ***hosts_r,
 			   unsigned int *count_r, char *what,
 			   size_t what_size);
 void lp_backend_hosts_free(char ***hosts, unsigned int count);
+/* ---- lp-sendlimit.c: the sending counters' hour ---- */
+
+#define LP_SEND_WINDOW_MINUTES 60
+#define LP_SEND_WINDOW_VERSION 1
+
+/* One name's messages of the last hour in one-minute buckets: counts[m %
+   60] belongs to minute m (unix time / 60) for m in (minute - 60, minute].
+   Stored as is (host byte order: the file never leaves this host) under
+   "send/<name>" in send_state_path. */
+struct lp_send_window {
+	uint32_t version;
+	uint32_t reserved;
+	int64_t minute;		/* the latest minute counted */
+	uint32_t counts[LP_SEND_WINDOW_MINUTES];
+};
+
+/* Messages counted in the hour up to now (minutes now/60 - 59 ..
+   now/60).  Pure. */
+unsigned int lp_send_window_count(const struct lp_send_window *window,
+				  time_t now);
+/* Counts one message at now: buckets older than the hour are cleared
+   first.  A clock that went back counts in the latest bucket.  Pure. */
+void lp_send_window_add(struct lp_send_window *window, time_t now);
 
 #endif

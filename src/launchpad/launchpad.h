@@ -128,6 +128,11 @@ struct lp_config {
 	unsigned int backend_imap_port;	/* 143 */
 	unsigned int backend_pop3_port;	/* 110 */
 	unsigned int backend_lmtp_port;	/* 24 */
+	/* Sending through Dovecot's submission service (src/submission):
+	   0 = no limit. */
+	unsigned int send_messages_per_hour;
+	unsigned int send_recipients_per_message;
+	char *send_state_path;	/* the counters' TDB, written by the mail uid */
 };
 
 /* Parses a dovecot-launchpad.conf.ext (DESIGN.md section 3).  Unknown keys,
@@ -411,6 +416,46 @@ int lp_cache_invalidate_all(struct lp_context *ctx, struct lp_error *err);
 int lp_cache_iterate_allowed(struct lp_context *ctx,
 			     int (*cb)(const char *user, void *context),
 			     void *context, struct lp_error *err);
+
+/* ---- sending as name@domain (lp-sendas.c, lp-sendlimit.c) ---- */
+
+/* The addresses name may send as right now: name@D for every configured
+   domain D whose decision (lp_entitlement_check(), so it may block on
+   Launchpad) allows name@D; first (the domain the user logged in with,
+   already allowed) is listed first without another check.  Written to
+   buf space-separated, in config order after first.  Returns how many,
+   or -1 if buf (size >= lp_send_as_bufsize()) is too small. */
+int lp_send_as_list(struct lp_context *ctx, const char *name,
+		    const struct lp_domain *first, char *buf, size_t size);
+/* The buffer size lp_send_as_list() needs for config. */
+size_t lp_send_as_bufsize(const struct lp_config *config);
+
+/* TRUE if address ("local@domain", as on MAIL FROM or in From:) is one of
+   the space-separated addresses of list, compared without case.  NULL,
+   empty or anything with a space or control character is never allowed. */
+bool lp_send_as_allowed(const char *list, const char *address);
+
+/* Per-user sending counters in their own TDB (config->send_state_path),
+   written by the submission processes (the mail uid); never cache_path.
+   Messages are counted per Launchpad name (all its domains together) in
+   one-minute buckets over the last hour. */
+struct lp_sendlimit;
+
+/* Opens (creating, mode 0600) the counters' TDB.  0, or -1 with err. */
+int lp_sendlimit_open(const char *path, struct lp_sendlimit **sl_r,
+		      struct lp_error *err);
+void lp_sendlimit_close(struct lp_sendlimit **sl);
+
+/* How many messages name sent in the hour up to now.  0, or -1. */
+int lp_sendlimit_count(struct lp_sendlimit *sl, const char *name,
+		       time_t now, unsigned int *count_r,
+		       struct lp_error *err);
+/* Counts one message of name at now, unless limit (0: none) messages
+   were already counted in the hour up to now.  Atomic across processes
+   (the record's chainlock).  Returns 1 counted, 0 limit reached (nothing
+   counted), -1 error. */
+int lp_sendlimit_take(struct lp_sendlimit *sl, const char *name,
+		      unsigned int limit, time_t now, struct lp_error *err);
 
 /* ---- bans (lp-ban.c) ---- */
 

@@ -34,6 +34,7 @@
 #define LP_HTTP_TIMEOUT_MAX 45
 #define LP_DNS_LABEL_MAX 63
 #define LP_PORT_MAX 65535
+#define LP_COUNT_MAX 1000000
 /* A 32-byte X25519 key in padded base64: 43 characters and one '='. */
 #define LP_PUBLIC_KEY_BYTES 32
 #define LP_PUBLIC_KEY_BASE64_LEN 44
@@ -53,6 +54,7 @@ enum lp_config_type {
 	LP_CONFIG_TYPE_OPTIONAL_WORD,	/* no whitespace; empty is NULL */
 	LP_CONFIG_TYPE_PORT,		/* unsigned int 1..65535 */
 	LP_CONFIG_TYPE_OPTIONAL_PORT,	/* the same, or empty: 0 */
+	LP_CONFIG_TYPE_COUNT,		/* unsigned int 0..LP_COUNT_MAX */
 	LP_CONFIG_TYPE_NETS,		/* address/network list; empty is NULL */
 	LP_CONFIG_TYPE_HOSTS,		/* backend host list; empty is NULL */
 };
@@ -103,6 +105,11 @@ static const struct lp_config_key lp_config_keys[] = {
 	LP_CONFIG_KEY(backend_imap_port, PORT, "143"),
 	LP_CONFIG_KEY(backend_pop3_port, PORT, "110"),
 	LP_CONFIG_KEY(backend_lmtp_port, PORT, "24"),
+	/* Sending through Dovecot's submission service. */
+	LP_CONFIG_KEY(send_messages_per_hour, COUNT, "100"),
+	LP_CONFIG_KEY(send_recipients_per_message, COUNT, "50"),
+	LP_CONFIG_KEY(send_state_path, ABS_PATH,
+		      "/var/vmail/launchpad-send.tdb"),
 };
 #define LP_CONFIG_KEYS_COUNT \
 	(sizeof(lp_config_keys) / sizeof(lp_config_keys[0]))
@@ -371,6 +378,17 @@ static int lp_config_set_value(struct lp_config *config,
 			snprintf(what, what_size,
 				 "%s must be a port number 1..%d", key->name,
 				 LP_PORT_MAX);
+			return -1;
+		}
+		*uint_field = secs;
+		return 0;
+	case LP_CONFIG_TYPE_COUNT:
+		if (lp_duration_parse(value, &secs) < 0 ||
+		    value[strlen(value) - 1] < '0' ||
+		    value[strlen(value) - 1] > '9' || secs > LP_COUNT_MAX) {
+			snprintf(what, what_size,
+				 "%s must be a number 0..%d (0: no limit)",
+				 key->name, LP_COUNT_MAX);
 			return -1;
 		}
 		*uint_field = secs;
@@ -817,7 +835,8 @@ void lp_config_free(struct lp_config **_config)
 		if (lp_config_keys[i].type != LP_CONFIG_TYPE_DURATION &&
 		    lp_config_keys[i].type != LP_CONFIG_TYPE_TIMEOUT &&
 		    lp_config_keys[i].type != LP_CONFIG_TYPE_PORT &&
-		    lp_config_keys[i].type != LP_CONFIG_TYPE_OPTIONAL_PORT)
+		    lp_config_keys[i].type != LP_CONFIG_TYPE_OPTIONAL_PORT &&
+		    lp_config_keys[i].type != LP_CONFIG_TYPE_COUNT)
 			free(*(char **)((char *)config +
 					lp_config_keys[i].offset));
 	}

@@ -63,6 +63,9 @@ static const struct test_field test_fields[] = {
 	TEST_STR(web_anvil_socket, "/var/run/dovecot/anvil-vmail"),
 	TEST_STR(web_state_dir, "/var/lib/dovecot-launchpad-web"),
 	TEST_STR(web_trusted_proxies, NULL),
+	TEST_UINT(send_messages_per_hour, 100),
+	TEST_UINT(send_recipients_per_message, 50),
+	TEST_STR(send_state_path, "/var/vmail/launchpad-send.tdb"),
 };
 #define TEST_FIELDS_COUNT (sizeof(test_fields) / sizeof(test_fields[0]))
 
@@ -185,6 +188,14 @@ static void test_config_every_key(void)
 		{ "web_trusted_proxies = 127.0.0.1, ::1 10.0.0.0/8",
 		  "web_trusted_proxies", "127.0.0.1, ::1 10.0.0.0/8", 0 },
 		{ "web_trusted_proxies =", "web_trusted_proxies", NULL, 0 },
+		{ "send_messages_per_hour = 0", "send_messages_per_hour",
+		  NULL, 0 },
+		{ "send_messages_per_hour = 1000000",
+		  "send_messages_per_hour", NULL, 1000000 },
+		{ "send_recipients_per_message = 7",
+		  "send_recipients_per_message", NULL, 7 },
+		{ "send_state_path = /srv/send.tdb", "send_state_path",
+		  "/srv/send.tdb", 0 },
 		/* comments: after whitespace only */
 		{ "uid = vmail2 # the mail user", "uid", "vmail2", 0 },
 		{ "uid=vmail3\t#tab then comment", "uid", "vmail3", 0 },
@@ -343,6 +354,15 @@ static void test_config_errors(void)
 		{ TEST_DOMAIN_LINE "web_pop3_port = 10s\n",
 		  TEST_PATH ":2: web_pop3_port must be a port number "
 		  "1..65535" },
+		{ TEST_DOMAIN_LINE "send_messages_per_hour = 1000001\n",
+		  TEST_PATH ":2: send_messages_per_hour must be a number "
+		  "0..1000000 (0: no limit)" },
+		{ TEST_DOMAIN_LINE "send_recipients_per_message = 5m\n",
+		  TEST_PATH ":2: send_recipients_per_message must be a number "
+		  "0..1000000 (0: no limit)" },
+		{ TEST_DOMAIN_LINE "send_recipients_per_message =\n",
+		  TEST_PATH ":2: send_recipients_per_message must be a number "
+		  "0..1000000 (0: no limit)" },
 		{ TEST_DOMAIN_LINE "web_session_ttl = 1w\n",
 		  TEST_PATH ":2: invalid duration '1w' for web_session_ttl "
 		  "(a number with s, m, h or d, e.g. 10m)" },
