@@ -35,6 +35,8 @@ DOVEADM_MODULE = os.path.join(
     BUILD_DIR, "src/doveadm/.libs/lib10_doveadm_launchpad_plugin.so")
 SQLBOX_MODULE = os.path.join(
     BUILD_DIR, "src/storage/.libs/lib20_sqlbox_plugin.so")
+SUBMISSION_MODULE = os.path.join(
+    BUILD_DIR, "src/submission/.libs/lib20_submission_launchpad_plugin.so")
 WEB_BINARY = os.path.join(BUILD_DIR, "src/web/dovecot-launchpad-web")
 
 # The snippets the package ships (dovecot-launchpad-enable turns them on):
@@ -44,6 +46,8 @@ SHIPPED_AUTH_SNIPPET = os.path.join(
     TOP_SRCDIR, "plugin-conf", "conf.d", "auth-launchpad.conf.ext")
 SHIPPED_SQLBOX_SNIPPET = os.path.join(
     TOP_SRCDIR, "plugin-conf", "conf.d", "90-sqlbox.conf")
+SHIPPED_SUBMISSION_SNIPPET = os.path.join(
+    TOP_SRCDIR, "plugin-conf", "conf.d", "submission-launchpad.conf.ext")
 
 
 def shipped_setting(path, key):
@@ -58,9 +62,21 @@ def shipped_setting(path, key):
     raise KeyError("%s has no '%s =' line" % (path, key))
 
 
+def shipped_submission_plugins():
+    """The mail_plugins line of the shipped submission snippet's protocol
+    submission block."""
+    with open(SHIPPED_SUBMISSION_SNIPPET) as f:
+        m = re.search(r"^protocol submission \{[^}]*?^\s*mail_plugins\s*=\s*(.*?)\s*$",
+                      f.read(), re.M | re.S)
+    if not m:
+        raise KeyError("%s has no protocol submission { mail_plugins }"
+                       % SHIPPED_SUBMISSION_SNIPPET)
+    return m.group(1)
+
+
 # File names of our modules; a "stock" module dir is a copy without them.
 OUR_MODULES = frozenset(os.path.basename(p) for p in (
-    AUTH_MODULE, DOVEADM_MODULE, SQLBOX_MODULE))
+    AUTH_MODULE, DOVEADM_MODULE, SQLBOX_MODULE, SUBMISSION_MODULE))
 
 # A user no test or demo changes; uid/gid of the mail processes.
 MAIL_USER = "nobody"
@@ -369,6 +385,24 @@ plugin {{
 }}
 {extra_conf}"""
 
+# Dovecot(submission=...): the shipped submission-launchpad.conf.ext's
+# protocol block, on a loopback port, plain (ssl = no: the tests have no
+# TLS), relaying to a loopback SMTP sink.
+SUBMISSION_CONF = """\
+protocols = $protocols submission
+submission_relay_host = 127.0.0.1
+submission_relay_port = {relay_port}
+service submission-login {{
+  inet_listener submission {{
+    address = 127.0.0.1
+    port = {submission_port}
+  }}
+}}
+protocol submission {{
+  mail_plugins = {mail_plugins}
+}}
+"""
+
 # The passdb/userdb blocks unless Dovecot(auth_conf=...) replaces them.
 LAUNCHPAD_AUTH_CONF = """\
 passdb {{
@@ -392,6 +426,7 @@ positive_ttl = {positive_ttl}
 negative_ttl = {negative_ttl}
 stale_grace  = {stale_grace}
 http_timeout = {http_timeout}
+send_state_path = {vmail}/launchpad-send.tdb
 domain ubuntu.com       = ubuntumembers
 domain kubuntu.org      = kubuntu-members
 domain lubuntu.me       = lubuntu-members
@@ -408,14 +443,18 @@ class Dovecot:
                  auth_cache_ttl="1h", positive_ttl="1h", negative_ttl="10m",
                  stale_grace="7d", http_timeout="3s", auth_debug="no",
                  auth_conf=None, extra_conf="", extra_lpconf="",
-                 mail_location=None, address="127.0.0.1", ports=None):
+                 mail_location=None, address="127.0.0.1", ports=None,
+                 submission=None):
         """auth_conf: Dovecot config text (used verbatim) that replaces
         the launchpad passdb/userdb blocks, e.g. a passwd-file baseline
         for bench/login-bench.py; everything else stays the same.
         mail_location: None is the shipped 90-sqlbox.conf's
         ("sqlbox:~/mail"); "sqlbox:..." loads our storage plugin (imap,
         pop3, lmtp and doveadm) from a private mail_plugin_dir;
-        "maildir:~/Maildir" runs Dovecot's own storage.  auth_mechanisms,
+        "maildir:~/Maildir" runs Dovecot's own storage.  submission: the
+        port of an SMTP server to relay to (tests/smtpsink.py) turns on
+        Dovecot's submission service with our plugin on
+        self.submission_port.  auth_mechanisms,
         auth_username_chars and recipient_delimiter are the shipped
         auth-launchpad.conf.ext's; extra_conf comes last and can override
         them.
@@ -437,6 +476,7 @@ class Dovecot:
         self.imap_port = ports.get("imap") or free_port()
         self.pop3_port = ports.get("pop3") or free_port()
         self.lmtp_port = ports.get("lmtp") or free_port()
+        self.submission_port = free_port() if submission else None
         self.proc = None
         self.settings = dict(
             api_url=api_url, auth_cache_size=auth_cache_size,
@@ -444,7 +484,8 @@ class Dovecot:
             negative_ttl=negative_ttl, stale_grace=stale_grace,
             http_timeout=http_timeout, auth_debug=auth_debug,
             auth_conf=auth_conf, extra_conf=extra_conf,
-            extra_lpconf=extra_lpconf, mail_location=mail_location)
+            extra_lpconf=extra_lpconf, mail_location=mail_location,
+            submission=submission)
 
     def _module_dir(self, kind, ours, system_kind=None):
         """A copy of the system module dir `kind` (or `system_kind`, "" =
@@ -497,6 +538,13 @@ class Dovecot:
             plugin_dir = self._module_dir("mail", SQLBOX_MODULE, "")
             mail_plugin_conf = ("mail_plugins = $mail_plugins sqlbox\n"
                                 "mail_plugin_dir = %s" % plugin_dir)
+        extra_conf = s["extra_conf"]
+        if s["submission"]:
+            self._module_dir("mail", SUBMISSION_MODULE, "")
+            extra_conf = SUBMISSION_CONF.format(
+                relay_port=s["submission"],
+                submission_port=self.submission_port,
+                mail_plugins=shipped_submission_plugins()) + extra_conf
         auth_conf = s["auth_conf"]
         if auth_conf is None:
             auth_conf = LAUNCHPAD_AUTH_CONF.format(lpconf=self.lpconf_path)
@@ -512,7 +560,7 @@ class Dovecot:
                 auth_debug=s["auth_debug"],
                 mail_location=s["mail_location"],
                 mail_plugin_conf=mail_plugin_conf,
-                extra_conf=s["extra_conf"],
+                extra_conf=extra_conf,
                 **{key: shipped_setting(SHIPPED_AUTH_SNIPPET, key)
                    for key in ("auth_mechanisms", "auth_username_chars",
                                "recipient_delimiter")}))
@@ -535,7 +583,10 @@ class Dovecot:
             ["unshare", "-m", "--propagation", "private", "sh", "-c", script],
             stdout=self.stdout, stderr=subprocess.STDOUT)
         try:
-            for port in (self.imap_port, self.pop3_port, self.lmtp_port):
+            for port in (self.imap_port, self.pop3_port, self.lmtp_port,
+                         self.submission_port):
+                if port is None:
+                    continue
                 wait_for(lambda: port_open(port, self.address) or
                          self.proc.poll() is not None,
                          20, "dovecot port %d" % port)

@@ -12,14 +12,20 @@
    user each get their own entry, so a wrong or revoked password never hides
    a good one (DOVECOT-NOTES.md 2.3).  App passwords carry >= 128 bits of
    entropy, so an unsalted SHA-256 of one in the auth process's memory gives
-   nothing to brute force. */
-#define PASSDB_LAUNCHPAD_CACHE_KEY "%u\t%{sha256:password}"
+   nothing to brute force.  The service is part of the key: a submission
+   login carries fields (the addresses it may send as) that an IMAP login
+   does not look up.  The user stays first, so CACHE-FLUSH by name still
+   finds every entry. */
+#define PASSDB_LAUNCHPAD_CACHE_KEY "%u\t%s\t%{sha256:password}"
 /* In proxy mode an OK says "send this login to its backend", not "the
-   password is right": the service is part of the key, so that an answer
-   cached for imap can never serve a service that is not proxied.  The
-   user comes first: CACHE-FLUSH (after `backend assign`) matches the
-   keys that start with the user. */
-#define PASSDB_LAUNCHPAD_PROXY_CACHE_KEY "%u\t%s\t%{sha256:password}"
+   password is right": the service in the key also keeps an answer cached
+   for imap from serving a service that is not proxied.  The user comes
+   first: CACHE-FLUSH (after `backend assign`) matches the keys that start
+   with the user. */
+#define PASSDB_LAUNCHPAD_PROXY_CACHE_KEY PASSDB_LAUNCHPAD_CACHE_KEY
+
+/* The service of Dovecot's submission server (service submission). */
+#define PASSDB_LAUNCHPAD_SUBMISSION_SERVICE "submission"
 
 struct launchpad_passdb_module {
 	struct passdb_module module;
@@ -147,6 +153,37 @@ passdb_launchpad_proxy(struct launchpad_passdb_module *module,
 	return db_launchpad_proxy_fields(module->db, request, ent);
 }
 
+/* For a submission login: what src/submission needs, as userdb fields of
+   this login (plugin settings in the submission process, which never
+   reads the config file): the addresses the user may send as right now
+   (name@D for every domain D the decision table allows, the login's
+   first) and the sending limits. */
+static void
+passdb_launchpad_send_fields(struct launchpad_passdb_module *module,
+			     struct auth_request *request,
+			     const struct lp_entitlement *ent)
+{
+	const struct lp_config *config = module->db->config;
+	size_t size = lp_send_as_bufsize(config);
+	char *list = t_malloc0(size);
+
+	module->db->cur_request = request;
+	if (lp_send_as_list(module->db->ctx, ent->name, ent->domain,
+			    list, size) < 0)
+		i_unreached();
+	module->db->cur_request = NULL;
+	auth_request_set_field(request, "userdb_launchpad_send_as", list,
+			       NULL);
+	auth_request_set_field(request, "userdb_launchpad_send_per_hour",
+			       dec2str(config->send_messages_per_hour), NULL);
+	auth_request_set_field(request, "userdb_launchpad_send_rcpt_max",
+			       dec2str(config->send_recipients_per_message),
+			       NULL);
+	auth_request_set_field(request, "userdb_launchpad_send_state",
+			       config->send_state_path, NULL);
+	e_debug(authdb_event(request), "launchpad: may send as %s", list);
+}
+
 static void
 passdb_launchpad_verify_plain(struct auth_request *request,
 			      const char *password,
@@ -179,6 +216,10 @@ passdb_launchpad_verify_plain(struct auth_request *request,
 		if (result == PASSDB_RESULT_OK &&
 		    strcmp(request->fields.user, ent.user) != 0)
 			auth_request_set_field(request, "user", ent.user, NULL);
+		if (result == PASSDB_RESULT_OK &&
+		    null_strcmp(request->fields.service,
+				PASSDB_LAUNCHPAD_SUBMISSION_SERVICE) == 0)
+			passdb_launchpad_send_fields(module, request, &ent);
 		break;
 	default:
 		i_unreached();

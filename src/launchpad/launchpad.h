@@ -678,8 +678,9 @@ int lp_auth_cache_flush(const struct lp_config *config, const char *path,
 /* ---- ending live sessions (lp-kick.c) ---- */
 
 /* Services whose processes serve one logged-in user each (Dovecot's
-   default client_limit 1): ending the process ends that user's session. */
-#define LP_KICK_SERVICES { "imap", "pop3" }
+   default client_limit 1): ending the process ends that user's session.
+   submission too: a banned or revoked user must not keep sending. */
+#define LP_KICK_SERVICES { "imap", "pop3", "submission" }
 
 struct lp_kick_result {
 	unsigned int sessions;	/* sessions of the users that were open */
@@ -689,11 +690,11 @@ struct lp_kick_result {
 	unsigned int failed;	/* processes that could not be signalled */
 };
 
-/* Ends the live IMAP/POP3 sessions of users (NULL-terminated, compared
-   without case), as `doveadm kick` does: asks anvil over socket_path for
-   its connection list (CONNECT-DUMP) and sends SIGTERM to every imap or
-   pop3 process whose sessions all belong to these users; the process
-   says "* BYE Server shutting down." and exits.  Blocking, bounded by
+/* Ends the live IMAP/POP3/submission sessions of users (NULL-terminated,
+   compared without case), as `doveadm kick` does: asks anvil over
+   socket_path for its connection list (CONNECT-DUMP) and sends SIGTERM to
+   every process of LP_KICK_SERVICES whose sessions all belong to these
+   users; the process says "* BYE Server shutting down." and exits.  Blocking, bounded by
    socket timeouts.  Returns 0 with result_r (sessions 0: none was open),
    or -1 with err (anvil unreachable: nothing ended). */
 int lp_kick_users(const char *socket_path, const char *const *users,
