@@ -24,6 +24,8 @@ import tempfile
 import time
 import urllib.request
 
+from smtpsink import SmtpSink
+
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 TOP_SRCDIR = os.path.dirname(TESTS_DIR)
 BUILD_DIR = os.environ.get("DLP_BUILD_DIR", os.path.join(TOP_SRCDIR, "build"))
@@ -702,16 +704,20 @@ class Demo:
 
     def __init__(self):
         self.wd = Workdir("dlp-demo-")
-        self.fake = self.op = self.dc = self.web = None
+        self.fake = self.op = self.dc = self.web = self.sink = None
         self.passwords = {}
 
     def start(self):
         try:
             self.fake = LaunchpadFake(self.wd.path).start()
             self.op = OpenIDFake(self.wd.path).start()
+            # what contributors send through submission lands in the
+            # loopback sink (the site's MTA in production)
+            self.sink = SmtpSink().start()
             self.dc = Dovecot(self.wd.path, self.fake.api_url,
                               http_timeout="5s",
-                              extra_conf=AUTH_VMAIL_MASTER_CONF)
+                              extra_conf=AUTH_VMAIL_MASTER_CONF,
+                              submission=self.sink.port)
             web_port = free_port()
             self.dc.settings["extra_lpconf"] = web_lpconf(web_port, self.op,
                                                           self.dc)
@@ -744,7 +750,7 @@ class Demo:
                    for p in (self.fake, self.op, self.dc, self.web))
 
     def stop(self, keep=False):
-        for part in (self.web, self.dc, self.op, self.fake):
+        for part in (self.web, self.dc, self.op, self.fake, self.sink):
             if part is not None:
                 part.stop()
         if not keep:
@@ -754,8 +760,10 @@ class Demo:
         dc, alice = self.dc, DEMO_ACTIVATED[0]
         lines = [
             "dovecot-launchpad demo is running\n",
-            "  IMAP  127.0.0.1:%d   POP3 127.0.0.1:%d   LMTP 127.0.0.1:%d" % (
-                dc.imap_port, dc.pop3_port, dc.lmtp_port),
+            "  IMAP  127.0.0.1:%d   POP3 127.0.0.1:%d   LMTP 127.0.0.1:%d   "
+            "submission 127.0.0.1:%d" % (
+                dc.imap_port, dc.pop3_port, dc.lmtp_port,
+                dc.submission_port),
             "  web   %s/   sign in: Ubuntu One is a local fake that signs "
             "you in as %s at once" % (self.web.base, DEMO_WEB_USER),
             "  fake Launchpad: %s  (fixtures: tests/fixtures/launchpad.json)"
@@ -771,6 +779,11 @@ class Demo:
             "",
             "  try:  curl 'imap://127.0.0.1:%d/INBOX;UID=1' --user '%s:%s'"
             % (dc.imap_port, alice, self.passwords[alice]),
+            "  send:  curl smtp://127.0.0.1:%d --mail-from %s --mail-rcpt "
+            "friend@example.org --user '%s:%s' -T message.eml   (From: must "
+            "be %s: other senders get 553; relayed to a sink that keeps it "
+            "in memory)" % (dc.submission_port, alice, alice,
+                            self.passwords[alice], alice),
             "  mail clients: server 127.0.0.1, the ports above, no "
             "encryption (the demo has no TLS; the page says STARTTLS)",
             "  sign in as someone else: curl -d '{\"nickname\": \"kim\"}' "

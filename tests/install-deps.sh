@@ -14,7 +14,7 @@ apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
 	autoconf automake libtool pkg-config make gcc clang libclang-rt-14-dev \
 	dovecot-core dovecot-dev dovecot-imapd dovecot-pop3d dovecot-lmtpd \
-	dovecot-sieve dovecot-managesieved \
+	dovecot-sieve dovecot-managesieved dovecot-submissiond \
 	libcurl4-openssl-dev libjansson-dev libsodium-dev libtdb-dev \
 	libsqlite3-dev libssl-dev sqlite3 tdb-tools libmicrohttpd-dev \
 	python3 python3-pytest python3-pytest-timeout util-linux ca-certificates \

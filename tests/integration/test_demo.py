@@ -7,7 +7,9 @@ app passwords find the sample messages (delivered through LMTP, so sealed
 first, and in no file of the demo's vmail directory), and the printed web
 page signs the browser in through the OpenID fake as the contributor
 without a mailbox, who activates it and logs in over IMAP with the
-password the page shows.  Ctrl-C (SIGINT) then stops every part.
+password the page shows; mail sent through the printed submission port as
+the own address is relayed, another sender refused.  Ctrl-C (SIGINT) then
+stops every part.
 """
 
 import http.client
@@ -16,6 +18,7 @@ import os
 import poplib
 import re
 import signal
+import smtplib
 import subprocess
 import threading
 from urllib.parse import urlsplit
@@ -81,6 +84,8 @@ def demo():
         d.imap, d.pop3, d.lmtp = map(int, re.search(
             r"IMAP\s+127\.0\.0\.1:(\d+)\s+POP3\s+127\.0\.0\.1:(\d+)\s+"
             r"LMTP\s+127\.0\.0\.1:(\d+)", text).groups())
+        d.submission = int(re.search(r"submission\s+127\.0\.0\.1:(\d+)",
+                                     text).group(1))
         d.web = re.search(r"^\s+web\s+(http://127\.0\.0\.1:\d+)/", text,
                           re.M).group(1)
         d.files = re.search(r"files and logs: (\S+)", text).group(1)
@@ -132,7 +137,7 @@ def cookie(headers, name):
 
 def test_prints_every_part(demo):
     assert set(demo.passwords) == set(DEMO_ACTIVATED)
-    for port in (demo.imap, demo.pop3, demo.lmtp):
+    for port in (demo.imap, demo.pop3, demo.lmtp, demo.submission):
         assert port_open(port)
     assert "%s@ubuntu.com" % DEMO_WEB_USER in demo.text
     status, _, page = http_get(demo.web + "/")
@@ -172,6 +177,19 @@ def test_sample_messages_over_imap_and_pop3(demo):
                                        "sqlbox.db"))
 
 
+def test_send_through_submission(demo):
+    """What the printout offers: sending as one's own address with the app
+    password; someone else's address is refused."""
+    alice = DEMO_ACTIVATED[0]
+    msg = ("From: %s\r\nTo: friend@example.org\r\nSubject: demo send\r\n"
+           "\r\nhello\r\n" % alice).encode()
+    with smtplib.SMTP("127.0.0.1", demo.submission, timeout=60) as s:
+        s.login(alice, demo.passwords[alice])
+        assert s.sendmail(alice, ["friend@example.org"], msg) == {}
+        code, text = s.mail("bob@ubuntu.com")
+        assert code == 553 and ("<%s>" % alice).encode() in text
+
+
 def test_web_sign_in_and_activate(demo):
     user = DEMO_WEB_USER + "@ubuntu.com"
     status, headers, _ = http_get(demo.web + "/login")
@@ -203,7 +221,7 @@ def test_web_sign_in_and_activate(demo):
 def test_ctrl_c_stops_everything(demo):
     code = demo.interrupt()
     assert code == 0, demo.text
-    for port in (demo.imap, demo.pop3, demo.lmtp,
+    for port in (demo.imap, demo.pop3, demo.lmtp, demo.submission,
                  urlsplit(demo.web).port):
         wait_for(lambda: not port_open(port), 30, "port %d closed" % port)
     if not os.environ.get("DLP_KEEP"):

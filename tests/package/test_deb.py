@@ -79,12 +79,14 @@ SSL_FILES = ("/etc/dovecot/private/dovecot.pem",
              "/etc/dovecot/private/dovecot.key")
 SHIPPED_LPCONF = "/etc/dovecot/dovecot-launchpad.conf.ext"
 SHIPPED_AUTH = "/etc/dovecot/conf.d/auth-launchpad.conf.ext"
+SHIPPED_SUBMISSION = "/etc/dovecot/conf.d/submission-launchpad.conf.ext"
 SQLBOX_TEMPLATE = "/usr/share/dovecot-launchpad/90-sqlbox.conf"
 ENABLE_HELPER = "/usr/sbin/dovecot-launchpad-enable"
 MODULES = (
     "/usr/lib/dovecot/modules/auth/libauthdb_launchpad.so",
     "/usr/lib/dovecot/modules/doveadm/lib10_doveadm_launchpad_plugin.so",
     "/usr/lib/dovecot/modules/lib20_sqlbox_plugin.so",
+    "/usr/lib/dovecot/modules/lib20_submission_launchpad_plugin.so",
 )
 UNITS = (
     "/lib/systemd/system/dovecot-launchpad-sync.service",
@@ -474,8 +476,8 @@ def test_install_puts_files_in_place(machine):
     apt("install", machine.deb)
     assert package_status() == "ii"
     for path in MODULES + UNITS + MAN_PAGES + (
-            SHIPPED_AUTH, SHIPPED_LPCONF, WEB_DAEMON, ENABLE_HELPER,
-            SQLBOX_TEMPLATE):
+            SHIPPED_AUTH, SHIPPED_LPCONF, SHIPPED_SUBMISSION, WEB_DAEMON,
+            ENABLE_HELPER, SQLBOX_TEMPLATE):
         assert os.path.isfile(path), path
     assert glob.glob("/usr/share/doc/%s/README.md*" % PACKAGE)
     # nothing under conf.d/*.conf, which Debian's dovecot.conf includes
@@ -484,7 +486,8 @@ def test_install_puts_files_in_place(machine):
                 if re.fullmatch(r"/etc/dovecot/conf\.d/.*\.conf", p)]
     with open("/var/lib/dpkg/info/%s.conffiles" % PACKAGE) as f:
         conffiles = f.read().split()
-    assert sorted(conffiles) == sorted([SHIPPED_AUTH, SHIPPED_LPCONF])
+    assert sorted(conffiles) == sorted([SHIPPED_AUTH, SHIPPED_LPCONF,
+                                        SHIPPED_SUBMISSION])
     st = os.stat(SHIPPED_LPCONF)
     assert stat.S_IMODE(st.st_mode) == 0o640
     assert (st.st_uid, grp.getgrgid(st.st_gid).gr_name) == (0, "dovecot")
@@ -704,7 +707,8 @@ def test_purge_keeps_mail(machine):
     assert os.path.exists(CACHE_FILE)   # the default cache_path, in use
     apt("purge", PACKAGE)
     assert package_status() == ""
-    for path in (SHIPPED_AUTH, SHIPPED_LPCONF, CACHE_FILE) + MODULES + UNITS:
+    for path in (SHIPPED_AUTH, SHIPPED_LPCONF, SHIPPED_SUBMISSION,
+                 CACHE_FILE) + MODULES + UNITS:
         assert not os.path.exists(path), path
     for name in ("sqlbox.keys", "mail/sqlbox.db"):
         assert os.path.getsize(os.path.join(HOME, name)) > 0, name
