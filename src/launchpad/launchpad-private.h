@@ -476,6 +476,22 @@ int lp_backend_hosts_parse(const char *str, char ***hosts_r,
 			   unsigned int *count_r, char *what,
 			   size_t what_size);
 void lp_backend_hosts_free(char ***hosts, unsigned int count);
+/* lp_entitlement_check() bounded by msecs (> 0) instead of
+   LP_LOOKUP_DEADLINE_MSECS: lp_send_as_list() decides several domains
+   within one auth-worker request. */
+void lp_entitlement_check_within(struct lp_context *ctx, const char *login,
+				 unsigned int msecs,
+				 struct lp_entitlement *ent_r);
+
+/* ---- lp-sendas.c ---- */
+
+/* What lp_send_as_list() may spend deciding the other domains, on top of
+   the login's own decision (<= LP_LOOKUP_DEADLINE_MSECS): together well
+   under auth-worker's 60 s.  A domain it cannot decide in time is not
+   listed. */
+#define LP_SEND_AS_BUDGET_MSECS (15 * 1000)
+#define LP_SEND_AS_MIN_MSECS 500
+
 /* ---- lp-sendlimit.c: the sending counters' hour ---- */
 
 #define LP_SEND_WINDOW_MINUTES 60

@@ -422,8 +422,10 @@ int lp_cache_iterate_allowed(struct lp_context *ctx,
 /* The addresses name may send as right now: name@D for every configured
    domain D whose decision (lp_entitlement_check(), so it may block on
    Launchpad) allows name@D; first (the domain the user logged in with,
-   already allowed) is listed first without another check.  Written to
-   buf space-separated, in config order after first.  Returns how many,
+   already allowed) is listed first without another check.  The other
+   domains are decided within 15 s together (a domain not decided in time
+   is not listed), so the login stays well under auth-worker's 60 s.
+   Written to buf space-separated, in config order after first.  Returns how many,
    or -1 if buf (size >= lp_send_as_bufsize()) is too small. */
 int lp_send_as_list(struct lp_context *ctx, const char *name,
 		    const struct lp_domain *first, char *buf, size_t size);

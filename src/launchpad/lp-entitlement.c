@@ -79,7 +79,8 @@ static void lp_entitlement_gather(struct lp_context *ctx,
 }
 
 static void lp_entitlement_run(struct lp_context *ctx, const char *login,
-			       bool refresh, struct lp_entitlement *ent_r)
+			       bool refresh, unsigned int deadline_msecs,
+			       struct lp_entitlement *ent_r)
 {
 	struct lp_error err = { .kind = LP_ERR_NONE };
 	struct lp_verdict_record cached;
@@ -110,7 +111,7 @@ static void lp_entitlement_run(struct lp_context *ctx, const char *login,
 	snprintf(ent_r->user, sizeof(ent_r->user), "%s@%s", ent_r->name,
 		 ent_r->domain->domain);
 	ctx->log_user = ent_r->user;
-	lp_deadline_set(ctx, LP_LOOKUP_DEADLINE_MSECS);
+	lp_deadline_set(ctx, deadline_msecs);
 
 	lp_entitlement_facts_init(ctx, ent_r->name, ent_r->domain, &facts,
 				  ban_reason);
@@ -174,11 +175,18 @@ static void lp_entitlement_run(struct lp_context *ctx, const char *login,
 void lp_entitlement_check(struct lp_context *ctx, const char *login,
 			  struct lp_entitlement *ent_r)
 {
-	lp_entitlement_run(ctx, login, false, ent_r);
+	lp_entitlement_run(ctx, login, false, LP_LOOKUP_DEADLINE_MSECS, ent_r);
+}
+
+void lp_entitlement_check_within(struct lp_context *ctx, const char *login,
+				 unsigned int msecs,
+				 struct lp_entitlement *ent_r)
+{
+	lp_entitlement_run(ctx, login, false, msecs, ent_r);
 }
 
 void lp_entitlement_refresh(struct lp_context *ctx, const char *login,
 			    struct lp_entitlement *ent_r)
 {
-	lp_entitlement_run(ctx, login, true, ent_r);
+	lp_entitlement_run(ctx, login, true, LP_LOOKUP_DEADLINE_MSECS, ent_r);
 }

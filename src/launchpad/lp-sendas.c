@@ -1,7 +1,8 @@
 /* Copyright (c) dovecot-launchpad authors; see debian/copyright. */
 
 /* Which addresses a user may send as: name@D for every domain D the
-   decision table allows name@D right now.  The submission plugin gets the
+   decision table allows name@D right now, all decided within
+   LP_SEND_AS_BUDGET_MSECS.  The submission plugin gets the
    list from the passdb at login (a userdb field) and checks MAIL FROM and
    the From:/Sender: headers against it. */
 
@@ -33,6 +34,7 @@ int lp_send_as_list(struct lp_context *ctx, const char *name,
 {
 	struct lp_entitlement ent;
 	char login[LP_USER_MAX + 1];
+	uint64_t start = lp_monotonic_msecs(), spent;
 	size_t pos = 0;
 	unsigned int i;
 	int count = 0;
@@ -48,8 +50,17 @@ int lp_send_as_list(struct lp_context *ctx, const char *name,
 
 		if (strcmp(domain->domain, first->domain) == 0)
 			continue;
+		spent = lp_monotonic_msecs() - start;
+		if (spent + LP_SEND_AS_MIN_MSECS > LP_SEND_AS_BUDGET_MSECS) {
+			lp_log(ctx, LP_LOG_WARNING, "%s: no time left to decide "
+			       "%s and later domains: not listed as senders",
+			       name, domain->domain);
+			break;
+		}
 		snprintf(login, sizeof(login), "%s@%s", name, domain->domain);
-		lp_entitlement_check(ctx, login, &ent);
+		lp_entitlement_check_within(ctx, login,
+					    (unsigned int)(LP_SEND_AS_BUDGET_MSECS -
+							   spent), &ent);
 		if (ent.verdict.kind != LP_VERDICT_ALLOW)
 			continue;
 		if (lp_send_as_append(buf, size, &pos, name,
