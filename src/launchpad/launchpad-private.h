@@ -476,6 +476,9 @@ int lp_backend_hosts_parse(const char *str, char ***hosts_r,
 			   unsigned int *count_r, char *what,
 			   size_t what_size);
 void lp_backend_hosts_free(char ***hosts, unsigned int count);
+
+/* ---- lp-entitlement.c ---- */
+
 /* lp_entitlement_check() bounded by msecs (> 0) instead of
    LP_LOOKUP_DEADLINE_MSECS: lp_send_as_list() decides several domains
    within one auth-worker request. */
