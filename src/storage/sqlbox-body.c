@@ -5,6 +5,7 @@
 #include "safe-memset.h"
 #include "istream-private.h"
 #include "istream-concat.h"
+#include "message-size.h"
 #include "ostream-private.h"
 #include "sqlbox-storage.h"
 
@@ -17,8 +18,11 @@
      crashed save's leftovers are dropped once stale).  The commit writes
      the last, partial chunk, the size, and clears the mark, inside the
      transaction that inserts the mail rows.
-   - reading: a seekable istream that loads the chunk under the read
-     offset (all chunks but the last have the size of the first). */
+   - reading: a seekable istream that reads the window of up to 64 KiB
+     under the read offset with an incremental blob read (all chunks but
+     the last have the size of the first), so that the pages decrypted
+     are those of the bytes returned; a header block from the body's
+     cache row answers reads inside it without any chunk. */
 
 struct sqlbox_body_writer {
 	struct sqlbox_storage *storage;
@@ -43,10 +47,14 @@ struct sqlbox_body_istream {
 	struct sqlbox_storage *storage;
 	int64_t body_id;
 	uoff_t size;
-	/* The chunk at chunk_seq (-1: none loaded). */
-	buffer_t *chunk;
-	int64_t chunk_seq;
-	/* Size of every chunk but the last, learned from chunk 0. */
+	/* The body's header block from its cache row (NULL: none), served
+	   without reading a chunk. */
+	buffer_t *header;
+	size_t header_size;
+	/* Bytes [window_offset, + window->used) of the body. */
+	buffer_t *window;
+	uoff_t window_offset;
+	/* Size of every chunk but the last, learned from chunk 0's row. */
 	size_t chunk_bytes;
 };
 
@@ -264,42 +272,65 @@ struct istream *sqlbox_body_writer_istream(struct sqlbox_body_writer *writer)
 
 /* ---- reader ---- */
 
+/* Reads from SQLite in windows of this many bytes, aligned inside a
+   chunk: a partial fetch decrypts the pages of its window, not its
+   whole chunk. */
+#define SQLBOX_READ_WINDOW_BYTES SQLBOX_ISTREAM_BUFFER_BYTES
+
 static int
-sqlbox_body_istream_load(struct sqlbox_body_istream *bstream, int64_t seq)
+sqlbox_body_istream_fail(struct sqlbox_body_istream *bstream, int ret,
+			 int64_t seq)
 {
 	struct istream_private *stream = &bstream->istream;
-	size_t expected;
-	int ret;
 
-	safe_memset(buffer_get_modifiable_data(bstream->chunk, NULL), 0,
-		    bstream->chunk->used);
-	buffer_set_used_size(bstream->chunk, 0);
-	bstream->chunk_seq = -1;
-	ret = sqlbox_db_chunk_read(bstream->storage, bstream->body_id, seq,
-				   bstream->chunk);
 	if (ret < 0) {
 		io_stream_set_error(&stream->iostream, "%s",
 			mail_storage_get_last_internal_error(
 				&bstream->storage->storage, NULL));
 		stream->istream.stream_errno = EIO;
-		return -1;
-	}
-	if (seq == 0 && ret > 0)
-		bstream->chunk_bytes = bstream->chunk->used;
-	expected = bstream->chunk_bytes == 0 ? 0 :
-		I_MIN(bstream->chunk_bytes,
-		      bstream->size - (uoff_t)seq * bstream->chunk_bytes);
-	if (ret == 0 || bstream->chunk->used != expected ||
-	    bstream->chunk_bytes == 0) {
+	} else {
 		/* Expunged by another session meanwhile, or damaged. */
 		io_stream_set_error(&stream->iostream,
 			"sqlbox: body %"PRId64" chunk %"PRId64
 			" is missing or has the wrong size",
 			bstream->body_id, seq);
 		stream->istream.stream_errno = ESTALE;
-		return -1;
 	}
-	bstream->chunk_seq = seq;
+	return -1;
+}
+
+/* Loads the window that holds offset (>= the cached header). */
+static int
+sqlbox_body_istream_load(struct sqlbox_body_istream *bstream, uoff_t offset)
+{
+	uoff_t chunk_start, chunk_len;
+	size_t in_chunk, win_start, len;
+	int64_t seq;
+	int ret;
+
+	safe_memset(buffer_get_modifiable_data(bstream->window, NULL), 0,
+		    bstream->window->used);
+	buffer_set_used_size(bstream->window, 0);
+	if (bstream->chunk_bytes == 0) {
+		ret = sqlbox_db_chunk_size(bstream->storage, bstream->body_id,
+					   0, &bstream->chunk_bytes);
+		if (ret <= 0 || bstream->chunk_bytes == 0) {
+			bstream->chunk_bytes = 0;
+			return sqlbox_body_istream_fail(bstream, ret, 0);
+		}
+	}
+	seq = offset / bstream->chunk_bytes;
+	chunk_start = (uoff_t)seq * bstream->chunk_bytes;
+	chunk_len = I_MIN(bstream->chunk_bytes, bstream->size - chunk_start);
+	in_chunk = offset - chunk_start;
+	win_start = in_chunk - in_chunk % SQLBOX_READ_WINDOW_BYTES;
+	len = I_MIN(SQLBOX_READ_WINDOW_BYTES, chunk_len - win_start);
+	ret = sqlbox_db_chunk_read_range(bstream->storage, bstream->body_id,
+					 seq, win_start, len,
+					 bstream->window);
+	if (ret <= 0)
+		return sqlbox_body_istream_fail(bstream, ret, seq);
+	bstream->window_offset = chunk_start + win_start;
 	return 0;
 }
 
@@ -307,9 +338,9 @@ static ssize_t sqlbox_body_istream_read(struct istream_private *stream)
 {
 	struct sqlbox_body_istream *bstream =
 		container_of(stream, struct sqlbox_body_istream, istream);
-	uoff_t offset, chunk_start;
+	const unsigned char *src;
+	uoff_t offset;
 	size_t avail, n;
-	int64_t seq;
 
 	offset = stream->istream.v_offset + (stream->pos - stream->skip);
 	if (offset >= bstream->size) {
@@ -318,17 +349,22 @@ static ssize_t sqlbox_body_istream_read(struct istream_private *stream)
 	}
 	if (!i_stream_try_alloc(stream, 1, &avail))
 		return -2;
-	if (bstream->chunk_bytes == 0 &&
-	    sqlbox_body_istream_load(bstream, 0) < 0)
-		return -1;
-	seq = offset / bstream->chunk_bytes;
-	if (seq != bstream->chunk_seq &&
-	    sqlbox_body_istream_load(bstream, seq) < 0)
-		return -1;
-	chunk_start = (uoff_t)seq * bstream->chunk_bytes;
-	n = I_MIN(avail, bstream->chunk->used - (offset - chunk_start));
-	memcpy(stream->w_buffer + stream->pos,
-	       CONST_PTR_OFFSET(bstream->chunk->data, offset - chunk_start), n);
+	if (offset < bstream->header_size) {
+		/* From the cache row: no chunk is read. */
+		src = CONST_PTR_OFFSET(bstream->header->data, offset);
+		n = I_MIN(avail, bstream->header_size - offset);
+	} else {
+		if ((offset < bstream->window_offset ||
+		     offset >= bstream->window_offset +
+		     bstream->window->used) &&
+		    sqlbox_body_istream_load(bstream, offset) < 0)
+			return -1;
+		src = CONST_PTR_OFFSET(bstream->window->data,
+				       offset - bstream->window_offset);
+		n = I_MIN(avail, bstream->window_offset +
+			  bstream->window->used - offset);
+	}
+	memcpy(stream->w_buffer + stream->pos, src, n);
 	stream->pos += n;
 	return n;
 }
@@ -358,24 +394,33 @@ static void sqlbox_body_istream_destroy(struct iostream_private *stream)
 		container_of(stream, struct sqlbox_body_istream,
 			     istream.iostream);
 
-	sqlbox_buffer_wipe_free(&bstream->chunk);
+	sqlbox_buffer_wipe_free(&bstream->window);
+	sqlbox_buffer_wipe_free(&bstream->header);
 	i_stream_free_buffer(&bstream->istream);
 }
 
 struct istream *
-sqlbox_body_istream_create(struct sqlbox_storage *storage, int64_t body_id,
-			   uoff_t size)
+sqlbox_body_istream_create_cached(struct sqlbox_storage *storage,
+				  int64_t body_id, uoff_t size,
+				  const unsigned char *header,
+				  size_t header_size)
 {
 	struct sqlbox_body_istream *bstream;
 	struct istream *input;
 
+	i_assert(header_size <= size);
 	bstream = i_new(struct sqlbox_body_istream, 1);
 	bstream->storage = storage;
 	bstream->body_id = body_id;
 	bstream->size = size;
-	bstream->chunk_seq = -1;
-	bstream->chunk = buffer_create_dynamic(default_pool,
-					       I_MIN(size, SQLBOX_CHUNK_BYTES) + 1);
+	if (header_size > 0) {
+		bstream->header = buffer_create_dynamic(default_pool,
+							header_size);
+		buffer_append(bstream->header, header, header_size);
+		bstream->header_size = header_size;
+	}
+	bstream->window = buffer_create_dynamic(default_pool,
+		I_MIN(size, SQLBOX_READ_WINDOW_BYTES) + 1);
 	bstream->istream.max_buffer_size = SQLBOX_ISTREAM_BUFFER_BYTES;
 	bstream->istream.read = sqlbox_body_istream_read;
 	bstream->istream.seek = sqlbox_body_istream_seek;
@@ -386,4 +431,51 @@ sqlbox_body_istream_create(struct sqlbox_storage *storage, int64_t body_id,
 	input = i_stream_create(&bstream->istream, NULL, -1, 0);
 	bstream->istream.statbuf.st_size = size;
 	return input;
+}
+
+struct istream *
+sqlbox_body_istream_create(struct sqlbox_storage *storage, int64_t body_id,
+			   uoff_t size)
+{
+	return sqlbox_body_istream_create_cached(storage, body_id, size,
+						 NULL, 0);
+}
+
+/* ---- the cache row ---- */
+
+int sqlbox_body_cache_parse(struct istream *input, pool_t pool,
+			    struct sqlbox_body_cache *cache_r)
+{
+	struct message_size hdr, body;
+	const unsigned char *data;
+	unsigned char *header;
+	size_t size, n, done = 0;
+	bool has_nuls;
+
+	i_zero(cache_r);
+	i_stream_seek(input, 0);
+	if (message_get_header_size(input, &hdr, &has_nuls) < 0 ||
+	    message_get_body_size(input, &body, &has_nuls) < 0)
+		return -1;
+	if (hdr.virtual_size != hdr.physical_size ||
+	    body.virtual_size != body.physical_size)
+		return 0;
+	header = p_malloc(pool, I_MAX(hdr.physical_size, 1));
+	i_stream_seek(input, 0);
+	while (done < hdr.physical_size) {
+		if (i_stream_read_more(input, &data, &size) < 0) {
+			if (input->stream_errno == 0)
+				input->stream_errno = ESTALE;
+			return -1;
+		}
+		n = I_MIN(size, hdr.physical_size - done);
+		memcpy(header + done, data, n);
+		i_stream_skip(input, n);
+		done += n;
+	}
+	cache_r->header = header;
+	cache_r->header_size = hdr.physical_size;
+	cache_r->hdr_lines = hdr.lines;
+	cache_r->body_lines = body.lines;
+	return 1;
 }

@@ -23,11 +23,24 @@ struct mail_user;
 struct mailbox_update;
 struct sqlbox_storage;
 
+/* A body's row of table body_cache: what Dovecot's index cache would
+   keep of it (the raw header block and line counts; ENVELOPE and
+   BODYSTRUCTURE, NULL until known). */
+struct sqlbox_body_cache {
+	const unsigned char *header;
+	size_t header_size;
+	unsigned int hdr_lines, body_lines;
+	const char *envelope, *bodystructure;
+};
+
 struct sqlbox_mail_row {
 	int64_t body_id;
 	uoff_t size;
 	time_t received, saved;
 	const char *guid;
+	/* The body's cache row, if it has one (cached). */
+	struct sqlbox_body_cache cache;
+	bool cached;
 };
 
 /* ---- sqlbox-db.c: opening the database ---- */
@@ -158,10 +171,28 @@ int sqlbox_db_chunk_read(struct sqlbox_storage *storage, int64_t body_id,
 			 int64_t seq, buffer_t *buf);
 /* Drops bodies no mail refers to any more (pending ones stay). */
 int sqlbox_db_bodies_gc(struct sqlbox_storage *storage);
-/* Mail metadata; 1 found, 0 expunged, -1 error. Strings from pool. */
+/* Mail metadata with the body's cache row; 1 found, 0 expunged, -1
+   error.  Strings and the header from pool. */
 int sqlbox_db_mail_lookup(struct sqlbox_storage *storage, int64_t mailbox_id,
 			  uint32_t uid, pool_t pool,
 			  struct sqlbox_mail_row *row_r);
+/* Stores a body's cache row (replacing one there), caller's or own
+   transaction. */
+int sqlbox_db_cache_insert(struct sqlbox_storage *storage, int64_t body_id,
+			   const struct sqlbox_body_cache *cache);
+/* Sets ENVELOPE or BODYSTRUCTURE (column "envelope" or "bodystructure")
+   of a body's cache row, own transaction; a missing row is no error. */
+int sqlbox_db_cache_set(struct sqlbox_storage *storage, int64_t body_id,
+			const char *column, const char *value);
+/* Size of one chunk without reading its data; 1, 0 no such chunk, -1. */
+int sqlbox_db_chunk_size(struct sqlbox_storage *storage, int64_t body_id,
+			 int64_t seq, size_t *size_r);
+/* Replaces buf's contents with size bytes of a chunk from offset on,
+   reading (and decrypting) only the pages they lie in; 1, 0 no such
+   chunk or shorter, -1. */
+int sqlbox_db_chunk_read_range(struct sqlbox_storage *storage,
+			       int64_t body_id, int64_t seq, size_t offset,
+			       size_t size, buffer_t *buf);
 /* The body in one buffer from pool; 1, 0 expunged, -1 error. */
 int sqlbox_db_body_read(struct sqlbox_storage *storage, int64_t body_id,
 			buffer_t *buf);

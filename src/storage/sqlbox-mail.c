@@ -3,71 +3,189 @@
 #include "buffer.h"
 #include "istream.h"
 #include "safe-memset.h"
+#include "str.h"
+#include "imap-bodystructure.h"
 #include "index-mail.h"
 #include "sqlbox-storage.h"
 
 /* Mail data comes from SQLite: sizes and dates from the mail/body rows,
-   the message from its chunks, loaded one at a time as it is read.  Bodies are stored with CRLF line ends,
-   so the physical size is the virtual size. */
+   the message from its chunks, loaded a window at a time as it is read.
+   Bodies are stored with CRLF line ends, so the physical size is the
+   virtual size.
 
-static int sqlbox_mail_row(struct mail *_mail, struct sqlbox_mail_row *row_r)
+   sqlbox's index lives in memory, so Dovecot's index cache starts empty
+   in every session; what it would keep is in the body's cache row
+   instead (table body_cache, encrypted with the rest of the file): the
+   header block, the line counts, ENVELOPE and BODYSTRUCTURE.  With a
+   row, header reads are served from it (the body stream reads no chunk
+   for them), the header and body sizes are known before any parsing, and
+   ENVELOPE/BODY/BODYSTRUCTURE come without parsing anything.  Mail saved
+   before the table existed gets its row the first time its stream is
+   opened, ENVELOPE and BODYSTRUCTURE once index-mail computed them. */
+
+struct sqlbox_mail {
+	struct index_mail imail;
+	/* The row of the mail at row_uid (strings in the data pool, which
+	   close clears). */
+	struct sqlbox_mail_row row;
+	uint32_t row_uid;
+	bool row_loaded:1;
+	/* data.stream is the header block alone (get_stream without
+	   get_body, as imapc does), reopened whole when the body is asked. */
+	bool header_only:1;
+};
+
+#define SQLBOX_MAIL(s) container_of(INDEX_MAIL(s), struct sqlbox_mail, imail)
+
+struct mail *
+sqlbox_mail_alloc(struct mailbox_transaction_context *t,
+		  enum mail_fetch_field wanted_fields,
+		  struct mailbox_header_lookup_ctx *wanted_headers)
+{
+	struct sqlbox_mail *mail;
+	pool_t pool;
+
+	pool = pool_alloconly_create("mail", 2048);
+	mail = p_new(pool, struct sqlbox_mail, 1);
+	index_mail_init(&mail->imail, t, wanted_fields, wanted_headers, pool,
+			NULL);
+	return &mail->imail.mail.mail;
+}
+
+static void sqlbox_mail_close(struct mail *_mail)
+{
+	struct sqlbox_mail *mail = SQLBOX_MAIL(_mail);
+
+	mail->row_loaded = FALSE;
+	mail->header_only = FALSE;
+	index_mail_close(_mail);
+}
+
+/* Sizes from the cache row: index-mail then never scans the message for
+   them. */
+static void sqlbox_mail_apply_cache(struct sqlbox_mail *mail)
+{
+	struct index_mail_data *data = &mail->imail.data;
+	const struct sqlbox_mail_row *row = &mail->row;
+
+	if (!row->cached || data->hdr_size_set)
+		return;
+	data->hdr_size.physical_size = data->hdr_size.virtual_size =
+		row->cache.header_size;
+	data->hdr_size.lines = row->cache.hdr_lines;
+	data->body_size.physical_size = data->body_size.virtual_size =
+		row->size - row->cache.header_size;
+	data->body_size.lines = row->cache.body_lines;
+	data->hdr_size_set = data->body_size_set = TRUE;
+	data->physical_size = data->virtual_size = row->size;
+}
+
+static int
+sqlbox_mail_row(struct mail *_mail, const struct sqlbox_mail_row **row_r)
 {
 	struct sqlbox_mailbox *mbox = SQLBOX_MAILBOX(_mail->box);
-	struct index_mail *mail = INDEX_MAIL(_mail);
+	struct sqlbox_mail *mail = SQLBOX_MAIL(_mail);
 	int ret;
 
 	if (mbox->spool_only) {
 		mail_set_expunged(_mail);
 		return -1;
 	}
+	if (mail->row_loaded && mail->row_uid == _mail->uid) {
+		*row_r = &mail->row;
+		return 0;
+	}
 	if (!mail_metadata_access_start(_mail))
 		return -1;
 	_mail->transaction->stats.stat_lookup_count++;
 	ret = sqlbox_db_mail_lookup(mbox->storage, mbox->id, _mail->uid,
-				    mail->mail.data_pool, row_r);
+				    mail->imail.mail.data_pool, &mail->row);
 	if (ret == 0)
 		mail_set_expunged(_mail);
-	return ret > 0 ? 0 : -1;
+	if (ret <= 0)
+		return -1;
+	mail->row_loaded = TRUE;
+	mail->row_uid = _mail->uid;
+	sqlbox_mail_apply_cache(mail);
+	*row_r = &mail->row;
+	return 0;
+}
+
+/* A mail saved before body_cache existed: its row, from the body read
+   once.  Failing to store it costs speed, not the answer. */
+static void sqlbox_mail_cache_fill(struct mail *_mail)
+{
+	struct sqlbox_mailbox *mbox = SQLBOX_MAILBOX(_mail->box);
+	struct sqlbox_mail *mail = SQLBOX_MAIL(_mail);
+	struct sqlbox_storage *storage = mbox->storage;
+	struct sqlbox_body_cache cache;
+	struct istream *input;
+	int ret;
+
+	input = sqlbox_body_istream_create(storage, mail->row.body_id,
+					   mail->row.size);
+	ret = sqlbox_body_cache_parse(input, mail->imail.mail.data_pool,
+				      &cache);
+	if (ret < 0) {
+		mail_set_critical(_mail, "sqlbox: reading %s failed: %s",
+				  i_stream_get_name(input),
+				  i_stream_get_error(input));
+	}
+	i_stream_unref(&input);
+	if (ret <= 0)
+		return;
+	if (sqlbox_db_begin(storage) < 0)
+		return;
+	if (sqlbox_db_cache_insert(storage, mail->row.body_id, &cache) < 0) {
+		sqlbox_db_rollback(storage);
+		return;
+	}
+	if (sqlbox_db_commit(storage) < 0)
+		return;
+	mail->row.cache = cache;
+	mail->row.cached = TRUE;
+	sqlbox_mail_apply_cache(mail);
 }
 
 static int sqlbox_mail_get_received_date(struct mail *_mail, time_t *date_r)
 {
 	struct index_mail *mail = INDEX_MAIL(_mail);
-	struct sqlbox_mail_row row;
+	const struct sqlbox_mail_row *row;
 
 	if (index_mail_get_received_date(_mail, date_r) == 0)
 		return 0;
 	if (sqlbox_mail_row(_mail, &row) < 0)
 		return -1;
-	mail->data.received_date = row.received;
-	*date_r = row.received;
+	mail->data.received_date = row->received;
+	*date_r = row->received;
 	return 0;
 }
 
 static int sqlbox_mail_get_save_date(struct mail *_mail, time_t *date_r)
 {
 	struct index_mail *mail = INDEX_MAIL(_mail);
-	struct sqlbox_mail_row row;
+	const struct sqlbox_mail_row *row;
 
 	if (index_mail_get_save_date(_mail, date_r) > 0)
 		return 1;
 	if (sqlbox_mail_row(_mail, &row) < 0)
 		return -1;
-	mail->data.save_date = row.saved;
-	*date_r = row.saved;
+	mail->data.save_date = row->saved;
+	*date_r = row->saved;
 	return 1;
 }
 
 static int sqlbox_mail_get_physical_size(struct mail *_mail, uoff_t *size_r)
 {
 	struct index_mail *mail = INDEX_MAIL(_mail);
-	struct sqlbox_mail_row row;
+	const struct sqlbox_mail_row *row;
+	uoff_t size;
 
 	if (index_mail_get_physical_size(_mail, size_r) == 0)
 		return 0;
 	if (_mail->saving) {
 		struct istream *input = sqlbox_save_get_stream(
-			_mail->transaction, _mail->seq, &row.size);
+			_mail->transaction, _mail->seq, &size);
 
 		if (input == NULL) {
 			mail_set_expunged(_mail);
@@ -76,22 +194,54 @@ static int sqlbox_mail_get_physical_size(struct mail *_mail, uoff_t *size_r)
 		i_stream_unref(&input);
 	} else if (sqlbox_mail_row(_mail, &row) < 0)
 		return -1;
-	mail->data.physical_size = mail->data.virtual_size = row.size;
-	*size_r = row.size;
+	else
+		size = row->size;
+	mail->data.physical_size = mail->data.virtual_size = size;
+	*size_r = size;
 	return 0;
 }
 
 static int
-sqlbox_mail_get_stream(struct mail *_mail, bool get_body ATTR_UNUSED,
+sqlbox_mail_get_stream(struct mail *_mail, bool get_body,
 		       struct message_size *hdr_size,
 		       struct message_size *body_size,
 		       struct istream **stream_r)
 {
 	struct sqlbox_mailbox *mbox = SQLBOX_MAILBOX(_mail->box);
+	struct sqlbox_mail *smail = SQLBOX_MAIL(_mail);
 	struct index_mail *mail = INDEX_MAIL(_mail);
-	struct sqlbox_mail_row row;
+	const struct sqlbox_mail_row *row;
 	struct istream *input;
+	uoff_t size;
 
+	if (smail->header_only &&
+	    (get_body || body_size != NULL ||
+	     (mail->data.access_part & (READ_BODY | PARSE_BODY)) != 0)) {
+		/* The header came from the cache row; now the body too. */
+		index_mail_close_streams(mail);
+		smail->header_only = FALSE;
+		mail->data.stream_has_only_header = FALSE;
+	}
+	if (mail->data.stream == NULL && !_mail->saving && !get_body &&
+	    body_size == NULL &&
+	    (mail->data.access_part & (READ_BODY | PARSE_BODY)) == 0) {
+		if (!mail_stream_access_start(_mail))
+			return -1;
+		if (sqlbox_mail_row(_mail, &row) < 0)
+			return -1;
+		if (row->cached) {
+			/* The header block alone: a header parser that
+			   peeks past its end meets EOF, not the body. */
+			input = i_stream_create_from_data(row->cache.header,
+							  row->cache.header_size);
+			i_stream_set_name(input, t_strdup_printf(
+				"sqlbox:%s/%u (header)", _mail->box->vname,
+				_mail->uid));
+			smail->header_only = TRUE;
+			mail->data.stream_has_only_header = TRUE;
+			mail->data.stream = input;
+		}
+	}
 	if (mail->data.stream == NULL) {
 		if (!mail_stream_access_start(_mail))
 			return -1;
@@ -99,7 +249,7 @@ sqlbox_mail_get_stream(struct mail *_mail, bool get_body ATTR_UNUSED,
 			/* Saved in this transaction (plugins read it: the
 			   Message-ID for mail_log, Sieve...). */
 			input = sqlbox_save_get_stream(_mail->transaction,
-						       _mail->seq, &row.size);
+						       _mail->seq, &size);
 			if (input == NULL) {
 				mail_set_expunged(_mail);
 				return -1;
@@ -107,11 +257,15 @@ sqlbox_mail_get_stream(struct mail *_mail, bool get_body ATTR_UNUSED,
 		} else if (sqlbox_mail_row(_mail, &row) < 0) {
 			return -1;
 		} else {
-			/* Chunk by chunk: a large message is never read
+			if (!row->cached)
+				sqlbox_mail_cache_fill(_mail);
+			/* Header reads from the cache row, the body a
+			   window at a time: a large message is never read
 			   whole. */
-			input = sqlbox_body_istream_create(mbox->storage,
-							   row.body_id,
-							   row.size);
+			input = sqlbox_body_istream_create_cached(
+				mbox->storage, row->body_id, row->size,
+				row->cached ? row->cache.header : NULL,
+				row->cached ? row->cache.header_size : 0);
 		}
 		_mail->transaction->stats.open_lookup_count++;
 		i_stream_set_name(input, t_strdup_printf("sqlbox:%s/%u",
@@ -127,23 +281,91 @@ sqlbox_mail_get_stream(struct mail *_mail, bool get_body ATTR_UNUSED,
 	return index_mail_init_stream(mail, hdr_size, body_size, stream_r);
 }
 
+/* ENVELOPE, BODY, BODYSTRUCTURE: from the cache row if it has them,
+   else computed by index-mail (from the header block alone for ENVELOPE)
+   and stored in the row. */
+static int
+sqlbox_mail_get_imap_special(struct mail *_mail, enum mail_fetch_field field,
+			     const char **value_r)
+{
+	struct sqlbox_mailbox *mbox = SQLBOX_MAILBOX(_mail->box);
+	struct sqlbox_mail *mail = SQLBOX_MAIL(_mail);
+	struct index_mail_data *data = &mail->imail.data;
+	const struct sqlbox_mail_row *row;
+	const char *column, *value, *error;
+	bool had_bodystructure;
+
+	if (sqlbox_mail_row(_mail, &row) < 0)
+		return -1;
+	if (field == MAIL_FETCH_IMAP_ENVELOPE) {
+		if (data->envelope == NULL && row->cache.envelope != NULL)
+			data->envelope = row->cache.envelope;
+	} else if (data->bodystructure == NULL &&
+		   row->cache.bodystructure != NULL) {
+		data->bodystructure = row->cache.bodystructure;
+	}
+	if (field == MAIL_FETCH_IMAP_BODY && data->body == NULL &&
+	    data->bodystructure != NULL) {
+		string_t *str = str_new(mail->imail.mail.data_pool, 128);
+
+		if (imap_body_parse_from_bodystructure(data->bodystructure,
+						       str, &error) == 0)
+			data->body = str_c(str);
+	}
+	had_bodystructure = row->cache.bodystructure != NULL;
+	if (index_mail_get_special(_mail, field, value_r) < 0)
+		return -1;
+	/* The stream may have just filled the row (sqlbox_mail_cache_fill) */
+	if (!mail->row.cached)
+		return 0;
+	if (field == MAIL_FETCH_IMAP_ENVELOPE) {
+		if (row->cache.envelope != NULL)
+			return 0;
+		column = "envelope";
+		value = mail->row.cache.envelope = *value_r;
+	} else {
+		if (had_bodystructure || data->bodystructure == NULL)
+			return 0;
+		column = "bodystructure";
+		value = mail->row.cache.bodystructure = data->bodystructure;
+	}
+	if (sqlbox_db_cache_set(mbox->storage, row->body_id, column,
+				value) < 0) {
+		/* Only slower next time. */
+		e_error(_mail->box->event, "sqlbox: caching %s failed: %s",
+			column, mail_storage_get_last_internal_error(
+				_mail->box->storage, NULL));
+	}
+	return 0;
+}
+
 static int
 sqlbox_mail_get_special(struct mail *_mail, enum mail_fetch_field field,
 			const char **value_r)
 {
-	struct sqlbox_mail_row row;
+	const struct sqlbox_mail_row *row;
 
-	if (field == MAIL_FETCH_GUID) {
+	switch (field) {
+	case MAIL_FETCH_GUID:
 		if (sqlbox_mail_row(_mail, &row) < 0)
 			return -1;
-		*value_r = row.guid;
+		*value_r = row->guid;
 		return 0;
+	case MAIL_FETCH_IMAP_ENVELOPE:
+	case MAIL_FETCH_IMAP_BODY:
+	case MAIL_FETCH_IMAP_BODYSTRUCTURE:
+		if (!_mail->saving)
+			return sqlbox_mail_get_imap_special(_mail, field,
+							    value_r);
+		break;
+	default:
+		break;
 	}
 	return index_mail_get_special(_mail, field, value_r);
 }
 
 struct mail_vfuncs sqlbox_mail_vfuncs = {
-	.close = index_mail_close,
+	.close = sqlbox_mail_close,
 	.free = index_mail_free,
 	.set_seq = index_mail_set_seq,
 	.set_uid = index_mail_set_uid,

@@ -31,6 +31,9 @@ struct sqlbox_save_mail {
 	const char *const *keywords;
 	time_t received;
 	const char *guid;
+	/* A new body's cache row (cached: parsed at save_finish). */
+	struct sqlbox_body_cache cache;
+	bool cached;
 };
 
 struct sqlbox_save_context {
@@ -161,6 +164,32 @@ int sqlbox_save_continue(struct mail_save_context *_ctx)
 	return 0;
 }
 
+/* The body's cache row, filled now so that no later session decrypts the
+   body for its header, ENVELOPE or BODYSTRUCTURE: what index-mail
+   computes for the mail being saved (the body is still in memory, or
+   its chunks were just written).  Failing costs speed only: the row is
+   then filled when the mail is first read. */
+static void
+sqlbox_save_cache(struct sqlbox_save_context *ctx,
+		  struct sqlbox_save_mail *mail)
+{
+	struct mail *dest = ctx->ctx.dest_mail;
+	struct istream *input;
+	const char *value;
+	int ret;
+
+	input = sqlbox_body_writer_istream(mail->body);
+	ret = sqlbox_body_cache_parse(input, ctx->pool, &mail->cache);
+	i_stream_unref(&input);
+	if (ret <= 0)
+		return;
+	mail->cached = TRUE;
+	if (mail_get_special(dest, MAIL_FETCH_IMAP_BODYSTRUCTURE, &value) == 0)
+		mail->cache.bodystructure = p_strdup(ctx->pool, value);
+	if (mail_get_special(dest, MAIL_FETCH_IMAP_ENVELOPE, &value) == 0)
+		mail->cache.envelope = p_strdup(ctx->pool, value);
+}
+
 int sqlbox_save_finish(struct mail_save_context *_ctx)
 {
 	struct sqlbox_save_context *ctx = SQLBOX_SAVECTX(_ctx);
@@ -199,6 +228,8 @@ int sqlbox_save_finish(struct mail_save_context *_ctx)
 	}
 	index_mail_cache_parse_deinit(_ctx->dest_mail,
 				      _ctx->data.received_date, !ctx->failed);
+	if (!ctx->failed && !ctx->mbox->spool_only)
+		sqlbox_save_cache(ctx, mail);
 	i_stream_unref(&ctx->input);
 	index_save_context_free(_ctx);
 	return ctx->failed ? -1 : 0;
@@ -364,6 +395,9 @@ static int sqlbox_save_commit_db(struct sqlbox_save_context *ctx)
 		body_id = mail->body_id;
 		if (mail->body != NULL &&
 		    sqlbox_body_writer_commit(mail->body, &body_id) < 0)
+			return -1;
+		if (mail->cached &&
+		    sqlbox_db_cache_insert(storage, body_id, &mail->cache) < 0)
 			return -1;
 		if (sqlbox_db_mail_insert(storage, ctx->mbox->id, uid, body_id,
 					  mail->flags, mail->keywords, modseq,

@@ -3,11 +3,11 @@
 #include "sqlbox-storage.h"
 
 /* The schema of sqlbox.db and its migrations (queries: sqlbox-sql-*.c).
-   Schema version 1, plus what versions 2 to 4 added (each run on new
+   Schema version 1, plus what versions 2 to 5 added (each run on new
    files and on older ones, in one write transaction).  Metadata lives
    apart from body chunks so that rebuilding an index or scanning flags
    never decrypts body pages. */
-#define SQLBOX_SCHEMA_VERSION 4
+#define SQLBOX_SCHEMA_VERSION 5
 /* MAIL_SEEN in SQL text (triggers can't bind parameters). */
 #define SQLBOX_SQL_SEEN "8"
 static const char *const sqlbox_schema_v1[] = {
@@ -115,6 +115,26 @@ static const char *const sqlbox_schema_v4[] = {
 	" WHERE id = NEW.mailbox_id; END",
 	NULL
 };
+static const char *const sqlbox_schema_v5[] = {
+	/* What Dovecot's dovecot.index.cache would keep of a body, kept
+	   here because sqlbox's index lives in memory only: the raw header
+	   block (with its blank line), the line counts of header and body
+	   (sizes follow from body.size), ENVELOPE and BODYSTRUCTURE.
+	   Header fetches, ENVELOPE, BODYSTRUCTURE and SEARCH/SORT on
+	   headers read this row, never a body chunk.  Filled at save time;
+	   mail saved before version 5 gets its row the first time it is
+	   read (sqlbox-mail.c). */
+	"CREATE TABLE body_cache ("
+	" body_id INTEGER PRIMARY KEY,"
+	" header BLOB NOT NULL,"
+	" hdr_lines INTEGER NOT NULL,"
+	" body_lines INTEGER NOT NULL,"
+	" envelope TEXT,"
+	" bodystructure TEXT)",
+	"CREATE TRIGGER body_cache_delete AFTER DELETE ON body BEGIN"
+	" DELETE FROM body_cache WHERE body_id = OLD.id; END",
+	NULL
+};
 
 int sqlbox_schema_migrate(struct sqlbox_storage *storage)
 {
@@ -167,8 +187,15 @@ int sqlbox_schema_migrate(struct sqlbox_storage *storage)
 				return -1;
 			}
 		}
-		for (unsigned int i = 0; sqlbox_schema_v4[i] != NULL; i++) {
+		for (unsigned int i = 0; version < 4 &&
+			     sqlbox_schema_v4[i] != NULL; i++) {
 			if (sqlbox_db_exec(storage, sqlbox_schema_v4[i]) < 0) {
+				sqlbox_db_rollback(storage);
+				return -1;
+			}
+		}
+		for (unsigned int i = 0; sqlbox_schema_v5[i] != NULL; i++) {
+			if (sqlbox_db_exec(storage, sqlbox_schema_v5[i]) < 0) {
 				sqlbox_db_rollback(storage);
 				return -1;
 			}

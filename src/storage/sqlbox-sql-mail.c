@@ -202,8 +202,11 @@ int sqlbox_db_mail_lookup(struct sqlbox_storage *storage, int64_t mailbox_id,
 	int rc;
 
 	stmt = sqlbox_db_prepare(storage,
-		"SELECT m.body_id, b.size, m.received, m.saved, m.guid"
+		"SELECT m.body_id, b.size, m.received, m.saved, m.guid,"
+		" c.header, c.hdr_lines, c.body_lines, c.envelope,"
+		" c.bodystructure"
 		" FROM mail m JOIN body b ON b.id = m.body_id"
+		" LEFT JOIN body_cache c ON c.body_id = m.body_id"
 		" WHERE m.mailbox_id = ? AND m.uid = ?");
 	if (stmt == NULL)
 		return -1;
@@ -217,9 +220,151 @@ int sqlbox_db_mail_lookup(struct sqlbox_storage *storage, int64_t mailbox_id,
 		row_r->saved = sqlite3_column_int64(stmt, 3);
 		row_r->guid = p_strdup(pool,
 			(const char *)sqlite3_column_text(stmt, 4));
+		i_zero(&row_r->cache);
+		row_r->cached = sqlite3_column_type(stmt, 5) != SQLITE_NULL;
+		if (row_r->cached) {
+			struct sqlbox_body_cache *cache = &row_r->cache;
+
+			cache->header_size = sqlite3_column_bytes(stmt, 5);
+			cache->header = p_memdup(pool,
+				sqlite3_column_blob(stmt, 5),
+				cache->header_size);
+			cache->hdr_lines = sqlite3_column_int64(stmt, 6);
+			cache->body_lines = sqlite3_column_int64(stmt, 7);
+			cache->envelope = p_strdup(pool,
+				(const char *)sqlite3_column_text(stmt, 8));
+			cache->bodystructure = p_strdup(pool,
+				(const char *)sqlite3_column_text(stmt, 9));
+		}
 	}
 	sqlite3_finalize(stmt);
 	return rc < 0 ? -1 : (rc == SQLITE_ROW ? 1 : 0);
+}
+
+int sqlbox_db_cache_insert(struct sqlbox_storage *storage, int64_t body_id,
+			   const struct sqlbox_body_cache *cache)
+{
+	sqlite3_stmt *stmt;
+	int rc;
+
+	stmt = sqlbox_db_prepare(storage,
+		"INSERT OR REPLACE INTO body_cache (body_id, header, hdr_lines,"
+		" body_lines, envelope, bodystructure)"
+		" VALUES (?, ?, ?, ?, ?, ?)");
+	if (stmt == NULL)
+		return -1;
+	sqlite3_bind_int64(stmt, 1, body_id);
+	/* Never NULL, even for an empty header: NULL means no row. */
+	sqlite3_bind_blob(stmt, 2, cache->header_size == 0 ? "" :
+			  (const void *)cache->header, cache->header_size,
+			  SQLITE_STATIC);
+	sqlite3_bind_int64(stmt, 3, cache->hdr_lines);
+	sqlite3_bind_int64(stmt, 4, cache->body_lines);
+	sqlite3_bind_text(stmt, 5, cache->envelope, -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 6, cache->bodystructure, -1, SQLITE_STATIC);
+	rc = sqlbox_db_step(storage, stmt);
+	sqlite3_finalize(stmt);
+	return rc < 0 ? -1 : 0;
+}
+
+int sqlbox_db_cache_set(struct sqlbox_storage *storage, int64_t body_id,
+			const char *column, const char *value)
+{
+	sqlite3_stmt *stmt;
+	int rc;
+
+	i_assert(strcmp(column, "envelope") == 0 ||
+		 strcmp(column, "bodystructure") == 0);
+	if (sqlbox_db_begin(storage) < 0)
+		return -1;
+	stmt = sqlbox_db_prepare(storage, t_strdup_printf(
+		"UPDATE body_cache SET %s = ? WHERE body_id = ?", column));
+	if (stmt == NULL) {
+		sqlbox_db_rollback(storage);
+		return -1;
+	}
+	sqlite3_bind_text(stmt, 1, value, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(stmt, 2, body_id);
+	rc = sqlbox_db_step(storage, stmt);
+	sqlite3_finalize(stmt);
+	if (rc < 0) {
+		sqlbox_db_rollback(storage);
+		return -1;
+	}
+	return sqlbox_db_commit(storage);
+}
+
+int sqlbox_db_chunk_size(struct sqlbox_storage *storage, int64_t body_id,
+			 int64_t seq, size_t *size_r)
+{
+	sqlite3_stmt *stmt;
+	int rc;
+
+	/* length() of a blob comes from the record header: no overflow
+	   page is read. */
+	stmt = sqlbox_db_prepare(storage,
+		"SELECT length(data) FROM chunk WHERE body_id = ? AND seq = ?");
+	if (stmt == NULL)
+		return -1;
+	sqlite3_bind_int64(stmt, 1, body_id);
+	sqlite3_bind_int64(stmt, 2, seq);
+	rc = sqlbox_db_step(storage, stmt);
+	if (rc == SQLITE_ROW)
+		*size_r = sqlite3_column_int64(stmt, 0);
+	sqlite3_finalize(stmt);
+	return rc < 0 ? -1 : (rc == SQLITE_ROW ? 1 : 0);
+}
+
+int sqlbox_db_chunk_read_range(struct sqlbox_storage *storage,
+			       int64_t body_id, int64_t seq, size_t offset,
+			       size_t size, buffer_t *buf)
+{
+	sqlite3_stmt *stmt;
+	sqlite3_blob *blob;
+	int64_t rowid;
+	int rc;
+
+	buffer_set_used_size(buf, 0);
+	stmt = sqlbox_db_prepare(storage,
+		"SELECT rowid FROM chunk WHERE body_id = ? AND seq = ?");
+	if (stmt == NULL)
+		return -1;
+	sqlite3_bind_int64(stmt, 1, body_id);
+	sqlite3_bind_int64(stmt, 2, seq);
+	rc = sqlbox_db_step(storage, stmt);
+	rowid = rc == SQLITE_ROW ? sqlite3_column_int64(stmt, 0) : 0;
+	sqlite3_finalize(stmt);
+	if (rc != SQLITE_ROW)
+		return rc < 0 ? -1 : 0;
+	/* An incremental blob read walks the overflow chain only up to
+	   offset + size: pages past the range are never read. */
+	rc = sqlite3_blob_open(storage->db, "main", "chunk", "data", rowid, 0,
+			       &blob);
+	if (rc == SQLITE_ERROR) {
+		/* The row went away between the two statements. */
+		sqlite3_blob_close(blob);
+		return 0;
+	}
+	if (rc != SQLITE_OK) {
+		sqlite3_blob_close(blob);
+		sqlbox_db_set_critical(storage, "sqlite3_blob_open(chunk)");
+		return -1;
+	}
+	if ((size_t)sqlite3_blob_bytes(blob) < offset + size) {
+		sqlite3_blob_close(blob);
+		return 0;
+	}
+	rc = sqlite3_blob_read(blob, buffer_append_space_unsafe(buf, size),
+			       size, offset);
+	sqlite3_blob_close(blob);
+	if (rc != SQLITE_OK) {
+		buffer_set_used_size(buf, 0);
+		if (rc == SQLITE_ABORT)
+			return 0;
+		sqlbox_db_set_critical(storage, "sqlite3_blob_read(chunk)");
+		return -1;
+	}
+	return 1;
 }
 
 int sqlbox_db_body_read(struct sqlbox_storage *storage, int64_t body_id,

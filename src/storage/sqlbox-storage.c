@@ -55,6 +55,10 @@ sqlbox_storage_create(struct mail_storage *_storage,
 					  SQLBOX_SPOOL_FNAME, NULL);
 	storage->quarantine_path = p_strconcat(_storage->pool, root, "/",
 					       SQLBOX_QUARANTINE_FNAME, NULL);
+	/* Answered by the body's cache row (sqlbox-mail.c) without the
+	   body: index-mail must not plan to parse the body for them. */
+	_storage->nonbody_access_fields |= MAIL_FETCH_IMAP_BODY |
+		MAIL_FETCH_IMAP_BODYSTRUCTURE | MAIL_FETCH_IMAP_ENVELOPE;
 	quota = mail_user_plugin_getenv(_storage->user, "quota");
 	if (quota != NULL && quota[0] != '\0') {
 		storage->usage_path = p_strconcat(_storage->pool, root, "/",
@@ -545,7 +549,7 @@ struct mailbox sqlbox_mailbox = {
 		.transaction_commit = index_transaction_commit,
 		.transaction_rollback = index_transaction_rollback,
 		.get_private_flags_mask = NULL,
-		.mail_alloc = index_mail_alloc,
+		.mail_alloc = sqlbox_mail_alloc,
 		.search_init = index_storage_search_init,
 		.search_deinit = index_storage_search_deinit,
 		.search_next_nonblock = index_storage_search_next_nonblock,

@@ -118,10 +118,32 @@ int sqlbox_body_writer_commit(struct sqlbox_body_writer *writer,
 			      int64_t *body_id_r);
 /* Wipes the buffer; an uncommitted body's chunks are removed. */
 void sqlbox_body_writer_free(struct sqlbox_body_writer **writer);
-/* A seekable istream over a stored body, one chunk in memory at a time. */
+/* A seekable istream over a stored body, one window of a chunk in memory
+   at a time. */
 struct istream *
 sqlbox_body_istream_create(struct sqlbox_storage *storage, int64_t body_id,
 			   uoff_t size);
+/* The same, with the body's first header_size bytes (its header block,
+   from the cache row) served from a copy of header. */
+struct istream *
+sqlbox_body_istream_create_cached(struct sqlbox_storage *storage,
+				  int64_t body_id, uoff_t size,
+				  const unsigned char *header,
+				  size_t header_size);
+
+/* What a body's cache row keeps, parsed from the body (read from 0):
+   the header block (from pool) and the line counts.  Returns 1, 0 if the
+   body has bare LFs (then its virtual size isn't its physical size and
+   the row would lie: no row), -1 with the stream's error. */
+int sqlbox_body_cache_parse(struct istream *input, pool_t pool,
+			    struct sqlbox_body_cache *cache_r);
+
+/* ---- sqlbox-mail.c ---- */
+
+struct mail *
+sqlbox_mail_alloc(struct mailbox_transaction_context *t,
+		  enum mail_fetch_field wanted_fields,
+		  struct mailbox_header_lookup_ctx *wanted_headers);
 
 /* ---- sqlbox-list-notify.c: NOTIFY (mailbox_list notify vfuncs) ---- */
 

@@ -1,0 +1,339 @@
+"""Issue 15, sqlbox's mail cache: what Dovecot's dovecot.index.cache keeps
+(the header block, sizes, ENVELOPE, BODYSTRUCTURE) is kept in the
+encrypted database (table body_cache), filled at save time, and for mail
+of an older database the first time it is read.
+
+- a corpus of MIME and malformed messages gives, in new sessions (so that
+  nothing comes from the session's in-memory index), byte-identical
+  answers on sqlbox and on Dovecot's maildir for header, ENVELOPE,
+  BODYSTRUCTURE, sizes, partial bodies, SEARCH, SORT and THREAD;
+- header, ENVELOPE, BODYSTRUCTURE, RFC822.SIZE and SEARCH on headers are
+  answered with the message's body chunks gone from the database;
+- a marker in a header (so in the cache row) is in no file of the home;
+- a database of schema version 4 (no cache table) is migrated, its mail
+  gets cache rows when read, and the answers stay maildir's.
+"""
+
+import os
+import re
+import subprocess
+
+import pytest
+
+from conftest import World
+from harness import BUILD_DIR
+from test_sqlbox_compare import (ALTERNATIVE, LONE, MIXED, NAMESPACE_CONF,
+                                 PLAIN, REPLY, RawIMAP, msg, normalise)
+
+USER = "alice@ubuntu.com"
+DBTOOL = os.path.join(BUILD_DIR, "src/storage/sqlbox-dbtool")
+HDR_MARKER = b"cachehdr-marker-7d41c9"
+
+MARKED = msg(
+    "From: Erin <erin@example.org>",
+    "To: Alice <alice@ubuntu.com>",
+    "Subject: the marked one",
+    "X-Marker: " + HDR_MARKER.decode(),
+    "Date: Sun, 08 Mar 2026 08:00:00 +0000",
+    "Message-ID: <marked@cache.test>",
+    "",
+    "A body without the marker.",
+)
+# Malformed: no blank line, so all header and no body.
+HEADER_ONLY = b"From: Frank <frank@example.org>\r\nSubject: header only\r\n"
+# Malformed: no header at all.
+NO_HEADER = b"\r\nJust a body line, no header.\r\n"
+# Bare LFs (stored as CRLF by sqlbox; sizes are virtual on both).
+BARE_LF = (b"From: Grace <grace@example.org>\nSubject: bare LF\n"
+           b"Date: Mon, 09 Mar 2026 08:00:00 +0000\n\nline one\nline two\n")
+# Broken MIME: a boundary that never closes, a part without a header,
+# an unparsable Content-Type, folded and 8-bit headers, a bad
+# encoded-word.
+BROKEN_MIME = msg(
+    "From: =?UTF-8?Q?broken=ZZ?= <heidi@example.org>",
+    "To: undisclosed-recipients:;",
+    "Subject: caf\xc3\xa9 =?UTF-8?B?bm90IGJhc2U2NA?=",
+    "Date: not a date at all",
+    "Message-ID: <broken@cache.test>",
+    "X-Folded: first part",
+    "\tsecond part",
+    "  third part",
+    "MIME-Version: 1.0",
+    "Content-Type: multipart/mixed; boundary=\"never-closed\"",
+    "",
+    "--never-closed",
+    "",
+    "a part without a header",
+    "--never-closed",
+    "Content-Type: text/;;;broken",
+    "Content-Transfer-Encoding: x-unknown",
+    "",
+    "the second part, never closed",
+)
+NESTED = msg(
+    "From: Ivan <ivan@example.org>",
+    "To: Alice <alice@ubuntu.com>",
+    "Subject: forwarded with parts",
+    "Date: Tue, 10 Mar 2026 08:00:00 +0000",
+    "MIME-Version: 1.0",
+    "Content-Type: message/rfc822",
+    "",
+    "From: inner@example.com",
+    "Subject: inner multipart",
+    "MIME-Version: 1.0",
+    "Content-Type: multipart/alternative; boundary=in",
+    "",
+    "--in",
+    "Content-Type: text/plain",
+    "",
+    "inner text",
+    "--in",
+    "Content-Type: text/html",
+    "",
+    "<p>inner</p>",
+    "--in--",
+)
+# Over one 256 KiB chunk: partial reads across the chunk boundary.
+LARGE = msg(
+    "From: Judy <judy@example.org>",
+    "To: Alice <alice@ubuntu.com>",
+    "Subject: large",
+    "Date: Wed, 11 Mar 2026 08:00:00 +0000",
+    "Message-ID: <large@cache.test>",
+    "",
+    *["line %06d of a large body, padded to about eighty bytes ......"
+      % i for i in range(5000)],
+)
+CORPUS = [PLAIN, ALTERNATIVE, MIXED, REPLY, LONE, MARKED, HEADER_ONLY,
+          NO_HEADER, BARE_LF, BROKEN_MIME, NESTED, LARGE]
+MARKED_SEQ = CORPUS.index(MARKED) + 1
+LARGE_SEQ = CORPUS.index(LARGE) + 1
+
+# In new sessions, one command a line: what a client's sync, reading and
+# searching ask, all of it answered from the cache where it can be.
+READS = [
+    b"EXAMINE INBOX",
+    b"FETCH 1:* (UID FLAGS RFC822.SIZE INTERNALDATE BODY.PEEK[HEADER.FIELDS"
+    b" (From To Subject Date Message-ID)] ENVELOPE BODYSTRUCTURE)",
+    b"FETCH 1:* (BODY.PEEK[HEADER])",
+    b"FETCH 1:* (BODY)",
+    b"FETCH 1:* (BODY.PEEK[HEADER.FIELDS.NOT (Received Subject)])",
+    b"FETCH 1:* (RFC822.HEADER RFC822.SIZE)",
+    b"FETCH 1:* (BINARY.SIZE[1])",
+    b"FETCH 1:* (BODY.PEEK[TEXT])",
+    b"FETCH 1:* (BODY.PEEK[1] BODY.PEEK[1.MIME])",
+    b"FETCH 1:* (BODY.PEEK[]<0.17> BODY.PEEK[TEXT]<3.9>)",
+    b"FETCH %d (BODY.PEEK[]<262100.300> BODY.PEEK[TEXT]<300000.50>"
+    b" BODY.PEEK[]<65530.20>)" % LARGE_SEQ,
+    b"FETCH 1:* (BODY.PEEK[])",
+    b"SEARCH FROM bob",
+    b"SEARCH SUBJECT large",
+    b"SEARCH HEADER Message-ID <broken@cache.test>",
+    b"SEARCH HEADER X-Folded third",
+    b"SEARCH SENTBEFORE 05-Mar-2026",
+    b"SEARCH TEXT inner",
+    b"SEARCH BODY zebra",
+    b"SORT (FROM SUBJECT) UTF-8 ALL",
+    b"SORT (REVERSE DATE SIZE) UTF-8 ALL",
+    b"SORT (TO CC) UTF-8 ALL",
+    b"THREAD REFERENCES UTF-8 ALL",
+]
+# BROKEN_MIME's unknown Content-Transfer-Encoding: NO [UNKNOWN-CTE], after
+# the other messages' answers (compared like the rest).
+MAY_FAIL = [b"FETCH 1:* (BINARY.SIZE[1])"]
+# Answered from the cache row alone (see test_no_body_needed).
+HEADER_READS = [
+    b"FETCH %d (RFC822.SIZE BODY.PEEK[HEADER] ENVELOPE BODYSTRUCTURE BODY"
+    b" BODY.PEEK[HEADER.FIELDS (Subject X-Marker)])" % MARKED_SEQ,
+    b"SEARCH SUBJECT marked",
+    b"SEARCH HEADER X-Marker " + HDR_MARKER,
+    b"SORT (SUBJECT FROM DATE) UTF-8 ALL",
+]
+
+
+def append(message, i):
+    return (b'APPEND INBOX () "%02d-Mar-2026 12:00:00 +0000" {%d+}\r\n' % (
+        i + 1, len(message)) + message)
+
+
+def login(world, password):
+    imap = RawIMAP(world.dc.imap_port)
+    res = imap.command(b'LOGIN "%s" "%s"' % (USER.encode(),
+                                            password.encode()))
+    assert b"TAG OK" in res, res
+    return imap
+
+
+def session(world, password, commands):
+    """The answers of one new session (every command but those of
+    MAY_FAIL must succeed)."""
+    imap = login(world, password)
+    out = []
+    for cmd in commands:
+        res = imap.command(cmd)
+        assert cmd in MAY_FAIL or b"\r\nTAG OK " in b"\r\n" + res, (
+            cmd, res[-300:])
+        out.append(res)
+    imap.command(b"LOGOUT")
+    imap.close()
+    return out
+
+
+def uidvalidity(answers):
+    return {int(v) for a in answers
+            for v in re.findall(rb"UIDVALIDITY (\d+)", a)}
+
+
+def dbtool(world, password, mode, sql):
+    home = world.dc.home("alice")
+    res = subprocess.run(
+        [DBTOOL, os.path.join(home, "sqlbox.keys"),
+         os.path.join(home, "mail", "sqlbox.db"), mode, sql],
+        input=password, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    return [line.split("|") for line in res.stdout.splitlines()]
+
+
+def grep_home(world, needle):
+    hits = []
+    for top, _, files in os.walk(world.dc.home("alice")):
+        for name in files:
+            path = os.path.join(top, name)
+            with open(path, "rb") as f:
+                if needle in f.read():
+                    hits.append(path)
+    return hits
+
+
+@pytest.fixture(scope="module")
+def maildir_answers():
+    world = World(mail_location="maildir:~/Maildir",
+                  extra_conf=NAMESPACE_CONF)
+    try:
+        password = world.dc.generate_password(USER, label="cache")
+        session(world, password, [append(m, i)
+                                  for i, m in enumerate(CORPUS)])
+        yield session(world, password, READS)
+    finally:
+        world.close()
+
+
+@pytest.fixture
+def sqlbox_world():
+    world = World(mail_location="sqlbox:~/mail", extra_conf=NAMESPACE_CONF)
+    try:
+        password = world.dc.generate_password(USER, label="cache")
+        session(world, password, [append(m, i)
+                                  for i, m in enumerate(CORPUS)])
+        yield world, password
+    finally:
+        world.close()
+
+
+def normal(answers):
+    """normalise(), and without \\Recent: the first session takes it."""
+    v = uidvalidity(answers)
+    return [normalise(re.sub(rb"\* \d+ RECENT\r\n|\\Recent ?", b"", a), v)
+            for a in answers]
+
+
+def compare(expected, answers):
+    diffs = ["%s\n  maildir: %r\n  sqlbox:  %r" % (cmd[:70], a, b)
+             for cmd, a, b in zip(READS, normal(expected), normal(answers))
+             if a != b]
+    assert diffs == [], "\n".join(diffs)
+
+
+def no_errors(world):
+    errors = [line for line in world.dc.log_text().splitlines()
+              if "Error:" in line or "Panic:" in line]
+    assert errors == []
+
+
+def test_cache_rows_filled_at_save(sqlbox_world):
+    world, password = sqlbox_world
+    rows = dbtool(world, password, "sql",
+                  "SELECT count(*), count(c.envelope),"
+                  " count(c.bodystructure),"
+                  " sum(length(c.header) <= b.size)"
+                  " FROM mail m JOIN body b ON b.id = m.body_id"
+                  " JOIN body_cache c ON c.body_id = m.body_id")
+    n = str(len(CORPUS))
+    assert rows == [[n, n, n, n]]
+    no_errors(world)
+
+
+def test_answers_same_as_maildir(sqlbox_world, maildir_answers):
+    world, password = sqlbox_world
+    # Twice: the second session reads what the first may have cached.
+    compare(maildir_answers, session(world, password, READS))
+    compare(maildir_answers, session(world, password, READS))
+    no_errors(world)
+
+
+def test_no_body_needed(sqlbox_world):
+    """With the marked message's chunks deleted, everything of its header,
+    structure and size is still answered, as before; its body is not."""
+    world, password = sqlbox_world
+    before = session(world, password, [b"SELECT INBOX"] + HEADER_READS)
+    dbtool(world, password, "exec",
+           "DELETE FROM chunk WHERE body_id = (SELECT body_id FROM mail"
+           " WHERE uid = %d AND mailbox_id = (SELECT id FROM mailbox"
+           " WHERE name = 'INBOX'))" % MARKED_SEQ)
+    after = session(world, password, [b"SELECT INBOX"] + HEADER_READS)
+    assert normal(after) == normal(before)
+    assert b"{%d}" % len(MARKED.split(b"\r\n\r\n")[0] + b"\r\n\r\n") \
+        in before[1]
+    imap = login(world, password)
+    imap.command(b"SELECT INBOX")
+    # The body is gone: Dovecot fails the FETCH (and drops the session,
+    # as after any read error in the middle of a FETCH).
+    imap.sock.sendall(b"X1 FETCH %d (BODY.PEEK[TEXT])\r\n" % MARKED_SEQ)
+    lines = []
+    while not lines or not lines[-1].startswith((b"X1 ", b"* BYE")):
+        line = imap.file.readline()
+        if not line:
+            break
+        lines.append(line)
+    imap.close()
+    assert not any(line.startswith(b"X1 OK") for line in lines), lines
+
+
+def test_cache_encrypted_on_disk(sqlbox_world):
+    world, password = sqlbox_world
+    session(world, password, [b"SELECT INBOX"] + HEADER_READS)
+    # The marker is in the cache row (and in the body's first chunk) ...
+    rows = dbtool(world, password, "sql",
+                  "SELECT count(*) FROM body_cache"
+                  " WHERE instr(CAST(header AS TEXT), '%s') > 0"
+                  % HDR_MARKER.decode())
+    assert rows == [["1"]]
+    # ... and in no file under the home.
+    assert grep_home(world, HDR_MARKER) == []
+
+
+def test_migration_from_version_4(sqlbox_world, maildir_answers):
+    """A database as schema version 4 left it: no cache table."""
+    world, password = sqlbox_world
+    dbtool(world, password, "exec",
+           "DROP TRIGGER body_cache_delete; DROP TABLE body_cache;"
+           " PRAGMA user_version = 4")
+    assert dbtool(world, password, "sql", "PRAGMA user_version") == [["4"]]
+    compare(maildir_answers, session(world, password, READS))
+    assert dbtool(world, password, "sql", "PRAGMA user_version") == [["5"]]
+    rows = dbtool(world, password, "sql",
+                  "SELECT count(*), count(envelope), count(bodystructure)"
+                  " FROM body_cache")
+    n = str(len(CORPUS))
+    assert rows == [[n, n, n]]
+    # The rows filled on demand answer the next session the same way.
+    compare(maildir_answers, session(world, password, READS))
+    # An expunged mail's body takes its cache row along.
+    session(world, password, [b"SELECT INBOX",
+                              b"STORE 1 +FLAGS.SILENT (\\Deleted)",
+                              b"EXPUNGE"])
+    rows = dbtool(world, password, "sql",
+                  "SELECT count(*) FROM body_cache WHERE body_id NOT IN"
+                  " (SELECT id FROM body)")
+    assert rows == [["0"]]
+    no_errors(world)
