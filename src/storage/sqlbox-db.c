@@ -217,6 +217,8 @@ int sqlbox_db_open(struct sqlbox_storage *storage)
 
 void sqlbox_db_close(struct sqlbox_storage *storage)
 {
+	sqlite3_finalize(storage->mail_lookup_stmt);
+	storage->mail_lookup_stmt = NULL;
 	if (storage->db != NULL)
 		cvfs_close(&storage->db);
 	storage->txn_depth = 0;

@@ -166,9 +166,6 @@ int sqlbox_db_body_pending_abort(struct sqlbox_storage *storage,
 int sqlbox_db_pending_gc(struct sqlbox_storage *storage);
 int sqlbox_db_chunk_insert(struct sqlbox_storage *storage, int64_t body_id,
 			   uint32_t seq, const void *data, size_t size);
-/* Replaces buf's contents with one chunk; 1, 0 no such chunk, -1. */
-int sqlbox_db_chunk_read(struct sqlbox_storage *storage, int64_t body_id,
-			 int64_t seq, buffer_t *buf);
 /* Drops bodies no mail refers to any more (pending ones stay). */
 int sqlbox_db_bodies_gc(struct sqlbox_storage *storage);
 /* Mail metadata with the body's cache row; 1 found, 0 expunged, -1

@@ -172,28 +172,6 @@ int sqlbox_db_chunk_insert(struct sqlbox_storage *storage, int64_t body_id,
 	return rc < 0 ? -1 : 0;
 }
 
-int sqlbox_db_chunk_read(struct sqlbox_storage *storage, int64_t body_id,
-			 int64_t seq, buffer_t *buf)
-{
-	sqlite3_stmt *stmt;
-	int rc;
-
-	stmt = sqlbox_db_prepare(storage,
-		"SELECT data FROM chunk WHERE body_id = ? AND seq = ?");
-	if (stmt == NULL)
-		return -1;
-	sqlite3_bind_int64(stmt, 1, body_id);
-	sqlite3_bind_int64(stmt, 2, seq);
-	rc = sqlbox_db_step(storage, stmt);
-	buffer_set_used_size(buf, 0);
-	if (rc == SQLITE_ROW) {
-		buffer_append(buf, sqlite3_column_blob(stmt, 0),
-			      sqlite3_column_bytes(stmt, 0));
-	}
-	sqlite3_finalize(stmt);
-	return rc < 0 ? -1 : (rc == SQLITE_ROW ? 1 : 0);
-}
-
 int sqlbox_db_mail_lookup(struct sqlbox_storage *storage, int64_t mailbox_id,
 			  uint32_t uid, pool_t pool,
 			  struct sqlbox_mail_row *row_r)
@@ -201,15 +179,18 @@ int sqlbox_db_mail_lookup(struct sqlbox_storage *storage, int64_t mailbox_id,
 	sqlite3_stmt *stmt;
 	int rc;
 
-	stmt = sqlbox_db_prepare(storage,
+	if (storage->mail_lookup_stmt == NULL) {
+		storage->mail_lookup_stmt = sqlbox_db_prepare(storage,
 		"SELECT m.body_id, b.size, m.received, m.saved, m.guid,"
 		" c.header, c.hdr_lines, c.body_lines, c.envelope,"
 		" c.bodystructure"
 		" FROM mail m JOIN body b ON b.id = m.body_id"
 		" LEFT JOIN body_cache c ON c.body_id = m.body_id"
 		" WHERE m.mailbox_id = ? AND m.uid = ?");
-	if (stmt == NULL)
-		return -1;
+		if (storage->mail_lookup_stmt == NULL)
+			return -1;
+	}
+	stmt = storage->mail_lookup_stmt;
 	sqlite3_bind_int64(stmt, 1, mailbox_id);
 	sqlite3_bind_int64(stmt, 2, uid);
 	rc = sqlbox_db_step(storage, stmt);
@@ -237,7 +218,7 @@ int sqlbox_db_mail_lookup(struct sqlbox_storage *storage, int64_t mailbox_id,
 				(const char *)sqlite3_column_text(stmt, 9));
 		}
 	}
-	sqlite3_finalize(stmt);
+	sqlite3_reset(stmt);
 	return rc < 0 ? -1 : (rc == SQLITE_ROW ? 1 : 0);
 }
 

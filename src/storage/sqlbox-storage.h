@@ -57,6 +57,9 @@ struct sqlbox_storage {
 	/* What the usage file says, as this process last wrote it. */
 	uint64_t usage_messages, usage_bytes;
 	sqlite3 *db;
+	/* sqlbox_db_mail_lookup()'s statement, prepared once per
+	   connection: it runs for every mail a FETCH or SEARCH reads. */
+	sqlite3_stmt *mail_lookup_stmt;
 	/* sodium_malloc'd; NULL while locked. Freed at storage destroy. */
 	struct kr_keys *keys;
 	/* Runs before each outermost COMMIT, under the write lock (the

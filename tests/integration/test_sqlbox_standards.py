@@ -260,7 +260,8 @@ def test_schema_upgrade_keeps_uidvalidity_and_counts(make_world):
     imap.logout()
     dc.stop()
     dbtool(dc, pw, "exec",
-           "DROP TRIGGER mail_counters_insert;"
+           "DROP TRIGGER body_cache_delete; DROP TABLE body_cache;"
+           " DROP TRIGGER mail_counters_insert;"
            " DROP TRIGGER mail_counters_delete;"
            " DROP TRIGGER mail_counters_flags; DROP TABLE state;"
            " ALTER TABLE mailbox DROP COLUMN messages;"
@@ -277,7 +278,7 @@ def test_schema_upgrade_keeps_uidvalidity_and_counts(make_world):
     ok(imap.create("after-upgrade"))
     assert status(imap, "after-upgrade")["UIDVALIDITY"] == 4000000001
     imap.logout()
-    assert dbtool(dc, pw, "sql", "PRAGMA user_version") == ["4"]
+    assert dbtool(dc, pw, "sql", "PRAGMA user_version") == ["5"]
 
 
 def test_status_counters_follow_every_change(world, alice):
