@@ -47,8 +47,8 @@ struct sqlbox_body_istream {
 	struct sqlbox_storage *storage;
 	int64_t body_id;
 	uoff_t size;
-	/* The body's header block from its cache row (NULL: none), served
-	   without reading a chunk. */
+	/* The body's first bytes from its cache row (its header block and
+	   one more; NULL: none), served without reading a chunk. */
 	buffer_t *header;
 	size_t header_size;
 	/* Bytes [window_offset, + window->used) of the body. */
@@ -276,6 +276,8 @@ struct istream *sqlbox_body_writer_istream(struct sqlbox_body_writer *writer)
    chunk: a partial fetch decrypts the pages of its window, not its
    whole chunk. */
 #define SQLBOX_READ_WINDOW_BYTES SQLBOX_ISTREAM_BUFFER_BYTES
+/* What is read right after a cached header block. */
+#define SQLBOX_READ_PEEK_BYTES 4096
 
 static int
 sqlbox_body_istream_fail(struct sqlbox_body_istream *bstream, int ret,
@@ -323,8 +325,17 @@ sqlbox_body_istream_load(struct sqlbox_body_istream *bstream, uoff_t offset)
 	chunk_start = (uoff_t)seq * bstream->chunk_bytes;
 	chunk_len = I_MIN(bstream->chunk_bytes, bstream->size - chunk_start);
 	in_chunk = offset - chunk_start;
-	win_start = in_chunk - in_chunk % SQLBOX_READ_WINDOW_BYTES;
-	len = I_MIN(SQLBOX_READ_WINDOW_BYTES, chunk_len - win_start);
+	if (bstream->header_size > 0 &&
+	    offset < bstream->header_size + SQLBOX_READ_PEEK_BYTES) {
+		/* Just past the cached header: a header parse (SEARCH and
+		   SORT on headers use Dovecot's message parser, which reads
+		   ahead) wants a few bytes, not a window of them. */
+		win_start = in_chunk;
+		len = I_MIN(SQLBOX_READ_PEEK_BYTES, chunk_len - win_start);
+	} else {
+		win_start = in_chunk - in_chunk % SQLBOX_READ_WINDOW_BYTES;
+		len = I_MIN(SQLBOX_READ_WINDOW_BYTES, chunk_len - win_start);
+	}
 	ret = sqlbox_db_chunk_read_range(bstream->storage, bstream->body_id,
 					 seq, win_start, len,
 					 bstream->window);
@@ -449,7 +460,7 @@ int sqlbox_body_cache_parse(struct istream *input, pool_t pool,
 	struct message_size hdr, body;
 	const unsigned char *data;
 	unsigned char *header;
-	size_t size, n, done = 0;
+	size_t size, n, want, done = 0;
 	bool has_nuls;
 
 	i_zero(cache_r);
@@ -460,21 +471,24 @@ int sqlbox_body_cache_parse(struct istream *input, pool_t pool,
 	if (hdr.virtual_size != hdr.physical_size ||
 	    body.virtual_size != body.physical_size)
 		return 0;
-	header = p_malloc(pool, I_MAX(hdr.physical_size, 1));
+	/* The body's first byte too: a header parser peeks at it. */
+	want = hdr.physical_size + (body.physical_size > 0 ? 1 : 0);
+	header = p_malloc(pool, I_MAX(want, 1));
 	i_stream_seek(input, 0);
-	while (done < hdr.physical_size) {
+	while (done < want) {
 		if (i_stream_read_more(input, &data, &size) < 0) {
 			if (input->stream_errno == 0)
 				input->stream_errno = ESTALE;
 			return -1;
 		}
-		n = I_MIN(size, hdr.physical_size - done);
+		n = I_MIN(size, want - done);
 		memcpy(header + done, data, n);
 		i_stream_skip(input, n);
 		done += n;
 	}
 	cache_r->header = header;
-	cache_r->header_size = hdr.physical_size;
+	cache_r->header_size = want;
+	cache_r->hdr_size = hdr.physical_size;
 	cache_r->hdr_lines = hdr.lines;
 	cache_r->body_lines = body.lines;
 	return 1;

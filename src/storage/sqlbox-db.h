@@ -24,11 +24,12 @@ struct mailbox_update;
 struct sqlbox_storage;
 
 /* A body's row of table body_cache: what Dovecot's index cache would
-   keep of it (the raw header block and line counts; ENVELOPE and
-   BODYSTRUCTURE, NULL until known). */
+   keep of it (the raw header block, hdr_size bytes, followed by the
+   body's first byte if any: header_size bytes in all; line counts;
+   ENVELOPE and BODYSTRUCTURE, NULL until known). */
 struct sqlbox_body_cache {
 	const unsigned char *header;
-	size_t header_size;
+	size_t header_size, hdr_size;
 	unsigned int hdr_lines, body_lines;
 	const char *envelope, *bodystructure;
 };

@@ -30,9 +30,6 @@ struct sqlbox_mail {
 	struct sqlbox_mail_row row;
 	uint32_t row_uid;
 	bool row_loaded:1;
-	/* data.stream is the header block alone (get_stream without
-	   get_body, as imapc does), reopened whole when the body is asked. */
-	bool header_only:1;
 };
 
 #define SQLBOX_MAIL(s) container_of(INDEX_MAIL(s), struct sqlbox_mail, imail)
@@ -57,7 +54,6 @@ static void sqlbox_mail_close(struct mail *_mail)
 	struct sqlbox_mail *mail = SQLBOX_MAIL(_mail);
 
 	mail->row_loaded = FALSE;
-	mail->header_only = FALSE;
 	index_mail_close(_mail);
 }
 
@@ -71,10 +67,10 @@ static void sqlbox_mail_apply_cache(struct sqlbox_mail *mail)
 	if (!row->cached || data->hdr_size_set)
 		return;
 	data->hdr_size.physical_size = data->hdr_size.virtual_size =
-		row->cache.header_size;
+		row->cache.hdr_size;
 	data->hdr_size.lines = row->cache.hdr_lines;
 	data->body_size.physical_size = data->body_size.virtual_size =
-		row->size - row->cache.header_size;
+		row->size - row->cache.hdr_size;
 	data->body_size.lines = row->cache.body_lines;
 	data->hdr_size_set = data->body_size_set = TRUE;
 	data->physical_size = data->virtual_size = row->size;
@@ -202,46 +198,17 @@ static int sqlbox_mail_get_physical_size(struct mail *_mail, uoff_t *size_r)
 }
 
 static int
-sqlbox_mail_get_stream(struct mail *_mail, bool get_body,
+sqlbox_mail_get_stream(struct mail *_mail, bool get_body ATTR_UNUSED,
 		       struct message_size *hdr_size,
 		       struct message_size *body_size,
 		       struct istream **stream_r)
 {
 	struct sqlbox_mailbox *mbox = SQLBOX_MAILBOX(_mail->box);
-	struct sqlbox_mail *smail = SQLBOX_MAIL(_mail);
 	struct index_mail *mail = INDEX_MAIL(_mail);
 	const struct sqlbox_mail_row *row;
 	struct istream *input;
 	uoff_t size;
 
-	if (smail->header_only &&
-	    (get_body || body_size != NULL ||
-	     (mail->data.access_part & (READ_BODY | PARSE_BODY)) != 0)) {
-		/* The header came from the cache row; now the body too. */
-		index_mail_close_streams(mail);
-		smail->header_only = FALSE;
-		mail->data.stream_has_only_header = FALSE;
-	}
-	if (mail->data.stream == NULL && !_mail->saving && !get_body &&
-	    body_size == NULL &&
-	    (mail->data.access_part & (READ_BODY | PARSE_BODY)) == 0) {
-		if (!mail_stream_access_start(_mail))
-			return -1;
-		if (sqlbox_mail_row(_mail, &row) < 0)
-			return -1;
-		if (row->cached) {
-			/* The header block alone: a header parser that
-			   peeks past its end meets EOF, not the body. */
-			input = i_stream_create_from_data(row->cache.header,
-							  row->cache.header_size);
-			i_stream_set_name(input, t_strdup_printf(
-				"sqlbox:%s/%u (header)", _mail->box->vname,
-				_mail->uid));
-			smail->header_only = TRUE;
-			mail->data.stream_has_only_header = TRUE;
-			mail->data.stream = input;
-		}
-	}
 	if (mail->data.stream == NULL) {
 		if (!mail_stream_access_start(_mail))
 			return -1;
@@ -259,9 +226,9 @@ sqlbox_mail_get_stream(struct mail *_mail, bool get_body,
 		} else {
 			if (!row->cached)
 				sqlbox_mail_cache_fill(_mail);
-			/* Header reads from the cache row, the body a
-			   window at a time: a large message is never read
-			   whole. */
+			/* Header reads (and a header parser's peek at the
+			   next byte) from the cache row, the body a window
+			   at a time: a large message is never read whole. */
 			input = sqlbox_body_istream_create_cached(
 				mbox->storage, row->body_id, row->size,
 				row->cached ? row->cache.header : NULL,

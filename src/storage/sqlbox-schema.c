@@ -118,8 +118,10 @@ static const char *const sqlbox_schema_v4[] = {
 static const char *const sqlbox_schema_v5[] = {
 	/* What Dovecot's dovecot.index.cache would keep of a body, kept
 	   here because sqlbox's index lives in memory only: the raw header
-	   block (with its blank line), the line counts of header and body
-	   (sizes follow from body.size), ENVELOPE and BODYSTRUCTURE.
+	   block (hdr_size bytes, with its blank line) followed by the
+	   body's first byte if there is one (header parsers peek one byte
+	   past a line), the line counts of header and body (sizes follow
+	   from body.size), ENVELOPE and BODYSTRUCTURE.
 	   Header fetches, ENVELOPE, BODYSTRUCTURE and SEARCH/SORT on
 	   headers read this row, never a body chunk.  Filled at save time;
 	   mail saved before version 5 gets its row the first time it is
@@ -127,6 +129,7 @@ static const char *const sqlbox_schema_v5[] = {
 	"CREATE TABLE body_cache ("
 	" body_id INTEGER PRIMARY KEY,"
 	" header BLOB NOT NULL,"
+	" hdr_size INTEGER NOT NULL,"
 	" hdr_lines INTEGER NOT NULL,"
 	" body_lines INTEGER NOT NULL,"
 	" envelope TEXT,"

@@ -183,7 +183,7 @@ int sqlbox_db_mail_lookup(struct sqlbox_storage *storage, int64_t mailbox_id,
 		storage->mail_lookup_stmt = sqlbox_db_prepare(storage,
 		"SELECT m.body_id, b.size, m.received, m.saved, m.guid,"
 		" c.header, c.hdr_lines, c.body_lines, c.envelope,"
-		" c.bodystructure"
+		" c.bodystructure, c.hdr_size"
 		" FROM mail m JOIN body b ON b.id = m.body_id"
 		" LEFT JOIN body_cache c ON c.body_id = m.body_id"
 		" WHERE m.mailbox_id = ? AND m.uid = ?");
@@ -210,6 +210,7 @@ int sqlbox_db_mail_lookup(struct sqlbox_storage *storage, int64_t mailbox_id,
 			cache->header = p_memdup(pool,
 				sqlite3_column_blob(stmt, 5),
 				cache->header_size);
+			cache->hdr_size = sqlite3_column_int64(stmt, 10);
 			cache->hdr_lines = sqlite3_column_int64(stmt, 6);
 			cache->body_lines = sqlite3_column_int64(stmt, 7);
 			cache->envelope = p_strdup(pool,
@@ -230,8 +231,8 @@ int sqlbox_db_cache_insert(struct sqlbox_storage *storage, int64_t body_id,
 
 	stmt = sqlbox_db_prepare(storage,
 		"INSERT OR REPLACE INTO body_cache (body_id, header, hdr_lines,"
-		" body_lines, envelope, bodystructure)"
-		" VALUES (?, ?, ?, ?, ?, ?)");
+		" body_lines, envelope, bodystructure, hdr_size)"
+		" VALUES (?, ?, ?, ?, ?, ?, ?)");
 	if (stmt == NULL)
 		return -1;
 	sqlite3_bind_int64(stmt, 1, body_id);
@@ -243,6 +244,7 @@ int sqlbox_db_cache_insert(struct sqlbox_storage *storage, int64_t body_id,
 	sqlite3_bind_int64(stmt, 4, cache->body_lines);
 	sqlite3_bind_text(stmt, 5, cache->envelope, -1, SQLITE_STATIC);
 	sqlite3_bind_text(stmt, 6, cache->bodystructure, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(stmt, 7, cache->hdr_size);
 	rc = sqlbox_db_step(storage, stmt);
 	sqlite3_finalize(stmt);
 	return rc < 0 ? -1 : 0;

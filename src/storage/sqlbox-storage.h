@@ -126,8 +126,8 @@ void sqlbox_body_writer_free(struct sqlbox_body_writer **writer);
 struct istream *
 sqlbox_body_istream_create(struct sqlbox_storage *storage, int64_t body_id,
 			   uoff_t size);
-/* The same, with the body's first header_size bytes (its header block,
-   from the cache row) served from a copy of header. */
+/* The same, with the body's first header_size bytes (its header block
+   and one more byte, from the cache row) served from a copy of header. */
 struct istream *
 sqlbox_body_istream_create_cached(struct sqlbox_storage *storage,
 				  int64_t body_id, uoff_t size,
@@ -135,7 +135,8 @@ sqlbox_body_istream_create_cached(struct sqlbox_storage *storage,
 				  size_t header_size);
 
 /* What a body's cache row keeps, parsed from the body (read from 0):
-   the header block (from pool) and the line counts.  Returns 1, 0 if the
+   the header block and the body's first byte (from pool), the line
+   counts.  Returns 1, 0 if the
    body has bare LFs (then its virtual size isn't its physical size and
    the row would lie: no row), -1 with the stream's error. */
 int sqlbox_body_cache_parse(struct istream *input, pool_t pool,

@@ -7,8 +7,8 @@ of an older database the first time it is read.
   nothing comes from the session's in-memory index), byte-identical
   answers on sqlbox and on Dovecot's maildir for header, ENVELOPE,
   BODYSTRUCTURE, sizes, partial bodies, SEARCH, SORT and THREAD;
-- header, ENVELOPE, BODYSTRUCTURE, RFC822.SIZE and SEARCH on headers are
-  answered with the message's body chunks gone from the database;
+- header fields, ENVELOPE, BODYSTRUCTURE and RFC822.SIZE are answered
+  with the message's body chunks gone from the database;
 - a marker in a header (so in the cache row) is in no file of the home;
 - a database of schema version 4 (no cache table) is migrated, its mail
   gets cache rows when read, and the answers stay maildir's.
@@ -141,13 +141,16 @@ READS = [
 # BROKEN_MIME's unknown Content-Transfer-Encoding: NO [UNKNOWN-CTE], after
 # the other messages' answers (compared like the rest).
 MAY_FAIL = [b"FETCH 1:* (BINARY.SIZE[1])"]
-# Answered from the cache row alone (see test_no_body_needed).
+# Answered from the cache row alone (see test_no_body_needed).  Not
+# SEARCH or SORT on headers: Dovecot's message parser, which they use,
+# reads ahead past the header (sqlbox then reads one page of the body).
 HEADER_READS = [
     b"FETCH %d (RFC822.SIZE BODY.PEEK[HEADER] ENVELOPE BODYSTRUCTURE BODY"
     b" BODY.PEEK[HEADER.FIELDS (Subject X-Marker)])" % MARKED_SEQ,
-    b"SEARCH SUBJECT marked",
-    b"SEARCH HEADER X-Marker " + HDR_MARKER,
-    b"SORT (SUBJECT FROM DATE) UTF-8 ALL",
+    b"FETCH %d (BODY.PEEK[HEADER.FIELDS.NOT (Subject)] RFC822.HEADER"
+    b")" % MARKED_SEQ,
+    b"FETCH 1:* (UID RFC822.SIZE ENVELOPE BODYSTRUCTURE BODY.PEEK[HEADER."
+    b"FIELDS (From To Subject Date Message-ID)])",
 ]
 
 
