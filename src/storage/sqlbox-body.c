@@ -308,8 +308,15 @@ sqlbox_body_istream_load(struct sqlbox_body_istream *bstream, uoff_t offset)
 	uoff_t chunk_start, chunk_len;
 	size_t in_chunk, win_start, len;
 	int64_t seq;
+	bool sequential;
 	int ret;
 
+	/* A read that continues where the last window ended is a whole
+	   body being sent (FETCH BODY[], a parse): the rest of the chunk in
+	   one blob read then walks its pages once, instead of again from
+	   the chunk's start for every window. */
+	sequential = bstream->window->used > 0 &&
+		offset == bstream->window_offset + bstream->window->used;
 	safe_memset(buffer_get_modifiable_data(bstream->window, NULL), 0,
 		    bstream->window->used);
 	buffer_set_used_size(bstream->window, 0);
@@ -332,6 +339,9 @@ sqlbox_body_istream_load(struct sqlbox_body_istream *bstream, uoff_t offset)
 		   ahead) wants a few bytes, not a window of them. */
 		win_start = in_chunk;
 		len = I_MIN(SQLBOX_READ_PEEK_BYTES, chunk_len - win_start);
+	} else if (sequential) {
+		win_start = in_chunk;
+		len = chunk_len - win_start;
 	} else {
 		win_start = in_chunk - in_chunk % SQLBOX_READ_WINDOW_BYTES;
 		len = I_MIN(SQLBOX_READ_WINDOW_BYTES, chunk_len - win_start);

@@ -219,6 +219,8 @@ void sqlbox_db_close(struct sqlbox_storage *storage)
 {
 	sqlite3_finalize(storage->mail_lookup_stmt);
 	storage->mail_lookup_stmt = NULL;
+	sqlite3_finalize(storage->chunk_rowid_stmt);
+	storage->chunk_rowid_stmt = NULL;
 	if (storage->db != NULL)
 		cvfs_close(&storage->db);
 	storage->txn_depth = 0;

@@ -308,15 +308,18 @@ int sqlbox_db_chunk_read_range(struct sqlbox_storage *storage,
 	int rc;
 
 	buffer_set_used_size(buf, 0);
-	stmt = sqlbox_db_prepare(storage,
-		"SELECT rowid FROM chunk WHERE body_id = ? AND seq = ?");
-	if (stmt == NULL)
-		return -1;
+	if (storage->chunk_rowid_stmt == NULL) {
+		storage->chunk_rowid_stmt = sqlbox_db_prepare(storage,
+			"SELECT rowid FROM chunk WHERE body_id = ? AND seq = ?");
+		if (storage->chunk_rowid_stmt == NULL)
+			return -1;
+	}
+	stmt = storage->chunk_rowid_stmt;
 	sqlite3_bind_int64(stmt, 1, body_id);
 	sqlite3_bind_int64(stmt, 2, seq);
 	rc = sqlbox_db_step(storage, stmt);
 	rowid = rc == SQLITE_ROW ? sqlite3_column_int64(stmt, 0) : 0;
-	sqlite3_finalize(stmt);
+	sqlite3_reset(stmt);
 	if (rc != SQLITE_ROW)
 		return rc < 0 ? -1 : 0;
 	/* An incremental blob read walks the overflow chain only up to

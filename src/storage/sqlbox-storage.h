@@ -60,6 +60,9 @@ struct sqlbox_storage {
 	/* sqlbox_db_mail_lookup()'s statement, prepared once per
 	   connection: it runs for every mail a FETCH or SEARCH reads. */
 	sqlite3_stmt *mail_lookup_stmt;
+	/* sqlbox_db_chunk_read_range()'s rowid lookup, likewise: it runs
+	   for every window of a body that is read. */
+	sqlite3_stmt *chunk_rowid_stmt;
 	/* sodium_malloc'd; NULL while locked. Freed at storage destroy. */
 	struct kr_keys *keys;
 	/* Runs before each outermost COMMIT, under the write lock (the
