@@ -156,7 +156,7 @@ struct kr_keys *kr_keys_new(void);
 bool kr_keys_pair_matches(const unsigned char pk[KR_PUBLIC_KEY_BYTES],
 			  const unsigned char sk[KR_SECRET_KEY_BYTES]);
 
-/* kr-keyfile.c */
+/* kr-format.c */
 /* Strict parse of a whole keyfile image. Returns 0, or -1 with
    KR_ERR_CORRUPT (or KR_ERR_INTERNAL when out of memory). */
 int kr_keyfile_parse(const unsigned char *data, size_t size,
@@ -172,11 +172,15 @@ size_t kr_keyfile_header(const struct kr_keyfile *kf,
 size_t kr_keyfile_slot_ad(const struct kr_keyfile *kf,
 			  const struct kr_slot *slot,
 			  unsigned char ad_r[KR_SLOT_AD_MAX]);
+/* A canonical "name@domain": printable ASCII, one '@', 1..KR_USER_MAX. */
+bool kr_user_valid(const char *user, size_t len);
+bool kr_label_valid(const char *label, size_t len);
+bool kr_pwhash_params_valid(uint64_t opslimit, uint64_t memlimit);
+
+/* kr-keyfile.c */
 /* The slot with this id, or NULL. */
 const struct kr_slot *kr_keyfile_slot_find(const struct kr_keyfile *kf,
 					   unsigned int slot_id);
-bool kr_label_valid(const char *label, size_t len);
-bool kr_pwhash_params_valid(uint64_t opslimit, uint64_t memlimit);
 
 /* kr-recovery.c */
 /* Seals keys to recovery_pk into kf's recovery box (header already set). */
