@@ -81,6 +81,7 @@ enum kr_error_kind {
 	KR_ERR_LIMIT,		/* too many slots, label too long */
 	KR_ERR_INTERNAL,	/* libsodium failure, out of memory */
 	KR_ERR_LOCKED,		/* another writer held the keyfile too long */
+	KR_ERR_ORPHAN,		/* a mailbox database but no keyfile */
 };
 
 struct kr_error {
@@ -173,13 +174,6 @@ void kr_keyfile_id(const struct kr_keyfile *kf,
 #define KR_LOCK_SUFFIX ".lock"
 #define KR_LOCK_WAIT_MSECS 10000
 
-/* The sqlbox database under the default mail_location (sqlbox:~/mail),
-   relative to the home.  An activation must refuse a home that has one
-   but no keyfile: a new keyfile would lock that mail away for good. */
-#define KR_MAILBOX_DB "mail/sqlbox.db"
-/* The keyfile, relative to the home. */
-#define KR_KEYFILE_NAME "sqlbox.keys"
-
 struct kr_keyfile_txn;
 
 /* Takes the lock of the keyfile at path (its directory must exist:
@@ -207,6 +201,81 @@ unsigned int kr_keyfile_slot_count(const struct kr_keyfile *kf);
 /* idx in 0..count-1. */
 void kr_keyfile_slot_info(const struct kr_keyfile *kf, unsigned int idx,
 			  struct kr_slot_info *info_r);
+
+/* ---- the mailbox home (kr-home.c) ----
+
+   A mailbox's home directory (config key home, e.g. /var/vmail/%d/%n)
+   holds its keyfile, the keyfile's lock and the mail.  Every process that
+   creates, activates or resets one goes through these; they log nothing
+   and print nothing, the callers do. */
+
+/* The keyfile, relative to the home. */
+#define KR_KEYFILE_NAME "sqlbox.keys"
+/* The sqlbox database under the default mail_location (sqlbox:~/mail),
+   relative to the home.  An activation must refuse a home that has one
+   but no keyfile: a new keyfile would lock that mail away for good. */
+#define KR_MAILBOX_DB "mail/sqlbox.db"
+/* The userdb field that carries kr_kek_encode()'s "<slot id>:<base64
+   KEK>" from the login (passdb: "userdb_" KR_KEK_FIELD) to the mail
+   process (the storage reads it as a plugin setting). */
+#define KR_KEK_FIELD "sqlbox_kek"
+/* A reset renames the home to "<home>.reset-<YYYYMMDDTHHMMSSZ>", or, if
+   that exists, the same with "-2" .. "-9" appended. */
+#define KR_HOME_RESET_INFIX ".reset-"
+#define KR_HOME_RESET_TRIES 9
+
+/* "<home>/" KR_KEYFILE_NAME into path_r.  Returns 0, -1 (KR_ERR_LIMIT)
+   if it does not fit. */
+int kr_home_keyfile_path(const char *home, char *path_r, size_t size,
+			 struct kr_error *err);
+
+/* Creates home and every missing parent, mode 0700, and gives each
+   directory it created to uid/gid (unless (uid_t)-1; a no-op when the
+   caller is the mail user already).  An existing home is left as it is.
+   Returns 0, -1. */
+int kr_home_create(const char *home, uid_t uid, gid_t gid,
+		   struct kr_error *err);
+
+/* Whether home holds a sqlbox database (KR_MAILBOX_DB).  Returns 1 (err
+   is KR_ERR_ORPHAN, for the caller that wanted none), 0 none, -1 if that
+   cannot be told (treat as 1). */
+int kr_home_has_mailbox(const char *home, struct kr_error *err);
+
+/* Renames home aside (see KR_HOME_RESET_INFIX; now is the time in the
+   name), never deleting anything.  Returns 1 with the new name in moved_r,
+   0 if there is no home (moved_r ""), -1 (KR_ERR_IO, or KR_ERR_LIMIT when
+   every name of this second is taken). */
+int kr_home_move_aside(const char *home, time_t now, char *moved_r,
+		       size_t moved_size, struct kr_error *err);
+
+/* The first step of adding an app password: creates the home
+   (kr_home_create()), then locks and reads its keyfile.  Returns
+   1: there was none; *kf_r is a new keyfile for user (kr_keyfile_create()
+      with recovery_pk) and *keys_r its keys: add a slot and commit;
+   0: the mailbox is activated; *kf_r is its keyfile, *keys_r NULL;
+   -1: nothing held; KR_ERR_ORPHAN if the home has a database but no
+      keyfile (nothing created: restore the keyfile, or reset).
+   On 1 and 0 the lock is held in *txn_r (commit or roll back). */
+int kr_home_activate(const char *home, const char *user,
+		     const unsigned char *recovery_pk, uid_t uid, gid_t gid,
+		     unsigned int wait_msecs, struct kr_keyfile_txn **txn_r,
+		     struct kr_keyfile **kf_r, struct kr_keys **keys_r,
+		     struct kr_error *err);
+
+/* A new, empty mailbox for user in place of the old one: under the old
+   keyfile's lock the home moves aside (kr_home_move_aside(), moved_r),
+   a new home is created and locked, and a new keyfile made.  Returns
+   1: *kf_r and *keys_r as kr_keyfile_create() gives them, the new home's
+      lock held in *txn_r: add a slot and commit;
+   0: someone activated the new home in between (KR_ERR_LOCKED): nothing
+      overwritten, nothing held, the old home stays at moved_r;
+   -1: nothing held (moved_r says whether the old home moved already). */
+int kr_home_reset(const char *home, const char *user,
+		  const unsigned char *recovery_pk, uid_t uid, gid_t gid,
+		  unsigned int wait_msecs, time_t now,
+		  char *moved_r, size_t moved_size,
+		  struct kr_keyfile_txn **txn_r, struct kr_keyfile **kf_r,
+		  struct kr_keys **keys_r, struct kr_error *err);
 
 /* ---- slots (kr-slot.c) ---- */
 
@@ -243,6 +312,13 @@ int kr_slot_unwrap(const struct kr_keyfile *kf, unsigned int slot_id,
 		   const unsigned char kek[KR_KEK_BYTES],
 		   struct kr_keys **keys_r, struct kr_error *err);
 
+/* kr_slot_open() then kr_slot_unwrap(): the keys that password opens.
+   Returns 1 with *keys_r (and the slot id, if slot_id_r is not NULL), 0 if
+   the password opens no slot, -1 on error. */
+int kr_slot_unlock(const struct kr_keyfile *kf, const char *password,
+		   unsigned int *slot_id_r, struct kr_keys **keys_r,
+		   struct kr_error *err);
+
 /* Generates a password (>= 128 bits of entropy) without a slot. */
 void kr_password_generate(char password_r[KR_PASSWORD_BUFSIZE]);
 
@@ -270,6 +346,23 @@ int kr_recovery_unwrap(const struct kr_keyfile *kf,
    for keyfiles created before recovery_public_key was configured. */
 int kr_recovery_set(struct kr_keyfile *kf, const struct kr_keys *keys,
 		    const unsigned char *recovery_pk, struct kr_error *err);
+
+/* The admin's recovery secret key as doveadm launchpad password reset
+   --recovery-key reads it: standard base64 of the 32-byte X25519 secret
+   key, trailing white space ignored.  Checked against recovery_pk (the
+   configured public key).  Returns 1 with *sk_r (KR_SECRET_KEY_BYTES,
+   caller frees), 0 if it is a key but not recovery_pk's (KR_ERR_CORRUPT),
+   -1 if it is no key at all (KR_ERR_CORRUPT) or on error.  The input is
+   not copied anywhere but into *sk_r. */
+int kr_recovery_key_decode(const char *text, size_t len,
+			   const unsigned char recovery_pk[KR_PUBLIC_KEY_BYTES],
+			   struct kr_secret **sk_r, struct kr_error *err);
+/* The same from a file of at most KR_RECOVERY_KEY_FILE_MAX bytes:
+   -1 also when it cannot be read (KR_ERR_IO, KR_ERR_NOT_FOUND). */
+#define KR_RECOVERY_KEY_FILE_MAX 256
+int kr_recovery_key_read(const char *path,
+			 const unsigned char recovery_pk[KR_PUBLIC_KEY_BYTES],
+			 struct kr_secret **sk_r, struct kr_error *err);
 
 /* Decodes a base64 X25519 public key (config recovery_public_key):
    standard base64 with padding, exactly 32 bytes, not a small-order point.

@@ -1,7 +1,10 @@
 /* Copyright (c) dovecot-launchpad authors; see debian/copyright. */
 #include "keyring-private.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Any scalar: X25519 clamps it to a multiple of the cofactor, so
    crypto_scalarmult() gives the all-zero output (and fails) exactly for a
@@ -126,6 +129,115 @@ int kr_recovery_set(struct kr_keyfile *kf, const struct kr_keys *keys,
 		return 0;
 	}
 	return kr_recovery_seal(kf, keys, recovery_pk, err);
+}
+
+/* kr_recovery_key_decode(), the error texts naming the key "name". */
+static int
+kr_recovery_key_decode_named(const char *name, const char *text, size_t len,
+			     const unsigned char recovery_pk[KR_PUBLIC_KEY_BYTES],
+			     struct kr_secret **sk_r, struct kr_error *err)
+{
+	unsigned char derived[KR_PUBLIC_KEY_BYTES];
+	struct kr_secret *sk;
+	size_t sk_len;
+	const char *end;
+
+	*sk_r = NULL;
+	kr_error_clear(err);
+	if (kr_sodium_init(err) < 0)
+		return -1;
+	while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r' ||
+			   text[len - 1] == ' ' || text[len - 1] == '\t'))
+		len--;
+	if ((sk = kr_secret_new(KR_SECRET_KEY_BYTES)) == NULL) {
+		kr_error_set(err, KR_ERR_INTERNAL, "out of memory");
+		return -1;
+	}
+	if (sodium_base642bin(kr_secret_data(sk), KR_SECRET_KEY_BYTES, text,
+			      len, NULL, &sk_len, &end,
+			      sodium_base64_VARIANT_ORIGINAL) < 0 ||
+	    sk_len != KR_SECRET_KEY_BYTES || end != text + len) {
+		kr_secret_free(&sk);
+		kr_error_set(err, KR_ERR_CORRUPT,
+			     "%s is not a base64 X25519 secret key", name);
+		return -1;
+	}
+	if (crypto_scalarmult_base(derived, kr_secret_data(sk)) < 0 ||
+	    sodium_memcmp(derived, recovery_pk, KR_PUBLIC_KEY_BYTES) != 0) {
+		kr_secret_free(&sk);
+		kr_error_set(err, KR_ERR_CORRUPT,
+			     "%s does not match recovery_public_key", name);
+		return 0;
+	}
+	*sk_r = sk;
+	return 1;
+}
+
+int kr_recovery_key_decode(const char *text, size_t len,
+			   const unsigned char recovery_pk[KR_PUBLIC_KEY_BYTES],
+			   struct kr_secret **sk_r, struct kr_error *err)
+{
+	return kr_recovery_key_decode_named("the recovery key", text, len,
+					    recovery_pk, sk_r, err);
+}
+
+int kr_recovery_key_read(const char *path,
+			 const unsigned char recovery_pk[KR_PUBLIC_KEY_BYTES],
+			 struct kr_secret **sk_r, struct kr_error *err)
+{
+	struct kr_secret *buf;
+	ssize_t ret;
+	size_t len = 0;
+	int fd;
+
+	*sk_r = NULL;
+	kr_error_clear(err);
+	if (kr_sodium_init(err) < 0)
+		return -1;
+	if ((fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)) < 0) {
+		if (errno == ENOENT) {
+			kr_error_set(err, KR_ERR_NOT_FOUND,
+				     "open(%s) failed: %s", path,
+				     strerror(errno));
+		} else {
+			kr_error_errno(err, "open", path);
+		}
+		return -1;
+	}
+	/* one byte more than allowed: a longer file is no key */
+	if ((buf = kr_secret_new(KR_RECOVERY_KEY_FILE_MAX + 1)) == NULL) {
+		(void)close(fd);
+		kr_error_set(err, KR_ERR_INTERNAL, "out of memory");
+		return -1;
+	}
+	while (len <= KR_RECOVERY_KEY_FILE_MAX) {
+		ret = read(fd, kr_secret_data(buf) + len,
+			   KR_RECOVERY_KEY_FILE_MAX + 1 - len);
+		if (ret < 0 && errno == EINTR)
+			continue;
+		if (ret < 0) {
+			kr_error_errno(err, "read", path);
+			(void)close(fd);
+			kr_secret_free(&buf);
+			return -1;
+		}
+		if (ret == 0)
+			break;
+		len += (size_t)ret;
+	}
+	(void)close(fd);
+	if (len > KR_RECOVERY_KEY_FILE_MAX) {
+		kr_secret_free(&buf);
+		kr_error_set(err, KR_ERR_CORRUPT, "%s is not a base64 X25519 "
+			     "secret key (longer than %d bytes)", path,
+			     KR_RECOVERY_KEY_FILE_MAX);
+		return -1;
+	}
+	ret = kr_recovery_key_decode_named(path,
+					   (const char *)kr_secret_data(buf),
+					   len, recovery_pk, sk_r, err);
+	kr_secret_free(&buf);
+	return (int)ret;
 }
 
 int kr_public_key_decode(const char *base64,

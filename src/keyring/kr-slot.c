@@ -283,9 +283,13 @@ int kr_slot_remove(struct kr_keyfile *kf, unsigned int slot_id)
 	return 0;
 }
 
-int kr_slot_open(const struct kr_keyfile *kf, const char *password,
-		 unsigned int *slot_id_r, struct kr_secret **kek_r,
-		 struct kr_error *err)
+/* Finds the slot password opens: one Argon2id per candidate (the hint
+   picks one).  Returns 1 with the slot id, and the KEK and/or the keys
+   for the outputs that are not NULL; 0 if it opens none, -1 on error. */
+static int kr_slot_find_open(const struct kr_keyfile *kf,
+			     const char *password, unsigned int *slot_id_r,
+			     struct kr_secret **kek_r,
+			     struct kr_keys **keys_r, struct kr_error *err)
 {
 	struct kr_password pw = { .buf = NULL };
 	struct kr_secret *kek = NULL;
@@ -295,7 +299,10 @@ int kr_slot_open(const struct kr_keyfile *kf, const char *password,
 	int ret = -1;
 
 	*slot_id_r = 0;
-	*kek_r = NULL;
+	if (kek_r != NULL)
+		*kek_r = NULL;
+	if (keys_r != NULL)
+		*keys_r = NULL;
 	kr_error_clear(err);
 	if (kr_sodium_init(err) < 0)
 		return -1;
@@ -340,12 +347,33 @@ int kr_slot_open(const struct kr_keyfile *kf, const char *password,
 out:
 	sodium_memzero(hint, sizeof(hint));
 	kr_password_free(&pw);
-	kr_keys_free(&keys);
-	if (ret == 1)
+	if (ret == 1 && kek_r != NULL)
 		*kek_r = kek;
 	else
 		kr_secret_free(&kek);
+	if (ret == 1 && keys_r != NULL)
+		*keys_r = keys;
+	else
+		kr_keys_free(&keys);
 	return ret;
+}
+
+int kr_slot_open(const struct kr_keyfile *kf, const char *password,
+		 unsigned int *slot_id_r, struct kr_secret **kek_r,
+		 struct kr_error *err)
+{
+	return kr_slot_find_open(kf, password, slot_id_r, kek_r, NULL, err);
+}
+
+int kr_slot_unlock(const struct kr_keyfile *kf, const char *password,
+		   unsigned int *slot_id_r, struct kr_keys **keys_r,
+		   struct kr_error *err)
+{
+	unsigned int slot_id;
+
+	return kr_slot_find_open(kf, password,
+				 slot_id_r != NULL ? slot_id_r : &slot_id,
+				 NULL, keys_r, err);
 }
 
 int kr_slot_unwrap(const struct kr_keyfile *kf, unsigned int slot_id,

@@ -90,7 +90,7 @@ static void test_lock_basics(void)
 	test_begin("keyfile lock: begin, commit, rollback");
 	test_path(path, "basic.keys");
 	test_concat(lock, path, KR_LOCK_SUFFIX);
-	test_path(missing, "no-such-dir/sqlbox.keys");
+	test_path(missing, "no-such-dir/" KR_KEYFILE_NAME);
 
 	/* the directory must exist: nothing is created on the way */
 	test_assert(kr_keyfile_begin(missing, (uid_t)-1, (gid_t)-1, 100,
@@ -401,9 +401,9 @@ static void test_lock_home_moved(void)
 	test_begin("keyfile lock: a waiter follows a moved home");
 	test_path(home, "home");
 	test_path(old_home, "home.reset");
-	test_concat(path, home, "/sqlbox.keys");
+	test_concat(path, home, "/" KR_KEYFILE_NAME);
 	test_concat(lock, path, KR_LOCK_SUFFIX);
-	test_concat(old_path, old_home, "/sqlbox.keys");
+	test_concat(old_path, old_home, "/" KR_KEYFILE_NAME);
 	test_assert(mkdir(home, 0700) == 0);
 	test_new_keyfile(path, &keys);
 	/* forked first: a child would share an inherited lock */

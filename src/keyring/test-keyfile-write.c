@@ -142,7 +142,7 @@ static void test_files_init(struct test_files *files_r)
 	int ret;
 
 	test_tmpdir_create(files_r->dir);
-	snprintf(files_r->path, sizeof(files_r->path), "%s/sqlbox.keys",
+	snprintf(files_r->path, sizeof(files_r->path), "%s/" KR_KEYFILE_NAME,
 		 files_r->dir);
 	ret = kr_keyfile_create("erin@ubuntu.com", NULL, &files_r->kf,
 				&files_r->keys, &err);

@@ -314,7 +314,7 @@ static void test_keyfile_write_read(void)
 
 	test_begin("keyfile write and read");
 	test_tmpdir_create(dir);
-	snprintf(path, sizeof(path), "%s/sqlbox.keys", dir);
+	snprintf(path, sizeof(path), "%s/" KR_KEYFILE_NAME, dir);
 	test_assert(kr_keyfile_create(TEST_USER, NULL, &kf, &keys, &err) == 0);
 	/* A permissive umask must not widen the mode. */
 	old_umask = umask(0);
@@ -377,7 +377,7 @@ static void test_keyfile_owner(void)
 		gid = 4243;
 	}
 	test_tmpdir_create(dir);
-	snprintf(path, sizeof(path), "%s/sqlbox.keys", dir);
+	snprintf(path, sizeof(path), "%s/" KR_KEYFILE_NAME, dir);
 	test_assert(kr_keyfile_create(TEST_USER, NULL, &kf, &keys, &err) == 0);
 	test_assert(kr_keyfile_write(kf, path, uid, gid, &err) == 0);
 	test_assert(stat(path, &st) == 0 && st.st_uid == uid &&
@@ -400,7 +400,7 @@ static void test_keyfile_read_refusals(void)
 	test_begin("keyfile read refusals");
 	test_image_build(&img);
 	test_tmpdir_create(dir);
-	snprintf(path, sizeof(path), "%s/sqlbox.keys", dir);
+	snprintf(path, sizeof(path), "%s/" KR_KEYFILE_NAME, dir);
 	snprintf(real, sizeof(real), "%s/real.keys", dir);
 	snprintf(big, sizeof(big), "%s/big.keys", dir);
 	snprintf(fifo, sizeof(fifo), "%s/fifo.keys", dir);
@@ -464,10 +464,10 @@ static void test_keyfile_write_refusals(void)
 	test_begin("keyfile write refusals");
 	test_image_build(&img);
 	test_tmpdir_create(dir);
-	snprintf(path, sizeof(path), "%s/sqlbox.keys", dir);
+	snprintf(path, sizeof(path), "%s/" KR_KEYFILE_NAME, dir);
 	snprintf(link_path, sizeof(link_path), "%s/link.keys", dir);
 	snprintf(sub, sizeof(sub), "%s/sub", dir);
-	snprintf(missing, sizeof(missing), "%s/missing/sqlbox.keys", dir);
+	snprintf(missing, sizeof(missing), "%s/missing/" KR_KEYFILE_NAME, dir);
 	test_assert(kr_keyfile_create(TEST_USER, NULL, &kf, &keys, &err) == 0);
 
 	/* The path is a directory: rename fails, nothing is left behind. */

@@ -24,7 +24,7 @@ static void test_recovery_round_trip(void)
 	test_begin("recovery round trip");
 	crypto_box_keypair(admin.pk, admin.sk);
 	test_tmpdir_create(dir);
-	snprintf(path, sizeof(path), "%s/sqlbox.keys", dir);
+	snprintf(path, sizeof(path), "%s/" KR_KEYFILE_NAME, dir);
 	test_assert(kr_keyfile_create(TEST_USER, admin.pk, &kf, &keys,
 				      &err) == 0);
 	test_assert(kr_keyfile_has_recovery(kf));
@@ -181,6 +181,119 @@ static void test_recovery_set(void)
 	test_end();
 }
 
+/* The admin's secret key as --recovery-key reads it. */
+static void test_recovery_key_decode(void)
+{
+	static const char *const invalid[] = {
+		"",
+		"abc",
+		/* 31 bytes */
+		"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHg==",
+		/* 33 bytes */
+		"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8g",
+		/* URL-safe alphabet */
+		"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwd-_8=",
+		/* something after the key */
+		"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8= x",
+	};
+	struct test_admin admin, other;
+	char base64[sodium_base64_ENCODED_LEN(KR_SECRET_KEY_BYTES,
+		sodium_base64_VARIANT_ORIGINAL) + 4];
+	struct kr_secret *sk;
+	struct kr_error err;
+	size_t len;
+
+	test_begin("recovery key decode");
+	crypto_box_keypair(admin.pk, admin.sk);
+	crypto_box_keypair(other.pk, other.sk);
+	sodium_bin2base64(base64, sizeof(base64), admin.sk, sizeof(admin.sk),
+			  sodium_base64_VARIANT_ORIGINAL);
+	len = strlen(base64);
+	test_assert(kr_recovery_key_decode(base64, len, admin.pk, &sk,
+					   &err) == 1 &&
+		    kr_secret_len(sk) == KR_SECRET_KEY_BYTES &&
+		    memcmp(kr_secret_data(sk), admin.sk, KR_SECRET_KEY_BYTES) == 0);
+	kr_secret_free(&sk);
+	/* as a file holds it: a line, maybe with a CR and blanks */
+	strcat(base64, " \r\n");
+	test_assert(kr_recovery_key_decode(base64, strlen(base64), admin.pk,
+					   &sk, &err) == 1);
+	kr_secret_free(&sk);
+	/* a key, but not the configured public key's */
+	sk = (void *)1;
+	test_assert(kr_recovery_key_decode(base64, len, other.pk, &sk,
+					   &err) == 0 && sk == NULL &&
+		    err.kind == KR_ERR_CORRUPT &&
+		    strstr(err.text, "does not match") != NULL);
+	for (unsigned int i = 0; i < N_ELEMENTS(invalid); i++) {
+		sk = (void *)1;
+		test_assert_idx(kr_recovery_key_decode(invalid[i],
+						       strlen(invalid[i]),
+						       admin.pk, &sk,
+						       &err) == -1 &&
+				sk == NULL && err.kind == KR_ERR_CORRUPT, i);
+	}
+	test_end();
+}
+
+static void test_recovery_key_read(void)
+{
+	struct test_admin admin, other;
+	char base64[sodium_base64_ENCODED_LEN(KR_SECRET_KEY_BYTES,
+		sodium_base64_VARIANT_ORIGINAL) + 1];
+	char dir[PATH_MAX], path[PATH_MAX + 32];
+	char big[KR_RECOVERY_KEY_FILE_MAX + 8];
+	struct kr_keyfile *kf;
+	struct kr_keys *keys, *recovered;
+	struct kr_secret *sk;
+	struct kr_error err;
+
+	test_begin("recovery key read");
+	crypto_box_keypair(admin.pk, admin.sk);
+	crypto_box_keypair(other.pk, other.sk);
+	test_tmpdir_create(dir);
+	snprintf(path, sizeof(path), "%s/recovery.key", dir);
+	sodium_bin2base64(base64, sizeof(base64), admin.sk, sizeof(admin.sk),
+			  sodium_base64_VARIANT_ORIGINAL);
+	strcat(base64, "\n");
+	test_assert(test_file_write(path, base64, strlen(base64)) == 0);
+	/* what reset --recovery-key does with it */
+	test_assert(kr_keyfile_create(TEST_USER, admin.pk, &kf, &keys,
+				      &err) == 0);
+	test_assert(kr_recovery_key_read(path, admin.pk, &sk, &err) == 1 &&
+		    kr_recovery_unwrap(kf, admin.pk, kr_secret_data(sk),
+				       &recovered, &err) == 1 &&
+		    test_keys_equal(recovered, keys));
+	kr_keys_free(&recovered);
+	kr_secret_free(&sk);
+	/* not the configured key's pair: named in the error */
+	test_assert(kr_recovery_key_read(path, other.pk, &sk, &err) == 0 &&
+		    sk == NULL && strstr(err.text, path) != NULL &&
+		    strstr(err.text, "does not match") != NULL);
+	/* no file */
+	snprintf(path, sizeof(path), "%s/missing.key", dir);
+	test_assert(kr_recovery_key_read(path, admin.pk, &sk, &err) == -1 &&
+		    sk == NULL && err.kind == KR_ERR_NOT_FOUND);
+	/* a directory cannot be read */
+	test_assert(kr_recovery_key_read(dir, admin.pk, &sk, &err) == -1 &&
+		    sk == NULL && err.kind == KR_ERR_IO);
+	/* longer than any key file */
+	snprintf(path, sizeof(path), "%s/big.key", dir);
+	memset(big, 'A', sizeof(big));
+	test_assert(test_file_write(path, big, sizeof(big)) == 0);
+	test_assert(kr_recovery_key_read(path, admin.pk, &sk, &err) == -1 &&
+		    sk == NULL && err.kind == KR_ERR_CORRUPT);
+	/* garbage */
+	test_assert(test_file_write(path, "not a key\n", 10) == 0);
+	test_assert(kr_recovery_key_read(path, admin.pk, &sk, &err) == -1 &&
+		    sk == NULL && err.kind == KR_ERR_CORRUPT &&
+		    strstr(err.text, "is not a base64") != NULL);
+	kr_keys_free(&keys);
+	kr_keyfile_free(&kf);
+	test_tmpdir_remove(dir);
+	test_end();
+}
+
 static void test_public_key_decode(void)
 {
 	static const char *const invalid[] = {
@@ -232,6 +345,8 @@ int main(void)
 		test_recovery_wrong_key,
 		test_recovery_box_moved,
 		test_recovery_set,
+		test_recovery_key_decode,
+		test_recovery_key_read,
 		test_public_key_decode,
 		NULL
 	};

@@ -58,7 +58,7 @@ static void test_slot_round_trip(void)
 
 	test_begin("slot round trip");
 	test_tmpdir_create(dir);
-	snprintf(path, sizeof(path), "%s/sqlbox.keys", dir);
+	snprintf(path, sizeof(path), "%s/" KR_KEYFILE_NAME, dir);
 	test_assert(kr_keyfile_create(TEST_USER, NULL, &kf, &keys, &err) == 0);
 	for (unsigned int i = 0; i < TEST_SLOTS; i++) {
 		test_assert_idx(kr_slot_add(kf, keys, labels[i],
@@ -88,6 +88,52 @@ static void test_slot_round_trip(void)
 	kr_keyfile_free(&kf);
 	kr_keys_free(&keys);
 	test_tmpdir_remove(dir);
+	test_end();
+}
+
+/* kr_slot_unlock(): the keys in one call, the same as open + unwrap. */
+static void test_slot_unlock(void)
+{
+	char passwords[2][KR_PASSWORD_BUFSIZE], other[KR_PASSWORD_BUFSIZE];
+	struct kr_keyfile *kf;
+	struct kr_keys *keys, *opened;
+	struct kr_error err;
+	unsigned int ids[2], id;
+
+	test_begin("slot unlock");
+	test_assert(kr_keyfile_create(TEST_USER, NULL, &kf, &keys, &err) == 0);
+	for (unsigned int i = 0; i < 2; i++) {
+		test_assert_idx(kr_slot_add(kf, keys, "d", &test_params_fast,
+					    passwords[i], sizeof(passwords[i]),
+					    &ids[i], &err) == 0, i);
+	}
+	for (unsigned int i = 0; i < 2; i++) {
+		id = 0;
+		test_assert_idx(kr_slot_unlock(kf, passwords[i], &id, &opened,
+					       &err) == 1 && id == ids[i] &&
+				test_keys_equal(opened, keys), i);
+		kr_keys_free(&opened);
+	}
+	/* the slot id is optional */
+	test_assert(kr_slot_unlock(kf, passwords[1], NULL, &opened,
+				   &err) == 1 && test_keys_equal(opened, keys));
+	kr_keys_free(&opened);
+	/* a wrong password, an empty one: 0, nothing handed out */
+	kr_password_generate(other);
+	opened = (void *)1;
+	test_assert(kr_slot_unlock(kf, other, &id, &opened, &err) == 0 &&
+		    opened == NULL && id == 0 && err.kind == KR_ERR_NOT_FOUND);
+	opened = (void *)1;
+	test_assert(kr_slot_unlock(kf, "", NULL, &opened, &err) == 0 &&
+		    opened == NULL);
+	/* a removed slot no longer unlocks */
+	test_assert(kr_slot_remove(kf, ids[0]) == 1);
+	test_assert(kr_slot_unlock(kf, passwords[0], NULL, &opened,
+				   &err) == 0 && opened == NULL);
+	for (unsigned int i = 0; i < 2; i++)
+		sodium_memzero(passwords[i], sizeof(passwords[i]));
+	kr_keyfile_free(&kf);
+	kr_keys_free(&keys);
 	test_end();
 }
 
@@ -724,6 +770,7 @@ int main(void)
 	static void (*const cases[])(void) = {
 		test_slot_round_trip,
 		test_slot_wrong_password,
+		test_slot_unlock,
 		test_slot_password_forms,
 		test_slot_custom_password,
 		test_slot_remove,
