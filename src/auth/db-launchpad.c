@@ -7,6 +7,7 @@
 #include "auth-settings.h"
 #include "passdb.h"
 #include "db-launchpad.h"
+#include "keyring.h"
 
 /* Library log lines go to the request's event when one is being served. */
 static struct event_category event_category_launchpad = {
@@ -172,7 +173,7 @@ const char *db_launchpad_keyfile_path(struct db_launchpad *db,
 	if (lp_config_expand_home(db->config, ent->name, ent->domain->domain,
 				  home, sizeof(home)) < 0)
 		return NULL;
-	return t_strconcat(home, "/sqlbox.keys", NULL);
+	return t_strconcat(home, "/" KR_KEYFILE_NAME, NULL);
 }
 
 void db_launchpad_flush_auth_cache(struct db_launchpad *db,

@@ -58,7 +58,7 @@ passdb_launchpad_deny_result(struct auth_request *request,
 }
 
 /* Opens the keyfile slot that password belongs to and hands its KEK on to
-   the mail process as the userdb field sqlbox_kek. */
+   the mail process as the userdb field KR_KEK_FIELD (sqlbox_kek). */
 static enum passdb_result
 passdb_launchpad_open_slot(struct launchpad_passdb_module *module,
 			   struct auth_request *request,
@@ -125,7 +125,7 @@ passdb_launchpad_open_slot(struct launchpad_passdb_module *module,
 
 	/* auth_request_set_field() copies into the request pool; the stack
 	   copy is wiped here. */
-	auth_request_set_field(request, "userdb_sqlbox_kek", field, NULL);
+	auth_request_set_field(request, "userdb_" KR_KEK_FIELD, field, NULL);
 	sodium_memzero(field, sizeof(field));
 	e_debug(event, "launchpad: app password slot %u opened", slot_id);
 	return PASSDB_RESULT_OK;

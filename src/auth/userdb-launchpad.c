@@ -4,6 +4,7 @@
 #include "array.h"
 #include "userdb.h"
 #include "db-launchpad.h"
+#include "keyring.h"
 
 #include <sys/stat.h>
 
@@ -53,7 +54,7 @@ static void userdb_launchpad_lookup(struct auth_request *request,
 	/* Entitled but no app password yet: there is no public key to seal
 	   mail to, so delivery must wait (LMTP answers 451 at RCPT and the
 	   MTA retries) rather than bounce or store readable mail. */
-	keyfile = t_strconcat(home, "/sqlbox.keys", NULL);
+	keyfile = t_strconcat(home, "/" KR_KEYFILE_NAME, NULL);
 	if (stat(keyfile, &st) < 0) {
 		if (errno != ENOENT) {
 			e_error(event, "launchpad: stat(%s) failed: %m", keyfile);

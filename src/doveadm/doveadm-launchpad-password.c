@@ -7,49 +7,12 @@
 #include "doveadm-launchpad.h"
 #include "keyring.h"
 
-#include <fcntl.h>
 #include <stdio.h>
-#include <sys/stat.h>
-#include <unistd.h>
 #include <sodium.h>
 #include <sysexits.h>
 
 #define DOVEADM_LAUNCHPAD_DEFAULT_LABEL "doveadm"
 #define DOVEADM_LAUNCHPAD_RESET_LABEL "reset"
-#define DOVEADM_LAUNCHPAD_KEYFILE "/sqlbox.keys"
-/* A base64 X25519 secret key and its newline. */
-#define DOVEADM_LAUNCHPAD_RECOVERY_FILE_MAX 256
-/* "<home>.reset-<UTC>" and, should that exist, "-2" .. "-9". */
-#define DOVEADM_LAUNCHPAD_RESET_TRIES 9
-
-/* Creates home and every missing parent below an existing directory,
-   owned by the mail uid/gid, mode 0700. */
-static int doveadm_launchpad_mkdir_home(struct doveadm_launchpad *lp,
-					const char *home)
-{
-	const char *p;
-	struct stat st;
-
-	if (stat(home, &st) == 0)
-		return 0;
-	if (errno != ENOENT) {
-		i_error("stat(%s) failed: %m", home);
-		return -1;
-	}
-	p = strrchr(home, '/');
-	if (p != NULL && p != home &&
-	    doveadm_launchpad_mkdir_home(lp, t_strdup_until(home, p)) < 0)
-		return -1;
-	if (mkdir(home, 0700) < 0 && errno != EEXIST) {
-		i_error("mkdir(%s) failed: %m", home);
-		return -1;
-	}
-	if (chown(home, lp->uid, lp->gid) < 0) {
-		i_error("chown(%s) failed: %m", home);
-		return -1;
-	}
-	return 0;
-}
 
 /* Reads one existing app password from stdin into a sodium_malloc'd
    buffer. Returns NULL on EOF or an over-long line. */
@@ -93,19 +56,10 @@ int doveadm_launchpad_unlock(struct kr_keyfile *kf, struct kr_keys **keys_r)
 int doveadm_launchpad_unlock_with(struct kr_keyfile *kf, const char *password,
 				  struct kr_keys **keys_r)
 {
-	struct kr_secret *kek;
 	struct kr_error err;
-	unsigned int slot_id;
 	int ret;
 
-	ret = kr_slot_open(kf, password, &slot_id, &kek, &err);
-	if (ret <= 0) {
-		if (ret < 0)
-			i_error("launchpad: %s", err.text);
-		return ret;
-	}
-	ret = kr_slot_unwrap(kf, slot_id, kr_secret_data(kek), keys_r, &err);
-	kr_secret_free(&kek);
+	ret = kr_slot_unlock(kf, password, NULL, keys_r, &err);
 	if (ret < 0)
 		i_error("launchpad: %s", err.text);
 	return ret;
@@ -137,36 +91,30 @@ doveadm_launchpad_password_begin(const char *user, const char *label,
 		doveadm_exit_code = EX_CONFIG;
 		return -1;
 	}
-	*path_r = t_strconcat(home_r, DOVEADM_LAUNCHPAD_KEYFILE, NULL);
+	*path_r = t_strconcat(home_r, "/" KR_KEYFILE_NAME, NULL);
 	return 0;
 }
 
-/* Sets doveadm_exit_code for a failed kr_keyfile_begin()/lock(). */
-static void doveadm_launchpad_lock_failed(const char *user,
+/* Logs a failed change of user's home or keyfile and sets
+   doveadm_exit_code from the kind of error. */
+static void doveadm_launchpad_home_failed(const char *user, const char *home,
 					  const struct kr_error *err)
 {
+	if (err->kind == KR_ERR_ORPHAN) {
+		/* an activation must not bury mail */
+		i_error("launchpad: %s has a mailbox (%s/%s) but no keyfile: "
+			"a new keyfile would lock that mail away for good.  "
+			"Restore %s from a backup, or run `doveadm launchpad "
+			"password reset` (--recovery-key, or --confirm to move "
+			"the old mailbox aside)", user, home, KR_MAILBOX_DB,
+			KR_KEYFILE_NAME);
+		doveadm_exit_code = EX_CANTCREAT;
+		return;
+	}
 	i_error("launchpad: %s: %s", user, err->text);
 	doveadm_exit_code = err->kind == KR_ERR_LOCKED ? EX_TEMPFAIL :
-		err->kind == KR_ERR_CORRUPT ? EX_DATAERR : EX_CANTCREAT;
-}
-
-/* An activation must not bury mail: a home with a sqlbox database but no
-   keyfile gets no new keyfile (the old mail would never open again).
-   Returns 0, or -1 after logging and setting doveadm_exit_code. */
-static int doveadm_launchpad_check_orphan(const char *user, const char *home)
-{
-	const char *db = t_strconcat(home, "/", KR_MAILBOX_DB, NULL);
-	struct stat st;
-
-	if (lstat(db, &st) < 0 && errno == ENOENT)
-		return 0;
-	i_error("launchpad: %s has a mailbox (%s) but no keyfile: a new "
-		"keyfile would lock that mail away for good.  Restore "
-		"sqlbox.keys from a backup, or run `doveadm launchpad "
-		"password reset` (--recovery-key, or --confirm to move the "
-		"old mailbox aside)", user, db);
-	doveadm_exit_code = EX_CANTCREAT;
-	return -1;
+		err->kind == KR_ERR_CORRUPT ? EX_DATAERR :
+		err->kind == KR_ERR_INTERNAL ? EX_SOFTWARE : EX_CANTCREAT;
 }
 
 /* The recovery public key of the config, NULL if none; -1 if bad. */
@@ -202,7 +150,7 @@ static void cmd_launchpad_password_generate(struct doveadm_cmd_context *cctx)
 	char password[KR_PASSWORD_BUFSIZE];
 	char *existing_password = NULL;
 	unsigned int slot_id;
-	bool existing = FALSE, activating = FALSE;
+	bool existing = FALSE, activating;
 	int ret;
 
 	if (!doveadm_cmd_param_str(cctx, "user", &user)) {
@@ -226,33 +174,21 @@ static void cmd_launchpad_password_generate(struct doveadm_cmd_context *cctx)
 	}
 	if (doveadm_launchpad_recovery_pk(lp, recovery_pk, &pk) < 0)
 		goto out;
-	/* the lock file lives in the home */
-	if (doveadm_launchpad_mkdir_home(lp, home) < 0) {
-		doveadm_exit_code = EX_CANTCREAT;
-		goto out;
-	}
-	ret = kr_keyfile_begin(path, lp->uid, lp->gid, KR_LOCK_WAIT_MSECS,
-			       &txn, &kf, &err);
+	/* the first app password activates the mailbox (ret 1) */
+	ret = kr_home_activate(home, ent.user, pk, lp->uid, lp->gid,
+			       KR_LOCK_WAIT_MSECS, &txn, &kf, &keys, &err);
 	if (ret < 0) {
-		doveadm_launchpad_lock_failed(ent.user, &err);
+		doveadm_launchpad_home_failed(ent.user, home, &err);
 		goto out;
 	}
-	if (ret == 0) {
-		/* First app password: this activates the mailbox. */
-		if (doveadm_launchpad_check_orphan(ent.user, home) < 0)
-			goto out;
-		if (kr_keyfile_create(ent.user, pk, &kf, &keys, &err) < 0) {
-			i_error("launchpad: %s", err.text);
-			doveadm_exit_code = EX_SOFTWARE;
-			goto out;
-		}
-		activating = TRUE;
-	} else if (!existing) {
+	activating = ret > 0;
+	if (!activating && !existing) {
 		i_error("launchpad: %s already has app passwords; adding one "
 			"needs an existing one on stdin (-e)", ent.user);
 		doveadm_exit_code = EX_NOPERM;
 		goto out;
-	} else if ((ret = doveadm_launchpad_unlock_with(kf, existing_password,
+	} else if (!activating &&
+		   (ret = doveadm_launchpad_unlock_with(kf, existing_password,
 							&keys)) <= 0) {
 		if (ret == 0)
 			i_error("launchpad: that app password does not open "
@@ -334,7 +270,7 @@ static int doveadm_launchpad_keyfile(struct doveadm_launchpad *lp,
 	if (doveadm_launchpad_user_home(lp, t_str_lcase(user), user_r, name_r,
 					&home) < 0)
 		return -1;
-	*path_r = t_strconcat(home, DOVEADM_LAUNCHPAD_KEYFILE, NULL);
+	*path_r = t_strconcat(home, "/" KR_KEYFILE_NAME, NULL);
 	if (!lock)
 		ret = kr_keyfile_read(*path_r, kf_r, &err);
 	else if ((ret = kr_keyfile_begin(*path_r, lp->uid, lp->gid,
@@ -461,62 +397,6 @@ static void cmd_launchpad_password_revoke(struct doveadm_cmd_context *cctx)
 	doveadm_launchpad_close(&lp);
 }
 
-/* Reads the admin's base64 X25519 secret key from path and checks that it
-   belongs to the configured recovery_public_key. */
-static int doveadm_launchpad_recovery_key(struct doveadm_launchpad *lp,
-					  const char *user, const char *path,
-					  unsigned char pk_r[KR_PUBLIC_KEY_BYTES],
-					  unsigned char *sk_r)
-{
-	unsigned char derived[KR_PUBLIC_KEY_BYTES];
-	char *buf;
-	size_t len, sk_len;
-	ssize_t ret;
-	int fd;
-
-	if (lp->config->recovery_public_key == NULL ||
-	    kr_public_key_decode(lp->config->recovery_public_key, pk_r) < 0) {
-		i_error("launchpad: %s: %s: no usable recovery_public_key "
-			"configured", user, lp->config->path);
-		doveadm_exit_code = EX_CONFIG;
-		return -1;
-	}
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
-		i_error("launchpad: %s: open(%s) failed: %m", user, path);
-		doveadm_exit_code = EX_NOINPUT;
-		return -1;
-	}
-	buf = sodium_malloc(DOVEADM_LAUNCHPAD_RECOVERY_FILE_MAX + 1);
-	if (buf == NULL)
-		i_fatal_status(EX_TEMPFAIL, "sodium_malloc() failed");
-	ret = read(fd, buf, DOVEADM_LAUNCHPAD_RECOVERY_FILE_MAX);
-	i_close_fd(&fd);
-	len = ret < 0 ? 0 : (size_t)ret;
-	while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r' ||
-			   buf[len - 1] == ' '))
-		len--;
-	if (ret < 0 || ret == DOVEADM_LAUNCHPAD_RECOVERY_FILE_MAX ||
-	    sodium_base642bin(sk_r, KR_SECRET_KEY_BYTES, buf, len, NULL,
-			      &sk_len, NULL,
-			      sodium_base64_VARIANT_ORIGINAL) < 0 ||
-	    sk_len != KR_SECRET_KEY_BYTES) {
-		sodium_free(buf);
-		i_error("launchpad: %s: %s is not a base64 X25519 secret key",
-			user, path);
-		doveadm_exit_code = EX_DATAERR;
-		return -1;
-	}
-	sodium_free(buf);
-	if (crypto_scalarmult_base(derived, sk_r) < 0 ||
-	    sodium_memcmp(derived, pk_r, KR_PUBLIC_KEY_BYTES) != 0) {
-		i_error("launchpad: %s: %s does not match recovery_public_key",
-			user, path);
-		doveadm_exit_code = EX_DATAERR;
-		return -1;
-	}
-	return 0;
-}
-
 /* Recovery: unwrap with the admin's key and add a slot. */
 static int doveadm_launchpad_reset_recover(struct doveadm_launchpad *lp,
 					   const char *user,
@@ -526,19 +406,25 @@ static int doveadm_launchpad_reset_recover(struct doveadm_launchpad *lp,
 					   struct kr_keys **keys_r)
 {
 	unsigned char pk[KR_PUBLIC_KEY_BYTES];
-	unsigned char *sk;
+	struct kr_secret *sk;
 	struct kr_error err;
 	int ret;
 
-	sk = sodium_malloc(KR_SECRET_KEY_BYTES);
-	if (sk == NULL)
-		i_fatal_status(EX_TEMPFAIL, "sodium_malloc() failed");
-	if (doveadm_launchpad_recovery_key(lp, user, key_path, pk, sk) < 0) {
-		sodium_free(sk);
+	if (lp->config->recovery_public_key == NULL ||
+	    kr_public_key_decode(lp->config->recovery_public_key, pk) < 0) {
+		i_error("launchpad: %s: %s: no usable recovery_public_key "
+			"configured", user, lp->config->path);
+		doveadm_exit_code = EX_CONFIG;
 		return -1;
 	}
-	ret = kr_recovery_unwrap(kf, pk, sk, keys_r, &err);
-	sodium_free(sk);
+	if ((ret = kr_recovery_key_read(key_path, pk, &sk, &err)) <= 0) {
+		i_error("launchpad: %s: %s", user, err.text);
+		doveadm_exit_code = ret == 0 || err.kind == KR_ERR_CORRUPT ?
+			EX_DATAERR : EX_NOINPUT;
+		return -1;
+	}
+	ret = kr_recovery_unwrap(kf, pk, kr_secret_data(sk), keys_r, &err);
+	kr_secret_free(&sk);
 	if (ret < 0) {
 		i_error("launchpad: %s: %s: %s", user, path, err.text);
 		doveadm_exit_code = EX_DATAERR;
@@ -553,101 +439,35 @@ static int doveadm_launchpad_reset_recover(struct doveadm_launchpad *lp,
 	return 0;
 }
 
-/* No recovery: the old home (keyfile and mail) is renamed aside, never
-   deleted. Returns the new name, or NULL. */
-static const char *doveadm_launchpad_move_aside(const char *user,
-						const char *home)
-{
-	const char *base, *target;
-	struct stat st;
-	struct tm tm;
-	char stamp[32];
-	time_t now = time(NULL);
-
-	if (lstat(home, &st) < 0) {
-		if (errno == ENOENT)
-			return "";
-		i_error("launchpad: %s: stat(%s) failed: %m", user, home);
-		return NULL;
-	}
-	if (gmtime_r(&now, &tm) == NULL ||
-	    strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm) == 0)
-		i_unreached();
-	base = t_strconcat(home, ".reset-", stamp, NULL);
-	for (unsigned int i = 1; i <= DOVEADM_LAUNCHPAD_RESET_TRIES; i++) {
-		target = i == 1 ? base : t_strdup_printf("%s-%u", base, i);
-		if (lstat(target, &st) == 0)
-			continue;
-		if (rename(home, target) < 0) {
-			i_error("launchpad: %s: rename(%s, %s) failed: %m",
-				user, home, target);
-			return NULL;
-		}
-		return target;
-	}
-	i_error("launchpad: %s: too many resets of %s this second", user,
-		home);
-	return NULL;
-}
-
-/* The new-mailbox reset, under the old keyfile's lock: the home moves
-   aside (lock file and all), then the new home is locked before anything
-   is written there, so a writer that raced in between is found instead
-   of overwritten.  Returns 0 with kf_r, keys_r and txn_r (the new home's
-   lock, held), or -1 (logged, exit code set). */
+/* The new-mailbox reset (kr_home_reset()): the old home moves aside.
+   Returns 0 with kf_r, keys_r and txn_r (the new home's lock, held), or -1
+   (logged, exit code set). */
 static int doveadm_launchpad_reset_new(struct doveadm_launchpad *lp,
 				       const struct lp_entitlement *ent,
-				       const char *home, const char *path,
-				       const char **moved_r,
+				       const char *home, const char **moved_r,
 				       struct kr_keyfile_txn **txn_r,
 				       struct kr_keyfile **kf_r,
 				       struct kr_keys **keys_r)
 {
-	struct kr_keyfile_txn *old_txn = NULL;
 	struct kr_error err;
 	const unsigned char *pk;
 	unsigned char recovery_pk[KR_PUBLIC_KEY_BYTES];
-	int ret = -1;
+	char moved[PATH_MAX];
+	int ret;
 
 	if (doveadm_launchpad_recovery_pk(lp, recovery_pk, &pk) < 0)
 		return -1;
-	if (kr_keyfile_lock(path, lp->uid, lp->gid, KR_LOCK_WAIT_MSECS,
-			    &old_txn, &err) < 0 &&
-	    err.kind != KR_ERR_NOT_FOUND) {
-		/* (no home at all: nothing to move, nothing to lock) */
-		doveadm_launchpad_lock_failed(ent->user, &err);
+	ret = kr_home_reset(home, ent->user, pk, lp->uid, lp->gid,
+			    KR_LOCK_WAIT_MSECS, time(NULL), moved,
+			    sizeof(moved), txn_r, kf_r, keys_r, &err);
+	*moved_r = t_strdup(moved);
+	if (ret <= 0) {
+		/* 0: activated again meanwhile, nothing overwritten */
+		doveadm_launchpad_home_failed(ent->user, home, &err);
 		return -1;
 	}
-	if ((*moved_r = doveadm_launchpad_move_aside(ent->user, home)) == NULL) {
-		doveadm_exit_code = EX_CANTCREAT;
-	} else if (doveadm_launchpad_mkdir_home(lp, home) < 0) {
-		doveadm_exit_code = EX_CANTCREAT;
-	} else if ((ret = kr_keyfile_begin(path, lp->uid, lp->gid,
-					   KR_LOCK_WAIT_MSECS, txn_r, kf_r,
-					   &err)) != 0) {
-		if (ret < 0) {
-			doveadm_launchpad_lock_failed(ent->user, &err);
-		} else {
-			i_error("launchpad: %s was activated again while the "
-				"old mailbox moved aside (to %s); nothing "
-				"overwritten", ent->user, *moved_r);
-			doveadm_exit_code = EX_TEMPFAIL;
-			kr_keyfile_rollback(txn_r);
-			kr_keyfile_free(kf_r);
-		}
-		ret = -1;
-	} else if (kr_keyfile_create(ent->user, pk, kf_r, keys_r, &err) < 0) {
-		i_error("launchpad: %s: %s", ent->user, err.text);
-		doveadm_exit_code = EX_SOFTWARE;
-		kr_keyfile_rollback(txn_r);
-		ret = -1;
-	} else {
-		(void)lp_cache_slot_forget(lp->ctx, ent->user, NULL,
-					   LP_SLOT_ALL, NULL);
-		ret = 0;
-	}
-	kr_keyfile_rollback(&old_txn);
-	return ret;
+	(void)lp_cache_slot_forget(lp->ctx, ent->user, NULL, LP_SLOT_ALL, NULL);
+	return 0;
 }
 
 static void cmd_launchpad_password_reset(struct doveadm_cmd_context *cctx)
@@ -693,7 +513,8 @@ static void cmd_launchpad_password_reset(struct doveadm_cmd_context *cctx)
 			ret = 0;
 		if (ret <= 0) {
 			if (ret < 0) {
-				doveadm_launchpad_lock_failed(ent.user, &err);
+				doveadm_launchpad_home_failed(ent.user, home,
+							      &err);
 			} else {
 				i_error("launchpad: %s has no keyfile to "
 					"recover", ent.user);
@@ -704,8 +525,8 @@ static void cmd_launchpad_password_reset(struct doveadm_cmd_context *cctx)
 		if (doveadm_launchpad_reset_recover(lp, ent.user, key_path,
 						    path, kf, &keys) < 0)
 			goto out;
-	} else if (doveadm_launchpad_reset_new(lp, &ent, home, path, &moved,
-					       &txn, &kf, &keys) < 0) {
+	} else if (doveadm_launchpad_reset_new(lp, &ent, home, &moved, &txn,
+					       &kf, &keys) < 0) {
 		goto out;
 	}
 

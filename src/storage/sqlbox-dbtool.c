@@ -41,10 +41,8 @@ static struct kr_keys *dbtool_keys(const char *keyfile)
 {
 	char password[DBTOOL_PASSWORD_MAX];
 	struct kr_keyfile *kf;
-	struct kr_secret *kek;
 	struct kr_keys *keys = NULL;
 	struct kr_error err;
-	unsigned int slot_id;
 
 	if (fgets(password, sizeof(password), stdin) == NULL) {
 		fprintf(stderr, "no password on stdin\n");
@@ -56,12 +54,9 @@ static struct kr_keys *dbtool_keys(const char *keyfile)
 		sodium_memzero(password, sizeof(password));
 		return NULL;
 	}
-	if (kr_slot_open(kf, password, &slot_id, &kek, &err) != 1 ||
-	    kr_slot_unwrap(kf, slot_id, kr_secret_data(kek), &keys,
-			   &err) != 1)
-		fprintf(stderr, "the password opens no slot\n");
+	if (kr_slot_unlock(kf, password, NULL, &keys, &err) != 1)
+		fprintf(stderr, "%s: %s\n", keyfile, err.text);
 	sodium_memzero(password, sizeof(password));
-	kr_secret_free(&kek);
 	kr_keyfile_free(&kf);
 	return keys;
 }

@@ -1,11 +1,12 @@
 /* Copyright (c) dovecot-launchpad authors; see debian/copyright. */
 
 /* The mailbox actions of the page, through src/keyring only, with the
-   semantics of `doveadm launchpad password generate|revoke|reset`: the
-   keyfile is ~/sqlbox.keys, changed only under its lock (kr_keyfile_begin
-   .. commit, so a doveadm revoke running meanwhile is never undone) and
-   written atomically as uid/gid; a reset moves the old home aside as
-   "<home>.reset-<UTC time>" and never deletes it.  After a revoke or a
+   semantics of `doveadm launchpad password generate|revoke|reset` (both
+   go through libkeyring's kr-home.c): the keyfile is ~/sqlbox.keys,
+   changed only under its lock (kr_keyfile_begin .. commit, so a doveadm
+   revoke running meanwhile is never undone) and written atomically as
+   uid/gid; a reset moves the old home aside as "<home>.reset-<UTC time>"
+   and never deletes it.  After a revoke or a
    reset Dovecot's auth cache is flushed and the user's live IMAP/POP3
    sessions are ended; what failed of that is reported, not hidden.
    The callers have checked the session, the CSRF token and the
@@ -14,16 +15,10 @@
 
 #include "web-private.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 #include <sodium.h>
 
-#define WEB_KEYFILE "/sqlbox.keys"
-#define WEB_RESET_TRIES 9
-#define WEB_PATH_MAX 4096
 /* The daemon is single-threaded: a writer holding the keyfile (one or
    two Argon2id derivations) is waited for this long at most. */
 #define WEB_KEYFILE_LOCK_MSECS 5000
@@ -31,6 +26,8 @@
 static int web_mailbox_paths(struct web_server *server, const char *name,
 			     const char *domain, struct web_mailbox *mbox)
 {
+	struct kr_error err;
+
 	memset(mbox, 0, sizeof(*mbox));
 	snprintf(mbox->user, sizeof(mbox->user), "%s@%s", name, domain);
 	if (lp_config_expand_home(server->config, name, domain, mbox->home,
@@ -38,42 +35,9 @@ static int web_mailbox_paths(struct web_server *server, const char *name,
 		web_log(LP_LOG_ERROR, "%s: home path too long", mbox->user);
 		return -1;
 	}
-	snprintf(mbox->keyfile, sizeof(mbox->keyfile), "%s" WEB_KEYFILE,
-		 mbox->home);
-	return 0;
-}
-
-/* Creates home and missing parents, owned by uid/gid (when we may chown),
-   mode 0700. */
-static int web_mailbox_mkdir(struct web_server *server, const char *path)
-{
-	char parent[WEB_PATH_MAX];
-	const char *slash;
-	struct stat st;
-
-	if (stat(path, &st) == 0)
-		return 0;
-	if (errno != ENOENT) {
-		web_log(LP_LOG_ERROR, "stat(%s) failed: %s", path,
-			strerror(errno));
-		return -1;
-	}
-	slash = strrchr(path, '/');
-	if (slash != NULL && slash != path &&
-	    (size_t)(slash - path) < sizeof(parent)) {
-		memcpy(parent, path, (size_t)(slash - path));
-		parent[slash - path] = '\0';
-		if (web_mailbox_mkdir(server, parent) < 0)
-			return -1;
-	}
-	if (mkdir(path, 0700) < 0 && errno != EEXIST) {
-		web_log(LP_LOG_ERROR, "mkdir(%s) failed: %s", path,
-			strerror(errno));
-		return -1;
-	}
-	if (geteuid() == 0 && chown(path, server->uid, server->gid) < 0) {
-		web_log(LP_LOG_ERROR, "chown(%s) failed: %s", path,
-			strerror(errno));
+	if (kr_home_keyfile_path(mbox->home, mbox->keyfile,
+				 sizeof(mbox->keyfile), &err) < 0) {
+		web_log(LP_LOG_ERROR, "%s: %s", mbox->user, err.text);
 		return -1;
 	}
 	return 0;
@@ -108,6 +72,28 @@ static int web_mailbox_commit(const struct web_mailbox *mbox,
 	return 0;
 }
 
+/* Says on the page that nothing changed.  Returns -1. */
+static int web_mailbox_failed(char *why_r, size_t why_size)
+{
+	snprintf(why_r, why_size, "the mailbox could not be updated "
+		 "(the server log says why); nothing was changed");
+	return -1;
+}
+
+/* Logs a failed keyfile change and says on the page why nothing changed.
+   Returns -1. */
+static int web_mailbox_error(const struct web_mailbox *mbox,
+			     const struct kr_error *err,
+			     char *why_r, size_t why_size)
+{
+	web_log(LP_LOG_ERROR, "%s: %s", mbox->user, err->text);
+	if (err->kind != KR_ERR_LOCKED)
+		return web_mailbox_failed(why_r, why_size);
+	snprintf(why_r, why_size, "another change of %s is still running; "
+		 "nothing was changed, please try again", mbox->user);
+	return -1;
+}
+
 /* Locks and reads the keyfile.  Returns 1, 0 (no keyfile, or no home),
    -1 (logged; why_r says so for the page). */
 static int web_mailbox_begin(struct web_server *server,
@@ -125,16 +111,7 @@ static int web_mailbox_begin(struct web_server *server,
 		return ret;
 	if (err.kind == KR_ERR_NOT_FOUND)
 		return 0;
-	web_log(LP_LOG_ERROR, "%s: %s", mbox->user, err.text);
-	if (err.kind == KR_ERR_LOCKED) {
-		snprintf(why_r, why_size, "another change of %s is still "
-			 "running; nothing was changed, please try again",
-			 mbox->user);
-	} else {
-		snprintf(why_r, why_size, "the mailbox could not be updated "
-			 "(the server log says why); nothing was changed");
-	}
-	return -1;
+	return web_mailbox_error(mbox, &err, why_r, why_size);
 }
 
 /* Flushes name from Dovecot's auth cache and ends user's live sessions;
@@ -172,24 +149,6 @@ static void web_mailbox_cut_off(struct web_server *server, const char *name,
 	}
 }
 
-/* An activation never buries mail: a home with a database and no
-   keyfile.  TRUE if the database is there. */
-static bool web_mailbox_has_orphan_db(const struct web_mailbox *mbox)
-{
-	char db[WEB_PATH_MAX + 32];
-	struct stat st;
-
-	snprintf(db, sizeof(db), "%s/%s", mbox->home, KR_MAILBOX_DB);
-	return lstat(db, &st) == 0 || errno != ENOENT;
-}
-
-static int web_mailbox_failed(char *why_r, size_t why_size)
-{
-	snprintf(why_r, why_size, "the mailbox could not be updated "
-		 "(the server log says why); nothing was changed");
-	return -1;
-}
-
 int web_mailbox_read(struct web_server *server, const char *name,
 		     const char *domain, struct web_mailbox *mbox_r)
 {
@@ -207,7 +166,9 @@ int web_mailbox_read(struct web_server *server, const char *name,
 		return -1;
 	}
 	if (ret == 0) {
-		mbox_r->orphan_db = web_mailbox_has_orphan_db(mbox_r);
+		/* (one that cannot be checked counts as there) */
+		mbox_r->orphan_db = kr_home_has_mailbox(mbox_r->home,
+							&err) != 0;
 		return 0;
 	}
 	kr_keyfile_id(kf, keyfile_id);
@@ -241,6 +202,30 @@ static void web_mailbox_queue_activated(struct web_server *server,
 			"notify_to: %s", user, err.text);
 }
 
+/* The first device of a new keyfile (an activation or a reset): adds its
+   slot and commits.  Returns the slot id, 0 on failure (logged, why_r
+   filled, password_r wiped). */
+static unsigned int web_mailbox_first_device(const struct web_mailbox *mbox,
+					     struct kr_keyfile_txn **txn,
+					     struct kr_keyfile *kf,
+					     const struct kr_keys *keys,
+					     const char *label,
+					     char *password_r,
+					     char *why_r, size_t why_size)
+{
+	struct kr_error err;
+	unsigned int slot_id;
+
+	if (kr_slot_add(kf, keys, label, NULL, password_r, KR_PASSWORD_BUFSIZE,
+			&slot_id, &err) < 0 ||
+	    kr_keyfile_commit(txn, kf, &err) < 0) {
+		(void)web_mailbox_error(mbox, &err, why_r, why_size);
+		sodium_memzero(password_r, KR_PASSWORD_BUFSIZE);
+		return 0;
+	}
+	return slot_id;
+}
+
 int web_mailbox_activate(struct web_server *server, const char *name,
 			 const char *domain, const char *label,
 			 char *password_r, char *why_r, size_t why_size)
@@ -256,24 +241,12 @@ int web_mailbox_activate(struct web_server *server, const char *name,
 	int ret;
 
 	if (web_mailbox_paths(server, name, domain, &mbox) < 0 ||
-	    web_mailbox_recovery_pk(server, pk_buf, &pk) < 0 ||
-	    /* the lock file lives in the home */
-	    web_mailbox_mkdir(server, mbox.home) < 0)
+	    web_mailbox_recovery_pk(server, pk_buf, &pk) < 0)
 		return web_mailbox_failed(why_r, why_size);
-	ret = web_mailbox_begin(server, &mbox, &txn, &kf, why_r, why_size);
-	if (ret != 0) {
-		if (ret < 0)
-			return -1;
-		/* (a doveadm generate or another tab got there first) */
-		kr_keyfile_rollback(&txn);
-		kr_keyfile_free(&kf);
-		snprintf(why_r, why_size, "%s is already activated: add a "
-			 "device with an existing app password instead",
-			 mbox.user);
-		return 0;
-	}
-	if (web_mailbox_has_orphan_db(&mbox)) {
-		kr_keyfile_rollback(&txn);
+	ret = kr_home_activate(mbox.home, mbox.user, pk, server->uid,
+			       server->gid, WEB_KEYFILE_LOCK_MSECS, &txn, &kf,
+			       &keys, &err);
+	if (ret < 0 && err.kind == KR_ERR_ORPHAN) {
 		web_log(LP_LOG_WARNING, "activation refused: %s has a mailbox "
 			"database but no keyfile", mbox.user);
 		snprintf(why_r, why_size, "%s has an old mailbox but no key "
@@ -283,26 +256,28 @@ int web_mailbox_activate(struct web_server *server, const char *name,
 			 "its key file", mbox.user);
 		return 0;
 	}
-	if (kr_keyfile_create(mbox.user, pk, &kf, &keys, &err) < 0 ||
-	    kr_slot_add(kf, keys, label, NULL, password_r, KR_PASSWORD_BUFSIZE,
-			&slot_id, &err) < 0) {
-		web_log(LP_LOG_ERROR, "%s: %s", mbox.user, err.text);
-		ret = web_mailbox_failed(why_r, why_size);
-	} else if (web_mailbox_commit(&mbox, &txn, kf) < 0) {
-		ret = web_mailbox_failed(why_r, why_size);
-	} else {
+	if (ret < 0)
+		return web_mailbox_error(&mbox, &err, why_r, why_size);
+	if (ret == 0) {
+		/* (a doveadm generate or another tab got there first) */
+		kr_keyfile_rollback(&txn);
+		kr_keyfile_free(&kf);
+		snprintf(why_r, why_size, "%s is already activated: add a "
+			 "device with an existing app password instead",
+			 mbox.user);
+		return 0;
+	}
+	slot_id = web_mailbox_first_device(&mbox, &txn, kf, keys, label,
+					   password_r, why_r, why_size);
+	if (slot_id != 0) {
 		web_log(LP_LOG_INFO, "activation: %s, device %u", mbox.user,
 			slot_id);
 		web_mailbox_queue_activated(server, mbox.user);
-		ret = 1;
 	}
 	kr_keyfile_rollback(&txn);
-	if (ret != 1)
-		sodium_memzero(password_r, KR_PASSWORD_BUFSIZE);
 	kr_keys_free(&keys);
-	if (kf != NULL)
-		kr_keyfile_free(&kf);
-	return ret;
+	kr_keyfile_free(&kf);
+	return slot_id != 0 ? 1 : -1;
 }
 
 int web_mailbox_add_device(struct web_server *server, const char *name,
@@ -314,7 +289,6 @@ int web_mailbox_add_device(struct web_server *server, const char *name,
 	struct kr_keyfile_txn *txn = NULL;
 	struct kr_keyfile *kf = NULL;
 	struct kr_keys *keys = NULL;
-	struct kr_secret *kek = NULL;
 	struct kr_error err;
 	unsigned int slot_id, new_id;
 	int ret;
@@ -332,11 +306,7 @@ int web_mailbox_add_device(struct web_server *server, const char *name,
 			 mbox.user);
 		return 0;
 	}
-	ret = kr_slot_open(kf, existing_password, &slot_id, &kek, &err);
-	if (ret > 0)
-		ret = kr_slot_unwrap(kf, slot_id, kr_secret_data(kek), &keys,
-				     &err);
-	kr_secret_free(&kek);
+	ret = kr_slot_unlock(kf, existing_password, &slot_id, &keys, &err);
 	if (ret < 0) {
 		web_log(LP_LOG_ERROR, "%s: %s", mbox.user, err.text);
 		ret = web_mailbox_failed(why_r, why_size);
@@ -413,57 +383,13 @@ int web_mailbox_revoke(struct web_server *server, const char *name,
 	return ret;
 }
 
-/* Renames home aside; moved_r gets the new name, "" if home did not
-   exist.  Returns 0 or -1 (logged). */
-static int web_mailbox_move_aside(const struct web_mailbox *mbox,
-				  char *moved_r)
-{
-	char base[WEB_PATH_MAX - 8], target[WEB_PATH_MAX], stamp[32];
-	struct stat st;
-	struct tm tm;
-	time_t now = time(NULL);
-
-	moved_r[0] = '\0';
-	if (lstat(mbox->home, &st) < 0) {
-		if (errno == ENOENT)
-			return 0;
-		web_log(LP_LOG_ERROR, "%s: stat(%s) failed: %s", mbox->user,
-			mbox->home, strerror(errno));
-		return -1;
-	}
-	if (gmtime_r(&now, &tm) == NULL ||
-	    strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm) == 0 ||
-	    snprintf(base, sizeof(base), "%s.reset-%s", mbox->home,
-		     stamp) >= (int)sizeof(base))
-		return -1;
-	for (unsigned int i = 1; i <= WEB_RESET_TRIES; i++) {
-		if (i == 1)
-			snprintf(target, sizeof(target), "%s", base);
-		else
-			snprintf(target, sizeof(target), "%s-%u", base, i);
-		if (lstat(target, &st) == 0)
-			continue;
-		if (rename(mbox->home, target) < 0) {
-			web_log(LP_LOG_ERROR, "%s: rename(%s, %s) failed: %s",
-				mbox->user, mbox->home, target,
-				strerror(errno));
-			return -1;
-		}
-		snprintf(moved_r, WEB_PATH_MAX, "%s", target);
-		return 0;
-	}
-	web_log(LP_LOG_ERROR, "%s: too many resets of %s this second",
-		mbox->user, mbox->home);
-	return -1;
-}
-
 int web_mailbox_reset(struct web_server *server, const char *name,
 		      const char *domain, const char *label,
 		      char *password_r, char *moved_r,
 		      struct web_cutoff *cut_r, char *why_r, size_t why_size)
 {
 	struct web_mailbox mbox;
-	struct kr_keyfile_txn *old_txn = NULL, *txn = NULL;
+	struct kr_keyfile_txn *txn = NULL;
 	struct kr_keyfile *kf = NULL;
 	struct kr_keys *keys = NULL;
 	struct kr_error err;
@@ -477,26 +403,12 @@ int web_mailbox_reset(struct web_server *server, const char *name,
 	if (web_mailbox_paths(server, name, domain, &mbox) < 0 ||
 	    web_mailbox_recovery_pk(server, pk_buf, &pk) < 0)
 		return web_mailbox_failed(why_r, why_size);
-	/* The old home moves aside under its keyfile's lock; the new home
-	   is locked before anything is written there. */
-	if (kr_keyfile_lock(mbox.keyfile, server->uid, server->gid,
-			    WEB_KEYFILE_LOCK_MSECS, &old_txn, &err) < 0 &&
-	    err.kind != KR_ERR_NOT_FOUND) {
-		web_log(LP_LOG_ERROR, "%s: %s", mbox.user, err.text);
-		return web_mailbox_failed(why_r, why_size);
-	}
-	if (web_mailbox_move_aside(&mbox, moved_r) < 0 ||
-	    web_mailbox_mkdir(server, mbox.home) < 0) {
-		kr_keyfile_rollback(&old_txn);
-		return web_mailbox_failed(why_r, why_size);
-	}
-	ret = web_mailbox_begin(server, &mbox, &txn, &kf, why_r, why_size);
-	kr_keyfile_rollback(&old_txn);
-	if (ret != 0) {
-		if (ret < 0)
-			return -1;
-		kr_keyfile_rollback(&txn);
-		kr_keyfile_free(&kf);
+	ret = kr_home_reset(mbox.home, mbox.user, pk, server->uid, server->gid,
+			    WEB_KEYFILE_LOCK_MSECS, time(NULL), moved_r,
+			    WEB_MOVED_MAX, &txn, &kf, &keys, &err);
+	if (ret < 0)
+		return web_mailbox_error(&mbox, &err, why_r, why_size);
+	if (ret == 0) {
 		web_log(LP_LOG_WARNING, "%s: activated again during a reset; "
 			"old mailbox kept at %s", mbox.user, moved_r);
 		snprintf(why_r, why_size, "%s was activated again while the "
@@ -504,14 +416,9 @@ int web_mailbox_reset(struct web_server *server, const char *name,
 			 "of that activation", mbox.user);
 		return 0;
 	}
-	if (kr_keyfile_create(mbox.user, pk, &kf, &keys, &err) < 0 ||
-	    kr_slot_add(kf, keys, label, NULL, password_r, KR_PASSWORD_BUFSIZE,
-			&slot_id, &err) < 0) {
-		web_log(LP_LOG_ERROR, "%s: %s", mbox.user, err.text);
-		ret = web_mailbox_failed(why_r, why_size);
-	} else if (web_mailbox_commit(&mbox, &txn, kf) < 0) {
-		ret = web_mailbox_failed(why_r, why_size);
-	} else {
+	slot_id = web_mailbox_first_device(&mbox, &txn, kf, keys, label,
+					   password_r, why_r, why_size);
+	if (slot_id != 0) {
 		/* the old passwords went with the old keyfile */
 		web_mailbox_cut_off(server, name, mbox.user, cut_r);
 		web_log(LP_LOG_INFO, "reset: %s, new device %u, old mailbox "
@@ -520,13 +427,9 @@ int web_mailbox_reset(struct web_server *server, const char *name,
 			moved_r[0] != '\0' ? moved_r : "(none)",
 			cut_r->flushed < 0 ? "NOT flushed" : "flushed",
 			cut_r->kicked);
-		ret = 1;
 	}
 	kr_keyfile_rollback(&txn);
-	if (ret != 1)
-		sodium_memzero(password_r, KR_PASSWORD_BUFSIZE);
 	kr_keys_free(&keys);
-	if (kf != NULL)
-		kr_keyfile_free(&kf);
-	return ret;
+	kr_keyfile_free(&kf);
+	return slot_id != 0 ? 1 : -1;
 }

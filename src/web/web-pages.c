@@ -40,7 +40,6 @@
 #define WEB_IMAPS_PORT 993
 #define WEB_POP3S_PORT 995
 #define WEB_SUBMISSIONS_PORT 465
-#define WEB_MOVED_MAX 4096
 
 static const char web_style_css[] =
 	":root{--accent:#E95420;--ink:#111;--muted:#5d5d5d;--line:#ddd}\n"

@@ -321,7 +321,9 @@ struct web_cutoff {
 int web_mailbox_revoke(struct web_server *server, const char *name,
 		       const char *domain, unsigned int slot_id,
 		       struct web_cutoff *cut_r, char *why_r, size_t why_size);
-/* moved_r (4096) gets the moved-aside home, "" if there was none. */
+/* moved_r (WEB_MOVED_MAX) gets the moved-aside home, "" if there was
+   none. */
+#define WEB_MOVED_MAX 4096
 int web_mailbox_reset(struct web_server *server, const char *name,
 		      const char *domain, const char *label,
 		      char *password_r, char *moved_r,
