@@ -1,6 +1,6 @@
 /* Copyright (c) dovecot-launchpad authors; see debian/copyright. */
 
-/* Plain SQLite vs cryptvfs vs SQLCipher on the DESIGN.md section 7
+/* Plain SQLite vs cryptvfs vs SQLCipher on the doc/DESIGN.md section 7
    mailbox workload, fixed seed (not a test):
 
      3,000 bodies of 4-100 KB in 30 transactions, 20,000 random body reads,
@@ -239,7 +239,7 @@ static void bench_run(const char *path, enum bench_engine engine,
 	memset(result_r, 0, sizeof(*result_r));
 	db = bench_open(path, engine, cache_kib, page_size);
 	/* Metadata apart from bodies: scans and flag updates never touch a
-	   body page (DESIGN.md section 7). */
+	   body page (doc/DESIGN.md section 7). */
 	bench_exec(db, "CREATE TABLE msg(uid INTEGER PRIMARY KEY, flags INTEGER,"
 		   " modseq INTEGER, hdr BLOB);"
 		   "CREATE TABLE body(uid INTEGER PRIMARY KEY, data BLOB)");

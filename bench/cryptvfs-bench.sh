@@ -1,6 +1,6 @@
 #!/bin/sh
 # Plain SQLite vs cryptvfs vs SQLite3MultipleCiphers' chacha20 (and
-# Debian's SQLCipher) on the DESIGN.md section 7 mailbox workload, in one
+# Debian's SQLCipher) on the doc/DESIGN.md section 7 mailbox workload, in one
 # run (issues 3 and 15). Not a test.
 #
 #   bench/cryptvfs-bench.sh [ROUNDS]      (from the top of the tree)

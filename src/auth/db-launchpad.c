@@ -31,7 +31,7 @@ static void db_launchpad_log(void *context, enum lp_log_level level,
 		break;
 	case LP_LOG_INFO:
 		/* Decisions ("denied: <reason>"): logged without auth_verbose
-		   too, DESIGN.md section 4 wants them. */
+		   too, doc/DESIGN.md section 4 wants them. */
 		if (db->cur_request != NULL)
 			db_launchpad_log_info(db->cur_request, "%s", msg);
 		else

@@ -2,7 +2,8 @@
 #ifndef KEYRING_H
 #define KEYRING_H
 
-/* libkeyring: a mailbox's keys and its app passwords (DESIGN.md section 6).
+/* libkeyring: a mailbox's keys, its app passwords and its home
+   (doc/DESIGN.md section 6).
 
    Every mailbox has a random 256-bit master key and an X25519 key pair.
    They never touch disk unwrapped: the keyfile (~/sqlbox.keys) holds

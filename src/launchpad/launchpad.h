@@ -19,10 +19,10 @@
      lp_context_destroy(&ctx);
      lp_config_free(&config);
 
-   The decision itself is the pure function lp_decide() (DESIGN.md section 4);
-   lp_entitlement_check() gathers its facts from the TDB cache and, when the
-   cache cannot answer, from Launchpad over HTTP (bounded by a deadline well
-   under auth-worker's 60 s).  Concurrent cold lookups of one person or team,
+   The decision itself is the pure function lp_decide() (doc/DESIGN.md
+   section 4); lp_entitlement_check() gathers its facts from the TDB cache
+   and, when the cache cannot answer, from Launchpad over HTTP (bounded by
+   a deadline well under auth-worker's 60 s).  Concurrent cold lookups of one person or team,
    from any number of processes, make one HTTP request (TDB chainlocks).
 
    Errors: functions return 0 ok / -1 error, lookups 1 found / 0 absent /
@@ -135,9 +135,9 @@ struct lp_config {
 	char *send_state_path;	/* the counters' TDB, written by the mail uid */
 };
 
-/* Parses a dovecot-launchpad.conf.ext (DESIGN.md section 3).  Unknown keys,
-   bad durations, duplicate keys or domains, a domain without a team, a file
-   without any domain: -1 with err->kind LP_ERR_CONFIG and a text
+/* Parses a dovecot-launchpad.conf.ext (doc/DESIGN.md section 3).  Unknown
+   keys, bad durations, duplicate keys or domains, a domain without a team,
+   a file without any domain: -1 with err->kind LP_ERR_CONFIG and a text
    "<path>:<line>: <what>".  On success *config_r is owned by the caller. */
 int lp_config_load(const char *path, struct lp_config **config_r,
 		   struct lp_error *err);
@@ -221,7 +221,7 @@ lp_login_parse(const struct lp_config *config, const char *login,
 	       char name_r[LP_NAME_MAX + 1],
 	       const struct lp_domain **domain_r);
 
-/* ---- the decision table (lp-decision.c), DESIGN.md section 4 ---- */
+/* ---- the decision table (lp-decision.c), doc/DESIGN.md section 4 ---- */
 
 enum lp_verdict_kind {
 	LP_VERDICT_ALLOW,

@@ -1,6 +1,6 @@
 /* Copyright (c) dovecot-launchpad authors; see debian/copyright. */
 
-/* The dovecot-launchpad.conf.ext parser (DESIGN.md section 3).
+/* The dovecot-launchpad.conf.ext parser (doc/DESIGN.md section 3).
 
    One table lists every key with its type, its place in struct lp_config
    and its default; one setter parses a value by type.  Defaults go through

@@ -1,6 +1,6 @@
 /* Copyright (c) dovecot-launchpad authors; see debian/copyright. */
 
-/* The DESIGN.md section 4 decision table, nothing else: no I/O, no
+/* The doc/DESIGN.md section 4 decision table, nothing else: no I/O, no
    clock, no globals. */
 
 #include "launchpad.h"

@@ -36,7 +36,7 @@ struct test_field {
 #define TEST_UINT(field, def) \
 	{ #field, TEST_FIELD_UINT, offsetof(struct lp_config, field), NULL, def }
 
-/* Every key with its DESIGN.md section 3 default. */
+/* Every key with its doc/DESIGN.md section 3 default. */
 static const struct test_field test_fields[] = {
 	TEST_STR(api_url, "https://api.launchpad.net/1.0"),
 	TEST_STR(cache_path, "/var/lib/dovecot/launchpad.tdb"),

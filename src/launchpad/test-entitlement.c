@@ -1,7 +1,7 @@
 /* Copyright (c) dovecot-launchpad authors; see debian/copyright. */
 
 /* lp_entitlement_check() end to end against tests/lpfake.py: every row of
-   the decision table (DESIGN.md section 4), negative caching, outages.
+   the decision table (doc/DESIGN.md section 4), negative caching, outages.
    The context's clock is the fake test_clock, so TTL and stale_grace
    boundaries are exact and cost no waiting. */
 

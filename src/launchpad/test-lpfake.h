@@ -32,7 +32,7 @@ json_t *lpfake_requests(void);
 unsigned int lpfake_count(const char *path);
 
 time_t test_now(void);
-/* A config for the fake: the six domains of DESIGN.md section 3, the
+/* A config for the fake: the six domains of doc/DESIGN.md section 3, the
    given TTLs in seconds and http_timeout, cache in test_dir. */
 struct lp_config *test_config(unsigned int positive_ttl,
 			      unsigned int negative_ttl,

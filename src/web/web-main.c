@@ -1,6 +1,6 @@
 /* Copyright (c) dovecot-launchpad authors; see debian/copyright. */
 
-/* dovecot-launchpad-web [-c CONFIG]: the self-service page (DESIGN.md
+/* dovecot-launchpad-web [-c CONFIG]: the self-service page (doc/DESIGN.md
    section 10).  Reads the same dovecot-launchpad.conf.ext as Dovecot,
    listens on web_listen (loopback, behind the site's TLS proxy), logs one
    line per event on stderr, and stops cleanly on SIGTERM or SIGINT. */

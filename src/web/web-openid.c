@@ -1,6 +1,6 @@
 /* Copyright (c) dovecot-launchpad authors; see debian/copyright. */
 
-/* OpenID 2.0 relying party for Ubuntu One (DESIGN.md section 10).
+/* OpenID 2.0 relying party for Ubuntu One (doc/DESIGN.md section 10).
 
    Sign-in sends the browser to sso_url with checkid_setup, asking for the
    SReg nickname (the Launchpad name).  The answer comes back as a GET to

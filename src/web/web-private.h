@@ -269,8 +269,9 @@ bool web_csrf_check(const struct web_request *req);
 int web_openid_begin_url(struct web_server *server, const char *state,
 			 char *url_r, size_t size);
 
-/* Verifies the positive assertion in req's query (DESIGN.md section 10).
-   Returns 1 with the Launchpad name (and the signed SReg email, or ""), 0 refused (reason_r says why, in
+/* Verifies the positive assertion in req's query (doc/DESIGN.md section
+   10).  Returns 1 with the Launchpad name (and the signed SReg email, or
+   ""), 0 refused (reason_r says why, in
    words for the page), -1 when the SSO could not be reached. */
 int web_openid_verify(struct web_request *req, const char *state,
 		      char name_r[LP_NAME_MAX + 1],

@@ -1,6 +1,6 @@
 """Issue 2: who gets a mailbox, proven against a real Dovecot.
 
-Every row of the decision table (DESIGN.md section 4) over IMAP, POP3 and
+Every row of the decision table (doc/DESIGN.md section 4) over IMAP, POP3 and
 LMTP, hostile login names, Launchpad outages with and without Dovecot's auth
 cache, cache invalidation and coalesced cold lookups.  The fake Launchpad is
 tests/lpfake.py with tests/fixtures/launchpad.json.

@@ -365,7 +365,7 @@ def test_another_users_slot_is_refused(world):
 
 
 def test_activation_notified_once_by_next_sync(world):
-    """Issue 8: activation sends the admin notification of DESIGN.md
+    """Issue 8: activation sends the admin notification of doc/DESIGN.md
     section 8.  The daemon cannot submit mail; it queues the event in the
     TDB and the next doveadm launchpad sync mails it, once."""
     user = "eddie@edubuntu.org"
