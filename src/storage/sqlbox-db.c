@@ -61,7 +61,7 @@ int sqlbox_root_dir_create(struct sqlbox_storage *storage)
 int sqlbox_keys_unwrap(struct mail_user *user, const char *home,
 		       struct kr_keys **keys_r, const char **error_r)
 {
-	const char *field = mail_user_plugin_getenv(user, SQLBOX_KEK_SETTING);
+	const char *field = mail_user_plugin_getenv(user, KR_KEK_FIELD);
 	struct kr_keyfile *kf;
 	struct kr_secret *kek;
 	struct kr_error err;
@@ -78,7 +78,7 @@ int sqlbox_keys_unwrap(struct mail_user *user, const char *home,
 		*error_r = "malformed session key";
 		return 0;
 	}
-	path = t_strconcat(home, "/", SQLBOX_KEYFILE_FNAME, NULL);
+	path = t_strconcat(home, "/", KR_KEYFILE_NAME, NULL);
 	ret = kr_keyfile_read(path, &kf, &err);
 	if (ret <= 0) {
 		kr_secret_free(&kek);
@@ -108,7 +108,7 @@ int sqlbox_public_key_read(struct mail_user *user, unsigned char *pk_r,
 		*error_r = "no home directory";
 		return -1;
 	}
-	path = t_strconcat(home, "/", SQLBOX_KEYFILE_FNAME, NULL);
+	path = t_strconcat(home, "/", KR_KEYFILE_NAME, NULL);
 	ret = kr_keyfile_read(path, &kf, &err);
 	if (ret <= 0) {
 		*error_r = ret == 0 ? "mailbox not activated (no keyfile)" :

@@ -2,11 +2,12 @@
 #ifndef SQLBOX_STORAGE_H
 #define SQLBOX_STORAGE_H
 
-/* The mail storage `sqlbox` (DESIGN.md section 7): every mailbox of a user
-   lives in one SQLite file, page-encrypted by src/cryptvfs with the master
-   key that the user's app password (userdb field sqlbox_kek) unwraps from
-   ~/sqlbox.keys.  SQLite is authoritative; Dovecot's index runs in memory
-   only and is rebuilt from SQLite when a mailbox is opened or synced.
+/* The mail storage `sqlbox` (doc/DESIGN.md section 7): every mailbox of
+   a user lives in one SQLite file, page-encrypted by src/cryptvfs with the
+   master key that the user's app password (userdb field sqlbox_kek,
+   KR_KEK_FIELD) unwraps from ~/sqlbox.keys (KR_KEYFILE_NAME).  SQLite is
+   authoritative; Dovecot's index runs in memory only and is rebuilt from
+   SQLite when a mailbox is opened or synced.
 
    Files under the mail root (mail_location = sqlbox:<root>):
      <root>/sqlbox.db, -wal, -shm   the encrypted database
@@ -29,8 +30,6 @@
 #define SQLBOX_DB_FNAME "sqlbox.db"
 #define SQLBOX_SPOOL_FNAME "spool"
 #define SQLBOX_QUARANTINE_FNAME "spool.quarantine"
-#define SQLBOX_KEYFILE_FNAME "sqlbox.keys"
-#define SQLBOX_KEK_SETTING "sqlbox_kek"
 #define SQLBOX_USAGE_FNAME "quota-usage"
 #define SQLBOX_HIERARCHY_SEP '/'
 /* Bodies are stored in rows of this many bytes (CRLF line ends). */
