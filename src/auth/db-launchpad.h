@@ -46,7 +46,8 @@ const char *db_launchpad_keyfile_path(struct db_launchpad *db,
 
 /* Removes the user from the auth master's cache (CACHE-FLUSH on the
    auth-master socket), so an expired cache entry cannot log the user in
-   past stale_grace (DOVECOT-NOTES.md 0.3). */
+   past stale_grace (Dovecot's cache serves an expired entry while the
+   passdb fails; see doc/DESIGN.md). */
 void db_launchpad_flush_auth_cache(struct db_launchpad *db,
 				   struct auth_request *request,
 				   const struct lp_entitlement *ent);

@@ -10,7 +10,7 @@
 /* Dovecot's auth cache (auth_cache_size > 0) is keyed on the user AND a
    digest of the password, as the design asks: several app passwords of one
    user each get their own entry, so a wrong or revoked password never hides
-   a good one (DOVECOT-NOTES.md 2.3).  App passwords carry >= 128 bits of
+   a good one (Dovecot's auth-cache.c keys the entry on this string).  App passwords carry >= 128 bits of
    entropy, so an unsalted SHA-256 of one in the auth process's memory gives
    nothing to brute force.  The service is part of the key: a submission
    login carries fields (the addresses it may send as) that an IMAP login
