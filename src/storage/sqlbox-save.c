@@ -366,6 +366,18 @@ static int sqlbox_save_commit_spool(struct sqlbox_save_context *ctx)
 	return 0;
 }
 
+static int
+sqlbox_save_fts_index(struct sqlbox_storage *storage,
+		      struct sqlbox_body_writer *body, int64_t body_id)
+{
+	struct istream *input = sqlbox_body_writer_istream(body);
+	int ret;
+
+	ret = sqlbox_fts_index_body(storage, body_id, input);
+	i_stream_unref(&input);
+	return ret;
+}
+
 static int sqlbox_save_commit_db(struct sqlbox_save_context *ctx)
 {
 	struct sqlbox_storage *storage = ctx->mbox->storage;
@@ -394,7 +406,8 @@ static int sqlbox_save_commit_db(struct sqlbox_save_context *ctx)
 	array_foreach_modifiable(&ctx->mails, mail) {
 		body_id = mail->body_id;
 		if (mail->body != NULL &&
-		    sqlbox_body_writer_commit(mail->body, &body_id) < 0)
+		    (sqlbox_body_writer_commit(mail->body, &body_id) < 0 ||
+		     sqlbox_save_fts_index(storage, mail->body, body_id) < 0))
 			return -1;
 		if (mail->cached &&
 		    sqlbox_db_cache_insert(storage, body_id, &mail->cache) < 0)

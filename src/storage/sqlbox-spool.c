@@ -412,6 +412,7 @@ sqlbox_spool_import_plain(struct sqlbox_spool_import_context *ictx,
 	}
 	guid_128_generate(guid);
 	if (sqlbox_db_body_insert(storage, msg, msg_len, &body_id) < 0 ||
+	    sqlbox_fts_index_data(storage, body_id, msg, msg_len) < 0 ||
 	    sqlbox_db_mail_insert(storage, target->id, target->uid_next,
 				  body_id, meta->flags & MAIL_FLAGS_NONRECENT,
 				  keywords, target->modseq, ioloop_time,

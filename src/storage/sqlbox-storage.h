@@ -75,6 +75,8 @@ struct sqlbox_storage {
 	/* No KEK in this session: LMTP seals new mail into the spool. */
 	bool locked:1;
 	bool usage_written:1;
+	/* The FTS tables exist (sqlbox-fts.c creates them lazily). */
+	bool fts_ready:1;
 };
 
 struct sqlbox_mailbox {
@@ -248,6 +250,26 @@ void sqlbox_transaction_save_commit_post(
 	struct mail_save_context *ctx,
 	struct mail_index_transaction_commit_result *result);
 void sqlbox_transaction_save_rollback(struct mail_save_context *ctx);
+
+/* ---- sqlbox-fts.c: full-text search in FTS5 tables of the database ---- */
+
+/* Inside the caller's write transaction: indexes the header and body
+   text of a stored body (nothing if already indexed).  0, -1 with a
+   critical error set. */
+int sqlbox_fts_index_body(struct sqlbox_storage *storage, int64_t body_id,
+			  struct istream *input);
+int sqlbox_fts_index_data(struct sqlbox_storage *storage, int64_t body_id,
+			  const unsigned char *data, size_t size);
+/* Search vfuncs: the index narrows SEARCH BODY/TEXT/header keys to
+   candidate mails, which Dovecot checks as without it. */
+struct mail_search_context *
+sqlbox_fts_search_init(struct mailbox_transaction_context *t,
+		       struct mail_search_args *args,
+		       const enum mail_sort_type *sort_program,
+		       enum mail_fetch_field wanted_fields,
+		       struct mailbox_header_lookup_ctx *wanted_headers);
+bool sqlbox_fts_search_next_update_seq(struct mail_search_context *ctx);
+int sqlbox_fts_search_deinit(struct mail_search_context *ctx);
 
 /* ---- sqlbox-spool.c ---- */
 

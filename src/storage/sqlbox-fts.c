@@ -1,0 +1,500 @@
+/* Copyright (c) dovecot-launchpad authors; see debian/copyright. */
+#include "lib.h"
+#include "array.h"
+#include "buffer.h"
+#include "istream.h"
+#include "safe-memset.h"
+#include "seq-range-array.h"
+#include "str.h"
+#include "unichar.h"
+#include "message-parser.h"
+#include "message-decoder.h"
+#include "mail-search.h"
+#include "sqlbox-storage.h"
+
+/* Full-text search inside the user's encrypted database (SQLite FTS5):
+   the index is pages of sqlbox.db like everything else, so nothing of it
+   is readable on disk.
+
+   Tables, created here lazily and idempotently (not in the schema's
+   version chain, so an older sqlbox simply ignores them):
+     fts_doc(docid, body_id)   which body each FTS row belongs to; a
+                               trigger drops the row with its body
+                               (expunge, folder delete, crashed saves)
+     fts_text(text)            FTS5, trigram tokenizer, detail=none,
+                               contentless: rowid = fts_doc.docid
+   Bodies, not mails, are indexed: a COPY or MOVE shares the body row, a
+   RENAME changes no body, so none of them touches the index.
+
+   What is indexed is what Dovecot's own search (lib-mail message-search.c)
+   looks at: every header line (name, ": ", the decoded value) and the
+   decoded bodies of text/ and message/ parts, all through the user's
+   normalizer (decomposed titlecase), which is also applied to the key.
+   A search key is cut into the trigrams of its letters (no white space
+   or ASCII punctuation, which header folding and address rewriting may
+   change) and their AND gives candidate mails; Dovecot then checks each
+   candidate as without an index.  So SEARCH answers exactly what the
+   unindexed search answers, reading only the candidates' bodies.
+   Keys with no such trigram (shorter than three letters) and args under
+   NOT or OR are left to the unindexed search.
+
+   An expunged body's trigrams stay in the contentless FTS index (FTS5 in
+   SQLite 3.40 can only delete them given the same text again) but no
+   longer lead anywhere: docids are never reused (AUTOINCREMENT).  When
+   such dead rows outnumber the live ones the index is emptied and built
+   again at the next search. */
+
+/* Trigrams of a key used at most (evenly spread). */
+#define SQLBOX_FTS_MAX_TRIGRAMS 24
+
+struct sqlbox_fts_search_context {
+	union mail_search_module_context module_ctx;
+	/* UIDs that may match every indexed arg (AND of their candidates) */
+	ARRAY_TYPE(seq_range) uids;
+	struct mail_index_view *view;
+};
+
+static MODULE_CONTEXT_DEFINE_INIT(sqlbox_fts_search_module,
+				  &mail_storage_module_register);
+#define SQLBOX_FTS_CONTEXT(obj) \
+	MODULE_CONTEXT(obj, sqlbox_fts_search_module)
+
+static const char *const sqlbox_fts_tables[] = {
+	"CREATE TABLE IF NOT EXISTS fts_doc ("
+	" docid INTEGER PRIMARY KEY AUTOINCREMENT,"
+	" body_id INTEGER NOT NULL UNIQUE)",
+	"CREATE VIRTUAL TABLE IF NOT EXISTS fts_text USING fts5("
+	" text, tokenize = 'trigram', detail = 'none', content = '')",
+	"CREATE TRIGGER IF NOT EXISTS fts_doc_body_delete AFTER DELETE ON body"
+	" BEGIN DELETE FROM fts_doc WHERE body_id = OLD.id; END",
+	NULL
+};
+
+/* Inside a write transaction: the tables exist. */
+static int sqlbox_fts_tables_create(struct sqlbox_storage *storage)
+{
+	if (storage->fts_ready)
+		return 0;
+	for (unsigned int i = 0; sqlbox_fts_tables[i] != NULL; i++) {
+		if (sqlbox_db_exec(storage, sqlbox_fts_tables[i]) < 0)
+			return -1;
+	}
+	storage->fts_ready = TRUE;
+	return 0;
+}
+
+static void
+sqlbox_fts_content_type(const struct message_header_line *hdr, bool *text_r)
+{
+	const char *value = t_strndup(hdr->full_value, hdr->full_value_len);
+
+	while (*value == ' ' || *value == '\t')
+		value++;
+	*text_r = strncasecmp(value, "text/", 5) == 0 ||
+		strncasecmp(value, "message/", 8) == 0;
+}
+
+/* The normalized text of a message, as Dovecot's search sees it. */
+static int
+sqlbox_fts_text(struct sqlbox_storage *storage, struct istream *input,
+		string_t *text)
+{
+	const struct message_parser_settings parser_set = { .flags = 0 };
+	struct message_parser_ctx *parser;
+	struct message_decoder_context *decoder;
+	struct message_block raw, block;
+	struct message_part *parts, *prev_part = NULL;
+	pool_t pool = pool_alloconly_create("sqlbox fts parts", 1024);
+	bool part_text = TRUE;
+	parser = message_parser_init(pool, input, &parser_set);
+	decoder = message_decoder_init(storage->storage.user->default_normalizer,
+				       0);
+	while (message_parser_parse_next_block(parser, &raw) > 0) {
+		if (raw.part != prev_part) {
+			/* as message_search_more_get_decoded() */
+			prev_part = raw.part;
+			part_text = raw.hdr != NULL;
+		}
+		if (raw.hdr != NULL && raw.hdr->name_len == 12 &&
+		    strcasecmp(raw.hdr->name, "Content-Type") == 0) {
+			if (raw.hdr->continues) {
+				raw.hdr->use_full_value = TRUE;
+				continue;
+			}
+			T_BEGIN {
+				sqlbox_fts_content_type(raw.hdr, &part_text);
+			} T_END;
+		}
+		if (raw.hdr == NULL && raw.size != 0 && !part_text)
+			continue; /* not searched: not decoded either */
+		/* the end of headers (size 0) too: it sets up the charset */
+		if (!message_decoder_decode_next_block(decoder, &raw, &block))
+			continue;
+		if (block.hdr != NULL) {
+			if (block.hdr->eoh)
+				continue;
+			if (block.hdr->continues) {
+				block.hdr->use_full_value = TRUE;
+				continue;
+			}
+			str_append_data(text, block.hdr->name,
+					block.hdr->name_len);
+			str_append_data(text, block.hdr->middle,
+					block.hdr->middle_len);
+			str_append_data(text, block.hdr->full_value,
+					block.hdr->full_value_len);
+			str_append(text, "\r\n");
+		} else if (part_text && block.size > 0) {
+			str_append_data(text, block.data, block.size);
+		}
+	}
+	message_parser_deinit(&parser, &parts);
+	message_decoder_deinit(&decoder);
+	pool_unref(&pool);
+	if (input->stream_errno != 0) {
+		mail_storage_set_critical(&storage->storage,
+			"sqlbox fts: read(%s) failed: %s",
+			i_stream_get_name(input), i_stream_get_error(input));
+		return -1;
+	}
+	return 0;
+}
+
+int sqlbox_fts_index_body(struct sqlbox_storage *storage, int64_t body_id,
+			  struct istream *input)
+{
+	sqlite3_stmt *stmt;
+	string_t *text;
+	int ret = 0;
+
+	if (sqlbox_fts_tables_create(storage) < 0 ||
+	    sqlbox_db_exec_args(storage,
+		"INSERT OR IGNORE INTO fts_doc (body_id) VALUES (?)",
+		1, body_id) < 0)
+		return -1;
+	if (sqlite3_changes(storage->db) == 0)
+		return 0; /* already indexed */
+	T_BEGIN {
+		int64_t docid = sqlite3_last_insert_rowid(storage->db);
+
+		text = t_str_new(8192);
+		i_stream_seek(input, 0);
+		if (sqlbox_fts_text(storage, input, text) < 0)
+			ret = -1;
+		else if ((stmt = sqlbox_db_prepare(storage,
+			"INSERT INTO fts_text (rowid, text) VALUES (?, ?)")) == NULL)
+			ret = -1;
+		else {
+			sqlite3_bind_int64(stmt, 1, docid);
+			sqlite3_bind_text(stmt, 2, str_c(text), str_len(text),
+					  SQLITE_STATIC);
+			if (sqlbox_db_step(storage, stmt) < 0)
+				ret = -1;
+			sqlite3_finalize(stmt);
+		}
+		/* the plain text of a mail leaves no copy in memory */
+		safe_memset(str_c_modifiable(text), 0, str_len(text));
+	} T_END;
+	return ret;
+}
+
+int sqlbox_fts_index_data(struct sqlbox_storage *storage, int64_t body_id,
+			  const unsigned char *data, size_t size)
+{
+	struct istream *input = i_stream_create_from_data(data, size);
+	int ret;
+
+	i_stream_set_name(input, "sqlbox spool");
+	ret = sqlbox_fts_index_body(storage, body_id, input);
+	i_stream_unref(&input);
+	return ret;
+}
+
+/* Empties the index when dead rows (expunged bodies) outnumber the live
+   ones; the next catch-up builds it again. */
+static int sqlbox_fts_compact(struct sqlbox_storage *storage)
+{
+	sqlite3_stmt *stmt;
+	int64_t live = 0, all = 0;
+
+	stmt = sqlbox_db_prepare(storage,
+		"SELECT (SELECT count(*) FROM fts_doc),"
+		" (SELECT count(*) FROM fts_text_docsize)");
+	if (stmt == NULL)
+		return -1;
+	if (sqlbox_db_step(storage, stmt) == SQLITE_ROW) {
+		live = sqlite3_column_int64(stmt, 0);
+		all = sqlite3_column_int64(stmt, 1);
+	}
+	sqlite3_finalize(stmt);
+	if (all - live <= live || all - live < 100)
+		return 0;
+	e_debug(storage->storage.event,
+		"sqlbox fts: rebuilding (%"PRId64" live, %"PRId64" dead rows)",
+		live, all - live);
+	if (sqlbox_db_exec(storage,
+		"INSERT INTO fts_text (fts_text) VALUES ('delete-all')") < 0 ||
+	    sqlbox_db_exec(storage, "DELETE FROM fts_doc") < 0)
+		return -1;
+	return 0;
+}
+
+/* Indexes the folder's mail that is not yet indexed (older mail, mail
+   saved by a sqlbox without FTS).  Own write transaction. */
+static int sqlbox_fts_catch_up(struct sqlbox_mailbox *mbox)
+{
+	struct sqlbox_storage *storage = mbox->storage;
+	ARRAY(int64_t) ids;
+	ARRAY(uoff_t) sizes;
+	sqlite3_stmt *stmt;
+	int rc, ret = 0;
+
+	if (sqlbox_db_begin(storage) < 0)
+		return -1;
+	if (sqlbox_fts_tables_create(storage) < 0 ||
+	    sqlbox_fts_compact(storage) < 0 ||
+	    (stmt = sqlbox_db_prepare(storage,
+		"SELECT DISTINCT b.id, b.size FROM mail m"
+		" JOIN body b ON b.id = m.body_id WHERE m.mailbox_id = ?"
+		" AND NOT EXISTS (SELECT 1 FROM fts_doc d"
+		" WHERE d.body_id = m.body_id)")) == NULL) {
+		sqlbox_db_rollback(storage);
+		return -1;
+	}
+	i_array_init(&ids, 64);
+	i_array_init(&sizes, 64);
+	sqlite3_bind_int64(stmt, 1, mbox->id);
+	while ((rc = sqlbox_db_step(storage, stmt)) == SQLITE_ROW) {
+		int64_t id = sqlite3_column_int64(stmt, 0);
+		uoff_t size = sqlite3_column_int64(stmt, 1);
+
+		array_push_back(&ids, &id);
+		array_push_back(&sizes, &size);
+	}
+	sqlite3_finalize(stmt);
+	if (rc < 0)
+		ret = -1;
+	for (unsigned int i = 0; ret == 0 && i < array_count(&ids); i++) {
+		struct istream *input;
+		int64_t id = *array_idx(&ids, i);
+
+		input = sqlbox_body_istream_create(storage, id,
+						   *array_idx(&sizes, i));
+		i_stream_set_name(input, t_strdup_printf("sqlbox body %"PRId64,
+							 id));
+		ret = sqlbox_fts_index_body(storage, id, input);
+		i_stream_unref(&input);
+	}
+	if (array_count(&ids) > 0) {
+		e_debug(mbox->box.event, "sqlbox fts: indexed %u bodies",
+			array_count(&ids));
+	}
+	array_free(&ids);
+	array_free(&sizes);
+	if (ret < 0) {
+		sqlbox_db_rollback(storage);
+		return -1;
+	}
+	return sqlbox_db_commit(storage);
+}
+
+static bool sqlbox_fts_char_indexable(unichar_t chr)
+{
+	if (chr < 0x80)
+		return (chr >= '0' && chr <= '9') ||
+			((chr | 0x20) >= 'a' && (chr | 0x20) <= 'z');
+	return !(chr == 0xa0 || (chr >= 0x2000 && chr <= 0x200b) ||
+		 chr == 0x3000);
+}
+
+/* The FTS5 query of a key: its trigrams ANDed; NULL if it has none. */
+static const char *
+sqlbox_fts_key_query(struct sqlbox_storage *storage, const char *key)
+{
+	ARRAY_TYPE(unichars) chars;
+	ARRAY_TYPE(const_string) trigrams;
+	buffer_t *norm = t_buffer_create(128);
+	string_t *query, *trigram;
+	unsigned int i, count, run = 0, step;
+	const char *const *tri;
+
+	if (storage->storage.user->default_normalizer(key, strlen(key),
+							norm) < 0)
+		return NULL;
+	t_array_init(&chars, 64);
+	if (uni_utf8_to_ucs4_n(norm->data, norm->used, &chars) < 0)
+		return NULL;
+	t_array_init(&trigrams, 16);
+	count = array_count(&chars);
+	for (i = 0; i < count; i++) {
+		unichar_t chr = *array_idx(&chars, i);
+
+		if (!sqlbox_fts_char_indexable(chr)) {
+			run = 0;
+			continue;
+		}
+		if (++run < 3)
+			continue;
+		trigram = t_str_new(16);
+		str_append_c(trigram, '"');
+		for (unsigned int j = i - 2; j <= i; j++)
+			uni_ucs4_to_utf8_c(*array_idx(&chars, j), trigram);
+		str_append_c(trigram, '"');
+		const char *tri_str = str_c(trigram);
+
+		array_push_back(&trigrams, &tri_str);
+	}
+	count = array_count(&trigrams);
+	if (count == 0)
+		return NULL;
+	query = t_str_new(256);
+	tri = array_front(&trigrams);
+	step = (count + SQLBOX_FTS_MAX_TRIGRAMS - 1) / SQLBOX_FTS_MAX_TRIGRAMS;
+	for (i = 0; i < count; i += step) {
+		if (str_len(query) > 0)
+			str_append(query, " AND ");
+		str_append(query, tri[i]);
+	}
+	if ((count - 1) % step != 0)
+		str_printfa(query, " AND %s", tri[count - 1]);
+	return str_c(query);
+}
+
+static bool sqlbox_fts_arg_indexed(const struct mail_search_arg *arg)
+{
+	if (arg->match_not || arg->value.str == NULL)
+		return FALSE;
+	switch (arg->type) {
+	case SEARCH_BODY:
+	case SEARCH_TEXT:
+	case SEARCH_HEADER:
+	case SEARCH_HEADER_ADDRESS:
+	case SEARCH_HEADER_COMPRESS_LWSP:
+		return TRUE;
+	default:
+		return FALSE;
+	}
+}
+
+/* The UIDs of the folder whose bodies have every trigram of query. */
+static int
+sqlbox_fts_lookup(struct sqlbox_mailbox *mbox, const char *query,
+		  ARRAY_TYPE(seq_range) *uids)
+{
+	struct sqlbox_storage *storage = mbox->storage;
+	sqlite3_stmt *stmt;
+	int rc;
+
+	stmt = sqlbox_db_prepare(storage,
+		"SELECT m.uid FROM fts_text f CROSS JOIN fts_doc d"
+		" ON d.docid = f.rowid CROSS JOIN mail m"
+		" ON m.body_id = d.body_id AND m.mailbox_id = ?"
+		" WHERE fts_text MATCH ?");
+	if (stmt == NULL)
+		return -1;
+	sqlite3_bind_int64(stmt, 1, mbox->id);
+	sqlite3_bind_text(stmt, 2, query, -1, SQLITE_STATIC);
+	while ((rc = sqlbox_db_step(storage, stmt)) == SQLITE_ROW)
+		seq_range_array_add(uids, sqlite3_column_int64(stmt, 0));
+	sqlite3_finalize(stmt);
+	return rc < 0 ? -1 : 0;
+}
+
+/* Candidate UIDs for the top-level (ANDed) args that the index can
+   answer: 1 with uids set, 0 if none can, -1 on error. */
+static int
+sqlbox_fts_search_args(struct sqlbox_mailbox *mbox,
+		       struct mail_search_arg *args,
+		       ARRAY_TYPE(seq_range) *uids)
+{
+	ARRAY_TYPE(seq_range) arg_uids;
+	bool caught_up = FALSE, found = FALSE;
+	const char *query;
+	int ret = 0;
+
+	for (; args != NULL && ret == 0; args = args->next) {
+		if (!sqlbox_fts_arg_indexed(args))
+			continue;
+		if ((query = sqlbox_fts_key_query(mbox->storage,
+						  args->value.str)) == NULL)
+			continue;
+		if (!caught_up) {
+			if (sqlbox_fts_catch_up(mbox) < 0)
+				return -1;
+			caught_up = TRUE;
+		}
+		t_array_init(&arg_uids, 64);
+		if (sqlbox_fts_lookup(mbox, query, &arg_uids) < 0)
+			return -1;
+		if (!found)
+			array_append_array(uids, &arg_uids);
+		else
+			seq_range_array_intersect(uids, &arg_uids);
+		found = TRUE;
+	}
+	return found ? 1 : 0;
+}
+
+struct mail_search_context *
+sqlbox_fts_search_init(struct mailbox_transaction_context *t,
+		       struct mail_search_args *args,
+		       const enum mail_sort_type *sort_program,
+		       enum mail_fetch_field wanted_fields,
+		       struct mailbox_header_lookup_ctx *wanted_headers)
+{
+	struct sqlbox_mailbox *mbox = SQLBOX_MAILBOX(t->box);
+	struct mail_search_context *ctx;
+	struct sqlbox_fts_search_context *fctx;
+	int ret = 0;
+
+	ctx = index_storage_search_init(t, args, sort_program, wanted_fields,
+					wanted_headers);
+	if (mbox->spool_only || mbox->storage->db == NULL)
+		return ctx;
+	fctx = i_new(struct sqlbox_fts_search_context, 1);
+	i_array_init(&fctx->uids, 64);
+	T_BEGIN {
+		ret = sqlbox_fts_search_args(mbox, args->args, &fctx->uids);
+	} T_END;
+	if (ret <= 0) {
+		/* the unindexed search answers (an error was logged) */
+		if (ret < 0) {
+			i_error("%s", mailbox_get_last_internal_error(
+				t->box, NULL));
+		}
+		array_free(&fctx->uids);
+		i_free(fctx);
+		return ctx;
+	}
+	fctx->view = t->view;
+	MODULE_CONTEXT_SET(ctx, sqlbox_fts_search_module, fctx);
+	return ctx;
+}
+
+bool sqlbox_fts_search_next_update_seq(struct mail_search_context *ctx)
+{
+	struct sqlbox_fts_search_context *fctx = SQLBOX_FTS_CONTEXT(ctx);
+	uint32_t uid;
+
+	if (fctx == NULL)
+		return index_storage_search_next_update_seq(ctx);
+	while (index_storage_search_next_update_seq(ctx)) {
+		mail_index_lookup_uid(fctx->view, ctx->seq, &uid);
+		if (seq_range_exists(&fctx->uids, uid))
+			return TRUE;
+		/* not a candidate: Dovecot never reads it */
+		mail_search_args_reset(ctx->args->args, FALSE);
+	}
+	return FALSE;
+}
+
+int sqlbox_fts_search_deinit(struct mail_search_context *ctx)
+{
+	struct sqlbox_fts_search_context *fctx = SQLBOX_FTS_CONTEXT(ctx);
+
+	if (fctx != NULL) {
+		array_free(&fctx->uids);
+		i_free(fctx);
+	}
+	return index_storage_search_deinit(ctx);
+}

@@ -1,0 +1,240 @@
+"""Issue 18: full-text search in FTS5 tables of the encrypted sqlbox
+database.  SEARCH answered through the index must give the UIDs that
+Dovecot's unindexed search gives on the same corpus (the index only picks
+candidates): `OR key key` is the unindexed reference, since only
+top-level keys go to the index.  Checked after EXPUNGE, MOVE, RENAME and
+DELETE, for German and Thai words, for mail delivered over LMTP (indexed
+at spool import), and nothing of the indexed words is readable on disk.
+"""
+
+import base64
+import os
+import random
+import secrets
+
+import pytest
+
+from conftest import World
+from test_sqlbox import (DBTOOL, USER, imap_login, lmtp_deliver, ok,
+                         select_count)
+
+import subprocess
+
+WORDS = ("alpha bravo charlie delta echo foxtrot golf hotel india juliet "
+         "kilo lima mike november oscar papa quebec romeo sierra tango "
+         "uniform victor whiskey xray yankee zulu").split()
+GERMAN = ["Straße", "Grüße", "Übermäßig", "Käsebrötchen", "Fußgänger"]
+THAI = ["ภาษาไทย", "สวัสดี", "ขอบคุณ", "โรงเรียน", "ประเทศ"]
+
+
+@pytest.fixture(scope="module")
+def world():
+    w = World(mail_location="sqlbox:~/mail")
+    yield w
+    w.close()
+
+
+@pytest.fixture(scope="module")
+def alice(world):
+    return world.dc.generate_password(USER, label="laptop")
+
+
+def mime_text(subject, body, sender="Sender <sender@example.org>",
+              cte="8bit"):
+    if cte == "base64":
+        payload = base64.encodebytes(body.encode()).replace(b"\n", b"\r\n")
+    else:
+        payload = body.encode().replace(b"\n", b"\r\n") + b"\r\n"
+    return (b"From: " + sender.encode() + b"\r\n"
+            b"To: Alice <alice@ubuntu.com>\r\n"
+            b"Subject: " + subject.encode() + b"\r\n"
+            b"Date: Mon, 02 Mar 2026 10:00:00 +0000\r\n"
+            b"MIME-Version: 1.0\r\n"
+            b"Content-Type: text/plain; charset=utf-8\r\n"
+            b"Content-Transfer-Encoding: " + cte.encode() + b"\r\n"
+            b"\r\n" + payload)
+
+
+def corpus(seed, n):
+    """n messages with words drawn by a fixed seed, some German and Thai
+    text, some base64 bodies, some words only in headers."""
+    rnd = random.Random(seed)
+    msgs = []
+    for i in range(n):
+        words = [rnd.choice(WORDS) for _ in range(rnd.randint(5, 40))]
+        if i % 3 == 0:
+            words.append(rnd.choice(GERMAN))
+        if i % 4 == 1:
+            # Thai runs without spaces between words
+            words.append("".join(rnd.sample(THAI, 2)))
+        subject = "msg %d %s" % (i, rnd.choice(WORDS + GERMAN))
+        sender = "%s <%s@example.org>" % (rnd.choice(WORDS).title(),
+                                          rnd.choice(WORDS))
+        cte = "base64" if i % 5 == 2 else "8bit"
+        msgs.append(mime_text(subject, " ".join(words), sender, cte))
+    return msgs
+
+
+# (key, value): every key is searched indexed and unindexed
+KEYS = ([("BODY", w) for w in ("bravo", "ovemb", "xray", "nothere",
+                               "Hotel india")] +
+        [("TEXT", w) for w in ("golf", "msg 1", "example")] +
+        [("BODY", w) for w in GERMAN + ["STRASSE", "grüsse", "gänger"]] +
+        [("BODY", w) for w in THAI + ["ไทย"]] +
+        [("SUBJECT", w) for w in ("tango", "Straße", "msg 7")] +
+        [("FROM", w) for w in ("kilo", "Lima", "example.org")])
+
+
+def _lit(value):
+    # LITERAL+: the value goes inline, no continuation round trip
+    return "{%d+}\r\n%s" % (len(value.encode()), value)
+
+
+def _search(imap, *args):
+    imap._encoding = "utf-8"
+    data = ok(imap.uid("SEARCH", "CHARSET", "UTF-8", *args))
+    return sorted(int(x) for x in data[0].split())
+
+
+def uid_search(imap, key, value):
+    return _search(imap, key, _lit(value))
+
+
+def uid_search_unindexed(imap, key, value):
+    # OR of the same key twice: never given to the index
+    return _search(imap, "OR", key, _lit(value), key, _lit(value))
+
+
+def compare_all(imap, box, min_hits=0):
+    select_count(imap, box)
+    seen_hits = 0
+    for key, value in KEYS:
+        got = uid_search_unindexed(imap, key, value)
+        want = uid_search(imap, key, value)
+        assert got == want, (box, key, value, got, want)
+        seen_hits += len(got) > 0
+    # the corpus really exercises the keys
+    assert seen_hits >= min_hits
+    return seen_hits
+
+
+def dbtool_sql(dc, password, sql):
+    home = dc.home("alice")
+    res = subprocess.run(
+        [DBTOOL, os.path.join(home, "sqlbox.keys"),
+         os.path.join(home, "mail", "sqlbox.db"), "sql", sql],
+        input=password, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    return res.stdout.split()
+
+
+def append_all(imap, box, msgs):
+    for m in msgs:
+        ok(imap.append(box, None, None, m))
+
+
+def test_indexed_search_equals_unindexed(world, alice):
+    dc = world.dc
+    imap = imap_login(dc, alice)
+    ok(imap.create("Corpus"))
+    append_all(imap, "Corpus", corpus(1801, 120))
+    compare_all(imap, "Corpus", min_hits=len(KEYS) - 3)
+    # every body was indexed when it was appended
+    bodies = int(dbtool_sql(dc, alice, "SELECT count(*) FROM body")[0])
+    docs = int(dbtool_sql(dc, alice, "SELECT count(*) FROM fts_doc")[0])
+    assert docs == bodies and bodies >= 120
+    hits = dbtool_sql(dc, alice, "SELECT count(*) FROM fts_text"
+                      " WHERE fts_text MATCH '\"bra\" AND \"rav\"'")
+    assert int(hits[0]) > 0
+    imap.logout()
+
+
+def test_after_expunge_move_rename_delete(world, alice):
+    dc = world.dc
+    imap = imap_login(dc, alice)
+    select_count(imap, "Corpus")
+    bravo = uid_search(imap, "BODY", "bravo")
+    assert len(bravo) > 4
+    ok(imap.uid("STORE", ",".join(map(str, bravo[:3])), "+FLAGS",
+                "(\\Deleted)"))
+    ok(imap.expunge())
+    compare_all(imap, "Corpus")
+    assert uid_search(imap, "BODY", "bravo") == bravo[3:]
+    ok(imap.create("Moved"))
+    ok(imap.uid("MOVE", ",".join(map(str, bravo[3:6])), "Moved"))
+    compare_all(imap, "Corpus")
+    compare_all(imap, "Moved")
+    assert len(uid_search(imap, "BODY", "bravo")) == 3
+    ok(imap.uid("COPY", "1:*", "Moved"))
+    compare_all(imap, "Moved")
+    imap.close()
+    ok(imap.rename("Moved", "Renamed"))
+    compare_all(imap, "Renamed")
+    n = select_count(imap, "Renamed")
+    assert n > 0
+    imap.close()
+    ok(imap.delete("Renamed"))
+    compare_all(imap, "Corpus")
+    imap.logout()
+
+
+def test_rebuilt_when_mostly_dead_and_indexed_on_demand(world, alice):
+    """Expunged bodies leave dead rows in the contentless FTS index; once
+    they outnumber the live ones the index is emptied, and each folder's
+    mail is indexed again on demand at its next SEARCH."""
+    dc = world.dc
+    imap = imap_login(dc, alice)
+    ok(imap.create("Old"))
+    append_all(imap, "Old", corpus(1802, 320))
+    select_count(imap, "Old")
+    ok(imap.uid("STORE", "21:*", "+FLAGS", "(\\Deleted)"))
+    ok(imap.expunge())
+    assert uid_search(imap, "BODY", "alpha") == \
+        uid_search_unindexed(imap, "BODY", "alpha")
+    # only Old's 20 bodies are in the rebuilt index so far
+    docs = int(dbtool_sql(dc, alice, "SELECT count(*) FROM fts_doc")[0])
+    assert docs == 20
+    compare_all(imap, "Old")
+    compare_all(imap, "Corpus", min_hits=len(KEYS) - 5)
+    bodies = int(dbtool_sql(dc, alice, "SELECT count(*) FROM body")[0])
+    docs = int(dbtool_sql(dc, alice, "SELECT count(*) FROM fts_doc")[0])
+    assert docs == bodies
+    imap.logout()
+
+
+def test_spool_import_indexed_and_nothing_readable(world, alice):
+    dc = world.dc
+    tok = secrets.token_hex(4).upper()
+    markers = {"SPOOL": "Spoolmark%sq" % tok, "APPEND": "Appendmark%sq" % tok,
+               "THAI": "ภาษาไทย%s" % tok}
+    assert lmtp_deliver(dc, USER, mime_text(
+        "lmtp " + markers["SPOOL"], "body " + markers["THAI"] +
+        " " + markers["SPOOL"]))[0] == 250
+    imap = imap_login(dc, alice)
+    select_count(imap)
+    ok(imap.append("INBOX", None, None, mime_text(
+        "append", "text " + markers["APPEND"])))
+    docs_before = int(dbtool_sql(dc, alice,
+                                 "SELECT count(*) FROM fts_doc")[0])
+    for mk in markers.values():
+        assert len(uid_search(imap, "BODY", mk)) == 1, mk
+        assert (uid_search(imap, "BODY", mk) ==
+                uid_search_unindexed(imap, "BODY", mk))
+    imap.logout()
+    # the spool import and the APPEND indexed: the SEARCH had nothing to do
+    assert int(dbtool_sql(dc, alice,
+                          "SELECT count(*) FROM fts_doc")[0]) == docs_before
+    home = dc.home("alice")
+    forms = set()
+    for mk in markers.values():
+        forms |= {mk, mk.upper(), mk.lower()}
+    for top in (home, os.path.join(world.wd.path, "state"), dc.run_dir):
+        for root, dirs, files in os.walk(top):
+            for name in files:
+                path = os.path.join(root, name)
+                if not os.path.isfile(path) or os.path.islink(path):
+                    continue
+                with open(path, "rb") as f:
+                    data = f.read()
+                for form in forms:
+                    assert form.encode() not in data, (form, path)
