@@ -1,0 +1,133 @@
+#!/usr/bin/python3
+# Copyright (c) dovecot-launchpad authors; see debian/copyright.
+"""Issue 18 benchmark: SEARCH BODY through sqlbox's FTS5 index against
+maildir and mdbox without FTS, in one run, on one fixed-seed corpus.
+
+    DLP_BUILD_DIR=$PWD/build /usr/bin/python3 bench/fts-bench.py \
+        [--messages 10000] [--rounds 5]
+
+Reuses bench/storage-bench.py (corpus of 2-100 KB text messages, a word
+planted in ~1 %, MULTIAPPEND, the Dovecot harness).  Measured:
+  append   MULTIAPPEND of the corpus (sqlbox indexes at commit;
+           sqlbox-nofts is the same build with plugin { sqlbox_fts = no },
+           the indexing cost is the ratio of the two);
+  search1  the first UID SEARCH BODY <word> in a new session;
+  search   the median of --rounds more, each in a new session;
+  index    bytes of the FTS tables in sqlbox.db (read with sqlbox-dbtool)
+           against the corpus bytes.
+Replies are checked: SEARCH must find exactly the planted messages.
+"""
+
+import argparse
+import importlib.util
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+spec = importlib.util.spec_from_file_location(
+    "storage_bench", os.path.join(BENCH_DIR, "storage-bench.py"))
+sb = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(sb)
+
+STORAGES = ("sqlbox", "sqlbox-nofts", "mdbox", "maildir")
+LOCATIONS = dict(sb.LOCATIONS, **{"sqlbox-nofts": "sqlbox:~/mail"})
+EXTRA = {"sqlbox-nofts": "plugin {\n  sqlbox_fts = no\n}\n"}
+
+
+def index_bytes(dc, pw):
+    home = dc.home("alice")
+    sql = ("SELECT (SELECT ifnull(sum(length(block)), 0) FROM fts_text_data)"
+           " + (SELECT ifnull(sum(length(sz)), 0) FROM fts_text_docsize)"
+           " + (SELECT count(*) * 16 FROM fts_doc)")
+    res = subprocess.run(
+        [os.path.join(os.environ["DLP_BUILD_DIR"],
+                      "src/storage/sqlbox-dbtool"),
+         os.path.join(home, "sqlbox.keys"),
+         os.path.join(home, "mail", "sqlbox.db"), "sql", sql],
+        input=pw, capture_output=True, text=True, timeout=600)
+    if res.returncode != 0:
+        raise RuntimeError(res.stderr)
+    return int(res.stdout.split()[0])
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--messages", type=int, default=10000)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--chunk", type=int, default=100)
+    args = ap.parse_args()
+    msgs, planted = sb.make_corpus(args.messages, False)
+    expected = sorted(i + 1 for i in planted)
+    corpus_bytes = sum(len(m) for m in msgs)
+    print("corpus: %d messages, %.1f MB, search word in %d" % (
+        len(msgs), corpus_bytes / 1e6, len(expected)))
+    wd = sb.Workdir("dlp-fts-bench-")
+    fake = sb.LaunchpadFake(wd.path).start()
+    dcs = {}
+    res = {n: {} for n in STORAGES}
+    try:
+        for name in STORAGES:
+            d = os.path.join(wd.path, name)
+            os.makedirs(d)
+            dcs[name] = sb.Dovecot(d, fake.api_url,
+                                   mail_location=LOCATIONS[name],
+                                   extra_conf=EXTRA.get(name, "")).start()
+        pw = {n: dc.generate_password(sb.USER, label="bench")
+              for n, dc in dcs.items()}
+        sessions = {n: sb.Imap(dc.imap_port, pw[n]) for n, dc in dcs.items()}
+        for imap in sessions.values():
+            imap.run(b"CREATE bench")
+        secs = dict.fromkeys(STORAGES, 0.0)
+        for rnd, start in enumerate(range(0, len(msgs), args.chunk)):
+            part = msgs[start:start + args.chunk]
+            k = rnd % len(STORAGES)
+            for name in STORAGES[k:] + STORAGES[:k]:
+                secs[name] += sb.multiappend(sessions[name], b"bench", part)
+        for imap in sessions.values():
+            imap.close()
+        for n in STORAGES:
+            res[n]["append_s"] = secs[n]
+        check = sb.search_check(expected)
+        cmd = b"UID SEARCH BODY " + sb.SEARCH_WORD.encode()
+        for n in STORAGES:
+            runs = []
+            for _ in range(args.rounds + 1):
+                t, _, nlit, untagged = sb.timed_in_new_session(
+                    dcs[n], pw[n], b"bench", cmd)
+                check(n, 0, nlit, untagged)
+                runs.append(t)
+            res[n]["search_first_s"] = runs[0]
+            res[n]["search_median_s"] = statistics.median(runs[1:])
+        res["sqlbox"]["index_bytes"] = index_bytes(dcs["sqlbox"],
+                                                   pw["sqlbox"])
+    finally:
+        for dc in dcs.values():
+            dc.stop()
+        fake.stop()
+        wd.cleanup()
+    s = res["sqlbox"]
+    print(json.dumps(res, indent=1))
+    print("| | sqlbox (FTS) | sqlbox-nofts | mdbox | maildir |")
+    print("|---|---|---|---|---|")
+    print("| APPEND %d msgs (s) | %.2f | %.2f | %.2f | %.2f |" % (
+        (len(msgs),) + tuple(res[n]["append_s"] for n in STORAGES)))
+    print("| SEARCH BODY first (ms) | %.1f | %.1f | %.1f | %.1f |" % tuple(
+        1000 * res[n]["search_first_s"] for n in STORAGES))
+    print("| SEARCH BODY median (ms) | %.1f | %.1f | %.1f | %.1f |" % tuple(
+        1000 * res[n]["search_median_s"] for n in STORAGES))
+    print("| search time / sqlbox FTS | 1 | %.1fx | %.1fx | %.1fx |" % tuple(
+        res[n]["search_median_s"] / s["search_median_s"]
+        for n in STORAGES[1:]))
+    print("indexing cost during APPEND: %+.1f %%" % (
+        100.0 * (s["append_s"] / res["sqlbox-nofts"]["append_s"] - 1)))
+    print("index / corpus bytes: %.1f %% (%d / %d)" % (
+        100.0 * s["index_bytes"] / corpus_bytes, s["index_bytes"],
+        corpus_bytes))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
