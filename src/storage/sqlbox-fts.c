@@ -121,8 +121,8 @@ sqlbox_fts_text(struct sqlbox_storage *storage, struct istream *input,
 	pool_t pool = pool_alloconly_create("sqlbox fts parts", 1024);
 	bool part_text = TRUE;
 	parser = message_parser_init(pool, input, &parser_set);
-	decoder = message_decoder_init(storage->storage.user->default_normalizer,
-				       0);
+	/* decoded to UTF-8 only: the normalizer runs on the distinct runs */
+	decoder = message_decoder_init(NULL, 0);
 	while (message_parser_parse_next_block(parser, &raw) > 0) {
 		if (raw.part != prev_part) {
 			/* as message_search_more_get_decoded() */
@@ -221,6 +221,37 @@ static void sqlbox_fts_distinct_runs(const string_t *text, string_t *dest)
 	hash_table_destroy(&seen);
 }
 
+/* The distinct runs of the text after the user's normalizer (decomposed
+   titlecase, the one Dovecot's search applies).  It maps character by
+   character, and what separates runs (white space, ASCII punctuation)
+   stays a separator, so normalizing the distinct raw runs and splitting
+   again gives every run of the normalized text. */
+static int
+sqlbox_fts_normalized_runs(struct sqlbox_storage *storage,
+			   const string_t *text, string_t **runs_r)
+{
+	string_t *raw = t_str_new(str_len(text) / 2 + 16);
+	buffer_t *norm;
+	int ret = 0;
+
+	sqlbox_fts_distinct_runs(text, raw);
+	norm = t_buffer_create(str_len(raw) + 16);
+	if (storage->storage.user->default_normalizer(str_data(raw),
+						      str_len(raw), norm) < 0)
+		ret = -1;
+	else {
+		*runs_r = t_str_new(norm->used + 16);
+		sqlbox_fts_distinct_runs(norm, *runs_r);
+	}
+	safe_memset(str_c_modifiable(raw), 0, str_len(raw));
+	safe_memset(buffer_get_modifiable_data(norm, NULL), 0, norm->used);
+	if (ret < 0) {
+		mail_storage_set_critical(&storage->storage,
+			"sqlbox fts: normalizing text failed");
+	}
+	return ret;
+}
+
 static int
 sqlbox_fts_insert(struct sqlbox_storage *storage, int64_t docid,
 		  const string_t *runs)
@@ -265,9 +296,10 @@ int sqlbox_fts_index_body(struct sqlbox_storage *storage, int64_t body_id,
 		if (sqlbox_fts_text(storage, input, text) < 0)
 			ret = -1;
 		else {
-			runs = t_str_new(str_len(text) / 2 + 16);
-			sqlbox_fts_distinct_runs(text, runs);
-			ret = sqlbox_fts_insert(storage, docid, runs);
+			ret = sqlbox_fts_normalized_runs(storage, text,
+							 &runs);
+			if (ret == 0)
+				ret = sqlbox_fts_insert(storage, docid, runs);
 		}
 		/* the plain text of a mail leaves no copy in memory */
 		safe_memset(str_c_modifiable(text), 0, str_len(text));
