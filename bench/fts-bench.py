@@ -35,7 +35,8 @@ spec.loader.exec_module(sb)
 
 STORAGES = ("sqlbox", "sqlbox-nofts", "mdbox", "maildir")
 LOCATIONS = dict(sb.LOCATIONS, **{"sqlbox-nofts": "sqlbox:~/mail"})
-EXTRA = {"sqlbox-nofts": "plugin {\n  sqlbox_fts = no\n}\n"}
+EXTRA = {"sqlbox": "plugin {\n  sqlbox_fts = yes\n}\n",
+         "sqlbox-nofts": "plugin {\n  sqlbox_fts = no\n}\n"}
 
 
 def index_bytes(dc, pw):

@@ -81,7 +81,10 @@ static bool sqlbox_fts_enabled(struct sqlbox_storage *storage)
 	const char *value = mail_user_plugin_getenv(storage->storage.user,
 						    SQLBOX_FTS_SETTING);
 
-	return value == NULL || strcasecmp(value, "no") != 0;
+	/* Opt-in for now: the text of one message is held in memory while
+	   it is indexed (a 40 MiB APPEND peaks near 190 MiB), which the
+	   storage otherwise never does. */
+	return value != NULL && strcasecmp(value, "yes") == 0;
 }
 
 /* Inside a write transaction: the tables exist. */

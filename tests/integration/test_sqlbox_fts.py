@@ -29,7 +29,8 @@ THAI = ["ภาษาไทย", "สวัสดี", "ขอบคุณ", "�
 
 @pytest.fixture(scope="module")
 def world():
-    w = World(mail_location="sqlbox:~/mail")
+    w = World(mail_location="sqlbox:~/mail",
+              extra_conf="plugin {\n  sqlbox_fts = yes\n}\n")
     yield w
     w.close()
 
