@@ -147,6 +147,14 @@ void kr_error_set(struct kr_error *err, enum kr_error_kind kind,
    first. */
 void kr_error_errno(struct kr_error *err, const char *call, const char *path);
 
+/* kr-file.c */
+/* write() of all of buf, retried on EINTR and short writes; -1 with
+   errno set. */
+int kr_write_full(int fd, const unsigned char *buf, size_t size);
+/* fsync() of the directory holding path: makes a rename or a new entry
+   there durable.  -1 with KR_ERR_IO. */
+int kr_fsync_dir(const char *path, struct kr_error *err);
+
 /* kr-secret.c */
 /* sodium_init() once; it is idempotent and locks internally. */
 int kr_sodium_init(struct kr_error *err);

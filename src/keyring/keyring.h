@@ -83,10 +83,13 @@ enum kr_error_kind {
 	KR_ERR_INTERNAL,	/* libsodium failure, out of memory */
 	KR_ERR_LOCKED,		/* another writer held the keyfile too long */
 	KR_ERR_ORPHAN,		/* a mailbox database but no keyfile */
+	KR_ERR_INVALID,		/* input the format cannot hold */
 };
 
 struct kr_error {
 	enum kr_error_kind kind;
+	/* KR_ERR_IO: the errno of the call that failed (else 0). */
+	int sys_errno;
 	char text[KR_TEXT_MAX];
 };
 
@@ -534,5 +537,50 @@ size_t kr_spool_meta_encode(unsigned char *out, size_t out_size,
 int kr_spool_meta_decode(const unsigned char *plain, size_t plain_len,
 			 struct kr_spool_meta *meta_r,
 			 size_t *message_offset_r);
+
+/* ---- appending to the spool (kr-spool-write.c) ----
+
+   A delivery appends its records under flock(LOCK_EX) on the spool:
+
+     kr_spool_append_begin(path, fsync, &app, &cut, &err);
+     for each message: kr_spool_append_record(app, pk, &meta, msg, len, &err);
+     kr_spool_append_commit(&app, &err);   (or kr_spool_append_abort(&app))
+
+   begin cuts a torn tail (an earlier append cut short by a crash, never
+   acknowledged) so that the new records start at a record boundary; damaged
+   records stay for the import to quarantine.  commit returns 0 only once
+   the records are on disk (fdatasync, and for a spool that was empty the
+   directory entry too; fsync false skips both, for mail_fsync=never).  A
+   failed record, a failed commit and abort cut the spool back to where the
+   append began: nothing of a failed delivery stays, the sender retries.
+   Killed at any point, the spool holds the records it had, then whole new
+   records and at most one torn tail, which the next begin cuts. */
+struct kr_spool_append;
+
+/* Opens path (created 0600), locks it and finds where to append; *cut_r
+   is the size of the torn tail cut off (0 if none), for the caller's log.
+   -1: KR_ERR_IO (err->sys_errno), KR_ERR_INTERNAL. */
+int kr_spool_append_begin(const char *path, bool fsync,
+			  struct kr_spool_append **app_r, uint64_t *cut_r,
+			  struct kr_error *err);
+/* Where this append's records begin (where a torn tail was cut). */
+uint64_t kr_spool_append_offset(const struct kr_spool_append *app);
+/* Seals meta's envelope and msg to pk and writes them as one record
+   (format KR_SPOOL_FORMAT_META, a random id).  -1: KR_ERR_INVALID (a
+   folder or keyword name the envelope cannot hold), KR_ERR_LIMIT (too
+   large for a record), KR_ERR_IO (err->sys_errno, e.g. ENOSPC),
+   KR_ERR_INTERNAL; the records appended so far stay until commit or
+   abort. */
+int kr_spool_append_record(struct kr_spool_append *app,
+			   const unsigned char pk[KR_PUBLIC_KEY_BYTES],
+			   const struct kr_spool_meta *meta,
+			   const unsigned char *msg, size_t msg_len,
+			   struct kr_error *err);
+/* Makes the records durable, unlocks and closes; *app is freed either
+   way.  On -1 the spool is cut back to where the append began. */
+int kr_spool_append_commit(struct kr_spool_append **app,
+			   struct kr_error *err);
+/* Cuts the spool back to where the append began, unlocks and closes. */
+void kr_spool_append_abort(struct kr_spool_append **app);
 
 #endif

@@ -11,6 +11,7 @@ void kr_error_clear(struct kr_error *err)
 	if (err == NULL)
 		return;
 	err->kind = KR_ERR_NONE;
+	err->sys_errno = 0;
 	err->text[0] = '\0';
 }
 
@@ -22,6 +23,7 @@ void kr_error_set(struct kr_error *err, enum kr_error_kind kind,
 	if (err == NULL)
 		return;
 	err->kind = kind;
+	err->sys_errno = 0;
 	va_start(args, fmt);
 	(void)vsnprintf(err->text, sizeof(err->text), fmt, args);
 	va_end(args);
@@ -33,5 +35,7 @@ void kr_error_errno(struct kr_error *err, const char *call, const char *path)
 
 	kr_error_set(err, KR_ERR_IO, "%s(%s) failed: %s", call, path,
 		     strerror(saved_errno));
+	if (err != NULL)
+		err->sys_errno = saved_errno;
 	errno = saved_errno;
 }

@@ -39,26 +39,6 @@ static ssize_t kr_read_full(int fd, unsigned char *buf, size_t size)
 	return (ssize_t)done;
 }
 
-static int kr_write_full(int fd, const unsigned char *buf, size_t size)
-{
-	while (size > 0) {
-		ssize_t ret = write(fd, buf, size);
-
-		if (ret < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		if (ret == 0) {
-			errno = EIO;
-			return -1;
-		}
-		buf += ret;
-		size -= (size_t)ret;
-	}
-	return 0;
-}
-
 int kr_keyfile_read(const char *path, struct kr_keyfile **kf_r,
 		    struct kr_error *err)
 {
@@ -128,41 +108,6 @@ int kr_keyfile_read(const char *path, struct kr_keyfile **kf_r,
 		return -1;
 	}
 	return 1;
-}
-
-static void kr_dirname(const char *path, char *dir_r, size_t size)
-{
-	const char *slash = strrchr(path, '/');
-
-	if (slash == NULL) {
-		(void)snprintf(dir_r, size, ".");
-	} else if (slash == path) {
-		(void)snprintf(dir_r, size, "/");
-	} else {
-		(void)snprintf(dir_r, size, "%.*s",
-			       (int)(slash - path), path);
-	}
-}
-
-/* fsync() of the directory makes the rename itself durable. */
-static int kr_fsync_dir(const char *path, struct kr_error *err)
-{
-	char dir[PATH_MAX];
-	int fd;
-
-	kr_dirname(path, dir, sizeof(dir));
-	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0) {
-		kr_error_errno(err, "open", dir);
-		return -1;
-	}
-	if (fsync(fd) < 0) {
-		kr_error_errno(err, "fsync", dir);
-		(void)close(fd);
-		return -1;
-	}
-	(void)close(fd);
-	return 0;
 }
 
 int kr_keyfile_write(const struct kr_keyfile *kf, const char *path,

@@ -5,7 +5,6 @@
 #include "byteorder.h"
 #include "guid.h"
 #include "ioloop.h"
-#include "randgen.h"
 #include "read-full.h"
 #include "safe-memset.h"
 #include "sha2.h"
@@ -27,9 +26,10 @@
    with the message, the folder the delivery chose (Sieve's fileinto; a
    keyless session cannot read the folder list, so any name is accepted
    at delivery and the import creates the folders that are missing), and
-   the flags and keywords (imap4flags).  The record format and the scan
-   that finds every intact record around damaged bytes are libkeyring's
-   (keyring.h, kr_spool_*).
+   the flags and keywords (imap4flags).  The record format, the append
+   (lock, torn tail, whole records, fsync) and the scan that finds every
+   intact record around damaged bytes are libkeyring's (keyring.h,
+   kr_spool_*); this file adapts them to the storage and does the import.
 
    A record counts once it is complete and (unless mail_fsync=never)
    fdatasynced; LMTP answers 250 only after that.  A torn tail (an append
@@ -90,48 +90,6 @@ sqlbox_spool_pread(void *context, unsigned char *buf, size_t size,
 	return pread(*fd, buf, size, (off_t)offset);
 }
 
-/* Where an append goes: the end of the file (*size_r), or the start of a
-   torn tail there, which the caller cuts.  Damaged records stay for the
-   import to quarantine. */
-static int
-sqlbox_spool_append_offset(struct sqlbox_storage *storage, int fd,
-			   off_t *end_r, off_t *size_r)
-{
-	struct kr_spool_scan *scan;
-	struct kr_spool_item item;
-	struct kr_error err;
-	struct stat st;
-	int ret;
-
-	if (fstat(fd, &st) < 0) {
-		mail_storage_set_critical(&storage->storage,
-			"fstat(%s) failed: %m", storage->spool_path);
-		return -1;
-	}
-	*size_r = *end_r = st.st_size;
-	scan = kr_spool_scan_create(st.st_size, sqlbox_spool_pread, &fd);
-	if (scan == NULL)
-		i_fatal_status(FATAL_OUTOFMEM, "kr_spool_scan_create() failed");
-	while ((ret = kr_spool_scan_next(scan, &item, &err)) > 0) {
-		if (item.kind == KR_SPOOL_ITEM_TORN)
-			*end_r = item.offset;
-	}
-	kr_spool_scan_destroy(&scan);
-	if (ret < 0) {
-		mail_storage_set_critical(&storage->storage, "%s: %s",
-					  storage->spool_path, err.text);
-		return -1;
-	}
-	if (*end_r < *size_r) {
-		e_warning(storage->storage.event,
-			  "sqlbox: spool: cutting an unfinished append of %"
-			  PRIu64" bytes at offset %"PRIu64
-			  " (never acknowledged)",
-			  (uint64_t)(*size_r - *end_r), (uint64_t)*end_r);
-	}
-	return 0;
-}
-
 static int sqlbox_spool_lock(struct sqlbox_storage *storage, int fd)
 {
 	if (flock(fd, LOCK_EX) < 0) {
@@ -142,59 +100,29 @@ static int sqlbox_spool_lock(struct sqlbox_storage *storage, int fd)
 	return 0;
 }
 
-static int
-sqlbox_spool_write_one(struct sqlbox_storage *storage, int fd,
-		       const struct sqlbox_spool_mail *mail,
-		       const unsigned char *pk)
+static void
+sqlbox_spool_append_error(struct sqlbox_storage *storage,
+			  const struct kr_error *err)
 {
-	const struct kr_spool_meta meta = {
-		.flags = mail->flags & MAIL_FLAGS_NONRECENT,
-		.folder = mail->folder,
-		.keywords = mail->keywords,
-	};
-	unsigned char id[KR_SPOOL_ID_BYTES];
-	struct kr_error err;
-	size_t meta_size = kr_spool_meta_size(&meta), plain_size, sealed_len;
-	unsigned char *rec, *plain;
-	int ret = 0;
-
-	if (meta_size == 0) {
+	switch (err->kind) {
+	case KR_ERR_INVALID:
 		mail_storage_set_error(&storage->storage, MAIL_ERROR_PARAMS,
 				       "Folder or keyword names not storable");
-		return -1;
-	}
-	plain_size = meta_size + mail->body->used;
-	sealed_len = kr_seal_size(plain_size);
-	if (sealed_len > KR_SPOOL_SEALED_MAX) {
+		break;
+	case KR_ERR_LIMIT:
 		mail_storage_set_error(&storage->storage, MAIL_ERROR_LIMIT,
 				       "Message too large for the spool");
-		return -1;
-	}
-	plain = i_malloc(plain_size);
-	(void)kr_spool_meta_encode(plain, meta_size, &meta);
-	memcpy(plain + meta_size, mail->body->data, mail->body->used);
-	rec = i_malloc(KR_SPOOL_HEADER_BYTES + sealed_len);
-	random_fill(id, sizeof(id));
-	kr_spool_header_init(rec, id, sealed_len);
-	if (kr_seal(rec + KR_SPOOL_HEADER_BYTES, sealed_len, plain,
-		    plain_size, pk, &err) < 0) {
-		mail_storage_set_critical(&storage->storage,
-			"sqlbox: sealing failed: %s", err.text);
-		ret = -1;
-	} else if (write_full(fd, rec, KR_SPOOL_HEADER_BYTES + sealed_len) < 0) {
-		if (ENOSPACE(errno)) {
+		break;
+	default:
+		if (err->kind == KR_ERR_IO && ENOSPACE(err->sys_errno)) {
 			mail_storage_set_error(&storage->storage,
 				MAIL_ERROR_NOQUOTA, MAIL_ERRSTR_NO_QUOTA);
 		} else {
 			mail_storage_set_critical(&storage->storage,
-				"write(%s) failed: %m", storage->spool_path);
+				"sqlbox: spool: %s", err->text);
 		}
-		ret = -1;
+		break;
 	}
-	safe_memset(plain, 0, plain_size);
-	i_free(plain);
-	i_free(rec);
-	return ret;
 }
 
 int sqlbox_spool_append(struct sqlbox_storage *storage,
@@ -202,9 +130,11 @@ int sqlbox_spool_append(struct sqlbox_storage *storage,
 {
 	unsigned char pk[KR_PUBLIC_KEY_BYTES];
 	const struct sqlbox_spool_mail *msg;
+	struct kr_spool_append *app;
+	struct kr_error err;
 	const char *error;
-	off_t end, size;
-	int fd, ret = 0;
+	uint64_t cut;
+
 	if (sqlbox_public_key_read(storage->storage.user, pk, &error) < 0) {
 		mail_storage_set_critical(&storage->storage,
 			"sqlbox: can't seal mail: %s", error);
@@ -212,47 +142,41 @@ int sqlbox_spool_append(struct sqlbox_storage *storage,
 	}
 	if (sqlbox_root_dir_create(storage) < 0)
 		return -1;
-	/* Read too: the scan for a torn tail preads the records. */
-	fd = open(storage->spool_path, O_RDWR | O_CREAT | O_APPEND, 0600);
-	if (fd < 0) {
-		mail_storage_set_critical(&storage->storage,
-			"open(%s) failed: %m", storage->spool_path);
+	if (kr_spool_append_begin(storage->spool_path,
+				  sqlbox_spool_fsync(storage), &app, &cut,
+				  &err) < 0) {
+		sqlbox_spool_append_error(storage, &err);
 		return -1;
 	}
-	if (sqlbox_spool_lock(storage, fd) < 0 ||
-	    sqlbox_spool_append_offset(storage, fd, &end, &size) < 0) {
-		i_close_fd(&fd);
-		return -1;
-	}
-	/* Cut a torn tail so that our records start at a boundary. */
-	if (end < size && ftruncate(fd, end) < 0) {
-		mail_storage_set_critical(&storage->storage,
-			"ftruncate(%s) failed: %m", storage->spool_path);
-		ret = -1;
+	if (cut > 0) {
+		e_warning(storage->storage.event,
+			  "sqlbox: spool: cutting an unfinished append of %"
+			  PRIu64" bytes at offset %"PRIu64
+			  " (never acknowledged)", cut,
+			  kr_spool_append_offset(app));
 	}
 	array_foreach(messages, msg) {
-		if (ret == 0)
-			ret = sqlbox_spool_write_one(storage, fd, msg, pk);
+		const struct kr_spool_meta meta = {
+			.flags = msg->flags & MAIL_FLAGS_NONRECENT,
+			.folder = msg->folder,
+			.keywords = msg->keywords,
+		};
+
+		if (kr_spool_append_record(app, pk, &meta, msg->body->data,
+					   msg->body->used, &err) < 0) {
+			/* Nothing of a failed delivery stays: the sender
+			   retries. */
+			sqlbox_spool_append_error(storage, &err);
+			kr_spool_append_abort(&app);
+			return -1;
+		}
 	}
 	/* 250 only after this (mail_fsync=never: may be lost). */
-	if (ret == 0 && sqlbox_spool_fsync(storage) && fdatasync(fd) < 0) {
-		mail_storage_set_critical(&storage->storage,
-			"fdatasync(%s) failed: %m", storage->spool_path);
-		ret = -1;
+	if (kr_spool_append_commit(&app, &err) < 0) {
+		sqlbox_spool_append_error(storage, &err);
+		return -1;
 	}
-	if (ret < 0) {
-		/* Nothing of a failed delivery stays: the sender retries. */
-		if (ftruncate(fd, end) == 0)
-			(void)fdatasync(fd);
-	}
-	i_close_fd(&fd);
-	/* An empty spool may be a file no one has synced the directory
-	   entry of (created here, or by a session watching INBOX): the
-	   entry must be as durable as the records. */
-	if (ret == 0 && end == 0 &&
-	    sqlbox_fsync_dir(storage, storage->root_dir) < 0)
-		ret = -1;
-	return ret;
+	return 0;
 }
 
 /* 1 if an import already did id (a record's or a damaged stretch's), 0
