@@ -78,6 +78,9 @@
    notify/<user>/<event>              notify     cache_path  sync
    notifyq/<user>/<event>             notifyq    cache_path  root processes
    nonce/<response_nonce>             nonce      web.tdb     web daemon
+   fwdconfirm/<sha256 of token>       fwdconfirm web.tdb     web daemon
+   fwdmail/user/<user>                fwdmail    web.tdb     web daemon
+   fwdmail/addr/<address>             fwdmail    web.tdb     web daemon
    recheck/<name>                     recheck    cache_path  root lookups
    backend/<name>@<domain>            backend    cache_path  proxy auth,
                                                              doveadm
@@ -99,6 +102,10 @@
 #define LP_KEY_NONCE "nonce/"
 #define LP_KEY_RECHECK "recheck/"
 #define LP_KEY_BACKEND "backend/"
+#define LP_KEY_FWDCONFIRM "fwdconfirm/"
+#define LP_KEY_FWDMAIL "fwdmail/"
+#define LP_KEY_FWDMAIL_USER "fwdmail/user/"
+#define LP_KEY_FWDMAIL_ADDR "fwdmail/addr/"
 
 #define LP_KIND_PERSON "person"
 #define LP_KIND_TEAM "team"
@@ -113,6 +120,8 @@
 #define LP_KIND_NONCE "nonce"
 #define LP_KIND_RECHECK "recheck"
 #define LP_KIND_BACKEND "backend"
+#define LP_KIND_FWDCONFIRM "fwdconfirm"
+#define LP_KIND_FWDMAIL "fwdmail"
 
 /* Room for the person, team, verdict, ban and backend keys. */
 #define LP_KEY_MAX (sizeof(LP_KEY_VERDICT) + LP_USER_MAX + 1)
@@ -223,6 +232,11 @@ bool lp_url_is_under(const char *api_url, const char *url);
    plain http only on loopback.  Returns the length to keep (trailing
    slashes dropped), or -1 with what filled ("<name> must ..."). */
 int lp_url_check_base(const char *name, const char *url, char *what,
+		      size_t what_size);
+/* Checks web_smtp_url: smtp:// (loopback hosts only) or smtps://, a
+   host and optional port, no user info, path, query or fragment.  0, or
+   -1 with what filled. */
+int lp_url_check_smtp(const char *name, const char *url, char *what,
 		      size_t what_size);
 
 /* ---- lp-json.c ---- */

@@ -119,6 +119,9 @@ struct lp_config {
 	unsigned int web_submission_port;	/* 0: sending not offered */
 	char *web_launchpad_url;	/* Launchpad's pages, for the fixes */
 	unsigned int web_session_ttl;	/* seconds a sign-in lasts */
+	char *web_smtp_url;	/* relay for confirmation mail, or NULL */
+	char *web_smtp_from;	/* their sender (needed with the relay) */
+	unsigned int web_confirm_ttl;	/* seconds a confirmation link works */
 
 	/* Proxy mode (several backends, lp-backend.c): empty `backends`
 	   (NULL) is the single-server mode. */
@@ -200,6 +203,82 @@ int lp_forward_write(const char *home, const struct lp_forward *fwd,
 		     uid_t uid, gid_t gid, struct lp_error *err);
 /* Turns it off: 1 removed, 0 was off, -1 error. */
 int lp_forward_clear(const char *home, struct lp_error *err);
+
+/* ---- confirming a forwarding address (lp-fwdconfirm.c) ----
+
+   The self-service page forwards to an address Ubuntu One did not vouch
+   for only after a link mailed to it was followed: a random token,
+   single-use, valid web_confirm_ttl, bound to (user, address, keep).
+   Only its SHA-256 is stored (web_state_dir/web.tdb, "fwdconfirm/"), so
+   the state directory alone opens nothing.  How many such mails go out is
+   counted there too, per user per hour and per address per day, so a
+   restart does not reset it. */
+struct lp_context;
+
+#define LP_FWDCONFIRM_TOKEN_BYTES 32
+#define LP_FWDCONFIRM_TOKEN_HEX (LP_FWDCONFIRM_TOKEN_BYTES * 2)
+#define LP_FWDCONFIRM_USER_MAILS 3	/* per user per hour */
+#define LP_FWDCONFIRM_USER_SECS (60 * 60)
+#define LP_FWDCONFIRM_ADDRESS_MAILS 3	/* per address per day */
+#define LP_FWDCONFIRM_ADDRESS_SECS (24 * 60 * 60)
+
+struct lp_fwdconfirm {
+	char user[LP_USER_MAX + 1];	/* name@domain */
+	struct lp_forward fwd;
+	time_t created;
+};
+
+enum lp_fwdconfirm_result {
+	LP_FWDCONFIRM_OK,
+	LP_FWDCONFIRM_UNKNOWN,		/* never issued, used, or malformed */
+	LP_FWDCONFIRM_EXPIRED,		/* older than web_confirm_ttl */
+	LP_FWDCONFIRM_OTHER_USER,	/* issued to another Launchpad name */
+};
+
+enum lp_fwdconfirm_limit {
+	LP_FWDCONFIRM_LIMIT_OK,		/* counted: send it */
+	LP_FWDCONFIRM_LIMIT_USER,	/* LP_FWDCONFIRM_USER_MAILS reached */
+	LP_FWDCONFIRM_LIMIT_ADDRESS,	/* ..._ADDRESS_MAILS reached */
+};
+
+/* TRUE for a token as lp_fwdconfirm_create() makes them: exactly
+   LP_FWDCONFIRM_TOKEN_HEX lower-case hex digits. */
+bool lp_fwdconfirm_token_is_valid(const char *token);
+/* Stores a new confirmation for c->user and c->fwd (created now) and
+   returns its token (the caller wipes it once mailed).  0 or -1. */
+int lp_fwdconfirm_create(struct lp_context *ctx,
+			 const struct lp_fwdconfirm *c,
+			 char token_r[LP_FWDCONFIRM_TOKEN_HEX + 1],
+			 struct lp_error *err);
+/* Looks token up for the Launchpad name name: *result_r says whether it
+   may be used (OK: *c_r filled).  With take, an OK token is deleted in
+   the same chainlock (single use); an expired one is deleted always.
+   0, or -1 on a storage error. */
+int lp_fwdconfirm_check(struct lp_context *ctx, const char *token,
+			const char *name, bool take,
+			struct lp_fwdconfirm *c_r,
+			enum lp_fwdconfirm_result *result_r,
+			struct lp_error *err);
+/* Counts one confirmation mail for user to address if both are under
+   their limits (*limit_r OK), else counts nothing.  0 or -1. */
+int lp_fwdconfirm_limit_take(struct lp_context *ctx, const char *user,
+			     const char *address,
+			     enum lp_fwdconfirm_limit *limit_r,
+			     struct lp_error *err);
+/* Deletes expired confirmations and counters.  Count, or -1. */
+int lp_fwdconfirm_prune(struct lp_context *ctx, struct lp_error *err);
+/* The confirmation mail (CRLF lines, headers and a plain-text body) for
+   c from config->web_smtp_from, its link under config->web_url: a
+   malloc'd text, or NULL (an address or user that is not valid, or out
+   of memory).  Nothing from the request reaches a header unchecked. */
+char *lp_fwdconfirm_message(const struct lp_config *config,
+			    const struct lp_fwdconfirm *c, const char *token,
+			    time_t now);
+/* Sends message to rcpt through config->web_smtp_url (libcurl SMTP,
+   bounded by http_timeout).  0, or -1 with err (LP_ERR_TEMP: the relay
+   could not be reached or refused). */
+int lp_mail_send(const struct lp_config *config, const char *rcpt,
+		 const char *message, struct lp_error *err);
 
 /* ---- login names (lp-name.c, lp-login.c) ---- */
 

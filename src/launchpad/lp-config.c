@@ -57,6 +57,8 @@ enum lp_config_type {
 	LP_CONFIG_TYPE_COUNT,		/* unsigned int 0..LP_COUNT_MAX */
 	LP_CONFIG_TYPE_NETS,		/* address/network list; empty is NULL */
 	LP_CONFIG_TYPE_HOSTS,		/* backend host list; empty is NULL */
+	LP_CONFIG_TYPE_SMTP_URL,	/* smtp(s):// relay; empty is NULL */
+	LP_CONFIG_TYPE_ADDRESS,		/* local@domain; empty is NULL */
 };
 
 struct lp_config_key {
@@ -100,6 +102,11 @@ static const struct lp_config_key lp_config_keys[] = {
 	LP_CONFIG_KEY(web_submission_port, OPTIONAL_PORT, ""),
 	LP_CONFIG_KEY(web_launchpad_url, URL, "https://launchpad.net"),
 	LP_CONFIG_KEY(web_session_ttl, DURATION, "1h"),
+	/* Confirmation links for a forwarding address Ubuntu One did not
+	   vouch for (lp-fwdconfirm.c); no relay: not offered. */
+	LP_CONFIG_KEY(web_smtp_url, SMTP_URL, ""),
+	LP_CONFIG_KEY(web_smtp_from, ADDRESS, ""),
+	LP_CONFIG_KEY(web_confirm_ttl, DURATION, "24h"),
 	/* Proxy mode: the passdb sends logins to these (lp-backend.c). */
 	LP_CONFIG_KEY(backends, HOSTS, ""),
 	LP_CONFIG_KEY(backend_imap_port, PORT, "143"),
@@ -331,6 +338,19 @@ static int lp_config_set_value(struct lp_config *config,
 		break;
 	case LP_CONFIG_TYPE_OPTIONAL:
 		break;
+	case LP_CONFIG_TYPE_SMTP_URL:
+		if (value[0] != '\0' &&
+		    lp_url_check_smtp(key->name, value, what, what_size) < 0)
+			return -1;
+		break;
+	case LP_CONFIG_TYPE_ADDRESS:
+		if (value[0] != '\0' && !lp_forward_address_is_valid(value)) {
+			snprintf(what, what_size, "%s must be empty or one "
+				 "address local@domain (no name, no <>)",
+				 key->name);
+			return -1;
+		}
+		break;
 	case LP_CONFIG_TYPE_NETS: {
 		struct lp_net *nets;
 		struct lp_error nerr;
@@ -428,6 +448,8 @@ static int lp_config_set_value(struct lp_config *config,
 				 key->type == LP_CONFIG_TYPE_HOSTS ||
 				 key->type == LP_CONFIG_TYPE_OPTIONAL_URL ||
 				 key->type == LP_CONFIG_TYPE_OPTIONAL_WORD ||
+				 key->type == LP_CONFIG_TYPE_SMTP_URL ||
+				 key->type == LP_CONFIG_TYPE_ADDRESS ||
 				 key->type == LP_CONFIG_TYPE_PUBLIC_KEY)) {
 		free(*str_field);
 		*str_field = NULL;

@@ -394,3 +394,59 @@ int lp_url_check_base(const char *name, const char *url, char *what,
 		keep--;
 	return (int)keep;
 }
+
+int lp_url_check_smtp(const char *name, const char *url, char *what,
+		      size_t what_size)
+{
+	CURLU *u = curl_url();
+	char *scheme = NULL, *host = NULL, *path = NULL;
+	const char *problem = NULL;
+
+	for (const char *p = url; *p != '\0'; p++) {
+		if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f) {
+			snprintf(what, what_size,
+				 "%s must be printable ASCII without spaces",
+				 name);
+			curl_url_cleanup(u);
+			return -1;
+		}
+	}
+	if (u == NULL ||
+	    curl_url_set(u, CURLUPART_URL, url,
+			 CURLU_NON_SUPPORT_SCHEME) != CURLUE_OK ||
+	    (scheme = lp_url_get(u, CURLUPART_SCHEME, 0)) == NULL ||
+	    (host = lp_url_get(u, CURLUPART_HOST, 0)) == NULL)
+		problem = "is not a URL";
+	else if (strncmp(url, "smtp://", strlen("smtp://")) != 0 &&
+		 strncmp(url, "smtps://", strlen("smtps://")) != 0)
+		problem = "must start with smtp:// or smtps://";
+	else if (lp_url_has(u, CURLUPART_USER) ||
+		 lp_url_has(u, CURLUPART_PASSWORD) ||
+		 lp_url_has(u, CURLUPART_OPTIONS))
+		problem = "must not contain user credentials";
+	else if (lp_url_has(u, CURLUPART_QUERY) ||
+		 lp_url_has(u, CURLUPART_FRAGMENT) ||
+		 strpbrk(url, "?#") != NULL)
+		problem = "must not contain a query or fragment";
+	else if ((path = lp_url_get(u, CURLUPART_PATH, 0)) == NULL ||
+		 (strcmp(path, "/") != 0 && strcmp(path, "") != 0))
+		/* curl would take a path as the EHLO name */
+		problem = "must not contain a path";
+	else if (!lp_url_host_is_valid(host))
+		problem = "has an invalid or empty host";
+	else if (strcmp(scheme, "smtp") == 0 &&
+		 !lp_url_host_is_loopback(host))
+		/* Plain SMTP only to the MTA on this host: anything else
+		   must be smtps://, verified. */
+		problem = "must use smtps:// (plain smtp:// is allowed only "
+			"for 127.0.0.0/8, localhost or [::1])";
+	curl_free(scheme);
+	curl_free(host);
+	curl_free(path);
+	curl_url_cleanup(u);
+	if (problem != NULL) {
+		snprintf(what, what_size, "%s %s", name, problem);
+		return -1;
+	}
+	return 0;
+}
