@@ -64,6 +64,13 @@ static int web_server_init(struct web_server *server, const char *path)
 		web_log(LP_LOG_ERROR, "%s: web_url's host too long", path);
 		return -1;
 	}
+	if (server->config->web_smtp_url != NULL &&
+	    server->config->web_smtp_from == NULL) {
+		web_log(LP_LOG_ERROR, "%s: web_smtp_url is set but "
+			"web_smtp_from is not: the confirmation mails need "
+			"their sender", path);
+		return -1;
+	}
 	/* resolved once, by lp_config_load() */
 	if (lp_config_mail_ids(server->config, &server->uid, &server->gid,
 			       &err) < 0) {
@@ -117,6 +124,9 @@ static void web_maintenance(struct web_server *server)
 	web_session_prune(server);
 	if (lp_cache_nonce_prune(server->lp, &err) < 0)
 		web_log(LP_LOG_WARNING, "pruning nonces: %s", err.text);
+	if (lp_fwdconfirm_prune(server->lp, &err) < 0)
+		web_log(LP_LOG_WARNING, "pruning confirmation links: %s",
+			err.text);
 }
 
 static void web_usage(void)

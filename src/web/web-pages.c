@@ -7,6 +7,8 @@
    GET  /openid/return  the SSO's answer
    POST /activate, /device/add, /device/revoke, /reset, /logout
    POST /recheck          "Check again" (web-recheck.c)
+   GET  /forward/confirm  a mailed forwarding link: its button (no change)
+   POST /forward, /forward/confirm  forwarding (web-forward.c)
    POST /device/profile   an Apple profile download (web-mobileconfig.c)
    GET  /.well-known/autoconfig/mail/config-v1.1.xml,
         /mail/config-v1.1.xml  the Mozilla autoconfig (web-autoconfig.c)
@@ -767,15 +769,8 @@ static void web_post_forward(struct web_request *req)
 	}
 	ret = web_forward_post(req, user, home, req->session->notice,
 			       sizeof(req->session->notice));
-	if (ret <= 0) {
-		char why[WEB_NOTICE_MAX];
-
-		snprintf(why, sizeof(why), "%s", req->session->notice);
-		req->session->notice[0] = '\0';
-		web_post_refused(req, ret, why);
-		return;
-	}
-	web_redirect(req, "/");
+	if (ret > 0)
+		web_redirect(req, "/");
 }
 
 static void web_post_logout(struct web_request *req)
@@ -798,6 +793,7 @@ static const struct {
 	{ .path = "/device/revoke", .handle = web_post_revoke },
 	{ .path = "/reset", .handle = web_post_reset },
 	{ .path = "/forward", .handle = web_post_forward },
+	{ .path = "/forward/confirm", .handle = web_post_forward_confirm },
 	{ .path = "/logout", .handle = web_post_logout },
 	{ .path = "/recheck", .handle = web_post_recheck },
 	{ .path = "/device/profile", .handle = web_post_mobileconfig },
@@ -825,6 +821,9 @@ void web_pages_handle(struct web_request *req)
 			web_page_signin(req);
 		else
 			web_page_status(req);
+		return;
+	} else if (strcmp(req->path, "/forward/confirm") == 0) {
+		web_forward_confirm_page(req);
 		return;
 	} else if (strcmp(req->path, "/login") == 0) {
 		web_login_start(req);

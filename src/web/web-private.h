@@ -338,10 +338,17 @@ void web_forward_section(struct web_request *req, const char *user,
 			 const char *domain, const char *home);
 /* POST /forward for user (entitled now): turns forwarding to the
    session's Ubuntu One address on (keep a copy or not) or off, queues
-   the admin notification.  Returns 1 done (notice_r says what), 0
-   refused, -1 error (why in notice_r). */
+   the admin notification; for another address (forward=confirm) mails
+   a confirmation link there (limited per user and per address).
+   Returns 1 done (notice_r says what), 0 with the error page set. */
 int web_forward_post(struct web_request *req, const char *user,
 		     const char *home, char *notice_r, size_t notice_size);
+/* GET /forward/confirm?t=<token>: what the link would do and a button
+   (changes nothing). */
+void web_forward_confirm_page(struct web_request *req);
+/* POST /forward/confirm (session, CSRF checked): uses the token up for
+   the signed-in user, still entitled, and turns forwarding on. */
+void web_post_forward_confirm(struct web_request *req);
 
 /* ---- web-pages.c ---- */
 

@@ -17,108 +17,25 @@ import http.client
 import imaplib
 import os
 import re
-import shutil
 import socket
-import tempfile
 import time
-import urllib.request
 from urllib.parse import urlsplit
 
 import pytest
 
 from conftest import World  # noqa: F401  (sys.path set up there)
+from conftest import (LOGIN, SESSION, Web, client_ip, csrf_of, header,
+                      section_of, set_cookies, shown_password, signin)
 from harness import (AUTH_VMAIL_MASTER_CONF, Dovecot, LaunchpadFake,
-                     OpenIDFake, WebDaemon, Workdir, free_port, wait_for,
+                     OpenIDFake, Workdir, free_port, wait_for,
                      web_lpconf)
 from smtpsink import SmtpSink
 
-SESSION = "__Host-dlpw_session"
-LOGIN = "__Host-dlpw_login"
 # Launchpad names from tests/fixtures/launchpad.json
 ENTITLED = "alice"      # ubuntumembers, lubuntu-members, ubuntu-smtp-test
 OTHER = "frank"         # ubuntumembers through a sub-team
 OUTSIDER = "erin"       # in no team
 NOT_MEMBER = "not a member of ~ubuntumembers"
-
-
-class Web(WebDaemon):
-    """The daemon plus a tiny cookie-aware HTTP client."""
-
-    def request(self, method, path, cookies=None, form=None, headers=None,
-                body=None):
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        hdrs = dict(headers or {})
-        if cookies:
-            hdrs["Cookie"] = "; ".join("%s=%s" % kv for kv in cookies.items())
-        if form is not None:
-            body = "&".join("%s=%s" % (k, urllib.parse.quote(v, safe=""))
-                            for k, v in form.items())
-            hdrs["Content-Type"] = "application/x-www-form-urlencoded"
-        conn.request(method, path, body=body, headers=hdrs)
-        resp = conn.getresponse()
-        data = resp.read().decode(errors="replace")
-        result = (resp.status, resp.getheaders(), data)
-        conn.close()
-        return result
-
-
-def header(headers, name):
-    for k, v in headers:
-        if k.lower() == name.lower():
-            return v
-    return None
-
-
-def set_cookies(headers):
-    """{name: (value, attributes)} of every Set-Cookie."""
-    out = {}
-    for k, v in headers:
-        if k.lower() == "set-cookie":
-            name, _, rest = v.partition("=")
-            value, _, attrs = rest.partition(";")
-            out[name] = (value, attrs)
-    return out
-
-
-def csrf_of(page):
-    m = re.search(r'name="csrf" value="([0-9a-f]{64})"', page)
-    return m.group(1) if m else None
-
-
-SIGNIN_COUNT = [0]
-
-
-def client_ip():
-    """A fresh client address per sign-in (X-Real-IP, trusted from
-    127.0.0.1 by web_trusted_proxies, as behind nginx), so the per-address
-    sign-in limit is exercised only where a test means to."""
-    SIGNIN_COUNT[0] += 1
-    return {"X-Real-IP": "198.51.100.%d" % (SIGNIN_COUNT[0] % 250 + 1)}
-
-
-def signin(web, op, nickname, mode="ok"):
-    """The three hops of a sign-in without a browser. Returns
-    (status, headers, body, session id or None)."""
-    op.next(nickname, mode)
-    ip = client_ip()
-    status, headers, _ = web.request("GET", "/login", headers=ip)
-    assert status == 303
-    login_cookie = set_cookies(headers)[LOGIN][0]
-    location = header(headers, "Location")
-    assert location.startswith(op.url + "?")
-    url = urlsplit(location)
-    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
-    conn.request("GET", url.path + "?" + url.query)
-    resp = conn.getresponse()
-    resp.read()
-    back = urlsplit(resp.getheader("Location"))
-    conn.close()
-    assert back.port == web.port
-    status, headers, body = web.request(
-        "GET", back.path + "?" + back.query, cookies={LOGIN: login_cookie},
-        headers=ip)
-    session = set_cookies(headers).get(SESSION, ("", ""))[0] or None
-    return status, headers, body, session
 
 
 def imap_login(dc, user, password):
@@ -137,7 +54,10 @@ def imap_refused(dc, user, password):
 
 
 class WebWorld:
-    def __init__(self):
+    """extra_conf goes into dovecot.conf; extra_lpconf(world) returns more
+    lines for dovecot-launchpad.conf.ext (it may use world.sink)."""
+
+    def __init__(self, extra_conf="", extra_lpconf=None):
         self.wd = Workdir("dlp-web-")
         self.fake = LaunchpadFake(self.wd.path).start()
         self.op = OpenIDFake(self.wd.path).start()
@@ -148,10 +68,11 @@ class WebWorld:
                           auth_cache_size="1M", auth_cache_ttl="1h",
                           extra_conf=AUTH_VMAIL_MASTER_CONF +
                           "submission_host = 127.0.0.1:%d\n" %
-                          self.sink.port)
+                          self.sink.port + extra_conf)
         self.port = free_port()
         self.dc.settings["extra_lpconf"] = web_lpconf(self.port, self.op,
-                                                      self.dc)
+                                                      self.dc) + (
+            extra_lpconf(self) if extra_lpconf else "")
         self.dc.start()
         self.web = Web(self.wd.path, self.dc.lpconf_path, self.port).start()
 
@@ -502,35 +423,6 @@ def test_huge_body_header_flood_slow_clients(world):
 
 # ---- the real browser walk ----
 
-def chromium(profile):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
-    for arg in ("--headless", "--no-sandbox", "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update", "--disable-sync",
-                "--no-first-run", "--user-data-dir=" + profile,
-                "--window-size=1000,1300"):
-        options.add_argument(arg)
-    service = Service(shutil.which("chromedriver") or
-                      "/usr/bin/chromedriver")
-    return webdriver.Chrome(service=service, options=options)
-
-
-@pytest.fixture
-def browser(world):
-    # tests/install-deps.sh installs them: a missing browser is a failure,
-    # never a silently skipped walk.
-    assert shutil.which("chromium") and shutil.which("chromedriver"), \
-        "chromium / chromium-driver not installed (tests/install-deps.sh)"
-    profile = tempfile.mkdtemp(prefix="chromium-", dir=world.wd.path)
-    driver = chromium(profile)
-    driver.set_page_load_timeout(60)
-    yield driver
-    driver.quit()
-
-
 class Shots:
     def __init__(self, driver, workdir):
         self.driver = driver
@@ -543,23 +435,6 @@ class Shots:
         path = os.path.join(self.dir, "%02d-%s.png" % (self.n, name))
         self.driver.save_screenshot(path)
         return path
-
-
-def section_of(driver, user):
-    from selenium.webdriver.common.by import By
-    for section in driver.find_elements(By.TAG_NAME, "section"):
-        if section.find_element(By.TAG_NAME, "h2").text == user:
-            return section
-    raise AssertionError("no section for " + user)
-
-
-def shown_password(driver):
-    from selenium.webdriver.common.by import By
-    wait_for(lambda: driver.find_elements(By.ID, "password"), 20,
-             "the password page")
-    field = driver.find_element(By.ID, "password")
-    assert field.get_attribute("readonly") is not None
-    return field.get_attribute("value")
 
 
 def test_browser_walk(world, browser):

@@ -27,10 +27,11 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from conftest import World  # noqa: F401  (sys.path set up there)
+from conftest import (SESSION, Web, csrf_of, header, section_html, section_of, signin,
+                      shown_password)
+from conftest import page_of as web_page_of
 from harness import (AUTH_VMAIL_MASTER_CONF, Dovecot, LaunchpadFake,
                      OpenIDFake, Workdir, free_port, wait_for, web_lpconf)
-from test_web import (SESSION, Web, chromium, csrf_of, header, section_of,
-                      signin, shown_password)
 
 OUT_DIR = os.path.join(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))), "out", "web_onboard")
@@ -91,16 +92,7 @@ def world():
 
 
 def page_of(world, session):
-    status, _, page = world.web.request("GET", "/", cookies={SESSION: session})
-    assert status == 200
-    return page
-
-
-def section_html(page, user):
-    m = re.search(r"<section><h2>%s</h2>(.*?)</section>" % re.escape(user),
-                  page, re.S)
-    assert m, "no section for " + user
-    return m.group(1)
+    return web_page_of(world.web, session)
 
 
 def lp_post(world, path, name):
@@ -436,17 +428,6 @@ class Shots:
         path = os.path.join(OUT_DIR, "%02d-%s.png" % (self.n, name))
         self.driver.save_screenshot(path)
         return path
-
-
-@pytest.fixture
-def browser(world):
-    assert shutil.which("chromium") and shutil.which("chromedriver"), \
-        "chromium / chromium-driver not installed (tests/install-deps.sh)"
-    profile = tempfile.mkdtemp(prefix="chromium-", dir=world.wd.path)
-    driver = chromium(profile)
-    driver.set_page_load_timeout(60)
-    yield driver
-    driver.quit()
 
 
 def test_browser_onboarding_walk(world, browser):
