@@ -251,8 +251,9 @@ int lp_fwdconfirm_create(struct lp_context *ctx,
 			 char token_r[LP_FWDCONFIRM_TOKEN_HEX + 1],
 			 struct lp_error *err);
 /* Looks token up for the Launchpad name name: *result_r says whether it
-   may be used (OK: *c_r filled).  With take, an OK token is deleted in
-   the same chainlock (single use); an expired one is deleted always.
+   may be used (OK: *c_r filled).  With take, an OK (or expired) token
+   is deleted in the same chainlock (single use); without, nothing
+   changes.
    0, or -1 on a storage error. */
 int lp_fwdconfirm_check(struct lp_context *ctx, const char *token,
 			const char *name, bool take,

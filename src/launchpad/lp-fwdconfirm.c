@@ -130,11 +130,13 @@ int lp_fwdconfirm_check(struct lp_context *ctx, const char *token,
 		return -1;
 	if (!lp_fwdconfirm_read(ctx, key, c_r)) {
 		/* unreadable: gone for good */
-		if (lp_cache_exists(ctx->tdb, key))
+		if (take && lp_cache_exists(ctx->tdb, key))
 			ret = lp_cache_delete(ctx, key, err) < 0 ? -1 : 0;
 	} else if (lp_fwdconfirm_expired(ctx, c_r)) {
+		/* a look changes nothing; pruning drops it anyway */
 		*result_r = LP_FWDCONFIRM_EXPIRED;
-		ret = lp_cache_delete(ctx, key, err) < 0 ? -1 : 0;
+		if (take)
+			ret = lp_cache_delete(ctx, key, err) < 0 ? -1 : 0;
 	} else if (!lp_name_of_user(c_r->user, owner) ||
 		   strcmp(owner, name) != 0) {
 		/* Left in place: the right user may still follow it. */

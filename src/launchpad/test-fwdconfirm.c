@@ -149,6 +149,10 @@ static void test_single_use(void)
 					&res, &err) == 0);
 	test_assert(res == LP_FWDCONFIRM_OK);
 	test_clock += 1;
+	/* a look at an expired link changes nothing; using it drops it */
+	test_assert(lp_fwdconfirm_check(ctx, token2, "alice", false, &got,
+					&res, &err) == 0);
+	test_assert(res == LP_FWDCONFIRM_EXPIRED && got.user[0] == '\0');
 	test_assert(lp_fwdconfirm_check(ctx, token2, "alice", true, &got,
 					&res, &err) == 0);
 	test_assert(res == LP_FWDCONFIRM_EXPIRED);
