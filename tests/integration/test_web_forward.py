@@ -122,7 +122,8 @@ def test_no_vouched_address_no_form(world, browser):
 
 ALICE = "alice@ubuntu.com"
 ELSEWHERE = "alice.lists@example.org"
-LINK = re.compile(r"(http://127\.0\.0\.1:\d+)/forward/confirm\?t=([0-9a-f]{64})")
+LINK = re.compile(r"(http://127\.0\.0\.1:\d+)/forward/confirm"
+                  r"\?t=([0-9a-f]{64})")
 
 
 def session_of(world, name):

@@ -27,8 +27,8 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from conftest import World  # noqa: F401  (sys.path set up there)
-from conftest import (SESSION, Web, csrf_of, header, section_html, section_of, signin,
-                      shown_password)
+from conftest import (SESSION, Web, csrf_of, header, section_html,
+                      section_of, signin, shown_password)
 from conftest import page_of as web_page_of
 from harness import (AUTH_VMAIL_MASTER_CONF, Dovecot, LaunchpadFake,
                      OpenIDFake, Workdir, free_port, wait_for, web_lpconf)
