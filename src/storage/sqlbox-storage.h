@@ -95,6 +95,12 @@ struct sqlbox_mailbox {
 	bool spool_only:1;
 	/* A sync's SQLite commit failed after its index commit. */
 	bool inconsistent:1;
+	/* The in-memory index was filled from SQLite in bulk
+	   (sqlbox_sync_fill); its keywords still come from the next sync. */
+	bool index_filled:1;
+	bool fill_keywords_pending:1;
+	/* The first sync started a new transaction log (sqlbox-sync.c). */
+	bool log_rotated:1;
 };
 
 #define SQLBOX_STORAGE(s) container_of(s, struct sqlbox_storage, storage)

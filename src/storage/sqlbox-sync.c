@@ -4,6 +4,8 @@
 #include "ioloop.h"
 #include "str.h"
 #include "mail-index-modseq.h"
+#include "mail-index-private.h"
+#include "mail-index-view-private.h"
 #include "mailbox-recent-flags.h"
 #include "mail-transaction-log-private.h"
 #include "sqlbox-storage.h"
@@ -218,6 +220,239 @@ sqlbox_sync_set_keywords(struct sqlbox_sync_context *ctx, uint32_t seq,
 	mail_index_keywords_unref(&kw);
 }
 
+/* The first sync of a folder used to append every message through an
+   index transaction (a log record, an append, a flag and a modseq update
+   each, then all of it replayed into the map): about 1 us per message.
+   sqlbox_sync_fill() writes the records and their modseqs straight into
+   the in-memory map instead, from one scan of the mail table, while no
+   view has looked at them: what a sync up to SQLite's highest modseq
+   would have left there.  Keywords (few messages have any) and
+   everything from that modseq on still come from the ordinary sync that
+   follows; with them its pull changes nothing else. */
+
+struct sqlbox_fill_counts {
+	uint32_t seen, deleted, first_unseen_uid, first_deleted_uid;
+};
+
+static bool sqlbox_sync_no_index_transactions(struct mail_index *index)
+{
+	struct mail_index_view *view;
+
+	for (view = index->views; view != NULL; view = view->next) {
+		if (view->transactions_list != NULL)
+			return FALSE;
+	}
+	return TRUE;
+}
+
+static bool sqlbox_sync_fill_possible(struct sqlbox_mailbox *mbox)
+{
+	struct mail_index *index = mbox->box.index;
+	struct mail_index_map *map = index->map;
+	uint32_t ext_idx;
+
+	return !mbox->index_filled && !mbox->spool_only &&
+		map != NULL && map->hdr.messages_count == 0 &&
+		map->hdr.next_uid <= 1 && MAIL_INDEX_MAP_IS_IN_MEMORY(map) &&
+		mbox->box.transaction_count == 0 &&
+		sqlbox_sync_no_index_transactions(index) &&
+		map->hdr.record_size >= sizeof(struct mail_index_record) &&
+		index->modseqs_enabled &&
+		mail_index_map_get_ext_idx(map, index->modseq_ext_id,
+					   &ext_idx);
+}
+
+/* The index's map with records of its own, shared by every view.  A
+   view may still hold an older map (mail_index_modseq_enable() committed
+   a transaction since the view was opened): it is moved to this one, as
+   its next sync would do.  The index never had a message (checked), so
+   what that sync replays from the log (extension and header records)
+   applies to this map as well. */
+static struct mail_index_map *sqlbox_sync_fill_map(struct mail_index *index)
+{
+	struct mail_index_map *map = index->map;
+	struct mail_index_view *view;
+
+	mail_index_record_map_move_to_private(map);
+	for (view = index->views; view != NULL; view = view->next) {
+		i_assert(view->transactions_list == NULL);
+		if (view->map != map) {
+			map->refcount++;
+			mail_index_unmap(&view->map);
+			view->map = map;
+		}
+	}
+	return map;
+}
+
+static int
+sqlbox_sync_fill_rows(struct sqlbox_mailbox *mbox, uint32_t expected,
+		      struct sqlbox_fill_counts *counts_r,
+		      uint32_t *last_uid_r)
+{
+	struct sqlbox_storage *storage = mbox->storage;
+	struct mail_index_map *map = mbox->box.index->map;
+	struct mail_index_record_map *rec_map = map->rec_map;
+	const struct mail_index_ext *ext;
+	struct mail_index_record *rec;
+	unsigned int record_size = map->hdr.record_size;
+	uint32_t ext_idx, uid, count = 0, last_uid = 0;
+	uint64_t modseq;
+	uint8_t flags;
+	sqlite3_stmt *stmt;
+	int rc;
+
+	if (!mail_index_map_get_ext_idx(map, mbox->box.index->modseq_ext_id,
+					&ext_idx))
+		i_unreached();
+	ext = array_idx(&map->extensions, ext_idx);
+	i_assert(ext->record_offset + sizeof(uint64_t) <= record_size);
+
+	i_zero(counts_r);
+	stmt = sqlbox_db_prepare(storage, "SELECT uid, flags, modseq FROM mail"
+				 " WHERE mailbox_id = ? ORDER BY uid");
+	if (stmt == NULL)
+		return -1;
+	sqlite3_bind_int64(stmt, 1, mbox->id);
+	/* One allocation for all records (the counter may be off: the
+	   buffer grows if so). */
+	buffer_set_used_size(rec_map->buffer, 0);
+	(void)buffer_append_space_unsafe(rec_map->buffer,
+					 (size_t)expected * record_size);
+	buffer_set_used_size(rec_map->buffer, 0);
+	while ((rc = sqlbox_db_step(storage, stmt)) == SQLITE_ROW) {
+		uid = sqlite3_column_int64(stmt, 0);
+		flags = sqlite3_column_int64(stmt, 1) & MAIL_FLAGS_NONRECENT;
+		modseq = sqlite3_column_int64(stmt, 2);
+		if (uid <= last_uid) {
+			mail_storage_set_critical(&storage->storage,
+				"sqlbox %s: mail UIDs out of order (%u after %u)",
+				storage->db_path, uid, last_uid);
+			rc = -1;
+			break;
+		}
+		rec = buffer_append_space_unsafe(rec_map->buffer, record_size);
+		memset(rec, 0, record_size);
+		rec->uid = uid;
+		rec->flags = flags;
+		memcpy(PTR_OFFSET(rec, ext->record_offset), &modseq,
+		       sizeof(modseq));
+		if ((flags & MAIL_SEEN) != 0)
+			counts_r->seen++;
+		else if (counts_r->first_unseen_uid == 0)
+			counts_r->first_unseen_uid = uid;
+		if ((flags & MAIL_DELETED) != 0) {
+			counts_r->deleted++;
+			if (counts_r->first_deleted_uid == 0)
+				counts_r->first_deleted_uid = uid;
+		}
+		last_uid = uid;
+		count++;
+	}
+	sqlite3_finalize(stmt);
+	rec_map->records = buffer_get_modifiable_data(rec_map->buffer, NULL);
+	if (rc < 0) {
+		buffer_set_used_size(rec_map->buffer, 0);
+		return -1;
+	}
+	rec_map->records_count = count;
+	rec_map->last_appended_uid = last_uid;
+	*last_uid_r = last_uid;
+	return 0;
+}
+
+static int sqlbox_sync_fill(struct sqlbox_mailbox *mbox)
+{
+	struct sqlbox_storage *storage = mbox->storage;
+	struct mail_index_map *map;
+	struct sqlbox_fill_counts counts;
+	sqlite3_stmt *stmt;
+	uint64_t db_highest;
+	uint32_t db_uidnext, expected, last_uid;
+	int rc;
+
+	if (!sqlbox_sync_fill_possible(mbox))
+		return 0;
+	/* Counters and rows from one snapshot. */
+	if (sqlbox_db_begin(storage) < 0)
+		return -1;
+	stmt = sqlbox_db_prepare(storage, "SELECT highestmodseq, uidnext,"
+				 " messages FROM mailbox WHERE id = ?");
+	if (stmt == NULL) {
+		sqlbox_db_rollback(storage);
+		return -1;
+	}
+	sqlite3_bind_int64(stmt, 1, mbox->id);
+	rc = sqlbox_db_step(storage, stmt);
+	db_highest = rc == SQLITE_ROW ? sqlite3_column_int64(stmt, 0) : 0;
+	db_uidnext = rc == SQLITE_ROW ? sqlite3_column_int64(stmt, 1) : 0;
+	expected = rc == SQLITE_ROW ?
+		I_MIN(sqlite3_column_int64(stmt, 2), 10000000) : 0;
+	sqlite3_finalize(stmt);
+	if (rc != SQLITE_ROW) {
+		/* Gone meanwhile: the ordinary sync says so. */
+		if (rc < 0) {
+			sqlbox_db_rollback(storage);
+			return -1;
+		}
+		return sqlbox_db_commit(storage);
+	}
+	map = sqlbox_sync_fill_map(mbox->box.index);
+	if (sqlbox_sync_fill_rows(mbox, expected, &counts, &last_uid) < 0) {
+		sqlbox_db_rollback(storage);
+		return -1;
+	}
+	/* Nothing written: ends the snapshot. */
+	if (sqlbox_db_commit(storage) < 0) {
+		buffer_set_used_size(map->rec_map->buffer, 0);
+		map->rec_map->records_count = 0;
+		map->rec_map->last_appended_uid = 0;
+		return -1;
+	}
+
+	map->hdr.messages_count = map->rec_map->records_count;
+	map->hdr.next_uid = I_MAX(db_uidnext, last_uid + 1);
+	map->hdr.uid_validity = mbox->uid_validity;
+	map->hdr.seen_messages_count = counts.seen;
+	map->hdr.deleted_messages_count = counts.deleted;
+	map->hdr.first_unseen_uid_lowwater = counts.first_unseen_uid != 0 ?
+		counts.first_unseen_uid : map->hdr.next_uid;
+	map->hdr.first_deleted_uid_lowwater = counts.first_deleted_uid != 0 ?
+		counts.first_deleted_uid : map->hdr.next_uid;
+	buffer_write(map->hdr_copy_buf, 0, &map->hdr, sizeof(map->hdr));
+
+	mbox->index_filled = TRUE;
+	mbox->fill_keywords_pending = TRUE;
+	mbox->synced_modseq = db_highest;
+	return 0;
+}
+
+/* After a fill: the keywords of the filled messages, in the first sync's
+   transaction. */
+static int sqlbox_sync_fill_keywords(struct sqlbox_sync_context *ctx)
+{
+	struct sqlbox_storage *storage = ctx->mbox->storage;
+	sqlite3_stmt *stmt;
+	uint32_t seq;
+	int rc;
+
+	stmt = sqlbox_db_prepare(storage, "SELECT uid, group_concat(name, ' ')"
+				 " FROM keyword WHERE mailbox_id = ?"
+				 " GROUP BY uid ORDER BY uid");
+	if (stmt == NULL)
+		return -1;
+	sqlite3_bind_int64(stmt, 1, ctx->mbox->id);
+	while ((rc = sqlbox_db_step(storage, stmt)) == SQLITE_ROW) T_BEGIN {
+		if (mail_index_lookup_seq(ctx->sync_view,
+					  sqlite3_column_int64(stmt, 0), &seq)) {
+			sqlbox_sync_set_keywords(ctx, seq, sqlbox_keywords_split(
+				(const char *)sqlite3_column_text(stmt, 1)));
+		}
+	} T_END;
+	sqlite3_finalize(stmt);
+	return rc < 0 ? -1 : 0;
+}
+
 static void
 sqlbox_sync_pull_row(struct sqlbox_sync_context *ctx, uint32_t uid,
 		     enum mail_flags flags, uint64_t modseq,
@@ -280,6 +515,9 @@ static int sqlbox_sync_pull(struct sqlbox_sync_context *ctx)
 	}
 	sqlite3_finalize(stmt);
 	if (rc < 0)
+		return -1;
+
+	if (mbox->fill_keywords_pending && sqlbox_sync_fill_keywords(ctx) < 0)
 		return -1;
 
 	hdr = mail_index_get_header(ctx->sync_view);
@@ -495,9 +733,8 @@ static int sqlbox_sync_commit(struct sqlbox_sync_context *ctx)
 	struct sqlbox_mailbox *mbox = ctx->mbox;
 	struct mail_transaction_log *log = mbox->box.index->log;
 	uint64_t highest;
-	bool first = mbox->synced_modseq == 0;
 
-	if (ctx->db_locked && first && log->head != NULL &&
+	if (ctx->db_locked && !mbox->log_rotated && log->head != NULL &&
 	    log->head->need_rotate == NULL) {
 		/* The first sync filled the index from SQLite.  A new log
 		   starting at this modseq makes the index admit it knows
@@ -525,6 +762,8 @@ static int sqlbox_sync_commit(struct sqlbox_sync_context *ctx)
 		return -1;
 	}
 	mbox->synced_modseq = highest;
+	mbox->log_rotated = TRUE;
+	mbox->fill_keywords_pending = FALSE;
 	return 0;
 }
 
@@ -564,6 +803,8 @@ sqlbox_storage_sync_init(struct mailbox *box, enum mailbox_sync_flags flags)
 	int ret = 0;
 
 	if (!box->opened && mailbox_open(box) < 0)
+		ret = -1;
+	else if (sqlbox_sync_fill(mbox) < 0)
 		ret = -1;
 	else
 		ret = sqlbox_sync(mbox);
