@@ -267,6 +267,7 @@ def test_schema_upgrade_keeps_uidvalidity_and_counts(make_world):
            " ALTER TABLE mailbox DROP COLUMN messages;"
            " ALTER TABLE mailbox DROP COLUMN unseen;"
            " ALTER TABLE mailbox DROP COLUMN vsize;"
+           " DROP INDEX mail_sync;"
            " PRAGMA user_version = 3")
     # the clock can't reach this: the next value must come from the rows
     dbtool(dc, pw, "exec",
@@ -278,7 +279,11 @@ def test_schema_upgrade_keeps_uidvalidity_and_counts(make_world):
     ok(imap.create("after-upgrade"))
     assert status(imap, "after-upgrade")["UIDVALIDITY"] == 4000000001
     imap.logout()
-    assert dbtool(dc, pw, "sql", "PRAGMA user_version") == ["5"]
+    assert dbtool(dc, pw, "sql", "PRAGMA user_version") == ["6"]
+    # version 6: the covering index the first sync of a folder reads
+    assert dbtool(dc, pw, "sql", "SELECT name FROM sqlite_schema"
+                  " WHERE type = 'index' AND name = 'mail_sync'") == \
+        ["mail_sync"]
 
 
 def test_status_counters_follow_every_change(world, alice):
