@@ -1,6 +1,7 @@
 /* Copyright (c) dovecot-launchpad authors; see debian/copyright. */
 #include "lib.h"
 #include "array.h"
+#include "hash.h"
 #include "ioloop.h"
 #include "str.h"
 #include "mail-index-modseq.h"
@@ -309,8 +310,10 @@ sqlbox_sync_fill_rows(struct sqlbox_mailbox *mbox, uint32_t expected,
 	i_assert(ext->record_offset + sizeof(uint64_t) <= record_size);
 
 	i_zero(counts_r);
+	/* The covering index mail_sync: a fifth of the table's pages. */
 	stmt = sqlbox_db_prepare(storage, "SELECT uid, flags, modseq FROM mail"
-				 " WHERE mailbox_id = ? ORDER BY uid");
+				 " INDEXED BY mail_sync WHERE mailbox_id = ?"
+				 " ORDER BY uid");
 	if (stmt == NULL)
 		return -1;
 	sqlite3_bind_int64(stmt, 1, mbox->id);
@@ -397,6 +400,11 @@ static int sqlbox_sync_fill(struct sqlbox_mailbox *mbox)
 		}
 		return sqlbox_db_commit(storage);
 	}
+	if (expected == 0) {
+		/* An empty folder: nothing to gain, the ordinary sync
+		   starts the index as for a new folder. */
+		return sqlbox_db_commit(storage);
+	}
 	map = sqlbox_sync_fill_map(mbox->box.index);
 	if (sqlbox_sync_fill_rows(mbox, expected, &counts, &last_uid) < 0) {
 		sqlbox_db_rollback(storage);
@@ -410,6 +418,10 @@ static int sqlbox_sync_fill(struct sqlbox_mailbox *mbox)
 		return -1;
 	}
 
+	if (map->rec_map->records_count == 0) {
+		/* The counter was wrong: the ordinary sync does it all. */
+		return 0;
+	}
 	map->hdr.messages_count = map->rec_map->records_count;
 	map->hdr.next_uid = I_MAX(db_uidnext, last_uid + 1);
 	map->hdr.uid_validity = mbox->uid_validity;
@@ -428,11 +440,19 @@ static int sqlbox_sync_fill(struct sqlbox_mailbox *mbox)
 }
 
 /* After a fill: the keywords of the filled messages, in the first sync's
-   transaction. */
+   transaction.  Few distinct sets exist (names come sorted by the
+   primary key): one mail_keywords each. */
 static int sqlbox_sync_fill_keywords(struct sqlbox_sync_context *ctx)
 {
 	struct sqlbox_storage *storage = ctx->mbox->storage;
+	struct mail_index *index = ctx->mbox->box.index;
+	HASH_TABLE(char *, struct mail_keywords *) sets;
+	struct hash_iterate_context *iter;
+	struct mail_keywords *kw;
+	pool_t pool;
 	sqlite3_stmt *stmt;
+	const char *names;
+	char *key;
 	uint32_t seq;
 	int rc;
 
@@ -442,14 +462,30 @@ static int sqlbox_sync_fill_keywords(struct sqlbox_sync_context *ctx)
 	if (stmt == NULL)
 		return -1;
 	sqlite3_bind_int64(stmt, 1, ctx->mbox->id);
-	while ((rc = sqlbox_db_step(storage, stmt)) == SQLITE_ROW) T_BEGIN {
-		if (mail_index_lookup_seq(ctx->sync_view,
-					  sqlite3_column_int64(stmt, 0), &seq)) {
-			sqlbox_sync_set_keywords(ctx, seq, sqlbox_keywords_split(
-				(const char *)sqlite3_column_text(stmt, 1)));
-		}
-	} T_END;
+	pool = pool_alloconly_create("sqlbox fill keywords", 1024);
+	hash_table_create(&sets, pool, 16, str_hash, strcmp);
+	while ((rc = sqlbox_db_step(storage, stmt)) == SQLITE_ROW) {
+		if (!mail_index_lookup_seq(ctx->sync_view,
+					  sqlite3_column_int64(stmt, 0), &seq))
+			continue;
+		names = (const char *)sqlite3_column_text(stmt, 1);
+		if (names == NULL)
+			continue;
+		kw = hash_table_lookup(sets, names);
+		if (kw == NULL) T_BEGIN {
+			kw = mail_index_keywords_create(index,
+				sqlbox_keywords_split(names));
+			hash_table_insert(sets, p_strdup(pool, names), kw);
+		} T_END;
+		mail_index_update_keywords(ctx->trans, seq, MODIFY_REPLACE, kw);
+	}
 	sqlite3_finalize(stmt);
+	iter = hash_table_iterate_init(sets);
+	while (hash_table_iterate(iter, sets, &key, &kw))
+		mail_index_keywords_unref(&kw);
+	hash_table_iterate_deinit(&iter);
+	hash_table_destroy(&sets);
+	pool_unref(&pool);
 	return rc < 0 ? -1 : 0;
 }
 

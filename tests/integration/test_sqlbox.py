@@ -232,6 +232,83 @@ def test_condstore(world, alice):
     imap.logout()
 
 
+def select_state(imap, box):
+    """SELECT box (CONDSTORE) in imap: the response codes and every
+    message's UID, flags (without \\Recent) and modseq."""
+    imap.untagged_responses.clear()
+    typ, data = imap._simple_command("SELECT", box, "(CONDSTORE)")
+    assert typ == "OK", data
+    imap.state = "SELECTED"
+    codes = {}
+    for x in imap.untagged_responses.get("OK", []):
+        m = re.match(rb"\[(UIDVALIDITY|UIDNEXT|HIGHESTMODSEQ|UNSEEN) (\d+)\]",
+                     x if isinstance(x, bytes) else b"")
+        if m:
+            codes[m.group(1).decode()] = int(m.group(2))
+    codes["EXISTS"] = int(imap.untagged_responses["EXISTS"][-1])
+    rows = []
+    for line in ok(imap.fetch("1:*", "(UID FLAGS MODSEQ)")):
+        m = re.search(rb"UID (\d+) FLAGS \(([^)]*)\) MODSEQ \((\d+)\)",
+                      line)
+        assert m, line
+        flags = sorted(f for f in m.group(2).split() if f != b"\\Recent")
+        rows.append((int(m.group(1)), flags, int(m.group(3))))
+    return codes, rows
+
+
+def test_select_fills_index_like_the_session_that_wrote(world, alice):
+    """The first SELECT of a session fills the in-memory index straight
+    from SQLite (sqlbox_sync_fill); the folder must look exactly as in
+    the session whose index learnt every change through its own log:
+    UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ, UNSEEN, flags, keywords and
+    per-message modseqs, with gaps from expunges; and again after more
+    changes from another session."""
+    a = imap_login(world.dc, alice)
+    ok(a.create("fill"))
+    for i in range(12):
+        ok(a.append("fill", None, None, message("fill-%d" % i)))
+    ok(a.select("fill"))
+    ok(a.store("1:8", "+FLAGS", r"(\Seen)"))
+    ok(a.store("3,9", "+FLAGS", r"(\Deleted)"))
+    ok(a.expunge())
+    ok(a.uid("STORE", "4", "+FLAGS", r"(\Flagged)"))
+    ok(a.uid("STORE", "2,4", "+FLAGS", "(work)"))
+    ok(a.uid("STORE", "5", "+FLAGS", "($label1 urgent)"))
+    ok(a.uid("STORE", "1", "-FLAGS", r"(\Seen)"))
+    ok(a.close())
+    before = select_state(a, "fill")
+    codes, rows = before
+    assert codes["EXISTS"] == 10 and len(rows) == 10
+    assert [r[0] for r in rows] == [1, 2, 4, 5, 6, 7, 8, 10, 11, 12]
+    assert rows[3][1] == [b"$label1", b"\\Seen", b"urgent"]
+    assert codes["UNSEEN"] == 1
+    assert len({r[2] for r in rows}) > 3
+    a.logout()
+    for _ in range(2):
+        b = imap_login(world.dc, alice)
+        assert select_state(b, "fill") == before
+        b.logout()
+    # changes from a session that never filled its index (APPEND only)
+    # and from one that did
+    c = imap_login(world.dc, alice)
+    ok(c.append("fill", r"(\Answered)", None, message("fill-late")))
+    c.logout()
+    b = imap_login(world.dc, alice)
+    codes, rows = select_state(b, "fill")
+    ok(b.uid("STORE", "2", "-FLAGS", "(work)"))
+    ok(b.uid("STORE", "6", "+FLAGS", r"(\Deleted)"))
+    ok(b.expunge())
+    after = select_state(b, "fill")
+    b.logout()
+    assert after[0]["UIDVALIDITY"] == before[0]["UIDVALIDITY"]
+    assert after[0]["HIGHESTMODSEQ"] > before[0]["HIGHESTMODSEQ"]
+    assert [r[0] for r in after[1]] == [1, 2, 4, 5, 7, 8, 10, 11, 12, 13]
+    assert after[1][-1][1] == [b"\\Answered"]
+    b = imap_login(world.dc, alice)
+    assert select_state(b, "fill") == after
+    b.logout()
+
+
 def test_two_sessions_see_each_other(world, alice):
     a = imap_login(world.dc, alice)
     b = imap_login(world.dc, alice)
