@@ -15,7 +15,7 @@ import subprocess
 import pytest
 
 from conftest import World
-from harness import BUILD_DIR
+from harness import BUILD_DIR, wait_for
 
 DBTOOL = os.path.join(BUILD_DIR, "src/storage/sqlbox-dbtool")
 USER = "alice@ubuntu.com"
@@ -392,6 +392,27 @@ def test_lmtp_reaches_an_open_session(world, alice):
     imap.logout()
 
 
+def wait_unused(path):
+    """Until no process holds path open: an imap process answers LOGOUT
+    before it has closed (and checkpointed) its database."""
+    def unused():
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                fds = os.listdir("/proc/%s/fd" % pid)
+            except OSError:
+                continue
+            for fd in fds:
+                try:
+                    if os.readlink("/proc/%s/fd/%s" % (pid, fd)) == path:
+                        return False
+                except OSError:
+                    continue
+        return True
+    wait_for(unused, 120, path + " closed by every process")
+
+
 def test_locked_mailbox(world, alice):
     dc = world.dc
     frank = dc.generate_password("frank@ubuntu.com")
@@ -405,9 +426,14 @@ def test_locked_mailbox(world, alice):
     assert "locked" in (res.stdout + res.stderr).lower()
     # frank's database replaced by alice's: his key does not open it.
     fdir = os.path.join(dc.home("frank"), "mail")
+    wait_unused(os.path.realpath(os.path.join(fdir, "sqlbox.db")))
     for name in os.listdir(fdir):
         os.unlink(os.path.join(fdir, name))
-    shutil.copy(os.path.join(dc.home("alice"), "mail", "sqlbox.db"), fdir)
+    # alice's database once her last session has closed it.
+    alice_db = os.path.join(dc.home("alice"), "mail", "sqlbox.db")
+    wait_unused(os.path.realpath(alice_db))
+    assert os.path.getsize(alice_db) > 0
+    shutil.copy(alice_db, fdir)
     shutil.chown(os.path.join(fdir, "sqlbox.db"), "nobody", "nogroup")
     with open(os.path.join(fdir, "sqlbox.db"), "rb") as f:
         foreign = f.read()
