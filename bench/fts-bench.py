@@ -35,14 +35,14 @@ spec.loader.exec_module(sb)
 
 STORAGES = ("sqlbox", "sqlbox-nofts", "mdbox", "maildir")
 LOCATIONS = dict(sb.LOCATIONS, **{"sqlbox-nofts": "sqlbox:~/mail"})
-EXTRA = {"sqlbox": "plugin {\n  sqlbox_fts = yes\n}\n",
-         "sqlbox-nofts": "plugin {\n  sqlbox_fts = no\n}\n"}
+EXTRA = {"sqlbox-nofts": "plugin {\n  sqlbox_fts = no\n}\n"}
 
 
 def index_bytes(dc, pw):
     home = dc.home("alice")
-    sql = ("SELECT (SELECT ifnull(sum(length(block)), 0) FROM fts_text_data)"
-           " + (SELECT ifnull(sum(length(sz)), 0) FROM fts_text_docsize)"
+    sql = ("SELECT (SELECT ifnull(sum(length(block)), 0)"
+           " FROM fts_index_data)"
+           " + (SELECT ifnull(sum(length(sz)), 0) FROM fts_index_docsize)"
            " + (SELECT count(*) * 16 FROM fts_doc)")
     res = subprocess.run(
         [os.path.join(os.environ["DLP_BUILD_DIR"],

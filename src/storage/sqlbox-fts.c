@@ -3,6 +3,7 @@
 #include "array.h"
 #include "buffer.h"
 #include "hash.h"
+#include "hex-binary.h"
 #include "istream.h"
 #include "safe-memset.h"
 #include "seq-range-array.h"
@@ -22,8 +23,11 @@
      fts_doc(docid, body_id)   which body each FTS row belongs to; a
                                trigger drops the row with its body
                                (expunge, folder delete, crashed saves)
-     fts_text(text)            FTS5, trigram tokenizer, detail=none,
-                               contentless: rowid = fts_doc.docid
+     fts_index(tri)            FTS5, 'ascii' tokenizer, detail=none,
+                               contentless: rowid = fts_doc.docid; the
+                               tokens are the distinct trigrams of the
+                               body (sqlbox_fts_trigram_token()), fed
+                               in bounded slices
    Bodies, not mails, are indexed: a COPY or MOVE shares the body row, a
    RENAME changes no body, so none of them touches the index.
 
@@ -69,8 +73,8 @@ static const char *const sqlbox_fts_tables[] = {
 	"CREATE TABLE IF NOT EXISTS fts_doc ("
 	" docid INTEGER PRIMARY KEY AUTOINCREMENT,"
 	" body_id INTEGER NOT NULL UNIQUE)",
-	"CREATE VIRTUAL TABLE IF NOT EXISTS fts_text USING fts5("
-	" text, tokenize = 'trigram', detail = 'none', content = '')",
+	"CREATE VIRTUAL TABLE IF NOT EXISTS fts_index USING fts5("
+	" tri, tokenize = 'ascii', detail = 'none', content = '')",
 	"CREATE TRIGGER IF NOT EXISTS fts_doc_body_delete AFTER DELETE ON body"
 	" BEGIN DELETE FROM fts_doc WHERE body_id = OLD.id; END",
 	NULL
@@ -81,10 +85,32 @@ static bool sqlbox_fts_enabled(struct sqlbox_storage *storage)
 	const char *value = mail_user_plugin_getenv(storage->storage.user,
 						    SQLBOX_FTS_SETTING);
 
-	/* Opt-in for now: the text of one message is held in memory while
-	   it is indexed (a 40 MiB APPEND peaks near 190 MiB), which the
-	   storage otherwise never does. */
-	return value != NULL && strcasecmp(value, "yes") == 0;
+	/* On unless turned off: a message is indexed in bounded slices,
+	   never whole in memory. */
+	return value == NULL || !(strcasecmp(value, "no") == 0 ||
+				  strcasecmp(value, "false") == 0 ||
+				  strcmp(value, "0") == 0);
+}
+
+/* The index of the first version (fts_text: the trigram tokenizer on the
+   text) is dropped; the mail is indexed again at its next SEARCH. */
+static int sqlbox_fts_tables_upgrade(struct sqlbox_storage *storage)
+{
+	sqlite3_stmt *stmt;
+	int rc;
+
+	stmt = sqlbox_db_prepare(storage,
+		"SELECT 1 FROM sqlite_master WHERE name = 'fts_text'");
+	if (stmt == NULL)
+		return -1;
+	rc = sqlbox_db_step(storage, stmt);
+	sqlite3_finalize(stmt);
+	if (rc != SQLITE_ROW)
+		return rc < 0 ? -1 : 0;
+	if (sqlbox_db_exec(storage, "DROP TABLE fts_text") < 0 ||
+	    sqlbox_db_exec(storage, "DELETE FROM fts_doc") < 0)
+		return -1;
+	return 0;
 }
 
 /* Inside a write transaction: the tables exist. */
@@ -92,6 +118,8 @@ static int sqlbox_fts_tables_create(struct sqlbox_storage *storage)
 {
 	if (storage->fts_ready)
 		return 0;
+	if (sqlbox_fts_tables_upgrade(storage) < 0)
+		return -1;
 	for (unsigned int i = 0; sqlbox_fts_tables[i] != NULL; i++) {
 		if (sqlbox_db_exec(storage, sqlbox_fts_tables[i]) < 0)
 			return -1;
@@ -111,10 +139,214 @@ sqlbox_fts_content_type(const struct message_header_line *hdr, bool *text_r)
 		strncasecmp(value, "message/", 8) == 0;
 }
 
-/* The normalized text of a message, as Dovecot's search sees it. */
+static bool sqlbox_fts_char_indexable(unichar_t chr);
+
+/* A trigram as an FTS5 token of the 'ascii' tokenizer: three ASCII
+   letters or digits as they are (the tokenizer folds their case; the
+   normalizer already made them titlecase), anything else as the hex of
+   its UTF-8 (8 hex digits at least, so never equal to an ASCII one). */
+static void sqlbox_fts_trigram_token(const unsigned char *tri, size_t size,
+				     string_t *dest)
+{
+	if (size == 3 && tri[0] < 0x80 && tri[1] < 0x80 && tri[2] < 0x80)
+		str_append_data(dest, tri, 3);
+	else
+		binary_to_hex_append(dest, tri, size);
+}
+
+/* Feeds a message's decoded text to FTS5 in bounded slices.  The text
+   is cut into runs of indexable characters (what a key's trigrams are
+   taken from, see sqlbox_fts_key_query()); each distinct run of a slice
+   is normalized once and each distinct trigram of a slice is indexed
+   once.  A slice is one INSERT with the body's docid: FTS5 keeps every
+   INSERT of the same rowid (a later one in a newer segment), and a
+   lookup gives the rowid once if any of them has the token, so the
+   body's row is the union of its slices.  Memory is bounded by the
+   slice limits (the sets live in a pool cleared per slice) and by
+   SQLBOX_FTS_RUN_MAX, not by the message size. */
+#define SQLBOX_FTS_SLICE_TOKENS_MAX (256 * 1024)
+#define SQLBOX_FTS_SLICE_SET_MAX 32768
+/* A longer run is indexed in pieces overlapping by two characters, so
+   no trigram is lost at a piece border. */
+#define SQLBOX_FTS_RUN_MAX 1024
+
+struct sqlbox_fts_indexer {
+	struct sqlbox_storage *storage;
+	sqlite3_stmt *insert_stmt;
+	int64_t docid;
+	/* the distinct raw runs and trigram tokens of this slice */
+	pool_t pool;
+	HASH_TABLE(const char *, void *) runs;
+	HASH_TABLE(const char *, void *) trigrams;
+	/* the slice's tokens, space separated */
+	string_t *tokens;
+	/* the current run of indexable characters (raw) */
+	string_t *run;
+	buffer_t *norm;
+	string_t *token;
+	unsigned int slices;
+	bool failed;
+};
+
+static void sqlbox_fts_indexer_wipe(buffer_t *buf)
+{
+	safe_memset(buffer_get_modifiable_data(buf, NULL), 0, buf->used);
+	buffer_set_used_size(buf, 0);
+}
+
+static int sqlbox_fts_indexer_flush(struct sqlbox_fts_indexer *idx)
+{
+	struct sqlbox_storage *storage = idx->storage;
+	int ret = 0;
+
+	if (str_len(idx->tokens) == 0)
+		return 0;
+	if (idx->insert_stmt == NULL) {
+		idx->insert_stmt = sqlbox_db_prepare(storage,
+			"INSERT INTO fts_index (rowid, tri) VALUES (?, ?)");
+		if (idx->insert_stmt == NULL)
+			return -1;
+	}
+	sqlite3_bind_int64(idx->insert_stmt, 1, idx->docid);
+	sqlite3_bind_text(idx->insert_stmt, 2, str_c(idx->tokens),
+			  str_len(idx->tokens), SQLITE_STATIC);
+	if (sqlbox_db_step(storage, idx->insert_stmt) < 0)
+		ret = -1;
+	sqlite3_reset(idx->insert_stmt);
+	sqlite3_clear_bindings(idx->insert_stmt);
+	idx->slices++;
+	/* the words of a mail leave no copy in memory */
+	sqlbox_fts_indexer_wipe(idx->tokens);
+	hash_table_clear(idx->runs, TRUE);
+	hash_table_clear(idx->trigrams, TRUE);
+	p_clear(idx->pool);
+	return ret;
+}
+
+/* The trigrams of a normalized run piece into the slice. */
+static void
+sqlbox_fts_indexer_trigrams(struct sqlbox_fts_indexer *idx,
+			    const unsigned char *p, size_t size)
+{
+	const unsigned char *end = p + size;
+	const unsigned char *c[3];
+	unsigned int n = 0;
+	unichar_t chr;
+	int len;
+
+	for (; p < end; p += len) {
+		len = uni_utf8_get_char_n(p, end - p, &chr);
+		if (len <= 0) {
+			len = 1;
+			chr = ' ';
+		}
+		if (!sqlbox_fts_char_indexable(chr)) {
+			n = 0;
+			continue;
+		}
+		if (n < 3)
+			c[n++] = p;
+		else {
+			c[0] = c[1]; c[1] = c[2]; c[2] = p;
+		}
+		if (n < 3)
+			continue;
+		str_truncate(idx->token, 0);
+		sqlbox_fts_trigram_token(c[0], p + len - c[0], idx->token);
+		if (hash_table_lookup(idx->trigrams, str_c(idx->token)) != NULL)
+			continue;
+		const char *key = p_strdup(idx->pool, str_c(idx->token));
+
+		hash_table_insert(idx->trigrams, key, POINTER_CAST(1));
+		if (str_len(idx->tokens) > 0)
+			str_append_c(idx->tokens, ' ');
+		str_append_str(idx->tokens, idx->token);
+	}
+}
+
+/* The current run (or a piece of a long one) is complete. */
+static void sqlbox_fts_indexer_run(struct sqlbox_fts_indexer *idx)
+{
+	struct sqlbox_storage *storage = idx->storage;
+	const char *run;
+
+	if (idx->run->used < 3 || idx->failed)
+		return;
+	run = str_c(idx->run);
+	if (hash_table_lookup(idx->runs, run) != NULL)
+		return;
+	run = p_strdup(idx->pool, run);
+	hash_table_insert(idx->runs, run, POINTER_CAST(1));
+	buffer_set_used_size(idx->norm, 0);
+	if (storage->storage.user->default_normalizer(idx->run->data,
+						      idx->run->used,
+						      idx->norm) < 0) {
+		mail_storage_set_critical(&storage->storage,
+			"sqlbox fts: normalizing text failed");
+		idx->failed = TRUE;
+		return;
+	}
+	sqlbox_fts_indexer_trigrams(idx, idx->norm->data, idx->norm->used);
+	sqlbox_fts_indexer_wipe(idx->norm);
+	if (str_len(idx->tokens) >= SQLBOX_FTS_SLICE_TOKENS_MAX ||
+	    hash_table_count(idx->trigrams) >= SQLBOX_FTS_SLICE_SET_MAX ||
+	    hash_table_count(idx->runs) >= SQLBOX_FTS_SLICE_SET_MAX) {
+		if (sqlbox_fts_indexer_flush(idx) < 0)
+			idx->failed = TRUE;
+	}
+}
+
+/* A long run: index what there is, keep its last two characters. */
+static void sqlbox_fts_indexer_run_split(struct sqlbox_fts_indexer *idx)
+{
+	const unsigned char *data = idx->run->data;
+	size_t pos = idx->run->used;
+	unsigned int chars = 0;
+
+	T_BEGIN {
+		sqlbox_fts_indexer_run(idx);
+	} T_END;
+	while (pos > 0 && chars < 2) {
+		pos--;
+		if ((data[pos] & 0xc0) != 0x80)
+			chars++;
+	}
+	buffer_delete(idx->run, 0, pos);
+}
+
+static void
+sqlbox_fts_indexer_feed(struct sqlbox_fts_indexer *idx,
+			const unsigned char *p, size_t size)
+{
+	const unsigned char *end = p + size;
+	unichar_t chr;
+	int len;
+
+	for (; p < end && !idx->failed; p += len) {
+		if (*p < 0x80) {
+			chr = *p;
+			len = 1;
+		} else if ((len = uni_utf8_get_char_n(p, end - p, &chr)) <= 0) {
+			/* invalid UTF-8: a boundary, as a space */
+			len = 1;
+			chr = ' ';
+		}
+		if (sqlbox_fts_char_indexable(chr)) {
+			buffer_append(idx->run, p, len);
+			if (idx->run->used >= SQLBOX_FTS_RUN_MAX)
+				sqlbox_fts_indexer_run_split(idx);
+		} else if (idx->run->used > 0) {
+			T_BEGIN {
+				sqlbox_fts_indexer_run(idx);
+			} T_END;
+			sqlbox_fts_indexer_wipe(idx->run);
+		}
+	}
+}
+
+/* Indexes the text of a message as Dovecot's search sees it. */
 static int
-sqlbox_fts_text(struct sqlbox_storage *storage, struct istream *input,
-		string_t *text)
+sqlbox_fts_index_text(struct sqlbox_fts_indexer *idx, struct istream *input)
 {
 	const struct message_parser_settings parser_set = { .flags = 0 };
 	struct message_parser_ctx *parser;
@@ -123,10 +355,12 @@ sqlbox_fts_text(struct sqlbox_storage *storage, struct istream *input,
 	struct message_part *parts, *prev_part = NULL;
 	pool_t pool = pool_alloconly_create("sqlbox fts parts", 1024);
 	bool part_text = TRUE;
+
 	parser = message_parser_init(pool, input, &parser_set);
 	/* decoded to UTF-8 only: the normalizer runs on the distinct runs */
 	decoder = message_decoder_init(NULL, 0);
-	while (message_parser_parse_next_block(parser, &raw) > 0) {
+	while (!idx->failed &&
+	       message_parser_parse_next_block(parser, &raw) > 0) {
 		if (raw.part != prev_part) {
 			/* as message_search_more_get_decoded() */
 			prev_part = raw.part;
@@ -154,133 +388,42 @@ sqlbox_fts_text(struct sqlbox_storage *storage, struct istream *input,
 				block.hdr->use_full_value = TRUE;
 				continue;
 			}
-			str_append_data(text, block.hdr->name,
-					block.hdr->name_len);
-			str_append_data(text, block.hdr->middle,
-					block.hdr->middle_len);
-			str_append_data(text, block.hdr->full_value,
-					block.hdr->full_value_len);
-			str_append(text, "\r\n");
+			sqlbox_fts_indexer_feed(idx,
+				(const unsigned char *)block.hdr->name,
+				block.hdr->name_len);
+			sqlbox_fts_indexer_feed(idx, block.hdr->middle,
+						block.hdr->middle_len);
+			sqlbox_fts_indexer_feed(idx, block.hdr->full_value,
+						block.hdr->full_value_len);
+			sqlbox_fts_indexer_feed(idx,
+				(const unsigned char *)"\r\n", 2);
 		} else if (part_text && block.size > 0) {
-			str_append_data(text, block.data, block.size);
+			sqlbox_fts_indexer_feed(idx, block.data, block.size);
 		}
 	}
+	/* the last run */
+	sqlbox_fts_indexer_feed(idx, (const unsigned char *)" ", 1);
 	message_parser_deinit(&parser, &parts);
 	message_decoder_deinit(&decoder);
 	pool_unref(&pool);
 	if (input->stream_errno != 0) {
-		mail_storage_set_critical(&storage->storage,
+		mail_storage_set_critical(&idx->storage->storage,
 			"sqlbox fts: read(%s) failed: %s",
 			i_stream_get_name(input), i_stream_get_error(input));
 		return -1;
 	}
-	return 0;
-}
-
-static bool sqlbox_fts_char_indexable(unichar_t chr);
-
-/* The distinct runs of indexable characters of text, space separated.
-   Every trigram a key can be looked up by lies inside such a run, so
-   this indexes the same trigrams as the whole text, from a fraction of
-   it (FTS5's trigram tokenizer costs about 20 ms per 28 KB). */
-static void sqlbox_fts_distinct_runs(const string_t *text, string_t *dest)
-{
-	HASH_TABLE(const char *, void *) seen;
-	const unsigned char *p = str_data(text), *end = p + str_len(text);
-	const unsigned char *run = NULL;
-	unichar_t chr;
-	int len;
-
-	hash_table_create(&seen, pool_datastack_create(), 1024,
-			  str_hash, strcmp);
-	for (;; p += len) {
-		if (p < end) {
-			len = uni_utf8_get_char_n(p, end - p, &chr);
-			if (len <= 0) {
-				/* invalid UTF-8: a boundary, as a space */
-				len = 1;
-				chr = ' ';
-			}
-		}
-		if (p < end && sqlbox_fts_char_indexable(chr)) {
-			if (run == NULL)
-				run = p;
-			continue;
-		}
-		if (run != NULL) {
-			const char *word = t_strndup(run, p - run);
-
-			if (hash_table_lookup(seen, word) == NULL) {
-				hash_table_insert(seen, word, (void *)1);
-				if (str_len(dest) > 0)
-					str_append_c(dest, ' ');
-				str_append(dest, word);
-			}
-			run = NULL;
-		}
-		if (p >= end)
-			break;
-	}
-	hash_table_destroy(&seen);
-}
-
-/* The distinct runs of the text after the user's normalizer (decomposed
-   titlecase, the one Dovecot's search applies).  It maps character by
-   character, and what separates runs (white space, ASCII punctuation)
-   stays a separator, so normalizing the distinct raw runs and splitting
-   again gives every run of the normalized text. */
-static int
-sqlbox_fts_normalized_runs(struct sqlbox_storage *storage,
-			   const string_t *text, string_t **runs_r)
-{
-	string_t *raw = t_str_new(str_len(text) / 2 + 16);
-	buffer_t *norm;
-	int ret = 0;
-
-	sqlbox_fts_distinct_runs(text, raw);
-	norm = t_buffer_create(str_len(raw) + 16);
-	if (storage->storage.user->default_normalizer(str_data(raw),
-						      str_len(raw), norm) < 0)
-		ret = -1;
-	else {
-		*runs_r = t_str_new(norm->used + 16);
-		sqlbox_fts_distinct_runs(norm, *runs_r);
-	}
-	safe_memset(str_c_modifiable(raw), 0, str_len(raw));
-	safe_memset(buffer_get_modifiable_data(norm, NULL), 0, norm->used);
-	if (ret < 0) {
-		mail_storage_set_critical(&storage->storage,
-			"sqlbox fts: normalizing text failed");
-	}
-	return ret;
-}
-
-static int
-sqlbox_fts_insert(struct sqlbox_storage *storage, int64_t docid,
-		  const string_t *runs)
-{
-	sqlite3_stmt *stmt;
-	int ret = 0;
-
-	stmt = sqlbox_db_prepare(storage,
-		"INSERT INTO fts_text (rowid, text) VALUES (?, ?)");
-	if (stmt == NULL)
+	if (idx->failed || sqlbox_fts_indexer_flush(idx) < 0)
 		return -1;
-	sqlite3_bind_int64(stmt, 1, docid);
-	sqlite3_bind_text(stmt, 2, (const char *)str_data(runs), str_len(runs),
-			  SQLITE_STATIC);
-	if (sqlbox_db_step(storage, stmt) < 0)
-		ret = -1;
-	sqlite3_finalize(stmt);
-	return ret;
+	return 0;
 }
 
 int sqlbox_fts_index_body(struct sqlbox_storage *storage, int64_t body_id,
 			  struct istream *input)
 {
-	string_t *runs = NULL;
-	string_t *text;
-	int ret = 0;
+	struct sqlbox_fts_indexer idx = {
+		.storage = storage,
+	};
+	int ret;
 
 	if (!sqlbox_fts_enabled(storage))
 		return 0;
@@ -291,24 +434,36 @@ int sqlbox_fts_index_body(struct sqlbox_storage *storage, int64_t body_id,
 		return -1;
 	if (sqlite3_changes(storage->db) == 0)
 		return 0; /* already indexed */
-	T_BEGIN {
-		int64_t docid = sqlite3_last_insert_rowid(storage->db);
+	idx.docid = sqlite3_last_insert_rowid(storage->db);
+	/* a clean pool: cleared, it wipes the words it held */
+	idx.pool = pool_alloconly_create_clean("sqlbox fts slice", 64 * 1024);
+	hash_table_create(&idx.runs, default_pool, 1024, str_hash, strcmp);
+	hash_table_create(&idx.trigrams, default_pool, 1024, str_hash, strcmp);
+	idx.tokens = str_new(default_pool, 8192);
+	idx.run = str_new(default_pool, 256);
+	idx.norm = buffer_create_dynamic(default_pool, 256);
+	idx.token = str_new(default_pool, 32);
 
-		text = t_str_new(8192);
-		i_stream_seek(input, 0);
-		if (sqlbox_fts_text(storage, input, text) < 0)
-			ret = -1;
-		else {
-			ret = sqlbox_fts_normalized_runs(storage, text,
-							 &runs);
-			if (ret == 0)
-				ret = sqlbox_fts_insert(storage, docid, runs);
-		}
-		/* the plain text of a mail leaves no copy in memory */
-		safe_memset(str_c_modifiable(text), 0, str_len(text));
-		if (runs != NULL)
-			safe_memset(str_c_modifiable(runs), 0, str_len(runs));
-	} T_END;
+	i_stream_seek(input, 0);
+	ret = sqlbox_fts_index_text(&idx, input);
+	if (ret == 0 && idx.slices > 1) {
+		e_debug(storage->storage.event,
+			"sqlbox fts: body %"PRId64" indexed in %u slices",
+			body_id, idx.slices);
+	}
+
+	sqlite3_finalize(idx.insert_stmt);
+	sqlbox_fts_indexer_wipe(idx.tokens);
+	sqlbox_fts_indexer_wipe(idx.run);
+	sqlbox_fts_indexer_wipe(idx.norm);
+	sqlbox_fts_indexer_wipe(idx.token);
+	str_free(&idx.tokens);
+	str_free(&idx.run);
+	buffer_free(&idx.norm);
+	str_free(&idx.token);
+	hash_table_destroy(&idx.runs);
+	hash_table_destroy(&idx.trigrams);
+	pool_unref(&idx.pool);
 	return ret;
 }
 
@@ -333,7 +488,7 @@ static int sqlbox_fts_compact(struct sqlbox_storage *storage)
 
 	stmt = sqlbox_db_prepare(storage,
 		"SELECT (SELECT count(*) FROM fts_doc),"
-		" (SELECT count(*) FROM fts_text_docsize)");
+		" (SELECT count(*) FROM fts_index_docsize)");
 	if (stmt == NULL)
 		return -1;
 	if (sqlbox_db_step(storage, stmt) == SQLITE_ROW) {
@@ -347,7 +502,7 @@ static int sqlbox_fts_compact(struct sqlbox_storage *storage)
 		"sqlbox fts: rebuilding (%"PRId64" live, %"PRId64" dead rows)",
 		live, all - live);
 	if (sqlbox_db_exec(storage,
-		"INSERT INTO fts_text (fts_text) VALUES ('delete-all')") < 0 ||
+		"INSERT INTO fts_index (fts_index) VALUES ('delete-all')") < 0 ||
 	    sqlbox_db_exec(storage, "DELETE FROM fts_doc") < 0)
 		return -1;
 	return 0;
@@ -428,7 +583,7 @@ sqlbox_fts_key_query(struct sqlbox_storage *storage, const char *key)
 	ARRAY_TYPE(unichars) chars;
 	ARRAY_TYPE(const_string) trigrams;
 	buffer_t *norm = t_buffer_create(128);
-	string_t *query, *trigram;
+	string_t *query, *trigram, *utf8;
 	unsigned int i, count, run = 0, step;
 	const char *const *tri;
 
@@ -449,10 +604,13 @@ sqlbox_fts_key_query(struct sqlbox_storage *storage, const char *key)
 		}
 		if (++run < 3)
 			continue;
-		trigram = t_str_new(16);
-		str_append_c(trigram, '"');
+		utf8 = t_str_new(16);
 		for (unsigned int j = i - 2; j <= i; j++)
-			uni_ucs4_to_utf8_c(*array_idx(&chars, j), trigram);
+			uni_ucs4_to_utf8_c(*array_idx(&chars, j), utf8);
+		trigram = t_str_new(32);
+		str_append_c(trigram, '"');
+		sqlbox_fts_trigram_token(str_data(utf8), str_len(utf8),
+					 trigram);
 		str_append_c(trigram, '"');
 		const char *tri_str = str_c(trigram);
 
@@ -500,10 +658,10 @@ sqlbox_fts_lookup(struct sqlbox_mailbox *mbox, const char *query,
 	int rc;
 
 	stmt = sqlbox_db_prepare(storage,
-		"SELECT m.uid FROM fts_text f CROSS JOIN fts_doc d"
+		"SELECT m.uid FROM fts_index f CROSS JOIN fts_doc d"
 		" ON d.docid = f.rowid CROSS JOIN mail m"
 		" ON m.body_id = d.body_id AND m.mailbox_id = ?"
-		" WHERE fts_text MATCH ?");
+		" WHERE fts_index MATCH ?");
 	if (stmt == NULL)
 		return -1;
 	sqlite3_bind_int64(stmt, 1, mbox->id);

@@ -29,8 +29,8 @@ THAI = ["ภาษาไทย", "สวัสดี", "ขอบคุณ", "�
 
 @pytest.fixture(scope="module")
 def world():
-    w = World(mail_location="sqlbox:~/mail",
-              extra_conf="plugin {\n  sqlbox_fts = yes\n}\n")
+    # the index is on by default
+    w = World(mail_location="sqlbox:~/mail")
     yield w
     w.close()
 
@@ -144,8 +144,8 @@ def test_indexed_search_equals_unindexed(world, alice):
     bodies = int(dbtool_sql(dc, alice, "SELECT count(*) FROM body")[0])
     docs = int(dbtool_sql(dc, alice, "SELECT count(*) FROM fts_doc")[0])
     assert docs == bodies and bodies >= 120
-    hits = dbtool_sql(dc, alice, "SELECT count(*) FROM fts_text"
-                      " WHERE fts_text MATCH '\"bra\" AND \"rav\"'")
+    hits = dbtool_sql(dc, alice, "SELECT count(*) FROM fts_index"
+                      " WHERE fts_index MATCH '\"bra\" AND \"rav\"'")
     assert int(hits[0]) > 0
     imap.logout()
 
@@ -239,3 +239,31 @@ def test_spool_import_indexed_and_nothing_readable(world, alice):
                     data = f.read()
                 for form in forms:
                     assert form.encode() not in data, (form, path)
+
+
+def test_long_message_indexed_in_slices(world, alice):
+    """A message with more distinct words than one slice holds (32768,
+    SQLBOX_FTS_SLICE_SET_MAX) and a run of letters longer than one piece
+    (1024 bytes, SQLBOX_FTS_RUN_MAX): keys across slice and piece borders
+    are found through the index as without it."""
+    dc = world.dc
+    rnd = random.Random(1803)
+    letters = "abcdefghijklmnopqrstuvwxyz0123456789"
+    words = ["".join(rnd.choice(letters) for _ in range(rnd.randint(6, 10)))
+             for _ in range(40000)]
+    assert len(set(words)) > 32768
+    run = "".join(rnd.choice(letters) for _ in range(5000))
+    body = " ".join(words[:20000]) + " " + run + " " + " ".join(words[20000:])
+    imap = imap_login(dc, alice)
+    ok(imap.create("Long"))
+    append_all(imap, "Long", [mime_text("long", body)] + corpus(1804, 5))
+    select_count(imap, "Long")
+    keys = [" ".join(words[i:i + 2]) for i in (0, 5000, 19998, 20000,
+                                                  32767, 32768, 39998)]
+    keys += [run[i - 7:i + 7] for i in (1024, 1023, 2045, 3000, 4999)]
+    keys += [words[19999] + " " + run[:6], run[-6:] + " " + words[20000]]
+    for key in keys:
+        want = uid_search_unindexed(imap, "BODY", key)
+        assert 1 in want, key
+        assert uid_search(imap, "BODY", key) == want, key
+    imap.logout()
