@@ -155,37 +155,56 @@ static void sqlbox_fts_trigram_token(const unsigned char *tri, size_t size,
 }
 
 /* Feeds a message's decoded text to FTS5 in bounded slices.  The text
-   is cut into runs of indexable characters (what a key's trigrams are
-   taken from, see sqlbox_fts_key_query()); each distinct run of a slice
-   is normalized once and each distinct trigram of a slice is indexed
-   once.  A slice is one INSERT with the body's docid: FTS5 keeps every
-   INSERT of the same rowid (a later one in a newer segment), and a
-   lookup gives the rowid once if any of them has the token, so the
-   body's row is the union of its slices.  Memory is bounded by the
-   slice limits (the sets live in a pool cleared per slice) and by
-   SQLBOX_FTS_RUN_MAX, not by the message size. */
+   is streamed character by character: each character of a run of
+   indexable characters (what a key's trigrams are taken from, see
+   sqlbox_fts_key_query()) goes through the user's normalizer (ASCII
+   letters and digits directly: the titlecase normalizer maps them to
+   themselves in upper case, and the tokenizer folds case anyway) into a
+   window of the last three normalized characters, whose trigram is
+   indexed unless the slice has it already.  So no run, word or text is
+   ever held, and a run of any length loses no trigram.
+
+   A slice is one INSERT with the body's docid: FTS5 keeps every INSERT
+   of the same rowid (a later one in a newer segment), and a lookup gives
+   the rowid once if any of them has the token, so the body's row is the
+   union of its slices.  The set of a slice's trigrams is a bitmap of the
+   ASCII ones (36^3 bits) and a hash of the others in a clean pool, both
+   cleared per slice; memory is bounded by the slice limits, not by the
+   message size. */
 #define SQLBOX_FTS_SLICE_TOKENS_MAX (256 * 1024)
-#define SQLBOX_FTS_SLICE_SET_MAX 32768
-/* A longer run is indexed in pieces overlapping by two characters, so
-   no trigram is lost at a piece border. */
-#define SQLBOX_FTS_RUN_MAX 1024
+#define SQLBOX_FTS_SLICE_TRIGRAMS_MAX 32768
+#define SQLBOX_FTS_ASCII_CODES 36
+#define SQLBOX_FTS_ASCII_TRIGRAMS \
+	(SQLBOX_FTS_ASCII_CODES * SQLBOX_FTS_ASCII_CODES * SQLBOX_FTS_ASCII_CODES)
+
+struct sqlbox_fts_char {
+	unsigned char utf8[4];
+	uint8_t len;
+};
 
 struct sqlbox_fts_indexer {
 	struct sqlbox_storage *storage;
 	sqlite3_stmt *insert_stmt;
 	int64_t docid;
-	/* the distinct raw runs and trigram tokens of this slice */
+	/* the default titlecase normalizer: ASCII needs no call */
+	bool ascii_direct;
+	bool failed;
+
+	/* the last normalized indexable characters of the current run */
+	struct sqlbox_fts_char window[3];
+	unsigned int window_len;
+
+	/* this slice's trigrams: ASCII ones in the bitmap, others in the
+	   hash (pool and hash created at the first one) */
+	unsigned char ascii_seen[(SQLBOX_FTS_ASCII_TRIGRAMS + 7) / 8];
 	pool_t pool;
-	HASH_TABLE(const char *, void *) runs;
 	HASH_TABLE(const char *, void *) trigrams;
+	unsigned int slice_trigrams;
 	/* the slice's tokens, space separated */
 	string_t *tokens;
-	/* the current run of indexable characters (raw) */
-	string_t *run;
 	buffer_t *norm;
 	string_t *token;
 	unsigned int slices;
-	bool failed;
 };
 
 static void sqlbox_fts_indexer_wipe(buffer_t *buf)
@@ -217,44 +236,61 @@ static int sqlbox_fts_indexer_flush(struct sqlbox_fts_indexer *idx)
 	idx->slices++;
 	/* the words of a mail leave no copy in memory */
 	sqlbox_fts_indexer_wipe(idx->tokens);
-	hash_table_clear(idx->runs, TRUE);
-	hash_table_clear(idx->trigrams, TRUE);
-	p_clear(idx->pool);
+	memset(idx->ascii_seen, 0, sizeof(idx->ascii_seen));
+	if (idx->pool != NULL) {
+		hash_table_clear(idx->trigrams, TRUE);
+		p_clear(idx->pool);
+	}
+	idx->slice_trigrams = 0;
 	return ret;
 }
 
-/* The trigrams of a normalized run piece into the slice. */
-static void
-sqlbox_fts_indexer_trigrams(struct sqlbox_fts_indexer *idx,
-			    const unsigned char *p, size_t size)
+static unsigned int sqlbox_fts_ascii_code(unsigned char c)
 {
-	const unsigned char *end = p + size;
-	const unsigned char *c[3];
-	unsigned int n = 0;
-	unichar_t chr;
-	int len;
+	return c <= '9' ? c - '0' : (c & ~0x20) - 'A' + 10;
+}
 
-	for (; p < end; p += len) {
-		len = uni_utf8_get_char_n(p, end - p, &chr);
-		if (len <= 0) {
-			len = 1;
-			chr = ' ';
+/* The window holds three characters: index its trigram once a slice. */
+static void sqlbox_fts_indexer_trigram(struct sqlbox_fts_indexer *idx)
+{
+	const struct sqlbox_fts_char *w = idx->window;
+
+	if (w[0].len == 1 && w[1].len == 1 && w[2].len == 1) {
+		unsigned int code =
+			(sqlbox_fts_ascii_code(w[0].utf8[0]) *
+			 SQLBOX_FTS_ASCII_CODES +
+			 sqlbox_fts_ascii_code(w[1].utf8[0])) *
+			SQLBOX_FTS_ASCII_CODES +
+			sqlbox_fts_ascii_code(w[2].utf8[0]);
+		unsigned char bit = 1 << (code % 8);
+
+		if ((idx->ascii_seen[code / 8] & bit) != 0)
+			return;
+		idx->ascii_seen[code / 8] |= bit;
+		if (str_len(idx->tokens) > 0)
+			str_append_c(idx->tokens, ' ');
+		str_append_data(idx->tokens, w[0].utf8, 1);
+		str_append_data(idx->tokens, w[1].utf8, 1);
+		str_append_data(idx->tokens, w[2].utf8, 1);
+	} else {
+		unsigned char tri[12];
+		size_t size = 0;
+
+		for (unsigned int i = 0; i < 3; i++) {
+			memcpy(tri + size, w[i].utf8, w[i].len);
+			size += w[i].len;
 		}
-		if (!sqlbox_fts_char_indexable(chr)) {
-			n = 0;
-			continue;
-		}
-		if (n < 3)
-			c[n++] = p;
-		else {
-			c[0] = c[1]; c[1] = c[2]; c[2] = p;
-		}
-		if (n < 3)
-			continue;
 		str_truncate(idx->token, 0);
-		sqlbox_fts_trigram_token(c[0], p + len - c[0], idx->token);
-		if (hash_table_lookup(idx->trigrams, str_c(idx->token)) != NULL)
-			continue;
+		sqlbox_fts_trigram_token(tri, size, idx->token);
+		if (idx->pool == NULL) {
+			/* a clean pool: cleared, it wipes what it held */
+			idx->pool = pool_alloconly_create_clean(
+				"sqlbox fts slice", 16 * 1024);
+			hash_table_create(&idx->trigrams, default_pool, 256,
+					  str_hash, strcmp);
+		} else if (hash_table_lookup(idx->trigrams,
+					     str_c(idx->token)) != NULL)
+			return;
 		const char *key = p_strdup(idx->pool, str_c(idx->token));
 
 		hash_table_insert(idx->trigrams, key, POINTER_CAST(1));
@@ -262,56 +298,64 @@ sqlbox_fts_indexer_trigrams(struct sqlbox_fts_indexer *idx,
 			str_append_c(idx->tokens, ' ');
 		str_append_str(idx->tokens, idx->token);
 	}
-}
-
-/* The current run (or a piece of a long one) is complete. */
-static void sqlbox_fts_indexer_run(struct sqlbox_fts_indexer *idx)
-{
-	struct sqlbox_storage *storage = idx->storage;
-	const char *run;
-
-	if (idx->run->used < 3 || idx->failed)
-		return;
-	run = str_c(idx->run);
-	if (hash_table_lookup(idx->runs, run) != NULL)
-		return;
-	run = p_strdup(idx->pool, run);
-	hash_table_insert(idx->runs, run, POINTER_CAST(1));
-	buffer_set_used_size(idx->norm, 0);
-	if (storage->storage.user->default_normalizer(idx->run->data,
-						      idx->run->used,
-						      idx->norm) < 0) {
-		mail_storage_set_critical(&storage->storage,
-			"sqlbox fts: normalizing text failed");
-		idx->failed = TRUE;
-		return;
-	}
-	sqlbox_fts_indexer_trigrams(idx, idx->norm->data, idx->norm->used);
-	sqlbox_fts_indexer_wipe(idx->norm);
-	if (str_len(idx->tokens) >= SQLBOX_FTS_SLICE_TOKENS_MAX ||
-	    hash_table_count(idx->trigrams) >= SQLBOX_FTS_SLICE_SET_MAX ||
-	    hash_table_count(idx->runs) >= SQLBOX_FTS_SLICE_SET_MAX) {
+	if (++idx->slice_trigrams >= SQLBOX_FTS_SLICE_TRIGRAMS_MAX ||
+	    str_len(idx->tokens) >= SQLBOX_FTS_SLICE_TOKENS_MAX) {
 		if (sqlbox_fts_indexer_flush(idx) < 0)
 			idx->failed = TRUE;
 	}
 }
 
-/* A long run: index what there is, keep its last two characters. */
-static void sqlbox_fts_indexer_run_split(struct sqlbox_fts_indexer *idx)
+/* One normalized character: into the window, or the end of a run. */
+static void
+sqlbox_fts_indexer_char(struct sqlbox_fts_indexer *idx,
+			const unsigned char *utf8, unsigned int len,
+			unichar_t chr)
 {
-	const unsigned char *data = idx->run->data;
-	size_t pos = idx->run->used;
-	unsigned int chars = 0;
-
-	T_BEGIN {
-		sqlbox_fts_indexer_run(idx);
-	} T_END;
-	while (pos > 0 && chars < 2) {
-		pos--;
-		if ((data[pos] & 0xc0) != 0x80)
-			chars++;
+	if (!sqlbox_fts_char_indexable(chr)) {
+		idx->window_len = 0;
+		return;
 	}
-	buffer_delete(idx->run, 0, pos);
+	if (idx->window_len == 3) {
+		idx->window[0] = idx->window[1];
+		idx->window[1] = idx->window[2];
+		idx->window_len = 2;
+	}
+	memcpy(idx->window[idx->window_len].utf8, utf8, len);
+	idx->window[idx->window_len].len = len;
+	if (++idx->window_len == 3)
+		sqlbox_fts_indexer_trigram(idx);
+}
+
+/* A raw indexable character through the user's normalizer. */
+static void
+sqlbox_fts_indexer_normalize(struct sqlbox_fts_indexer *idx,
+			     const unsigned char *p, unsigned int len)
+{
+	struct sqlbox_storage *storage = idx->storage;
+	const unsigned char *n, *nend;
+	unichar_t chr;
+	int nlen;
+
+	buffer_set_used_size(idx->norm, 0);
+	if (storage->storage.user->default_normalizer(p, len, idx->norm) < 0) {
+		mail_storage_set_critical(&storage->storage,
+			"sqlbox fts: normalizing text failed");
+		idx->failed = TRUE;
+		return;
+	}
+	n = idx->norm->data;
+	nend = n + idx->norm->used;
+	for (; n < nend; n += nlen) {
+		nlen = uni_utf8_get_char_n(n, nend - n, &chr);
+		if (nlen <= 0 || nlen > 4) {
+			nlen = 1;
+			idx->window_len = 0;
+			continue;
+		}
+		sqlbox_fts_indexer_char(idx, n, nlen, chr);
+	}
+	safe_memset(buffer_get_modifiable_data(idx->norm, NULL), 0,
+		    idx->norm->used);
 }
 
 static void
@@ -324,22 +368,25 @@ sqlbox_fts_indexer_feed(struct sqlbox_fts_indexer *idx,
 
 	for (; p < end && !idx->failed; p += len) {
 		if (*p < 0x80) {
-			chr = *p;
 			len = 1;
+			if (!sqlbox_fts_char_indexable(*p))
+				idx->window_len = 0;
+			else if (idx->ascii_direct) {
+				/* titlecase of an ASCII letter: upper case */
+				unsigned char c = *p <= '9' ? *p : (*p & ~0x20);
+
+				sqlbox_fts_indexer_char(idx, &c, 1, c);
+			} else {
+				sqlbox_fts_indexer_normalize(idx, p, 1);
+			}
 		} else if ((len = uni_utf8_get_char_n(p, end - p, &chr)) <= 0) {
 			/* invalid UTF-8: a boundary, as a space */
 			len = 1;
-			chr = ' ';
-		}
-		if (sqlbox_fts_char_indexable(chr)) {
-			buffer_append(idx->run, p, len);
-			if (idx->run->used >= SQLBOX_FTS_RUN_MAX)
-				sqlbox_fts_indexer_run_split(idx);
-		} else if (idx->run->used > 0) {
-			T_BEGIN {
-				sqlbox_fts_indexer_run(idx);
-			} T_END;
-			sqlbox_fts_indexer_wipe(idx->run);
+			idx->window_len = 0;
+		} else if (!sqlbox_fts_char_indexable(chr)) {
+			idx->window_len = 0;
+		} else {
+			sqlbox_fts_indexer_normalize(idx, p, len);
 		}
 	}
 }
@@ -401,8 +448,6 @@ sqlbox_fts_index_text(struct sqlbox_fts_indexer *idx, struct istream *input)
 			sqlbox_fts_indexer_feed(idx, block.data, block.size);
 		}
 	}
-	/* the last run */
-	sqlbox_fts_indexer_feed(idx, (const unsigned char *)" ", 1);
 	message_parser_deinit(&parser, &parts);
 	message_decoder_deinit(&decoder);
 	pool_unref(&pool);
@@ -435,13 +480,10 @@ int sqlbox_fts_index_body(struct sqlbox_storage *storage, int64_t body_id,
 	if (sqlite3_changes(storage->db) == 0)
 		return 0; /* already indexed */
 	idx.docid = sqlite3_last_insert_rowid(storage->db);
-	/* a clean pool: cleared, it wipes the words it held */
-	idx.pool = pool_alloconly_create_clean("sqlbox fts slice", 64 * 1024);
-	hash_table_create(&idx.runs, default_pool, 1024, str_hash, strcmp);
-	hash_table_create(&idx.trigrams, default_pool, 1024, str_hash, strcmp);
-	idx.tokens = str_new(default_pool, 8192);
-	idx.run = str_new(default_pool, 256);
-	idx.norm = buffer_create_dynamic(default_pool, 256);
+	idx.ascii_direct = storage->storage.user->default_normalizer ==
+		uni_utf8_to_decomposed_titlecase;
+	idx.tokens = str_new(default_pool, 4096);
+	idx.norm = buffer_create_dynamic(default_pool, 32);
 	idx.token = str_new(default_pool, 32);
 
 	i_stream_seek(input, 0);
@@ -454,16 +496,14 @@ int sqlbox_fts_index_body(struct sqlbox_storage *storage, int64_t body_id,
 
 	sqlite3_finalize(idx.insert_stmt);
 	sqlbox_fts_indexer_wipe(idx.tokens);
-	sqlbox_fts_indexer_wipe(idx.run);
-	sqlbox_fts_indexer_wipe(idx.norm);
 	sqlbox_fts_indexer_wipe(idx.token);
 	str_free(&idx.tokens);
-	str_free(&idx.run);
 	buffer_free(&idx.norm);
 	str_free(&idx.token);
-	hash_table_destroy(&idx.runs);
-	hash_table_destroy(&idx.trigrams);
-	pool_unref(&idx.pool);
+	if (idx.pool != NULL) {
+		hash_table_destroy(&idx.trigrams);
+		pool_unref(&idx.pool);
+	}
 	return ret;
 }
 

@@ -242,10 +242,11 @@ def test_spool_import_indexed_and_nothing_readable(world, alice):
 
 
 def test_long_message_indexed_in_slices(world, alice):
-    """A message with more distinct words than one slice holds (32768,
-    SQLBOX_FTS_SLICE_SET_MAX) and a run of letters longer than one piece
-    (1024 bytes, SQLBOX_FTS_RUN_MAX): keys across slice and piece borders
-    are found through the index as without it."""
+    """A message with more distinct trigrams than one slice holds (32768,
+    SQLBOX_FTS_SLICE_TRIGRAMS_MAX; random words of 36 letters and digits
+    have nearly all of the 46656) and a run of 5000 letters: keys across
+    slice borders and inside a long run are found through the index as
+    without it."""
     dc = world.dc
     rnd = random.Random(1803)
     letters = "abcdefghijklmnopqrstuvwxyz0123456789"
