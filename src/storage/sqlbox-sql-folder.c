@@ -87,6 +87,36 @@ sqlbox_db_uidvalidity_next(struct sqlbox_storage *storage,
 	return 0;
 }
 
+/* Runs stmt, a write of mailbox rows inside the caller's transaction
+   (NULL: its prepare failed), and finalizes it.  Returns 0, or -1 with
+   the transaction rolled back and the error set: exists_error if a name
+   is taken, a critical one naming what otherwise. */
+static int
+sqlbox_db_mailbox_write(struct sqlbox_storage *storage, sqlite3_stmt *stmt,
+			const char *exists_error, const char *what)
+{
+	int rc;
+
+	if (stmt == NULL) {
+		sqlbox_db_rollback(storage);
+		return -1;
+	}
+	rc = sqlite3_step(stmt);
+	sqlite3_finalize(stmt);
+	if (rc == SQLITE_CONSTRAINT) {
+		sqlbox_db_rollback(storage);
+		mail_storage_set_error(&storage->storage, MAIL_ERROR_EXISTS,
+				       exists_error);
+		return -1;
+	}
+	if (rc != SQLITE_DONE) {
+		sqlbox_db_set_critical(storage, what);
+		sqlbox_db_rollback(storage);
+		return -1;
+	}
+	return 0;
+}
+
 int sqlbox_db_mailbox_create(struct sqlbox_storage *storage,
 			     const char *name,
 			     const struct mailbox_update *update,
@@ -95,7 +125,6 @@ int sqlbox_db_mailbox_create(struct sqlbox_storage *storage,
 	sqlite3_stmt *stmt;
 	guid_128_t guid;
 	uint32_t uid_validity = 0;
-	int rc;
 
 	if (update != NULL && !guid_128_is_empty(update->mailbox_guid))
 		memcpy(guid, update->mailbox_guid, sizeof(guid));
@@ -113,26 +142,14 @@ int sqlbox_db_mailbox_create(struct sqlbox_storage *storage,
 	stmt = sqlbox_db_prepare(storage,
 		"INSERT INTO mailbox (name, guid, uidvalidity, uidnext,"
 		" highestmodseq) VALUES (?, ?, ?, 1, 1)");
-	if (stmt == NULL) {
-		sqlbox_db_rollback(storage);
-		return -1;
+	if (stmt != NULL) {
+		sqlite3_bind_text(stmt, 1, name, -1, SQLITE_STATIC);
+		sqlite3_bind_blob(stmt, 2, guid, sizeof(guid), SQLITE_STATIC);
+		sqlite3_bind_int64(stmt, 3, uid_validity);
 	}
-	sqlite3_bind_text(stmt, 1, name, -1, SQLITE_STATIC);
-	sqlite3_bind_blob(stmt, 2, guid, sizeof(guid), SQLITE_STATIC);
-	sqlite3_bind_int64(stmt, 3, uid_validity);
-	rc = sqlite3_step(stmt);
-	sqlite3_finalize(stmt);
-	if (rc == SQLITE_CONSTRAINT) {
-		sqlbox_db_rollback(storage);
-		mail_storage_set_error(&storage->storage, MAIL_ERROR_EXISTS,
-				       "Mailbox already exists");
+	if (sqlbox_db_mailbox_write(storage, stmt, "Mailbox already exists",
+				    "mailbox insert") < 0)
 		return -1;
-	}
-	if (rc != SQLITE_DONE) {
-		sqlbox_db_set_critical(storage, "mailbox insert");
-		sqlbox_db_rollback(storage);
-		return -1;
-	}
 	if (id_r != NULL)
 		*id_r = sqlite3_last_insert_rowid(storage->db);
 	if (sqlbox_db_uidvalidity_used(storage, uid_validity) < 0) {
@@ -167,7 +184,6 @@ int sqlbox_db_mailbox_rename(struct sqlbox_storage *storage,
 			     const char *old_name, const char *new_name)
 {
 	sqlite3_stmt *stmt;
-	int rc;
 
 	if (sqlbox_db_begin(storage) < 0)
 		return -1;
@@ -175,29 +191,18 @@ int sqlbox_db_mailbox_rename(struct sqlbox_storage *storage,
 	stmt = sqlbox_db_prepare(storage,
 		"UPDATE mailbox SET name = ?2 || substr(name, length(?1) + 1)"
 		" WHERE name = ?1 OR substr(name, 1, length(?1) + 1) = ?1 || '/'");
-	if (stmt == NULL) {
-		sqlbox_db_rollback(storage);
-		return -1;
+	if (stmt != NULL) {
+		sqlite3_bind_text(stmt, 1, old_name, -1, SQLITE_STATIC);
+		sqlite3_bind_text(stmt, 2, new_name, -1, SQLITE_STATIC);
 	}
-	sqlite3_bind_text(stmt, 1, old_name, -1, SQLITE_STATIC);
-	sqlite3_bind_text(stmt, 2, new_name, -1, SQLITE_STATIC);
-	rc = sqlite3_step(stmt);
-	sqlite3_finalize(stmt);
-	if (rc == SQLITE_CONSTRAINT) {
-		sqlbox_db_rollback(storage);
-		mail_storage_set_error(&storage->storage, MAIL_ERROR_EXISTS,
-				       "Target mailbox already exists");
+	if (sqlbox_db_mailbox_write(storage, stmt,
+				    "Target mailbox already exists",
+				    "mailbox rename") < 0)
 		return -1;
-	}
-	if (rc == SQLITE_DONE && sqlite3_changes(storage->db) == 0) {
+	if (sqlite3_changes(storage->db) == 0) {
 		sqlbox_db_rollback(storage);
 		mail_storage_set_error(&storage->storage, MAIL_ERROR_NOTFOUND,
 			T_MAIL_ERR_MAILBOX_NOT_FOUND(old_name));
-		return -1;
-	}
-	if (rc != SQLITE_DONE) {
-		sqlbox_db_set_critical(storage, "mailbox rename");
-		sqlbox_db_rollback(storage);
 		return -1;
 	}
 	return sqlbox_db_commit(storage);
@@ -207,30 +212,17 @@ int sqlbox_db_inbox_rename(struct sqlbox_storage *storage,
 			   const char *new_name)
 {
 	sqlite3_stmt *stmt;
-	int rc;
 
 	if (sqlbox_db_begin(storage) < 0)
 		return -1;
 	stmt = sqlbox_db_prepare(storage,
 		"UPDATE mailbox SET name = ? WHERE name = 'INBOX'");
-	if (stmt == NULL) {
-		sqlbox_db_rollback(storage);
+	if (stmt != NULL)
+		sqlite3_bind_text(stmt, 1, new_name, -1, SQLITE_STATIC);
+	if (sqlbox_db_mailbox_write(storage, stmt,
+				    "Target mailbox already exists",
+				    "INBOX rename") < 0)
 		return -1;
-	}
-	sqlite3_bind_text(stmt, 1, new_name, -1, SQLITE_STATIC);
-	rc = sqlite3_step(stmt);
-	sqlite3_finalize(stmt);
-	if (rc == SQLITE_CONSTRAINT) {
-		sqlbox_db_rollback(storage);
-		mail_storage_set_error(&storage->storage, MAIL_ERROR_EXISTS,
-				       "Target mailbox already exists");
-		return -1;
-	}
-	if (rc != SQLITE_DONE) {
-		sqlbox_db_set_critical(storage, "INBOX rename");
-		sqlbox_db_rollback(storage);
-		return -1;
-	}
 	/* A fresh UIDVALIDITY: INBOX's old UIDs now name other mail. */
 	if (sqlbox_db_mailbox_create(storage, "INBOX", NULL, NULL) < 0) {
 		sqlbox_db_rollback(storage);
