@@ -15,9 +15,12 @@
    user to be entitled now and queues the admin notification
    "forwarding"; it works without a mailbox (forward-only). */
 
+/* Opens launchpad and finds USER's home (entitled: the user must be
+   entitled now).  Returns 0 with *lp_r open, -1 (reported) with nothing
+   open. */
 static int
-cmd_launchpad_forward_user(struct doveadm_cmd_context *cctx,
-			   struct doveadm_launchpad *lp, bool entitled,
+cmd_launchpad_forward_open(struct doveadm_cmd_context *cctx, bool entitled,
+			   struct doveadm_launchpad **lp_r,
 			   const char **user_r, const char **home_r)
 {
 	struct lp_entitlement ent;
@@ -28,10 +31,16 @@ cmd_launchpad_forward_user(struct doveadm_cmd_context *cctx,
 		doveadm_exit_code = EX_USAGE;
 		return -1;
 	}
-	if (entitled &&
-	    doveadm_launchpad_require_entitled(lp, user, &ent) < 0)
+	if (doveadm_launchpad_open(lp_r) < 0)
 		return -1;
-	return doveadm_launchpad_user_home(lp, user, user_r, &name, home_r);
+	if ((entitled &&
+	     doveadm_launchpad_require_entitled(*lp_r, user, &ent) < 0) ||
+	    doveadm_launchpad_user_home(*lp_r, user, user_r, &name,
+					home_r) < 0) {
+		doveadm_launchpad_close(lp_r);
+		return -1;
+	}
+	return 0;
 }
 
 static void cmd_launchpad_forward_print(const char *user,
@@ -66,12 +75,8 @@ static void cmd_launchpad_forward_set(struct doveadm_cmd_context *cctx)
 		doveadm_exit_code = EX_USAGE;
 		return;
 	}
-	if (doveadm_launchpad_open(&lp) < 0)
+	if (cmd_launchpad_forward_open(cctx, TRUE, &lp, &user, &home) < 0)
 		return;
-	if (cmd_launchpad_forward_user(cctx, lp, TRUE, &user, &home) < 0) {
-		doveadm_launchpad_close(&lp);
-		return;
-	}
 	i_zero(&fwd);
 	i_assert(strlen(address) < sizeof(fwd.address));
 	memcpy(fwd.address, address, strlen(address) + 1);
@@ -103,12 +108,8 @@ static void cmd_launchpad_forward_show(struct doveadm_cmd_context *cctx)
 	const char *user, *home;
 	int ret;
 
-	if (doveadm_launchpad_open(&lp) < 0)
+	if (cmd_launchpad_forward_open(cctx, FALSE, &lp, &user, &home) < 0)
 		return;
-	if (cmd_launchpad_forward_user(cctx, lp, FALSE, &user, &home) < 0) {
-		doveadm_launchpad_close(&lp);
-		return;
-	}
 	ret = lp_forward_read(home, &fwd, &err);
 	if (ret < 0) {
 		i_error("launchpad: %s", err.text);
@@ -126,12 +127,8 @@ static void cmd_launchpad_forward_clear(struct doveadm_cmd_context *cctx)
 	const char *user, *home;
 	int ret;
 
-	if (doveadm_launchpad_open(&lp) < 0)
+	if (cmd_launchpad_forward_open(cctx, FALSE, &lp, &user, &home) < 0)
 		return;
-	if (cmd_launchpad_forward_user(cctx, lp, FALSE, &user, &home) < 0) {
-		doveadm_launchpad_close(&lp);
-		return;
-	}
 	ret = lp_forward_clear(home, &err);
 	if (ret < 0) {
 		i_error("launchpad: %s", err.text);
