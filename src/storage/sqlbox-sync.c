@@ -10,6 +10,7 @@
 #include "mailbox-recent-flags.h"
 #include "mail-transaction-log-private.h"
 #include "sqlbox-storage.h"
+#include "sqlbox-keywords.h"
 
 /* One sync = one SQLite write transaction:
    1. push: the index's pending changes (mail_index_sync_next: flags,
@@ -164,27 +165,8 @@ static int sqlbox_sync_push(struct sqlbox_sync_context *ctx)
 	return ret;
 }
 
-static int sqlbox_str_cmp(const char *const *a, const char *const *b)
-{
-	return strcmp(*a, *b);
-}
-
-/* Sorted, space-joined keyword names: one form for both sides. */
-static const char *sqlbox_keywords_canon(ARRAY_TYPE(const_string) *names)
-{
-	string_t *str = t_str_new(64);
-	const char *name;
-
-	array_sort(names, sqlbox_str_cmp);
-	array_foreach_elem(names, name) {
-		if (str_len(str) > 0)
-			str_append_c(str, ' ');
-		str_append(str, name);
-	}
-	return str_c(str);
-}
-
-static const char *
+/* The names of the keywords the index has on seq, NULL-terminated. */
+static const char *const *
 sqlbox_index_keywords(struct sqlbox_sync_context *ctx, uint32_t seq)
 {
 	const ARRAY_TYPE(keywords) *all =
@@ -200,7 +182,8 @@ sqlbox_index_keywords(struct sqlbox_sync_context *ctx, uint32_t seq)
 		if (i < array_count(all))
 			array_push_back(&names, array_idx(all, i));
 	}
-	return sqlbox_keywords_canon(&names);
+	array_append_zero(&names);
+	return array_front(&names);
 }
 
 static const char *const *sqlbox_keywords_split(const char *db_keywords)
@@ -496,7 +479,6 @@ sqlbox_sync_pull_row(struct sqlbox_sync_context *ctx, uint32_t uid,
 {
 	const struct mail_index_record *rec;
 	const char *const *keywords = sqlbox_keywords_split(db_keywords);
-	ARRAY_TYPE(const_string) sorted;
 	uint32_t seq;
 
 	if (uid >= *next_uid) {
@@ -516,11 +498,7 @@ sqlbox_sync_pull_row(struct sqlbox_sync_context *ctx, uint32_t uid,
 		mail_index_update_flags(ctx->trans, seq, MODIFY_REPLACE,
 					flags);
 	}
-	t_array_init(&sorted, 8);
-	for (unsigned int i = 0; keywords[i] != NULL; i++)
-		array_push_back(&sorted, &keywords[i]);
-	if (strcmp(sqlbox_keywords_canon(&sorted),
-		   sqlbox_index_keywords(ctx, seq)) != 0)
+	if (!sqlbox_keywords_equal(keywords, sqlbox_index_keywords(ctx, seq)))
 		sqlbox_sync_set_keywords(ctx, seq, keywords);
 	if (mail_index_modseq_lookup(ctx->sync_view, seq) < modseq)
 		mail_index_update_modseq(ctx->trans, seq, modseq);
