@@ -18,6 +18,7 @@ import struct
 import pytest
 
 from conftest import World
+from harness import wait_for
 
 USER = "alice@ubuntu.com"
 HEADER_BYTES = 36
@@ -166,10 +167,13 @@ def test_damaged_middle_record(world, alice, where):
     what, offset, data = entries[0]
     assert (offset, data) == (case.records[1][0], bad)
     assert what == (2 if where == "sealed" else 1)
+    # The log process writes the lines after the reply: wait for them.
+    imported = "1 damaged stretch(es) moved to %s, 2 message(s) imported" % (
+        case.quarantine)
+    wait_for(lambda: imported in dc.log_text()[log_before:], 60,
+             "the import's log line")
     log = dc.log_text()[log_before:]
     assert "%d damaged bytes at offset %d" % (len(bad), offset) in log
-    assert "1 damaged stretch(es) moved to %s, 2 message(s) imported" % (
-        case.quarantine) in log
 
     # Nothing comes twice, and delivery goes on.
     Case.serial += 1
@@ -217,5 +221,6 @@ def test_unfinished_append_is_cut_not_quarantined(world, alice):
     subjects = inbox_subjects(dc, alice)
     assert case.markers[0] in subjects and later in subjects
     assert not os.path.exists(case.quarantine)
-    assert "cutting an unfinished append of %d bytes at offset %d" % (
-        HEADER_BYTES + 10, len(record)) in dc.log_text()
+    cut = "cutting an unfinished append of %d bytes at offset %d" % (
+        HEADER_BYTES + 10, len(record))
+    wait_for(lambda: cut in dc.log_text(), 60, "the writer's warning")
