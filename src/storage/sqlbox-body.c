@@ -18,11 +18,12 @@
      crashed save's leftovers are dropped once stale).  The commit writes
      the last, partial chunk, the size, and clears the mark, inside the
      transaction that inserts the mail rows.
-   - reading: a seekable istream that reads the window of up to 64 KiB
-     under the read offset with an incremental blob read (all chunks but
-     the last have the size of the first), so that the pages decrypted
-     are those of the bytes returned; a header block from the body's
-     cache row answers reads inside it without any chunk. */
+   - reading: a seekable istream whose every read is one incremental
+     blob read of up to 64 KiB straight into the stream's buffer (all
+     chunks but the last have the size of the first), so that the pages
+     decrypted are those of the bytes returned and nothing is copied
+     twice; a header block from the body's cache row answers reads inside
+     it without any chunk. */
 
 struct sqlbox_body_writer {
 	struct sqlbox_storage *storage;
@@ -51,9 +52,6 @@ struct sqlbox_body_istream {
 	   one more; NULL: none), served without reading a chunk. */
 	buffer_t *header;
 	size_t header_size;
-	/* Bytes [window_offset, + window->used) of the body. */
-	buffer_t *window;
-	uoff_t window_offset;
 	/* Size of every chunk but the last, learned from chunk 0's row. */
 	size_t chunk_bytes;
 };
@@ -272,20 +270,18 @@ struct istream *sqlbox_body_writer_istream(struct sqlbox_body_writer *writer)
 
 /* ---- reader ---- */
 
-/* Reads from SQLite in windows of this many bytes, aligned inside a
-   chunk: a partial fetch decrypts the pages of its window, not its
-   whole chunk. */
-#define SQLBOX_READ_WINDOW_BYTES SQLBOX_ISTREAM_BUFFER_BYTES
-/* What is read right after a cached header block. */
+/* What is read right after a cached header block: a header parser
+   (SEARCH and SORT on headers use Dovecot's message parser, which reads
+   ahead) wants a few bytes, not a buffer of them. */
 #define SQLBOX_READ_PEEK_BYTES 4096
 
 static int
-sqlbox_body_istream_fail(struct sqlbox_body_istream *bstream, int ret,
+sqlbox_body_istream_fail(struct sqlbox_body_istream *bstream, ssize_t ret,
 			 int64_t seq)
 {
 	struct istream_private *stream = &bstream->istream;
 
-	if (ret < 0) {
+	if (ret == -1) {
 		io_stream_set_error(&stream->iostream, "%s",
 			mail_storage_get_last_internal_error(
 				&bstream->storage->storage, NULL));
@@ -301,67 +297,46 @@ sqlbox_body_istream_fail(struct sqlbox_body_istream *bstream, int ret,
 	return -1;
 }
 
-/* Loads the window that holds offset (>= the cached header). */
-static int
-sqlbox_body_istream_load(struct sqlbox_body_istream *bstream, uoff_t offset)
+/* Up to size bytes of the body from offset (>= the cached header) into
+   dst, from one chunk, read by one incremental blob read: the pages
+   decrypted are those of the bytes returned, and the bytes go straight
+   into the stream's buffer. */
+static ssize_t
+sqlbox_body_istream_read_chunk(struct sqlbox_body_istream *bstream,
+			       uoff_t offset, void *dst, size_t size)
 {
-	uoff_t chunk_start, chunk_len;
-	size_t in_chunk, win_start, len;
+	size_t chunk_size;
 	int64_t seq;
-	bool sequential;
-	int ret;
+	ssize_t ret;
 
-	/* A read that continues where the last window ended is a whole
-	   body being sent (FETCH BODY[], a parse): the rest of the chunk in
-	   one blob read then walks its pages once, instead of again from
-	   the chunk's start for every window. */
-	sequential = bstream->window->used > 0 &&
-		offset == bstream->window_offset + bstream->window->used;
-	safe_memset(buffer_get_modifiable_data(bstream->window, NULL), 0,
-		    bstream->window->used);
-	buffer_set_used_size(bstream->window, 0);
 	if (bstream->chunk_bytes == 0) {
-		ret = sqlbox_db_chunk_size(bstream->storage, bstream->body_id,
-					   0, &bstream->chunk_bytes);
-		if (ret <= 0 || bstream->chunk_bytes == 0) {
-			bstream->chunk_bytes = 0;
+		/* Chunk 0 tells the size of all but the last. */
+		ret = sqlbox_db_chunk_read_at(bstream->storage,
+					      bstream->body_id, 0, offset,
+					      dst, size, &chunk_size);
+		if (ret < 0 || chunk_size == 0)
 			return sqlbox_body_istream_fail(bstream, ret, 0);
-		}
+		bstream->chunk_bytes = chunk_size;
+		if (ret > 0)
+			return ret;
 	}
 	seq = offset / bstream->chunk_bytes;
-	chunk_start = (uoff_t)seq * bstream->chunk_bytes;
-	chunk_len = I_MIN(bstream->chunk_bytes, bstream->size - chunk_start);
-	in_chunk = offset - chunk_start;
-	if (bstream->header_size > 0 &&
-	    offset < bstream->header_size + SQLBOX_READ_PEEK_BYTES) {
-		/* Just past the cached header: a header parse (SEARCH and
-		   SORT on headers use Dovecot's message parser, which reads
-		   ahead) wants a few bytes, not a window of them. */
-		win_start = in_chunk;
-		len = I_MIN(SQLBOX_READ_PEEK_BYTES, chunk_len - win_start);
-	} else if (sequential) {
-		win_start = in_chunk;
-		len = chunk_len - win_start;
-	} else {
-		win_start = in_chunk - in_chunk % SQLBOX_READ_WINDOW_BYTES;
-		len = I_MIN(SQLBOX_READ_WINDOW_BYTES, chunk_len - win_start);
-	}
-	ret = sqlbox_db_chunk_read_range(bstream->storage, bstream->body_id,
-					 seq, win_start, len,
-					 bstream->window);
+	ret = sqlbox_db_chunk_read_at(bstream->storage, bstream->body_id, seq,
+				      offset - (uoff_t)seq *
+				      bstream->chunk_bytes,
+				      dst, size, &chunk_size);
 	if (ret <= 0)
 		return sqlbox_body_istream_fail(bstream, ret, seq);
-	bstream->window_offset = chunk_start + win_start;
-	return 0;
+	return ret;
 }
 
 static ssize_t sqlbox_body_istream_read(struct istream_private *stream)
 {
 	struct sqlbox_body_istream *bstream =
 		container_of(stream, struct sqlbox_body_istream, istream);
-	const unsigned char *src;
 	uoff_t offset;
 	size_t avail, n;
+	ssize_t ret;
 
 	offset = stream->istream.v_offset + (stream->pos - stream->skip);
 	if (offset >= bstream->size) {
@@ -370,22 +345,22 @@ static ssize_t sqlbox_body_istream_read(struct istream_private *stream)
 	}
 	if (!i_stream_try_alloc(stream, 1, &avail))
 		return -2;
+	n = I_MIN(avail, bstream->size - offset);
 	if (offset < bstream->header_size) {
 		/* From the cache row: no chunk is read. */
-		src = CONST_PTR_OFFSET(bstream->header->data, offset);
-		n = I_MIN(avail, bstream->header_size - offset);
+		n = I_MIN(n, bstream->header_size - offset);
+		memcpy(stream->w_buffer + stream->pos,
+		       CONST_PTR_OFFSET(bstream->header->data, offset), n);
 	} else {
-		if ((offset < bstream->window_offset ||
-		     offset >= bstream->window_offset +
-		     bstream->window->used) &&
-		    sqlbox_body_istream_load(bstream, offset) < 0)
+		if (bstream->header_size > 0 &&
+		    offset < bstream->header_size + SQLBOX_READ_PEEK_BYTES)
+			n = I_MIN(n, SQLBOX_READ_PEEK_BYTES);
+		ret = sqlbox_body_istream_read_chunk(bstream, offset,
+			stream->w_buffer + stream->pos, n);
+		if (ret < 0)
 			return -1;
-		src = CONST_PTR_OFFSET(bstream->window->data,
-				       offset - bstream->window_offset);
-		n = I_MIN(avail, bstream->window_offset +
-			  bstream->window->used - offset);
+		n = ret;
 	}
-	memcpy(stream->w_buffer + stream->pos, src, n);
 	stream->pos += n;
 	return n;
 }
@@ -415,7 +390,11 @@ static void sqlbox_body_istream_destroy(struct iostream_private *stream)
 		container_of(stream, struct sqlbox_body_istream,
 			     istream.iostream);
 
-	sqlbox_buffer_wipe_free(&bstream->window);
+	/* The plaintext the buffer held goes with it. */
+	if (bstream->istream.w_buffer != NULL) {
+		safe_memset(bstream->istream.w_buffer, 0,
+			    bstream->istream.buffer_size);
+	}
 	sqlbox_buffer_wipe_free(&bstream->header);
 	i_stream_free_buffer(&bstream->istream);
 }
@@ -440,9 +419,10 @@ sqlbox_body_istream_create_cached(struct sqlbox_storage *storage,
 		buffer_append(bstream->header, header, header_size);
 		bstream->header_size = header_size;
 	}
-	bstream->window = buffer_create_dynamic(default_pool,
-		I_MIN(size, SQLBOX_READ_WINDOW_BYTES) + 1);
 	bstream->istream.max_buffer_size = SQLBOX_ISTREAM_BUFFER_BYTES;
+	/* A small message gets a buffer of its size at once (no regrowth). */
+	bstream->istream.init_buffer_size =
+		I_MAX(I_MIN(size, SQLBOX_ISTREAM_BUFFER_BYTES), 1);
 	bstream->istream.read = sqlbox_body_istream_read;
 	bstream->istream.seek = sqlbox_body_istream_seek;
 	bstream->istream.stat = sqlbox_body_istream_stat;

@@ -182,15 +182,14 @@ int sqlbox_db_cache_insert(struct sqlbox_storage *storage, int64_t body_id,
    of a body's cache row, own transaction; a missing row is no error. */
 int sqlbox_db_cache_set(struct sqlbox_storage *storage, int64_t body_id,
 			const char *column, const char *value);
-/* Size of one chunk without reading its data; 1, 0 no such chunk, -1. */
-int sqlbox_db_chunk_size(struct sqlbox_storage *storage, int64_t body_id,
-			 int64_t seq, size_t *size_r);
-/* Replaces buf's contents with size bytes of a chunk from offset on,
-   reading (and decrypting) only the pages they lie in; 1, 0 no such
-   chunk or shorter, -1. */
-int sqlbox_db_chunk_read_range(struct sqlbox_storage *storage,
-			       int64_t body_id, int64_t seq, size_t offset,
-			       size_t size, buffer_t *buf);
+/* Reads up to size bytes of a chunk from offset on straight into dst
+   (one blob handle, only the pages of those bytes decrypted, no
+   intermediate buffer); *chunk_size_r is the chunk's size.  Returns the
+   bytes read (0 when offset is at or past the chunk's end), -1 error,
+   -2 no such chunk (expunged meanwhile). */
+ssize_t sqlbox_db_chunk_read_at(struct sqlbox_storage *storage,
+				int64_t body_id, int64_t seq, size_t offset,
+				void *dst, size_t size, size_t *chunk_size_r);
 /* The body in one buffer from pool; 1, 0 expunged, -1 error. */
 int sqlbox_db_body_read(struct sqlbox_storage *storage, int64_t body_id,
 			buffer_t *buf);

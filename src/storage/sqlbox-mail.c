@@ -2,6 +2,7 @@
 #include "lib.h"
 #include "buffer.h"
 #include "istream.h"
+#include "istream-header-filter.h"
 #include "safe-memset.h"
 #include "str.h"
 #include "imap-bodystructure.h"
@@ -9,7 +10,8 @@
 #include "sqlbox-storage.h"
 
 /* Mail data comes from SQLite: sizes and dates from the mail/body rows,
-   the message from its chunks, loaded a window at a time as it is read.
+   the message from its chunks, read into the stream's buffer as it is
+   read.
    Bodies are stored with CRLF line ends, so the physical size is the
    virtual size.
 
@@ -227,7 +229,7 @@ sqlbox_mail_get_stream(struct mail *_mail, bool get_body ATTR_UNUSED,
 			if (!row->cached)
 				sqlbox_mail_cache_fill(_mail);
 			/* Header reads (and a header parser's peek at the
-			   next byte) from the cache row, the body a window
+			   next byte) from the cache row, the body a buffer
 			   at a time: a large message is never read whole. */
 			input = sqlbox_body_istream_create_cached(
 				mbox->storage, row->body_id, row->size,
@@ -246,6 +248,67 @@ sqlbox_mail_get_stream(struct mail *_mail, bool get_body ATTR_UNUSED,
 		mail->data.stream = input;
 	}
 	return index_mail_init_stream(mail, hdr_size, body_size, stream_r);
+}
+
+/* The previous header stream of this mail, as index-mail drops it. */
+static void sqlbox_mail_filter_stream_destroy(struct index_mail *mail)
+{
+	const unsigned char *data;
+	size_t size;
+
+	if (mail->data.filter_stream == NULL)
+		return;
+	/* One made by index_mail_get_header_stream() parses the header as
+	   it is read: finish that. */
+	while (i_stream_read_more(mail->data.filter_stream, &data, &size) > 0)
+		i_stream_skip(mail->data.filter_stream, size);
+	if (mail->data.header_parser_initialized)
+		index_mail_parse_header_deinit(mail);
+	i_stream_destroy(&mail->data.filter_stream);
+}
+
+/* BODY.PEEK[HEADER.FIELDS (...)] and SEARCH on headers: the wanted
+   header fields filtered out of the header block of the cache row, as
+   index-mail would filter them out of the message (the same filter on the
+   same bytes), without opening the body or parsing anything for
+   Dovecot's cache, which is in memory and empty in every session anyway.
+   When the row also has BODYSTRUCTURE, index-mail need not parse the
+   header to build it either. */
+static int
+sqlbox_mail_get_header_stream(struct mail *_mail,
+			      struct mailbox_header_lookup_ctx *headers,
+			      struct istream **stream_r)
+{
+	struct sqlbox_mailbox *mbox = SQLBOX_MAILBOX(_mail->box);
+	struct sqlbox_mail *mail = SQLBOX_MAIL(_mail);
+	struct index_mail_data *data = &mail->imail.data;
+	const struct sqlbox_mail_row *row;
+	struct istream *input;
+
+	if (_mail->saving || mbox->spool_only)
+		return index_mail_get_header_stream(_mail, headers, stream_r);
+	if (sqlbox_mail_row(_mail, &row) < 0)
+		return -1;
+	if (!row->cached || (data->save_bodystructure_header &&
+			     row->cache.bodystructure == NULL))
+		return index_mail_get_header_stream(_mail, headers, stream_r);
+	if (data->save_bodystructure_header) {
+		if (data->bodystructure == NULL)
+			data->bodystructure = row->cache.bodystructure;
+		data->save_bodystructure_header = FALSE;
+		data->save_bodystructure_body = FALSE;
+	}
+	sqlbox_mail_filter_stream_destroy(&mail->imail);
+	_mail->transaction->stats.cache_hit_count++;
+	input = i_stream_create_from_data(row->cache.header,
+					  row->cache.hdr_size);
+	data->filter_stream = i_stream_create_header_filter(input,
+		HEADER_FILTER_INCLUDE | HEADER_FILTER_ADD_MISSING_EOH |
+		HEADER_FILTER_HIDE_BODY, headers->name, headers->count,
+		*null_header_filter_callback, NULL);
+	i_stream_unref(&input);
+	*stream_r = data->filter_stream;
+	return 0;
 }
 
 /* ENVELOPE, BODY, BODYSTRUCTURE: from the cache row if it has them,
@@ -354,7 +417,7 @@ struct mail_vfuncs sqlbox_mail_vfuncs = {
 	.get_physical_size = sqlbox_mail_get_physical_size,
 	.get_first_header = index_mail_get_first_header,
 	.get_headers = index_mail_get_headers,
-	.get_header_stream = index_mail_get_header_stream,
+	.get_header_stream = sqlbox_mail_get_header_stream,
 	.get_stream = sqlbox_mail_get_stream,
 	.get_binary_stream = index_mail_get_binary_stream,
 	.get_special = sqlbox_mail_get_special,

@@ -277,37 +277,16 @@ int sqlbox_db_cache_set(struct sqlbox_storage *storage, int64_t body_id,
 	return sqlbox_db_commit(storage);
 }
 
-int sqlbox_db_chunk_size(struct sqlbox_storage *storage, int64_t body_id,
-			 int64_t seq, size_t *size_r)
-{
-	sqlite3_stmt *stmt;
-	int rc;
-
-	/* length() of a blob comes from the record header: no overflow
-	   page is read. */
-	stmt = sqlbox_db_prepare(storage,
-		"SELECT length(data) FROM chunk WHERE body_id = ? AND seq = ?");
-	if (stmt == NULL)
-		return -1;
-	sqlite3_bind_int64(stmt, 1, body_id);
-	sqlite3_bind_int64(stmt, 2, seq);
-	rc = sqlbox_db_step(storage, stmt);
-	if (rc == SQLITE_ROW)
-		*size_r = sqlite3_column_int64(stmt, 0);
-	sqlite3_finalize(stmt);
-	return rc < 0 ? -1 : (rc == SQLITE_ROW ? 1 : 0);
-}
-
-int sqlbox_db_chunk_read_range(struct sqlbox_storage *storage,
-			       int64_t body_id, int64_t seq, size_t offset,
-			       size_t size, buffer_t *buf)
+ssize_t sqlbox_db_chunk_read_at(struct sqlbox_storage *storage,
+				int64_t body_id, int64_t seq, size_t offset,
+				void *dst, size_t size, size_t *chunk_size_r)
 {
 	sqlite3_stmt *stmt;
 	sqlite3_blob *blob;
 	int64_t rowid;
+	size_t bytes;
 	int rc;
 
-	buffer_set_used_size(buf, 0);
 	if (storage->chunk_rowid_stmt == NULL) {
 		storage->chunk_rowid_stmt = sqlbox_db_prepare(storage,
 			"SELECT rowid FROM chunk WHERE body_id = ? AND seq = ?");
@@ -321,36 +300,37 @@ int sqlbox_db_chunk_read_range(struct sqlbox_storage *storage,
 	rowid = rc == SQLITE_ROW ? sqlite3_column_int64(stmt, 0) : 0;
 	sqlite3_reset(stmt);
 	if (rc != SQLITE_ROW)
-		return rc < 0 ? -1 : 0;
-	/* An incremental blob read walks the overflow chain only up to
-	   offset + size: pages past the range are never read. */
+		return rc < 0 ? -1 : -2;
+	/* The handle lives for this one read only: no read snapshot is
+	   held while the caller's session writes. */
 	rc = sqlite3_blob_open(storage->db, "main", "chunk", "data", rowid, 0,
 			       &blob);
 	if (rc == SQLITE_ERROR) {
 		/* The row went away between the two statements. */
 		sqlite3_blob_close(blob);
-		return 0;
+		return -2;
 	}
 	if (rc != SQLITE_OK) {
 		sqlite3_blob_close(blob);
 		sqlbox_db_set_critical(storage, "sqlite3_blob_open(chunk)");
 		return -1;
 	}
-	if ((size_t)sqlite3_blob_bytes(blob) < offset + size) {
+	bytes = sqlite3_blob_bytes(blob);
+	*chunk_size_r = bytes;
+	if (offset >= bytes) {
 		sqlite3_blob_close(blob);
 		return 0;
 	}
-	rc = sqlite3_blob_read(blob, buffer_append_space_unsafe(buf, size),
-			       size, offset);
+	size = I_MIN(size, bytes - offset);
+	rc = sqlite3_blob_read(blob, dst, size, offset);
 	sqlite3_blob_close(blob);
 	if (rc != SQLITE_OK) {
-		buffer_set_used_size(buf, 0);
 		if (rc == SQLITE_ABORT)
-			return 0;
+			return -2;
 		sqlbox_db_set_critical(storage, "sqlite3_blob_read(chunk)");
 		return -1;
 	}
-	return 1;
+	return size;
 }
 
 int sqlbox_db_body_read(struct sqlbox_storage *storage, int64_t body_id,

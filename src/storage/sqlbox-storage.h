@@ -59,8 +59,8 @@ struct sqlbox_storage {
 	/* sqlbox_db_mail_lookup()'s statement, prepared once per
 	   connection: it runs for every mail a FETCH or SEARCH reads. */
 	sqlite3_stmt *mail_lookup_stmt;
-	/* sqlbox_db_chunk_read_range()'s rowid lookup, likewise: it runs
-	   for every window of a body that is read. */
+	/* sqlbox_db_chunk_read_at()'s rowid lookup, likewise: it runs
+	   for every read of a body. */
 	sqlite3_stmt *chunk_rowid_stmt;
 	/* sodium_malloc'd; NULL while locked. Freed at storage destroy. */
 	struct kr_keys *keys;
@@ -131,8 +131,8 @@ int sqlbox_body_writer_commit(struct sqlbox_body_writer *writer,
 			      int64_t *body_id_r);
 /* Wipes the buffer; an uncommitted body's chunks are removed. */
 void sqlbox_body_writer_free(struct sqlbox_body_writer **writer);
-/* A seekable istream over a stored body, one window of a chunk in memory
-   at a time. */
+/* A seekable istream over a stored body, at most one buffer (64 KiB) of it
+   in memory at a time. */
 struct istream *
 sqlbox_body_istream_create(struct sqlbox_storage *storage, int64_t body_id,
 			   uoff_t size);
