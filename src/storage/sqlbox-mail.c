@@ -267,13 +267,18 @@ static void sqlbox_mail_filter_stream_destroy(struct index_mail *mail)
 	i_stream_destroy(&mail->data.filter_stream);
 }
 
+static void
+sqlbox_mail_header_callback(struct header_filter_istream *input ATTR_UNUSED,
+			    struct message_header_line *hdr,
+			    bool *matched ATTR_UNUSED, struct index_mail *mail)
+{
+	index_mail_parse_header(NULL, hdr, mail);
+}
+
 /* BODY.PEEK[HEADER.FIELDS (...)] and SEARCH on headers: the wanted
    header fields filtered out of the header block of the cache row, as
-   index-mail would filter them out of the message (the same filter on the
-   same bytes), without opening the body or parsing anything for
-   Dovecot's cache, which is in memory and empty in every session anyway.
-   When the row also has BODYSTRUCTURE, index-mail need not parse the
-   header to build it either. */
+   index-mail filters them out of the message (the same filter, the same
+   parse callback, the same bytes), without opening the body. */
 static int
 sqlbox_mail_get_header_stream(struct mail *_mail,
 			      struct mailbox_header_lookup_ctx *headers,
@@ -285,27 +290,30 @@ sqlbox_mail_get_header_stream(struct mail *_mail,
 	const struct sqlbox_mail_row *row;
 	struct istream *input;
 
-	if (_mail->saving || mbox->spool_only)
+	/* A lookup that may only use Dovecot's cache (SEARCH's first pass)
+	   is refused as index-mail refuses it: what SEARCH matches then
+	   depends on it (an unparsable Date matches SENTBEFORE from the
+	   parsed sent date, not from the header). */
+	if (_mail->saving || mbox->spool_only ||
+	    _mail->lookup_abort != MAIL_LOOKUP_ABORT_NEVER)
 		return index_mail_get_header_stream(_mail, headers, stream_r);
 	if (sqlbox_mail_row(_mail, &row) < 0)
 		return -1;
-	if (!row->cached || (data->save_bodystructure_header &&
-			     row->cache.bodystructure == NULL))
+	/* index-mail parses the whole header first when it builds
+	   BODYSTRUCTURE, which also fills the session's cache (the sent
+	   date: SEARCH SENTBEFORE on an unparsable Date header then matches
+	   from the cache, not from the header): its way then. */
+	if (!row->cached || data->save_bodystructure_header)
 		return index_mail_get_header_stream(_mail, headers, stream_r);
-	if (data->save_bodystructure_header) {
-		if (data->bodystructure == NULL)
-			data->bodystructure = row->cache.bodystructure;
-		data->save_bodystructure_header = FALSE;
-		data->save_bodystructure_body = FALSE;
-	}
 	sqlbox_mail_filter_stream_destroy(&mail->imail);
 	_mail->transaction->stats.cache_hit_count++;
 	input = i_stream_create_from_data(row->cache.header,
 					  row->cache.hdr_size);
+	index_mail_parse_header_init(&mail->imail, headers);
 	data->filter_stream = i_stream_create_header_filter(input,
 		HEADER_FILTER_INCLUDE | HEADER_FILTER_ADD_MISSING_EOH |
 		HEADER_FILTER_HIDE_BODY, headers->name, headers->count,
-		*null_header_filter_callback, NULL);
+		sqlbox_mail_header_callback, &mail->imail);
 	i_stream_unref(&input);
 	*stream_r = data->filter_stream;
 	return 0;

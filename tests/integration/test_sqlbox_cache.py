@@ -130,6 +130,10 @@ READS = [
     b"SEARCH SUBJECT large",
     b"SEARCH HEADER Message-ID <broken@cache.test>",
     b"SEARCH HEADER X-Folded third",
+    b"SEARCH OR OR FROM erin SUBJECT marked HEADER X-Marker cachehdr",
+    b"SEARCH NOT HEADER Message-ID <marked@cache.test>",
+    b"SEARCH CHARSET UTF-8 OR FROM broken SUBJECT \"caf\xc3\xa9\"",
+    b"SEARCH HEADER Subject \"\"",
     b"SEARCH SENTBEFORE 05-Mar-2026",
     b"SEARCH TEXT inner",
     b"SEARCH BODY zebra",
@@ -141,9 +145,10 @@ READS = [
 # BROKEN_MIME's unknown Content-Transfer-Encoding: NO [UNKNOWN-CTE], after
 # the other messages' answers (compared like the rest).
 MAY_FAIL = [b"FETCH 1:* (BINARY.SIZE[1])"]
-# Answered from the cache row alone (see test_no_body_needed).  Not
-# SEARCH or SORT on headers: Dovecot's message parser, which they use,
-# reads ahead past the header (sqlbox then reads one page of the body).
+# Answered from the cache row alone (see test_no_body_needed), SEARCH on
+# header fields included (sqlbox filters the cached header block).  Not
+# SORT on headers: Dovecot's message parser, which it uses, reads ahead
+# past the header (sqlbox then reads one page of the body).
 HEADER_READS = [
     b"FETCH %d (RFC822.SIZE BODY.PEEK[HEADER] ENVELOPE BODYSTRUCTURE BODY"
     b" BODY.PEEK[HEADER.FIELDS (Subject X-Marker)])" % MARKED_SEQ,
@@ -151,7 +156,12 @@ HEADER_READS = [
     b")" % MARKED_SEQ,
     b"FETCH 1:* (UID RFC822.SIZE ENVELOPE BODYSTRUCTURE BODY.PEEK[HEADER."
     b"FIELDS (From To Subject Date Message-ID)])",
+    b"SEARCH OR OR FROM erin SUBJECT marked HEADER X-Marker cachehdr",
+    b"SEARCH HEADER X-Folded third",
+    b"SEARCH NOT HEADER Message-ID <marked@cache.test>",
 ]
+HDR_SEARCH = HEADER_READS.index(
+    b"SEARCH OR OR FROM erin SUBJECT marked HEADER X-Marker cachehdr")
 
 
 def append(message, i):
@@ -285,6 +295,9 @@ def test_no_body_needed(sqlbox_world):
            " WHERE name = 'INBOX'))" % MARKED_SEQ)
     after = session(world, password, [b"SELECT INBOX"] + HEADER_READS)
     assert normal(after) == normal(before)
+    # The header SEARCH found the marked message (in both).
+    assert re.search(rb"\* SEARCH( \d+)* %d\b" % MARKED_SEQ,
+                     after[1 + HDR_SEARCH]), after[1 + HDR_SEARCH]
     assert b"{%d}" % len(MARKED.split(b"\r\n\r\n")[0] + b"\r\n\r\n") \
         in before[1]
     imap = login(world, password)
