@@ -799,6 +799,14 @@ def write_readme(text):
     os.rename(tmp, README)
 
 
+def sqlbox_extra_conf(args):
+    """--sqlbox-fts: sqlbox with its FTS index (plugin { sqlbox_fts =
+    yes }, opt-in so far); the other storages are unchanged."""
+    if getattr(args, "sqlbox_fts", False):
+        return "plugin {\n  sqlbox_fts = yes\n}\n"
+    return ""
+
+
 # ------------------------------------------------------------------- main
 
 def run(params, args):
@@ -822,6 +830,8 @@ def run(params, args):
             d = os.path.join(wd.path, name.replace("+", "-"))
             os.makedirs(d)
             extra = mail_crypt_conf(d) if name == "mdbox+crypt" else ""
+            if name == "sqlbox":
+                extra = sqlbox_extra_conf(args)
             dcs[name] = Dovecot(d, fake.api_url,
                                 mail_location=LOCATIONS[name],
                                 extra_conf=extra).start()
@@ -909,6 +919,8 @@ def main():
     parser.add_argument("--big-batch", type=int, metavar="N",
                         help="messages per APPEND when building the big "
                         "mailbox (default %d)" % FULL["big_batch"])
+    parser.add_argument("--sqlbox-fts", action="store_true",
+                        help="sqlbox with plugin { sqlbox_fts = yes }")
     parser.add_argument("--report-from", nargs="+", metavar="JSON",
                         help="measure nothing: write the README block "
                         "from runs saved with --json")

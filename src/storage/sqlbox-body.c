@@ -19,11 +19,12 @@
      the last, partial chunk, the size, and clears the mark, inside the
      transaction that inserts the mail rows.
    - reading: a seekable istream whose every read is one incremental
-     blob read of up to 64 KiB straight into the stream's buffer (all
-     chunks but the last have the size of the first), so that the pages
-     decrypted are those of the bytes returned and nothing is copied
-     twice; a header block from the body's cache row answers reads inside
-     it without any chunk. */
+     blob read straight into the stream's buffer (all chunks but the last
+     have the size of the first): 64 KiB after a seek, the rest of the
+     chunk when reading on, so that the pages decrypted are those of the
+     bytes returned, a chunk's overflow chain is walked once and nothing
+     is copied twice; a header block from the body's cache row answers
+     reads inside it without any chunk. */
 
 struct sqlbox_body_writer {
 	struct sqlbox_storage *storage;
@@ -54,6 +55,9 @@ struct sqlbox_body_istream {
 	size_t header_size;
 	/* Size of every chunk but the last, learned from chunk 0's row. */
 	size_t chunk_bytes;
+	/* Where the last chunk read ended: a read from there is a whole
+	   body being sent or parsed. */
+	uoff_t next_offset;
 };
 
 static void sqlbox_buffer_wipe_free(buffer_t **buf)
@@ -274,6 +278,8 @@ struct istream *sqlbox_body_writer_istream(struct sqlbox_body_writer *writer)
    (SEARCH and SORT on headers use Dovecot's message parser, which reads
    ahead) wants a few bytes, not a buffer of them. */
 #define SQLBOX_READ_PEEK_BYTES 4096
+/* What is read at a random offset. */
+#define SQLBOX_READ_SEEK_BYTES (64 * 1024)
 
 static int
 sqlbox_body_istream_fail(struct sqlbox_body_istream *bstream, ssize_t ret,
@@ -355,11 +361,20 @@ static ssize_t sqlbox_body_istream_read(struct istream_private *stream)
 		if (bstream->header_size > 0 &&
 		    offset < bstream->header_size + SQLBOX_READ_PEEK_BYTES)
 			n = I_MIN(n, SQLBOX_READ_PEEK_BYTES);
+		else if (offset != bstream->next_offset) {
+			/* After a seek (BODY[]<offset.length>): the pages
+			   of what is likely wanted.  Reads that continue
+			   take the rest of the chunk that fits the buffer,
+			   so that a chunk's overflow chain is walked once
+			   (a new blob handle walks it from the start). */
+			n = I_MIN(n, SQLBOX_READ_SEEK_BYTES);
+		}
 		ret = sqlbox_body_istream_read_chunk(bstream, offset,
 			stream->w_buffer + stream->pos, n);
 		if (ret < 0)
 			return -1;
 		n = ret;
+		bstream->next_offset = offset + n;
 	}
 	stream->pos += n;
 	return n;
@@ -420,7 +435,8 @@ sqlbox_body_istream_create_cached(struct sqlbox_storage *storage,
 		bstream->header_size = header_size;
 	}
 	bstream->istream.max_buffer_size = SQLBOX_ISTREAM_BUFFER_BYTES;
-	/* A small message gets a buffer of its size at once (no regrowth). */
+	/* A buffer of the message's size up to one chunk at once (no
+	   regrowth): a whole chunk is then one blob read. */
 	bstream->istream.init_buffer_size =
 		I_MAX(I_MIN(size, SQLBOX_ISTREAM_BUFFER_BYTES), 1);
 	bstream->istream.read = sqlbox_body_istream_read;

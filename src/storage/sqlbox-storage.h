@@ -34,8 +34,8 @@
 #define SQLBOX_HIERARCHY_SEP '/'
 /* Bodies are stored in rows of this many bytes (CRLF line ends). */
 #define SQLBOX_CHUNK_BYTES (256 * 1024)
-/* Read buffer of a body istream (a chunk is loaded separately). */
-#define SQLBOX_ISTREAM_BUFFER_BYTES (64 * 1024)
+/* Read buffer of a body istream: at most one chunk. */
+#define SQLBOX_ISTREAM_BUFFER_BYTES SQLBOX_CHUNK_BYTES
 /* A body still pending after this long belongs to a crashed save. */
 #define SQLBOX_PENDING_STALE_SECS (24 * 60 * 60)
 /* How long a writer waits for another process's write transaction. */
@@ -131,8 +131,8 @@ int sqlbox_body_writer_commit(struct sqlbox_body_writer *writer,
 			      int64_t *body_id_r);
 /* Wipes the buffer; an uncommitted body's chunks are removed. */
 void sqlbox_body_writer_free(struct sqlbox_body_writer **writer);
-/* A seekable istream over a stored body, at most one buffer (64 KiB) of it
-   in memory at a time. */
+/* A seekable istream over a stored body, at most one chunk of it in
+   memory at a time. */
 struct istream *
 sqlbox_body_istream_create(struct sqlbox_storage *storage, int64_t body_id,
 			   uoff_t size);
