@@ -76,7 +76,19 @@ def write_mbox(path):
             f.write(b"\n")
 
 
-TOTALS_RE = re.compile(r"Totals:\n([^\n]*)\n([^\n]*)\n")
+def imaptest_env():
+    """imaptest links libdovecot.so, which is in Dovecot's own
+    directory, not the linker's path."""
+    env = dict(os.environ)
+    env["LD_LIBRARY_PATH"] = ":".join(
+        p for p in ("/usr/lib/dovecot", env.get("LD_LIBRARY_PATH")) if p)
+    return env
+
+
+# "Totals:", the state names, their probabilities (and those of
+# repeating), then the counts: the first line of numbers only.
+TOTALS_RE = re.compile(r"Totals:\n([^\n]*)\n(?:[^\n]*%[^\n]*\n)*"
+                       r"([\d ]+)\n")
 
 
 def imaptest_one(imaptest, port, user, password, mbox, secs, seed):
@@ -85,7 +97,8 @@ def imaptest_one(imaptest, port, user, password, mbox, secs, seed):
          "user=%s@ubuntu.com" % user, "pass=%s" % password,
          "mbox=%s" % mbox, "clients=1", "secs=%d" % secs,
          "seed=%d" % seed],
-        capture_output=True, text=True, timeout=secs + 120)
+        capture_output=True, text=True, timeout=secs + 120,
+        env=imaptest_env())
     m = TOTALS_RE.search(res.stdout)
     if m is None:
         raise RuntimeError("imaptest gave no totals (exit %d):\n%s\n%s" % (
