@@ -155,12 +155,12 @@ class LaunchpadFake:
     def restart(self):
         self.start(self.port)
 
-    def _call(self, method, path, body=None):
+    def _call(self, method, path, body=None, timeout=10):
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(
             "http://127.0.0.1:%d%s" % (self.port, path), data=data,
             method=method, headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=10) as resp:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
             text = resp.read().decode()
         return json.loads(text) if text.strip() else None
 
@@ -172,6 +172,15 @@ class LaunchpadFake:
 
     def reset(self):
         self._call("POST", "/_fake/reset", {})
+
+    def held(self, count=1, wait=60):
+        """Waits until count requests are held by the fault "hold" (wait
+        seconds at most, a failure guard); returns how many are."""
+        return self._call("GET", "/_fake/held?count=%d&wait=%d" % (
+            count, wait), timeout=wait + 10)["held"]
+
+    def release(self):
+        self._call("POST", "/_fake/release", {})
 
     def requests(self):
         return self._call("GET", "/_fake/requests")
@@ -219,6 +228,27 @@ class OpenIDFake:
         with urllib.request.urlopen("http://127.0.0.1:%d/_fake/stats" %
                                     self.port, timeout=10) as resp:
             return json.loads(resp.read())
+
+    def _post(self, path, body):
+        req = urllib.request.Request(
+            "http://127.0.0.1:%d%s" % (self.port, path),
+            data=json.dumps(body).encode(), method="POST")
+        urllib.request.urlopen(req, timeout=10).read()
+
+    def hold(self):
+        """Every following check_authentication waits for release()."""
+        self._post("/_fake/hold", {"on": True})
+
+    def held(self, count=1, wait=60):
+        """Waits until count check_authentication POSTs are held (wait
+        seconds at most, a failure guard); returns how many are."""
+        with urllib.request.urlopen(
+                "http://127.0.0.1:%d/_fake/held?count=%d&wait=%d" % (
+                    self.port, count, wait), timeout=wait + 10) as resp:
+            return json.loads(resp.read())["held"]
+
+    def release(self):
+        self._post("/_fake/release", {})
 
     def stop(self):
         if self.proc is not None and self.proc.poll() is None:

@@ -19,6 +19,10 @@ Control (outside the prefix, JSON bodies):
   POST /_fake/fault    {"path": regex|null, "mode": M, "count": N|null,
                         "delay": seconds}
   POST /_fake/reset    clears faults and the request log
+  GET  /_fake/held?count=N&wait=S  waits until N requests (default 1) are
+                       held by the fault "hold" (at most S seconds, a
+                       failure guard), answers {"held": n}
+  POST /_fake/release  lets every held request go on, answered normally
   GET  /_fake/requests [{"method","path","query","if_none_match",
                          "user_agent"}, ...]
   POST /_fake/person   {"name": n, fields... | "delete": true,
@@ -33,7 +37,8 @@ Control (outside the prefix, JSON bodies):
                        body: B\n" (for liblaunchpad's POST); logged, and
                        the faults 500 503 hang redirect-onhost huge apply
 Fault modes: 500 503 404 410 slow hang truncated nonjson wrongtypes
-missing-field huge redirect-offhost redirect-onhost next-offhost next-loop.
+missing-field huge redirect-offhost redirect-onhost next-offhost next-loop
+hold (waits for /_fake/release, then answers as without a fault).
 """
 
 import argparse
@@ -61,7 +66,7 @@ OFFHOST = "http://203.0.113.1"
 FAULT_MODES = {
     "500", "503", "404", "410", "slow", "hang", "truncated", "nonjson",
     "wrongtypes", "missing-field", "huge", "redirect-offhost",
-    "redirect-onhost", "next-offhost", "next-loop",
+    "redirect-onhost", "next-offhost", "next-loop", "hold",
 }
 # Person links a real 1.0 document carries (launchpadlib-rs_person.json).
 PERSON_COLLECTIONS = (
@@ -86,6 +91,10 @@ class Launchpad:
         self.faults = []
         self.requests = []
         self.wake = threading.Event()
+        # the fault "hold": requests waiting for /_fake/release
+        self.held = 0
+        self.held_cond = threading.Condition(self.lock)
+        self.release = threading.Event()
 
     def add_person(self, name, fields, is_team=False):
         person = self.people.setdefault(name, {
@@ -346,7 +355,14 @@ class Handler(BaseHTTPRequestHandler):
                     "mode": mode, "count": body.get("count"),
                     "delay": body.get("delay"), "exempt": None,
                 })
+            elif path == "/_fake/release":
+                lp.release.set()
+                lp.release = threading.Event()
+                lp.held = 0
             elif path == "/_fake/reset":
+                lp.release.set()
+                lp.release = threading.Event()
+                lp.held = 0
                 lp.faults.clear()
                 lp.requests.clear()
                 lp.wake.set()
@@ -380,6 +396,14 @@ class Handler(BaseHTTPRequestHandler):
             with lp.lock:
                 self.send_json(200, list(lp.requests))
             return
+        if url.path == "/_fake/held":
+            query = parse_qs(url.query)
+            want = int(query.get("count", ["1"])[0])
+            wait = min(float(query.get("wait", ["0"])[0]), HANG_MAX_SECS)
+            with lp.lock:
+                lp.held_cond.wait_for(lambda: lp.held >= want, wait)
+                self.send_json(200, {"held": lp.held})
+            return
         prefix = self.server.api_prefix
         if not url.path.startswith(prefix + "/"):
             if not self.human_get(url.path):
@@ -405,6 +429,13 @@ class Handler(BaseHTTPRequestHandler):
             self.send(int(mode), "Launchpad is having a moment",
                       "text/plain")
             return
+        if mode == "hold":
+            with lp.lock:
+                lp.held += 1
+                release = lp.release
+                lp.held_cond.notify_all()
+            release.wait(HANG_MAX_SECS)
+            mode = None
         if mode == "hang":
             wake.wait(min(float(delay or HANG_DEFAULT_SECS), HANG_MAX_SECS))
             self.close_connection = True

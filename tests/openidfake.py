@@ -17,6 +17,11 @@ Control (JSON bodies):
   POST /_fake/next   {"nickname": "alice", "mode": M}  used by every
                      following sign-in until changed
   GET  /_fake/stats  {"checkid": n, "check_authentication": n}
+  POST /_fake/hold   {"on": true}  every check_authentication waits for
+                     /_fake/release before answering
+  GET  /_fake/held?count=N&wait=S  waits until N of them are held (at most
+                     S seconds), answers {"held": n}
+  POST /_fake/release  lets them answer; hold is off again
 Modes (misbehaviour on demand):
   ok                 a correct assertion
   bad-signature      check_authentication answers is_valid:false
@@ -53,6 +58,8 @@ MODES = {"ok", "bad-signature", "replay-nonce", "foreign-return-to",
          "foreign-op", "offhost-claimed-id", "no-nickname", "bad-nickname",
          "unsigned-nickname", "no-email"}
 MAX_BODY = 64 * 1024
+# a held check_authentication waits at most this (a failure guard)
+HOLD_MAX_SECS = 300
 
 
 class Provider:
@@ -64,6 +71,11 @@ class Provider:
         self.last_nonce = None
         self.counter = 0
         self.stats = {"checkid": 0, "check_authentication": 0}
+        # /_fake/hold: check_authentication waits for /_fake/release
+        self.hold = False
+        self.held = 0
+        self.held_cond = threading.Condition(self.lock)
+        self.release = threading.Event()
 
     def sign(self, fields, signed):
         text = "".join("%s:%s\n" % (k, fields[k]) for k in signed)
@@ -101,6 +113,15 @@ class Handler(BaseHTTPRequestHandler):
         if url.path == "/_fake/stats":
             with self.server.op.lock:
                 body = json.dumps(self.server.op.stats).encode()
+            return self.send(200, body, "application/json")
+        if url.path == "/_fake/held":
+            op = self.server.op
+            query = dict(parse_qsl(url.query))
+            want = int(query.get("count", "1"))
+            wait = min(float(query.get("wait", "0")), HOLD_MAX_SECS)
+            with op.lock:
+                op.held_cond.wait_for(lambda: op.held >= want, wait)
+                body = json.dumps({"held": op.held}).encode()
             return self.send(200, body, "application/json")
         if url.path != "/+openid":
             return self.send(404, b"not found\n")
@@ -175,6 +196,17 @@ class Handler(BaseHTTPRequestHandler):
                 op.mode = mode
                 op.nickname = req.get("nickname", op.nickname)
             return self.send(200, b"{}", "application/json")
+        if url.path == "/_fake/hold":
+            with op.lock:
+                op.hold = bool(json.loads(body or "{}").get("on", True))
+            return self.send(200, b"{}", "application/json")
+        if url.path == "/_fake/release":
+            with op.lock:
+                op.hold = False
+                op.release.set()
+                op.release = threading.Event()
+                op.held = 0
+            return self.send(200, b"{}", "application/json")
         if url.path != "/+openid":
             return self.send(404, b"not found\n")
         pairs = parse_qsl(body, keep_blank_values=True)
@@ -186,6 +218,12 @@ class Handler(BaseHTTPRequestHandler):
         with op.lock:
             op.stats["check_authentication"] += 1
             mode = op.mode
+            hold, release = op.hold, op.release
+            if hold:
+                op.held += 1
+                op.held_cond.notify_all()
+        if hold:
+            release.wait(HOLD_MAX_SECS)
         signed = fields.get("signed", "").split(",")
         valid = all(k in fields for k in signed) and hmac.compare_digest(
             op.sign(fields, signed), fields.get("sig", ""))
