@@ -1,7 +1,8 @@
 /* Copyright (c) dovecot-launchpad authors; see debian/copyright. */
 
 /* The in-memory state of dovecot-launchpad-web: tokens, sessions, pending
-   sign-ins, rate-limit buckets, and the HTML escaping every page uses. */
+   sign-ins, rate-limit buckets, and the HTML escaping every page uses;
+   and what the workers' jobs fall back to when none can run. */
 
 #include "web-private.h"
 #include "tap.h"
@@ -254,6 +255,63 @@ static void test_client_key(void)
 	test_end();
 }
 
+static void test_resume(struct web_request *req)
+{
+	(void)req;
+}
+
+/* A job no worker can run is answered at once, as a failure: never an
+   allow, never a confirmed sign-in, never a hang. */
+static void test_jobs_unanswerable(void)
+{
+	struct web_request req = { .server = server };
+	const char *users[] = { "alice@ubuntu.com", "bob@ubuntu.com" };
+	const char *pairs[] = { "openid.mode", "check_authentication", NULL };
+	const struct lp_entitlement *ent;
+
+	test_begin("jobs: answered as failed when no worker runs");
+	web_workers_preinit(server);
+	server->stopping = true;
+	web_job_entitlements(&req, users, 2, false, test_resume);
+	test_assert(req.job.done && req.job.resume == test_resume);
+	test_assert(server->queue_head == NULL);
+	for (unsigned int i = 0; i < 2; i++) {
+		ent = web_job_entitlement(&req, users[i]);
+		test_assert_idx(ent != NULL &&
+				ent->verdict.kind == LP_VERDICT_TEMPFAIL, i);
+	}
+	test_assert(web_job_entitlement(&req, "carol@ubuntu.com") == NULL);
+	web_job_sso_post(&req, pairs, test_resume);
+	test_assert(req.job.done && req.job.sso_ret == -1);
+	web_job_free(&req);
+	server->stopping = false;
+	test_end();
+}
+
+static void test_openid_answer(void)
+{
+	static const struct {
+		const char *answer;
+		bool valid;
+	} tests[] = {
+		{ "ns:http://specs.openid.net/auth/2.0\nis_valid:true\n", true },
+		{ "is_valid:true", true },
+		{ "is_valid:false\n", false },
+		{ "is_valid:true \n", false },
+		{ "x-is_valid:true\n", false },
+		{ "", false },
+	};
+	char buf[128];
+
+	test_begin("openid: check_authentication's is_valid:true line");
+	for (unsigned int i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
+		snprintf(buf, sizeof(buf), "%s", tests[i].answer);
+		test_assert_idx(web_openid_answer_is_valid(buf) ==
+				tests[i].valid, i);
+	}
+	test_end();
+}
+
 /* Issue 12: 1024 pending sign-ins, the oldest evicted: a flood made
    every victim's sign-in fail. */
 static void test_logins_bounded(void)
@@ -311,6 +369,8 @@ int main(void)
 		test_limits_flood,
 		test_client_key,
 		test_logins_bounded,
+		test_jobs_unanswerable,
+		test_openid_answer,
 		NULL
 	};
 	struct lp_error err;

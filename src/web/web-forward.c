@@ -442,7 +442,10 @@ void web_post_forward_confirm(struct web_request *req)
 		web_forward_confirm_refused(req, result);
 		return;
 	}
-	lp_entitlement_check(server->lp, c.user, &ent);
+	/* a worker asks; this runs again from the top with the answer
+	   (the look above changes nothing but dropping an expired link) */
+	if (!web_entitlement_get(req, c.user, web_post_resume, &ent))
+		return;
 	if (ent.verdict.kind == LP_VERDICT_TEMPFAIL) {
 		web_page_error(req, MHD_HTTP_SERVICE_UNAVAILABLE,
 			       "Try again later", "Launchpad could not be "

@@ -183,6 +183,7 @@ static void web_request_client(struct web_request *req)
 
 static void web_request_free(struct web_request *req)
 {
+	web_job_free(req);
 	web_form_free(req);
 	web_buf_free(&req->body);
 	free(req);
@@ -271,11 +272,28 @@ web_http_handler(void *cls, struct MHD_Connection *conn, const char *url,
 				"request body too large\n");
 		return web_respond(req);
 	}
-	if (req->is_post && !web_form_end(req)) {
-		web_plain_error(req, MHD_HTTP_BAD_REQUEST, "malformed form\n");
-		return web_respond(req);
+	if (req->job.resume == NULL) {
+		if (req->is_post && !web_form_end(req)) {
+			web_plain_error(req, MHD_HTTP_BAD_REQUEST,
+					"malformed form\n");
+			return web_respond(req);
+		}
+		web_pages_handle(req);
 	}
-	web_pages_handle(req);
+	/* A handler that queued a job (web-worker.c) continues once it is
+	   answered: at once if it could not run, else after this
+	   connection is resumed, when MHD calls here again. */
+	while (req->job.resume != NULL && req->job.done) {
+		web_resume_fn *resume = req->job.resume;
+
+		req->job.resume = NULL;
+		resume(req);
+	}
+	if (req->job.resume != NULL) {
+		req->job.suspended = true;
+		MHD_suspend_connection(conn);
+		return MHD_YES;
+	}
 	return web_respond(req);
 }
 
@@ -351,7 +369,9 @@ int web_http_start(struct web_server *server, const char **error_r)
 		struct sockaddr sa;
 		struct sockaddr_storage ss;
 	} addr;
-	unsigned int flags = MHD_USE_ERROR_LOG | MHD_USE_EPOLL;
+	/* suspended while a worker does a request's blocking work */
+	unsigned int flags = MHD_USE_ERROR_LOG | MHD_USE_EPOLL |
+		MHD_ALLOW_SUSPEND_RESUME;
 	bool ipv6;
 
 	if (web_http_parse_listen(server->config->web_listen, &addr.ss,

@@ -3,7 +3,11 @@
 /* dovecot-launchpad-web [-c CONFIG]: the self-service page (doc/DESIGN.md
    section 10).  Reads the same dovecot-launchpad.conf.ext as Dovecot,
    listens on web_listen (loopback, behind the site's TLS proxy), logs one
-   line per event on stderr, and stops cleanly on SIGTERM or SIGINT. */
+   line per event on stderr, and stops cleanly on SIGTERM or SIGINT.
+
+   One thread waits on one epoll fd holding libmicrohttpd's own epoll fd
+   and the sockets of the worker processes (web-worker.c) that do the
+   blocking work; `-w` runs this program as such a worker. */
 
 #include "web-private.h"
 
@@ -12,11 +16,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <unistd.h>
 #include <sodium.h>
 
 /* Longest wait in the poll loop: how soon a signal is noticed. */
 #define WEB_POLL_MSECS 500
+#define WEB_EPOLL_EVENTS 16
 #define WEB_PRUNE_SECS 60
 
 static volatile sig_atomic_t web_stop_signal = 0;
@@ -103,6 +109,13 @@ static int web_server_init(struct web_server *server, const char *path)
 
 static void web_server_deinit(struct web_server *server)
 {
+	if (server->epoll_fd != -1) {
+		/* every suspended connection answered, then MHD may stop */
+		web_workers_deinit(server);
+		if (server->daemon != NULL)
+			(void)MHD_run(server->daemon);
+		close(server->epoll_fd);
+	}
 	web_http_stop(server);
 	if (server->lp != NULL)
 		lp_context_destroy(&server->lp);
@@ -129,6 +142,46 @@ static void web_maintenance(struct web_server *server)
 			err.text);
 }
 
+/* Waits for libmicrohttpd's sockets and the workers' for at most
+   WEB_POLL_MSECS, then lets MHD do what is ready.  Returns MHD_run()'s
+   result, or MHD_NO with errno on a failed wait. */
+static enum MHD_Result web_run(struct web_server *server)
+{
+	struct epoll_event events[WEB_EPOLL_EVENTS];
+	MHD_UNSIGNED_LONG_LONG timeout;
+	int msecs = WEB_POLL_MSECS, n;
+
+	if (MHD_get_timeout(server->daemon, &timeout) == MHD_YES &&
+	    timeout < (MHD_UNSIGNED_LONG_LONG)msecs)
+		msecs = (int)timeout;
+	n = epoll_wait(server->epoll_fd, events, WEB_EPOLL_EVENTS, msecs);
+	if (n < 0 && errno != EINTR)
+		return MHD_NO;
+	for (int i = 0; i < n; i++) {
+		/* MHD's own fd is the one without a worker */
+		if (events[i].data.ptr != NULL)
+			web_worker_event(server, events[i].data.ptr);
+	}
+	return MHD_run(server->daemon);
+}
+
+/* The outer epoll fd: MHD's, then the workers'. */
+static int web_loop_init(struct web_server *server)
+{
+	const union MHD_DaemonInfo *info;
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
+
+	server->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+	info = MHD_get_daemon_info(server->daemon, MHD_DAEMON_INFO_EPOLL_FD);
+	if (server->epoll_fd < 0 || info == NULL ||
+	    epoll_ctl(server->epoll_fd, EPOLL_CTL_ADD, info->epoll_fd,
+		      &ev) < 0) {
+		web_log(LP_LOG_ERROR, "epoll: %s", strerror(errno));
+		return -1;
+	}
+	return web_workers_init(server);
+}
+
 static void web_usage(void)
 {
 	fprintf(stderr, "usage: %s [-c <config>]   (default %s)\n", WEB_NAME,
@@ -141,11 +194,16 @@ int main(int argc, char *argv[])
 	const char *path = WEB_DEFAULT_CONFIG, *error;
 	struct web_server *server;
 	int opt, ret = EXIT_FAILURE;
+	bool worker = false;
 
-	while ((opt = getopt(argc, argv, "c:h")) != -1) {
+	while ((opt = getopt(argc, argv, "c:hw")) != -1) {
 		switch (opt) {
 		case 'c':
 			path = optarg;
+			break;
+		case 'w':
+			/* internal: the main process runs its workers so */
+			worker = true;
 			break;
 		default:
 			web_usage();
@@ -163,16 +221,28 @@ int main(int argc, char *argv[])
 		web_log(LP_LOG_ERROR, "library initialisation failed");
 		return EXIT_FAILURE;
 	}
+	signal(SIGPIPE, SIG_IGN);
+	if (worker) {
+		struct lp_log log = { .fn = web_lp_log };
+
+		/* SIGTERM (and the main process's SIGKILL) end it as is:
+		   nothing of its own to save */
+		ret = web_worker_main(path, &log);
+		lp_global_deinit();
+		return ret;
+	}
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
-	signal(SIGPIPE, SIG_IGN);
 
 	/* Big tables: keep them off the stack. */
 	server = calloc(1, sizeof(*server));
 	if (server == NULL)
 		return EXIT_FAILURE;
 	server->clock = web_clock_monotonic;
+	server->config_path = path;
+	server->epoll_fd = -1;
+	web_workers_preinit(server);
 	if (web_server_init(server, path) < 0)
 		goto out;
 	if (web_http_start(server, &error) < 0) {
@@ -180,10 +250,12 @@ int main(int argc, char *argv[])
 			server->config->web_listen);
 		goto out;
 	}
+	if (web_loop_init(server) < 0)
+		goto out;
 	web_log(LP_LOG_INFO, "listening on %s for %s",
 		server->config->web_listen, server->config->web_url);
 	while (web_stop_signal == 0) {
-		if (MHD_run_wait(server->daemon, WEB_POLL_MSECS) != MHD_YES &&
+		if (web_run(server) != MHD_YES &&
 		    web_stop_signal == 0) {
 			web_log(LP_LOG_ERROR, "polling failed: %s",
 				strerror(errno));

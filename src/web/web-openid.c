@@ -17,7 +17,8 @@
    The caller has already matched the state with the browser's cookie.
    URLs are compared as curl's URL API parses them (lp_url_equal(),
    lp_url_same_origin()), and the check_authentication POST goes out
-   through liblaunchpad's HTTP client (lp_http_post_form()). */
+   through liblaunchpad's HTTP client (lp_http_post_form()) in a worker
+   process (web-worker.c): the page keeps serving while the SSO answers. */
 
 #include "web-private.h"
 
@@ -178,19 +179,15 @@ static time_t web_openid_nonce_time(const char *nonce)
 	return timegm(&tm);
 }
 
-/* Direct verification: the OP itself checks its signature.  Returns 1
-   valid, 0 not, -1 SSO unreachable. */
-static int web_openid_check_authentication(struct web_server *server,
-					   const struct web_openid_args *args,
-					   char *reason_r, size_t reason_size)
+/* Direct verification: the OP itself checks its signature, asked by a
+   worker (the POST waits on the network). */
+static void web_openid_check_authentication(struct web_request *req,
+					    const struct web_openid_args *args,
+					    web_resume_fn *resume)
 {
 	/* every field as received, but the mode */
 	const char *pairs[2 * WEB_OPENID_FIELDS_MAX + 3];
 	unsigned int n = 0;
-	struct lp_error err;
-	char *answer;
-	long status;
-	int ret;
 
 	for (unsigned int i = 0; i < args->count; i++) {
 		if (strcmp(args->keys[i], "mode") == 0)
@@ -201,36 +198,7 @@ static int web_openid_check_authentication(struct web_server *server,
 	pairs[n++] = "openid.mode";
 	pairs[n++] = "check_authentication";
 	pairs[n] = NULL;
-	/* liblaunchpad's client: its timeouts, TLS checks and size cap */
-	if (lp_http_post_form(server->lp, server->config->sso_url, pairs,
-			      &status, &answer, &err) < 0) {
-		snprintf(reason_r, reason_size,
-			 "the sign-in service could not be reached (%s)",
-			 err.text);
-		return -1;
-	}
-	if (status != 200) {
-		snprintf(reason_r, reason_size,
-			 "the sign-in service answered HTTP %ld", status);
-		return status >= 500 ? -1 : 0;
-	}
-	/* Key-value form: "is_valid:true" on a line of its own. */
-	ret = 0;
-	for (char *line = answer; line != NULL; ) {
-		char *nl = strchr(line, '\n');
-
-		if (nl != NULL)
-			*nl++ = '\0';
-		if (strcmp(line, "is_valid:true") == 0)
-			ret = 1;
-		line = nl;
-	}
-	free(answer);
-	if (ret == 0)
-		snprintf(reason_r, reason_size,
-			 "the sign-in service did not confirm the answer "
-			 "(bad signature)");
-	return ret;
+	web_job_sso_post(req, pairs, resume);
 }
 
 static int web_openid_refuse(char *reason_r, size_t reason_size,
@@ -241,9 +209,8 @@ static int web_openid_refuse(char *reason_r, size_t reason_size,
 }
 
 int web_openid_verify(struct web_request *req, const char *state,
-		      char name_r[LP_NAME_MAX + 1],
-		      char email_r[LP_FORWARD_ADDRESS_MAX + 1],
-		      char *reason_r, size_t reason_size)
+		      web_resume_fn *resume, char *reason_r,
+		      size_t reason_size)
 {
 	static const char *const required_signed[] = {
 		"op_endpoint", "return_to", "response_nonce", "assoc_handle",
@@ -254,7 +221,6 @@ int web_openid_verify(struct web_request *req, const char *state,
 	const char *mode, *signed_list, *nonce, *nickname;
 	char return_to[WEB_URL_MAX], alias[WEB_OPENID_ALIAS_MAX];
 	char field[WEB_OPENID_ALIAS_MAX + 16];
-	const char *email;
 	struct lp_error err;
 	time_t nonce_time, now = time(NULL);
 	int ret;
@@ -347,11 +313,53 @@ int web_openid_verify(struct web_request *req, const char *state,
 		return web_openid_refuse(reason_r, reason_size,
 					 "this answer was already used "
 					 "(replayed response_nonce)");
+	/* (8), answered to web_openid_verify_end() */
+	web_openid_check_authentication(req, &args, resume);
+	return 1;
+}
+
+int web_openid_verify_end(struct web_request *req,
+			  char name_r[LP_NAME_MAX + 1],
+			  char email_r[LP_FORWARD_ADDRESS_MAX + 1],
+			  char *reason_r, size_t reason_size)
+{
+	const struct web_job *job = &req->job;
+	struct web_openid_args args = { .count = 0 };
+	char alias[WEB_OPENID_ALIAS_MAX], field[WEB_OPENID_ALIAS_MAX + 16];
+	const char *signed_list, *nickname, *email;
+
 	/* (8) */
-	ret = web_openid_check_authentication(server, &args, reason_r,
-					      reason_size);
-	if (ret <= 0)
-		return ret;
+	if (job->sso_ret < 0) {
+		snprintf(reason_r, reason_size,
+			 "the sign-in service could not be reached (%s)",
+			 job->sso_error);
+		return -1;
+	}
+	if (job->sso_status != 200) {
+		snprintf(reason_r, reason_size,
+			 "the sign-in service answered HTTP %ld",
+			 job->sso_status);
+		return job->sso_status >= 500 ? -1 : 0;
+	}
+	if (!job->sso_valid)
+		return web_openid_refuse(reason_r, reason_size,
+					 "the sign-in service did not confirm "
+					 "the answer (bad signature)");
+	/* The query is the one web_openid_verify() checked: the
+	   connection keeps it. */
+	MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND,
+				  web_openid_collect, &args);
+	signed_list = web_openid_get(&args, "signed");
+	if (args.bad || signed_list == NULL ||
+	    !web_openid_sreg_alias(&args, alias))
+		return web_openid_refuse(reason_r, reason_size,
+					 "malformed answer");
+	snprintf(field, sizeof(field), "%s.nickname", alias);
+	nickname = web_openid_get(&args, field);
+	if (nickname == NULL || strlen(nickname) > LP_NAME_MAX ||
+	    !lp_name_is_valid(nickname))
+		return web_openid_refuse(reason_r, reason_size,
+					 "malformed answer");
 	snprintf(name_r, LP_NAME_MAX + 1, "%s", nickname);
 	/* Optional, and only if signed: a forwarding target that needs no
 	   confirmation link. */

@@ -160,13 +160,28 @@ static void web_login_start(struct web_request *req)
 	web_redirect(req, url);
 }
 
+static void web_login_return_done(struct web_request *req);
+
+static void web_login_refused(struct web_request *req, int ret,
+			      const char *reason)
+{
+	web_log(LP_LOG_INFO, "sign-in refused from %s: %s", req->client,
+		reason);
+	if (ret < 0)
+		web_page_error(req, MHD_HTTP_SERVICE_UNAVAILABLE,
+			       "Sign-in failed",
+			       "Ubuntu One could not be reached; "
+			       "please try again later.");
+	else
+		web_page_error(req, MHD_HTTP_FORBIDDEN, "Sign-in failed",
+			       reason);
+}
+
 static void web_login_return(struct web_request *req)
 {
 	struct web_server *server = req->server;
-	struct web_session *session;
 	const char *state = web_query_get(req, "state");
-	char name[LP_NAME_MAX + 1], reason[LP_TEXT_MAX];
-	char email[LP_FORWARD_ADDRESS_MAX + 1];
+	char reason[LP_TEXT_MAX];
 	int ret;
 
 	if (!web_login_allowed(req))
@@ -182,22 +197,26 @@ static void web_login_return(struct web_request *req)
 			       "or it took too long. Please start again.");
 		return;
 	}
-	ret = web_openid_verify(req, state, name, email, reason,
+	/* on to web_login_return_done() once the SSO confirmed */
+	ret = web_openid_verify(req, state, web_login_return_done, reason,
 				sizeof(reason));
+	if (ret <= 0)
+		web_login_refused(req, ret, reason);
+}
+
+static void web_login_return_done(struct web_request *req)
+{
+	struct web_session *session;
+	char name[LP_NAME_MAX + 1], reason[LP_TEXT_MAX];
+	char email[LP_FORWARD_ADDRESS_MAX + 1];
+	int ret;
+
+	ret = web_openid_verify_end(req, name, email, reason, sizeof(reason));
 	if (ret <= 0) {
-		web_log(LP_LOG_INFO, "sign-in refused from %s: %s",
-			req->client, reason);
-		if (ret < 0)
-			web_page_error(req, MHD_HTTP_SERVICE_UNAVAILABLE,
-				       "Sign-in failed",
-				       "Ubuntu One could not be reached; "
-				       "please try again later.");
-		else
-			web_page_error(req, MHD_HTTP_FORBIDDEN,
-				       "Sign-in failed", reason);
+		web_login_refused(req, ret, reason);
 		return;
 	}
-	session = web_session_create(server, name);
+	session = web_session_create(req->server, name);
 	snprintf(session->email, sizeof(session->email), "%s", email);
 	web_log(LP_LOG_INFO, "sign-in: %s from %s", name, req->client);
 	web_cookie_set(req, WEB_SESSION_COOKIE, session->id, "Strict", -1);
@@ -312,7 +331,14 @@ static void web_status_domain(struct web_request *req,
 
 	snprintf(user, sizeof(user), "%s@%s", req->session->name,
 		 domain->domain);
-	lp_entitlement_check(server->lp, user, &ent);
+	/* asked by web_page_status() */
+	if (web_job_entitlement(req, user) != NULL)
+		ent = *web_job_entitlement(req, user);
+	else {
+		/* cannot happen; never an allow by default */
+		memset(&ent, 0, sizeof(ent));
+		ent.verdict.kind = LP_VERDICT_TEMPFAIL;
+	}
 	web_buf_append(b, "<section><h2>");
 	web_buf_html(b, user);
 	web_buf_append(b, "</h2>");
@@ -371,10 +397,53 @@ static void web_status_domain(struct web_request *req,
 	web_buf_append(b, "</section>");
 }
 
+static void web_page_status_resume(struct web_request *req);
+
+/* Every domain's verdict first, from a worker (one job for all of them),
+   then the page. */
+static bool web_page_status_ask(struct web_request *req)
+{
+	const struct lp_config *config = req->server->config;
+	unsigned int count = config->domains_count;
+	char (*users)[LP_USER_MAX + 1];
+	const char **list;
+	bool answered = true;
+
+	for (unsigned int i = 0; i < count && answered; i++) {
+		char user[LP_USER_MAX + 1];
+
+		snprintf(user, sizeof(user), "%s@%s", req->session->name,
+			 config->domains[i].domain);
+		answered = web_job_entitlement(req, user) != NULL;
+	}
+	if (answered)
+		return true;
+	users = calloc(count, sizeof(*users));
+	list = calloc(count + 1, sizeof(*list));
+	if (users == NULL || list == NULL) {
+		free(users);
+		free(list);
+		web_page_error(req, MHD_HTTP_INTERNAL_SERVER_ERROR,
+			       "Something went wrong", "out of memory");
+		return false;
+	}
+	for (unsigned int i = 0; i < count; i++) {
+		snprintf(users[i], sizeof(users[i]), "%s@%s",
+			 req->session->name, config->domains[i].domain);
+		list[i] = users[i];
+	}
+	web_job_entitlements(req, list, count, false, web_page_status_resume);
+	free(users);
+	free(list);
+	return false;
+}
+
 static void web_page_status(struct web_request *req)
 {
 	struct web_server *server = req->server;
 
+	if (!web_page_status_ask(req))
+		return;
 	web_page_begin(req, "Your mailboxes");
 	if (req->session->notice[0] != '\0') {
 		web_buf_append(&req->body, "<p class=\"notice\">");
@@ -385,6 +454,12 @@ static void web_page_status(struct web_request *req)
 	for (unsigned int i = 0; i < server->config->domains_count; i++)
 		web_status_domain(req, &server->config->domains[i]);
 	web_page_end(req);
+}
+
+static void web_page_status_resume(struct web_request *req)
+{
+	if (web_session_again(req))
+		web_page_status(req);
 }
 
 /* ---- the password page (shown once) ---- */
@@ -493,7 +568,8 @@ static bool web_post_allowed(struct web_request *req)
 }
 
 /* The form's domain, if configured and the user is entitled there now.
-   Returns NULL with the response set. */
+   Returns NULL with the response set, or with the lookup queued (the
+   route runs again with its answer). */
 static const struct lp_domain *web_post_domain(struct web_request *req)
 {
 	const char *domain_str = web_form_get(req, "domain");
@@ -510,7 +586,8 @@ static const struct lp_domain *web_post_domain(struct web_request *req)
 	}
 	snprintf(user, sizeof(user), "%s@%s", req->session->name,
 		 domain->domain);
-	lp_entitlement_check(req->server->lp, user, &ent);
+	if (!web_entitlement_get(req, user, web_post_resume, &ent))
+		return NULL;
 	if (ent.verdict.kind == LP_VERDICT_TEMPFAIL) {
 		web_page_error(req, MHD_HTTP_SERVICE_UNAVAILABLE,
 			       "Try again later",
@@ -812,8 +889,11 @@ void web_pages_handle(struct web_request *req)
 			     sizeof(web_post_routes[0]); i++) {
 			if (strcmp(req->path, web_post_routes[i].path) != 0)
 				continue;
+			/* a route may queue a lookup first: it runs again,
+			   past these checks, from web_post_resume() */
+			req->route = web_post_routes[i].handle;
 			if (web_post_allowed(req))
-				web_post_routes[i].handle(req);
+				req->route(req);
 			return;
 		}
 	} else if (strcmp(req->path, "/") == 0) {

@@ -4,11 +4,14 @@
 
 /* dovecot-launchpad-web: what crosses files inside src/web.
 
-   One process, one thread: libmicrohttpd runs in external-polling mode
-   (web-main.c calls MHD_run_wait()), so every lp_ and kr_ call happens on
-   the main thread and struct lp_context needs no lock.  The price is that
-   an Argon2id derivation or a cold Launchpad lookup stalls other clients
-   for its duration; both are bounded (one derivation, lp's deadline).
+   One event loop, one thread: libmicrohttpd runs in external-polling mode
+   (web-main.c waits on its epoll fd and calls MHD_run()), so sessions,
+   sign-ins and rate limits need no lock.  What waits on the network
+   (Launchpad lookups, the OpenID check_authentication POST) runs in worker
+   processes (web-worker.c): the handler queues a job, its connection is
+   suspended, and a continuation finishes the page with the answer.  Local
+   work stays on the loop: an Argon2id derivation holds other clients for
+   its duration (about 0.3 s).
 
    Sessions, pending sign-ins and rate-limit buckets live in fixed-size
    tables in memory: a restart signs everyone out, which is the safe
@@ -58,6 +61,12 @@
 #define WEB_SESSION_COOKIE "__Host-dlpw_session"
 #define WEB_LOGIN_COOKIE "__Host-dlpw_login"
 
+/* Worker processes for the blocking work (web-worker.c). */
+#define WEB_WORKERS_COUNT 4
+/* A job or an answer: the OpenID arguments are under the connection
+   memory limit, a page asks for one user per domain. */
+#define WEB_WORKER_MSG_MAX (128 * 1024)
+
 /* OpenID: the response_nonce's clock may differ from ours this much. */
 #define WEB_NONCE_SKEW_SECS (5 * 60)
 
@@ -106,6 +115,37 @@ struct web_limit {
 	double last;			/* monotonic seconds */
 };
 
+struct web_request;
+/* A handler's continuation: runs once its job is answered. */
+typedef void web_resume_fn(struct web_request *req);
+
+/* Blocking work a request waits for (web-worker.c). */
+struct web_job {
+	web_resume_fn *resume;	/* set from queueing until it has run */
+	bool done;		/* answered (the answers below are valid) */
+	bool suspended;		/* MHD connection suspended meanwhile */
+	char *msg;		/* the JSON for a worker, until sent */
+	struct web_request *next;	/* in the server's queue */
+	/* entitlements: one per user asked */
+	unsigned int ent_count;
+	char (*ent_users)[LP_USER_MAX + 1];
+	struct lp_entitlement *ents;
+	/* check_authentication: ret -1 = not reached (sso_error says why),
+	   else the HTTP status and whether the answer said is_valid:true */
+	int sso_ret;
+	long sso_status;
+	bool sso_valid;
+	char sso_error[LP_TEXT_MAX];
+};
+
+/* One worker process and the request whose job it runs, or NULL. */
+struct web_worker {
+	pid_t pid;		/* -1 = none (spawned on the next job) */
+	int fd;			/* the main process's end of the socketpair */
+	struct web_request *req;
+};
+
+
 struct web_server {
 	struct lp_config *config;
 	struct lp_context *lp;
@@ -128,6 +168,14 @@ struct web_server {
 	/* monotonic seconds for the rate limits (tests move it) */
 	double (*clock)(void);
 	time_t last_prune;
+
+	/* the workers (web-worker.c) and the main loop's epoll fd, which
+	   holds their sockets and libmicrohttpd's epoll fd */
+	const char *config_path;
+	int epoll_fd;
+	struct web_worker workers[WEB_WORKERS_COUNT];
+	struct web_request *queue_head, *queue_tail;
+	bool stopping;
 };
 
 /* One HTTP request and the response being built for it. */
@@ -152,6 +200,9 @@ struct web_request {
 	struct web_buf form_values[WEB_FORM_FIELDS_MAX];	/* secret */
 
 	struct web_session *session;	/* a live session, or NULL */
+	/* the handler's route (POST), run again by its continuation */
+	void (*route)(struct web_request *req);
+	struct web_job job;
 
 	/* response */
 	unsigned int status;
@@ -199,6 +250,16 @@ void web_cookie_set(struct web_request *req, const char *name,
 		    const char *value, const char *same_site, long max_age);
 /* A 303 to path (below web_url) or an absolute URL. */
 void web_redirect(struct web_request *req, const char *target);
+/* The entitlement of user for this request, from its answered job: true
+   with ent_r filled, or false after queueing the lookup with resume (the
+   handler returns; resume runs it again). */
+bool web_entitlement_get(struct web_request *req, const char *user,
+			 web_resume_fn *resume, struct lp_entitlement *ent_r);
+/* In a continuation: the request's session again (it may have ended
+   meanwhile).  Returns false with a redirect to the sign-in page set. */
+bool web_session_again(struct web_request *req);
+/* The continuation of a POST route: runs req->route again. */
+void web_post_resume(struct web_request *req);
 
 /* ---- web-session.c ---- */
 
@@ -270,13 +331,20 @@ int web_openid_begin_url(struct web_server *server, const char *state,
 			 char *url_r, size_t size);
 
 /* Verifies the positive assertion in req's query (doc/DESIGN.md section
-   10).  Returns 1 with the Launchpad name (and the signed SReg email, or
-   ""), 0 refused (reason_r says why, in
-   words for the page), -1 when the SSO could not be reached. */
+   10), in two steps: web_openid_verify() checks what it can here and
+   queues the check_authentication POST (resume runs with its answer):
+   returns 1 queued, 0 refused (reason_r says why, in words for the
+   page), -1 error.  From resume, web_openid_verify_end() returns 1 with
+   the Launchpad name (and the signed SReg email, or ""), 0 refused, -1
+   when the SSO could not be reached. */
 int web_openid_verify(struct web_request *req, const char *state,
-		      char name_r[LP_NAME_MAX + 1],
-		      char email_r[LP_FORWARD_ADDRESS_MAX + 1],
-		      char *reason_r, size_t reason_size);
+		      web_resume_fn *resume, char *reason_r,
+		      size_t reason_size);
+int web_openid_verify_end(struct web_request *req,
+			  char name_r[LP_NAME_MAX + 1],
+			  char email_r[LP_FORWARD_ADDRESS_MAX + 1],
+			  char *reason_r, size_t reason_size);
+
 
 /* ---- web-mailbox.c: keyfiles through src/keyring ---- */
 
@@ -352,7 +420,8 @@ void web_post_forward_confirm(struct web_request *req);
 
 /* ---- web-pages.c ---- */
 
-/* Routes one complete request and fills its response. */
+/* Routes one complete request and fills its response (or queues a job:
+   req->job.resume set). */
 void web_pages_handle(struct web_request *req);
 
 /* ---- web-layout.c ---- */
@@ -395,6 +464,41 @@ void web_mobileconfig_offer(struct web_request *req, const char *user,
 			    const char *label, const char *password);
 /* POST /device/profile: the .mobileconfig, as an attachment. */
 void web_post_mobileconfig(struct web_request *req);
+
+/* ---- web-worker.c: blocking work off the main loop ---- */
+
+/* No workers yet (before anything can fail). */
+void web_workers_preinit(struct web_server *server);
+/* Spawns the workers (server->epoll_fd, config_path set).  Returns 0, -1
+   (logged). */
+int web_workers_init(struct web_server *server);
+/* Answers every queued and running job as failed (their connections
+   resumed), stops the workers. */
+void web_workers_deinit(struct web_server *server);
+/* A worker's socket is readable: its answer, or its death. */
+void web_worker_event(struct web_server *server, struct web_worker *worker);
+
+/* Queue a job for req and return from the handler: resume runs with the
+   answers (through web-http.c, the connection suspended meanwhile).  A
+   job that cannot run is answered at once as failed: every verdict
+   TEMPFAIL, the SSO unreachable. */
+void web_job_entitlements(struct web_request *req, const char *const *users,
+			  unsigned int count, bool refresh,
+			  web_resume_fn *resume);
+/* check_authentication: pairs (NULL-terminated) POSTed to sso_url. */
+void web_job_sso_post(struct web_request *req, const char *const *pairs,
+		      web_resume_fn *resume);
+/* The answered verdict for user (as asked), or NULL. */
+const struct lp_entitlement *
+web_job_entitlement(const struct web_request *req, const char *user);
+void web_job_free(struct web_request *req);
+
+/* True if a check_authentication answer (key-value form) says
+   is_valid:true on a line of its own (the worker's parse).  Changes
+   answer. */
+bool web_openid_answer_is_valid(char *answer);
+/* `dovecot-launchpad-web -w`: a worker on fd 3.  Returns the exit code. */
+int web_worker_main(const char *path, const struct lp_log *log);
 
 /* ---- web-log.c ---- */
 

@@ -5,7 +5,8 @@
    A denial is cached for negative_ttl, so after signing the Code of
    Conduct or joining the team the page would keep saying no for minutes.
    "Check again" asks Launchpad now for this one user, ignoring every TTL
-   (lp_entitlement_refresh(), what `doveadm launchpad refresh USER` runs).
+   (lp_entitlement_refresh(), what `doveadm launchpad refresh USER` runs,
+   in a worker process: web-worker.c).
    Root's cache, which this daemon cannot write, is reached through a
    mark (lp_recheck_request()): the next IMAP/POP3 login asks Launchpad
    again instead of answering from a stored denial.  And the name is
@@ -90,23 +91,32 @@ static void web_recheck_notice(struct web_session *session, const char *text)
 	session->notice[len] = '\0';
 }
 
+static void web_recheck_done(struct web_request *req);
+
+/* The form's domain, or NULL with the error page set. */
+static const struct lp_domain *web_recheck_domain(struct web_request *req)
+{
+	const char *domain_str = web_form_get(req, "domain");
+	const struct lp_domain *domain;
+
+	domain = domain_str == NULL ? NULL :
+		lp_config_find_domain(req->server->config, domain_str);
+	if (domain == NULL)
+		web_page_error(req, MHD_HTTP_FORBIDDEN, "Request refused",
+			       "That mail domain is not served here.");
+	return domain;
+}
+
 void web_post_recheck(struct web_request *req)
 {
 	struct web_server *server = req->server;
 	struct web_session *session = req->session;
-	const char *domain_str = web_form_get(req, "domain");
 	const struct lp_domain *domain;
-	struct lp_entitlement ent;
 	char user[LP_USER_MAX + 1], key[LP_USER_MAX + 8];
-	char text[LP_USER_MAX + LP_TEXT_MAX + 128] = "";
+	const char *users[1] = { user };
 
-	domain = domain_str == NULL ? NULL :
-		lp_config_find_domain(server->config, domain_str);
-	if (domain == NULL) {
-		web_page_error(req, MHD_HTTP_FORBIDDEN, "Request refused",
-			       "That mail domain is not served here.");
+	if ((domain = web_recheck_domain(req)) == NULL)
 		return;
-	}
 	snprintf(key, sizeof(key), "r:%s", session->name);
 	if (web_limit_take(server, WEB_LIMIT_USER, key,
 			   WEB_LIMIT_RECHECK_BURST,
@@ -120,14 +130,36 @@ void web_post_recheck(struct web_request *req)
 		return;
 	}
 	snprintf(user, sizeof(user), "%s@%s", session->name, domain->domain);
-	lp_entitlement_refresh(server->lp, user, &ent);
-	if (ent.verdict.kind != LP_VERDICT_TEMPFAIL)
-		web_recheck_mark(server, session->name, user);
+	/* a worker asks Launchpad; web_recheck_done() tells */
+	web_job_entitlements(req, users, 1, true, web_recheck_done);
+}
+
+static void web_recheck_done(struct web_request *req)
+{
+	struct web_server *server = req->server;
+	const struct lp_domain *domain;
+	const struct lp_entitlement *ent;
+	char user[LP_USER_MAX + 1];
+	char text[LP_USER_MAX + LP_TEXT_MAX + 128] = "";
+
+	if (!web_session_again(req) ||
+	    (domain = web_recheck_domain(req)) == NULL)
+		return;
+	snprintf(user, sizeof(user), "%s@%s", req->session->name,
+		 domain->domain);
+	ent = web_job_entitlement(req, user);
+	if (ent == NULL) {
+		web_page_error(req, MHD_HTTP_INTERNAL_SERVER_ERROR,
+			       "Something went wrong", "internal error");
+		return;
+	}
+	if (ent->verdict.kind != LP_VERDICT_TEMPFAIL)
+		web_recheck_mark(server, req->session->name, user);
 	web_log(LP_LOG_INFO, "check again: %s: %s%s%s", user,
-		ent.verdict.kind == LP_VERDICT_ALLOW ? "allow" :
-		ent.verdict.kind == LP_VERDICT_DENY ? "deny" : "tempfail",
-		ent.verdict.text[0] != '\0' ? ": " : "", ent.verdict.text);
-	switch (ent.verdict.kind) {
+		ent->verdict.kind == LP_VERDICT_ALLOW ? "allow" :
+		ent->verdict.kind == LP_VERDICT_DENY ? "deny" : "tempfail",
+		ent->verdict.text[0] != '\0' ? ": " : "", ent->verdict.text);
+	switch (ent->verdict.kind) {
 	case LP_VERDICT_ALLOW:
 		snprintf(text, sizeof(text), "Launchpad was asked again just "
 			 "now: %s is entitled to a mailbox. You can activate "
@@ -136,7 +168,7 @@ void web_post_recheck(struct web_request *req)
 	case LP_VERDICT_DENY:
 		snprintf(text, sizeof(text), "Launchpad was asked again just "
 			 "now: %s is still not entitled (%s).", user,
-			 ent.verdict.text);
+			 ent->verdict.text);
 		break;
 	case LP_VERDICT_TEMPFAIL:
 		snprintf(text, sizeof(text), "Launchpad could not be reached "
@@ -144,6 +176,6 @@ void web_post_recheck(struct web_request *req)
 			 "in a few minutes.", user);
 		break;
 	}
-	web_recheck_notice(session, text);
+	web_recheck_notice(req->session, text);
 	web_redirect(req, "/");
 }
