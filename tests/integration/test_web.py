@@ -57,7 +57,7 @@ class WebWorld:
     """extra_conf goes into dovecot.conf; extra_lpconf(world) returns more
     lines for dovecot-launchpad.conf.ext (it may use world.sink)."""
 
-    def __init__(self, extra_conf="", extra_lpconf=None):
+    def __init__(self, extra_conf="", extra_lpconf=None, http_timeout="3s"):
         self.wd = Workdir("dlp-web-")
         self.fake = LaunchpadFake(self.wd.path).start()
         self.op = OpenIDFake(self.wd.path).start()
@@ -66,6 +66,7 @@ class WebWorld:
         self.sink = SmtpSink().start()
         self.dc = Dovecot(self.wd.path, self.fake.api_url,
                           auth_cache_size="1M", auth_cache_ttl="1h",
+                          http_timeout=http_timeout,
                           extra_conf=AUTH_VMAIL_MASTER_CONF +
                           "submission_host = 127.0.0.1:%d\n" %
                           self.sink.port + extra_conf)

@@ -27,7 +27,9 @@ GUARD_SECS = 120
 
 @pytest.fixture(scope="module")
 def world():
-    w = WebWorld()
+    # the longest http_timeout: a held request must not give up on its own
+    # while the test looks at the other clients
+    w = WebWorld(http_timeout="45s")
     yield w
     code = w.close()
     assert code == 0, "the daemon did not stop cleanly on SIGTERM"
