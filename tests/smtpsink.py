@@ -7,7 +7,11 @@ keeps it in memory (Python standard library only, 127.0.0.1 only).
     ...
     sink.messages                 # [{"from", "rcpts", "data"}]
     sink.stop()
-"""
+
+A test that needs a client stuck mid-conversation calls sink.hold(): each
+later DATA then waits, after the message was read and before its "250",
+until sink.release(); sink.held(n) waits until n are waiting (an event,
+not a sleep).  sink.reject = True answers every DATA with a 554."""
 
 import socketserver
 import threading
@@ -64,7 +68,11 @@ class _Handler(socketserver.StreamRequestHandler):
                             "from": mail_from, "rcpts": list(rcpts),
                             "data": b"".join(data).decode("utf-8",
                                                           "replace")})
-                    self.reply("250 2.0.0 Ok: queued")
+                    sink.wait_if_held()
+                    if sink.reject:
+                        self.reply("554 5.7.1 rejected by the test")
+                    else:
+                        self.reply("250 2.0.0 Ok: queued")
                 elif verb == "RSET":
                     mail_from, rcpts = None, []
                     self.reply("250 Ok")
@@ -89,6 +97,37 @@ class SmtpSink:
         self.lock = threading.Lock()
         self.messages = []
         self.server = None
+        self.cond = threading.Condition(self.lock)
+        self.holding = False
+        self.waiting = 0
+        # DATA answered 554 (the message is still recorded, as a real
+        # server may have read it): a send that fails at the last step
+        self.reject = False
+
+    def hold(self):
+        with self.lock:
+            self.holding = True
+
+    def held(self, count=1, wait=60):
+        """Waits until count DATA replies are held; returns how many."""
+        with self.lock:
+            self.cond.wait_for(lambda: self.waiting >= count, wait)
+            return self.waiting
+
+    def release(self):
+        with self.lock:
+            self.holding = False
+            self.cond.notify_all()
+
+    def wait_if_held(self):
+        with self.lock:
+            if not self.holding:
+                return
+            self.waiting += 1
+            self.cond.notify_all()
+            # bounded: a test that never releases does not hang a thread
+            self.cond.wait_for(lambda: not self.holding, 120)
+            self.waiting -= 1
 
     def start(self):
         self.server = _Server(("127.0.0.1", 0), _Handler)

@@ -141,21 +141,65 @@ static int web_forward_set(struct web_server *server, const char *user,
 	return 1;
 }
 
+/* The confirmation mail of name's link (token) for user was not sent:
+   the link is dropped (no one received it, it must not stay usable) and
+   the client told. */
+static void web_forward_mail_failed(struct web_request *req,
+				    const char *user, const char *name,
+				    const char *token, const char *why)
+{
+	enum lp_fwdconfirm_result result;
+	struct lp_fwdconfirm ignored;
+	struct lp_error err;
+
+	web_log(LP_LOG_ERROR, "%s: confirmation mail: %s", user, why);
+	if (lp_fwdconfirm_check(req->server->lp, token, name, true, &ignored,
+				&result, &err) < 0)
+		web_log(LP_LOG_ERROR, "%s: %s", user, err.text);
+	web_page_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "Try again later",
+		       "The confirmation mail could not be sent right now; "
+		       "please try again later.");
+}
+
+/* The continuation of web_forward_request_confirm(): the worker sent the
+   mail, or could not. */
+static void web_forward_mailed(struct web_request *req)
+{
+	struct web_fwd_mail *m = &req->fwd_mail;
+
+	if (req->job.mail_ret < 0) {
+		web_forward_mail_failed(req, m->user, m->name, m->token,
+					req->job.mail_error);
+	} else {
+		web_log(LP_LOG_INFO, "%s: forwarding confirmation link "
+			"mailed", m->user);
+		/* signed out meanwhile: the link was mailed all the same
+		   (and needs the same sign-in to be used) */
+		if (web_session_again(req)) {
+			snprintf(req->session->notice,
+				 sizeof(req->session->notice),
+				 "A confirmation link was mailed to %s. Your "
+				 "mail is forwarded there once you open it "
+				 "while signed in here.", m->address);
+			web_redirect(req, "/");
+		}
+	}
+	sodium_memzero(m, sizeof(*m));
+}
+
 /* Mails a confirmation link for forwarding user's mail to address.
-   Returns 1 (notice_r says so), or 0 with the response set. */
+   Returns 0: the response is set, or the mail is queued for a worker and
+   web_forward_mailed() answers. */
 static int web_forward_request_confirm(struct web_request *req,
 				       const char *user, bool keep,
-				       const char *address, char *notice_r,
-				       size_t notice_size)
+				       const char *address)
 {
 	struct web_server *server = req->server;
 	enum lp_fwdconfirm_limit limit;
-	enum lp_fwdconfirm_result result;
-	struct lp_fwdconfirm c, ignored;
+	struct lp_fwdconfirm c;
 	char token[LP_FWDCONFIRM_TOKEN_HEX + 1], text[WEB_NOTICE_MAX];
 	struct lp_error err;
 	char *message;
-	int ret;
 
 	if (server->config->web_smtp_url == NULL) {
 		web_page_error(req, MHD_HTTP_FORBIDDEN, "Request refused",
@@ -204,35 +248,27 @@ static int web_forward_request_confirm(struct web_request *req,
 	}
 	message = lp_fwdconfirm_message(server->config, &c, token,
 					time(NULL));
-	ret = message == NULL ? -1 :
-		lp_mail_send(server->config, c.fwd.address, message, &err);
-	if (message != NULL) {
-		sodium_memzero(message, strlen(message));
-		free(message);
-	}
-	if (ret < 0) {
-		if (message == NULL)
-			lp_error_set(&err, LP_ERR_INTERNAL, "the confirmation "
-				     "mail could not be made");
-		web_log(LP_LOG_ERROR, "%s: confirmation mail: %s", user,
-			err.text);
-		/* a link no one received must not stay usable */
-		(void)lp_fwdconfirm_check(server->lp, token,
-					  req->session->name, true,
-					  &ignored, &result, &err);
+	if (message == NULL) {
+		lp_error_set(&err, LP_ERR_INTERNAL, "the confirmation mail "
+			     "could not be made");
+		web_forward_mail_failed(req, user, req->session->name, token,
+					err.text);
 		sodium_memzero(token, sizeof(token));
-		web_page_error(req, MHD_HTTP_SERVICE_UNAVAILABLE,
-			       "Try again later", "The confirmation mail "
-			       "could not be sent right now; please try "
-			       "again later.");
 		return 0;
 	}
+	/* The SMTP conversation is a worker's (up to http_timeout): this
+	   continues in web_forward_mailed(). */
+	snprintf(req->fwd_mail.name, sizeof(req->fwd_mail.name), "%s",
+		 req->session->name);
+	snprintf(req->fwd_mail.user, sizeof(req->fwd_mail.user), "%s", user);
+	snprintf(req->fwd_mail.address, sizeof(req->fwd_mail.address), "%s",
+		 c.fwd.address);
+	memcpy(req->fwd_mail.token, token, sizeof(token));
 	sodium_memzero(token, sizeof(token));
-	web_log(LP_LOG_INFO, "%s: forwarding confirmation link mailed", user);
-	snprintf(notice_r, notice_size, "A confirmation link was mailed to "
-		 "%s. Your mail is forwarded there once you open it while "
-		 "signed in here.", c.fwd.address);
-	return 1;
+	web_job_mail(req, c.fwd.address, message, web_forward_mailed);
+	sodium_memzero(message, strlen(message));
+	free(message);
+	return 0;
 }
 
 int web_forward_post(struct web_request *req, const char *user,
@@ -292,9 +328,8 @@ int web_forward_post(struct web_request *req, const char *user,
 		}
 		if (vouched[0] == '\0' || strcasecmp(address, vouched) != 0)
 			return web_forward_request_confirm(req, user,
-							   fwd.keep, address,
-							   notice_r,
-							   notice_size);
+							   fwd.keep,
+							   address);
 		/* the vouched address, typed: no link needed */
 	}
 	if (vouched[0] == '\0' || !lp_forward_address_is_valid(vouched)) {

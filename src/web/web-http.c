@@ -11,6 +11,7 @@
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -184,6 +185,7 @@ static void web_request_client(struct web_request *req)
 static void web_request_free(struct web_request *req)
 {
 	web_job_free(req);
+	sodium_memzero(&req->fwd_mail, sizeof(req->fwd_mail));
 	web_form_free(req);
 	web_buf_free(&req->body);
 	free(req);

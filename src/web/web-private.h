@@ -43,7 +43,8 @@
 #define WEB_USER_LIMITS_MAX 4096
 /* "2001:0db8:0000:0000:0000:0000:0000:0000/64" and a NUL, with room. */
 #define WEB_CLIENT_MAX 64
-#define WEB_NOTICE_MAX 256
+/* a notice naming a forwarding address of LP_FORWARD_ADDRESS_MAX bytes */
+#define WEB_NOTICE_MAX 512
 #define WEB_URL_MAX 4096
 
 /* Request limits: forms are tiny; anything bigger is refused with 413. */
@@ -136,6 +137,19 @@ struct web_job {
 	long sso_status;
 	bool sso_valid;
 	char sso_error[LP_TEXT_MAX];
+	/* a confirmation mail: 0 = handed to web_smtp_url, -1 = not (why) */
+	bool is_mail;
+	int mail_ret;
+	char mail_error[LP_TEXT_MAX];
+};
+
+/* A forwarding confirmation being mailed (web-forward.c): what its
+   continuation needs.  token is the link's secret: wiped once used. */
+struct web_fwd_mail {
+	char name[LP_USER_MAX + 1];	/* the session's, owner of the link */
+	char user[LP_USER_MAX + 1];
+	char address[LP_FORWARD_ADDRESS_MAX + 1];
+	char token[LP_FWDCONFIRM_TOKEN_HEX + 1];
 };
 
 /* One worker process and the request whose job it runs, or NULL. */
@@ -203,6 +217,7 @@ struct web_request {
 	/* the handler's route (POST), run again by its continuation */
 	void (*route)(struct web_request *req);
 	struct web_job job;
+	struct web_fwd_mail fwd_mail;	/* secret (token) */
 
 	/* response */
 	unsigned int status;
@@ -407,8 +422,10 @@ void web_forward_section(struct web_request *req, const char *user,
 /* POST /forward for user (entitled now): turns forwarding to the
    session's Ubuntu One address on (keep a copy or not) or off, queues
    the admin notification; for another address (forward=confirm) mails
-   a confirmation link there (limited per user and per address).
-   Returns 1 done (notice_r says what), 0 with the error page set. */
+   a confirmation link there (limited per user and per address; a
+   worker sends it and the request continues when it has).
+   Returns 1 done (notice_r says what), 0 with the error page set or the
+   mail queued. */
 int web_forward_post(struct web_request *req, const char *user,
 		     const char *home, char *notice_r, size_t notice_size);
 /* GET /forward/confirm?t=<token>: what the link would do and a button
@@ -488,6 +505,10 @@ void web_job_entitlements(struct web_request *req, const char *const *users,
 /* check_authentication: pairs (NULL-terminated) POSTed to sso_url. */
 void web_job_sso_post(struct web_request *req, const char *const *pairs,
 		      web_resume_fn *resume);
+/* Mails message to rcpt through web_smtp_url (lp_mail_send); message is
+   copied and the copies wiped once sent. */
+void web_job_mail(struct web_request *req, const char *rcpt,
+		  const char *message, web_resume_fn *resume);
 /* The answered verdict for user (as asked), or NULL. */
 const struct lp_entitlement *
 web_job_entitlement(const struct web_request *req, const char *user);

@@ -2,9 +2,9 @@
 
 /* The blocking work, off the main loop (doc/DESIGN.md section 10).
 
-   The page is one libmicrohttpd event loop: a Launchpad lookup or the
-   OpenID check_authentication POST run there would hold every other
-   client for up to http_timeout.  So a handler that needs one queues a
+   The page is one libmicrohttpd event loop: a Launchpad lookup, the
+   OpenID check_authentication POST or a confirmation mail's SMTP send
+   run there would hold every other client for up to http_timeout.  So a handler that needs one queues a
    job here and returns; web-http.c suspends its connection.  The job goes
    to a free worker: this same program run as `dovecot-launchpad-web -w`
    (as Dovecot's auth workers are `auth -w`), with an lp_context of its
@@ -18,7 +18,7 @@
    A worker that dies is replaced, and its job answered as a failure (a
    TEMPFAIL verdict, an unreachable sign-in service): the client gets an
    error page, never a hang.  Sessions, sign-ins and rate limits stay in
-   the main process; workers only ask Launchpad and the SSO. */
+   the main process; workers only ask Launchpad and the SSO, and hand mails to the relay. */
 
 /* close_range() */
 #define _GNU_SOURCE
@@ -28,6 +28,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <signal.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,11 +51,31 @@ static void web_job_answers_free(struct web_job *job)
 	job->ent_count = 0;
 }
 
+/* A mail job's text holds a confirmation link: wiped in the JSON that
+   carried it before it is freed. */
+static void web_job_json_wipe(json_t *job)
+{
+	json_t *message = json_object_get(job, "message");
+
+	if (json_is_string(message))
+		sodium_memzero((char *)json_string_value(message),
+			       json_string_length(message));
+}
+
+/* The job's message may hold a secret (a confirmation link). */
+static void web_job_msg_free(struct web_job *job)
+{
+	if (job->msg != NULL) {
+		sodium_memzero(job->msg, strlen(job->msg));
+		free(job->msg);
+		job->msg = NULL;
+	}
+}
+
 void web_job_free(struct web_request *req)
 {
 	web_job_answers_free(&req->job);
-	free(req->job.msg);
-	req->job.msg = NULL;
+	web_job_msg_free(&req->job);
 }
 
 /* Answers the job as a failure: every entitlement TEMPFAIL, the SSO
@@ -76,14 +97,15 @@ static void web_job_fail(struct web_request *req, const char *why)
 	}
 	job->sso_ret = -1;
 	snprintf(job->sso_error, sizeof(job->sso_error), "%s", why);
+	job->mail_ret = -1;
+	snprintf(job->mail_error, sizeof(job->mail_error), "%s", why);
 }
 
 /* The job is answered: its handler's continuation runs, now (still in
    the handler: web-http.c loops) or once MHD resumes the connection. */
 static void web_job_done(struct web_request *req)
 {
-	free(req->job.msg);
-	req->job.msg = NULL;
+	web_job_msg_free(&req->job);
 	req->job.done = true;
 	if (req->job.suspended) {
 		req->job.suspended = false;
@@ -216,7 +238,9 @@ static void web_job_queue(struct web_request *req, json_t *msg,
 
 	job->resume = resume;
 	job->done = false;
+	web_job_msg_free(job);
 	job->msg = msg == NULL ? NULL : json_dumps(msg, JSON_COMPACT);
+	web_job_json_wipe(msg);
 	json_decref(msg);
 	if (job->msg == NULL || server->stopping ||
 	    strlen(job->msg) > WEB_WORKER_MSG_MAX) {
@@ -241,6 +265,7 @@ void web_job_entitlements(struct web_request *req, const char *const *users,
 	json_t *list = json_array();
 
 	web_job_answers_free(job);
+	job->is_mail = false;
 	job->ent_users = calloc(count, sizeof(*job->ent_users));
 	job->ents = calloc(count, sizeof(*job->ents));
 	if (list == NULL || job->ent_users == NULL || job->ents == NULL) {
@@ -268,6 +293,7 @@ void web_job_sso_post(struct web_request *req, const char *const *pairs,
 	json_t *list = json_array();
 
 	web_job_answers_free(&req->job);
+	req->job.is_mail = false;
 	for (unsigned int i = 0; list != NULL && pairs[i] != NULL; i++) {
 		/* a non-UTF-8 value makes json_string() NULL: the job
 		   fails, as the SSO would refuse it anyway */
@@ -280,6 +306,20 @@ void web_job_sso_post(struct web_request *req, const char *const *pairs,
 	snprintf(req->job.sso_error, sizeof(req->job.sso_error), "no answer");
 	web_job_queue(req, list == NULL ? NULL :
 		      json_pack("{s:s, s:o}", "op", "sso", "pairs", list),
+		      resume);
+}
+
+void web_job_mail(struct web_request *req, const char *rcpt,
+		  const char *message, web_resume_fn *resume)
+{
+	web_job_answers_free(&req->job);
+	req->job.is_mail = true;
+	req->job.mail_ret = -1;
+	snprintf(req->job.mail_error, sizeof(req->job.mail_error),
+		 "no answer");
+	/* json_string() refuses non-UTF-8: the job then fails */
+	web_job_queue(req, json_pack("{s:s, s:s, s:s}", "op", "mail",
+				     "rcpt", rcpt, "message", message),
 		      resume);
 }
 
@@ -335,6 +375,16 @@ static void web_job_answer(struct web_server *server,
 					server->config,
 					strchr(ent->user, '@') + 1);
 		}
+	} else if (job->is_mail) {
+		int ret = -1;
+		const char *error = "malformed answer";
+
+		if (json_unpack((json_t *)answer, "{s:i, s?s}", "ret", &ret,
+				"error", &error) < 0)
+			ret = -1;
+		job->mail_ret = ret == 0 ? 0 : -1;
+		snprintf(job->mail_error, sizeof(job->mail_error), "%s",
+			 error);
 	} else {
 		int ret = -1, status = 0, valid = 0;
 		const char *error = "malformed answer";
@@ -514,6 +564,22 @@ static json_t *web_worker_sso(struct lp_context *lp,
 	return answer;
 }
 
+static json_t *web_worker_mail(const struct lp_config *config,
+			       const json_t *job)
+{
+	const char *rcpt = NULL, *message = NULL;
+	struct lp_error err;
+
+	if (json_unpack((json_t *)job, "{s:s, s:s}", "rcpt", &rcpt,
+			"message", &message) < 0)
+		return json_pack("{s:i, s:s}", "ret", -1, "error",
+				 "malformed mail job");
+	/* libcurl's SMTP client: bounded by http_timeout */
+	if (lp_mail_send(config, rcpt, message, &err) < 0)
+		return json_pack("{s:i, s:s}", "ret", -1, "error", err.text);
+	return json_pack("{s:i}", "ret", 0);
+}
+
 int web_worker_main(const char *path, const struct lp_log *log)
 {
 	struct lp_config *config;
@@ -550,6 +616,8 @@ int web_worker_main(const char *path, const struct lp_log *log)
 			break;
 		buf[n] = '\0';
 		job = json_loads(buf, 0, NULL);
+		/* a mail job carries a confirmation link */
+		sodium_memzero(buf, (size_t)n);
 		if (json_unpack(job, "{s:s}", "op", &op) == 0) {
 			if (strcmp(op, "check") == 0 ||
 			    strcmp(op, "refresh") == 0)
@@ -560,7 +628,10 @@ int web_worker_main(const char *path, const struct lp_log *log)
 				answer = web_worker_sso(
 					lp, config,
 					json_object_get(job, "pairs"));
+			else if (strcmp(op, "mail") == 0)
+				answer = web_worker_mail(config, job);
 		}
+		web_job_json_wipe(job);
 		json_decref(job);
 		text = answer == NULL ? NULL :
 			json_dumps(answer, JSON_COMPACT);

@@ -4,6 +4,7 @@ import re
 import shutil
 import sys
 import tempfile
+import threading
 import urllib.parse
 from urllib.parse import urlsplit
 
@@ -72,6 +73,37 @@ class Web(WebDaemon):
         result = (resp.status, resp.getheaders(), data)
         conn.close()
         return result
+
+
+# a failure guard for a held request's thread, never a timing assumption
+GUARD_SECS = 120
+
+
+class Background:
+    """fn(*args) in a thread: the request the fake holds."""
+
+    def __init__(self, fn, *args):
+        self.out = self.err = None
+        self.thread = threading.Thread(target=self._run, args=(fn, args),
+                                       daemon=True)
+        self.thread.start()
+
+    def _run(self, fn, args):
+        try:
+            self.out = fn(*args)
+        except BaseException as e:  # noqa: B902 (re-raised in result())
+            self.err = e
+
+    @property
+    def running(self):
+        return self.thread.is_alive()
+
+    def result(self):
+        self.thread.join(GUARD_SECS)
+        assert not self.thread.is_alive(), "the held request never ended"
+        if self.err is not None:
+            raise self.err
+        return self.out
 
 
 def header(headers, name):

@@ -18,8 +18,8 @@ import subprocess
 
 import pytest
 
-from conftest import (SESSION, browser_sign_in, client_ip, csrf_of,
-                      page_of, section_html, section_of, signin)
+from conftest import (Background, SESSION, browser_sign_in, client_ip,
+                      csrf_of, page_of, section_html, section_of, signin)
 from harness import wait_for, web_state_dir
 from test_web import WebWorld
 
@@ -342,6 +342,55 @@ def test_confirmation_mails_limited_across_restarts(world):
     assert status == 429 and "in the last hour" in body
     assert len([m for m in world.sink.messages
                 if "/forward/confirm?t=" in m["data"]]) == 6
+
+
+def test_confirmation_mail_held_others_served(world):
+    """The SMTP conversation is a worker's: while the sink holds the
+    confirmation mail's DATA, other clients are served; once released,
+    the request completes as before."""
+    julia = session_of(world, "julia")
+    alice = session_of(world, "alice")
+    world.sink.clear()
+    world.sink.hold()
+    try:
+        held = Background(request_link, world, julia, "julia.held@example.org")
+        assert world.sink.held(1) == 1
+        # the daemon's own event loop is free meanwhile
+        status, _, page = world.web.request("GET", "/",
+                                            cookies={SESSION: alice})
+        assert status == 200 and "Your mailboxes" in page
+        status, _, css = world.web.request("GET", "/style.css")
+        assert status == 200 and ":root" in css
+        assert held.running
+    finally:
+        world.sink.release()
+    status, _, body = held.result()
+    assert status == 303, body
+    assert "A confirmation link was mailed to julia.held@example.org" in \
+        page_of(world.web, julia)
+    token = link_token(world, "julia.held@example.org")
+    assert confirm_get(world, julia, token)[0] == 200
+    assert token not in world.web.log_text()
+
+
+def test_confirmation_mail_refused_link_dropped(world):
+    """The SMTP server refuses the mail: the client is told, and the link
+    (which the server may have seen) is dropped, not left usable."""
+    frank = session_of(world, "frank")
+    world.sink.clear()
+    world.sink.reject = True
+    try:
+        status, _, body = request_link(world, frank, "frank.x@example.org")
+    finally:
+        world.sink.reject = False
+    assert status == 503 and "could not be sent" in body, body
+    token = link_token(world, "frank.x@example.org")
+    assert confirm_get(world, frank, token)[0] == 404
+    assert record_key(token) not in tdb_dump(world)
+    assert "confirmation mail: sending to frank.x@example.org" in \
+        world.web.log_text()
+    assert token not in world.web.log_text()
+    assert forward_show(world, "frank@ubuntu.com")["forward"] == ""
 
 
 def lmtp_deliver(dc, rcpt, marker):

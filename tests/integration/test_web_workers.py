@@ -13,17 +13,12 @@ and the daemon goes on serving with a new worker.
 
 import os
 import signal
-import threading
 
 import pytest
 
-from conftest import (SESSION, csrf_of, header, page_of, section_html,
-                      signin)
+from conftest import (Background, SESSION, csrf_of, header, page_of,
+                      section_html, signin)
 from test_web import WebWorld
-
-# a failure guard for a held request's thread, never a timing assumption
-GUARD_SECS = 120
-
 
 @pytest.fixture(scope="module")
 def world():
@@ -33,33 +28,6 @@ def world():
     yield w
     code = w.close()
     assert code == 0, "the daemon did not stop cleanly on SIGTERM"
-
-
-class Background:
-    """fn(*args) in a thread: the request the fake holds."""
-
-    def __init__(self, fn, *args):
-        self.out = self.err = None
-        self.thread = threading.Thread(target=self._run, args=(fn, args),
-                                       daemon=True)
-        self.thread.start()
-
-    def _run(self, fn, args):
-        try:
-            self.out = fn(*args)
-        except BaseException as e:  # noqa: B902 (re-raised in result())
-            self.err = e
-
-    @property
-    def running(self):
-        return self.thread.is_alive()
-
-    def result(self):
-        self.thread.join(GUARD_SECS)
-        assert not self.thread.is_alive(), "the held request never ended"
-        if self.err is not None:
-            raise self.err
-        return self.out
 
 
 def signed_in(world, name):
