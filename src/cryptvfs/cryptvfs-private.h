@@ -196,6 +196,11 @@ struct cvfs_file {
 /* cvfs-cipher.c */
 /* "openssl" when the EVP path is in use, else "libsodium". */
 const char *cvfs_cipher_backend(void);
+/* For tests and benchmarks: libcrypto is loaded once the process has put
+   bytes through libsodium (0: at the next call; SIZE_MAX: EVP not used,
+   even once loaded).  Returns the previous value (SIZE_MAX without
+   OpenSSL support). */
+size_t cvfs_cipher_set_evp_after(size_t bytes);
 /* len bytes for a page nonce from a per-thread pool of libsodium random
    bytes, refilled after a fork(). */
 void cvfs_random_nonce(unsigned char *out, size_t len);

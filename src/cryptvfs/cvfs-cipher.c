@@ -10,6 +10,13 @@
    them), and libsodium stays the reference and the fallback: it is used
    when configure finds no libcrypto, or when an EVP call fails.
 
+   OpenSSL is not linked but dlopen()ed, and only once a process has put
+   CVFS_EVP_AFTER_BYTES through libsodium: loading libcrypto (about 3 ms
+   of relocations) and its first EVP_CIPHER_fetch() (about 3 ms building
+   the provider's name map) cost a short IMAP session more than EVP's
+   speed saves it, and most sessions decrypt well under a megabyte.  A
+   process that goes on (a big FETCH, a rescan, an import) switches over.
+
    Nonces: libsodium's randombytes_buf() costs a getrandom() system call
    per page. A per-thread pool of CVFS_RANDOM_POOL_BYTES (256 nonces)
    expanded from one fresh 32-byte seed costs one per 256 pages instead. A forked child must never reuse its parent's pool (the same
@@ -24,8 +31,11 @@
 #include <sodium.h>
 
 #ifdef CVFS_HAVE_OPENSSL
+#  include <dlfcn.h>
+#  include <stdint.h>
 #  include <openssl/core_names.h>
 #  include <openssl/evp.h>
+#  include <openssl/opensslv.h>
 #endif
 
 #include "cryptvfs-private.h"
@@ -45,6 +55,36 @@ static volatile unsigned long cvfs_random_generation = 1;
 static __thread struct cvfs_random_pool cvfs_random_pool;
 
 #ifdef CVFS_HAVE_OPENSSL
+#if OPENSSL_VERSION_MAJOR != 3
+#  error "cvfs-cipher.c loads libcrypto.so.3"
+#endif
+#define CVFS_LIBCRYPTO_SONAME "libcrypto.so.3"
+
+/* Bytes through libsodium before libcrypto is loaded: 1,024 pages of
+   4 KiB.  Past it the remaining work pays for the load many times. */
+#define CVFS_EVP_AFTER_BYTES ((size_t)4 << 20)
+
+static size_t cvfs_evp_after = CVFS_EVP_AFTER_BYTES;
+static size_t cvfs_sodium_bytes;
+static pthread_once_t cvfs_evp_once = PTHREAD_ONCE_INIT;
+/* Set (once) by cvfs_evp_load(): every symbol and both fetches worked. */
+static bool cvfs_evp_loaded;
+
+/* The libcrypto functions used, from dlsym(). */
+static struct {
+	__typeof__(EVP_CIPHER_fetch) *cipher_fetch;
+	__typeof__(EVP_MAC_fetch) *mac_fetch;
+	__typeof__(EVP_CIPHER_CTX_new) *cipher_ctx_new;
+	__typeof__(EVP_CIPHER_CTX_free) *cipher_ctx_free;
+	__typeof__(EVP_MAC_CTX_new) *mac_ctx_new;
+	__typeof__(EVP_MAC_CTX_free) *mac_ctx_free;
+	__typeof__(EVP_EncryptInit_ex) *encrypt_init_ex;
+	__typeof__(EVP_EncryptUpdate) *encrypt_update;
+	__typeof__(EVP_MAC_init) *mac_init;
+	__typeof__(EVP_MAC_update) *mac_update;
+	__typeof__(EVP_MAC_final) *mac_final;
+} cvfs_ssl;
+
 static EVP_CIPHER *cvfs_evp_chacha20;
 static EVP_MAC *cvfs_evp_poly1305;
 /* The key only frees a thread's contexts when it ends; the pointer also
@@ -67,11 +107,76 @@ static void cvfs_evp_ctx_free(void *p)
 	if (cvfs_evp_tls == ctx)
 		cvfs_evp_tls = NULL;
 	/* Both free functions cleanse the key schedules. */
-	EVP_CIPHER_CTX_free(ctx->cipher);
-	EVP_MAC_CTX_free(ctx->mac);
+	cvfs_ssl.cipher_ctx_free(ctx->cipher);
+	cvfs_ssl.mac_ctx_free(ctx->mac);
 	free(ctx);
 }
+
+/* Loads libcrypto and fetches both algorithms; on any failure EVP stays
+   unused and libsodium does the work.  Never unloaded: thread contexts
+   are freed through it until the process ends. */
+static void cvfs_evp_load(void)
+{
+	void *lib = dlopen(CVFS_LIBCRYPTO_SONAME, RTLD_NOW | RTLD_LOCAL);
+	bool ok = lib != NULL;
+	void *sym;
+
+	/* POSIX: a dlsym() result converts to the function's pointer */
+#define CVFS_SSL_SYM(field, name) \
+	if (ok && (ok = (sym = dlsym(lib, name)) != NULL)) \
+		memcpy(&cvfs_ssl.field, &sym, sizeof(sym))
+	CVFS_SSL_SYM(cipher_fetch, "EVP_CIPHER_fetch");
+	CVFS_SSL_SYM(mac_fetch, "EVP_MAC_fetch");
+	CVFS_SSL_SYM(cipher_ctx_new, "EVP_CIPHER_CTX_new");
+	CVFS_SSL_SYM(cipher_ctx_free, "EVP_CIPHER_CTX_free");
+	CVFS_SSL_SYM(mac_ctx_new, "EVP_MAC_CTX_new");
+	CVFS_SSL_SYM(mac_ctx_free, "EVP_MAC_CTX_free");
+	CVFS_SSL_SYM(encrypt_init_ex, "EVP_EncryptInit_ex");
+	CVFS_SSL_SYM(encrypt_update, "EVP_EncryptUpdate");
+	CVFS_SSL_SYM(mac_init, "EVP_MAC_init");
+	CVFS_SSL_SYM(mac_update, "EVP_MAC_update");
+	CVFS_SSL_SYM(mac_final, "EVP_MAC_final");
+#undef CVFS_SSL_SYM
+	if (!ok)
+		return;
+	/* Fetched once: EVP_chacha20() would look the provider up again
+	   at every EVP_EncryptInit_ex(). */
+	cvfs_evp_chacha20 = cvfs_ssl.cipher_fetch(NULL, "ChaCha20", NULL);
+	cvfs_evp_poly1305 = cvfs_ssl.mac_fetch(NULL, "POLY1305", NULL);
+	cvfs_evp_key_ok = pthread_key_create(&cvfs_evp_key,
+					     cvfs_evp_ctx_free) == 0;
+	__atomic_store_n(&cvfs_evp_loaded, cvfs_evp_chacha20 != NULL &&
+			 cvfs_evp_poly1305 != NULL && cvfs_evp_key_ok,
+			 __ATOMIC_RELEASE);
+}
+
+/* Whether len more bytes go through EVP: once the process is past the
+   threshold and libcrypto loaded. */
+static bool cvfs_evp_wanted(size_t len)
+{
+	size_t after = __atomic_load_n(&cvfs_evp_after, __ATOMIC_RELAXED);
+
+	if (after == SIZE_MAX)
+		return false;
+	if (!__atomic_load_n(&cvfs_evp_loaded, __ATOMIC_ACQUIRE)) {
+		if (after > 0 && __atomic_add_fetch(&cvfs_sodium_bytes, len,
+						    __ATOMIC_RELAXED) < after)
+			return false;
+		(void)pthread_once(&cvfs_evp_once, cvfs_evp_load);
+	}
+	return __atomic_load_n(&cvfs_evp_loaded, __ATOMIC_ACQUIRE);
+}
 #endif
+
+size_t cvfs_cipher_set_evp_after(size_t bytes)
+{
+#ifdef CVFS_HAVE_OPENSSL
+	return __atomic_exchange_n(&cvfs_evp_after, bytes, __ATOMIC_RELAXED);
+#else
+	(void)bytes;
+	return SIZE_MAX;
+#endif
+}
 
 static void cvfs_random_atfork_child(void)
 {
@@ -81,22 +186,12 @@ static void cvfs_random_atfork_child(void)
 static void cvfs_cipher_init(void)
 {
 	(void)pthread_atfork(NULL, NULL, cvfs_random_atfork_child);
-#ifdef CVFS_HAVE_OPENSSL
-	/* Fetched once: EVP_chacha20() would look the provider up again
-	   at every EVP_EncryptInit_ex(). */
-	cvfs_evp_chacha20 = EVP_CIPHER_fetch(NULL, "ChaCha20", NULL);
-	cvfs_evp_poly1305 = EVP_MAC_fetch(NULL, "POLY1305", NULL);
-	cvfs_evp_key_ok = pthread_key_create(&cvfs_evp_key,
-					     cvfs_evp_ctx_free) == 0;
-#endif
 }
 
 const char *cvfs_cipher_backend(void)
 {
-	(void)pthread_once(&cvfs_cipher_once, cvfs_cipher_init);
 #ifdef CVFS_HAVE_OPENSSL
-	if (cvfs_evp_chacha20 != NULL && cvfs_evp_poly1305 != NULL &&
-	    cvfs_evp_key_ok)
+	if (cvfs_evp_wanted(0))
 		return "openssl";
 #endif
 	return "libsodium";
@@ -137,17 +232,14 @@ static struct cvfs_evp_ctx *cvfs_evp_get(void)
 {
 	struct cvfs_evp_ctx *ctx;
 
-	if (cvfs_evp_chacha20 == NULL || cvfs_evp_poly1305 == NULL ||
-	    !cvfs_evp_key_ok)
-		return NULL;
 	ctx = cvfs_evp_tls;
 	if (ctx != NULL)
 		return ctx;
 	ctx = calloc(1, sizeof(*ctx));
 	if (ctx == NULL)
 		return NULL;
-	ctx->cipher = EVP_CIPHER_CTX_new();
-	ctx->mac = EVP_MAC_CTX_new(cvfs_evp_poly1305);
+	ctx->cipher = cvfs_ssl.cipher_ctx_new();
+	ctx->mac = cvfs_ssl.mac_ctx_new(cvfs_evp_poly1305);
 	if (ctx->cipher == NULL || ctx->mac == NULL ||
 	    pthread_setspecific(cvfs_evp_key, ctx) != 0) {
 		cvfs_evp_ctx_free(ctx);
@@ -177,8 +269,8 @@ static bool cvfs_evp_chacha20_xor(unsigned char *out, const unsigned char *in,
 	iv[2] = ic >> 16;
 	iv[3] = ic >> 24;
 	memcpy(iv + 4, nonce, CVFS_CHACHA20_NONCE_BYTES);
-	if (EVP_EncryptInit_ex(ctx->cipher, ctx->cipher_ready ? NULL :
-			       cvfs_evp_chacha20, NULL, key, iv) != 1) {
+	if (cvfs_ssl.encrypt_init_ex(ctx->cipher, ctx->cipher_ready ? NULL :
+				     cvfs_evp_chacha20, NULL, key, iv) != 1) {
 		ctx->cipher_ready = false;
 		return false;
 	}
@@ -186,7 +278,8 @@ static bool cvfs_evp_chacha20_xor(unsigned char *out, const unsigned char *in,
 	while (len > 0) {
 		int chunk = len > (1u << 30) ? (1 << 30) : (int)len;
 
-		if (EVP_EncryptUpdate(ctx->cipher, out, &outl, in, chunk) != 1 ||
+		if (cvfs_ssl.encrypt_update(ctx->cipher, out, &outl, in,
+					    chunk) != 1 ||
 		    outl != chunk)
 			return false;
 		out += chunk;
@@ -204,11 +297,11 @@ static bool cvfs_evp_mac_poly1305(unsigned char tag[CVFS_POLY1305_TAG_BYTES],
 	size_t outl = 0;
 
 	return ctx != NULL &&
-		EVP_MAC_init(ctx->mac, key, CVFS_POLY1305_KEY_BYTES,
-			     NULL) == 1 &&
-		EVP_MAC_update(ctx->mac, in, len) == 1 &&
-		EVP_MAC_final(ctx->mac, tag, &outl,
-			      CVFS_POLY1305_TAG_BYTES) == 1 &&
+		cvfs_ssl.mac_init(ctx->mac, key, CVFS_POLY1305_KEY_BYTES,
+				  NULL) == 1 &&
+		cvfs_ssl.mac_update(ctx->mac, in, len) == 1 &&
+		cvfs_ssl.mac_final(ctx->mac, tag, &outl,
+				   CVFS_POLY1305_TAG_BYTES) == 1 &&
 		outl == CVFS_POLY1305_TAG_BYTES;
 }
 #endif
@@ -223,8 +316,8 @@ static void cvfs_chacha20_run(unsigned char *out, const unsigned char *in,
 	if (len == 0)
 		return;
 #ifdef CVFS_HAVE_OPENSSL
-	(void)pthread_once(&cvfs_cipher_once, cvfs_cipher_init);
-	if (cvfs_evp_chacha20_xor(out, in, len, nonce, ic, key))
+	if (cvfs_evp_wanted(len) &&
+	    cvfs_evp_chacha20_xor(out, in, len, nonce, ic, key))
 		return;
 #endif
 	crypto_stream_chacha20_ietf_xor_ic(out, in, len, nonce, ic, key);
@@ -258,8 +351,8 @@ void cvfs_poly1305(unsigned char tag[CVFS_POLY1305_TAG_BYTES],
 		   const unsigned char key[CVFS_POLY1305_KEY_BYTES])
 {
 #ifdef CVFS_HAVE_OPENSSL
-	(void)pthread_once(&cvfs_cipher_once, cvfs_cipher_init);
-	if (cvfs_evp_mac_poly1305(tag, in, len, key))
+	/* the bytes were counted by the keystream's call */
+	if (cvfs_evp_wanted(0) && cvfs_evp_mac_poly1305(tag, in, len, key))
 		return;
 #endif
 	crypto_onetimeauth_poly1305(tag, in, len, key);

@@ -3,6 +3,8 @@
 /* The page transform, the counter wrap, the KDF and the header parser,
    against independent references. */
 
+#include <dlfcn.h>
+#include <stdint.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -453,21 +455,69 @@ static void test_page_nonce_pool_fork(void)
 	test_end();
 }
 
+static void test_page_use_libsodium(void)
+{
+	test_begin("page cipher: libsodium");
+	(void)cvfs_cipher_set_evp_after(SIZE_MAX);
+	test_assert_strcmp(cvfs_cipher_backend(), "libsodium");
+	test_end();
+}
+
+static void test_page_use_openssl(void)
+{
+	static const unsigned char nonce[12] = { 1, 2, 3 };
+	unsigned char buf[4096] = { 0 };
+
+	test_begin("page cipher: OpenSSL's EVP once enough went through "
+		   "libsodium");
+#ifdef CVFS_HAVE_OPENSSL
+	/* not loaded yet: libcrypto is not linked */
+	test_assert(dlopen("libcrypto.so.3", RTLD_NOW | RTLD_NOLOAD) == NULL);
+	(void)cvfs_cipher_set_evp_after(3 * sizeof(buf) + 1);
+	for (int i = 0; i < 2; i++)
+		cvfs_chacha20_ietf_xor_wrap(buf, buf, sizeof(buf), nonce, 1,
+					    test_cvfs_key);
+	test_assert_strcmp(cvfs_cipher_backend(), "libsodium");
+	test_assert(dlopen("libcrypto.so.3", RTLD_NOW | RTLD_NOLOAD) == NULL);
+	for (int i = 0; i < 2; i++)
+		cvfs_chacha20_ietf_xor_wrap(buf, buf, sizeof(buf), nonce, 1,
+					    test_cvfs_key);
+	test_assert_strcmp(cvfs_cipher_backend(), "openssl");
+	(void)cvfs_cipher_set_evp_after(0);
+	test_assert_strcmp(cvfs_cipher_backend(), "openssl");
+#else
+	test_diag("built without OpenSSL: libsodium only");
+	(void)cvfs_cipher_set_evp_after(0);
+	cvfs_chacha20_ietf_xor_wrap(buf, buf, sizeof(buf), nonce, 1,
+				    test_cvfs_key);
+	test_assert_strcmp(cvfs_cipher_backend(), "libsodium");
+#endif
+	test_end();
+}
+
 int main(void)
 {
+	/* Every case with each cipher backend: their bytes must agree with
+	   the reference implementation above and with each other. */
+#define TEST_PAGE_CASES \
+		test_page_reference_cipher, \
+		test_page_counter_wrap, \
+		test_page_decrypts_reference, \
+		test_page_decrypt_range, \
+		test_page_round_trip, \
+		test_page_tamper_every_region, \
+		test_page_kdf_vectors, \
+		test_page_header_parse, \
+		test_page_temp_stream, \
+		test_page_nonce_pool_fork
 	static void (*const cases[])(void) = {
-		test_page_reference_cipher,
-		test_page_counter_wrap,
-		test_page_decrypts_reference,
-		test_page_decrypt_range,
-		test_page_round_trip,
-		test_page_tamper_every_region,
-		test_page_kdf_vectors,
-		test_page_header_parse,
-		test_page_temp_stream,
-		test_page_nonce_pool_fork,
+		test_page_use_libsodium,
+		TEST_PAGE_CASES,
+		test_page_use_openssl,
+		TEST_PAGE_CASES,
 		NULL
 	};
+#undef TEST_PAGE_CASES
 
 	if (sodium_init() < 0)
 		return 1;

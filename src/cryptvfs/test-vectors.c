@@ -3,6 +3,8 @@
 /* Files written by SQLite3MultipleCiphers 2.3.5 (and by another libsodium
    implementation of its format) open and read here: tests/vectors/sqlite3mc. */
 
+#include <stdint.h>
+
 #include "test-cryptvfs-common.h"
 #include "cryptvfs-private.h"
 
@@ -178,9 +180,34 @@ static void test_vectors_open_raw(void)
 	test_end();
 }
 
+static void test_vectors_use_libsodium(void)
+{
+	test_begin("vectors with libsodium");
+	(void)cvfs_cipher_set_evp_after(SIZE_MAX);
+	test_assert_strcmp(cvfs_cipher_backend(), "libsodium");
+	test_end();
+}
+
+static void test_vectors_use_openssl(void)
+{
+	test_begin("vectors with OpenSSL's EVP, when built with it");
+	(void)cvfs_cipher_set_evp_after(0);
+#ifdef CVFS_HAVE_OPENSSL
+	test_assert_strcmp(cvfs_cipher_backend(), "openssl");
+#else
+	test_assert_strcmp(cvfs_cipher_backend(), "libsodium");
+#endif
+	test_end();
+}
+
 int main(void)
 {
 	static void (*const cases[])(void) = {
+		test_vectors_use_libsodium,
+		test_vectors_open_passphrase,
+		test_vectors_wrong_passphrase,
+		test_vectors_open_raw,
+		test_vectors_use_openssl,
 		test_vectors_open_passphrase,
 		test_vectors_wrong_passphrase,
 		test_vectors_open_raw,
