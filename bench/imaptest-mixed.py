@@ -23,8 +23,10 @@ one user each, for --secs seconds: imaptest's default mixed load
 (LOGIN, SELECT, FETCH, STORE, EXPUNGE, APPEND from a fixed-seed mbox of
 the storage-bench corpus, LOGOUT...), each process seeded.  Operations
 are the sum of imaptest's "Totals" counters of the ten; the rate is their
-sum over the seconds.  Any imaptest "Error:" line, or an Error/Panic in a
-Dovecot log, fails the run.
+sum over the seconds; the CPU time all of that Dovecot's processes used
+meanwhile (bench/session-cpu.py's /proc sum), per operation, is reported
+too, as it does not depend on other load.  Any imaptest "Error:" line,
+or an Error/Panic in a Dovecot log, fails the run.
 """
 
 import argparse
@@ -43,6 +45,10 @@ spec = importlib.util.spec_from_file_location(
     "storage_bench", os.path.join(BENCH_DIR, "storage-bench.py"))
 sb = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(sb)
+spec = importlib.util.spec_from_file_location(
+    "session_cpu", os.path.join(BENCH_DIR, "session-cpu.py"))
+sc = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(sc)
 
 STORAGES = ("sqlbox", "sqlbox+fts", "mdbox", "mdbox+crypt", "maildir")
 LOCATIONS = dict(sb.LOCATIONS, **{"sqlbox+fts": "sqlbox:~/mail"})
@@ -135,6 +141,7 @@ def run_mixed(imaptest, secs, rounds, nice):
                "load_before": sb.lb.read_loadavg(),
                "versions": sb.versions(), "secs": secs, "rounds": rounds,
                "ops": {n: [] for n in STORAGES},
+               "cpu_ms_per_op": {n: [] for n in STORAGES},
                "counters": {n: {} for n in STORAGES}}
     try:
         fake = sb.LaunchpadFake(wd.path).start()
@@ -163,18 +170,22 @@ def run_mixed(imaptest, secs, rounds, nice):
         for rnd in range(rounds):
             k = rnd % len(STORAGES)
             for name in STORAGES[k:] + STORAGES[:k]:
+                cpu_before = sc.tree_cpu_secs(dcs[name].proc.pid)
                 counters, errors = mixed_round(imaptest, dcs[name],
                                                pws[name], mbox, secs, rnd)
+                cpu = sc.tree_cpu_secs(dcs[name].proc.pid) - cpu_before
                 if errors:
                     raise RuntimeError("%s: imaptest errors:\n%s" % (
                         name, "\n".join(errors[:10])))
                 ops = sum(counters.values())
                 results["ops"][name].append(ops / secs)
+                results["cpu_ms_per_op"][name].append(1000 * cpu / ops)
                 acc = results["counters"][name]
                 for c, v in counters.items():
                     acc[c] = acc.get(c, 0) + v
-                print("round %d %-12s %7.1f ops/s  %s" % (
-                    rnd + 1, name, ops / secs, counters), flush=True)
+                print("round %d %-12s %7.1f ops/s %5.2f ms CPU/op  %s" % (
+                    rnd + 1, name, ops / secs, 1000 * cpu / ops, counters),
+                    flush=True)
         for name, dc in dcs.items():
             errors = [line for line in dc.log_text().splitlines()
                       if "Error:" in line or "Panic:" in line]
@@ -215,6 +226,23 @@ def report_mixed(results, command):
             name, med[name], ", ".join("%.0f" % x
                                        for x in results["ops"][name]))
         row += " | ".join("%.2f" % (med[name] / med[r]) if med[r] else "-"
+                          for r in REFERENCES) + " |"
+        lines.append(row)
+    # What the server spent per operation (all its processes, from
+    # /proc): independent of what else loads the machine, unlike ops/s.
+    cpu = {n: statistics.median(v)
+           for n, v in results["cpu_ms_per_op"].items()}
+    lines += [
+        "",
+        "| storage | server CPU ms per operation (median) | rounds | "
+        + " | ".join("%s / it" % r for r in REFERENCES) + " |",
+        "|---|---|---|" + "---|" * len(REFERENCES),
+    ]
+    for name in STORAGES:
+        row = "| %s | %.2f | %s | " % (
+            name, cpu[name], ", ".join(
+                "%.2f" % x for x in results["cpu_ms_per_op"][name]))
+        row += " | ".join("%.2f" % (cpu[r] / cpu[name]) if cpu[name] else "-"
                           for r in REFERENCES) + " |"
         lines.append(row)
     return "\n".join(lines)

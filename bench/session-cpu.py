@@ -1,0 +1,190 @@
+#!/usr/bin/python3
+# Copyright (c) dovecot-launchpad authors; see debian/copyright.
+"""Issue 15: the CPU time a short IMAP session costs the server, per
+storage, in one run: the shape of imaptest's mixed load, where a client
+logs in for about ten commands.
+
+    DLP_BUILD_DIR=$PWD/build /usr/bin/python3 bench/session-cpu.py \
+        [--sessions 100] [--rounds 2] [--storages sqlbox,mdbox,mdbox+crypt]
+
+For each storage, a Dovecot from bench/storage-bench.py's setup (the same
+dovecot.conf but for mail_location and mail_crypt), one Launchpad user
+with an app password, 200 messages of the storage-bench corpus (fixed
+seed) APPENDed; then --sessions sequential sessions of LOGIN, SELECT
+INBOX, FETCH 1:* (FLAGS), LOGOUT, each on a new connection.  Measured:
+the CPU time (user + system) of every process of that Dovecot, summed
+from /proc (the master's reaped children included), divided by the
+sessions: independent of other load on the machine, unlike a rate.
+Rounds alternate the storages; the median is reported, and the ratio
+to sqlbox's (above 1: that storage costs more per session).
+"""
+
+import argparse
+import importlib.util
+import imaplib
+import json
+import os
+import statistics
+import sys
+
+BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+spec = importlib.util.spec_from_file_location(
+    "storage_bench", os.path.join(BENCH_DIR, "storage-bench.py"))
+sb = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(sb)
+
+USER_NAME = "sessbench"
+TEAM = "ubuntumembers"
+CORPUS_MESSAGES = 200
+WARMUP_SESSIONS = 5
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def proc_stat(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    # ppid, utime, stime, cutime, cstime
+    return (int(fields[1]), int(fields[11]), int(fields[12]),
+            int(fields[13]), int(fields[14]))
+
+
+def process_tree(root):
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                ppid = proc_stat(int(entry))[0]
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, []))
+    return found
+
+
+def tree_cpu_secs(root):
+    """CPU seconds of root and its live descendants, plus what root's
+    reaped children used (cutime/cstime): every Dovecot process there
+    was, since the master reaps its own."""
+    ticks = 0
+    for pid in process_tree(root):
+        try:
+            _, utime, stime, cutime, cstime = proc_stat(pid)
+        except (OSError, ValueError, IndexError):
+            continue
+        ticks += utime + stime
+        if pid == root:
+            ticks += cutime + cstime
+    return ticks / TICK
+
+
+def session(port, user, password):
+    imap = imaplib.IMAP4("127.0.0.1", port, timeout=120)
+    try:
+        imap.login(user, password)
+        typ, _ = imap.select("INBOX")
+        assert typ == "OK"
+        typ, data = imap.fetch("1:*", "(FLAGS)")
+        assert typ == "OK" and len(data) == CORPUS_MESSAGES, len(data)
+    finally:
+        imap.logout()
+
+
+def run(storages, sessions, rounds):
+    wd = sb.Workdir("dlp-session-cpu-")
+    fake = None
+    dcs = {}
+    results = {name: [] for name in storages}
+    user = USER_NAME + "@ubuntu.com"
+    try:
+        fake = sb.LaunchpadFake(wd.path).start()
+        fake.person(USER_NAME, display_name="Session bench", is_valid=True,
+                    is_ubuntu_coc_signer=True)
+        with open(os.path.join(sb.TOP_SRCDIR, "tests", "fixtures",
+                               "launchpad.json")) as f:
+            members = json.load(f)["teams"][TEAM]["members"]
+        fake.team(TEAM, members + [USER_NAME])
+        msgs, _ = sb.make_corpus(CORPUS_MESSAGES, 0)
+        pws = {}
+        for name in storages:
+            d = os.path.join(wd.path, name.replace("+", "-"))
+            os.makedirs(d)
+            extra = sb.mail_crypt_conf(d) if name == "mdbox+crypt" else ""
+            dcs[name] = sb.Dovecot(d, fake.api_url,
+                                   mail_location=sb.LOCATIONS[name],
+                                   extra_conf=extra).start()
+            pws[name] = dcs[name].generate_password(user, label="bench")
+            imap = imaplib.IMAP4("127.0.0.1", dcs[name].imap_port,
+                                 timeout=120)
+            imap.login(user, pws[name])
+            for msg in msgs:
+                typ, _ = imap.append("INBOX", None, None, msg)
+                assert typ == "OK"
+            imap.logout()
+            for _ in range(WARMUP_SESSIONS):
+                session(dcs[name].imap_port, user, pws[name])
+        texts = {n: sb.normalized_conf(dc) for n, dc in dcs.items()}
+        if len(set(texts.values())) != 1:
+            raise RuntimeError("dovecot.conf files differ beyond mail "
+                               "location/plugins")
+        for rnd in range(rounds):
+            k = rnd % len(storages)
+            for name in storages[k:] + storages[:k]:
+                dc = dcs[name]
+                before = tree_cpu_secs(dc.proc.pid)
+                for _ in range(sessions):
+                    session(dc.imap_port, user, pws[name])
+                ms = 1000 * (tree_cpu_secs(dc.proc.pid) - before) / sessions
+                results[name].append(ms)
+                print("round %d %-12s %6.1f ms CPU per session" % (
+                    rnd + 1, name, ms), flush=True)
+        for name, dc in dcs.items():
+            errors = [line for line in dc.log_text().splitlines()
+                      if "Error:" in line or "Panic:" in line]
+            if errors:
+                raise RuntimeError("%s logged errors:\n%s" % (
+                    name, "\n".join(errors[:10])))
+    finally:
+        for dc in dcs.values():
+            dc.stop()
+        if fake is not None:
+            fake.stop()
+        wd.cleanup()
+    return results
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sessions", type=int, default=100)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--storages", default="sqlbox,mdbox,mdbox+crypt")
+    args = ap.parse_args()
+    storages = args.storages.split(",")
+    for name in storages:
+        if name not in sb.LOCATIONS:
+            sys.exit("session-cpu.py: unknown storage %s" % name)
+    if os.geteuid() != 0:
+        sys.exit("session-cpu.py: run as root (Dovecot in a mount "
+                 "namespace)")
+    load = os.getloadavg()
+    results = run(storages, args.sessions, args.rounds)
+    med = {n: statistics.median(v) for n, v in results.items()}
+    print()
+    print("%d sessions x %d rounds; load average %.2f %.2f %.2f before" % (
+        args.sessions, args.rounds, *load))
+    print()
+    print("| storage | CPU ms per session (median) | rounds | vs sqlbox |")
+    print("|---|---|---|---|")
+    for name in storages:
+        print("| %s | %.1f | %s | %s |" % (
+            name, med[name], ", ".join("%.1f" % x for x in results[name]),
+            "%.2f" % (med[name] / med["sqlbox"]) if "sqlbox" in med
+            else "-"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
