@@ -35,6 +35,7 @@ struct sqlbox_body_cache {
 };
 
 struct sqlbox_mail_row {
+	uint32_t uid;
 	int64_t body_id;
 	uoff_t size;
 	time_t received, saved;
@@ -43,6 +44,7 @@ struct sqlbox_mail_row {
 	struct sqlbox_body_cache cache;
 	bool cached;
 };
+ARRAY_DEFINE_TYPE(sqlbox_mail_row, struct sqlbox_mail_row);
 
 /* ---- sqlbox-db.c: opening the database ---- */
 
@@ -174,6 +176,14 @@ int sqlbox_db_bodies_gc(struct sqlbox_storage *storage);
 int sqlbox_db_mail_lookup(struct sqlbox_storage *storage, int64_t mailbox_id,
 			  uint32_t uid, pool_t pool,
 			  struct sqlbox_mail_row *row_r);
+/* The rows of up to limit mails of the mailbox from first_uid on, in
+   UID order, appended to rows (strings and headers from pool), read by
+   one statement: one read transaction for all of them.  No row of a UID
+   between first_uid and the last row's means the mail is expunged. */
+int sqlbox_db_mail_lookup_range(struct sqlbox_storage *storage,
+				int64_t mailbox_id, uint32_t first_uid,
+				unsigned int limit, pool_t pool,
+				ARRAY_TYPE(sqlbox_mail_row) *rows);
 /* Stores a body's cache row (replacing one there), caller's or own
    transaction. */
 int sqlbox_db_cache_insert(struct sqlbox_storage *storage, int64_t body_id,

@@ -25,12 +25,34 @@
    before the table existed gets its row the first time its stream is
    opened, ENVELOPE and BODYSTRUCTURE once index-mail computed them. */
 
+/* Rows read ahead when mails are read in sequence order (FETCH 1:*,
+   SEARCH): one statement, so one read transaction with its WAL read
+   lock, per window instead of per mail.  The window doubles from the
+   first to the last size while the reads go on in order. */
+#define SQLBOX_MAIL_WINDOW_FIRST 8
+#define SQLBOX_MAIL_WINDOW_MAX 64
+
 struct sqlbox_mail {
 	struct index_mail imail;
 	/* The row of the mail at row_uid (strings in the data pool, which
 	   close clears). */
 	struct sqlbox_mail_row row;
 	uint32_t row_uid;
+
+	/* Rows of this mail object's command read ahead (strings in
+	   window_pool): every mail with a UID from the first row's to the
+	   last row's, as SQLite had them when they were read.  A mail's
+	   row does not change but for its cache row's fields, which are
+	   updated here as in SQLite; expunges are seen when the window is
+	   read again. */
+	pool_t window_pool;
+	ARRAY_TYPE(sqlbox_mail_row) window;
+	unsigned int window_size;
+	/* The mailbox's synced_modseq when the window was read: a sync
+	   that brought in changes (expunges) since drops it. */
+	uint64_t window_modseq;
+	/* Sequence of the last row looked up (0: none). */
+	uint32_t last_seq;
 	bool row_loaded:1;
 };
 
@@ -57,6 +79,133 @@ static void sqlbox_mail_close(struct mail *_mail)
 
 	mail->row_loaded = FALSE;
 	index_mail_close(_mail);
+}
+
+static void sqlbox_mail_free(struct mail *_mail)
+{
+	struct sqlbox_mail *mail = SQLBOX_MAIL(_mail);
+
+	if (mail->window_pool != NULL) {
+		array_free(&mail->window);
+		pool_unref(&mail->window_pool);
+	}
+	index_mail_free(_mail);
+}
+
+static const struct sqlbox_mail_row *
+sqlbox_mail_window_find(struct sqlbox_mail *mail, uint32_t uid,
+			bool *covered_r)
+{
+	struct sqlbox_mailbox *mbox =
+		SQLBOX_MAILBOX(mail->imail.mail.mail.box);
+	const struct sqlbox_mail_row *rows;
+	unsigned int count, lo = 0, hi;
+
+	*covered_r = FALSE;
+	if (mail->window_pool == NULL ||
+	    mail->window_modseq != mbox->synced_modseq)
+		return NULL;
+	rows = array_get(&mail->window, &count);
+	if (count == 0 || uid < rows[0].uid || uid > rows[count - 1].uid)
+		return NULL;
+	*covered_r = TRUE;
+	hi = count;
+	while (lo < hi) {
+		unsigned int mid = (lo + hi) / 2;
+
+		if (rows[mid].uid < uid)
+			lo = mid + 1;
+		else if (rows[mid].uid > uid)
+			hi = mid;
+		else
+			return &rows[mid];
+	}
+	return NULL;
+}
+
+/* The mail's row: from the window, else read with the next rows when
+   the mail follows the last one looked up in sequence order, else alone.
+   1 found, 0 expunged, -1 error. */
+static int sqlbox_mail_lookup(struct sqlbox_mail *mail)
+{
+	struct mail *_mail = &mail->imail.mail.mail;
+	struct sqlbox_mailbox *mbox = SQLBOX_MAILBOX(_mail->box);
+	const struct sqlbox_mail_row *wrow;
+	pool_t pool = mail->imail.mail.data_pool;
+	bool sequential, covered;
+
+	sequential = mail->last_seq != 0 && _mail->seq == mail->last_seq + 1;
+	mail->last_seq = _mail->seq;
+	wrow = sqlbox_mail_window_find(mail, _mail->uid, &covered);
+	if (!covered && sequential) {
+		if (mail->window_pool == NULL) {
+			mail->window_pool = pool_alloconly_create(
+				"sqlbox mail window", 64 * 1024);
+			p_array_init(&mail->window, default_pool,
+				     SQLBOX_MAIL_WINDOW_MAX);
+			mail->window_size = SQLBOX_MAIL_WINDOW_FIRST;
+		} else {
+			p_clear(mail->window_pool);
+			array_clear(&mail->window);
+			mail->window_size = I_MIN(mail->window_size * 2,
+						  SQLBOX_MAIL_WINDOW_MAX);
+		}
+		mail->window_modseq = mbox->synced_modseq;
+		if (sqlbox_db_mail_lookup_range(mbox->storage, mbox->id,
+						_mail->uid, mail->window_size,
+						mail->window_pool,
+						&mail->window) < 0) {
+			array_clear(&mail->window);
+			return -1;
+		}
+		wrow = sqlbox_mail_window_find(mail, _mail->uid, &covered);
+	} else if (!covered) {
+		mail->window_size = SQLBOX_MAIL_WINDOW_FIRST;
+	}
+	if (!covered) {
+		return sqlbox_db_mail_lookup(mbox->storage, mbox->id,
+					     _mail->uid, pool, &mail->row);
+	}
+	if (wrow == NULL)
+		return 0;
+	/* The mail's copy lives as long as its data: the window may be
+	   read again meanwhile (and with its own strings, the window's
+	   stay untouched by what is set on the mail's row). */
+	mail->row = *wrow;
+	mail->row.guid = p_strdup(pool, wrow->guid);
+	if (wrow->cached) {
+		struct sqlbox_body_cache *cache = &mail->row.cache;
+
+		cache->header = p_memdup(pool, wrow->cache.header,
+					 wrow->cache.header_size);
+		cache->envelope = p_strdup(pool, wrow->cache.envelope);
+		cache->bodystructure = p_strdup(pool,
+						wrow->cache.bodystructure);
+	}
+	return 1;
+}
+
+/* The mail's cache row changed in SQLite: its window row too. */
+static void sqlbox_mail_window_update(struct sqlbox_mail *mail)
+{
+	struct sqlbox_mail_row *wrow;
+	bool covered;
+
+	wrow = (struct sqlbox_mail_row *)sqlbox_mail_window_find(
+		mail, mail->row_uid, &covered);
+	if (wrow == NULL || wrow->body_id != mail->row.body_id)
+		return;
+	wrow->cached = mail->row.cached;
+	if (!mail->row.cached)
+		return;
+	wrow->cache = mail->row.cache;
+	wrow->cache.header = p_memdup(mail->window_pool,
+				      mail->row.cache.header,
+				      mail->row.cache.header_size);
+	wrow->cache.envelope = p_strdup(mail->window_pool,
+					mail->row.cache.envelope);
+	wrow->cache.bodystructure = p_strdup(mail->window_pool,
+					     mail->row.cache.bodystructure);
 }
 
 /* Sizes from the cache row: index-mail then never scans the message for
@@ -96,8 +245,7 @@ sqlbox_mail_row(struct mail *_mail, const struct sqlbox_mail_row **row_r)
 	if (!mail_metadata_access_start(_mail))
 		return -1;
 	_mail->transaction->stats.stat_lookup_count++;
-	ret = sqlbox_db_mail_lookup(mbox->storage, mbox->id, _mail->uid,
-				    mail->imail.mail.data_pool, &mail->row);
+	ret = sqlbox_mail_lookup(mail);
 	if (ret == 0)
 		mail_set_expunged(_mail);
 	if (ret <= 0)
@@ -142,6 +290,7 @@ static void sqlbox_mail_cache_fill(struct mail *_mail)
 		return;
 	mail->row.cache = cache;
 	mail->row.cached = TRUE;
+	sqlbox_mail_window_update(mail);
 	sqlbox_mail_apply_cache(mail);
 }
 
@@ -367,6 +516,7 @@ sqlbox_mail_get_imap_special(struct mail *_mail, enum mail_fetch_field field,
 		column = "bodystructure";
 		value = mail->row.cache.bodystructure = data->bodystructure;
 	}
+	sqlbox_mail_window_update(mail);
 	if (sqlbox_db_cache_set(mbox->storage, row->body_id, column,
 				value) < 0) {
 		/* Only slower next time. */
@@ -404,7 +554,7 @@ sqlbox_mail_get_special(struct mail *_mail, enum mail_fetch_field field,
 
 struct mail_vfuncs sqlbox_mail_vfuncs = {
 	.close = sqlbox_mail_close,
-	.free = index_mail_free,
+	.free = sqlbox_mail_free,
 	.set_seq = index_mail_set_seq,
 	.set_uid = index_mail_set_uid,
 	.set_uid_cache_updates = index_mail_set_uid_cache_updates,

@@ -172,6 +172,43 @@ int sqlbox_db_chunk_insert(struct sqlbox_storage *storage, int64_t body_id,
 	return rc < 0 ? -1 : 0;
 }
 
+#define SQLBOX_MAIL_ROW_COLUMNS \
+	"SELECT m.uid, m.body_id, b.size, m.received, m.saved, m.guid," \
+	" c.header, c.hdr_lines, c.body_lines, c.envelope," \
+	" c.bodystructure, c.hdr_size" \
+	" FROM mail m JOIN body b ON b.id = m.body_id" \
+	" LEFT JOIN body_cache c ON c.body_id = m.body_id"
+
+/* The row a statement of SQLBOX_MAIL_ROW_COLUMNS stands on, with its
+   strings and header copied to pool. */
+static void
+sqlbox_db_mail_row_get(sqlite3_stmt *stmt, pool_t pool,
+		       struct sqlbox_mail_row *row_r)
+{
+	i_zero(row_r);
+	row_r->uid = sqlite3_column_int64(stmt, 0);
+	row_r->body_id = sqlite3_column_int64(stmt, 1);
+	row_r->size = sqlite3_column_int64(stmt, 2);
+	row_r->received = sqlite3_column_int64(stmt, 3);
+	row_r->saved = sqlite3_column_int64(stmt, 4);
+	row_r->guid = p_strdup(pool, (const char *)sqlite3_column_text(stmt, 5));
+	row_r->cached = sqlite3_column_type(stmt, 6) != SQLITE_NULL;
+	if (row_r->cached) {
+		struct sqlbox_body_cache *cache = &row_r->cache;
+
+		cache->header_size = sqlite3_column_bytes(stmt, 6);
+		cache->header = p_memdup(pool, sqlite3_column_blob(stmt, 6),
+					 cache->header_size);
+		cache->hdr_lines = sqlite3_column_int64(stmt, 7);
+		cache->body_lines = sqlite3_column_int64(stmt, 8);
+		cache->envelope = p_strdup(pool,
+			(const char *)sqlite3_column_text(stmt, 9));
+		cache->bodystructure = p_strdup(pool,
+			(const char *)sqlite3_column_text(stmt, 10));
+		cache->hdr_size = sqlite3_column_int64(stmt, 11);
+	}
+}
+
 int sqlbox_db_mail_lookup(struct sqlbox_storage *storage, int64_t mailbox_id,
 			  uint32_t uid, pool_t pool,
 			  struct sqlbox_mail_row *row_r)
@@ -181,12 +218,8 @@ int sqlbox_db_mail_lookup(struct sqlbox_storage *storage, int64_t mailbox_id,
 
 	if (storage->mail_lookup_stmt == NULL) {
 		storage->mail_lookup_stmt = sqlbox_db_prepare(storage,
-		"SELECT m.body_id, b.size, m.received, m.saved, m.guid,"
-		" c.header, c.hdr_lines, c.body_lines, c.envelope,"
-		" c.bodystructure, c.hdr_size"
-		" FROM mail m JOIN body b ON b.id = m.body_id"
-		" LEFT JOIN body_cache c ON c.body_id = m.body_id"
-		" WHERE m.mailbox_id = ? AND m.uid = ?");
+			SQLBOX_MAIL_ROW_COLUMNS
+			" WHERE m.mailbox_id = ? AND m.uid = ?");
 		if (storage->mail_lookup_stmt == NULL)
 			return -1;
 	}
@@ -194,33 +227,36 @@ int sqlbox_db_mail_lookup(struct sqlbox_storage *storage, int64_t mailbox_id,
 	sqlite3_bind_int64(stmt, 1, mailbox_id);
 	sqlite3_bind_int64(stmt, 2, uid);
 	rc = sqlbox_db_step(storage, stmt);
-	if (rc == SQLITE_ROW) {
-		row_r->body_id = sqlite3_column_int64(stmt, 0);
-		row_r->size = sqlite3_column_int64(stmt, 1);
-		row_r->received = sqlite3_column_int64(stmt, 2);
-		row_r->saved = sqlite3_column_int64(stmt, 3);
-		row_r->guid = p_strdup(pool,
-			(const char *)sqlite3_column_text(stmt, 4));
-		i_zero(&row_r->cache);
-		row_r->cached = sqlite3_column_type(stmt, 5) != SQLITE_NULL;
-		if (row_r->cached) {
-			struct sqlbox_body_cache *cache = &row_r->cache;
-
-			cache->header_size = sqlite3_column_bytes(stmt, 5);
-			cache->header = p_memdup(pool,
-				sqlite3_column_blob(stmt, 5),
-				cache->header_size);
-			cache->hdr_size = sqlite3_column_int64(stmt, 10);
-			cache->hdr_lines = sqlite3_column_int64(stmt, 6);
-			cache->body_lines = sqlite3_column_int64(stmt, 7);
-			cache->envelope = p_strdup(pool,
-				(const char *)sqlite3_column_text(stmt, 8));
-			cache->bodystructure = p_strdup(pool,
-				(const char *)sqlite3_column_text(stmt, 9));
-		}
-	}
+	if (rc == SQLITE_ROW)
+		sqlbox_db_mail_row_get(stmt, pool, row_r);
 	sqlite3_reset(stmt);
 	return rc < 0 ? -1 : (rc == SQLITE_ROW ? 1 : 0);
+}
+
+int sqlbox_db_mail_lookup_range(struct sqlbox_storage *storage,
+				int64_t mailbox_id, uint32_t first_uid,
+				unsigned int limit, pool_t pool,
+				ARRAY_TYPE(sqlbox_mail_row) *rows)
+{
+	sqlite3_stmt *stmt;
+	int rc;
+
+	if (storage->mail_range_stmt == NULL) {
+		storage->mail_range_stmt = sqlbox_db_prepare(storage,
+			SQLBOX_MAIL_ROW_COLUMNS
+			" WHERE m.mailbox_id = ? AND m.uid >= ?"
+			" ORDER BY m.uid LIMIT ?");
+		if (storage->mail_range_stmt == NULL)
+			return -1;
+	}
+	stmt = storage->mail_range_stmt;
+	sqlite3_bind_int64(stmt, 1, mailbox_id);
+	sqlite3_bind_int64(stmt, 2, first_uid);
+	sqlite3_bind_int64(stmt, 3, limit);
+	while ((rc = sqlbox_db_step(storage, stmt)) == SQLITE_ROW)
+		sqlbox_db_mail_row_get(stmt, pool, array_append_space(rows));
+	sqlite3_reset(stmt);
+	return rc < 0 ? -1 : 0;
 }
 
 int sqlbox_db_cache_insert(struct sqlbox_storage *storage, int64_t body_id,

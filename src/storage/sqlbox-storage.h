@@ -59,6 +59,9 @@ struct sqlbox_storage {
 	/* sqlbox_db_mail_lookup()'s statement, prepared once per
 	   connection: it runs for every mail a FETCH or SEARCH reads. */
 	sqlite3_stmt *mail_lookup_stmt;
+	/* sqlbox_db_mail_lookup_range()'s, likewise (sequential FETCH and
+	   SEARCH). */
+	sqlite3_stmt *mail_range_stmt;
 	/* sqlbox_db_chunk_read_at()'s rowid lookup, likewise: it runs
 	   for every read of a body. */
 	sqlite3_stmt *chunk_rowid_stmt;

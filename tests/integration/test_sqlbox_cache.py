@@ -11,7 +11,10 @@ of an older database the first time it is read.
   with the message's body chunks gone from the database;
 - a marker in a header (so in the cache row) is in no file of the home;
 - a database of schema version 4 (no cache table) is migrated, its mail
-  gets cache rows when read, and the answers stay maildir's.
+  gets cache rows when read, and the answers stay maildir's;
+- mail rows read ahead for FETCH and SEARCH in sequence order answer
+  every mail with its own data over expunged UIDs, also in a session that
+  has not seen the expunge yet.
 """
 
 import os
@@ -352,4 +355,67 @@ def test_migration_from_version_4(sqlbox_world, maildir_answers):
                   "SELECT count(*) FROM body_cache WHERE body_id NOT IN"
                   " (SELECT id FROM body)")
     assert rows == [["0"]]
+    no_errors(world)
+
+
+def by_uid(answer):
+    """The FETCH lines of an answer keyed by UID, without their sequence
+    numbers."""
+    out = {}
+    for line in re.split(rb"\r\n(?=\* )", answer):
+        m = re.match(rb"\* \d+ FETCH \(UID (\d+) ", line)
+        if m:
+            out[int(m.group(1))] = re.sub(rb"^\* \d+ ", b"", line).split(
+                b"\r\nTAG ")[0]
+    return out
+
+
+def test_read_ahead_over_expunged_uids(sqlbox_world):
+    """FETCH and SEARCH of mails read in sequence order read the mail rows
+    ahead, several in one statement: with UIDs missing in between
+    (expunged), in this session and in one that did not see the
+    expunge yet, every mail's answer is its own, and mail expunged
+    meanwhile by another session is not answered from rows read before
+    the expunge."""
+    world, password = sqlbox_world
+    fetch = (b"UID FETCH 1:* (UID RFC822.SIZE ENVELOPE BODYSTRUCTURE"
+             b" BODY.PEEK[HEADER])")
+    search = b"UID SEARCH OR OR FROM erin SUBJECT large HEADER Subject only"
+    before = session(world, password, [b"SELECT INBOX", fetch, search])
+    rows = by_uid(before[1])
+    assert sorted(rows) == list(range(1, len(CORPUS) + 1))
+    gone = {2, 3, 5, 7, 10}
+    # A session that reads everything now and again after the expunge
+    # (which it sees at its NOOP) ...
+    other = login(world, password)
+    assert b"TAG OK" in other.command(b"SELECT INBOX")
+    assert by_uid(other.command(fetch)) == rows
+    session(world, password, [
+        b"SELECT INBOX",
+        b"UID STORE %s +FLAGS.SILENT (\\Deleted)" % b",".join(
+            b"%d" % u for u in sorted(gone)),
+        b"EXPUNGE"])
+    # ... and once before it saw it: the expunged ones are answered
+    # empty, as Dovecot answers mail gone from under it (their rows are
+    # gone), the others with their own.
+    stale = by_uid(other.command(fetch))
+    assert sorted(stale) == sorted(rows)
+    for uid in gone:
+        assert stale[uid].startswith(
+            b"FETCH (UID %d RFC822.SIZE 0 ENVELOPE (NIL " % uid), stale[uid]
+    assert {u: r for u, r in stale.items() if u not in gone} == {
+        u: r for u, r in rows.items() if u not in gone}
+    assert b"TAG OK" in other.command(b"NOOP")
+    again = other.command(fetch)
+    other.command(b"LOGOUT")
+    other.close()
+    want = {u: r for u, r in rows.items() if u not in gone}
+    assert by_uid(again) == want
+    after = session(world, password, [b"SELECT INBOX", fetch, search])
+    assert by_uid(after[1]) == want
+    hits = {int(u) for u in re.search(rb"\* SEARCH([ \d]*)",
+                                      after[2]).group(1).split()}
+    assert hits == {int(u) for u in re.search(
+        rb"\* SEARCH([ \d]*)", before[2]).group(1).split()} - gone
+    assert hits
     no_errors(world)
