@@ -1,0 +1,176 @@
+#!/usr/bin/python3
+"""CPU time of the imap process for single commands, sqlbox against mdbox.
+
+Appends storage-bench's fixed-seed corpus (no 1 MB messages) to both
+storages, then runs each command in new sessions (SELECT first) and
+reads the imap process's on-CPU time (/proc/PID/schedstat) just before
+the command and after its tagged reply: login, key unwrap and SELECT stay
+out, and the number does not depend on what else runs on the machine.
+With --perf DIR and --strace, one more session per storage runs the
+command --repeat times under `perf record -g -p PID` and
+`strace -c -f -p PID` (written to DIR).
+
+Run as root:
+  DLP_BUILD_DIR=$DLP_BUILD_DIR /usr/bin/python3 bench/cmd-profile.py \
+      --messages 2000 --rounds 5 [--perf /tmp/prof --strace]
+"""
+
+import argparse
+import importlib.util
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+
+BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def _load(name, file):
+    spec = importlib.util.spec_from_file_location(
+        name, os.path.join(BENCH_DIR, file))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+sb = _load("storage_bench", "storage-bench.py")
+sel = _load("select_bench", "select-bench.py")
+
+STORAGES = ("sqlbox", "mdbox")
+COMMANDS = {
+    "hdr": b"FETCH 1:* (BODY.PEEK[HEADER])",
+    "firstsync": sb.FIRST_SYNC,
+    "env": b"FETCH 1:* (ENVELOPE BODYSTRUCTURE RFC822.SIZE)",
+    "searchhdr": sb.SEARCH_HEADERS,
+}
+
+
+def session(dc, pw):
+    """A new logged-in session with INBOX... bench selected: (imap, pid)."""
+    before = set(sel.imap_children(dc.proc.pid))
+    imap = sb.Imap(dc.imap_port, pw)
+    new = set(sel.imap_children(dc.proc.pid)) - before
+    if len(new) != 1:
+        imap.close()
+        raise RuntimeError("imap process not found")
+    imap.run(b"SELECT bench")
+    return imap, new.pop()
+
+
+def cpu_of(dc, pw, command):
+    imap, pid = session(dc, pw)
+    try:
+        cpu0 = sel.oncpu_ns(pid)
+        secs, nbytes, _, _ = imap.run(command)
+        cpu = (sel.oncpu_ns(pid) - cpu0) / 1e9
+    finally:
+        imap.close()
+    return cpu, secs, nbytes
+
+
+def traced(dc, pw, command, repeat, argv, out):
+    """command repeat times in one session with argv + [-p PID] attached."""
+    imap, pid = session(dc, pw)
+    try:
+        with open(out + ".log", "w") as log:
+            proc = subprocess.Popen(argv + ["-p", str(pid)], stdout=log,
+                                    stderr=subprocess.STDOUT)
+            time.sleep(1)       # perf/strace attach; not a measurement
+            for _ in range(repeat):
+                imap.run(command)
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=120)
+    finally:
+        imap.close()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--messages", type=int, default=2000)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--commands", default=",".join(COMMANDS))
+    ap.add_argument("--perf", metavar="DIR")
+    ap.add_argument("--strace", action="store_true")
+    ap.add_argument("--repeat", type=int, default=10)
+    ap.add_argument("--call-graph", default="fp",
+                    help="perf record --call-graph (fp, dwarf)")
+    ap.add_argument("--storages", default=",".join(STORAGES))
+    ap.add_argument("--json")
+    args = ap.parse_args()
+    msgs, _ = sb.make_corpus(args.messages, 0)
+    wd = sb.Workdir("dlp-cmd-profile-")
+    fake = sb.LaunchpadFake(wd.path).start()
+    dcs = {}
+    res = {"load_before": sb.lb.read_loadavg(), "messages": len(msgs),
+           "bytes": sum(len(m) for m in msgs)}
+    try:
+        for name in args.storages.split(","):
+            d = os.path.join(wd.path, name)
+            os.makedirs(d)
+            dcs[name] = sb.Dovecot(d, fake.api_url,
+                                   mail_location=sb.LOCATIONS[name]).start()
+        pw = {n: dc.generate_password(sb.USER, label="bench")
+              for n, dc in dcs.items()}
+        for name, dc in dcs.items():
+            imap = sb.Imap(dc.imap_port, pw[name])
+            imap.run(b"CREATE bench")
+            for i in range(0, len(msgs), 50):
+                sb.multiappend(imap, b"bench", msgs[i:i + 50])
+            imap.close()
+        for key in args.commands.split(","):
+            command = COMMANDS[key]
+            res[key] = {}
+            for name, dc in dcs.items():
+                runs = [cpu_of(dc, pw[name], command)
+                        for _ in range(args.rounds)]
+                res[key][name] = {
+                    "cpu_ms": statistics.median(r[0] for r in runs) * 1e3,
+                    "wall_ms": statistics.median(r[1] for r in runs) * 1e3,
+                    "reply_bytes": runs[0][2]}
+                if args.perf:
+                    os.makedirs(args.perf, exist_ok=True)
+                    out = os.path.join(args.perf, "%s-%s" % (key, name))
+                    traced(dc, pw[name], command, args.repeat,
+                           ["perf", "record", "-F", "20000",
+                            "--call-graph", args.call_graph,
+                            "-o", out + ".data"], out)
+                    if args.strace:
+                        traced(dc, pw[name], command, args.repeat,
+                               ["strace", "-c", "-f", "-o",
+                                out + ".strace"], out + "-strace")
+            r = res[key]
+            if len(r) < 2:
+                print(key, json.dumps(r))
+                continue
+            print("%-10s sqlbox %.1f ms  mdbox %.1f ms  ratio %.2f  "
+                  "(wall %.1f / %.1f ms)" % (
+                      key, r["sqlbox"]["cpu_ms"], r["mdbox"]["cpu_ms"],
+                      r["mdbox"]["cpu_ms"] / r["sqlbox"]["cpu_ms"],
+                      r["sqlbox"]["wall_ms"], r["mdbox"]["wall_ms"]))
+            if r["sqlbox"]["reply_bytes"] != r["mdbox"]["reply_bytes"]:
+                print("  reply sizes differ: %d / %d" % (
+                    r["sqlbox"]["reply_bytes"], r["mdbox"]["reply_bytes"]))
+            sys.stdout.flush()
+        res["load_after"] = sb.lb.read_loadavg()
+        print("load average before %s after %s" % (res["load_before"],
+                                                   res["load_after"]))
+        for dc in dcs.values():
+            errors = [line for line in dc.log_text().splitlines()
+                      if "Error:" in line or "Panic:" in line]
+            if errors:
+                raise RuntimeError("\n".join(errors[:10]))
+    finally:
+        for dc in dcs.values():
+            dc.stop()
+        fake.stop()
+        wd.cleanup()
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(res, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
