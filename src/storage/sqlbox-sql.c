@@ -147,6 +147,8 @@ int sqlbox_db_commit(struct sqlbox_storage *storage)
 			   fsync. */
 			(void)sqlbox_db_exec(storage, "ROLLBACK");
 			ret = -1;
+		} else {
+			storage->db_written = TRUE;
 		}
 	}
 	sqlbox_db_end(storage);

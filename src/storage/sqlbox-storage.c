@@ -73,6 +73,7 @@ static void sqlbox_storage_destroy(struct mail_storage *_storage)
 {
 	struct sqlbox_storage *storage = SQLBOX_STORAGE(_storage);
 
+	sqlbox_fts_usage_update(storage);
 	sqlbox_db_close(storage);
 	kr_keys_free(&storage->keys);
 	index_storage_destroy(_storage);

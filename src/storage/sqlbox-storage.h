@@ -31,6 +31,7 @@
 #define SQLBOX_SPOOL_FNAME "spool"
 #define SQLBOX_QUARANTINE_FNAME "spool.quarantine"
 #define SQLBOX_USAGE_FNAME "quota-usage"
+#define SQLBOX_FTS_USAGE_FNAME "fts-usage"
 #define SQLBOX_HIERARCHY_SEP '/'
 /* Bodies are stored in rows of this many bytes (CRLF line ends). */
 #define SQLBOX_CHUNK_BYTES (256 * 1024)
@@ -80,6 +81,9 @@ struct sqlbox_storage {
 	bool usage_written:1;
 	/* The FTS tables exist (sqlbox-fts.c creates them lazily). */
 	bool fts_ready:1;
+	/* A transaction was committed in this session (fts-usage is
+	   written again when it ends). */
+	bool db_written:1;
 };
 
 struct sqlbox_mailbox {
@@ -322,5 +326,11 @@ void sqlbox_usage_update(struct sqlbox_storage *storage);
 /* Without a key: the totals of the usage file plus the spool. */
 int sqlbox_usage_read_locked(struct sqlbox_storage *storage,
 			     uint64_t *messages_r, uint64_t *bytes_r);
+
+/* ---- sqlbox-fts-usage.c: the index's size for keyless admins ---- */
+
+/* At the end of a session that committed anything: writes the number
+   of bodies indexed and the index's size to <root>/fts-usage. */
+void sqlbox_fts_usage_update(struct sqlbox_storage *storage);
 
 #endif

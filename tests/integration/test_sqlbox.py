@@ -484,8 +484,14 @@ def test_nothing_readable_on_disk(world, alice):
     assert set(under_home) <= {"sqlbox.keys", "sqlbox.keys.lock",
                                "mail/sqlbox.db",
                                "mail/sqlbox.db-wal", "mail/sqlbox.db-shm",
-                               "mail/spool"}, under_home
+                               "mail/spool", "mail/fts-usage"}, under_home
     assert "mail/sqlbox.db" in under_home
+    # the full-text index's size for doveadm (written as the session
+    # ends): two numbers, nothing of the mail
+    usage = os.path.join(home, "mail", "fts-usage")
+    if os.path.exists(usage):
+        with open(usage) as f:
+            assert re.fullmatch(r"\d+ \d+\n", f.read())
     # the keyfile's lock (issue 12) is only ever flocked, never written
     lock = os.path.join(home, "sqlbox.keys.lock")
     assert not os.path.exists(lock) or os.path.getsize(lock) == 0

@@ -8,6 +8,7 @@ at spool import), and nothing of the indexed words is readable on disk.
 """
 
 import base64
+import json
 import os
 import random
 import secrets
@@ -15,6 +16,7 @@ import secrets
 import pytest
 
 from conftest import World
+from harness import wait_for
 from test_sqlbox import (DBTOOL, USER, imap_login, lmtp_deliver, ok,
                          select_count)
 
@@ -268,3 +270,85 @@ def test_long_message_indexed_in_slices(world, alice):
         assert 1 in want, key
         assert uid_search(imap, "BODY", key) == want, key
     imap.logout()
+
+
+def status_of(dc, user=USER):
+    res = dc.doveadm("-f", "json", "launchpad", "status", user)
+    return json.loads(res.stdout)[0]
+
+
+def index_facts(dc, password):
+    """What the index holds, read with the key: bodies indexed, and the
+    FTS5 leaf rows (segment id > 0, no dlidx bit, height 0) and their
+    bytes."""
+    docs = int(dbtool_sql(dc, password, "SELECT count(*) FROM fts_doc")[0])
+    rows = int(dbtool_sql(
+        dc, password, "SELECT count(*) FROM fts_index_data"
+        " WHERE (id >> 37) > 0 AND ((id >> 31) & 63) = 0")[0])
+    size = int(dbtool_sql(
+        dc, password, "SELECT sum(length(block)) FROM fts_index_data"
+        " WHERE (id >> 37) > 0 AND ((id >> 31) & 63) = 0")[0])
+    return docs, rows, size
+
+
+def test_index_size_without_key(world, alice):
+    """`doveadm launchpad status USER` tells the index's size without the
+    user's key (no quota is set here): from fts-usage, which a session
+    that wrote the mailbox leaves when it ends."""
+    dc = world.dc
+    usage = os.path.join(dc.home("alice"), "mail", "fts-usage")
+    imap = imap_login(dc, alice)
+    ok(imap.create("Sized"))
+    append_all(imap, "Sized", corpus(1805, 60))
+    imap.logout()
+    docs, rows, size = index_facts(dc, alice)
+    # the session's end writes it; the number is the event waited for
+    wait_for(lambda: status_of(dc)["fts_messages"] == docs, 60,
+             "fts-usage after the session")
+    st = status_of(dc)
+    assert st["user"] == USER and st["home"] == dc.home("alice")
+    assert st["fts_updated"] != "never"
+    assert st["fts_index_bytes"] == rows * 4050 >= size > 0
+    mailbox = os.path.join(dc.home("alice"), "mail", "sqlbox.db")
+    assert st["mailbox_bytes"] >= os.path.getsize(mailbox)
+    # numbers only, owner-only
+    with open(usage) as f:
+        assert f.read() == "%d %d\n" % (docs, rows * 4050)
+    assert os.stat(usage).st_mode & 0o777 == 0o600
+
+    # more mail: more messages (the index may even shrink: FTS5 merges
+    # segments, and detail=none segments are mostly their terms)
+    imap = imap_login(dc, alice)
+    append_all(imap, "Sized", corpus(1806, 60))
+    imap.logout()
+    docs2, rows2, _ = index_facts(dc, alice)
+    assert docs2 == docs + 60
+    wait_for(lambda: status_of(dc)["fts_messages"] == docs2, 60,
+             "fts-usage after more mail")
+    assert status_of(dc)["fts_index_bytes"] == rows2 * 4050 > 0
+
+    # expunged: fewer messages (their trigrams stay until a rebuild)
+    imap = imap_login(dc, alice)
+    select_count(imap, "Sized")
+    ok(imap.store("1:30", "+FLAGS", "(\\Deleted)"))
+    ok(imap.expunge())
+    imap.logout()
+    docs3, rows3, _ = index_facts(dc, alice)
+    assert docs3 == docs2 - 30
+    wait_for(lambda: status_of(dc)["fts_messages"] == docs3, 60,
+             "fts-usage after the expunge")
+    assert status_of(dc)["fts_index_bytes"] == rows3 * 4050
+
+
+def test_index_size_unknown_and_new_users(world):
+    dc = world.dc
+    # a Launchpad user who never logged in: nothing yet, no error
+    st = status_of(dc, "bob@ubuntu.com")
+    assert st["mailbox_bytes"] == 0 and st["fts_messages"] == 0
+    assert st["fts_updated"] == "never"
+    # names that are no Launchpad name of a configured domain
+    for bad in ("../../etc@ubuntu.com", "alice@example.org", "al/ice"):
+        res = dc.doveadm("launchpad", "status", bad, check=False)
+        assert res.returncode == 67, (bad, res.returncode, res.stderr)
+        assert "not a Launchpad name of a configured domain" in \
+            res.stderr, res.stderr

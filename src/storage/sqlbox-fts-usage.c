@@ -1,0 +1,139 @@
+/* Copyright (c) dovecot-launchpad authors; see debian/copyright. */
+#include "lib.h"
+#include "hostpid.h"
+#include "write-full.h"
+#include "sqlbox-storage.h"
+#include "sqlbox-fts-structure.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+/* <root>/fts-usage: how much the full-text index (sqlbox-fts.c) holds,
+   for `doveadm launchpad status USER`, which has no key to open the
+   database.  One line, "<messages> <bytes>\n": the bodies indexed (rows
+   of fts_doc) and the FTS5 segments' leaf pages times their page size,
+   read from FTS5's structure record (one row; sqlbox-fts-structure.c)
+   rather than by walking the index's pages.
+
+   A keyed session writes it when it ends, if it committed anything (a
+   save, an expunge, an import or an index rebuild may all change it);
+   so it lags while a session runs and after a crash, and is right again
+   after the next one.  Like quota-usage it tells a size, nothing of
+   the mail; it exists whether or not a quota is set. */
+
+static int
+sqlbox_fts_usage_read(struct sqlbox_storage *storage, uint64_t *messages_r,
+		      uint64_t *bytes_r, bool *exists_r)
+{
+	sqlite3_stmt *stmt;
+	uint64_t pages, segments;
+	int rc, ret = 0;
+
+	*exists_r = FALSE;
+	stmt = sqlbox_db_prepare(storage,
+		"SELECT count(*) FROM sqlite_master"
+		" WHERE name IN ('fts_doc', 'fts_index_data')");
+	if (stmt == NULL)
+		return -1;
+	rc = sqlbox_db_step(storage, stmt);
+	if (rc == SQLITE_ROW)
+		*exists_r = sqlite3_column_int(stmt, 0) == 2;
+	sqlite3_finalize(stmt);
+	if (rc != SQLITE_ROW)
+		return -1;
+	if (!*exists_r)
+		return 0;
+
+	/* one statement: one snapshot */
+	stmt = sqlbox_db_prepare(storage,
+		"SELECT (SELECT count(*) FROM fts_doc),"
+		" (SELECT block FROM fts_index_data WHERE id = ?),"
+		" (SELECT v FROM fts_index_config WHERE k = 'pgsz')");
+	if (stmt == NULL)
+		return -1;
+	sqlite3_bind_int(stmt, 1, SQLBOX_FTS_STRUCTURE_ROWID);
+	rc = sqlbox_db_step(storage, stmt);
+	if (rc != SQLITE_ROW) {
+		ret = -1;
+	} else {
+		const void *block = sqlite3_column_blob(stmt, 1);
+		int block_size = sqlite3_column_bytes(stmt, 1);
+		int64_t pgsz = sqlite3_column_type(stmt, 2) == SQLITE_NULL ?
+			SQLBOX_FTS_DEFAULT_PGSZ : sqlite3_column_int64(stmt, 2);
+
+		*messages_r = sqlite3_column_int64(stmt, 0);
+		if (block == NULL) {
+			/* created, nothing indexed yet */
+			*bytes_r = 0;
+		} else if (pgsz <= 0 ||
+			   !sqlbox_fts_structure_leaf_pages(block, block_size,
+							    &pages,
+							    &segments)) {
+			e_error(storage->storage.event,
+				"sqlbox: the full-text index's structure "
+				"record does not parse; fts-usage not "
+				"updated");
+			ret = -1;
+		} else {
+			*bytes_r = pages * (uint64_t)pgsz;
+		}
+	}
+	sqlite3_finalize(stmt);
+	return ret;
+}
+
+static int sqlbox_fts_usage_write(struct sqlbox_storage *storage,
+				  const char *path, uint64_t messages,
+				  uint64_t bytes)
+{
+	const char *tmp_path, *line;
+	int fd, ret = 0;
+
+	/* No fsync: advisory, written again by the next session. */
+	tmp_path = t_strdup_printf("%s.%s.tmp", path, my_pid);
+	line = t_strdup_printf("%"PRIu64" %"PRIu64"\n", messages, bytes);
+	fd = open(tmp_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	if (fd < 0) {
+		e_error(storage->storage.event, "open(%s) failed: %m",
+			tmp_path);
+		return -1;
+	}
+	if (write_full(fd, line, strlen(line)) < 0) {
+		e_error(storage->storage.event, "write(%s) failed: %m",
+			tmp_path);
+		ret = -1;
+	}
+	i_close_fd(&fd);
+	if (ret == 0 && rename(tmp_path, path) < 0) {
+		e_error(storage->storage.event, "rename(%s, %s) failed: %m",
+			tmp_path, path);
+		ret = -1;
+	}
+	if (ret < 0)
+		i_unlink_if_exists(tmp_path);
+	return ret;
+}
+
+void sqlbox_fts_usage_update(struct sqlbox_storage *storage)
+{
+	uint64_t messages = 0, bytes = 0;
+	bool exists;
+
+	if (!storage->db_written || storage->db == NULL)
+		return;
+	T_BEGIN {
+		const char *path = t_strconcat(storage->root_dir, "/",
+					       SQLBOX_FTS_USAGE_FNAME, NULL);
+
+		if (sqlbox_fts_usage_read(storage, &messages, &bytes,
+					  &exists) < 0) {
+			e_error(storage->storage.event,
+				"sqlbox: fts-usage not updated: %s",
+				mail_storage_get_last_internal_error(
+					&storage->storage, NULL));
+		} else if (exists) {
+			(void)sqlbox_fts_usage_write(storage, path, messages,
+						     bytes);
+		}
+	} T_END;
+}
