@@ -1,12 +1,7 @@
 /* Copyright (c) dovecot-launchpad authors; see debian/copyright. */
 #include "lib.h"
-#include "hostpid.h"
-#include "write-full.h"
 #include "sqlbox-storage.h"
 #include "sqlbox-fts-structure.h"
-
-#include <fcntl.h>
-#include <unistd.h>
 
 /* <root>/fts-usage: how much the full-text index (sqlbox-fts.c) holds,
    for `doveadm launchpad status USER`, which has no key to open the
@@ -82,38 +77,6 @@ sqlbox_fts_usage_read(struct sqlbox_storage *storage, uint64_t *messages_r,
 	return ret;
 }
 
-static int sqlbox_fts_usage_write(struct sqlbox_storage *storage,
-				  const char *path, uint64_t messages,
-				  uint64_t bytes)
-{
-	const char *tmp_path, *line;
-	int fd, ret = 0;
-
-	/* No fsync: advisory, written again by the next session. */
-	tmp_path = t_strdup_printf("%s.%s.tmp", path, my_pid);
-	line = t_strdup_printf("%"PRIu64" %"PRIu64"\n", messages, bytes);
-	fd = open(tmp_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	if (fd < 0) {
-		e_error(storage->storage.event, "open(%s) failed: %m",
-			tmp_path);
-		return -1;
-	}
-	if (write_full(fd, line, strlen(line)) < 0) {
-		e_error(storage->storage.event, "write(%s) failed: %m",
-			tmp_path);
-		ret = -1;
-	}
-	i_close_fd(&fd);
-	if (ret == 0 && rename(tmp_path, path) < 0) {
-		e_error(storage->storage.event, "rename(%s, %s) failed: %m",
-			tmp_path, path);
-		ret = -1;
-	}
-	if (ret < 0)
-		i_unlink_if_exists(tmp_path);
-	return ret;
-}
-
 void sqlbox_fts_usage_update(struct sqlbox_storage *storage)
 {
 	uint64_t messages = 0, bytes = 0;
@@ -132,8 +95,8 @@ void sqlbox_fts_usage_update(struct sqlbox_storage *storage)
 				mail_storage_get_last_internal_error(
 					&storage->storage, NULL));
 		} else if (exists) {
-			(void)sqlbox_fts_usage_write(storage, path, messages,
-						     bytes);
+			(void)sqlbox_usage_file_write(storage, path, messages,
+						      bytes);
 		}
 	} T_END;
 }

@@ -323,6 +323,10 @@ bool sqlbox_usage_enabled(struct sqlbox_storage *storage);
 /* After a commit: writes the file's totals to <root>/quota-usage if
    they changed (nothing without a quota). */
 void sqlbox_usage_update(struct sqlbox_storage *storage);
+/* Writes "<first> <second>\n" to path (0600, a temp file renamed over
+   it; no fsync: advisory, written again by the next writer). */
+int sqlbox_usage_file_write(struct sqlbox_storage *storage, const char *path,
+			    uint64_t first, uint64_t second);
 /* Without a key: the totals of the usage file plus the spool. */
 int sqlbox_usage_read_locked(struct sqlbox_storage *storage,
 			     uint64_t *messages_r, uint64_t *bytes_r);

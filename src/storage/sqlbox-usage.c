@@ -58,18 +58,15 @@ sqlbox_usage_totals(struct sqlbox_storage *storage, uint64_t *messages_r,
 	return rc == SQLITE_ROW ? 0 : -1;
 }
 
-static int sqlbox_usage_write(struct sqlbox_storage *storage,
-			      uint64_t messages, uint64_t bytes)
+int sqlbox_usage_file_write(struct sqlbox_storage *storage, const char *path,
+			    uint64_t first, uint64_t second)
 {
 	const char *tmp_path, *line;
 	int fd, ret = 0;
 
-	/* Written under SQLite's write lock (see sqlbox_db_commit), so
-	   the last rename carries the latest totals.  No fsync: after a
-	   crash the next commit writes it again. */
-	tmp_path = t_strdup_printf("%s.%s.tmp", storage->usage_path,
-				   my_pid);
-	line = t_strdup_printf("%"PRIu64" %"PRIu64"\n", messages, bytes);
+	/* No fsync: after a crash the next writer writes it again. */
+	tmp_path = t_strdup_printf("%s.%s.tmp", path, my_pid);
+	line = t_strdup_printf("%"PRIu64" %"PRIu64"\n", first, second);
 	fd = open(tmp_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 	if (fd < 0) {
 		e_error(storage->storage.event, "open(%s) failed: %m",
@@ -82,9 +79,9 @@ static int sqlbox_usage_write(struct sqlbox_storage *storage,
 		ret = -1;
 	}
 	i_close_fd(&fd);
-	if (ret == 0 && rename(tmp_path, storage->usage_path) < 0) {
+	if (ret == 0 && rename(tmp_path, path) < 0) {
 		e_error(storage->storage.event, "rename(%s, %s) failed: %m",
-			tmp_path, storage->usage_path);
+			tmp_path, path);
 		ret = -1;
 	}
 	if (ret < 0)
@@ -107,7 +104,11 @@ void sqlbox_usage_update(struct sqlbox_storage *storage)
 		} else if (!storage->usage_written ||
 			   messages != storage->usage_messages ||
 			   bytes != storage->usage_bytes) {
-			if (sqlbox_usage_write(storage, messages, bytes) == 0) {
+			/* under the write lock (see sqlbox_db_commit): the
+			   last rename carries the latest totals */
+			if (sqlbox_usage_file_write(storage,
+						    storage->usage_path,
+						    messages, bytes) == 0) {
 				storage->usage_written = TRUE;
 				storage->usage_messages = messages;
 				storage->usage_bytes = bytes;

@@ -328,7 +328,8 @@ plugin {
                                      w.dc.home("alice")) for n in names)
     assert files <= {"sqlbox.keys", "sqlbox.keys.lock", "mail/sqlbox.db",
                      "mail/sqlbox.db-wal", "mail/sqlbox.db-shm",
-                     "mail/spool"}, files
+                     "mail/spool",
+                     "mail/fts-usage"}, files
     text = w.dc.log_text()
     assert " Error: " not in text, text[-3000:]
     assert_no_crash(w.dc)
