@@ -129,8 +129,10 @@ static void test_fts_structure_refused(void)
 	unsigned char rec[65536];
 	uint64_t pages, segments;
 	int size = test_structure(rec, sizeof(rec));
+	static const unsigned char empty[12] = { 0 };
 	static const unsigned char garbage[][12] = {
-		{ 0 },
+		/* no level, yet one segment */
+		{ 0, 0, 0, 0, 0, 1, 0 },
 		{ 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff },
 		/* 65 levels */
 		{ 0, 0, 0, 0, 65, 0, 0 },
@@ -145,6 +147,10 @@ static void test_fts_structure_refused(void)
 	for (int i = 0; i < size; i++)
 		test_assert_idx(!sqlbox_fts_structure_leaf_pages(
 			rec, i, &pages, &segments), i);
+	/* an empty index: no level, no segment, no page */
+	test_assert(sqlbox_fts_structure_leaf_pages(empty, sizeof(empty),
+						    &pages, &segments) &&
+		    pages == 0 && segments == 0);
 	for (unsigned int i = 0; i < N_ELEMENTS(garbage); i++)
 		test_assert_idx(!sqlbox_fts_structure_leaf_pages(
 			garbage[i], sizeof(garbage[i]), &pages, &segments),
