@@ -215,8 +215,63 @@ int sqlbox_db_open(struct sqlbox_storage *storage)
 	return 0;
 }
 
+/* Pages of the body connection's cache: a 256 KiB chunk's overflow
+   pages and the b-tree pages above them, so that reads after a seek
+   within a chunk find the chain they walk. */
+#define SQLBOX_BODY_CACHE_PRAGMA "PRAGMA cache_size=80"
+
+int sqlbox_db_body_open(struct sqlbox_storage *storage)
+{
+	struct cvfs_error cerr;
+	sqlite3 *db = NULL;
+	int ret;
+
+	if (storage->body_db != NULL)
+		return 0;
+	if (storage->body_db_failed || storage->db == NULL ||
+	    storage->keys == NULL)
+		return -1;
+	/* Read-write but never written: SQLite's WAL reader needs the
+	   -shm mapped writable.  A file that is already open and keyed
+	   needs no retry loop: busy waits go to the busy handler. */
+	ret = cvfs_open_v2(storage->db_path, &db, SQLITE_OPEN_READWRITE,
+			   storage->keys->master_key, CVFS_KEY_BYTES, &cerr);
+	if (ret == SQLITE_OK) {
+		sqlite3_busy_timeout(db, SQLBOX_BUSY_TIMEOUT_MSECS);
+		ret = sqlite3_exec(db, SQLBOX_BODY_CACHE_PRAGMA,
+				   NULL, NULL, NULL);
+		if (ret != SQLITE_OK)
+			i_strocpy(cerr.text, sqlite3_errmsg(db),
+				  sizeof(cerr.text));
+	}
+	if (ret != SQLITE_OK) {
+		/* Not fatal: the main connection reads as before. */
+		e_warning(storage->storage.event,
+			  "sqlbox: opening %s for body reads failed: %s",
+			  storage->db_path, cerr.text);
+		if (db != NULL)
+			cvfs_close(&db);
+		storage->body_db_failed = TRUE;
+		return -1;
+	}
+	storage->body_db = db;
+	return 0;
+}
+
+static void sqlbox_db_body_close(struct sqlbox_storage *storage)
+{
+	sqlite3_finalize(storage->body_rowid_stmt);
+	storage->body_rowid_stmt = NULL;
+	if (storage->body_db != NULL)
+		cvfs_close(&storage->body_db);
+	storage->body_db_failed = FALSE;
+}
+
 void sqlbox_db_close(struct sqlbox_storage *storage)
 {
+	/* First: the main connection is then never the last one, whose
+	   close checkpoints. */
+	sqlbox_db_body_close(storage);
 	sqlite3_finalize(storage->mail_lookup_stmt);
 	storage->mail_lookup_stmt = NULL;
 	sqlite3_finalize(storage->mail_range_stmt);

@@ -383,7 +383,9 @@ sqlbox_mail_get_stream(struct mail *_mail, bool get_body ATTR_UNUSED,
 			input = sqlbox_body_istream_create_cached(
 				mbox->storage, row->body_id, row->size,
 				row->cached ? row->cache.header : NULL,
-				row->cached ? row->cache.header_size : 0);
+				row->cached ? row->cache.header_size : 0,
+				(mail->data.access_part &
+				 (READ_BODY | PARSE_BODY)) != 0);
 		}
 		_mail->transaction->stats.open_lookup_count++;
 		i_stream_set_name(input, t_strdup_printf("sqlbox:%s/%u",

@@ -23,6 +23,7 @@ void sqlbox_plugin_init(struct module *module ATTR_UNUSED)
 
 void sqlbox_plugin_deinit(void)
 {
+	sqlbox_body_deinit();
 	sqlbox_attributes_deinit();
 	mailbox_list_unregister(&sqlbox_mailbox_list);
 	mail_storage_class_unregister(&sqlbox_storage);

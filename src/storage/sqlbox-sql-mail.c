@@ -313,34 +313,58 @@ int sqlbox_db_cache_set(struct sqlbox_storage *storage, int64_t body_id,
 	return sqlbox_db_commit(storage);
 }
 
+static void
+sqlbox_db_chunk_critical(struct sqlbox_storage *storage, sqlite3 *db,
+			 const char *what)
+{
+	mail_storage_set_critical(&storage->storage, "sqlbox %s: %s (%d)",
+				  what, sqlite3_errmsg(db),
+				  sqlite3_extended_errcode(db));
+}
+
 ssize_t sqlbox_db_chunk_read_at(struct sqlbox_storage *storage,
 				int64_t body_id, int64_t seq, size_t offset,
 				void *dst, size_t size, size_t *chunk_size_r)
 {
-	sqlite3_stmt *stmt;
+	sqlite3 *db = storage->db;
+	sqlite3_stmt **stmtp = &storage->chunk_rowid_stmt, *stmt;
 	sqlite3_blob *blob;
 	int64_t rowid;
 	size_t bytes;
 	int rc;
 
-	if (storage->chunk_rowid_stmt == NULL) {
-		storage->chunk_rowid_stmt = sqlbox_db_prepare(storage,
-			"SELECT rowid FROM chunk WHERE body_id = ? AND seq = ?");
-		if (storage->chunk_rowid_stmt == NULL)
-			return -1;
+	/* Outside a transaction everything this session wrote is
+	   committed, so the body connection sees it; inside one (a mail
+	   read while it is being saved) only this connection does. */
+	if (storage->txn_depth == 0 && sqlbox_db_body_open(storage) == 0) {
+		db = storage->body_db;
+		stmtp = &storage->body_rowid_stmt;
 	}
-	stmt = storage->chunk_rowid_stmt;
+	if (*stmtp == NULL) {
+		if (sqlite3_prepare_v2(db,
+			"SELECT rowid FROM chunk WHERE body_id = ? AND seq = ?",
+			-1, stmtp, NULL) != SQLITE_OK) {
+			sqlbox_db_chunk_critical(storage, db, "prepare");
+			return -1;
+		}
+	}
+	stmt = *stmtp;
 	sqlite3_bind_int64(stmt, 1, body_id);
 	sqlite3_bind_int64(stmt, 2, seq);
-	rc = sqlbox_db_step(storage, stmt);
-	rowid = rc == SQLITE_ROW ? sqlite3_column_int64(stmt, 0) : 0;
-	sqlite3_reset(stmt);
-	if (rc != SQLITE_ROW)
-		return rc < 0 ? -1 : -2;
+	rc = sqlite3_step(stmt);
+	if (rc != SQLITE_ROW) {
+		if (rc != SQLITE_DONE)
+			sqlbox_db_chunk_critical(storage, db, "step");
+		sqlite3_reset(stmt);
+		return rc == SQLITE_DONE ? -2 : -1;
+	}
+	rowid = sqlite3_column_int64(stmt, 0);
 	/* The handle lives for this one read only: no read snapshot is
-	   held while the caller's session writes. */
-	rc = sqlite3_blob_open(storage->db, "main", "chunk", "data", rowid, 0,
-			       &blob);
+	   held while the caller's session writes.  It is opened before the
+	   lookup is reset, so both run in one read transaction (taking the
+	   WAL read lock once). */
+	rc = sqlite3_blob_open(db, "main", "chunk", "data", rowid, 0, &blob);
+	sqlite3_reset(stmt);
 	if (rc == SQLITE_ERROR) {
 		/* The row went away between the two statements. */
 		sqlite3_blob_close(blob);
@@ -348,7 +372,8 @@ ssize_t sqlbox_db_chunk_read_at(struct sqlbox_storage *storage,
 	}
 	if (rc != SQLITE_OK) {
 		sqlite3_blob_close(blob);
-		sqlbox_db_set_critical(storage, "sqlite3_blob_open(chunk)");
+		sqlbox_db_chunk_critical(storage, db,
+					 "sqlite3_blob_open(chunk)");
 		return -1;
 	}
 	bytes = sqlite3_blob_bytes(blob);
@@ -359,13 +384,12 @@ ssize_t sqlbox_db_chunk_read_at(struct sqlbox_storage *storage,
 	}
 	size = I_MIN(size, bytes - offset);
 	rc = sqlite3_blob_read(blob, dst, size, offset);
+	if (rc != SQLITE_OK && rc != SQLITE_ABORT)
+		sqlbox_db_chunk_critical(storage, db,
+					 "sqlite3_blob_read(chunk)");
 	sqlite3_blob_close(blob);
-	if (rc != SQLITE_OK) {
-		if (rc == SQLITE_ABORT)
-			return -2;
-		sqlbox_db_set_critical(storage, "sqlite3_blob_read(chunk)");
-		return -1;
-	}
+	if (rc != SQLITE_OK)
+		return rc == SQLITE_ABORT ? -2 : -1;
 	return size;
 }
 

@@ -66,6 +66,15 @@ struct sqlbox_storage {
 	/* sqlbox_db_chunk_read_at()'s rowid lookup, likewise: it runs
 	   for every read of a body. */
 	sqlite3_stmt *chunk_rowid_stmt;
+	/* A second connection to the same file for body chunk reads
+	   outside transactions, with a page cache of one chunk: body pages
+	   pass through it instead of filling (and, in a new process,
+	   faulting in) the 16 MiB cache kept for metadata.  Opened at the
+	   first body read; NULL before, or after it failed to open
+	   (body_db_failed: reads then use db). */
+	sqlite3 *body_db;
+	sqlite3_stmt *body_rowid_stmt;
+	bool body_db_failed;
 	/* sodium_malloc'd; NULL while locked. Freed at storage destroy. */
 	struct kr_keys *keys;
 	/* Runs before each outermost COMMIT, under the write lock (the
@@ -144,12 +153,16 @@ struct istream *
 sqlbox_body_istream_create(struct sqlbox_storage *storage, int64_t body_id,
 			   uoff_t size);
 /* The same, with the body's first header_size bytes (its header block
-   and one more byte, from the cache row) served from a copy of header. */
+   and one more byte, from the cache row) served from a copy of header.
+   Unless whole (the body will be read on: FETCH BODY[], a parse), the
+   first read past them is short, for a header parser's read-ahead. */
 struct istream *
 sqlbox_body_istream_create_cached(struct sqlbox_storage *storage,
 				  int64_t body_id, uoff_t size,
 				  const unsigned char *header,
-				  size_t header_size);
+				  size_t header_size, bool whole);
+/* Frees the read buffer kept between body streams (plugin unload). */
+void sqlbox_body_deinit(void);
 
 /* What a body's cache row keeps, parsed from the body (read from 0):
    the header block and the body's first byte (from pool), the line
