@@ -337,6 +337,11 @@ sqlbox_body_istream_read_chunk(struct sqlbox_body_istream *bstream,
 	int64_t seq;
 	ssize_t ret;
 
+	/* Body pages pass through the body connection's small cache, not
+	   the main one's (sqlbox_db_chunk_read_at() takes it outside
+	   transactions; failing to open it leaves the main one). */
+	if (bstream->storage->txn_depth == 0)
+		(void)sqlbox_db_body_open(bstream->storage);
 	if (bstream->chunk_bytes == 0) {
 		/* Chunk 0 tells the size of all but the last. */
 		ret = sqlbox_db_chunk_read_at(bstream->storage,

@@ -56,9 +56,9 @@ ARRAY_DEFINE_TYPE(sqlbox_mail_row, struct sqlbox_mail_row);
    imports the spool. */
 int sqlbox_db_open(struct sqlbox_storage *storage);
 void sqlbox_db_close(struct sqlbox_storage *storage);
-/* Opens storage->body_db (for sqlbox_db_chunk_read_at()) if it isn't
-   open yet.  Returns 0, or -1 (logged once, then the main connection
-   serves body reads). */
+/* Opens storage->body_db, which sqlbox_db_chunk_read_at() reads with
+   outside transactions, if it isn't open yet.  Returns 0, or -1 (logged
+   once, then the main connection serves body reads). */
 int sqlbox_db_body_open(struct sqlbox_storage *storage);
 
 /* mkdir of the mail root, its entry synced to disk (mail_fsync). */

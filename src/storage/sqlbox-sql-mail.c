@@ -336,7 +336,7 @@ ssize_t sqlbox_db_chunk_read_at(struct sqlbox_storage *storage,
 	/* Outside a transaction everything this session wrote is
 	   committed, so the body connection sees it; inside one (a mail
 	   read while it is being saved) only this connection does. */
-	if (storage->txn_depth == 0 && sqlbox_db_body_open(storage) == 0) {
+	if (storage->txn_depth == 0 && storage->body_db != NULL) {
 		db = storage->body_db;
 		stmtp = &storage->body_rowid_stmt;
 	}
