@@ -302,6 +302,9 @@ struct istream *sqlbox_body_writer_istream(struct sqlbox_body_writer *writer)
 #define SQLBOX_READ_PEEK_BYTES 4096
 /* What is read at a random offset. */
 #define SQLBOX_READ_SEEK_BYTES (64 * 1024)
+/* Body bytes a session reads through the main connection before it
+   opens the body connection. */
+#define SQLBOX_BODY_DB_AFTER_BYTES (1024 * 1024)
 
 static int
 sqlbox_body_istream_fail(struct sqlbox_body_istream *bstream, ssize_t ret,
@@ -337,10 +340,14 @@ sqlbox_body_istream_read_chunk(struct sqlbox_body_istream *bstream,
 	int64_t seq;
 	ssize_t ret;
 
-	/* Body pages pass through the body connection's small cache, not
-	   the main one's (sqlbox_db_chunk_read_at() takes it outside
-	   transactions; failing to open it leaves the main one). */
-	if (bstream->storage->txn_depth == 0)
+	/* Once a session has read SQLBOX_BODY_DB_AFTER_BYTES of bodies,
+	   they pass through the body connection's small cache, not the
+	   main one's (sqlbox_db_chunk_read_at() takes it outside
+	   transactions; failing to open it leaves the main one).  Before,
+	   its open (a schema parse, about 1.5 ms) would cost a session
+	   that reads a few mails more than the main cache's growth. */
+	if (bstream->storage->txn_depth == 0 &&
+	    bstream->storage->body_bytes_read >= SQLBOX_BODY_DB_AFTER_BYTES)
 		(void)sqlbox_db_body_open(bstream->storage);
 	if (bstream->chunk_bytes == 0) {
 		/* Chunk 0 tells the size of all but the last. */
@@ -360,6 +367,7 @@ sqlbox_body_istream_read_chunk(struct sqlbox_body_istream *bstream,
 				      dst, size, &chunk_size);
 	if (ret <= 0)
 		return sqlbox_body_istream_fail(bstream, ret, seq);
+	bstream->storage->body_bytes_read += ret;
 	return ret;
 }
 

@@ -69,11 +69,13 @@ struct sqlbox_storage {
 	/* A second connection to the same file for body chunk reads
 	   outside transactions, with a page cache of one chunk: body pages
 	   pass through it instead of filling (and, in a new process,
-	   faulting in) the 16 MiB cache kept for metadata.  Opened at the
-	   first body read; NULL before, or after it failed to open
-	   (body_db_failed: reads then use db). */
+	   faulting in) the 16 MiB cache kept for metadata.  Opened once
+	   the session has read body_bytes_read >= 1 MiB of chunks; NULL
+	   before, or after it failed to open (body_db_failed: reads then
+	   use db). */
 	sqlite3 *body_db;
 	sqlite3_stmt *body_rowid_stmt;
+	uint64_t body_bytes_read;
 	bool body_db_failed;
 	/* sodium_malloc'd; NULL while locked. Freed at storage destroy. */
 	struct kr_keys *keys;

@@ -1,7 +1,7 @@
-"""Issue 15, sqlbox's body reads: chunks are read through a second SQLite
-connection with a small page cache (outside transactions) into one read
-buffer kept between body streams, and a FETCH of BODY[] reads a chunk in
-one go.  What a client sees must not change:
+"""Issue 15, sqlbox's body reads: once a session has read 1 MiB of
+bodies, chunks are read through a second SQLite connection with a small
+page cache (outside transactions); the reads go into one buffer kept
+between body streams, and a FETCH of BODY[] reads a chunk in one go.  What a client sees must not change:
 
 - bodies of many sizes (one and several 256 KiB chunks, empty body,
   header only), fetched together in one command, whole, as BODY[TEXT]
@@ -141,13 +141,13 @@ def test_bodies_whole_text_and_partial(world):
 def test_other_sessions_changes_and_own_appends(world):
     w, pw = world
     msgs = corpus()
-    a = login(w, pw)
-    for m in msgs[:3]:
+    first = msgs[:3] + [msgs[10]]       # 1.1 MB: past the 1 MiB after
+    a = login(w, pw)                    # which the body connection opens
+    for m in first:
         ok(a, append_cmd(m))
     ok(a, b"SELECT INBOX")
-    # Opens this session's body connection.
-    got = literals(ok(a, b"UID FETCH 1:3 (BODY.PEEK[])"))
-    assert [got[(u, b"BODY[]")] for u in (1, 2, 3)] == msgs[:3]
+    got = literals(ok(a, b"UID FETCH 1:4 (BODY.PEEK[])"))
+    assert [got[(u, b"BODY[]")] for u in (1, 2, 3, 4)] == first
 
     b = login(w, pw)
     ok(b, b"SELECT INBOX")
@@ -161,15 +161,17 @@ def test_other_sessions_changes_and_own_appends(world):
     res = a.command(b"UID FETCH 2 (BODY.PEEK[])")
     assert b"TAG OK" not in res or b"BODY[] {" not in res, res[-300:]
     ok(a, b"NOOP")
-    got = literals(ok(a, b"UID FETCH 4 (BODY.PEEK[])"))
-    assert got[(4, b"BODY[]")] == msgs[9]
-    # Appended by this session after its body connection was opened.
-    ok(a, append_cmd(msgs[10]))
-    ok(a, b"NOOP")
     got = literals(ok(a, b"UID FETCH 5 (BODY.PEEK[] BODY.PEEK[]<"
-                      b"700000.100>)"))
-    assert got[(5, b"BODY[]")] == msgs[10]
-    assert got[(5, b"BODY[]<700000>")] == msgs[10][700000:700100]
+                      b"300000.100>)"))
+    assert got[(5, b"BODY[]")] == msgs[9]
+    assert got[(5, b"BODY[]<300000>")] == msgs[9][300000:300100]
+    # Appended by this session after its body connection was opened.
+    ok(a, append_cmd(msgs[8]))
+    ok(a, b"NOOP")
+    got = literals(ok(a, b"UID FETCH 6 (BODY.PEEK[] BODY.PEEK[]<"
+                      b"262140.100>)"))
+    assert got[(6, b"BODY[]")] == msgs[8]
+    assert got[(6, b"BODY[]<262140>")] == msgs[8][262140:262240]
     a.close()
     no_errors_but_expunged(w)
 
