@@ -444,7 +444,9 @@ def test_locked_mailbox(world, alice):
     imap.logout()
     with open(os.path.join(fdir, "sqlbox.db"), "rb") as f:
         assert f.read() == foreign
-    assert "Mailbox locked" in dc.log_text()
+    # the log process writes it after the reply: wait for the line
+    wait_for(lambda: "Mailbox locked" in dc.log_text(), 60,
+             "the locked mailbox's log line")
 
 
 def test_nothing_readable_on_disk(world, alice):
