@@ -3,11 +3,11 @@
 #include "sqlbox-storage.h"
 
 /* The schema of sqlbox.db and its migrations (queries: sqlbox-sql-*.c).
-   Schema version 1, plus what versions 2 to 6 added (each run on new
+   Schema version 1, plus what versions 2 to 7 added (each run on new
    files and on older ones, in one write transaction).  Metadata lives
    apart from body chunks so that rebuilding an index or scanning flags
    never decrypts body pages. */
-#define SQLBOX_SCHEMA_VERSION 6
+#define SQLBOX_SCHEMA_VERSION 7
 /* MAIL_SEEN in SQL text (triggers can't bind parameters). */
 #define SQLBOX_SQL_SEEN "8"
 static const char *const sqlbox_schema_v1[] = {
@@ -149,6 +149,26 @@ static const char *const sqlbox_schema_v6[] = {
 	NULL
 };
 
+/* Version 7: a snapshot of each large folder's in-memory index
+   (sqlbox-sync.c): UID, flags and modseq of every message as they were
+   at the folder's highestmodseq `modseq`, UIDNEXT then `uidnext`, under
+   the folder's UIDVALIDITY.  A cache: what changed since is in the rows
+   (modseq above it, table expunged), and a folder's snapshot goes with
+   its row (folder ids can be given out again). */
+static const char *const sqlbox_schema_v7[] = {
+	"CREATE TABLE IF NOT EXISTS index_snapshot ("
+	" mailbox_id INTEGER PRIMARY KEY,"
+	" uidvalidity INTEGER NOT NULL,"
+	" modseq INTEGER NOT NULL,"
+	" uidnext INTEGER NOT NULL,"
+	" messages INTEGER NOT NULL,"
+	" data BLOB NOT NULL)",
+	"CREATE TRIGGER IF NOT EXISTS index_snapshot_delete AFTER DELETE"
+	" ON mailbox BEGIN"
+	" DELETE FROM index_snapshot WHERE mailbox_id = OLD.id; END",
+	NULL
+};
+
 static int sqlbox_schema_run(struct sqlbox_storage *storage,
 			     const char *const *statements)
 {
@@ -164,6 +184,12 @@ static int sqlbox_schema_migrate_v6(struct sqlbox_storage *storage,
 				    int version)
 {
 	return version < 6 ? sqlbox_schema_run(storage, sqlbox_schema_v6) : 0;
+}
+
+static int sqlbox_schema_migrate_v7(struct sqlbox_storage *storage,
+				    int version)
+{
+	return version < 7 ? sqlbox_schema_run(storage, sqlbox_schema_v7) : 0;
 }
 
 int sqlbox_schema_migrate(struct sqlbox_storage *storage)
@@ -231,7 +257,8 @@ int sqlbox_schema_migrate(struct sqlbox_storage *storage)
 				return -1;
 			}
 		}
-		if (sqlbox_schema_migrate_v6(storage, version) < 0) {
+		if (sqlbox_schema_migrate_v6(storage, version) < 0 ||
+		    sqlbox_schema_migrate_v7(storage, version) < 0) {
 			sqlbox_db_rollback(storage);
 			return -1;
 		}

@@ -3,6 +3,7 @@
 #include "array.h"
 #include "hash.h"
 #include "ioloop.h"
+#include "numpack.h"
 #include "str.h"
 #include "mail-index-modseq.h"
 #include "mail-index-private.h"
@@ -208,11 +209,12 @@ sqlbox_sync_set_keywords(struct sqlbox_sync_context *ctx, uint32_t seq,
    index transaction (a log record, an append, a flag and a modseq update
    each, then all of it replayed into the map): about 1 us per message.
    sqlbox_sync_fill() writes the records and their modseqs straight into
-   the in-memory map instead, from one scan of the mail table, while no
-   view has looked at them: what a sync up to SQLite's highest modseq
-   would have left there.  Keywords (few messages have any) and
-   everything from that modseq on still come from the ordinary sync that
-   follows; with them its pull changes nothing else. */
+   the in-memory map instead, from one scan of the mail table (or from
+   the folder's index snapshot, see below), while no view has looked at
+   them: what a sync up to SQLite's highest modseq (the snapshot's) would
+   have left there.  Keywords (few messages have any) and everything from
+   that modseq on still come from the ordinary sync that follows; after
+   a scan its pull changes nothing else. */
 
 struct sqlbox_fill_counts {
 	uint32_t seen, deleted, first_unseen_uid, first_deleted_uid;
@@ -269,30 +271,88 @@ static struct mail_index_map *sqlbox_sync_fill_map(struct mail_index *index)
 	return map;
 }
 
+/* The records being written into the map by a fill. */
+struct sqlbox_fill {
+	struct mail_index_map *map;
+	unsigned int record_size, modseq_offset;
+	uint32_t count, last_uid;
+	struct sqlbox_fill_counts counts;
+};
+
+static void
+sqlbox_fill_init(struct sqlbox_fill *fill, struct mail_index *index,
+		 uint32_t expected)
+{
+	struct mail_index_map *map = index->map;
+	buffer_t *records = map->rec_map->buffer;
+	const struct mail_index_ext *ext;
+	uint32_t ext_idx;
+
+	if (!mail_index_map_get_ext_idx(map, index->modseq_ext_id, &ext_idx))
+		i_unreached();
+	ext = array_idx(&map->extensions, ext_idx);
+	i_zero(fill);
+	fill->map = map;
+	fill->record_size = map->hdr.record_size;
+	fill->modseq_offset = ext->record_offset;
+	i_assert(fill->modseq_offset + sizeof(uint64_t) <= fill->record_size);
+	/* One allocation for all records (the counter may be off: the
+	   buffer grows if so). */
+	buffer_set_used_size(records, 0);
+	(void)buffer_append_space_unsafe(records,
+					 (size_t)expected * fill->record_size);
+	buffer_set_used_size(records, 0);
+}
+
+/* uid is above every UID added before. */
+static void
+sqlbox_fill_add(struct sqlbox_fill *fill, uint32_t uid, uint8_t flags,
+		uint64_t modseq)
+{
+	struct mail_index_record *rec;
+
+	rec = buffer_append_space_unsafe(fill->map->rec_map->buffer,
+					 fill->record_size);
+	memset(rec, 0, fill->record_size);
+	rec->uid = uid;
+	rec->flags = flags;
+	memcpy(PTR_OFFSET(rec, fill->modseq_offset), &modseq, sizeof(modseq));
+	if ((flags & MAIL_SEEN) != 0)
+		fill->counts.seen++;
+	else if (fill->counts.first_unseen_uid == 0)
+		fill->counts.first_unseen_uid = uid;
+	if ((flags & MAIL_DELETED) != 0) {
+		fill->counts.deleted++;
+		if (fill->counts.first_deleted_uid == 0)
+			fill->counts.first_deleted_uid = uid;
+	}
+	fill->last_uid = uid;
+	fill->count++;
+}
+
+/* The map's records are what was added, or none (success = FALSE). */
+static void sqlbox_fill_end(struct sqlbox_fill *fill, bool success)
+{
+	struct mail_index_record_map *rec_map = fill->map->rec_map;
+
+	if (!success) {
+		buffer_set_used_size(rec_map->buffer, 0);
+		fill->count = fill->last_uid = 0;
+		i_zero(&fill->counts);
+	}
+	rec_map->records = buffer_get_modifiable_data(rec_map->buffer, NULL);
+	rec_map->records_count = fill->count;
+	rec_map->last_appended_uid = fill->last_uid;
+}
+
 static int
-sqlbox_sync_fill_rows(struct sqlbox_mailbox *mbox, uint32_t expected,
-		      struct sqlbox_fill_counts *counts_r,
-		      uint32_t *last_uid_r)
+sqlbox_sync_fill_rows(struct sqlbox_mailbox *mbox, struct sqlbox_fill *fill)
 {
 	struct sqlbox_storage *storage = mbox->storage;
-	struct mail_index_map *map = mbox->box.index->map;
-	struct mail_index_record_map *rec_map = map->rec_map;
-	const struct mail_index_ext *ext;
-	struct mail_index_record *rec;
-	unsigned int record_size = map->hdr.record_size;
-	uint32_t ext_idx, uid, count = 0, last_uid = 0;
-	uint64_t modseq;
-	uint8_t flags;
+	uint32_t uid;
 	sqlite3_stmt *stmt;
 	int rc;
 
-	if (!mail_index_map_get_ext_idx(map, mbox->box.index->modseq_ext_id,
-					&ext_idx))
-		i_unreached();
-	ext = array_idx(&map->extensions, ext_idx);
-	i_assert(ext->record_offset + sizeof(uint64_t) <= record_size);
-
-	i_zero(counts_r);
 	/* The covering index mail_sync: a fifth of the table's pages. */
 	stmt = sqlbox_db_prepare(storage, "SELECT uid, flags, modseq FROM mail"
 				 " INDEXED BY mail_sync WHERE mailbox_id = ?"
@@ -300,62 +360,277 @@ sqlbox_sync_fill_rows(struct sqlbox_mailbox *mbox, uint32_t expected,
 	if (stmt == NULL)
 		return -1;
 	sqlite3_bind_int64(stmt, 1, mbox->id);
-	/* One allocation for all records (the counter may be off: the
-	   buffer grows if so). */
-	buffer_set_used_size(rec_map->buffer, 0);
-	(void)buffer_append_space_unsafe(rec_map->buffer,
-					 (size_t)expected * record_size);
-	buffer_set_used_size(rec_map->buffer, 0);
 	while ((rc = sqlbox_db_step(storage, stmt)) == SQLITE_ROW) {
 		uid = sqlite3_column_int64(stmt, 0);
-		flags = sqlite3_column_int64(stmt, 1) & MAIL_FLAGS_NONRECENT;
-		modseq = sqlite3_column_int64(stmt, 2);
-		if (uid <= last_uid) {
+		if (uid <= fill->last_uid) {
 			mail_storage_set_critical(&storage->storage,
 				"sqlbox %s: mail UIDs out of order (%u after %u)",
-				storage->db_path, uid, last_uid);
+				storage->db_path, uid, fill->last_uid);
 			rc = -1;
 			break;
 		}
-		rec = buffer_append_space_unsafe(rec_map->buffer, record_size);
-		memset(rec, 0, record_size);
-		rec->uid = uid;
-		rec->flags = flags;
-		memcpy(PTR_OFFSET(rec, ext->record_offset), &modseq,
-		       sizeof(modseq));
-		if ((flags & MAIL_SEEN) != 0)
-			counts_r->seen++;
-		else if (counts_r->first_unseen_uid == 0)
-			counts_r->first_unseen_uid = uid;
-		if ((flags & MAIL_DELETED) != 0) {
-			counts_r->deleted++;
-			if (counts_r->first_deleted_uid == 0)
-				counts_r->first_deleted_uid = uid;
-		}
-		last_uid = uid;
-		count++;
+		sqlbox_fill_add(fill, uid,
+			sqlite3_column_int64(stmt, 1) & MAIL_FLAGS_NONRECENT,
+			sqlite3_column_int64(stmt, 2));
 	}
 	sqlite3_finalize(stmt);
-	rec_map->records = buffer_get_modifiable_data(rec_map->buffer, NULL);
-	if (rc < 0) {
-		buffer_set_used_size(rec_map->buffer, 0);
+	return rc < 0 ? -1 : 0;
+}
+
+/* ---- index snapshots (table index_snapshot, schema version 7) ----
+
+   Scanning 100,000 index entries costs more than the rest of a SELECT,
+   so the fill of a large folder also stores what it filled: the UID,
+   flags and modseq of every message, at the folder's highestmodseq and
+   UIDNEXT of that moment and under its UIDVALIDITY, as one blob.  A later
+   session's fill takes the snapshot instead of the rows, less the UIDs
+   expunged since (table expunged: modseq above the snapshot's), and
+   starts its sync from the snapshot's modseq, so the ordinary pull
+   brings every row changed or added since (flags, keywords, modseqs),
+   exactly as for a session that had been open since then: every change
+   to a row gives it a modseq above the folder's highestmodseq of before,
+   in the write transaction that raises that counter, and UIDs grow.
+   When more rows changed or were expunged since than the pull does
+   quickly, the fill scans the rows again and replaces the snapshot.
+
+   Blob: a format byte, then per message in UID order: numpack of the UID
+   minus the previous one (>= 1), the flags byte, numpack of the modseq's
+   difference to the previous one (zigzag: even up, odd down). */
+#define SQLBOX_SNAPSHOT_FORMAT 1
+/* Smaller folders fill from the rows only: nothing to gain. */
+#define SQLBOX_SNAPSHOT_MIN_MESSAGES 32
+/* Most rows changed or expunged since the snapshot that a fill takes on
+   top of it (also at most an eighth of the folder). */
+#define SQLBOX_SNAPSHOT_MAX_CHANGED 2000
+
+struct sqlbox_snapshot {
+	uint64_t modseq;
+	uint32_t uidnext, messages;
+};
+
+static void
+sqlbox_snapshot_encode(const struct sqlbox_fill *fill, buffer_t *buf)
+{
+	/* (rec_map->records is set at sqlbox_fill_end()) */
+	const void *records = fill->map->rec_map->buffer->data;
+	const struct mail_index_record *rec;
+	uint32_t prev_uid = 0;
+	uint64_t prev_modseq = 0, modseq;
+
+	buffer_append_c(buf, SQLBOX_SNAPSHOT_FORMAT);
+	for (uint32_t i = 0; i < fill->count; i++) {
+		rec = CONST_PTR_OFFSET(records, (size_t)i * fill->record_size);
+		memcpy(&modseq, CONST_PTR_OFFSET(rec, fill->modseq_offset),
+		       sizeof(modseq));
+		numpack_encode(buf, rec->uid - prev_uid);
+		buffer_append_c(buf, rec->flags);
+		numpack_encode(buf, modseq >= prev_modseq ?
+			       (modseq - prev_modseq) * 2 :
+			       (prev_modseq - modseq) * 2 - 1);
+		prev_uid = rec->uid;
+		prev_modseq = modseq;
+	}
+}
+
+/* Adds the snapshot's messages but those in expunged (sorted UIDs).
+   0, -1 if the blob isn't what this code writes (the caller drops what
+   was added then). */
+static int
+sqlbox_snapshot_decode(struct sqlbox_fill *fill,
+		       const struct sqlbox_snapshot *snap,
+		       const unsigned char *data, size_t size,
+		       const ARRAY_TYPE(uint32_t) *expunged)
+{
+	const uint8_t *p = data, *end = data + size;
+	const uint32_t *exp;
+	unsigned int exp_count, exp_i = 0;
+	uint64_t uid = 0, modseq = 0, diff;
+	uint32_t n;
+	uint8_t flags;
+
+	exp = array_get(expunged, &exp_count);
+	if (size == 0 || *p++ != SQLBOX_SNAPSHOT_FORMAT)
+		return -1;
+	for (n = 0; n < snap->messages; n++) {
+		if (numpack_decode(&p, end, &diff) < 0 || diff == 0 ||
+		    diff >= snap->uidnext)
+			return -1;
+		uid += diff;
+		if (uid >= snap->uidnext || p == end)
+			return -1;
+		flags = *p++;
+		if ((flags & ENUM_NEGATE(MAIL_FLAGS_NONRECENT)) != 0 ||
+		    numpack_decode(&p, end, &diff) < 0)
+			return -1;
+		if (diff % 2 == 0)
+			modseq += diff / 2;
+		else if (diff / 2 + 1 <= modseq)
+			modseq -= diff / 2 + 1;
+		else
+			return -1;
+		if (modseq == 0 || modseq > snap->modseq)
+			return -1;
+		while (exp_i < exp_count && exp[exp_i] < uid)
+			exp_i++;
+		if (exp_i < exp_count && exp[exp_i] == uid)
+			continue;
+		sqlbox_fill_add(fill, uid, flags, modseq);
+	}
+	return p == end ? 0 : -1;
+}
+
+static int
+sqlbox_snapshot_write(struct sqlbox_mailbox *mbox,
+		      const struct sqlbox_fill *fill,
+		      const struct sqlbox_snapshot *snap)
+{
+	struct sqlbox_storage *storage = mbox->storage;
+	sqlite3_stmt *stmt;
+	buffer_t *buf;
+	int rc;
+
+	stmt = sqlbox_db_prepare(storage, "INSERT OR REPLACE INTO"
+		" index_snapshot (mailbox_id, uidvalidity, modseq, uidnext,"
+		" messages, data) VALUES (?, ?, ?, ?, ?, ?)");
+	if (stmt == NULL)
+		return -1;
+	buf = buffer_create_dynamic(default_pool, (size_t)fill->count * 4 + 16);
+	sqlbox_snapshot_encode(fill, buf);
+	sqlite3_bind_int64(stmt, 1, mbox->id);
+	sqlite3_bind_int64(stmt, 2, mbox->uid_validity);
+	sqlite3_bind_int64(stmt, 3, (int64_t)snap->modseq);
+	sqlite3_bind_int64(stmt, 4, snap->uidnext);
+	sqlite3_bind_int64(stmt, 5, fill->count);
+	sqlite3_bind_blob(stmt, 6, buf->data, buf->used, SQLITE_STATIC);
+	rc = sqlbox_db_step(storage, stmt);
+	sqlite3_finalize(stmt);
+	buffer_free(&buf);
+	return rc < 0 ? -1 : 0;
+}
+
+/* Rows of the folder changed since modseq, counted up to limit + 1. */
+static int
+sqlbox_snapshot_changed(struct sqlbox_mailbox *mbox, uint64_t modseq,
+			uint32_t limit, uint32_t *count_r)
+{
+	sqlite3_stmt *stmt;
+	int rc;
+
+	stmt = sqlbox_db_prepare(mbox->storage, "SELECT count(*) FROM"
+		" (SELECT 1 FROM mail INDEXED BY mail_modseq"
+		" WHERE mailbox_id = ?1 AND modseq > ?2 LIMIT ?3)");
+	if (stmt == NULL)
+		return -1;
+	sqlite3_bind_int64(stmt, 1, mbox->id);
+	sqlite3_bind_int64(stmt, 2, (int64_t)modseq);
+	sqlite3_bind_int64(stmt, 3, (int64_t)limit + 1);
+	rc = sqlbox_db_step(mbox->storage, stmt);
+	*count_r = rc == SQLITE_ROW ? sqlite3_column_int64(stmt, 0) : 0;
+	sqlite3_finalize(stmt);
+	return rc < 0 ? -1 : 0;
+}
+
+static int
+sqlbox_snapshot_expunged(struct sqlbox_mailbox *mbox, uint64_t modseq,
+			 ARRAY_TYPE(uint32_t) *uids)
+{
+	sqlite3_stmt *stmt;
+	uint32_t uid;
+	int rc;
+
+	stmt = sqlbox_db_prepare(mbox->storage, "SELECT uid FROM expunged"
+		" WHERE mailbox_id = ?1 AND modseq > ?2 ORDER BY uid");
+	if (stmt == NULL)
+		return -1;
+	sqlite3_bind_int64(stmt, 1, mbox->id);
+	sqlite3_bind_int64(stmt, 2, (int64_t)modseq);
+	while ((rc = sqlbox_db_step(mbox->storage, stmt)) == SQLITE_ROW) {
+		uid = sqlite3_column_int64(stmt, 0);
+		array_push_back(uids, &uid);
+	}
+	sqlite3_finalize(stmt);
+	return rc < 0 ? -1 : 0;
+}
+
+/* Fills from the folder's snapshot if it has a usable one: 1 (snap_r
+   says where the sync goes on from), 0 if not (nothing added), -1. */
+static int
+sqlbox_snapshot_load(struct sqlbox_mailbox *mbox, struct sqlbox_fill *fill,
+		     uint64_t db_highest, uint32_t db_uidnext,
+		     struct sqlbox_snapshot *snap_r)
+{
+	struct sqlbox_storage *storage = mbox->storage;
+	ARRAY_TYPE(uint32_t) expunged;
+	sqlite3_stmt *stmt;
+	uint32_t changed, limit;
+	int rc, ret;
+
+	stmt = sqlbox_db_prepare(storage, "SELECT uidvalidity, modseq,"
+		" uidnext, messages, data FROM index_snapshot"
+		" WHERE mailbox_id = ?");
+	if (stmt == NULL)
+		return -1;
+	sqlite3_bind_int64(stmt, 1, mbox->id);
+	if ((rc = sqlbox_db_step(storage, stmt)) != SQLITE_ROW) {
+		sqlite3_finalize(stmt);
+		return rc < 0 ? -1 : 0;
+	}
+	snap_r->modseq = sqlite3_column_int64(stmt, 1);
+	snap_r->uidnext = I_MIN(sqlite3_column_int64(stmt, 2),
+				(int64_t)(uint32_t)-1);
+	snap_r->messages = I_MIN(sqlite3_column_int64(stmt, 3), 10000000);
+	if (sqlite3_column_int64(stmt, 0) != mbox->uid_validity ||
+	    snap_r->modseq > db_highest || snap_r->uidnext > db_uidnext ||
+	    snap_r->messages < SQLBOX_SNAPSHOT_MIN_MESSAGES) {
+		/* Another folder's (or UIDVALIDITY changed): rewritten. */
+		sqlite3_finalize(stmt);
+		return 0;
+	}
+	limit = I_MIN(SQLBOX_SNAPSHOT_MAX_CHANGED, snap_r->messages / 8);
+	if (sqlbox_snapshot_changed(mbox, snap_r->modseq, limit,
+				    &changed) < 0) {
+		sqlite3_finalize(stmt);
 		return -1;
 	}
-	rec_map->records_count = count;
-	rec_map->last_appended_uid = last_uid;
-	*last_uid_r = last_uid;
-	return 0;
+	if (changed > limit) {
+		sqlite3_finalize(stmt);
+		return 0;
+	}
+	t_array_init(&expunged, 64);
+	if (sqlbox_snapshot_expunged(mbox, snap_r->modseq, &expunged) < 0) {
+		sqlite3_finalize(stmt);
+		return -1;
+	}
+	if (changed + array_count(&expunged) > limit) {
+		/* Too far behind: skipping or pulling that much costs
+		   about what the scan does, and a snapshot in use is
+		   never replaced. */
+		sqlite3_finalize(stmt);
+		return 0;
+	}
+	ret = sqlbox_snapshot_decode(fill, snap_r, sqlite3_column_blob(stmt, 4),
+				     sqlite3_column_bytes(stmt, 4), &expunged);
+	sqlite3_finalize(stmt);
+	if (ret < 0) {
+		e_warning(mbox->box.event, "sqlbox %s: the index snapshot of "
+			  "this folder is unreadable: reading the rows",
+			  storage->db_path);
+		sqlbox_fill_end(fill, FALSE);
+		return 0;
+	}
+	return 1;
 }
 
 static int sqlbox_sync_fill(struct sqlbox_mailbox *mbox)
 {
 	struct sqlbox_storage *storage = mbox->storage;
 	struct mail_index_map *map;
-	struct sqlbox_fill_counts counts;
+	struct sqlbox_fill fill;
+	struct sqlbox_snapshot snap;
 	sqlite3_stmt *stmt;
 	uint64_t db_highest;
-	uint32_t db_uidnext, expected, last_uid;
-	int rc;
+	uint32_t db_uidnext, expected;
+	int rc, ret;
 
 	if (!sqlbox_sync_fill_possible(mbox))
 		return 0;
@@ -389,36 +664,51 @@ static int sqlbox_sync_fill(struct sqlbox_mailbox *mbox)
 		return sqlbox_db_commit(storage);
 	}
 	map = sqlbox_sync_fill_map(mbox->box.index);
-	if (sqlbox_sync_fill_rows(mbox, expected, &counts, &last_uid) < 0) {
+	sqlbox_fill_init(&fill, mbox->box.index, expected);
+	T_BEGIN {
+		ret = sqlbox_snapshot_load(mbox, &fill, db_highest,
+					   db_uidnext, &snap);
+	} T_END;
+	if (ret == 0) {
+		snap.modseq = db_highest;
+		ret = sqlbox_sync_fill_rows(mbox, &fill);
+		snap.uidnext = I_MAX(db_uidnext, fill.last_uid + 1);
+		if (ret == 0 && fill.count >= SQLBOX_SNAPSHOT_MIN_MESSAGES)
+			ret = sqlbox_snapshot_write(mbox, &fill, &snap);
+	}
+	if (ret < 0) {
+		sqlbox_fill_end(&fill, FALSE);
 		sqlbox_db_rollback(storage);
 		return -1;
 	}
-	/* Nothing written: ends the snapshot. */
 	if (sqlbox_db_commit(storage) < 0) {
-		buffer_set_used_size(map->rec_map->buffer, 0);
-		map->rec_map->records_count = 0;
-		map->rec_map->last_appended_uid = 0;
+		sqlbox_fill_end(&fill, FALSE);
 		return -1;
 	}
+	sqlbox_fill_end(&fill, TRUE);
 
-	if (map->rec_map->records_count == 0) {
-		/* The counter was wrong: the ordinary sync does it all. */
+	if (fill.count == 0) {
+		/* The counter was wrong, or everything in the snapshot
+		   was expunged: the ordinary sync does it all. */
 		return 0;
 	}
-	map->hdr.messages_count = map->rec_map->records_count;
-	map->hdr.next_uid = I_MAX(db_uidnext, last_uid + 1);
+	map->hdr.messages_count = fill.count;
+	map->hdr.next_uid = I_MAX(snap.uidnext, fill.last_uid + 1);
 	map->hdr.uid_validity = mbox->uid_validity;
-	map->hdr.seen_messages_count = counts.seen;
-	map->hdr.deleted_messages_count = counts.deleted;
-	map->hdr.first_unseen_uid_lowwater = counts.first_unseen_uid != 0 ?
-		counts.first_unseen_uid : map->hdr.next_uid;
-	map->hdr.first_deleted_uid_lowwater = counts.first_deleted_uid != 0 ?
-		counts.first_deleted_uid : map->hdr.next_uid;
+	map->hdr.seen_messages_count = fill.counts.seen;
+	map->hdr.deleted_messages_count = fill.counts.deleted;
+	map->hdr.first_unseen_uid_lowwater =
+		fill.counts.first_unseen_uid != 0 ?
+		fill.counts.first_unseen_uid : map->hdr.next_uid;
+	map->hdr.first_deleted_uid_lowwater =
+		fill.counts.first_deleted_uid != 0 ?
+		fill.counts.first_deleted_uid : map->hdr.next_uid;
 	buffer_write(map->hdr_copy_buf, 0, &map->hdr, sizeof(map->hdr));
 
 	mbox->index_filled = TRUE;
 	mbox->fill_keywords_pending = TRUE;
-	mbox->synced_modseq = db_highest;
+	/* The pull brings what changed after this. */
+	mbox->synced_modseq = snap.modseq;
 	return 0;
 }
 

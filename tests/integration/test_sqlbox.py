@@ -309,6 +309,100 @@ def test_select_fills_index_like_the_session_that_wrote(world, alice):
     b.logout()
 
 
+def dbsql(world, password, sql, mode="sql"):
+    """Runs sql on alice's database: read-only, or read-write with
+    mode "exec"."""
+    home = world.dc.home("alice")
+    res = subprocess.run(
+        [DBTOOL, os.path.join(home, "sqlbox.keys"),
+         os.path.join(home, "mail", "sqlbox.db"), mode, sql],
+        input=password, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    return [line.split("|") for line in res.stdout.splitlines()]
+
+
+def snapshot_of(world, password, box):
+    """(uidvalidity, modseq, messages, blob length) of box's index
+    snapshot, or None."""
+    rows = dbsql(world, password,
+                 "SELECT s.uidvalidity, s.modseq, s.messages, length(s.data)"
+                 " FROM index_snapshot s JOIN mailbox m ON m.id = s.mailbox_id"
+                 " WHERE m.name = '%s'" % box)
+    return tuple(int(x) for x in rows[0]) if rows else None
+
+
+def test_select_from_index_snapshot(world, alice):
+    """The first SELECT of a folder of 32 messages or more leaves a
+    snapshot of its index in the database (sqlbox_sync_fill); a later
+    session fills from it, less what was expunged since, and pulls the
+    rows changed since.  Whatever other sessions changed, expunged or
+    appended meanwhile, and when the snapshot is too stale, of another
+    UIDVALIDITY or unreadable (both then replaced), SELECT shows the
+    folder exactly as the session that made the changes saw it."""
+    a = imap_login(world.dc, alice)
+    ok(a.create("snap"))
+    for i in range(80):
+        flags = ([r"\Seen"] if i % 3 else []) + \
+            (["$label1"] if i % 7 == 0 else [])
+        ok(a.append("snap", "(%s)" % " ".join(flags) if flags else None,
+                    None, message("snap-%d" % i)))
+    a.logout()
+    b = imap_login(world.dc, alice)
+    codes, rows = select_state(b, "snap")
+    assert codes["EXISTS"] == 80
+    snap = snapshot_of(world, alice, "snap")
+    assert snap is not None and snap[:3] == (
+        codes["UIDVALIDITY"], codes["HIGHESTMODSEQ"], 80)
+    # a few rows changed (an eighth of the folder at most), two
+    # expunged, one appended by another session
+    ok(b.uid("STORE", "2", "+FLAGS", r"(\Flagged)"))
+    ok(b.uid("STORE", "3", "-FLAGS", r"(\Seen)"))
+    ok(b.uid("STORE", "4", "+FLAGS", "(work urgent)"))
+    ok(b.uid("STORE", "10,11", "+FLAGS", r"(\Deleted)"))
+    ok(b.expunge())
+    c = imap_login(world.dc, alice)
+    ok(c.append("snap", r"(\Answered $label2)", None, message("snap-late")))
+    c.logout()
+    after = select_state(b, "snap")
+    assert after[0]["EXISTS"] == 79 and after[0]["HIGHESTMODSEQ"] > snap[1]
+    assert [r[0] for r in after[1]][8:10] == [9, 12]
+    assert [r[1] for r in after[1][1:4]] == [
+        [b"\\Flagged", b"\\Seen"], [], [b"urgent", b"work"]]
+    assert after[1][-1][1] == [b"$label2", b"\\Answered"]
+    for _ in range(2):
+        d = imap_login(world.dc, alice)
+        assert select_state(d, "snap") == after
+        d.logout()
+    # taken from the snapshot, not from the rows: it was not replaced
+    assert snapshot_of(world, alice, "snap") == snap
+    # every row changed: the next fill reads the rows, replaces it
+    ok(b.uid("STORE", "1:*", "+FLAGS", r"(\Answered)"))
+    after = select_state(b, "snap")
+    d = imap_login(world.dc, alice)
+    assert select_state(d, "snap") == after
+    d.logout()
+    snap = snapshot_of(world, alice, "snap")
+    assert snap[:3] == (after[0]["UIDVALIDITY"], after[0]["HIGHESTMODSEQ"],
+                        79)
+    # one of another UIDVALIDITY, one that doesn't decode: not used
+    for change in ("uidvalidity = uidvalidity + 1", "data = x'01ff'"):
+        dbsql(world, alice, "UPDATE index_snapshot SET " + change +
+              " WHERE mailbox_id = (SELECT id FROM mailbox"
+              " WHERE name = 'snap')", "exec")
+        assert snapshot_of(world, alice, "snap") != snap
+        d = imap_login(world.dc, alice)
+        assert select_state(d, "snap") == after
+        d.logout()
+        assert snapshot_of(world, alice, "snap") == snap
+    # a deleted folder's snapshot goes with it (ids are given out again)
+    box_id = dbsql(world, alice, "SELECT id FROM mailbox WHERE name = 'snap'")
+    ok(b.select("INBOX"))
+    ok(b.delete("snap"))
+    b.logout()
+    assert dbsql(world, alice, "SELECT count(*) FROM index_snapshot"
+                 " WHERE mailbox_id = %s" % box_id[0][0]) == [["0"]]
+
+
 def test_two_sessions_see_each_other(world, alice):
     a = imap_login(world.dc, alice)
     b = imap_login(world.dc, alice)

@@ -279,11 +279,15 @@ def test_schema_upgrade_keeps_uidvalidity_and_counts(make_world):
     ok(imap.create("after-upgrade"))
     assert status(imap, "after-upgrade")["UIDVALIDITY"] == 4000000001
     imap.logout()
-    assert dbtool(dc, pw, "sql", "PRAGMA user_version") == ["6"]
+    assert dbtool(dc, pw, "sql", "PRAGMA user_version") == ["7"]
     # version 6: the covering index the first sync of a folder reads
     assert dbtool(dc, pw, "sql", "SELECT name FROM sqlite_schema"
                   " WHERE type = 'index' AND name = 'mail_sync'") == \
         ["mail_sync"]
+    # version 7: index snapshots of large folders, gone with the folder
+    assert dbtool(dc, pw, "sql", "SELECT name FROM sqlite_schema"
+                  " WHERE name LIKE 'index_snapshot%' ORDER BY name") == \
+        ["index_snapshot", "index_snapshot_delete"]
 
 
 def test_status_counters_follow_every_change(world, alice):
