@@ -300,18 +300,31 @@ def vanished(lines):
     return uid_set(found[0].split()[-1]) if found else set()
 
 
-def test_qresync(world, alice):
+def snapshot_modseq(dc, password, box):
+    """The modseq of box's index snapshot (sqlbox-sync.c), or None."""
+    rows = dbtool_sql(dc, password, "SELECT s.modseq FROM index_snapshot s"
+                      " JOIN mailbox m ON m.id = s.mailbox_id"
+                      " WHERE m.name = '%s'" % box)
+    return int(rows[0]) if rows else None
+
+
+@pytest.mark.parametrize("count", [8, 40])
+def test_qresync(world, alice, count):
+    """With 40 messages the first SELECT leaves an index snapshot and the
+    session that resyncs fills its index from it: what was expunged and
+    changed since the snapshot must still show."""
     dc = world.dc
+    box = "QR%d" % count
     a = imap_login(dc, alice)
-    ok(a.create("QR"))
-    for i in range(8):
-        ok(a.append("QR", None, None, message("qr-%d" % i)))
+    ok(a.create(box))
+    for i in range(count):
+        ok(a.append(box, None, None, message("qr-%d" % i)))
     raw(a, "ENABLE QRESYNC")
-    raw(a, "SELECT QR")
+    raw(a, "SELECT " + box)
     # Expunged before the client's state: may be listed, never wrong.
     raw(a, "UID STORE 1 +FLAGS.SILENT (\\Deleted)")
     raw(a, "EXPUNGE")
-    lines = raw(a, "SELECT QR")
+    lines = raw(a, "SELECT " + box)
     uidvalidity, known = code(lines, "UIDVALIDITY"), \
         code(lines, "HIGHESTMODSEQ")
     # This session expunges 3 (answered with VANISHED, not EXPUNGE) and
@@ -322,18 +335,30 @@ def test_qresync(world, alice):
         b"EXPUNGE" in ln for ln in lines[:-1]), lines
     raw(a, "UID STORE 5 +FLAGS.SILENT (\\Flagged)")
     b = imap_login(dc, alice)
-    ok(b.select("QR"))
+    ok(b.select(box))
     ok(b.uid("STORE", "6", "+FLAGS.SILENT", r"(\Deleted)"))
     ok(b.expunge())
     b.logout()
     lines = raw(a, "NOOP")
     assert b"* VANISHED 6" in lines, lines
-    a_highest = code(raw(a, "SELECT QR"), "HIGHESTMODSEQ")
+    a_highest = code(raw(a, "SELECT " + box), "HIGHESTMODSEQ")
     a.logout()
+
+    snap = snapshot_modseq(dc, alice, box)
+    if count < 32:
+        assert snap is None
+    else:
+        # taken before the client's state: c fills from it
+        assert snap < known
 
     c = imap_login(dc, alice)
     raw(c, "ENABLE QRESYNC")
-    lines = raw(c, "SELECT QR (QRESYNC (%d %d))" % (uidvalidity, known))
+    lines = raw(c, "SELECT %s (QRESYNC (%d %d))" % (
+        box, uidvalidity, known))
+    assert snapshot_modseq(dc, alice, box) == snap
+    assert code(lines, "UIDNEXT") == count + 1
+    exists = [ln for ln in lines if ln.endswith(b" EXISTS")]
+    assert exists == [b"* %d EXISTS" % (count - 3)], lines
     gone = vanished(lines)
     assert {3, 6} <= gone and not gone & {2, 4, 5, 7, 8}, lines
     assert gone <= {1, 3, 6}, lines
@@ -347,11 +372,13 @@ def test_qresync(world, alice):
     lines = raw(c, "UID FETCH 1:* (FLAGS) (CHANGEDSINCE %d VANISHED)" % known)
     assert {3, 6} <= vanished(lines) <= {1, 3, 6}, lines
     # A client that is up to date hears of nothing.
-    lines = raw(c, "SELECT QR (QRESYNC (%d %d))" % (uidvalidity, c_highest))
+    lines = raw(c, "SELECT %s (QRESYNC (%d %d))" % (
+        box, uidvalidity, c_highest))
     assert vanished(lines) == set() and not any(
         b" FETCH " in ln for ln in lines), lines
     # Another UIDVALIDITY: no VANISHED, the client must resync fully.
-    lines = raw(c, "SELECT QR (QRESYNC (%d %d))" % (uidvalidity + 1, known))
+    lines = raw(c, "SELECT %s (QRESYNC (%d %d))" % (
+        box, uidvalidity + 1, known))
     assert vanished(lines) == set(), lines
     c.logout()
 
