@@ -826,11 +826,17 @@ static int sqlbox_sync_pull(struct sqlbox_sync_context *ctx)
 
 	hdr = mail_index_get_header(ctx->sync_view);
 	next_uid = hdr->next_uid;
-	stmt = sqlbox_db_prepare(storage,
+	/* Left to itself SQLite walks mail_sync for the ORDER BY, i.e.
+	   every row of the folder at every sync; the rows changed since
+	   the last sync are few and sorting them is cheap.  A first sync
+	   that no fill did (a save into a folder that isn't selected)
+	   takes every row: in UID order from mail_sync. */
+	stmt = sqlbox_db_prepare(storage, t_strdup_printf(
 		"SELECT uid, flags, modseq, (SELECT group_concat(name, ' ')"
 		" FROM keyword k WHERE k.mailbox_id = m.mailbox_id"
-		" AND k.uid = m.uid) FROM mail m"
-		" WHERE mailbox_id = ?1 AND modseq > ?2 ORDER BY uid");
+		" AND k.uid = m.uid) FROM mail m INDEXED BY %s"
+		" WHERE mailbox_id = ?1 AND modseq > ?2 ORDER BY uid",
+		mbox->synced_modseq == 0 ? "mail_sync" : "mail_modseq"));
 	if (stmt == NULL)
 		return -1;
 	sqlite3_bind_int64(stmt, 1, mbox->id);
