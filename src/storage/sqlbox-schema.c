@@ -154,7 +154,8 @@ static const char *const sqlbox_schema_v6[] = {
    at the folder's highestmodseq `modseq`, UIDNEXT then `uidnext`, under
    the folder's UIDVALIDITY.  A cache: what changed since is in the rows
    (modseq above it, table expunged), and a folder's snapshot goes with
-   its row (folder ids can be given out again). */
+   its row (folder ids can be given out again).  Also an index of the
+   expunged UIDs by modseq. */
 static const char *const sqlbox_schema_v7[] = {
 	"CREATE TABLE IF NOT EXISTS index_snapshot ("
 	" mailbox_id INTEGER PRIMARY KEY,"
@@ -166,6 +167,11 @@ static const char *const sqlbox_schema_v7[] = {
 	"CREATE TRIGGER IF NOT EXISTS index_snapshot_delete AFTER DELETE"
 	" ON mailbox BEGIN"
 	" DELETE FROM index_snapshot WHERE mailbox_id = OLD.id; END",
+	/* The expunges since a modseq (every sync, every fill from a
+	   snapshot) without reading all of the folder's: they are never
+	   dropped while the folder lives. */
+	"CREATE INDEX IF NOT EXISTS expunged_modseq"
+	" ON expunged (mailbox_id, modseq)",
 	NULL
 };
 

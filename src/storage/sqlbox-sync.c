@@ -539,6 +539,7 @@ sqlbox_snapshot_expunged(struct sqlbox_mailbox *mbox, uint64_t modseq,
 	int rc;
 
 	stmt = sqlbox_db_prepare(mbox->storage, "SELECT uid FROM expunged"
+		" INDEXED BY expunged_modseq"
 		" WHERE mailbox_id = ?1 AND modseq > ?2 ORDER BY uid");
 	if (stmt == NULL)
 		return -1;
@@ -805,8 +806,8 @@ static int sqlbox_sync_pull(struct sqlbox_sync_context *ctx)
 
 	/* Expunged by other processes (ours carry push_modseq). */
 	stmt = sqlbox_db_prepare(storage,
-		"SELECT uid FROM expunged WHERE mailbox_id = ?1"
-		" AND modseq > ?2 AND modseq <> ?3");
+		"SELECT uid FROM expunged INDEXED BY expunged_modseq"
+		" WHERE mailbox_id = ?1 AND modseq > ?2 AND modseq <> ?3");
 	if (stmt == NULL)
 		return -1;
 	sqlite3_bind_int64(stmt, 1, mbox->id);
