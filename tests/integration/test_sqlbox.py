@@ -646,3 +646,63 @@ def test_idle_sees_other_session_and_lmtp(world, alice):
     assert b" OK " in line
     a.sock.settimeout(60)
     a.logout()
+
+
+def test_index_snapshot_and_every_other_writer(world, alice):
+    """After a folder's snapshot: LMTP mail that the SELECT itself imports
+    from the spool after its fill, COPY and MOVE in from another folder
+    and MOVE out by another session, a keyword removed from a message
+    that had it in the snapshot, a flag added.  A session filled from the
+    snapshot must show exactly what a session filled from the rows shows
+    (the snapshot deleted first)."""
+    dc = world.dc
+    a = imap_login(dc, alice)
+    ok(a.create("snap-src"))
+    for i in range(3):
+        ok(a.append("snap-src", r"(\Flagged $src)", None,
+                    message("snap-src-%d" % i)))
+    for i in range(40):
+        ok(a.append("INBOX", "($label1)" if i % 5 == 0 else None, None,
+                    message("snap-inbox-%d" % i)))
+    codes, rows = select_state(a, "INBOX")
+    snap = snapshot_of(world, alice, "INBOX")
+    assert snap is not None and snap[1] == codes["HIGHESTMODSEQ"]
+    a.logout()
+    # nobody logged in: sealed into the spool, imported by the next sync
+    assert lmtp_deliver(dc, USER, message("snap-lmtp"))[0] == 250
+    b = imap_login(dc, alice)
+    after_lmtp = select_state(b, "INBOX")
+    assert after_lmtp[0]["EXISTS"] == codes["EXISTS"] + 1
+    assert snapshot_of(world, alice, "INBOX") == snap
+    b.logout()
+
+    c = imap_login(dc, alice)
+    ok(c.select("snap-src"))
+    ok(c.uid("COPY", "1", "INBOX"))
+    ok(c.uid("MOVE", "2", "INBOX"))
+    ok(c.select("INBOX"))
+    tagged = [r[0] for r in rows if b"$label1" in r[1]]
+    untagged = [r[0] for r in rows if b"$label1" not in r[1]]
+    ok(c.uid("MOVE", str(untagged[0]), "snap-src"))
+    ok(c.uid("STORE", str(tagged[1]), "-FLAGS", "($label1)"))
+    ok(c.uid("STORE", str(untagged[1]), "+FLAGS", r"(\Seen)"))
+    c.logout()
+
+    d = imap_login(dc, alice)
+    from_snapshot = select_state(d, "INBOX")
+    d.logout()
+    assert snapshot_of(world, alice, "INBOX") == snap
+    by_uid = {r[0]: r for r in from_snapshot[1]}
+    assert untagged[0] not in by_uid
+    assert b"$label1" not in by_uid[tagged[1]][1]
+    assert b"\\Seen" in by_uid[untagged[1]][1]
+    assert [r[1] for r in from_snapshot[1][-2:]] == [
+        [b"$src", b"\\Flagged"]] * 2
+    assert from_snapshot[0]["EXISTS"] == codes["EXISTS"] + 2
+
+    dbsql(world, alice, "DELETE FROM index_snapshot", "exec")
+    e = imap_login(dc, alice)
+    assert select_state(e, "INBOX") == from_snapshot
+    e.logout()
+    assert snapshot_of(world, alice, "INBOX")[1] == \
+        from_snapshot[0]["HIGHESTMODSEQ"]
