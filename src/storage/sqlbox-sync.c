@@ -553,6 +553,34 @@ sqlbox_snapshot_expunged(struct sqlbox_mailbox *mbox, uint64_t modseq,
 	return rc < 0 ? -1 : 0;
 }
 
+/* 1 if a message of the folder has a keyword, 0 if none, -1.
+
+   The first sync after a fill gives the filled messages their keywords
+   (sqlbox_sync_fill_keywords()), and Dovecot's log gives each record it
+   writes the next value of its modseq counter (near 1 in a new in-memory
+   index, one more per record: appends, flag updates, each keyword's
+   updates before the keyword records); a message keeps the higher of
+   that and SQLite's.  After a fill from a snapshot with rows changed
+   since, the pulled changes come before the keyword records, so an old
+   message with a keyword could show a MODSEQ above the one a fill from
+   the rows shows.  Such a folder is scanned instead (and its snapshot
+   replaced); without keywords, or with nothing changed since, both
+   fills end in the same index. */
+static int sqlbox_snapshot_has_keywords(struct sqlbox_mailbox *mbox)
+{
+	sqlite3_stmt *stmt;
+	int rc;
+
+	stmt = sqlbox_db_prepare(mbox->storage,
+		"SELECT 1 FROM keyword WHERE mailbox_id = ? LIMIT 1");
+	if (stmt == NULL)
+		return -1;
+	sqlite3_bind_int64(stmt, 1, mbox->id);
+	rc = sqlbox_db_step(mbox->storage, stmt);
+	sqlite3_finalize(stmt);
+	return rc < 0 ? -1 : (rc == SQLITE_ROW ? 1 : 0);
+}
+
 /* Fills from the folder's snapshot if it has a usable one: 1 (snap_r
    says where the sync goes on from), 0 if not (nothing added), -1. */
 static int
@@ -609,6 +637,13 @@ sqlbox_snapshot_load(struct sqlbox_mailbox *mbox, struct sqlbox_fill *fill,
 		sqlite3_finalize(stmt);
 		return 0;
 	}
+	if (changed + array_count(&expunged) > 0) {
+		if ((ret = sqlbox_snapshot_has_keywords(mbox)) != 0) {
+			/* See sqlbox_snapshot_has_keywords(). */
+			sqlite3_finalize(stmt);
+			return ret < 0 ? -1 : 0;
+		}
+	}
 	ret = sqlbox_snapshot_decode(fill, snap_r, sqlite3_column_blob(stmt, 4),
 				     sqlite3_column_bytes(stmt, 4), &expunged);
 	sqlite3_finalize(stmt);
@@ -639,7 +674,8 @@ static int sqlbox_sync_fill(struct sqlbox_mailbox *mbox)
 	if (sqlbox_db_begin(storage) < 0)
 		return -1;
 	stmt = sqlbox_db_prepare(storage, "SELECT highestmodseq, uidnext,"
-				 " messages FROM mailbox WHERE id = ?");
+				 " messages, uidvalidity FROM mailbox"
+				 " WHERE id = ?");
 	if (stmt == NULL) {
 		sqlbox_db_rollback(storage);
 		return -1;
@@ -650,6 +686,13 @@ static int sqlbox_sync_fill(struct sqlbox_mailbox *mbox)
 	db_uidnext = rc == SQLITE_ROW ? sqlite3_column_int64(stmt, 1) : 0;
 	expected = rc == SQLITE_ROW ?
 		I_MIN(sqlite3_column_int64(stmt, 2), 10000000) : 0;
+	if (rc == SQLITE_ROW &&
+	    sqlite3_column_int64(stmt, 3) != mbox->uid_validity) {
+		/* Changed since the folder was opened: the rows are not
+		   what a snapshot under this session's UIDVALIDITY may
+		   hold; the ordinary sync does it all. */
+		expected = 0;
+	}
 	sqlite3_finalize(stmt);
 	if (rc != SQLITE_ROW) {
 		/* Gone meanwhile: the ordinary sync says so. */
