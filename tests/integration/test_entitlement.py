@@ -434,6 +434,8 @@ def test_repeat_login_is_answered_by_auth_cache(make_world):
     password = w.dc.generate_password("alice@ubuntu.com")
     for _ in range(3):
         imap_login(w.dc, "alice@ubuntu.com", password).logout()
+    # the log process writes auth's lines after the reply: wait for them
+    assert wait_log(w.dc, r"(?s)cache hit.*cache hit", 60)
     log = w.dc.log_text()
     assert log.count("app password slot") == 1, log[-4000:]
     assert "cache hit" in log
@@ -442,4 +444,5 @@ def test_repeat_login_is_answered_by_auth_cache(make_world):
                                     existing=password)
     imap_login(w.dc, "alice@ubuntu.com", second).logout()
     imap_login(w.dc, "alice@ubuntu.com", password).logout()
+    assert wait_log(w.dc, r"(?s)app password slot.*app password slot", 60)
     assert w.dc.log_text().count("app password slot") == 2

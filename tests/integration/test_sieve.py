@@ -466,7 +466,8 @@ def test_forward_loop_stopped(world, alice):
                         "Message-ID: <SIEVELOOP-back@sieve.test>")
     lmtp_deliver(world.dc, USER, back.encode())
     assert len(sent_to(world, FORWARD_TO, "SIEVELOOP")) == 1
-    assert "mail loop" in world.dc.log_text()
+    # the log process writes the line after LMTP's reply: wait for it
+    wait_for(lambda: "mail loop" in world.dc.log_text(), 60, "the mail loop")
     c = imap(world.dc, USER, alice)
     try:
         assert folder_mail(c, "INBOX", "SIEVELOOP") is not None
