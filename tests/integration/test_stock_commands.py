@@ -219,7 +219,7 @@ def test_unusable_cache_is_a_tempfail_not_a_fatal(make_world):
         imap.login(ALICE, "any password")
     imap.shutdown()
     assert "UNAVAILABLE" in str(exc.value)
-    wait_for(lambda: cache in w.dc.log_text(), 10, "the logged cause")
+    wait_for(lambda: cache in w.dc.log_text(), 60, "the logged cause")
     assert re.search(r"auth-worker.*Error: .*launchpad: .*%s" %
                      re.escape(cache), w.dc.log_text())
     assert "Fatal" not in w.dc.log_text()
