@@ -8,7 +8,8 @@ the command and after its tagged reply: login, key unwrap and SELECT stay
 out, and the number does not depend on what else runs on the machine.
 With --perf DIR and --strace, one more session per storage runs the
 command --repeat times under `perf record -g -p PID` and
-`strace -c -f -p PID` (written to DIR).
+`strace -c -f -p PID` (written to DIR).  --again measures the second
+run of each command in its session instead (caches filled by the first).
 
 Run as root:
   DLP_BUILD_DIR=$DLP_BUILD_DIR /usr/bin/python3 bench/cmd-profile.py \
@@ -60,9 +61,13 @@ def session(dc, pw):
     return imap, new.pop()
 
 
-def cpu_of(dc, pw, command):
+def cpu_of(dc, pw, command, again=False):
+    """CPU time of command in a new session; again: of its second run
+    there (what a session's caches leave to pay)."""
     imap, pid = session(dc, pw)
     try:
+        if again:
+            imap.run(command)
         cpu0 = sel.oncpu_ns(pid)
         secs, nbytes, _, _ = imap.run(command)
         cpu = (sel.oncpu_ns(pid) - cpu0) / 1e9
@@ -98,6 +103,8 @@ def main():
     ap.add_argument("--call-graph", default="fp",
                     help="perf record --call-graph (fp, dwarf)")
     ap.add_argument("--storages", default=",".join(STORAGES))
+    ap.add_argument("--again", action="store_true",
+                    help="measure each command's second run in its session")
     ap.add_argument("--json")
     args = ap.parse_args()
     msgs, _ = sb.make_corpus(args.messages, 0)
@@ -124,7 +131,7 @@ def main():
             command = COMMANDS[key]
             res[key] = {}
             for name, dc in dcs.items():
-                runs = [cpu_of(dc, pw[name], command)
+                runs = [cpu_of(dc, pw[name], command, args.again)
                         for _ in range(args.rounds)]
                 res[key][name] = {
                     "cpu_ms": statistics.median(r[0] for r in runs) * 1e3,
