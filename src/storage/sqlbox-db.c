@@ -20,6 +20,16 @@
 
 #define SQLBOX_OPEN_RETRY_MSECS 20
 
+/* SQLite's page cache of the main connection: 1 MiB.  Every page it
+   holds is a fresh heap page of this process, and touching one the first
+   time (a page fault) costs about as much as reading and decrypting the
+   page again: a 16 MiB cache made a session's first FETCH 1:* of 2,000
+   headers pay ~1,000 faults for pages it reads once.  1 MiB keeps the
+   b-tree pages above the rows (and a small folder's rows) and recycles
+   the rest; a command repeated in one session reads its rows again
+   (bench/README.md, issue 15). */
+#define SQLBOX_MAIN_CACHE_PRAGMA "PRAGMA cache_size=-1024"
+
 /* ---- files ---- */
 
 static bool sqlbox_storage_fsync(struct sqlbox_storage *storage)
@@ -203,7 +213,7 @@ int sqlbox_db_open(struct sqlbox_storage *storage)
 	if (sqlbox_db_exec(storage, "PRAGMA journal_mode=WAL") < 0 ||
 	    sqlbox_db_exec(storage, "PRAGMA synchronous=NORMAL") < 0 ||
 	    sqlbox_db_set_sync(storage, FALSE) < 0 ||
-	    sqlbox_db_exec(storage, "PRAGMA cache_size=-16384") < 0 ||
+	    sqlbox_db_exec(storage, SQLBOX_MAIN_CACHE_PRAGMA) < 0 ||
 	    sqlbox_db_exec(storage, "PRAGMA foreign_keys=OFF") < 0 ||
 	    sqlbox_schema_migrate(storage) < 0 ||
 	    sqlbox_db_pending_gc(storage) < 0 ||

@@ -69,7 +69,7 @@ struct sqlbox_storage {
 	/* A second connection to the same file for body chunk reads
 	   outside transactions, with a page cache of one chunk: body pages
 	   pass through it instead of filling (and, in a new process,
-	   faulting in) the 16 MiB cache kept for metadata.  Opened once
+	   faulting in) the main connection's cache.  Opened once
 	   the session has read body_bytes_read >= 1 MiB of chunks; NULL
 	   before, or after it failed to open (body_db_failed: reads then
 	   use db). */

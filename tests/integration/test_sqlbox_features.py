@@ -158,7 +158,7 @@ def test_large_message_streamed(world, alice):
           "after FETCH BODY[] %d KiB" % (base_kib, append_kib, fetch_kib))
     # Below the message's own size, let alone twice it: the message was
     # never whole in memory (login alone is about 10 MiB, SQLite's page
-    # cache up to 16 MiB more).
+    # cache up to 1 MiB more).
     limit_kib = BIG_BYTES // 1024
     assert append_kib < limit_kib, (append_kib, limit_kib)
     assert fetch_kib < limit_kib, (fetch_kib, limit_kib)
