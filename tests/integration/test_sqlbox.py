@@ -767,3 +767,70 @@ def test_index_snapshot_of_a_folder_with_keywords(world, alice):
     e = imap_login(dc, alice)
     assert select_state(e, "snap-kw") == filled
     e.logout()
+
+
+def fetch_modseqs(imap, box):
+    """Every message's UID, flags (without \\Recent) and modseq in the
+    selected box, and its HIGHESTMODSEQ, without selecting it again."""
+    rows = []
+    for line in ok(imap.fetch("1:*", "(UID FLAGS MODSEQ)")):
+        m = re.search(rb"UID (\d+) FLAGS \(([^)]*)\) MODSEQ \((\d+)\)",
+                      line)
+        assert m, line
+        flags = sorted(f for f in m.group(2).split() if f != b"\\Recent")
+        rows.append((int(m.group(1)), flags, int(m.group(3))))
+    st = ok(imap.status(box, "(HIGHESTMODSEQ)"))[0]
+    return int(re.search(rb"HIGHESTMODSEQ (\d+)", st).group(1)), rows
+
+
+@pytest.mark.parametrize("count", [12, 40])
+def test_modseqs_of_messages_with_keywords(world, alice, count):
+    """A session that has the folder selected while messages with
+    several keyword names arrive (saved by this process or pulled) and
+    flags change: Dovecot's log gives each keyword record the next value
+    of the index's modseq counter and a message at least that, above
+    what SQLite held for it.  New sessions (filled from the rows; with
+    40 messages the second fills from the snapshot the first left) must
+    show every message with the MODSEQ the writing session showed, none
+    above HIGHESTMODSEQ, which never goes back, and CHANGEDSINCE must
+    list exactly the messages changed since."""
+    dc = world.dc
+    box = "kw-modseq-%d" % count
+    names = ["$k%d" % i for i in range(10)]
+    a = imap_login(dc, alice)
+    ok(a.create(box))
+    ok(a.select(box))
+    o = imap_login(dc, alice)
+    for i in range(count):
+        # most names on the first messages (the lowest modseqs), saved
+        # by this session or by another one (pulled at the NOOP)
+        kws = names[i % 4:][:8 - i] if i < 8 else \
+            [names[i % 10]] if i % 4 == 0 else []
+        ok((o if i % 3 == 1 else a).append(
+            box, "(%s)" % " ".join(kws) if kws else None, None,
+            message("%s-%d" % (box, i))))
+        if i % 5 == 4:
+            ok(a.noop())
+    o.logout()
+    ok(a.noop())
+    before, rows = fetch_modseqs(a, box)
+    assert len(rows) == count
+    changed = {rows[2][0], rows[5][0], rows[7][0]}
+    ok(a.uid("STORE", str(rows[2][0]), "+FLAGS", r"(\Flagged)"))
+    ok(a.uid("STORE", str(rows[5][0]), "+FLAGS", "($k9 $k1)"))
+    ok(a.uid("STORE", str(rows[7][0]), "-FLAGS", "($k3)"))
+    highest, written = fetch_modseqs(a, box)
+    a.logout()
+    assert highest > before
+    assert all(r[2] <= highest for r in written)
+    for r, w in zip(rows, written):
+        assert (w == r) == (r[0] not in changed)
+    for _ in range(2):
+        b = imap_login(dc, alice)
+        codes, state = select_state(b, box)
+        assert codes["HIGHESTMODSEQ"] == highest
+        assert state == written
+        lines = ok(b.fetch("1:*", "(UID FLAGS) (CHANGEDSINCE %d)" % before))
+        assert {int(re.search(rb"UID (\d+)", ln).group(1))
+                for ln in lines if ln} == changed
+        b.logout()
