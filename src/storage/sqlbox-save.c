@@ -378,6 +378,32 @@ sqlbox_save_fts_index(struct sqlbox_storage *storage,
 	return ret;
 }
 
+/* How many keyword names the saved mails carry between them. */
+static unsigned int
+sqlbox_save_keyword_names_count(struct sqlbox_save_context *ctx)
+{
+	const struct sqlbox_save_mail *mail;
+	ARRAY_TYPE(const_string) seen;
+	const char *const *name, *const *names;
+	unsigned int i, count;
+
+	t_array_init(&seen, 8);
+	array_foreach(&ctx->mails, mail) {
+		if (mail->keywords == NULL)
+			continue;
+		for (name = mail->keywords; *name != NULL; name++) {
+			names = array_get(&seen, &count);
+			for (i = 0; i < count; i++) {
+				if (strcmp(names[i], *name) == 0)
+					break;
+			}
+			if (i == count)
+				array_push_back(&seen, name);
+		}
+	}
+	return array_count(&seen);
+}
+
 static int sqlbox_save_commit_db(struct sqlbox_save_context *ctx)
 {
 	struct sqlbox_storage *storage = ctx->mbox->storage;
@@ -386,6 +412,7 @@ static int sqlbox_save_commit_db(struct sqlbox_save_context *ctx)
 	struct sqlbox_save_mail *mail;
 	uint64_t highest, modseq;
 	uint32_t uid_next, first_uid, uid;
+	unsigned int names;
 	int64_t body_id;
 
 	/* Catch the index up with SQLite, then take the index sync lock
@@ -398,8 +425,18 @@ static int sqlbox_save_commit_db(struct sqlbox_save_context *ctx)
 		return -1;
 	hdr = mail_index_get_header(ctx->sync_ctx->sync_view);
 	first_uid = I_MAX(uid_next, hdr->next_uid);
+	/* Dovecot's log gives the index transaction's records the next
+	   values of its modseq counter, and each appended mail at least
+	   those of its records: the append, then one record per keyword
+	   name (and a flag update record before them, if any).  The
+	   mails' modseq is above all of them, so the index shows what
+	   SQLite holds; otherwise this session shows a higher MODSEQ than
+	   any later one (whose fill takes the rows). */
 	modseq = I_MAX(highest,
 		       mail_index_modseq_get_highest(ctx->sync_ctx->sync_view)) + 1;
+	names = sqlbox_save_keyword_names_count(ctx);
+	if (names > 0)
+		modseq += names + 1;
 	mail_index_append_finish_uids(ctx->trans, first_uid,
 				      &_t->changes->saved_uids);
 	uid = first_uid;
