@@ -232,6 +232,19 @@ def test_condstore(world, alice):
     imap.logout()
 
 
+def message_rows(imap):
+    """(UID, flags without \\Recent, MODSEQ) of every message of the
+    selected folder."""
+    rows = []
+    for line in ok(imap.fetch("1:*", "(UID FLAGS MODSEQ)")):
+        m = re.search(rb"UID (\d+) FLAGS \(([^)]*)\) MODSEQ \((\d+)\)",
+                      line)
+        assert m, line
+        flags = sorted(f for f in m.group(2).split() if f != b"\\Recent")
+        rows.append((int(m.group(1)), flags, int(m.group(3))))
+    return rows
+
+
 def select_state(imap, box):
     """SELECT box (CONDSTORE) in imap: the response codes and every
     message's UID, flags (without \\Recent) and modseq."""
@@ -246,13 +259,7 @@ def select_state(imap, box):
         if m:
             codes[m.group(1).decode()] = int(m.group(2))
     codes["EXISTS"] = int(imap.untagged_responses["EXISTS"][-1])
-    rows = []
-    for line in ok(imap.fetch("1:*", "(UID FLAGS MODSEQ)")):
-        m = re.search(rb"UID (\d+) FLAGS \(([^)]*)\) MODSEQ \((\d+)\)",
-                      line)
-        assert m, line
-        flags = sorted(f for f in m.group(2).split() if f != b"\\Recent")
-        rows.append((int(m.group(1)), flags, int(m.group(3))))
+    rows = message_rows(imap)
     return codes, rows
 
 
@@ -772,13 +779,7 @@ def test_index_snapshot_of_a_folder_with_keywords(world, alice):
 def fetch_modseqs(imap, box):
     """Every message's UID, flags (without \\Recent) and modseq in the
     selected box, and its HIGHESTMODSEQ, without selecting it again."""
-    rows = []
-    for line in ok(imap.fetch("1:*", "(UID FLAGS MODSEQ)")):
-        m = re.search(rb"UID (\d+) FLAGS \(([^)]*)\) MODSEQ \((\d+)\)",
-                      line)
-        assert m, line
-        flags = sorted(f for f in m.group(2).split() if f != b"\\Recent")
-        rows.append((int(m.group(1)), flags, int(m.group(3))))
+    rows = message_rows(imap)
     st = ok(imap.status(box, "(HIGHESTMODSEQ)"))[0]
     return int(re.search(rb"HIGHESTMODSEQ (\d+)", st).group(1)), rows
 
