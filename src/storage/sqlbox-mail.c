@@ -31,6 +31,9 @@
    first to the last size while the reads go on in order. */
 #define SQLBOX_MAIL_WINDOW_FIRST 8
 #define SQLBOX_MAIL_WINDOW_MAX 64
+/* Off until the window sees other sessions' expunges (see
+   sqlbox_mail_lookup()). */
+#define SQLBOX_MAIL_READ_AHEAD FALSE
 
 struct sqlbox_mail {
 	struct index_mail imail;
@@ -134,7 +137,17 @@ static int sqlbox_mail_lookup(struct sqlbox_mail *mail)
 	pool_t pool = mail->imail.mail.data_pool;
 	bool sequential, covered;
 
-	sequential = mail->last_seq != 0 && _mail->seq == mail->last_seq + 1;
+	/* The read-ahead is off: a window read before another session
+	   expunged some of its mails (deleting their bodies) still held
+	   their rows, and reading such a mail's body failed as an internal
+	   error instead of the mail being found expunged
+	   (test_sqlbox_soak.py::test_two_sessions_and_lmtp failed about
+	   every other run).  SQLite's data version does not show it when
+	   the bodies are read through the body connection.  Until the
+	   window is checked against other sessions' commits, every mail
+	   is looked up alone. */
+	sequential = SQLBOX_MAIL_READ_AHEAD && mail->last_seq != 0 &&
+		_mail->seq == mail->last_seq + 1;
 	mail->last_seq = _mail->seq;
 	wrow = sqlbox_mail_window_find(mail, _mail->uid, &covered);
 	if (!covered && sequential) {
