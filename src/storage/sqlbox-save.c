@@ -25,6 +25,8 @@ struct sqlbox_save_mail {
 	/* One of: a new body, or the body of a copied mail. */
 	struct sqlbox_body_writer *body;
 	int64_t body_id;
+	/* The new body's row once committed (0 before), for the FTS index */
+	int64_t new_body_id;
 	/* Size of a copied mail's body. */
 	uoff_t size;
 	enum mail_flags flags;
@@ -442,10 +444,11 @@ static int sqlbox_save_commit_db(struct sqlbox_save_context *ctx)
 	uid = first_uid;
 	array_foreach_modifiable(&ctx->mails, mail) {
 		body_id = mail->body_id;
-		if (mail->body != NULL &&
-		    (sqlbox_body_writer_commit(mail->body, &body_id) < 0 ||
-		     sqlbox_save_fts_index(storage, mail->body, body_id) < 0))
-			return -1;
+		if (mail->body != NULL) {
+			if (sqlbox_body_writer_commit(mail->body, &body_id) < 0)
+				return -1;
+			mail->new_body_id = body_id;
+		}
 		if (mail->cached &&
 		    sqlbox_db_cache_insert(storage, body_id, &mail->cache) < 0)
 			return -1;
@@ -460,6 +463,20 @@ static int sqlbox_save_commit_db(struct sqlbox_save_context *ctx)
 	if (sqlbox_db_mailbox_set_counters(storage, ctx->mbox->id, modseq,
 					   uid) < 0)
 		return -1;
+	/* The FTS index last: a statement that opens a statement journal
+	   (the mail row's INSERT does) makes SQLite call every virtual
+	   table of the transaction's xSavepoint, and FTS5's flushes its
+	   pending terms there as a new segment.  Indexed between the mail
+	   rows, every message of a MULTIAPPEND was a segment of its own,
+	   with the merges that follow (bench/README.md, issue 18); after
+	   them, the transaction's messages make one segment at COMMIT (or
+	   one per FTS5 'hashsize' of terms). */
+	array_foreach_modifiable(&ctx->mails, mail) {
+		if (mail->new_body_id != 0 &&
+		    sqlbox_save_fts_index(storage, mail->body,
+					  mail->new_body_id) < 0)
+			return -1;
+	}
 	_t->changes->uid_validity = ctx->mbox->uid_validity;
 	return 0;
 }
