@@ -12,6 +12,7 @@ import json
 import os
 import random
 import secrets
+import socket
 
 import pytest
 
@@ -352,3 +353,60 @@ def test_index_size_unknown_and_new_users(world):
         assert res.returncode == 67, (bad, res.returncode, res.stderr)
         assert "not a Launchpad name of a configured domain" in \
             res.stderr, res.stderr
+
+
+def fts5_segments(dc, password):
+    """The number of segments in the FTS5 index's structure record
+    (fts_index_data id 10: a 4-byte cookie, then the varints nLevel,
+    nSegment, ...)."""
+    blob = bytes.fromhex(dbtool_sql(
+        dc, password, "SELECT hex(block) FROM fts_index_data WHERE id = 10")[0])
+    pos, values = 4, []
+    while len(values) < 2:
+        value = 0
+        while True:
+            byte = blob[pos]
+            pos += 1
+            value = (value << 7) | (byte & 0x7f)
+            if byte < 0x80:
+                break
+        values.append(value)
+    return values[1]
+
+
+def test_multiappend_indexed_in_one_segment():
+    """A MULTIAPPEND is one transaction and its messages one FTS5 segment.
+    The mail row's INSERT has a trigger, so SQLite opens a statement
+    journal for it and calls FTS5's xSavepoint, which flushes the pending
+    terms as a segment: indexed between the rows, each message was a
+    segment of its own (and merges followed)."""
+    w = World(mail_location="sqlbox:~/mail")
+    try:
+        password = w.dc.generate_password(USER)
+        msgs = corpus(18, 24)
+        s = socket.create_connection(("127.0.0.1", w.dc.imap_port),
+                                     timeout=60)
+        f = s.makefile("rb")
+        f.readline()
+        s.sendall(b'a LOGIN %s "%s"\r\n' % (USER.encode(),
+                                            password.encode()))
+        assert f.readline().startswith(b"a OK")
+        parts = [b"b APPEND INBOX"]
+        for m in msgs:
+            parts.append(b" {%d+}\r\n" % len(m) + m)
+        s.sendall(b"".join(parts) + b"\r\n")
+        line = f.readline()
+        while line and not line.startswith(b"b "):
+            line = f.readline()
+        assert line.startswith(b"b OK"), line
+        s.sendall(b"c LOGOUT\r\n")
+        s.close()
+        assert int(dbtool_sql(w.dc, password,
+                              "SELECT count(*) FROM fts_doc")[0]) == len(msgs)
+        assert fts5_segments(w.dc, password) == 1
+        # and the index answers as the unindexed search does
+        imap = imap_login(w.dc, password)
+        compare_all(imap, "INBOX", min_hits=1)
+        imap.logout()
+    finally:
+        w.close()
