@@ -358,6 +358,99 @@ sqlbox_fts_indexer_normalize(struct sqlbox_fts_indexer *idx,
 		    idx->norm->used);
 }
 
+/* The code (0..35) of an ASCII letter or digit, -1 for anything else. */
+static inline int sqlbox_fts_ascii_alnum_code(unsigned char c)
+{
+	unsigned int d = (unsigned int)c - '0';
+
+	if (d < 10)
+		return d;
+	d = (unsigned int)(c | 0x20) - 'a';
+	return d < 26 ? (int)d + 10 : -1;
+}
+
+static inline unsigned char sqlbox_fts_ascii_code_char(unsigned int code)
+{
+	return code < 10 ? '0' + code : 'A' + (code - 10);
+}
+
+static bool sqlbox_fts_indexer_window_ascii(const struct sqlbox_fts_indexer *idx)
+{
+	for (unsigned int i = 0; i < idx->window_len; i++) {
+		if (idx->window[i].len != 1)
+			return FALSE;
+	}
+	return TRUE;
+}
+
+/* A run of ASCII text with the default normalizer, while the window
+   holds ASCII only: what sqlbox_fts_indexer_char() and _trigram() do
+   for it, with the window as the code of its last two characters (base
+   36) instead of a copy of each character.  Returns where the run ends
+   (a non-ASCII byte or the end).  Most mail text is ASCII: this is the
+   indexer's inner loop (bench/README.md, issue 18). */
+static const unsigned char *
+sqlbox_fts_indexer_ascii_run(struct sqlbox_fts_indexer *idx,
+			     const unsigned char *p, const unsigned char *end)
+{
+	unsigned int len = 0, pair = 0, tri;
+	unsigned char bit, token[4];
+	int code;
+
+	/* the window's last two characters (the first of three is done) */
+	for (unsigned int i = idx->window_len > 2 ? idx->window_len - 2 : 0;
+	     i < idx->window_len; i++) {
+		pair = pair * SQLBOX_FTS_ASCII_CODES +
+			sqlbox_fts_ascii_code(idx->window[i].utf8[0]);
+		len++;
+	}
+	for (; p < end && *p < 0x80; p++) {
+		if ((code = sqlbox_fts_ascii_alnum_code(*p)) < 0) {
+			len = 0;
+			pair = 0;
+			continue;
+		}
+		tri = pair * SQLBOX_FTS_ASCII_CODES + code;
+		pair = tri % (SQLBOX_FTS_ASCII_CODES * SQLBOX_FTS_ASCII_CODES);
+		if (len < 2) {
+			len++;
+			continue;
+		}
+		bit = 1 << (tri % 8);
+		if ((idx->ascii_seen[tri / 8] & bit) != 0)
+			continue;
+		idx->ascii_seen[tri / 8] |= bit;
+		token[0] = ' ';
+		token[1] = sqlbox_fts_ascii_code_char(
+			tri / (SQLBOX_FTS_ASCII_CODES * SQLBOX_FTS_ASCII_CODES));
+		token[2] = sqlbox_fts_ascii_code_char(
+			(tri / SQLBOX_FTS_ASCII_CODES) % SQLBOX_FTS_ASCII_CODES);
+		token[3] = sqlbox_fts_ascii_code_char(
+			tri % SQLBOX_FTS_ASCII_CODES);
+		if (str_len(idx->tokens) > 0)
+			str_append_data(idx->tokens, token, 4);
+		else
+			str_append_data(idx->tokens, token + 1, 3);
+		if (++idx->slice_trigrams >= SQLBOX_FTS_SLICE_TRIGRAMS_MAX ||
+		    str_len(idx->tokens) >= SQLBOX_FTS_SLICE_TOKENS_MAX) {
+			if (sqlbox_fts_indexer_flush(idx) < 0) {
+				idx->failed = TRUE;
+				return end;
+			}
+		}
+	}
+	/* the window: the run's last two characters (enough for the next
+	   trigram) */
+	idx->window_len = I_MIN(len, 2);
+	for (unsigned int i = idx->window_len; i > 0; i--) {
+		idx->window[i - 1].utf8[0] =
+			sqlbox_fts_ascii_code_char(pair % SQLBOX_FTS_ASCII_CODES);
+		idx->window[i - 1].len = 1;
+		pair /= SQLBOX_FTS_ASCII_CODES;
+	}
+	return p;
+}
+
 static void
 sqlbox_fts_indexer_feed(struct sqlbox_fts_indexer *idx,
 			const unsigned char *p, size_t size)
@@ -367,7 +460,11 @@ sqlbox_fts_indexer_feed(struct sqlbox_fts_indexer *idx,
 	int len;
 
 	for (; p < end && !idx->failed; p += len) {
-		if (*p < 0x80) {
+		if (*p < 0x80 && idx->ascii_direct &&
+		    sqlbox_fts_indexer_window_ascii(idx)) {
+			p = sqlbox_fts_indexer_ascii_run(idx, p, end);
+			len = 0;
+		} else if (*p < 0x80) {
 			len = 1;
 			if (!sqlbox_fts_char_indexable(*p))
 				idx->window_len = 0;
