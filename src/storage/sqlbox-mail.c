@@ -7,6 +7,7 @@
 #include "str.h"
 #include "imap-bodystructure.h"
 #include "index-mail.h"
+#include "sqlbox-header-block.h"
 #include "sqlbox-storage.h"
 
 /* Mail data comes from SQLite: sizes and dates from the mail/body rows,
@@ -453,6 +454,8 @@ sqlbox_mail_get_header_stream(struct mail *_mail,
 	struct index_mail_data *data = &mail->imail.data;
 	const struct sqlbox_mail_row *row;
 	struct istream *input;
+	unsigned char *filtered;
+	ssize_t filtered_size;
 
 	/* A lookup that may only use Dovecot's cache (SEARCH's first pass)
 	   is refused as index-mail refuses it: what SEARCH matches then
@@ -471,6 +474,20 @@ sqlbox_mail_get_header_stream(struct mail *_mail,
 		return index_mail_get_header_stream(_mail, headers, stream_r);
 	sqlbox_mail_filter_stream_destroy(&mail->imail);
 	_mail->transaction->stats.cache_hit_count++;
+	/* A plain header block: its wanted lines picked out by their names,
+	   as index-mail answers from its cache (a stream of the fields, no
+	   parse callback).  Otherwise Dovecot's own filter and callback. */
+	filtered = p_malloc(mail->imail.mail.data_pool, row->cache.hdr_size + 2);
+	filtered_size = sqlbox_header_block_filter(row->cache.header,
+						   row->cache.hdr_size,
+						   headers->name,
+						   headers->count, filtered);
+	if (filtered_size >= 0) {
+		data->filter_stream = i_stream_create_from_data(filtered,
+								filtered_size);
+		*stream_r = data->filter_stream;
+		return 0;
+	}
 	input = i_stream_create_from_data(row->cache.header,
 					  row->cache.hdr_size);
 	index_mail_parse_header_init(&mail->imail, headers);

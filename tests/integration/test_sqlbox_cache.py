@@ -107,8 +107,46 @@ LARGE = msg(
     *["line %06d of a large body, padded to about eighty bytes ......"
       % i for i in range(5000)],
 )
+# Header lines sqlbox's quick filter of the cached header block leaves to
+# Dovecot's (white space before the colon, no colon, a name too long to be
+# one: each in a message of its own, as any of them makes the whole block
+# Dovecot's), and names in odd case, 8-bit values, empty and folded
+# fields (the quick filter's).
+ODD_CASE = msg(
+    "From: Kim <kim@example.org>",
+    "subject: lower-case subject",
+    "x-WEIRD: w1",
+    "X-Weird:",
+    "X-Empty-Fold:",
+    " ",
+    "To: caf\xc3\xa9 <alice@ubuntu.com>",
+    "",
+    "odd body",
+)
+ODD_SPACED = msg(
+    "From: Lee <lee@example.org>",
+    "SUBJECT : spaced subject",
+    "X-Weird\t: w2",
+    "",
+    "odd body",
+)
+ODD_NO_COLON = msg(
+    "From: Mo <mo@example.org>",
+    "a line without a colon",
+    "Subject: after a line without a colon",
+    "",
+    "odd body",
+)
+ODD_LONG_NAME = msg(
+    "From: Ned <ned@example.org>",
+    "X-Long-" + "n" * 1000 + ": long name",
+    "X-Weird: w3",
+    "",
+    "odd body",
+)
 CORPUS = [PLAIN, ALTERNATIVE, MIXED, REPLY, LONE, MARKED, HEADER_ONLY,
-          NO_HEADER, BARE_LF, BROKEN_MIME, NESTED, LARGE]
+          NO_HEADER, BARE_LF, BROKEN_MIME, NESTED, LARGE, ODD_CASE, ODD_SPACED,
+          ODD_NO_COLON, ODD_LONG_NAME]
 MARKED_SEQ = CORPUS.index(MARKED) + 1
 LARGE_SEQ = CORPUS.index(LARGE) + 1
 
@@ -133,6 +171,10 @@ READS = [
     b"SEARCH SUBJECT large",
     b"SEARCH HEADER Message-ID <broken@cache.test>",
     b"SEARCH HEADER X-Folded third",
+    b"FETCH 1:* (BODY.PEEK[HEADER.FIELDS (x-folded SUBJECT X-Weird"
+    b" x-empty-fold To From)])",
+    b"SEARCH OR HEADER x-weird w SUBJECT spaced",
+    b"SEARCH OR SUBJECT lower-case SUBJECT colon",
     b"SEARCH OR OR FROM erin SUBJECT marked HEADER X-Marker cachehdr",
     b"SEARCH NOT HEADER Message-ID <marked@cache.test>",
     b"SEARCH CHARSET UTF-8 OR FROM broken SUBJECT \"caf\xc3\xa9\"",
