@@ -482,6 +482,16 @@ static void test_page_use_openssl(void)
 	for (int i = 0; i < 2; i++)
 		cvfs_chacha20_ietf_xor_wrap(buf, buf, sizeof(buf), nonce, 1,
 					    test_cvfs_key);
+	/* past the threshold, but libcrypto is not mapped: twice it */
+	test_assert_strcmp(cvfs_cipher_backend(), "libsodium");
+	test_assert(dlopen("libcrypto.so.3", RTLD_NOW | RTLD_NOLOAD) == NULL);
+	for (int i = 0; i < 2; i++)
+		cvfs_chacha20_ietf_xor_wrap(buf, buf, sizeof(buf), nonce, 1,
+					    test_cvfs_key);
+	test_assert_strcmp(cvfs_cipher_backend(), "libsodium");
+	for (int i = 0; i < 3; i++)
+		cvfs_chacha20_ietf_xor_wrap(buf, buf, sizeof(buf), nonce, 1,
+					    test_cvfs_key);
 	test_assert_strcmp(cvfs_cipher_backend(), "openssl");
 	(void)cvfs_cipher_set_evp_after(0);
 	test_assert_strcmp(cvfs_cipher_backend(), "openssl");
