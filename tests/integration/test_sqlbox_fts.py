@@ -410,3 +410,47 @@ def test_multiappend_indexed_in_one_segment():
         imap.logout()
     finally:
         w.close()
+
+
+def test_spool_import_indexed_in_one_segment():
+    """The LMTP spool's import is one transaction and its messages one
+    FTS5 segment, as a MULTIAPPEND's are: indexed between the mail rows
+    (whose INSERT opens a statement journal, so FTS5's xSavepoint flushes
+    its pending terms), every imported message was a segment of its own."""
+    w = World(mail_location="sqlbox:~/mail")
+    try:
+        password = w.dc.generate_password(USER)
+        msgs = corpus(1806, 18)
+        planted = "Plantedword%sq" % secrets.token_hex(4).upper()
+        want = []
+        for i, m in enumerate(msgs):
+            if i % 4 == 1:
+                m = mime_text("planted %d" % i, "text %s end" % planted)
+                msgs[i] = m
+                want.append(i + 1)
+        # nobody logged in: every message is sealed into the spool
+        for m in msgs:
+            assert lmtp_deliver(w.dc, USER, m)[0] == 250
+        spool = os.path.join(w.dc.home("alice"), "mail", "spool")
+        assert os.path.getsize(spool) > 0
+        assert not os.path.exists(os.path.join(w.dc.home("alice"), "mail",
+                                               "sqlbox.db"))
+        # the login imports the spool, in the records' order
+        imap = imap_login(w.dc, password)
+        assert select_count(imap) == len(msgs)
+        imap.logout()
+        assert os.path.getsize(spool) == 0
+        # indexed by the import (no SEARCH has run to catch up), as one
+        # segment
+        assert int(dbtool_sql(w.dc, password,
+                              "SELECT count(*) FROM fts_doc")[0]) == len(msgs)
+        assert fts5_segments(w.dc, password) == 1
+        # and the index answers as the unindexed search does
+        imap = imap_login(w.dc, password)
+        select_count(imap)
+        assert uid_search(imap, "BODY", planted) == want
+        assert uid_search_unindexed(imap, "BODY", planted) == want
+        compare_all(imap, "INBOX", min_hits=1)
+        imap.logout()
+    finally:
+        w.close()
