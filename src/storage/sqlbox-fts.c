@@ -604,18 +604,6 @@ int sqlbox_fts_index_body(struct sqlbox_storage *storage, int64_t body_id,
 	return ret;
 }
 
-int sqlbox_fts_index_data(struct sqlbox_storage *storage, int64_t body_id,
-			  const unsigned char *data, size_t size)
-{
-	struct istream *input = i_stream_create_from_data(data, size);
-	int ret;
-
-	i_stream_set_name(input, "sqlbox spool");
-	ret = sqlbox_fts_index_body(storage, body_id, input);
-	i_stream_unref(&input);
-	return ret;
-}
-
 /* Empties the index when dead rows (expunged bodies) outnumber the live
    ones; the next catch-up builds it again. */
 static int sqlbox_fts_compact(struct sqlbox_storage *storage)

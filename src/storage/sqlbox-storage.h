@@ -286,8 +286,6 @@ void sqlbox_transaction_save_rollback(struct mail_save_context *ctx);
    critical error set. */
 int sqlbox_fts_index_body(struct sqlbox_storage *storage, int64_t body_id,
 			  struct istream *input);
-int sqlbox_fts_index_data(struct sqlbox_storage *storage, int64_t body_id,
-			  const unsigned char *data, size_t size);
 /* Search vfuncs: the index narrows SEARCH BODY/TEXT/header keys to
    candidate mails, which Dovecot checks as without it. */
 struct mail_search_context *
