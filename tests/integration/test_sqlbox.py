@@ -9,6 +9,7 @@ import poplib
 import re
 import secrets
 import shutil
+import socket
 import smtplib
 import subprocess
 
@@ -835,3 +836,150 @@ def test_modseqs_of_messages_with_keywords(world, alice, count):
         assert {int(re.search(rb"UID (\d+)", ln).group(1))
                 for ln in lines if ln} == changed
         b.logout()
+
+
+class RawImap:
+    """A client that sends a command and reads its answer later, with a
+    small receive buffer: the server blocks in the middle of a large
+    literal until the client reads on."""
+
+    def __init__(self, dc, password, rcvbuf=64 * 1024):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # before connect: the TCP window stays this small
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.settimeout(120)
+        self.sock.connect(("127.0.0.1", dc.imap_port))
+        self.buf = b""
+        self.line()
+        self.command("L", 'LOGIN "%s" "%s"' % (USER, password))
+
+    def line(self):
+        while b"\r\n" not in self.buf:
+            data = self.sock.recv(65536)
+            assert data, "connection closed: %r" % self.buf[-300:]
+            self.buf += data
+        ln, self.buf = self.buf.split(b"\r\n", 1)
+        return ln + b"\r\n"
+
+    def read(self, n):
+        while len(self.buf) < n:
+            data = self.sock.recv(1 << 20)
+            assert data, "connection closed in a literal"
+            self.buf += data
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def send(self, tag, cmd):
+        self.sock.sendall(tag.encode() + b" " + cmd.encode() + b"\r\n")
+
+    def response(self):
+        """One response: its lines with literals as (line, bytes)."""
+        parts = []
+        ln = self.line()
+        while True:
+            m = re.search(rb"\{(\d+)\}\r\n$", ln)
+            if not m:
+                parts.append(ln)
+                return parts
+            parts.append((ln, self.read(int(m.group(1)))))
+            ln = self.line()
+
+    def until_tagged(self, tag):
+        untagged = []
+        while True:
+            resp = self.response()
+            if isinstance(resp[0], bytes) and \
+                    resp[0].startswith(tag.encode() + b" "):
+                return untagged, resp[0]
+            untagged.append(resp)
+
+    def command(self, tag, cmd):
+        self.send(tag, cmd)
+        untagged, tagged = self.until_tagged(tag)
+        assert tagged.startswith(tag.encode() + b" OK"), tagged
+        return untagged, tagged
+
+    def close(self):
+        self.sock.close()
+
+
+def window_expunge_check(dc, password, box):
+    """Issue 15: session A's FETCH of BODY[] 1:12 reads the rows of
+    mails 2-9 in one window (sqlbox_mail_lookup()) and then streams mail
+    2, larger than every socket buffer between the server and a client
+    that stops reading: the server waits there.  Session B expunges mails
+    4-6 (their bodies go) and logs out; then A reads on.  4-6 must come
+    as expunged mails do (no data, tagged OK [EXPUNGEISSUED]), never as
+    a server error; the others with their bytes; a SEARCH BODY right
+    after (no NOOP) matches only the mails still there; the log has no
+    error.  Returns the FETCH's tagged reply."""
+    with open("/proc/sys/net/ipv4/tcp_wmem") as f:
+        wmem_max = int(f.read().split()[2])
+    big = 2 * wmem_max + 4 * 1024 * 1024
+    msgs = [message("%s-%d" % (box, i), "window word body %d" % i)
+            for i in range(1, 21)]
+    msgs[1] = message("%s-2" % box, "window word big\r\n" +
+                      ("x" * 76 + "\r\n") * (big // 78))
+    b = imap_login(dc, password)
+    ok(b.create(box))
+    for m in msgs:
+        ok(b.append(box, None, None, m))
+    ok(b.select(box))
+    uids = [int(u) for u in search(b, "ALL")]
+    assert len(uids) == 20
+    gone = uids[3:6]
+    log_start = len(dc.log_text())
+
+    a = RawImap(dc, password)
+    a.command("S", "SELECT " + box)
+    a.send("F", "UID FETCH 1:%d (BODY.PEEK[])" % uids[11])
+    # mail 1 whole, then the start of mail 2's literal: the window was
+    # read when mail 2's row was looked up
+    first = a.response()
+    assert first[0][1] == msgs[0], first
+    ln = a.line()
+    assert ln.startswith(b"* 2 FETCH") and ln.endswith(b"}\r\n"), ln
+    size = int(re.search(rb"\{(\d+)\}\r\n$", ln).group(1))
+    assert size == len(msgs[1])
+
+    ok(b.uid("STORE", ",".join(map(str, gone)), "+FLAGS", r"(\Deleted)"))
+    ok(b.expunge())
+    b.logout()
+
+    assert a.read(size) == msgs[1]
+    assert a.line() == b")\r\n"
+    untagged, tagged = a.until_tagged("F")
+    assert tagged.startswith(b"F OK"), tagged
+    got = {}
+    for resp in untagged:
+        head = resp[0][0] if isinstance(resp[0], tuple) else resp[0]
+        if b" FETCH (UID " not in head:
+            continue    # the sync after the command: flags, EXPUNGEs
+        uid = int(re.search(rb"UID (\d+)", head).group(1))
+        got[uid] = resp[0][1] if isinstance(resp[0], tuple) else head
+    for i, uid in enumerate(uids[2:12], 2):
+        if uid in gone:
+            assert uid not in got or b"BODY[] NIL" in got[uid] or \
+                got[uid] == msgs[i], got[uid]
+        else:
+            assert got[uid] == msgs[i], uid
+
+    untagged, stagged = a.command(
+        "T", "UID SEARCH BODY window UID 1:%d" % uids[11])
+    found = [int(u) for resp in untagged if resp[0].startswith(b"* SEARCH")
+             for u in resp[0].split()[2:]]
+    assert found == [u for u in uids[:12] if u not in gone]
+    a.send("Z", "LOGOUT")
+    a.until_tagged("Z")
+    a.close()
+    log = dc.log_text()[log_start:]
+    for bad in ("Error:", "Panic:", "Fatal:", "Internal error"):
+        assert bad not in log, [ln for ln in log.splitlines()
+                                if bad in ln][:5]
+    return tagged
+
+
+def test_window_of_rows_and_another_sessions_expunge(world, alice):
+    tagged = window_expunge_check(world.dc, alice, "window-expunge")
+    # as with every mail looked up alone: the mails are expunged ones
+    assert tagged.startswith(b"F OK [EXPUNGEISSUED]"), tagged
