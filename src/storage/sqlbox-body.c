@@ -63,6 +63,10 @@ struct sqlbox_body_istream {
 	uoff_t next_offset;
 	/* How far the buffer was ever filled: what the wipe covers. */
 	size_t dirty;
+	/* Asked when a chunk is missing: is the mail expunged?  (NULL:
+	   a missing chunk is a damaged body.) */
+	sqlbox_body_missing_callback_t *missing;
+	void *missing_context;
 	/* The whole body is wanted (a FETCH of BODY[], a parse): no
 	   short read after the cached header. */
 	bool whole:1;
@@ -317,8 +321,26 @@ sqlbox_body_istream_fail(struct sqlbox_body_istream *bstream, ssize_t ret,
 			mail_storage_get_last_internal_error(
 				&bstream->storage->storage, NULL));
 		stream->istream.stream_errno = EIO;
+	} else if (ret == -2 && bstream->missing != NULL &&
+		   (ret = bstream->missing(bstream->missing_context)) != 0) {
+		/* The mail's row is gone too: expunged by another session
+		   since it was read.  ENOENT with the mail marked expunged
+		   is how Dovecot takes a mail expunged under a reader (the
+		   caller's check, index_mail_stream_log_failure_for(), and
+		   FETCH's "Mail expunged while it was being FETCHed"). */
+		if (ret < 0) {
+			io_stream_set_error(&stream->iostream, "%s",
+				mail_storage_get_last_internal_error(
+					&bstream->storage->storage, NULL));
+			stream->istream.stream_errno = EIO;
+		} else {
+			io_stream_set_error(&stream->iostream,
+				"sqlbox: body %"PRId64" expunged",
+				bstream->body_id);
+			stream->istream.stream_errno = ENOENT;
+		}
 	} else {
-		/* Expunged by another session meanwhile, or damaged. */
+		/* The mail is still there: a damaged body. */
 		io_stream_set_error(&stream->iostream,
 			"sqlbox: body %"PRId64" chunk %"PRId64
 			" is missing or has the wrong size",
@@ -565,6 +587,19 @@ sqlbox_body_istream_create_cached(struct sqlbox_storage *storage,
 	input = i_stream_create(&bstream->istream, NULL, -1, 0);
 	bstream->istream.statbuf.st_size = size;
 	return input;
+}
+
+void sqlbox_body_istream_set_missing(struct istream *input,
+				     sqlbox_body_missing_callback_t *callback,
+				     void *context)
+{
+	struct sqlbox_body_istream *bstream =
+		container_of(input->real_stream, struct sqlbox_body_istream,
+			     istream);
+
+	i_assert(bstream->istream.read == sqlbox_body_istream_read);
+	bstream->missing = callback;
+	bstream->missing_context = context;
 }
 
 struct istream *

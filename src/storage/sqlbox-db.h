@@ -110,6 +110,14 @@ int sqlbox_db_begin(struct sqlbox_storage *storage);
 int sqlbox_db_begin_mail(struct sqlbox_storage *storage);
 int sqlbox_db_commit(struct sqlbox_storage *storage);
 void sqlbox_db_rollback(struct sqlbox_storage *storage);
+/* A number that changes when the main connection has read the database
+   after other connections (sessions, LMTP, the body connection never
+   writes) committed to it, and only then: SQLite's data version of the
+   connection (SQLITE_FCNTL_DATA_VERSION) without its own commits.  No
+   I/O: it tells what the connection's last read saw, not what is on
+   disk now.  FALSE if SQLite can't tell. */
+bool sqlbox_db_foreign_version(struct sqlbox_storage *storage,
+			       unsigned int *version_r);
 void sqlbox_db_set_critical(struct sqlbox_storage *storage,
 			    const char *what);
 
@@ -188,6 +196,10 @@ int sqlbox_db_mail_lookup_range(struct sqlbox_storage *storage,
 				int64_t mailbox_id, uint32_t first_uid,
 				unsigned int limit, pool_t pool,
 				ARRAY_TYPE(sqlbox_mail_row) *rows);
+/* The body of the mail with this UID, read now (no row, nothing from
+   pool): 1 found, 0 expunged, -1 error. */
+int sqlbox_db_mail_body_id(struct sqlbox_storage *storage, int64_t mailbox_id,
+			   uint32_t uid, int64_t *body_id_r);
 /* Stores a body's cache row (replacing one there), caller's or own
    transaction. */
 int sqlbox_db_cache_insert(struct sqlbox_storage *storage, int64_t body_id,

@@ -29,11 +29,20 @@
 /* Rows read ahead when mails are read in sequence order (FETCH 1:*,
    SEARCH): one statement, so one read transaction with its WAL read
    lock, per window instead of per mail.  The window doubles from the
-   first to the last size while the reads go on in order. */
+   first to the last size while the reads go on in order.
+
+   A window's rows may outlive another session's expunge of their mails
+   (and bodies) while the command goes on: what comes from the rows
+   alone (sizes, dates, the cached header, ENVELOPE) is then served as
+   it was when read, as mdbox serves an expunged mail until its purge;
+   a body is never read on a window's row without its mail's row being
+   read again first (sqlbox_mail_row_check()), and a body found missing
+   all the same is an expunged mail when its row is gone too
+   (sqlbox_mail_body_missing()).  The window goes once the main
+   connection has seen other sessions' commits. */
 #define SQLBOX_MAIL_WINDOW_FIRST 8
 #define SQLBOX_MAIL_WINDOW_MAX 64
-/* Off until the window sees other sessions' expunges (see
-   sqlbox_mail_lookup()). */
+/* Still off in this step. */
 #define SQLBOX_MAIL_READ_AHEAD FALSE
 
 struct sqlbox_mail {
@@ -55,9 +64,17 @@ struct sqlbox_mail {
 	/* The mailbox's synced_modseq when the window was read: a sync
 	   that brought in changes (expunges) since drops it. */
 	uint64_t window_modseq;
+	/* sqlbox_db_foreign_version() after the window was read: other
+	   sessions' commits seen since drop it. */
+	unsigned int window_version;
 	/* Sequence of the last row looked up (0: none). */
 	uint32_t last_seq;
+	/* The body stream made for this mail (data.stream before any
+	   wrapper), while it asks this mail about missing chunks. */
+	struct istream *body_input;
 	bool row_loaded:1;
+	/* row came from the window: not read again since. */
+	bool row_from_window:1;
 };
 
 #define SQLBOX_MAIL(s) container_of(INDEX_MAIL(s), struct sqlbox_mail, imail)
@@ -77,11 +94,31 @@ sqlbox_mail_alloc(struct mailbox_transaction_context *t,
 	return &mail->imail.mail.mail;
 }
 
+static void sqlbox_mail_body_destroyed(struct sqlbox_mail *mail)
+{
+	mail->body_input = NULL;
+}
+
+/* The body stream stops asking this mail (which moves on to another
+   one, or goes) about missing chunks; a reference to it kept elsewhere
+   then takes them as damage. */
+static void sqlbox_mail_body_detach(struct sqlbox_mail *mail)
+{
+	if (mail->body_input == NULL)
+		return;
+	sqlbox_body_istream_set_missing(mail->body_input, NULL, NULL);
+	i_stream_remove_destroy_callback(mail->body_input,
+					 sqlbox_mail_body_destroyed);
+	mail->body_input = NULL;
+}
+
 static void sqlbox_mail_close(struct mail *_mail)
 {
 	struct sqlbox_mail *mail = SQLBOX_MAIL(_mail);
 
+	sqlbox_mail_body_detach(mail);
 	mail->row_loaded = FALSE;
+	mail->row_from_window = FALSE;
 	index_mail_close(_mail);
 }
 
@@ -89,6 +126,7 @@ static void sqlbox_mail_free(struct mail *_mail)
 {
 	struct sqlbox_mail *mail = SQLBOX_MAIL(_mail);
 
+	sqlbox_mail_body_detach(mail);
 	if (mail->window_pool != NULL) {
 		array_free(&mail->window);
 		pool_unref(&mail->window_pool);
@@ -103,12 +141,19 @@ sqlbox_mail_window_find(struct sqlbox_mail *mail, uint32_t uid,
 	struct sqlbox_mailbox *mbox =
 		SQLBOX_MAILBOX(mail->imail.mail.mail.box);
 	const struct sqlbox_mail_row *rows;
-	unsigned int count, lo = 0, hi;
+	unsigned int count, lo = 0, hi, version;
 
 	*covered_r = FALSE;
-	if (mail->window_pool == NULL ||
-	    mail->window_modseq != mbox->synced_modseq)
+	if (mail->window_pool == NULL)
 		return NULL;
+	if (mail->window_modseq != mbox->synced_modseq ||
+	    !sqlbox_db_foreign_version(mbox->storage, &version) ||
+	    version != mail->window_version) {
+		/* Changes came in since it was read: read again (at the
+		   first size, sqlbox_mail_lookup()) when it is wanted. */
+		array_clear(&mail->window);
+		return NULL;
+	}
 	rows = array_get(&mail->window, &count);
 	if (count == 0 || uid < rows[0].uid || uid > rows[count - 1].uid)
 		return NULL;
@@ -138,18 +183,10 @@ static int sqlbox_mail_lookup(struct sqlbox_mail *mail)
 	pool_t pool = mail->imail.mail.data_pool;
 	bool sequential, covered;
 
-	/* The read-ahead is off: a window read before another session
-	   expunged some of its mails (deleting their bodies) still held
-	   their rows, and reading such a mail's body failed as an internal
-	   error instead of the mail being found expunged
-	   (test_sqlbox_soak.py::test_two_sessions_and_lmtp failed about
-	   every other run).  SQLite's data version does not show it when
-	   the bodies are read through the body connection.  Until the
-	   window is checked against other sessions' commits, every mail
-	   is looked up alone. */
 	sequential = SQLBOX_MAIL_READ_AHEAD && mail->last_seq != 0 &&
 		_mail->seq == mail->last_seq + 1;
 	mail->last_seq = _mail->seq;
+	mail->row_from_window = FALSE;
 	wrow = sqlbox_mail_window_find(mail, _mail->uid, &covered);
 	if (!covered && sequential) {
 		if (mail->window_pool == NULL) {
@@ -159,10 +196,14 @@ static int sqlbox_mail_lookup(struct sqlbox_mail *mail)
 				     SQLBOX_MAIL_WINDOW_MAX);
 			mail->window_size = SQLBOX_MAIL_WINDOW_FIRST;
 		} else {
+			/* An empty one was dropped (or found no row): from
+			   the first size again. */
+			mail->window_size = array_count(&mail->window) == 0 ?
+				SQLBOX_MAIL_WINDOW_FIRST :
+				I_MIN(mail->window_size * 2,
+				      SQLBOX_MAIL_WINDOW_MAX);
 			p_clear(mail->window_pool);
 			array_clear(&mail->window);
-			mail->window_size = I_MIN(mail->window_size * 2,
-						  SQLBOX_MAIL_WINDOW_MAX);
 		}
 		mail->window_modseq = mbox->synced_modseq;
 		if (sqlbox_db_mail_lookup_range(mbox->storage, mbox->id,
@@ -171,6 +212,11 @@ static int sqlbox_mail_lookup(struct sqlbox_mail *mail)
 						&mail->window) < 0) {
 			array_clear(&mail->window);
 			return -1;
+		}
+		if (!sqlbox_db_foreign_version(mbox->storage,
+					       &mail->window_version)) {
+			/* Never with SQLite >= 3.38: no window then. */
+			array_clear(&mail->window);
 		}
 		wrow = sqlbox_mail_window_find(mail, _mail->uid, &covered);
 	} else if (!covered) {
@@ -182,6 +228,7 @@ static int sqlbox_mail_lookup(struct sqlbox_mail *mail)
 	}
 	if (wrow == NULL)
 		return 0;
+	mail->row_from_window = TRUE;
 	/* The mail's copy lives as long as its data: the window may be
 	   read again meanwhile (and with its own strings, the window's
 	   stay untouched by what is set on the mail's row). */
@@ -271,6 +318,58 @@ sqlbox_mail_row(struct mail *_mail, const struct sqlbox_mail_row **row_r)
 	return 0;
 }
 
+/* The mail's row read again now, before its body is read on a row from
+   the window: 1 it is there, 0 it is expunged (marked so; the window
+   goes), -1 error. */
+static int sqlbox_mail_row_check(struct sqlbox_mail *mail)
+{
+	struct mail *_mail = &mail->imail.mail.mail;
+	struct sqlbox_mailbox *mbox = SQLBOX_MAILBOX(_mail->box);
+	int64_t body_id;
+	int ret;
+
+	ret = sqlbox_db_mail_body_id(mbox->storage, mbox->id, _mail->uid,
+				     &body_id);
+	if (ret < 0)
+		return -1;
+	if (ret == 0) {
+		/* A UID is never given again: the mail is gone. */
+		if (mail->window_pool != NULL)
+			array_clear(&mail->window);
+		mail_set_expunged(_mail);
+		return 0;
+	}
+	if (body_id != mail->row.body_id) {
+		mail_set_critical(_mail, "sqlbox: the mail's body changed"
+				  " from %"PRId64" to %"PRId64,
+				  mail->row.body_id, body_id);
+		return -1;
+	}
+	mail->row_from_window = FALSE;
+	return 1;
+}
+
+/* A body stream of this mail found a chunk missing: expunged by another
+   session since the mail's row was read if the row is gone too, else a
+   damaged body (sqlbox_body_missing_callback_t). */
+static int sqlbox_mail_body_missing(void *context)
+{
+	struct sqlbox_mail *mail = context;
+	int ret = sqlbox_mail_row_check(mail);
+
+	return ret < 0 ? -1 : (ret == 0 ? 1 : 0);
+}
+
+static void
+sqlbox_mail_body_attach(struct sqlbox_mail *mail, struct istream *input)
+{
+	sqlbox_body_istream_set_missing(input, sqlbox_mail_body_missing,
+					mail);
+	mail->body_input = input;
+	i_stream_add_destroy_callback(input, sqlbox_mail_body_destroyed,
+				      mail);
+}
+
 /* A mail saved before body_cache existed: its row, from the body read
    once.  Failing to store it costs speed, not the answer. */
 static void sqlbox_mail_cache_fill(struct mail *_mail)
@@ -284,9 +383,12 @@ static void sqlbox_mail_cache_fill(struct mail *_mail)
 
 	input = sqlbox_body_istream_create(storage, mail->row.body_id,
 					   mail->row.size);
+	sqlbox_body_istream_set_missing(input, sqlbox_mail_body_missing,
+					mail);
 	ret = sqlbox_body_cache_parse(input, mail->imail.mail.data_pool,
 				      &cache);
-	if (ret < 0) {
+	/* Expunged meanwhile: the caller sees the mail marked so. */
+	if (ret < 0 && !_mail->expunged) {
 		mail_set_critical(_mail, "sqlbox: reading %s failed: %s",
 				  i_stream_get_name(input),
 				  i_stream_get_error(input));
@@ -363,13 +465,14 @@ static int sqlbox_mail_get_physical_size(struct mail *_mail, uoff_t *size_r)
 }
 
 static int
-sqlbox_mail_get_stream(struct mail *_mail, bool get_body ATTR_UNUSED,
+sqlbox_mail_get_stream(struct mail *_mail, bool get_body,
 		       struct message_size *hdr_size,
 		       struct message_size *body_size,
 		       struct istream **stream_r)
 {
 	struct sqlbox_mailbox *mbox = SQLBOX_MAILBOX(_mail->box);
 	struct index_mail *mail = INDEX_MAIL(_mail);
+	struct sqlbox_mail *smail = SQLBOX_MAIL(_mail);
 	const struct sqlbox_mail_row *row;
 	struct istream *input;
 	uoff_t size;
@@ -389,8 +492,19 @@ sqlbox_mail_get_stream(struct mail *_mail, bool get_body ATTR_UNUSED,
 		} else if (sqlbox_mail_row(_mail, &row) < 0) {
 			return -1;
 		} else {
-			if (!row->cached)
+			/* A body read on a window's row: the mail may have
+			   been expunged since (SEARCH would log a body that
+			   fails to read as an error, FETCH drop the
+			   connection in its literal). */
+			if ((get_body || !row->cached) &&
+			    smail->row_from_window &&
+			    sqlbox_mail_row_check(smail) <= 0)
+				return -1;
+			if (!row->cached) {
 				sqlbox_mail_cache_fill(_mail);
+				if (_mail->expunged)
+					return -1;
+			}
 			/* Header reads (and a header parser's peek at the
 			   next byte) from the cache row, the body a buffer
 			   at a time: a large message is never read whole. */
@@ -400,6 +514,7 @@ sqlbox_mail_get_stream(struct mail *_mail, bool get_body ATTR_UNUSED,
 				row->cached ? row->cache.header_size : 0,
 				(mail->data.access_part &
 				 (READ_BODY | PARSE_BODY)) != 0);
+			sqlbox_mail_body_attach(smail, input);
 		}
 		_mail->transaction->stats.open_lookup_count++;
 		i_stream_set_name(input, t_strdup_printf("sqlbox:%s/%u",
@@ -411,6 +526,11 @@ sqlbox_mail_get_stream(struct mail *_mail, bool get_body ATTR_UNUSED,
 			}
 		}
 		mail->data.stream = input;
+	} else if (get_body && smail->row_from_window && smail->row_loaded &&
+		   smail->row_uid == _mail->uid &&
+		   sqlbox_mail_row_check(smail) <= 0) {
+		/* The stream was opened for the header. */
+		return -1;
 	}
 	return index_mail_init_stream(mail, hdr_size, body_size, stream_r);
 }

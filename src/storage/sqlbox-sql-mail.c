@@ -259,6 +259,29 @@ int sqlbox_db_mail_lookup_range(struct sqlbox_storage *storage,
 	return rc < 0 ? -1 : 0;
 }
 
+int sqlbox_db_mail_body_id(struct sqlbox_storage *storage, int64_t mailbox_id,
+			   uint32_t uid, int64_t *body_id_r)
+{
+	sqlite3_stmt *stmt;
+	int rc;
+
+	if (storage->mail_body_stmt == NULL) {
+		storage->mail_body_stmt = sqlbox_db_prepare(storage,
+			"SELECT body_id FROM mail"
+			" WHERE mailbox_id = ? AND uid = ?");
+		if (storage->mail_body_stmt == NULL)
+			return -1;
+	}
+	stmt = storage->mail_body_stmt;
+	sqlite3_bind_int64(stmt, 1, mailbox_id);
+	sqlite3_bind_int64(stmt, 2, uid);
+	rc = sqlbox_db_step(storage, stmt);
+	if (rc == SQLITE_ROW)
+		*body_id_r = sqlite3_column_int64(stmt, 0);
+	sqlite3_reset(stmt);
+	return rc < 0 ? -1 : (rc == SQLITE_ROW ? 1 : 0);
+}
+
 int sqlbox_db_cache_insert(struct sqlbox_storage *storage, int64_t body_id,
 			   const struct sqlbox_body_cache *cache)
 {

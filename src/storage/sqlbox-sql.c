@@ -149,10 +149,28 @@ int sqlbox_db_commit(struct sqlbox_storage *storage)
 			ret = -1;
 		} else {
 			storage->db_written = TRUE;
+			storage->own_commits++;
 		}
 	}
 	sqlbox_db_end(storage);
 	return ret;
+}
+
+bool sqlbox_db_foreign_version(struct sqlbox_storage *storage,
+			       unsigned int *version_r)
+{
+	unsigned int version;
+
+	/* SQLite's pager counts a commit of this connection, and other
+	   connections' commits the next time it starts reading after
+	   them. */
+	if (storage->db == NULL ||
+	    sqlite3_file_control(storage->db, "main",
+				 SQLITE_FCNTL_DATA_VERSION,
+				 &version) != SQLITE_OK)
+		return FALSE;
+	*version_r = version - storage->own_commits;
+	return TRUE;
 }
 
 void sqlbox_db_rollback(struct sqlbox_storage *storage)

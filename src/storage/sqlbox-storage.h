@@ -63,6 +63,9 @@ struct sqlbox_storage {
 	/* sqlbox_db_mail_lookup_range()'s, likewise (sequential FETCH and
 	   SEARCH). */
 	sqlite3_stmt *mail_range_stmt;
+	/* sqlbox_db_mail_body_id()'s, likewise (a body read checks its
+	   mail is still there). */
+	sqlite3_stmt *mail_body_stmt;
 	/* sqlbox_db_chunk_read_at()'s rowid lookup, likewise: it runs
 	   for every read of a body. */
 	sqlite3_stmt *chunk_rowid_stmt;
@@ -84,6 +87,9 @@ struct sqlbox_storage {
 	void (*db_pre_commit)(struct sqlbox_storage *storage);
 	/* SQLite transaction nesting (sqlbox_db_begin/commit). */
 	unsigned int txn_depth;
+	/* Outermost COMMITs of the main connection: each moved its data
+	   version on by one (sqlbox_db_foreign_version()). */
+	unsigned int own_commits;
 	bool txn_failed:1;
 	/* PRAGMA synchronous is FULL now (else NORMAL). */
 	bool db_sync_full:1;
@@ -163,6 +169,15 @@ sqlbox_body_istream_create_cached(struct sqlbox_storage *storage,
 				  int64_t body_id, uoff_t size,
 				  const unsigned char *header,
 				  size_t header_size, bool whole);
+/* Asked by a body istream that finds a chunk of its body missing: 1 the
+   mail is expunged (the callback marked it so), 0 it is not (the body is
+   damaged), -1 error (the storage's error set). */
+typedef int sqlbox_body_missing_callback_t(void *context);
+/* Sets or (callback NULL) clears the callback of a stream that
+   sqlbox_body_istream_create*() returned. */
+void sqlbox_body_istream_set_missing(struct istream *input,
+				     sqlbox_body_missing_callback_t *callback,
+				     void *context);
 /* Frees the read buffer kept between body streams (plugin unload). */
 void sqlbox_body_deinit(void);
 

@@ -983,3 +983,47 @@ def test_window_of_rows_and_another_sessions_expunge(world, alice):
     tagged = window_expunge_check(world.dc, alice, "window-expunge")
     # as with every mail looked up alone: the mails are expunged ones
     assert tagged.startswith(b"F OK [EXPUNGEISSUED]"), tagged
+
+
+def test_body_expunged_while_it_is_sent(world, alice):
+    """Issue 15: another session expunges the mail whose body is being
+    sent (the rest of its chunks go with it).  sqlbox can't finish the
+    literal; it must end the connection as Dovecot does for a mail
+    expunged under a reader ("Mail expunged while it was being
+    FETCHed"), not log a damaged body as an error."""
+    dc = world.dc
+    box = "expunged-while-sent"
+    with open("/proc/sys/net/ipv4/tcp_wmem") as f:
+        wmem_max = int(f.read().split()[2])
+    big = message(box, "sent word\r\n" + ("y" * 76 + "\r\n") *
+                  ((2 * wmem_max + 4 * 1024 * 1024) // 78))
+    b = imap_login(dc, alice)
+    ok(b.create(box))
+    ok(b.append(box, None, None, big))
+    ok(b.select(box))
+    log_start = len(dc.log_text())
+
+    a = RawImap(dc, alice)
+    a.command("S", "SELECT " + box)
+    a.send("F", "FETCH 1 (BODY.PEEK[])")
+    ln = a.line()
+    assert ln.startswith(b"* 1 FETCH") and ln.endswith(b"}\r\n"), ln
+    ok(b.store("1", "+FLAGS", r"(\Deleted)"))
+    ok(b.expunge())
+    b.logout()
+    got = b""
+    while True:
+        data = a.sock.recv(1 << 20)
+        if not data:
+            break
+        got += data
+    a.close()
+    assert len(a.buf + got) < len(big)
+    gone = re.compile(r"Disconnected: (?!Logged out)")
+    wait_for(lambda: gone.search(dc.log_text()[log_start:]), 60,
+             "the FETCHing session's end")
+    log = dc.log_text()[log_start:]
+    assert "Disconnected: Mail expunged while it was being FETCHed" in log
+    for bad in ("Error:", "Panic:", "Fatal:"):
+        assert bad not in log, [ln for ln in log.splitlines()
+                                if bad in ln][:5]
