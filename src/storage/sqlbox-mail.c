@@ -42,8 +42,11 @@
    connection has seen other sessions' commits. */
 #define SQLBOX_MAIL_WINDOW_FIRST 8
 #define SQLBOX_MAIL_WINDOW_MAX 64
-/* Still off in this step. */
-#define SQLBOX_MAIL_READ_AHEAD FALSE
+#ifndef SQLBOX_MAIL_READ_AHEAD
+/* FALSE (CPPFLAGS=-DSQLBOX_MAIL_READ_AHEAD=FALSE): every mail looked up
+   alone, for comparisons. */
+#  define SQLBOX_MAIL_READ_AHEAD TRUE
+#endif
 
 struct sqlbox_mail {
 	struct index_mail imail;
@@ -57,7 +60,8 @@ struct sqlbox_mail {
 	   last row's, as SQLite had them when they were read.  A mail's
 	   row does not change but for its cache row's fields, which are
 	   updated here as in SQLite; expunges are seen when the window is
-	   read again. */
+	   read again, or when a body is about to be read
+	   (sqlbox_mail_row_check()). */
 	pool_t window_pool;
 	ARRAY_TYPE(sqlbox_mail_row) window;
 	unsigned int window_size;
