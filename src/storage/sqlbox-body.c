@@ -517,6 +517,18 @@ static void
 sqlbox_body_istream_seek(struct istream_private *stream, uoff_t v_offset,
 			 bool mark ATTR_UNUSED)
 {
+	/* The body offset of the buffer's first byte. */
+	uoff_t start = stream->istream.v_offset - stream->skip;
+
+	if (v_offset >= start && v_offset - start <= stream->pos) {
+		/* Back into what the buffer holds (a SEARCH reads the body
+		   again from 0): no chunk is read again, and a body read
+		   whole before the stream was handed out stays readable
+		   after another session expunged it. */
+		stream->skip = v_offset - start;
+		stream->istream.v_offset = v_offset;
+		return;
+	}
 	stream->istream.v_offset = v_offset;
 	stream->skip = stream->pos = 0;
 }

@@ -374,6 +374,34 @@ sqlbox_mail_body_attach(struct sqlbox_mail *mail, struct istream *input)
 				      mail);
 }
 
+/* A body wanted whole (get_body): its first buffer (all of a body up to
+   a chunk, nearly every mail) read before the stream is handed to
+   Dovecot, where a read error is an internal error even when the mail
+   was expunged meanwhile (index-search.c).  A mail expunged since its
+   row was read fails here, as an expunged mail; later reads, and reads
+   again from 0, come from the buffer.  0 ok, -1 error. */
+static int sqlbox_mail_body_prefetch(struct sqlbox_mail *mail)
+{
+	struct mail *_mail = &mail->imail.mail.mail;
+	struct istream *input = mail->body_input;
+	const unsigned char *data;
+	size_t size;
+
+	if (input == NULL)
+		return 0;
+	if (i_stream_read_bytes(input, &data, &size,
+				I_MIN(mail->row.size,
+				      SQLBOX_ISTREAM_BUFFER_BYTES)) > 0 ||
+	    input->stream_errno == 0)
+		return 0;
+	if (!_mail->expunged) {
+		mail_set_critical(_mail, "read(%s) failed: %s",
+				  i_stream_get_name(input),
+				  i_stream_get_error(input));
+	}
+	return -1;
+}
+
 /* A mail saved before body_cache existed: its row, from the body read
    once.  Failing to store it costs speed, not the answer. */
 static void sqlbox_mail_cache_fill(struct mail *_mail)
@@ -519,6 +547,11 @@ sqlbox_mail_get_stream(struct mail *_mail, bool get_body,
 				(mail->data.access_part &
 				 (READ_BODY | PARSE_BODY)) != 0);
 			sqlbox_mail_body_attach(smail, input);
+			if (get_body &&
+			    sqlbox_mail_body_prefetch(smail) < 0) {
+				i_stream_unref(&input);
+				return -1;
+			}
 		}
 		_mail->transaction->stats.open_lookup_count++;
 		i_stream_set_name(input, t_strdup_printf("sqlbox:%s/%u",
@@ -530,11 +563,14 @@ sqlbox_mail_get_stream(struct mail *_mail, bool get_body,
 			}
 		}
 		mail->data.stream = input;
-	} else if (get_body && smail->row_from_window && smail->row_loaded &&
-		   smail->row_uid == _mail->uid &&
-		   sqlbox_mail_row_check(smail) <= 0) {
+	} else if (get_body && !_mail->saving && smail->row_loaded &&
+		   smail->row_uid == _mail->uid) {
 		/* The stream was opened for the header. */
-		return -1;
+		if (smail->row_from_window &&
+		    sqlbox_mail_row_check(smail) <= 0)
+			return -1;
+		if (sqlbox_mail_body_prefetch(smail) < 0)
+			return -1;
 	}
 	return index_mail_init_stream(mail, hdr_size, body_size, stream_r);
 }
