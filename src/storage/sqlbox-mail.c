@@ -631,7 +631,7 @@ sqlbox_mail_get_header_stream(struct mail *_mail,
 	/* A lookup that may only use Dovecot's cache (SEARCH's first two
 	   passes) is answered from the cache row, which is sqlbox's cache:
 	   otherwise SEARCH on header fields ran three passes per mail, two
-	   of them for nothing (a third of a header SEARCH's CPU time).  Not
+	   of them for nothing (about a quarter of its CPU time).  Not
 	   when Date is wanted: SEARCH SENT* then matches from the header in
 	   the first pass but from the parsed sent date (mail_get_date()) in
 	   the last, and an unparsable Date answers differently; refused as
