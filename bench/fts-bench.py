@@ -38,12 +38,9 @@ LOCATIONS = dict(sb.LOCATIONS, **{"sqlbox-nofts": "sqlbox:~/mail"})
 EXTRA = {"sqlbox-nofts": "plugin {\n  sqlbox_fts = no\n}\n"}
 
 
-def index_bytes(dc, pw):
+def dbtool_sql(dc, pw, sql):
+    """The words of sqlbox-dbtool's answer to sql on alice's database."""
     home = dc.home("alice")
-    sql = ("SELECT (SELECT ifnull(sum(length(block)), 0)"
-           " FROM fts_index_data)"
-           " + (SELECT ifnull(sum(length(sz)), 0) FROM fts_index_docsize)"
-           " + (SELECT count(*) * 16 FROM fts_doc)")
     res = subprocess.run(
         [os.path.join(os.environ["DLP_BUILD_DIR"],
                       "src/storage/sqlbox-dbtool"),
@@ -52,7 +49,33 @@ def index_bytes(dc, pw):
         input=pw, capture_output=True, text=True, timeout=600)
     if res.returncode != 0:
         raise RuntimeError(res.stderr)
-    return int(res.stdout.split()[0])
+    return res.stdout.split()
+
+
+def fts5_segments(dc, pw):
+    """nSegment of the FTS5 structure record (id 10: a 4-byte cookie, then
+    the varints nLevel, nSegment, ...)."""
+    blob = bytes.fromhex(dbtool_sql(
+        dc, pw, "SELECT hex(block) FROM fts_index_data WHERE id = 10")[0])
+    pos, values = 4, []
+    while len(values) < 2:
+        value = 0
+        while True:
+            byte = blob[pos]
+            pos += 1
+            value = (value << 7) | (byte & 0x7f)
+            if byte < 0x80:
+                break
+        values.append(value)
+    return values[1]
+
+
+def index_bytes(dc, pw):
+    sql = ("SELECT (SELECT ifnull(sum(length(block)), 0)"
+           " FROM fts_index_data)"
+           " + (SELECT ifnull(sum(length(sz)), 0) FROM fts_index_docsize)"
+           " + (SELECT count(*) * 16 FROM fts_doc)")
+    return int(dbtool_sql(dc, pw, sql)[0])
 
 
 def main():

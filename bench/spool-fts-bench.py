@@ -21,7 +21,6 @@ import argparse
 import importlib.util
 import json
 import os
-import subprocess
 import sys
 import time
 
@@ -31,39 +30,14 @@ spec = importlib.util.spec_from_file_location(
 sb = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(sb)
 
+# sqlbox-dbtool and FTS5's structure record, as fts-bench.py reads them
+spec = importlib.util.spec_from_file_location(
+    "fts_bench", os.path.join(BENCH_DIR, "fts-bench.py"))
+fb = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(fb)
+
 STORAGES = ("sqlbox", "sqlbox-nofts")
 EXTRA = {"sqlbox-nofts": "plugin {\n  sqlbox_fts = no\n}\n"}
-
-
-def dbtool_sql(dc, pw, sql):
-    home = dc.home("alice")
-    res = subprocess.run(
-        [os.path.join(os.environ["DLP_BUILD_DIR"],
-                      "src/storage/sqlbox-dbtool"),
-         os.path.join(home, "sqlbox.keys"),
-         os.path.join(home, "mail", "sqlbox.db"), "sql", sql],
-        input=pw, capture_output=True, text=True, timeout=600)
-    if res.returncode != 0:
-        raise RuntimeError(res.stderr)
-    return res.stdout.split()
-
-
-def fts5_segments(dc, pw):
-    """nSegment of the FTS5 structure record (id 10: a 4-byte cookie, then
-    the varints nLevel, nSegment, ...)."""
-    blob = bytes.fromhex(dbtool_sql(
-        dc, pw, "SELECT hex(block) FROM fts_index_data WHERE id = 10")[0])
-    pos, values = 4, []
-    while len(values) < 2:
-        value = 0
-        while True:
-            byte = blob[pos]
-            pos += 1
-            value = (value << 7) | (byte & 0x7f)
-            if byte < 0x80:
-                break
-        values.append(value)
-    return values[1]
 
 
 def timed_import(dc, pw, want):
@@ -118,8 +92,8 @@ def main():
                 res[name]["import_s"].append(timed_import(
                     dcs[name], pw[name], (rnd + 1) * len(msgs)))
             res["sqlbox"]["segments"].append(
-                fts5_segments(dcs["sqlbox"], pw["sqlbox"]))
-            res["sqlbox"].setdefault("fts_doc", []).append(int(dbtool_sql(
+                fb.fts5_segments(dcs["sqlbox"], pw["sqlbox"]))
+            res["sqlbox"].setdefault("fts_doc", []).append(int(fb.dbtool_sql(
                 dcs["sqlbox"], pw["sqlbox"],
                 "SELECT count(*) FROM fts_doc")[0]))
     finally:
