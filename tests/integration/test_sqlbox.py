@@ -1027,3 +1027,57 @@ def test_body_expunged_while_it_is_sent(world, alice):
     for bad in ("Error:", "Panic:", "Fatal:"):
         assert bad not in log, [ln for ln in log.splitlines()
                                 if bad in ln][:5]
+
+
+def row_modseqs(world, password, box):
+    """{UID: modseq} of box's rows in SQLite, and its highestmodseq."""
+    rows = dbsql(world, password,
+                 "SELECT m.uid, m.modseq FROM mail m JOIN mailbox b"
+                 " ON b.id = m.mailbox_id WHERE b.name = '%s'" % box)
+    high = dbsql(world, password, "SELECT highestmodseq FROM mailbox"
+                 " WHERE name = '%s'" % box)
+    return {int(u): int(m) for u, m in rows}, int(high[0][0])
+
+
+def test_modseqs_of_keywords_pulled_from_several_sessions(world, alice):
+    """Issue 15 (b): a session that has the folder selected while two
+    other sessions save messages with several keyword names and STORE
+    keywords on older ones pulls it all in one sync.  Its MODSEQs must
+    be the rows' (each keyword record of that sync must not raise a
+    message above its row), the same as a new session's (filled from
+    the rows, keywords applied by its first sync: issue 15 (a)), none
+    above HIGHESTMODSEQ, and none lower than what it showed before."""
+    dc = world.dc
+    box = "kw-pull-many"
+    a = imap_login(dc, alice)
+    ok(a.create(box))
+    for i in range(6):
+        ok(a.append(box, None, None, message("%s-%d" % (box, i))))
+    _, seen = select_state(a, box)
+    b = imap_login(dc, alice)
+    c = imap_login(dc, alice)
+    ok(b.select(box))
+    ok(c.select(box))
+    ok(b.append(box, "($b1 $b2 $b3)", None, message(box + "-b1")))
+    ok(c.append(box, "($c1 $c2 $c3 $c4)", None, message(box + "-c1")))
+    ok(b.uid("STORE", "1:2", "+FLAGS", "($s1 $s2 $s3)"))
+    ok(c.uid("STORE", "3,5", "+FLAGS", "($t1 $t2)"))
+    ok(b.append(box, "($b4 $c1 \\Flagged)", None, message(box + "-b2")))
+    ok(c.uid("STORE", "2,4", "+FLAGS", "($u1 $u2 $u3 $u4)"))
+    b.logout()
+    c.logout()
+    ok(a.noop())
+    a.untagged_responses.clear()    # the NOOP's FETCH of changed flags
+    highest, pulled = fetch_modseqs(a, box)
+    rows, db_highest = row_modseqs(world, alice, box)
+    d = imap_login(dc, alice)
+    codes, filled = select_state(d, box)
+    d.logout()
+    a.logout()
+    assert len(pulled) == 9
+    before = {r[0]: r[2] for r in seen}
+    assert all(r[2] >= before.get(r[0], 0) for r in pulled)
+    assert {r[0]: r[2] for r in pulled} == rows
+    assert filled == pulled
+    assert codes["HIGHESTMODSEQ"] == highest == db_highest
+    assert all(r[2] <= highest for r in pulled)
