@@ -246,6 +246,12 @@ int sqlbox_mailbox_refresh_row(struct sqlbox_mailbox *mbox);
 
 /* A running sync: the index sync plus (unless spool-only) the SQLite
    write transaction, so that saves assign UIDs under both locks. */
+/* A row this sync wrote into the index, with its modseq in SQLite. */
+struct sqlbox_sync_row {
+	uint64_t modseq;
+	uint32_t uid;
+};
+
 struct sqlbox_sync_context {
 	struct sqlbox_mailbox *mbox;
 	struct mail_index_sync_ctx *index_sync_ctx;
@@ -256,6 +262,10 @@ struct sqlbox_sync_context {
 	uint32_t db_uidnext;
 	/* Modseq given to this sync's pushed changes; 0 = none yet. */
 	uint64_t push_modseq;
+	/* The rows pulled and the filled messages given keywords: the
+	   index's own records may raise them above their rows' modseqs
+	   (sqlbox_sync_rows_raise()). */
+	ARRAY(struct sqlbox_sync_row) rows;
 	bool db_locked:1;
 };
 

@@ -756,6 +756,19 @@ static int sqlbox_sync_fill(struct sqlbox_mailbox *mbox)
 	return 0;
 }
 
+static void
+sqlbox_sync_row_add(struct sqlbox_sync_context *ctx, uint32_t uid,
+		    uint64_t modseq)
+{
+	struct sqlbox_sync_row *row;
+
+	if (!array_is_created(&ctx->rows))
+		i_array_init(&ctx->rows, 64);
+	row = array_append_space(&ctx->rows);
+	row->uid = uid;
+	row->modseq = modseq;
+}
+
 /* After a fill: the keywords of the filled messages, in the first sync's
    transaction.  Few distinct sets exist (names come sorted by the
    primary key): one mail_keywords each. */
@@ -795,6 +808,8 @@ static int sqlbox_sync_fill_keywords(struct sqlbox_sync_context *ctx)
 			hash_table_insert(sets, p_strdup(pool, names), kw);
 		} T_END;
 		mail_index_update_keywords(ctx->trans, seq, MODIFY_REPLACE, kw);
+		sqlbox_sync_row_add(ctx, sqlite3_column_int64(stmt, 0),
+			mail_index_modseq_lookup(ctx->sync_view, seq));
 	}
 	sqlite3_finalize(stmt);
 	iter = hash_table_iterate_init(sets);
@@ -815,6 +830,7 @@ sqlbox_sync_pull_row(struct sqlbox_sync_context *ctx, uint32_t uid,
 	const char *const *keywords = sqlbox_keywords_split(db_keywords);
 	uint32_t seq;
 
+	sqlbox_sync_row_add(ctx, uid, modseq);
 	if (uid >= *next_uid) {
 		/* New to this process: appended in UID order. */
 		mail_index_append(ctx->trans, uid, &seq);
@@ -1077,6 +1093,61 @@ static uint64_t sqlbox_index_highest_modseq(struct mailbox *box)
 	return highest;
 }
 
+/* Dovecot's log gives each record of a sync the next value of its
+   modseq counter and raises the messages the record names to it:
+   appends, flag updates, and one record per keyword name added or
+   removed (mail-index-transaction-export.c writes them before the
+   MODSEQ_UPDATE that sets the rows' values).  A sync that pulls other
+   processes' keyword changes, or gives a fill's messages their keywords,
+   thus may leave a message above its row; another session (a fill from
+   the rows) would show the row's lower value for the same message.  The
+   index only ever raises, so the rows follow it, under the write lock
+   the sync still holds: the raised values are at most the index's
+   highest modseq, which becomes SQLite's too (sqlbox_sync_commit()), so
+   nothing given out later is at or below them. */
+static int sqlbox_sync_rows_raise(struct sqlbox_sync_context *ctx)
+{
+	struct sqlbox_mailbox *mbox = ctx->mbox;
+	const struct sqlbox_sync_row *row;
+	struct mail_index_view *view;
+	sqlite3_stmt *stmt = NULL;
+	uint64_t modseq;
+	uint32_t seq;
+	int ret = 0;
+
+	if (!array_is_created(&ctx->rows))
+		return 0;
+	view = mail_index_view_open(mbox->box.index);
+	array_foreach(&ctx->rows, row) {
+		if (!mail_index_lookup_seq(view, row->uid, &seq))
+			continue;
+		modseq = mail_index_modseq_lookup(view, seq);
+		if (modseq <= row->modseq)
+			continue;
+		if (stmt == NULL) {
+			stmt = sqlbox_db_prepare(mbox->storage,
+				"UPDATE mail SET modseq = ?1 WHERE"
+				" mailbox_id = ?2 AND uid = ?3 AND modseq < ?1");
+			if (stmt == NULL) {
+				ret = -1;
+				break;
+			}
+		}
+		sqlite3_bind_int64(stmt, 1, (int64_t)modseq);
+		sqlite3_bind_int64(stmt, 2, mbox->id);
+		sqlite3_bind_int64(stmt, 3, row->uid);
+		if (sqlbox_db_step(mbox->storage, stmt) < 0) {
+			ret = -1;
+			break;
+		}
+		sqlite3_reset(stmt);
+	}
+	if (stmt != NULL)
+		sqlite3_finalize(stmt);
+	mail_index_view_close(&view);
+	return ret;
+}
+
 /* The index commits first, while SQLite's write lock is still held: the
    index may give this sync's changes a modseq above push_modseq (an
    expunge record counts one more), and that value, shown to the client
@@ -1107,7 +1178,8 @@ static int sqlbox_sync_commit(struct sqlbox_sync_context *ctx)
 		return 0;
 	highest = I_MAX(sqlbox_index_highest_modseq(&mbox->box),
 			I_MAX(ctx->db_highest, ctx->push_modseq));
-	if (sqlbox_db_mailbox_set_counters(mbox->storage, mbox->id, highest,
+	if (sqlbox_sync_rows_raise(ctx) < 0 ||
+	    sqlbox_db_mailbox_set_counters(mbox->storage, mbox->id, highest,
 					   0) < 0 ||
 	    sqlbox_db_commit(mbox->storage) < 0) {
 		/* The index has changes SQLite lost: this session's view
@@ -1135,6 +1207,8 @@ int sqlbox_sync_finish(struct sqlbox_sync_context **_ctx, bool success)
 			sqlbox_db_rollback(mbox->storage);
 		mail_index_sync_rollback(&ctx->index_sync_ctx);
 	}
+	if (array_is_created(&ctx->rows))
+		array_free(&ctx->rows);
 	i_free(ctx);
 	return ret;
 }
