@@ -7,7 +7,7 @@
    files and on older ones, in one write transaction).  Metadata lives
    apart from body chunks so that rebuilding an index or scanning flags
    never decrypts body pages. */
-#define SQLBOX_SCHEMA_VERSION 7
+#define SQLBOX_SCHEMA_VERSION 8
 /* MAIL_SEEN in SQL text (triggers can't bind parameters). */
 #define SQLBOX_SQL_SEEN "8"
 static const char *const sqlbox_schema_v1[] = {
@@ -175,6 +175,24 @@ static const char *const sqlbox_schema_v7[] = {
 	NULL
 };
 
+/* Version 8: body ids are never given out again.  body.id is an INTEGER
+   PRIMARY KEY without AUTOINCREMENT, so SQLite would give the largest id
+   again once that body is deleted; a session that looked up a mail's
+   body id before another session expunged it (and saved new mail) would
+   then read the new body's chunks and cache row under the old UID, a
+   chunk at a time, instead of finding them gone.  The highest id
+   deleted while it was the largest is kept in state ('body_id_high'),
+   and new bodies take the next id above it and above every live one
+   (sqlbox-sql-mail.c: SQLBOX_SQL_BODY_NEXT_ID). */
+static const char *const sqlbox_schema_v8[] = {
+	"CREATE TRIGGER IF NOT EXISTS body_id_high AFTER DELETE ON body"
+	" WHEN OLD.id > ifnull((SELECT max(id) FROM body), 0) BEGIN"
+	" INSERT OR REPLACE INTO state (key, value) VALUES ('body_id_high',"
+	" max(OLD.id, ifnull((SELECT value FROM state"
+	" WHERE key = 'body_id_high'), 0))); END",
+	NULL
+};
+
 static int sqlbox_schema_run(struct sqlbox_storage *storage,
 			     const char *const *statements)
 {
@@ -196,6 +214,12 @@ static int sqlbox_schema_migrate_v7(struct sqlbox_storage *storage,
 				    int version)
 {
 	return version < 7 ? sqlbox_schema_run(storage, sqlbox_schema_v7) : 0;
+}
+
+static int sqlbox_schema_migrate_v8(struct sqlbox_storage *storage,
+				    int version)
+{
+	return version < 8 ? sqlbox_schema_run(storage, sqlbox_schema_v8) : 0;
 }
 
 int sqlbox_schema_migrate(struct sqlbox_storage *storage)
@@ -264,7 +288,8 @@ int sqlbox_schema_migrate(struct sqlbox_storage *storage)
 			}
 		}
 		if (sqlbox_schema_migrate_v6(storage, version) < 0 ||
-		    sqlbox_schema_migrate_v7(storage, version) < 0) {
+		    sqlbox_schema_migrate_v7(storage, version) < 0 ||
+		    sqlbox_schema_migrate_v8(storage, version) < 0) {
 			sqlbox_db_rollback(storage);
 			return -1;
 		}

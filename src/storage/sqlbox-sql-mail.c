@@ -7,6 +7,13 @@
 /* Queries on mail: bodies stored in chunks, bodies of saves in progress
    (body_pending) and mail rows with their keywords. */
 
+/* The id of a new body: above every live one and every one deleted
+   (schema version 8, sqlbox-schema.c), so that an id never names two
+   bodies. */
+#define SQLBOX_SQL_BODY_NEXT_ID \
+	"max(ifnull((SELECT max(id) FROM body), 0)," \
+	" ifnull((SELECT value FROM state WHERE key = 'body_id_high'), 0)) + 1"
+
 int sqlbox_db_body_insert(struct sqlbox_storage *storage,
 			  const unsigned char *data, size_t size,
 			  int64_t *body_id_r)
@@ -16,7 +23,8 @@ int sqlbox_db_body_insert(struct sqlbox_storage *storage,
 	size_t off = 0;
 	int seq = 0;
 
-	if (sqlbox_db_exec_args(storage, "INSERT INTO body (size) VALUES (?)",
+	if (sqlbox_db_exec_args(storage, "INSERT INTO body (id, size) VALUES ("
+				SQLBOX_SQL_BODY_NEXT_ID ", ?)",
 				1, (int64_t)size) < 0)
 		return -1;
 	body_id = sqlite3_last_insert_rowid(storage->db);
@@ -106,7 +114,8 @@ int sqlbox_db_body_pending_insert(struct sqlbox_storage *storage,
 {
 	int64_t body_id;
 
-	if (sqlbox_db_exec(storage, "INSERT INTO body (size) VALUES (-1)") < 0)
+	if (sqlbox_db_exec(storage, "INSERT INTO body (id, size) VALUES ("
+			   SQLBOX_SQL_BODY_NEXT_ID ", -1)") < 0)
 		return -1;
 	body_id = sqlite3_last_insert_rowid(storage->db);
 	if (sqlbox_db_exec_args(storage,

@@ -985,14 +985,18 @@ def test_window_of_rows_and_another_sessions_expunge(world, alice):
     assert tagged.startswith(b"F OK [EXPUNGEISSUED]"), tagged
 
 
-def test_body_expunged_while_it_is_sent(world, alice):
+@pytest.mark.parametrize("replaced", [False, True])
+def test_body_expunged_while_it_is_sent(world, alice, replaced):
     """Issue 15: another session expunges the mail whose body is being
     sent (the rest of its chunks go with it).  sqlbox can't finish the
     literal; it must end the connection as Dovecot does for a mail
     expunged under a reader ("Mail expunged while it was being
-    FETCHed"), not log a damaged body as an error."""
+    FETCHed"), not log a damaged body as an error.  replaced: that
+    session then saves a mail as large, whose body must not take the
+    expunged body's id (the largest): the sending session would go on
+    with the new mail's chunks under the old UID."""
     dc = world.dc
-    box = "expunged-while-sent"
+    box = "expunged-while-sent" + ("-replaced" if replaced else "")
     with open("/proc/sys/net/ipv4/tcp_wmem") as f:
         wmem_max = int(f.read().split()[2])
     big = message(box, "sent word\r\n" + ("y" * 76 + "\r\n") *
@@ -1010,6 +1014,8 @@ def test_body_expunged_while_it_is_sent(world, alice):
     assert ln.startswith(b"* 1 FETCH") and ln.endswith(b"}\r\n"), ln
     ok(b.store("1", "+FLAGS", r"(\Deleted)"))
     ok(b.expunge())
+    if replaced:
+        ok(b.append(box, None, None, big.replace(b"y" * 76, b"z" * 76)))
     b.logout()
     got = b""
     while True:
@@ -1018,6 +1024,7 @@ def test_body_expunged_while_it_is_sent(world, alice):
             break
         got += data
     a.close()
+    assert b"z" * 76 not in a.buf + got
     assert len(a.buf + got) < len(big)
     gone = re.compile(r"Disconnected: (?!Logged out)")
     wait_for(lambda: gone.search(dc.log_text()[log_start:]), 60,

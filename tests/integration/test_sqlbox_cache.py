@@ -381,7 +381,7 @@ def test_migration_from_version_4(sqlbox_world, maildir_answers):
            " PRAGMA user_version = 4")
     assert dbtool(world, password, "sql", "PRAGMA user_version") == [["4"]]
     compare(maildir_answers, session(world, password, READS))
-    assert dbtool(world, password, "sql", "PRAGMA user_version") == [["7"]]
+    assert dbtool(world, password, "sql", "PRAGMA user_version") == [["8"]]
     rows = dbtool(world, password, "sql",
                   "SELECT count(*), count(envelope), count(bodystructure)"
                   " FROM body_cache")

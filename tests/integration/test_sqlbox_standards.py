@@ -260,7 +260,8 @@ def test_schema_upgrade_keeps_uidvalidity_and_counts(make_world):
     imap.logout()
     dc.stop()
     dbtool(dc, pw, "exec",
-           "DROP TRIGGER body_cache_delete; DROP TABLE body_cache;"
+           "DROP TRIGGER body_id_high;"
+           " DROP TRIGGER body_cache_delete; DROP TABLE body_cache;"
            " DROP TRIGGER mail_counters_insert;"
            " DROP TRIGGER mail_counters_delete;"
            " DROP TRIGGER mail_counters_flags; DROP TABLE state;"
@@ -281,7 +282,11 @@ def test_schema_upgrade_keeps_uidvalidity_and_counts(make_world):
     ok(imap.create("after-upgrade"))
     assert status(imap, "after-upgrade")["UIDVALIDITY"] == 4000000001
     imap.logout()
-    assert dbtool(dc, pw, "sql", "PRAGMA user_version") == ["7"]
+    assert dbtool(dc, pw, "sql", "PRAGMA user_version") == ["8"]
+    # version 8: body ids are never given out again
+    assert dbtool(dc, pw, "sql", "SELECT name FROM sqlite_schema"
+                  " WHERE type = 'trigger' AND name = 'body_id_high'") == \
+        ["body_id_high"]
     # version 6: the covering index the first sync of a folder reads
     assert dbtool(dc, pw, "sql", "SELECT name FROM sqlite_schema"
                   " WHERE type = 'index' AND name = 'mail_sync'") == \
