@@ -11,7 +11,8 @@
    rather than by walking the index's pages.
 
    A keyed session writes it when it ends, if it committed anything (a
-   save, an expunge, an import or an index rebuild may all change it);
+   save, an expunge, an import or an index rebuild may all change it)
+   and the numbers differ from the file's;
    so it lags while a session runs and after a crash, and is right again
    after the next one.  Like quota-usage it tells a size, nothing of
    the mail; it exists whether or not a quota is set. */

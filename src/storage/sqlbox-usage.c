@@ -58,15 +58,38 @@ sqlbox_usage_totals(struct sqlbox_storage *storage, uint64_t *messages_r,
 	return rc == SQLITE_ROW ? 0 : -1;
 }
 
+/* TRUE if path holds exactly line already. */
+static bool sqlbox_usage_file_holds(const char *path, const char *line)
+{
+	char buf[64];
+	size_t len = strlen(line);
+	ssize_t ret;
+	int fd;
+
+	if (len >= sizeof(buf))
+		return FALSE;
+	fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return FALSE;
+	ret = read(fd, buf, sizeof(buf));
+	i_close_fd(&fd);
+	return ret == (ssize_t)len && memcmp(buf, line, len) == 0;
+}
+
 int sqlbox_usage_file_write(struct sqlbox_storage *storage, const char *path,
 			    uint64_t first, uint64_t second)
 {
 	const char *tmp_path, *line;
 	int fd, ret = 0;
 
+	line = t_strdup_printf("%"PRIu64" %"PRIu64"\n", first, second);
+	/* Most sessions change neither number (a SELECT, a flag change):
+	   a read instead of a new file, a rename and the old inode's
+	   removal in the filesystem's journal, every session. */
+	if (sqlbox_usage_file_holds(path, line))
+		return 0;
 	/* No fsync: after a crash the next writer writes it again. */
 	tmp_path = t_strdup_printf("%s.%s.tmp", path, my_pid);
-	line = t_strdup_printf("%"PRIu64" %"PRIu64"\n", first, second);
 	fd = open(tmp_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 	if (fd < 0) {
 		e_error(storage->storage.event, "open(%s) failed: %m",

@@ -19,7 +19,7 @@ import pytest
 from conftest import World
 from harness import wait_for
 from test_sqlbox import (DBTOOL, USER, imap_login, lmtp_deliver, ok,
-                         select_count)
+                         select_count, wait_unused)
 
 import subprocess
 
@@ -316,6 +316,18 @@ def test_index_size_without_key(world, alice):
     with open(usage) as f:
         assert f.read() == "%d %d\n" % (docs, rows * 4050)
     assert os.stat(usage).st_mode & 0o777 == 0o600
+
+    # a session that changes neither number (a flag) leaves the file
+    # alone: no new file and rename at every session's end
+    written = os.stat(usage)
+    imap = imap_login(dc, alice)
+    select_count(imap, "Sized")
+    ok(imap.store("1", "+FLAGS", "(\\Flagged)"))
+    imap.logout()
+    wait_unused(mailbox)
+    assert os.stat(usage).st_ino == written.st_ino
+    with open(usage) as f:
+        assert f.read() == "%d %d\n" % (docs, rows * 4050)
 
     # more mail: more messages (the index may even shrink: FTS5 merges
     # segments, and detail=none segments are mostly their terms)
