@@ -4,6 +4,7 @@
 #include "buffer.h"
 #include "hash.h"
 #include "hex-binary.h"
+#include "ioloop.h"
 #include "istream.h"
 #include "safe-memset.h"
 #include "seq-range-array.h"
@@ -12,6 +13,7 @@
 #include "message-parser.h"
 #include "message-decoder.h"
 #include "mail-search.h"
+#include "settings-parser.h"
 #include "sqlbox-storage.h"
 
 /* Full-text search inside the user's encrypted database (SQLite FTS5):
@@ -30,6 +32,17 @@
                                in bounded slices
    Bodies, not mails, are indexed: a COPY or MOVE shares the body row, a
    RENAME changes no body, so none of them touches the index.
+
+   When: not inside the APPEND (its reply waits for the COMMIT), but
+   once the session has saved nothing for sqlbox_fts_index_delay, in
+   short write transactions of a bounded batch each, yielding to the
+   ioloop between them (other sessions and LMTP's import wait for one
+   batch at most); what is still pending at the session's end is indexed
+   then (after LOGOUT's reply).  A mail without an fts_doc row is
+   unindexed, so the list of pending bodies is memory only: a session
+   killed before indexing leaves its mail to the catch-up at the next
+   SEARCH of the folder, as for mail saved with the index off.  The
+   spool's import still indexes in its own transaction.
 
    What is indexed is what Dovecot's own search (lib-mail message-search.c)
    looks at: every header line (name, ": ", the decoded value) and the
@@ -54,6 +67,15 @@
    right: the trigger dropped what was expunged meanwhile, and mail saved
    meanwhile is indexed at the next SEARCH of its folder. */
 #define SQLBOX_FTS_SETTING "sqlbox_fts"
+/* plugin { sqlbox_fts_index_delay = 1s }: how long after the last save's
+   commit the saved mail is indexed; 0 indexes it inside the save's
+   transaction (before the APPEND's reply, as the first version did). */
+#define SQLBOX_FTS_DELAY_SETTING "sqlbox_fts_index_delay"
+#define SQLBOX_FTS_DELAY_DEFAULT_MSECS 1000
+/* One transaction of deferred indexing: this many bodies, or bodies
+   of this many bytes (the last one may pass it), at most. */
+#define SQLBOX_FTS_BATCH_BODIES 32
+#define SQLBOX_FTS_BATCH_BYTES (4 * 1024 * 1024)
 /* Trigrams of a key used at most (evenly spread). */
 #define SQLBOX_FTS_MAX_TRIGRAMS 24
 
@@ -690,6 +712,181 @@ static int sqlbox_fts_catch_up(struct sqlbox_mailbox *mbox)
 		return -1;
 	}
 	return sqlbox_db_commit(storage);
+}
+
+static unsigned int sqlbox_fts_index_delay(struct sqlbox_storage *storage)
+{
+	const char *value, *error;
+
+	if (storage->fts_delay_read)
+		return storage->fts_delay_msecs;
+	storage->fts_delay_read = TRUE;
+	storage->fts_delay_msecs = SQLBOX_FTS_DELAY_DEFAULT_MSECS;
+	value = mail_user_plugin_getenv(storage->storage.user,
+					SQLBOX_FTS_DELAY_SETTING);
+	if (value != NULL && value[0] != '\0' &&
+	    settings_get_time_msecs(value, &storage->fts_delay_msecs,
+				    &error) < 0) {
+		storage->fts_delay_msecs = SQLBOX_FTS_DELAY_DEFAULT_MSECS;
+		e_error(storage->storage.event,
+			"sqlbox fts: invalid "SQLBOX_FTS_DELAY_SETTING
+			" (using %u ms): %s", storage->fts_delay_msecs,
+			error);
+	}
+	return storage->fts_delay_msecs;
+}
+
+bool sqlbox_fts_index_deferred(struct sqlbox_storage *storage)
+{
+	return sqlbox_fts_enabled(storage) &&
+		sqlbox_fts_index_delay(storage) > 0;
+}
+
+/* Indexes the next batch of pending bodies in a transaction of its own:
+   1 if more are pending, 0 if none, -1 on error (the rest is dropped:
+   a SEARCH's catch-up indexes them).  A body expunged meanwhile has no
+   row any more, one indexed meanwhile (a SEARCH's catch-up) its fts_doc
+   row: both are skipped. */
+static int
+sqlbox_fts_index_pending_batch(struct sqlbox_storage *storage,
+			       unsigned int *indexed_r)
+{
+	sqlite3_stmt *stmt;
+	uoff_t bytes = 0;
+	int rc, ret = 0;
+
+	*indexed_r = 0;
+	if (sqlbox_db_begin(storage) < 0)
+		return -1;
+	if (sqlbox_fts_tables_create(storage) < 0 ||
+	    (stmt = sqlbox_db_prepare(storage,
+		"SELECT b.size FROM body b WHERE b.id = ? AND NOT EXISTS"
+		" (SELECT 1 FROM fts_doc d WHERE d.body_id = b.id)")) == NULL) {
+		sqlbox_db_rollback(storage);
+		return -1;
+	}
+	while (ret == 0 && *indexed_r < SQLBOX_FTS_BATCH_BODIES &&
+	       bytes < SQLBOX_FTS_BATCH_BYTES &&
+	       storage->fts_pending_next < array_count(&storage->fts_pending)) {
+		int64_t id = array_idx_elem(&storage->fts_pending,
+					    storage->fts_pending_next++);
+		struct istream *input;
+		uoff_t size;
+
+		sqlite3_bind_int64(stmt, 1, id);
+		rc = sqlbox_db_step(storage, stmt);
+		size = rc == SQLITE_ROW ? sqlite3_column_int64(stmt, 0) : 0;
+		sqlite3_reset(stmt);
+		if (rc != SQLITE_ROW) {
+			if (rc < 0)
+				ret = -1;
+			continue;
+		}
+		input = sqlbox_body_istream_create(storage, id, size);
+		i_stream_set_name(input, t_strdup_printf("sqlbox body %"PRId64,
+							 id));
+		ret = sqlbox_fts_index_body(storage, id, input);
+		i_stream_unref(&input);
+		bytes += size;
+		++*indexed_r;
+	}
+	sqlite3_finalize(stmt);
+	if (ret < 0) {
+		sqlbox_db_rollback(storage);
+		return -1;
+	}
+	if (sqlbox_db_commit(storage) < 0)
+		return -1;
+	return storage->fts_pending_next < array_count(&storage->fts_pending) ?
+		1 : 0;
+}
+
+/* A batch, logged; the list is emptied when done or failed. */
+static int
+sqlbox_fts_index_pending(struct sqlbox_storage *storage, const char *when)
+{
+	unsigned int indexed;
+	int ret;
+
+	T_BEGIN {
+		ret = sqlbox_fts_index_pending_batch(storage, &indexed);
+	} T_END;
+	if (ret < 0) {
+		e_error(storage->storage.event,
+			"sqlbox fts: indexing saved mail %s failed "
+			"(a SEARCH of its folder indexes it): %s", when,
+			mail_storage_get_last_internal_error(
+				&storage->storage, NULL));
+	} else {
+		e_debug(storage->storage.event,
+			"sqlbox fts: indexed %u saved bodies %s (%u pending)",
+			indexed, when, array_count(&storage->fts_pending) -
+			storage->fts_pending_next);
+	}
+	if (ret <= 0) {
+		array_clear(&storage->fts_pending);
+		storage->fts_pending_next = 0;
+	}
+	return ret;
+}
+
+/* Idle enough to write: no transaction of any of the storage's
+   mailboxes is open (a command, e.g. an APPEND still receiving its
+   literal or a FETCH waiting for the client to read, is in progress),
+   and no SQLite transaction. */
+static bool sqlbox_fts_storage_idle(struct sqlbox_storage *storage)
+{
+	struct mailbox *box;
+
+	if (storage->txn_depth > 0 || storage->db == NULL)
+		return FALSE;
+	for (box = storage->storage.mailboxes; box != NULL; box = box->next) {
+		if (box->transaction_count > 0)
+			return FALSE;
+	}
+	return TRUE;
+}
+
+static void sqlbox_fts_pending_timeout(struct sqlbox_storage *storage)
+{
+	timeout_remove(&storage->to_fts);
+	if (!sqlbox_fts_storage_idle(storage)) {
+		storage->to_fts = timeout_add(sqlbox_fts_index_delay(storage),
+					      sqlbox_fts_pending_timeout,
+					      storage);
+		return;
+	}
+	/* more: the next batch once the ioloop has served everyone else */
+	if (sqlbox_fts_index_pending(storage, "while idle") > 0) {
+		storage->to_fts = timeout_add_short(0,
+			sqlbox_fts_pending_timeout, storage);
+	}
+}
+
+void sqlbox_fts_index_later(struct sqlbox_storage *storage, int64_t body_id)
+{
+	if (!array_is_created(&storage->fts_pending))
+		i_array_init(&storage->fts_pending, 64);
+	array_push_back(&storage->fts_pending, &body_id);
+	timeout_remove(&storage->to_fts);
+	storage->to_fts = timeout_add(sqlbox_fts_index_delay(storage),
+				      sqlbox_fts_pending_timeout, storage);
+}
+
+void sqlbox_fts_storage_deinit(struct sqlbox_storage *storage)
+{
+	timeout_remove(&storage->to_fts);
+	if (!array_is_created(&storage->fts_pending))
+		return;
+	/* batch by batch: other sessions and LMTP's import wait for one
+	   batch at most */
+	while (storage->db != NULL && storage->txn_depth == 0 &&
+	       array_count(&storage->fts_pending) > 0) {
+		if (sqlbox_fts_index_pending(storage,
+					     "at the session's end") <= 0)
+			break;
+	}
+	array_free(&storage->fts_pending);
 }
 
 static bool sqlbox_fts_char_indexable(unichar_t chr)

@@ -380,6 +380,21 @@ sqlbox_save_fts_index(struct sqlbox_storage *storage,
 	return ret;
 }
 
+/* After the commit: the new bodies are indexed when the session is idle
+   (a copy's body is the source's, indexed already or left to the
+   catch-up). */
+static void sqlbox_save_fts_index_later(struct sqlbox_save_context *ctx)
+{
+	const struct sqlbox_save_mail *mail;
+
+	array_foreach(&ctx->mails, mail) {
+		if (mail->new_body_id != 0) {
+			sqlbox_fts_index_later(ctx->mbox->storage,
+					       mail->new_body_id);
+		}
+	}
+}
+
 /* How many keyword names the saved mails carry between them. */
 static unsigned int
 sqlbox_save_keyword_names_count(struct sqlbox_save_context *ctx)
@@ -463,7 +478,9 @@ static int sqlbox_save_commit_db(struct sqlbox_save_context *ctx)
 	if (sqlbox_db_mailbox_set_counters(storage, ctx->mbox->id, modseq,
 					   uid) < 0)
 		return -1;
-	/* The FTS index last: a statement that opens a statement journal
+	/* Indexed later, outside the reply's path (sqlbox-fts.c), unless
+	   plugin { sqlbox_fts_index_delay = 0 }.
+	   The FTS index last: a statement that opens a statement journal
 	   (the mail row's INSERT does) makes SQLite call every virtual
 	   table of the transaction's xSavepoint, and FTS5's flushes its
 	   pending terms there as a new segment.  Indexed between the mail
@@ -473,6 +490,7 @@ static int sqlbox_save_commit_db(struct sqlbox_save_context *ctx)
 	   one per FTS5 'hashsize' of terms). */
 	array_foreach_modifiable(&ctx->mails, mail) {
 		if (mail->new_body_id != 0 &&
+		    !sqlbox_fts_index_deferred(storage) &&
 		    sqlbox_save_fts_index(storage, mail->body,
 					  mail->new_body_id) < 0)
 			return -1;
@@ -506,6 +524,8 @@ int sqlbox_transaction_save_commit_pre(struct mail_save_context *_ctx)
 			sqlbox_db_rollback(storage);
 		else
 			ret = sqlbox_db_commit(storage);
+		if (ret == 0 && sqlbox_fts_index_deferred(storage))
+			sqlbox_save_fts_index_later(ctx);
 	}
 	if (ret < 0) {
 		sqlbox_transaction_save_rollback(_ctx);

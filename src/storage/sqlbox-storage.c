@@ -73,6 +73,8 @@ static void sqlbox_storage_destroy(struct mail_storage *_storage)
 {
 	struct sqlbox_storage *storage = SQLBOX_STORAGE(_storage);
 
+	/* the saved mail not indexed yet, before fts-usage counts it */
+	sqlbox_fts_storage_deinit(storage);
 	sqlbox_fts_usage_update(storage);
 	sqlbox_db_close(storage);
 	kr_keys_free(&storage->keys);

@@ -96,6 +96,18 @@ struct sqlbox_storage {
 	/* No KEK in this session: LMTP seals new mail into the spool. */
 	bool locked:1;
 	bool usage_written:1;
+	/* Bodies this session saved and has not indexed yet (sqlbox-fts.c):
+	   indexed when no save has committed for fts_delay_msecs, at the
+	   session's end, or by a SEARCH's catch-up of their folder.  Memory
+	   only: a body without an fts_doc row is unindexed by definition. */
+	ARRAY(int64_t) fts_pending;
+	/* The first of them not yet indexed. */
+	unsigned int fts_pending_next;
+	struct timeout *to_fts;
+	/* plugin { sqlbox_fts_index_delay } (0: index in the save's
+	   transaction), read once (fts_delay_read). */
+	unsigned int fts_delay_msecs;
+	bool fts_delay_read:1;
 	/* The FTS tables exist (sqlbox-fts.c creates them lazily). */
 	bool fts_ready:1;
 	/* A transaction was committed in this session (fts-usage is
@@ -311,6 +323,16 @@ void sqlbox_transaction_save_rollback(struct mail_save_context *ctx);
    critical error set. */
 int sqlbox_fts_index_body(struct sqlbox_storage *storage, int64_t body_id,
 			  struct istream *input);
+/* TRUE if saved mail is indexed after the save's transaction
+   (sqlbox_fts_index_later()), FALSE if inside it (the index is off, or
+   plugin { sqlbox_fts_index_delay = 0 }). */
+bool sqlbox_fts_index_deferred(struct sqlbox_storage *storage);
+/* After a save's commit: the body is indexed once no save has committed
+   for the delay (each call starts it again), in short transactions of
+   their own, or at the session's end. */
+void sqlbox_fts_index_later(struct sqlbox_storage *storage, int64_t body_id);
+/* At storage destroy: indexes what is still pending. */
+void sqlbox_fts_storage_deinit(struct sqlbox_storage *storage);
 /* Search vfuncs: the index narrows SEARCH BODY/TEXT/header keys to
    candidate mails, which Dovecot checks as without it. */
 struct mail_search_context *

@@ -5,6 +5,9 @@ candidates): `OR key key` is the unindexed reference, since only
 top-level keys go to the index.  Checked after EXPUNGE, MOVE, RENAME and
 DELETE, for German and Thai words, for mail delivered over LMTP (indexed
 at spool import), and nothing of the indexed words is readable on disk.
+Saved mail is indexed after the APPEND's reply: once the session has
+saved nothing for sqlbox_fts_index_delay, at its end, or by the catch-up
+of a SEARCH (after the session was killed).
 """
 
 import base64
@@ -12,12 +15,14 @@ import json
 import os
 import random
 import secrets
+import signal
 import socket
 
 import pytest
 
 from conftest import World
 from harness import wait_for
+from test_sqlbox_crash import Crasher
 from test_sqlbox import (DBTOOL, USER, imap_login, lmtp_deliver, ok,
                          select_count, wait_unused)
 
@@ -137,6 +142,35 @@ def append_all(imap, box, msgs):
         ok(imap.append(box, None, None, m))
 
 
+def fts_docs(dc, password):
+    """Bodies with an fts_doc row (0 before the tables exist)."""
+    if int(dbtool_sql(dc, password, "SELECT count(*) FROM sqlite_master"
+                      " WHERE name = 'fts_doc'")[0]) == 0:
+        return 0
+    return int(dbtool_sql(dc, password, "SELECT count(*) FROM fts_doc")[0])
+
+
+def imap_pid(world, password, imap):
+    """The imap process serving this imaplib session."""
+    return Crasher(world, password).server_pid(imap.sock, "imap")
+
+
+def process_gone(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def logout_and_wait(world, password, imap):
+    """LOGOUT, then wait for its imap process to end: the saved mail not
+    yet indexed is indexed after the reply, before the process ends."""
+    pid = imap_pid(world, password, imap)
+    imap.logout()
+    wait_for(lambda: process_gone(pid), 120, "imap process %d to end" % pid)
+
+
 def test_indexed_search_equals_unindexed(world, alice):
     dc = world.dc
     imap = imap_login(dc, alice)
@@ -191,6 +225,9 @@ def test_rebuilt_when_mostly_dead_and_indexed_on_demand(world, alice):
     ok(imap.create("Old"))
     append_all(imap, "Old", corpus(1802, 320))
     select_count(imap, "Old")
+    # indexed (if the session was not idle long enough yet: by the catch-up)
+    assert uid_search(imap, "BODY", "alpha") == \
+        uid_search_unindexed(imap, "BODY", "alpha")
     ok(imap.uid("STORE", "21:*", "+FLAGS", "(\\Deleted)"))
     ok(imap.expunge())
     assert uid_search(imap, "BODY", "alpha") == \
@@ -216,18 +253,18 @@ def test_spool_import_indexed_and_nothing_readable(world, alice):
         " " + markers["SPOOL"]))[0] == 250
     imap = imap_login(dc, alice)
     select_count(imap)
+    # the spool import indexed (everything before was indexed too)
+    bodies = int(dbtool_sql(dc, alice, "SELECT count(*) FROM body")[0])
+    assert fts_docs(dc, alice) == bodies
     ok(imap.append("INBOX", None, None, mime_text(
         "append", "text " + markers["APPEND"])))
-    docs_before = int(dbtool_sql(dc, alice,
-                                 "SELECT count(*) FROM fts_doc")[0])
     for mk in markers.values():
         assert len(uid_search(imap, "BODY", mk)) == 1, mk
         assert (uid_search(imap, "BODY", mk) ==
                 uid_search_unindexed(imap, "BODY", mk))
-    imap.logout()
-    # the spool import and the APPEND indexed: the SEARCH had nothing to do
-    assert int(dbtool_sql(dc, alice,
-                          "SELECT count(*) FROM fts_doc")[0]) == docs_before
+    logout_and_wait(world, alice, imap)
+    # the APPEND's body too (while idle, or by the SEARCH's catch-up)
+    assert fts_docs(dc, alice) == bodies + 1
     home = dc.home("alice")
     forms = set()
     for mk in markers.values():
@@ -301,7 +338,7 @@ def test_index_size_without_key(world, alice):
     imap = imap_login(dc, alice)
     ok(imap.create("Sized"))
     append_all(imap, "Sized", corpus(1805, 60))
-    imap.logout()
+    logout_and_wait(world, alice, imap)
     docs, rows, size = index_facts(dc, alice)
     # the session's end writes it; the number is the event waited for
     wait_for(lambda: status_of(dc)["fts_messages"] == docs, 60,
@@ -333,7 +370,7 @@ def test_index_size_without_key(world, alice):
     # segments, and detail=none segments are mostly their terms)
     imap = imap_login(dc, alice)
     append_all(imap, "Sized", corpus(1806, 60))
-    imap.logout()
+    logout_and_wait(world, alice, imap)
     docs2, rows2, _ = index_facts(dc, alice)
     assert docs2 == docs + 60
     wait_for(lambda: status_of(dc)["fts_messages"] == docs2, 60,
@@ -345,7 +382,7 @@ def test_index_size_without_key(world, alice):
     select_count(imap, "Sized")
     ok(imap.store("1:30", "+FLAGS", "(\\Deleted)"))
     ok(imap.expunge())
-    imap.logout()
+    logout_and_wait(world, alice, imap)
     docs3, rows3, _ = index_facts(dc, alice)
     assert docs3 == docs2 - 30
     wait_for(lambda: status_of(dc)["fts_messages"] == docs3, 60,
@@ -387,12 +424,14 @@ def fts5_segments(dc, password):
 
 
 def test_multiappend_indexed_in_one_segment():
-    """A MULTIAPPEND is one transaction and its messages one FTS5 segment.
+    """Indexed in the save's transaction (sqlbox_fts_index_delay = 0), a
+    MULTIAPPEND is one transaction and its messages one FTS5 segment.
     The mail row's INSERT has a trigger, so SQLite opens a statement
     journal for it and calls FTS5's xSavepoint, which flushes the pending
     terms as a segment: indexed between the rows, each message was a
     segment of its own (and merges followed)."""
-    w = World(mail_location="sqlbox:~/mail")
+    w = World(mail_location="sqlbox:~/mail",
+              extra_conf="plugin {\n  sqlbox_fts_index_delay = 0\n}\n")
     try:
         password = w.dc.generate_password(USER)
         msgs = corpus(18, 24)
@@ -462,6 +501,123 @@ def test_spool_import_indexed_in_one_segment():
         select_count(imap)
         assert uid_search(imap, "BODY", planted) == want
         assert uid_search_unindexed(imap, "BODY", planted) == want
+        compare_all(imap, "INBOX", min_hits=1)
+        imap.logout()
+    finally:
+        w.close()
+
+
+def multiappend(dc, password, msgs, box="INBOX"):
+    """A logged-in raw session that saved msgs in one MULTIAPPEND: the
+    socket and its reader."""
+    s = socket.create_connection(("127.0.0.1", dc.imap_port), timeout=60)
+    f = s.makefile("rb")
+    f.readline()
+    s.sendall(b'a LOGIN %s "%s"\r\n' % (USER.encode(), password.encode()))
+    assert f.readline().startswith(b"a OK")
+    parts = [b"b APPEND " + box.encode()]
+    for m in msgs:
+        parts.append(b" {%d+}\r\n" % len(m) + m)
+    s.sendall(b"".join(parts) + b"\r\n")
+    line = f.readline()
+    while line and not line.startswith(b"b "):
+        line = f.readline()
+    assert line.startswith(b"b OK"), line
+    return s, f
+
+
+def raw_command(s, f, tag, command):
+    s.sendall(b"%s %s\r\n" % (tag, command))
+    line = f.readline()
+    while line and not line.startswith(tag + b" "):
+        line = f.readline()
+    assert line.startswith(tag + b" OK"), line
+
+
+DELAY_CONF = "mail_debug = yes\nplugin {\n  sqlbox_fts_index_delay = %s\n}\n"
+
+
+def test_deferred_index_lost_by_kill_is_caught_up():
+    """A session killed before its idle time leaves its saved mail
+    without fts_doc rows (the pending list is memory only); the next
+    SEARCH of the folder indexes it and finds it."""
+    w = World(mail_location="sqlbox:~/mail", extra_conf=DELAY_CONF % "1h")
+    try:
+        password = w.dc.generate_password(USER)
+        marker = "Killmark%sq" % secrets.token_hex(4).upper()
+        imap = imap_login(w.dc, password)
+        ok(imap.append("INBOX", None, None, mime_text(
+            "killed", "text " + marker)))
+        append_all(imap, "INBOX", corpus(1807, 4))
+        # not indexed in the APPEND's transaction
+        assert fts_docs(w.dc, password) == 0
+        pid = imap_pid(w, password, imap)
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: process_gone(pid), 60, "the killed imap process")
+        assert fts_docs(w.dc, password) == 0
+        imap = imap_login(w.dc, password)
+        select_count(imap)
+        assert uid_search(imap, "BODY", marker) == [1]
+        assert fts_docs(w.dc, password) == 5
+        compare_all(imap, "INBOX", min_hits=1)
+        imap.logout()
+    finally:
+        w.close()
+
+
+def test_indexed_while_idle():
+    """Once the session has saved nothing for the delay, it indexes what
+    it saved, a batch per transaction, with no SEARCH and still logged
+    in; a COPY adds nothing (the copy shares the indexed body)."""
+    w = World(mail_location="sqlbox:~/mail", extra_conf=DELAY_CONF % "200ms")
+    try:
+        password = w.dc.generate_password(USER)
+        msgs = corpus(1808, 40)
+        s, f = multiappend(w.dc, password, msgs)
+        # 32 bodies a transaction, then the rest
+        wait_for(lambda: "sqlbox fts: indexed 8 saved bodies while idle"
+                 " (0 pending)" in w.dc.log_text(), 120,
+                 "the idle indexing's last batch")
+        assert ("sqlbox fts: indexed 32 saved bodies while idle (8 pending)"
+                in w.dc.log_text())
+        assert fts_docs(w.dc, password) == len(msgs)
+        # the session is still there, and has sent no SEARCH
+        raw_command(s, f, b"c", b"NOOP")
+        raw_command(s, f, b"d", b"SELECT INBOX")
+        raw_command(s, f, b"e", b"CREATE Copies")
+        raw_command(s, f, b"g", b"UID COPY 1:* Copies")
+        raw_command(s, f, b"h", b"LOGOUT")
+        s.close()
+        assert fts_docs(w.dc, password) == len(msgs)
+        assert " Error: " not in w.dc.log_text()
+        imap = imap_login(w.dc, password)
+        compare_all(imap, "INBOX", min_hits=1)
+        compare_all(imap, "Copies", min_hits=1)
+        imap.logout()
+    finally:
+        w.close()
+
+
+def test_logout_indexes_pending():
+    """What is pending at LOGOUT is indexed after its reply, before the
+    process ends, without any SEARCH; a body expunged before its turn is
+    skipped without an error."""
+    w = World(mail_location="sqlbox:~/mail", extra_conf=DELAY_CONF % "1h")
+    try:
+        password = w.dc.generate_password(USER)
+        imap = imap_login(w.dc, password)
+        append_all(imap, "INBOX", corpus(1809, 6))
+        select_count(imap)
+        ok(imap.uid("STORE", "2,5", "+FLAGS", "(\\Deleted)"))
+        ok(imap.expunge())
+        assert fts_docs(w.dc, password) == 0
+        logout_and_wait(w, password, imap)
+        assert fts_docs(w.dc, password) == 4
+        log = w.dc.log_text()
+        assert ("sqlbox fts: indexed 4 saved bodies at the session's end"
+                " (0 pending)" in log)
+        assert " Error: " not in log
+        imap = imap_login(w.dc, password)
         compare_all(imap, "INBOX", min_hits=1)
         imap.logout()
     finally:
