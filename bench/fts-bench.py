@@ -8,9 +8,23 @@ maildir and mdbox without FTS, in one run, on one fixed-seed corpus.
 
 Reuses bench/storage-bench.py (corpus of 2-100 KB text messages, a word
 planted in ~1 %, MULTIAPPEND, the Dovecot harness).  Measured:
-  append   MULTIAPPEND of the corpus (sqlbox indexes at commit;
-           sqlbox-nofts is the same build with plugin { sqlbox_fts = no },
-           the indexing cost is the ratio of the two);
+  append   MULTIAPPEND of the corpus in chunks, the storages in turn, in
+           one session each, from command to tagged reply; sqlbox-nofts is
+           the same build with plugin { sqlbox_fts = no }, the indexing
+           cost is the ratio of the two.  sqlbox indexes saved mail after
+           the reply, once the session has saved nothing for
+           sqlbox_fts_index_delay (--index-delay: the shipped default if
+           not given; 0 indexes in the save's transaction, before the
+           reply, which is also what builds before that change do);
+  index    with a delay: after each sqlbox MULTIAPPEND the bench waits
+           for its session's deferred indexing to end (the debug line
+           "indexed N saved bodies while idle (0 pending)", logged with
+           log_debug = category=sqlbox, set for both sqlbox Dovecots),
+           so that no indexing runs during another storage's timed
+           APPEND or a SEARCH;
+  cpu      utime+stime of the two sqlbox sessions' imap processes
+           (/proc), during the APPENDs and during the deferred indexing:
+           the CPU the index costs, wherever it now runs;
   search1  the first UID SEARCH BODY <word> in a new session;
   search   the median of --rounds more, each in a new session;
   index    bytes of the FTS tables in sqlbox.db (read with sqlbox-dbtool)
@@ -35,7 +49,75 @@ spec.loader.exec_module(sb)
 
 STORAGES = ("sqlbox", "sqlbox-nofts", "mdbox", "maildir")
 LOCATIONS = dict(sb.LOCATIONS, **{"sqlbox-nofts": "sqlbox:~/mail"})
-EXTRA = {"sqlbox-nofts": "plugin {\n  sqlbox_fts = no\n}\n"}
+# the deferred indexing's batches are logged at debug level (sqlbox-fts.c)
+SQLBOX_DEBUG = "log_debug = category=sqlbox\n"
+IDLE_DONE = b"saved bodies while idle (0 pending)"
+IDLE_FAILED = b"indexing saved mail while idle failed"
+INDEX_WAIT_SECS = 600
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def extra_conf(name, delay):
+    if name == "sqlbox-nofts":
+        return SQLBOX_DEBUG + "plugin {\n  sqlbox_fts = no\n}\n"
+    if name == "sqlbox":
+        conf = SQLBOX_DEBUG
+        if delay is not None:
+            conf += "plugin {\n  sqlbox_fts_index_delay = %s\n}\n" % delay
+        return conf
+    return ""
+
+
+def imap_pid(dc, sock):
+    """The imap process of Dovecot dc holding our end of sock."""
+    lport = "%04X" % sock.getpeername()[1]
+    rport = "%04X" % sock.getsockname()[1]
+    inode = None
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            cols = line.split()
+            if (cols[1].endswith(":" + lport) and
+                    cols[2].endswith(":" + rport)):
+                inode = cols[9]
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % pid) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            if fields[1] != str(dc.proc.pid):
+                continue
+            for fd in os.listdir("/proc/%s/fd" % pid):
+                if (os.readlink("/proc/%s/fd/%s" % (pid, fd)) ==
+                        "socket:[%s]" % inode):
+                    return int(pid)
+        except OSError:
+            continue
+    raise RuntimeError("no imap process holds our connection")
+
+
+def cpu_secs(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def idle_done_count(dc):
+    with open(dc.log_path, "rb") as f:
+        log = f.read()
+    if IDLE_FAILED in log:
+        raise RuntimeError("deferred indexing failed: see " + dc.log_path)
+    return log.count(IDLE_DONE)
+
+
+def wait_indexed(dc, count):
+    """Until the session's deferred indexing has ended count times."""
+    deadline = time.monotonic() + INDEX_WAIT_SECS
+    while idle_done_count(dc) < count:
+        if time.monotonic() > deadline:
+            raise RuntimeError("no end of the deferred indexing in %d s"
+                               % INDEX_WAIT_SECS)
+        time.sleep(0.02)
 
 
 def dbtool_sql(dc, pw, sql):
@@ -83,7 +165,13 @@ def main():
     ap.add_argument("--messages", type=int, default=10000)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--chunk", type=int, default=100)
+    ap.add_argument("--index-delay", default=None,
+                    help="plugin { sqlbox_fts_index_delay } for sqlbox "
+                    "(default: not set, the shipped default; 0: indexed "
+                    "in the save's transaction, nothing to wait for)")
     args = ap.parse_args()
+    deferred = args.index_delay is None or args.index_delay.strip() not in (
+        "0", "0s", "0ms")
     msgs, planted = sb.make_corpus(args.messages, False)
     expected = sorted(i + 1 for i in planted)
     corpus_bytes = sum(len(m) for m in msgs)
@@ -99,22 +187,45 @@ def main():
             os.makedirs(d)
             dcs[name] = sb.Dovecot(d, fake.api_url,
                                    mail_location=LOCATIONS[name],
-                                   extra_conf=EXTRA.get(name, "")).start()
+                                   extra_conf=extra_conf(
+                                       name, args.index_delay)).start()
         pw = {n: dc.generate_password(sb.USER, label="bench")
               for n, dc in dcs.items()}
         sessions = {n: sb.Imap(dc.imap_port, pw[n]) for n, dc in dcs.items()}
         for imap in sessions.values():
             imap.run(b"CREATE bench")
+        pids = {n: imap_pid(dcs[n], sessions[n].sock)
+                for n in ("sqlbox", "sqlbox-nofts")}
         secs = dict.fromkeys(STORAGES, 0.0)
+        cpu = dict.fromkeys(pids, 0.0)
+        index_cpu = index_wall = 0.0
+        chunks = 0
         for rnd, start in enumerate(range(0, len(msgs), args.chunk)):
             part = msgs[start:start + args.chunk]
             k = rnd % len(STORAGES)
             for name in STORAGES[k:] + STORAGES[:k]:
+                before = cpu_secs(pids[name]) if name in pids else 0
                 secs[name] += sb.multiappend(sessions[name], b"bench", part)
+                if name not in pids:
+                    continue
+                cpu[name] += cpu_secs(pids[name]) - before
+                if name == "sqlbox" and deferred:
+                    # the session's deferred indexing, before the next
+                    # storage's APPEND
+                    before = cpu_secs(pids[name])
+                    t0 = time.perf_counter()
+                    chunks += 1
+                    wait_indexed(dcs[name], chunks)
+                    index_wall += time.perf_counter() - t0
+                    index_cpu += cpu_secs(pids[name]) - before
         for imap in sessions.values():
             imap.close()
         for n in STORAGES:
             res[n]["append_s"] = secs[n]
+        for n in pids:
+            res[n]["append_cpu_s"] = cpu[n]
+        res["sqlbox"]["index_cpu_s"] = index_cpu
+        res["sqlbox"]["index_wait_s"] = index_wall
         check = sb.search_check(expected)
         cmd = b"UID SEARCH BODY " + sb.SEARCH_WORD.encode()
         for n in STORAGES:
@@ -148,6 +259,17 @@ def main():
         for n in STORAGES[1:]))
     print("indexing cost during APPEND: %+.1f %%" % (
         100.0 * (s["append_s"] / res["sqlbox-nofts"]["append_s"] - 1)))
+    nofts_cpu = res["sqlbox-nofts"]["append_cpu_s"]
+    print("imap CPU (s): sqlbox-nofts APPEND %.2f; sqlbox APPEND %.2f"
+          " (%+.1f %%), deferred indexing %.2f (waited %.2f s wall,"
+          " %s delay per chunk included), total %.2f (%+.1f %%)" % (
+              nofts_cpu, s["append_cpu_s"],
+              100.0 * (s["append_cpu_s"] / nofts_cpu - 1),
+              s["index_cpu_s"], s["index_wait_s"],
+              "the" if deferred else "no",
+              s["append_cpu_s"] + s["index_cpu_s"],
+              100.0 * ((s["append_cpu_s"] + s["index_cpu_s"]) / nofts_cpu
+                       - 1)))
     print("index / corpus bytes: %.1f %% (%d / %d)" % (
         100.0 * s["index_bytes"] / corpus_bytes, s["index_bytes"],
         corpus_bytes))
