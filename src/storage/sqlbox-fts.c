@@ -73,8 +73,11 @@
 #define SQLBOX_FTS_DELAY_SETTING "sqlbox_fts_index_delay"
 #define SQLBOX_FTS_DELAY_DEFAULT_MSECS 1000
 /* One transaction of deferred indexing: this many bodies, or bodies
-   of this many bytes (the last one may pass it), at most. */
-#define SQLBOX_FTS_BATCH_BODIES 32
+   of this many bytes (the last one may pass it), at most.  Each batch
+   is an FTS5 segment of its own, merged later, so not too small; a
+   batch of 4 MiB (about 100 mails of fts-bench) holds the write lock
+   for some 25-35 ms of CPU (bench/README.md, issue 18). */
+#define SQLBOX_FTS_BATCH_BODIES 256
 #define SQLBOX_FTS_BATCH_BYTES (4 * 1024 * 1024)
 /* Trigrams of a key used at most (evenly spread). */
 #define SQLBOX_FTS_MAX_TRIGRAMS 24

@@ -572,14 +572,14 @@ def test_indexed_while_idle():
     w = World(mail_location="sqlbox:~/mail", extra_conf=DELAY_CONF % "200ms")
     try:
         password = w.dc.generate_password(USER)
-        msgs = corpus(1808, 40)
+        msgs = corpus(1808, 260)
         s, f = multiappend(w.dc, password, msgs)
-        # 32 bodies a transaction, then the rest
-        wait_for(lambda: "sqlbox fts: indexed 8 saved bodies while idle"
+        # 256 bodies a transaction, then the rest
+        wait_for(lambda: "sqlbox fts: indexed 4 saved bodies while idle"
                  " (0 pending)" in w.dc.log_text(), 120,
                  "the idle indexing's last batch")
-        assert ("sqlbox fts: indexed 32 saved bodies while idle (8 pending)"
-                in w.dc.log_text())
+        assert ("sqlbox fts: indexed 256 saved bodies while idle"
+                " (4 pending)" in w.dc.log_text())
         assert fts_docs(w.dc, password) == len(msgs)
         # the session is still there, and has sent no SEARCH
         raw_command(s, f, b"c", b"NOOP")
