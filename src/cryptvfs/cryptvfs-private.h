@@ -154,6 +154,17 @@ struct cvfs_file {
 	unsigned char *scratch;
 	size_t scratch_size;
 
+	/* Main file: the stored (encrypted, not yet authenticated) pages
+	   ra_first .. ra_first + ra_count - 1, read ahead in one call when
+	   SQLite walks pages in order; ra_count == 0: nothing held. Dropped
+	   at every lock change and write (cvfs-file.c says why). */
+	unsigned char *ra_buf;
+	size_t ra_size;
+	uint32_t ra_first, ra_count;
+	/* The page after the last one read from the main file, 0 after a
+	   drop: a read of that page is sequential. */
+	uint32_t ra_next;
+
 	/* Journal: the 4-byte page number written/read just before a page. */
 	sqlite3_int64 jrnl_pgno_offset;
 	uint32_t jrnl_pgno;

@@ -9,6 +9,7 @@
 
 #include "cryptvfs-private.h"
 
+static void cvfs_main_ra_free(struct cvfs_file *f);
 static int cvfs_file_close(sqlite3_file *file);
 static int cvfs_file_read(sqlite3_file *file, void *buf, int amt,
 			  sqlite3_int64 offset);
@@ -120,6 +121,7 @@ static int cvfs_file_close(sqlite3_file *file)
 	if (f->kind == CVFS_FILE_WAL && f->main != NULL && f->main->wal == f)
 		f->main->wal = NULL;
 	cvfs_legacy_free(&f->legacy);
+	cvfs_main_ra_free(f);
 	rc = real->pMethods->xClose(real);
 	if (rc == SQLITE_OK)
 		rc = flush_rc;
@@ -178,6 +180,139 @@ static int cvfs_main_read_raw(struct cvfs_file *f, unsigned char *out,
 	return rc;
 }
 
+/* ---- read-ahead of the main file ---------------------------------------
+
+   SQLite's pager asks for one page per xRead. When it walks pages in
+   order (a table scan, an overflow chain: a body chunk is 64 pages,
+   mostly consecutive), the page after page N-1 is N: then the stored
+   pages N .. N+K-1 are read in one call into ra_buf and the next reads
+   in that range are served from it. Only ciphertext is held: every page
+   is authenticated when SQLite takes it, exactly as one read from the
+   file would be, and a page that fails drops the buffer. Page 1 is
+   never in it (it is read at the start of every transaction; a lookup
+   of page 2 right after it is no scan).
+
+   Why the bytes held are the bytes the file has for every page SQLite
+   takes from it. The buffer is dropped at every xLock and xUnlock of
+   the main file, every xShmLock (lock or unlock), xShmBarrier and
+   xShmUnmap, every xWrite, xTruncate and xSync of the main file by this
+   connection, and at close. So it never outlives a read transaction:
+   - Rollback journal: a reader holds SHARED on the main file for its
+     whole transaction; nobody writes the file until it is released,
+     which is an xUnlock here.
+   - WAL: a read transaction begins with a shared WAL_READ_LOCK(i)
+     taken through xShmLock and ends by releasing it. A checkpointer
+     writes into the main file only frames up to the smallest read mark
+     of the readers it could not lock out (mxSafeFrame in wal.c), and
+     only while it holds WAL_READ_LOCK(0) exclusively, so a reader that
+     took read lock 0 (all of the WAL backfilled, the main file alone is
+     its snapshot) keeps every backfill out until it ends. A reader on
+     lock i > 0 with mark m reads from the WAL every page that has a
+     frame at or below its own mxFrame >= m; a page the checkpointer
+     writes has a frame at or below m, so this reader never takes it
+     from the main file. Every page this reader takes from the main file
+     is therefore stable until its transaction ends. Pages read ahead
+     that it would take from the WAL instead may be torn or stale in
+     the buffer, but SQLite does not ask the main file for them in this
+     transaction, and the buffer is gone at its end. The same holds for
+     a read that reaches past the end of the file while a checkpointer
+     extends it: the pages beyond are pages this reader takes from the
+     WAL.
+   - This connection's own writes go through xWrite/xTruncate/xSync (a
+     checkpoint, a rollback-journal commit or a hot journal's rollback)
+     and drop the buffer; WAL frames go to the -wal file, under
+     WAL_WRITE_LOCK (an xShmLock) and are read from there. */
+
+#ifndef CVFS_READAHEAD_PAGES
+#  define CVFS_READAHEAD_PAGES 16
+#endif
+/* At most this many bytes per read-ahead, whatever the page size. */
+#define CVFS_READAHEAD_MAX_BYTES (256 * 1024)
+
+/* Forgets the pages held and the sequence: the next read is no longer
+   sequential. The bytes are ciphertext; they are wiped at close. */
+static inline void cvfs_main_ra_drop(struct cvfs_file *f)
+{
+	f->ra_count = 0;
+	f->ra_next = 0;
+}
+
+static void cvfs_main_ra_free(struct cvfs_file *f)
+{
+	f->ra_count = 0;
+	if (f->ra_buf != NULL) {
+		sodium_memzero(f->ra_buf, f->ra_size);
+		sqlite3_free(f->ra_buf);
+		f->ra_buf = NULL;
+		f->ra_size = 0;
+	}
+}
+
+/* Reads the stored pages pgno.. into ra_buf in one call. On success
+   ra_count > 0 and ra_first == pgno; on any problem nothing is held and
+   the caller reads the page alone, as without a read-ahead (so an error,
+   or a short read of page pgno, is reported as it always was). */
+static void cvfs_main_read_ahead(struct cvfs_file *f, uint32_t pgno)
+{
+	sqlite3_file *real = cvfs_file_real(f);
+	size_t ps = f->page_size;
+	size_t pages = CVFS_READAHEAD_PAGES, size;
+	sqlite3_int64 offset = (sqlite3_int64)(pgno - 1) * ps;
+	sqlite3_int64 file_size;
+	int rc;
+
+	f->ra_count = 0;
+	if (pages * ps > CVFS_READAHEAD_MAX_BYTES)
+		pages = CVFS_READAHEAD_MAX_BYTES / ps;
+	if (pages < 2)
+		return;
+	size = pages * ps;
+	if (f->ra_size < size) {
+		cvfs_main_ra_free(f);
+		f->ra_buf = sqlite3_malloc64(size);
+		if (f->ra_buf == NULL)
+			return;
+		f->ra_size = size;
+	}
+	rc = real->pMethods->xRead(real, f->ra_buf, (int)size, offset);
+	if (rc == SQLITE_IOERR_SHORT_READ) {
+		/* The end of the file: keep the whole pages there are. */
+		if (real->pMethods->xFileSize(real, &file_size) != SQLITE_OK ||
+		    file_size < offset + (sqlite3_int64)ps)
+			return;
+		if ((size_t)((file_size - offset) / ps) < pages)
+			pages = (file_size - offset) / ps;
+	} else if (rc != SQLITE_OK) {
+		return;
+	}
+	f->ra_first = pgno;
+	f->ra_count = pages;
+}
+
+/* The stored page pgno: *raw_r points into ra_buf when it holds the
+   page (or a read-ahead from it succeeds), else at out, into which it
+   was read alone. Returns cvfs_main_read_raw()'s result. */
+static int cvfs_main_get_raw(struct cvfs_file *f, unsigned char *out,
+			     uint32_t pgno, const unsigned char **raw_r)
+{
+	bool sequential = pgno > 2 && pgno == f->ra_next;
+
+	f->ra_next = pgno + 1;
+	if (f->ra_count == 0 || pgno < f->ra_first ||
+	    pgno - f->ra_first >= f->ra_count) {
+		/* Not held. A lookup elsewhere (an interior page between
+		   leaves) keeps what is held; a sequential read replaces it. */
+		if (sequential)
+			cvfs_main_read_ahead(f, pgno);
+		if (!sequential || f->ra_count == 0) {
+			*raw_r = out;
+			return cvfs_main_read_raw(f, out, pgno);
+		}
+	}
+	*raw_r = f->ra_buf + (size_t)(pgno - f->ra_first) * f->page_size;
+	return SQLITE_OK;
+}
+
 /* Reads and authenticates one whole page into out. */
 static int cvfs_main_read_page(struct cvfs_file *f, unsigned char *out,
 			       uint32_t pgno)
@@ -186,14 +321,17 @@ static int cvfs_main_read_page(struct cvfs_file *f, unsigned char *out,
 	sqlite3_int64 offset = (sqlite3_int64)(pgno - 1) * ps;
 	unsigned char salt[CVFS_SALT_BYTES];
 	int bad_rc = pgno == 1 ? SQLITE_NOTADB : SQLITE_CORRUPT;
+	const unsigned char *raw;
 	int rc;
 
-	rc = cvfs_main_read_raw(f, out, pgno);
+	rc = cvfs_main_get_raw(f, out, pgno, &raw);
 	if (rc != SQLITE_OK)
 		return rc;
-	if (cvfs_page_decrypt(out, salt, out, ps, pgno, f->key->key) < 0)
+	if (cvfs_page_decrypt(out, salt, raw, ps, pgno, f->key->key) < 0) {
+		cvfs_main_ra_drop(f);
 		return cvfs_file_fail(f, bad_rc, pgno, offset,
 				      "authentication failed");
+	}
 	if (pgno == 1) {
 		unsigned int page_size, reserve;
 
@@ -261,16 +399,19 @@ static int cvfs_main_read(struct cvfs_file *f, unsigned char *buf, int amt,
 		   decrypt into buf, saving a copy and a wipe per page. The
 		   scratch only ever holds ciphertext here. */
 		uint32_t pgno = offset / ps + 1;
+		const unsigned char *raw;
 
-		rc = cvfs_main_read_raw(f, page, pgno);
+		rc = cvfs_main_get_raw(f, page, pgno, &raw);
 		if (rc != SQLITE_OK) {
 			memset(buf, 0, amt);
 			return rc;
 		}
-		if (cvfs_page_decrypt_range(buf, page, ps, pgno, offset % ps,
-					    amt, f->key->key) < 0)
+		if (cvfs_page_decrypt_range(buf, raw, ps, pgno, offset % ps,
+					    amt, f->key->key) < 0) {
+			cvfs_main_ra_drop(f);
 			return cvfs_file_fail(f, SQLITE_CORRUPT, pgno, offset,
 					      "authentication failed");
+		}
 		return SQLITE_OK;
 	}
 	/* Any other partial read (the 100-byte header, the change counter):
@@ -535,6 +676,7 @@ static int cvfs_file_write(sqlite3_file *file, const void *buf, int amt,
 	cvfs_shm_settle(cvfs_file_main_of(f));
 	switch (f->kind) {
 	case CVFS_FILE_MAIN:
+		cvfs_main_ra_drop(f);
 		return cvfs_main_write(f, buf, amt, offset);
 	case CVFS_FILE_WAL:
 		return cvfs_wal_write(f, buf, amt, offset);
@@ -558,6 +700,7 @@ static int cvfs_file_truncate(sqlite3_file *file, sqlite3_int64 size)
 	if (rc != SQLITE_OK)
 		return rc;
 	f->jrnl_pgno_valid = false;
+	cvfs_main_ra_drop(f);
 	if (f->kind == CVFS_FILE_WAL && size < CVFS_WAL_HEADER_BYTES)
 		f->wal_page_size = 0;
 	cvfs_wal_forget(f);
@@ -573,6 +716,7 @@ static int cvfs_file_sync(sqlite3_file *file, int flags)
 	rc = cvfs_file_enter(f);
 	if (rc != SQLITE_OK)
 		return rc;
+	cvfs_main_ra_drop(f);
 	return real->pMethods->xSync(real, flags);
 }
 
@@ -594,6 +738,7 @@ static int cvfs_file_lock(sqlite3_file *file, int lock)
 	sqlite3_file *real = cvfs_file_real(f);
 	int rc;
 
+	cvfs_main_ra_drop(f);
 	rc = cvfs_file_enter(f);
 	if (rc != SQLITE_OK)
 		return rc;
@@ -606,6 +751,7 @@ static int cvfs_file_unlock(sqlite3_file *file, int lock)
 	sqlite3_file *real = cvfs_file_real(f);
 	int rc;
 
+	cvfs_main_ra_drop(f);
 	rc = cvfs_file_enter(f);
 	if (rc != SQLITE_OK)
 		return rc;
@@ -696,6 +842,7 @@ static int cvfs_file_shm_lock(sqlite3_file *file, int offset, int n,
 	sqlite3_file *real = cvfs_file_real(f);
 	int rc;
 
+	cvfs_main_ra_drop(f);
 	cvfs_shm_before_lock(f, offset, flags);
 	rc = real->pMethods->xShmLock(real, offset, n, flags);
 	cvfs_shm_after_lock(f, offset, flags, rc);
@@ -707,6 +854,7 @@ static void cvfs_file_shm_barrier(sqlite3_file *file)
 	struct cvfs_file *f = (struct cvfs_file *)file;
 	sqlite3_file *real = cvfs_file_real(f);
 
+	cvfs_main_ra_drop(f);
 	cvfs_shm_barrier(f);
 	real->pMethods->xShmBarrier(real);
 }
@@ -716,6 +864,7 @@ static int cvfs_file_shm_unmap(sqlite3_file *file, int delete_flag)
 	struct cvfs_file *f = (struct cvfs_file *)file;
 	sqlite3_file *real = cvfs_file_real(f);
 
+	cvfs_main_ra_drop(f);
 	cvfs_shm_unmapped(f);
 	return real->pMethods->xShmUnmap(real, delete_flag);
 }
