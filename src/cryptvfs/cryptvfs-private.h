@@ -159,8 +159,13 @@ struct cvfs_file {
 	   SQLite walks pages in order; ra_count == 0: nothing held. Dropped
 	   at every lock change and write (cvfs-file.c says why). */
 	unsigned char *ra_buf;
-	size_t ra_size;
+	/* Its size, and how many of its bytes were ever read into (what
+	   close wipes: untouched memory stays unfaulted). */
+	size_t ra_size, ra_used;
 	uint32_t ra_first, ra_count;
+	/* Pages the next read-ahead reads: small at the start of a run,
+	   doubled while the run goes on. */
+	uint32_t ra_window;
 	/* The page after the last one read from the main file, 0 after a
 	   drop: a read of that page is sequential. */
 	uint32_t ra_next;

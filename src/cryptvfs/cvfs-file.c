@@ -223,8 +223,14 @@ static int cvfs_main_read_raw(struct cvfs_file *f, unsigned char *out,
      and drop the buffer; WAL frames go to the -wal file, under
      WAL_WRITE_LOCK (an xShmLock) and are read from there. */
 
+/* The window: CVFS_READAHEAD_MIN_PAGES at the start of a run (a body of
+   a few pages reads little beyond its end), doubled at each read-ahead
+   that starts where the last one ended, up to CVFS_READAHEAD_PAGES. */
 #ifndef CVFS_READAHEAD_PAGES
 #  define CVFS_READAHEAD_PAGES 16
+#endif
+#ifndef CVFS_READAHEAD_MIN_PAGES
+#  define CVFS_READAHEAD_MIN_PAGES 4
 #endif
 /* At most this many bytes per read-ahead, whatever the page size. */
 #define CVFS_READAHEAD_MAX_BYTES (256 * 1024)
@@ -241,10 +247,10 @@ static void cvfs_main_ra_free(struct cvfs_file *f)
 {
 	f->ra_count = 0;
 	if (f->ra_buf != NULL) {
-		sodium_memzero(f->ra_buf, f->ra_size);
+		sodium_memzero(f->ra_buf, f->ra_used);
 		sqlite3_free(f->ra_buf);
 		f->ra_buf = NULL;
-		f->ra_size = 0;
+		f->ra_size = f->ra_used = 0;
 	}
 }
 
@@ -256,24 +262,33 @@ static void cvfs_main_read_ahead(struct cvfs_file *f, uint32_t pgno)
 {
 	sqlite3_file *real = cvfs_file_real(f);
 	size_t ps = f->page_size;
-	size_t pages = CVFS_READAHEAD_PAGES, size;
+	size_t max_pages = CVFS_READAHEAD_PAGES, pages, size;
 	sqlite3_int64 offset = (sqlite3_int64)(pgno - 1) * ps;
 	sqlite3_int64 file_size;
 	int rc;
 
+	if (max_pages * ps > CVFS_READAHEAD_MAX_BYTES)
+		max_pages = CVFS_READAHEAD_MAX_BYTES / ps;
+	if (f->ra_count > 0 && pgno == f->ra_first + f->ra_count)
+		f->ra_window *= 2;
+	else
+		f->ra_window = CVFS_READAHEAD_MIN_PAGES;
+	if (f->ra_window > max_pages)
+		f->ra_window = max_pages;
+	pages = f->ra_window;
 	f->ra_count = 0;
-	if (pages * ps > CVFS_READAHEAD_MAX_BYTES)
-		pages = CVFS_READAHEAD_MAX_BYTES / ps;
 	if (pages < 2)
 		return;
 	size = pages * ps;
-	if (f->ra_size < size) {
+	if (f->ra_size < max_pages * ps) {
 		cvfs_main_ra_free(f);
-		f->ra_buf = sqlite3_malloc64(size);
+		f->ra_buf = sqlite3_malloc64(max_pages * ps);
 		if (f->ra_buf == NULL)
 			return;
-		f->ra_size = size;
+		f->ra_size = max_pages * ps;
 	}
+	if (f->ra_used < size)
+		f->ra_used = size;
 	rc = real->pMethods->xRead(real, f->ra_buf, (int)size, offset);
 	if (rc == SQLITE_IOERR_SHORT_READ) {
 		/* The end of the file: keep the whole pages there are. */
