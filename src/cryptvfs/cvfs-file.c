@@ -185,8 +185,8 @@ static int cvfs_main_read_raw(struct cvfs_file *f, unsigned char *out,
    SQLite's pager asks for one page per xRead. When it walks pages in
    order (a table scan, an overflow chain: a body chunk is 64 pages,
    mostly consecutive), the page after page N-1 is N: then the stored
-   pages N .. N+K-1 are read in one call into ra_buf and the next reads
-   in that range are served from it. Only ciphertext is held: every page
+   pages N.. (a window, below) are read in one call into ra_buf and the
+   next reads in that range are served from it. Only ciphertext is held: every page
    is authenticated when SQLite takes it, exactly as one read from the
    file would be, and a page that fails drops the buffer. Page 1 is
    never in it (it is read at the start of every transaction; a lookup
