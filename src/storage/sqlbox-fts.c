@@ -997,32 +997,28 @@ sqlbox_fts_lookup(struct sqlbox_mailbox *mbox, const char *query,
 	return rc < 0 ? -1 : 0;
 }
 
-/* Candidate UIDs for the top-level (ANDed) args that the index can
-   answer: 1 with uids set, 0 if none can, -1 on error. */
 static int
-sqlbox_fts_search_args(struct sqlbox_mailbox *mbox,
-		       struct mail_search_arg *args,
-		       ARRAY_TYPE(seq_range) *uids)
+sqlbox_fts_arg_uids(struct sqlbox_mailbox *mbox, struct mail_search_arg *arg,
+		    bool *caught_up, ARRAY_TYPE(seq_range) *uids);
+
+/* Candidate UIDs for args ANDed together (the top level, a SUB): the
+   intersection of what the index can answer of them.  1 with uids set,
+   0 if it can answer none, -1 on error. */
+static int
+sqlbox_fts_and_uids(struct sqlbox_mailbox *mbox, struct mail_search_arg *args,
+		    bool *caught_up, ARRAY_TYPE(seq_range) *uids)
 {
 	ARRAY_TYPE(seq_range) arg_uids;
-	bool caught_up = FALSE, found = FALSE;
-	const char *query;
-	int ret = 0;
+	bool found = FALSE;
+	int ret;
 
-	for (; args != NULL && ret == 0; args = args->next) {
-		if (!sqlbox_fts_arg_indexed(args))
-			continue;
-		if ((query = sqlbox_fts_key_query(mbox->storage,
-						  args->value.str)) == NULL)
-			continue;
-		if (!caught_up) {
-			if (sqlbox_fts_catch_up(mbox) < 0)
-				return -1;
-			caught_up = TRUE;
-		}
+	for (; args != NULL; args = args->next) {
 		t_array_init(&arg_uids, 64);
-		if (sqlbox_fts_lookup(mbox, query, &arg_uids) < 0)
+		if ((ret = sqlbox_fts_arg_uids(mbox, args, caught_up,
+					       &arg_uids)) < 0)
 			return -1;
+		if (ret == 0)
+			continue;
 		if (!found)
 			array_append_array(uids, &arg_uids);
 		else
@@ -1030,6 +1026,50 @@ sqlbox_fts_search_args(struct sqlbox_mailbox *mbox,
 		found = TRUE;
 	}
 	return found ? 1 : 0;
+}
+
+/* Candidate UIDs of one arg: a superset of the mails it matches.  An
+   indexed key: the mails with every trigram of it; an OR: the union of
+   its alternatives', if the index answers every one of them (else any
+   mail may match); a SUB: as the top level.  1 with uids set, 0 if the
+   index can't narrow the arg down, -1 on error. */
+static int
+sqlbox_fts_arg_uids(struct sqlbox_mailbox *mbox, struct mail_search_arg *arg,
+		    bool *caught_up, ARRAY_TYPE(seq_range) *uids)
+{
+	ARRAY_TYPE(seq_range) sub_uids;
+	struct mail_search_arg *sub;
+	const char *query;
+	int ret;
+
+	if (arg->match_not)
+		return 0;
+	switch (arg->type) {
+	case SEARCH_OR:
+		for (sub = arg->value.subargs; sub != NULL; sub = sub->next) {
+			t_array_init(&sub_uids, 64);
+			if ((ret = sqlbox_fts_arg_uids(mbox, sub, caught_up,
+						       &sub_uids)) <= 0)
+				return ret;
+			seq_range_array_merge(uids, &sub_uids);
+		}
+		return arg->value.subargs != NULL ? 1 : 0;
+	case SEARCH_SUB:
+		return sqlbox_fts_and_uids(mbox, arg->value.subargs,
+					   caught_up, uids);
+	default:
+		break;
+	}
+	if (!sqlbox_fts_arg_indexed(arg) ||
+	    (query = sqlbox_fts_key_query(mbox->storage,
+					  arg->value.str)) == NULL)
+		return 0;
+	if (!*caught_up) {
+		if (sqlbox_fts_catch_up(mbox) < 0)
+			return -1;
+		*caught_up = TRUE;
+	}
+	return sqlbox_fts_lookup(mbox, query, uids) < 0 ? -1 : 1;
 }
 
 struct mail_search_context *
@@ -1052,7 +1092,10 @@ sqlbox_fts_search_init(struct mailbox_transaction_context *t,
 	fctx = i_new(struct sqlbox_fts_search_context, 1);
 	i_array_init(&fctx->uids, 64);
 	T_BEGIN {
-		ret = sqlbox_fts_search_args(mbox, args->args, &fctx->uids);
+		bool caught_up = FALSE;
+
+		ret = sqlbox_fts_and_uids(mbox, args->args, &caught_up,
+					  &fctx->uids);
 	} T_END;
 	if (ret <= 0) {
 		/* the unindexed search answers (an error was logged) */
