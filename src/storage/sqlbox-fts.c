@@ -854,14 +854,14 @@ static void sqlbox_fts_pending_timeout(struct sqlbox_storage *storage)
 {
 	timeout_remove(&storage->to_fts);
 	if (!sqlbox_fts_storage_idle(storage)) {
-		storage->to_fts = timeout_add(sqlbox_fts_index_delay(storage),
-					      sqlbox_fts_pending_timeout,
-					      storage);
+		storage->to_fts = timeout_add_to(io_loop_get_root(),
+			sqlbox_fts_index_delay(storage),
+			sqlbox_fts_pending_timeout, storage);
 		return;
 	}
 	/* more: the next batch once the ioloop has served everyone else */
 	if (sqlbox_fts_index_pending(storage, "while idle") > 0) {
-		storage->to_fts = timeout_add_short(0,
+		storage->to_fts = timeout_add_short_to(io_loop_get_root(), 0,
 			sqlbox_fts_pending_timeout, storage);
 	}
 }
@@ -872,8 +872,12 @@ void sqlbox_fts_index_later(struct sqlbox_storage *storage, int64_t body_id)
 		i_array_init(&storage->fts_pending, 64);
 	array_push_back(&storage->fts_pending, &body_id);
 	timeout_remove(&storage->to_fts);
-	storage->to_fts = timeout_add(sqlbox_fts_index_delay(storage),
-				      sqlbox_fts_pending_timeout, storage);
+	/* On the root ioloop: a save made inside a temporary one (a
+	   plugin's nested loop) must not leave the timer on a loop that
+	   is destroyed before it fires. */
+	storage->to_fts = timeout_add_to(io_loop_get_root(),
+					 sqlbox_fts_index_delay(storage),
+					 sqlbox_fts_pending_timeout, storage);
 }
 
 void sqlbox_fts_storage_deinit(struct sqlbox_storage *storage)
