@@ -53,8 +53,11 @@
    change) and their AND gives candidate mails; Dovecot then checks each
    candidate as without an index.  So SEARCH answers exactly what the
    unindexed search answers, reading only the candidates' bodies.
-   Keys with no such trigram (shorter than three letters) and args under
-   NOT or OR are left to the unindexed search.
+   An OR gives the union of its alternatives' candidates when every one
+   of them has some, a parenthesized list the intersection of those of
+   its keys that have.  Keys with no such trigram (shorter than three
+   letters), args under NOT and ORs with any other alternative are left
+   to the unindexed search.
 
    An expunged body's trigrams stay in the contentless FTS index (FTS5 in
    SQLite 3.40 can only delete them given the same text again) but no
