@@ -42,7 +42,10 @@
    unindexed, so the list of pending bodies is memory only: a session
    killed before indexing leaves its mail to the catch-up at the next
    SEARCH of the folder, as for mail saved with the index off.  The
-   spool's import still indexes in its own transaction.
+   spool's import hands its bodies over the same way after its COMMIT
+   (so a session's first SELECT or STATUS after deliveries does not wait
+   for the indexing); with the delay 0, or inside an outer transaction,
+   it indexes them in its own transaction, after its rows.
 
    What is indexed is what Dovecot's own search (lib-mail message-search.c)
    looks at: every header line (name, ": ", the decoded value) and the
@@ -71,8 +74,9 @@
    meanwhile is indexed at the next SEARCH of its folder. */
 #define SQLBOX_FTS_SETTING "sqlbox_fts"
 /* plugin { sqlbox_fts_index_delay = 1s }: how long after the last save's
-   commit the saved mail is indexed; 0 indexes it inside the save's
-   transaction (before the APPEND's reply, as the first version did). */
+   (or spool import's) commit the saved mail is indexed; 0 indexes it
+   inside the save's transaction (before the APPEND's reply, as the first
+   version did) or the import's. */
 #define SQLBOX_FTS_DELAY_SETTING "sqlbox_fts_index_delay"
 #define SQLBOX_FTS_DELAY_DEFAULT_MSECS 1000
 /* One transaction of deferred indexing: this many bodies, or bodies

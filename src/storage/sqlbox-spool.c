@@ -231,13 +231,19 @@ struct sqlbox_spool_fts_body {
 	uoff_t size;
 };
 
+ARRAY_DEFINE_TYPE(sqlbox_spool_fts_body, struct sqlbox_spool_fts_body);
+
 struct sqlbox_spool_import_context {
 	struct sqlbox_storage *storage;
 	pool_t pool;
 	ARRAY(struct sqlbox_spool_target) targets;
-	/* The bodies inserted so far, indexed after the last row
-	   (sqlbox_spool_fts_index()). */
-	ARRAY(struct sqlbox_spool_fts_body) fts_bodies;
+	/* The bodies inserted so far: indexed after the last row
+	   (sqlbox_spool_fts_index()), or after the COMMIT when the index
+	   is deferred (sqlbox_spool_fts_index_later()). */
+	ARRAY_TYPE(sqlbox_spool_fts_body) *fts_bodies;
+	/* TRUE: the bodies are handed over after the COMMIT, not indexed
+	   in the import's transaction. */
+	bool fts_defer;
 };
 
 /* The list of the namespace this storage serves (NULL if none). */
@@ -353,8 +359,9 @@ sqlbox_spool_import_plain(struct sqlbox_spool_import_context *ictx,
 				  ioloop_time, guid_128_to_string(guid)) < 0 ||
 	    sqlbox_spool_set_done(storage, rec->id) < 0)
 		return -1;
-	/* Indexed after the import's rows: sqlbox_spool_fts_index(). */
-	fts = array_append_space(&ictx->fts_bodies);
+	/* Indexed after the import's rows (sqlbox_spool_fts_index()) or
+	   its COMMIT (sqlbox_spool_fts_index_later()). */
+	fts = array_append_space(ictx->fts_bodies);
 	fts->body_id = body_id;
 	fts->size = msg_len;
 	target->uid_next++;
@@ -362,9 +369,11 @@ sqlbox_spool_import_plain(struct sqlbox_spool_import_context *ictx,
 	return 0;
 }
 
-/* Indexes the bodies the import inserted, after all its rows (mail,
-   spool_done, the folders' counters), inside the import's transaction: a
-   crash before its COMMIT leaves neither mail nor index rows.  A
+/* With plugin { sqlbox_fts_index_delay = 0 } (or inside an outer
+   transaction, whose fate the import does not know): indexes the bodies
+   the import inserted, after all its rows (mail, spool_done, the
+   folders' counters), inside the import's transaction: a crash before
+   its COMMIT leaves neither mail nor index rows.  A
    statement that opens a statement journal (the mail row's INSERT does,
    for its trigger) makes SQLite call every virtual table of the
    transaction's xSavepoint, and FTS5's flushes its pending terms there
@@ -381,7 +390,9 @@ sqlbox_spool_fts_index(struct sqlbox_spool_import_context *ictx)
 	struct istream *input;
 	int ret = 0;
 
-	array_foreach(&ictx->fts_bodies, fts) {
+	if (ictx->fts_defer)
+		return 0;
+	array_foreach(ictx->fts_bodies, fts) {
 		input = sqlbox_body_istream_create(ictx->storage, fts->body_id,
 						   fts->size);
 		i_stream_set_name(input, "sqlbox spool");
@@ -391,6 +402,22 @@ sqlbox_spool_fts_index(struct sqlbox_spool_import_context *ictx)
 			break;
 	}
 	return ret;
+}
+
+/* After the import's COMMIT (never after a rollback: the ids may be
+   given again): its bodies are indexed as an IMAP save's are, once the
+   session is idle for the delay, in short transactions of their own, or
+   at its end (sqlbox-fts.c).  So the first SELECT or STATUS after a
+   batch of deliveries does not wait for the indexing, and a session
+   killed before leaves the mail to the catch-up of the next SEARCH. */
+static void
+sqlbox_spool_fts_index_later(struct sqlbox_storage *storage,
+			     const ARRAY_TYPE(sqlbox_spool_fts_body) *bodies)
+{
+	const struct sqlbox_spool_fts_body *fts;
+
+	array_foreach(bodies, fts)
+		sqlbox_fts_index_later(storage, fts->body_id);
 }
 
 /* 1 imported, 0 the sealed message does not open or its envelope is
@@ -597,9 +624,15 @@ sqlbox_spool_quarantine(struct sqlbox_storage *storage, int spool_fd,
 static int
 sqlbox_spool_import_records(struct sqlbox_storage *storage, int fd,
 			    struct kr_spool_scan *scan,
-			    ARRAY_TYPE(sqlbox_spool_damage) *damages)
+			    ARRAY_TYPE(sqlbox_spool_damage) *damages,
+			    ARRAY_TYPE(sqlbox_spool_fts_body) *fts_bodies,
+			    bool fts_defer)
 {
-	struct sqlbox_spool_import_context ictx = { .storage = storage };
+	struct sqlbox_spool_import_context ictx = {
+		.storage = storage,
+		.fts_bodies = fts_bodies,
+		.fts_defer = fts_defer,
+	};
 	const struct sqlbox_spool_target *target;
 	struct sqlbox_spool_damage *damage;
 	struct kr_spool_item item;
@@ -608,7 +641,6 @@ sqlbox_spool_import_records(struct sqlbox_storage *storage, int fd,
 
 	ictx.pool = pool_alloconly_create("sqlbox spool import", 512);
 	p_array_init(&ictx.targets, ictx.pool, 4);
-	i_array_init(&ictx.fts_bodies, 64);
 	while ((ret = kr_spool_scan_next(scan, &item, &err)) > 0) {
 		switch (item.kind) {
 		case KR_SPOOL_ITEM_RECORD:
@@ -659,7 +691,6 @@ sqlbox_spool_import_records(struct sqlbox_storage *storage, int fd,
 	}
 	if (ret == 0 && sqlbox_spool_fts_index(&ictx) < 0)
 		ret = -1;
-	array_free(&ictx.fts_bodies);
 	pool_unref(&ictx.pool);
 	return ret < 0 ? -1 : count;
 }
@@ -667,9 +698,10 @@ sqlbox_spool_import_records(struct sqlbox_storage *storage, int fd,
 int sqlbox_spool_import(struct sqlbox_storage *storage)
 {
 	ARRAY_TYPE(sqlbox_spool_damage) damages;
+	ARRAY_TYPE(sqlbox_spool_fts_body) fts_bodies;
 	struct kr_spool_scan *scan;
 	struct stat st;
-	bool nested;
+	bool nested, fts_defer;
 	int fd, ret, moved = 0;
 
 	i_assert(storage->db != NULL && storage->keys != NULL);
@@ -716,7 +748,12 @@ int sqlbox_spool_import(struct sqlbox_storage *storage)
 		return -1;
 	}
 	i_array_init(&damages, 4);
-	ret = sqlbox_spool_import_records(storage, fd, scan, &damages);
+	i_array_init(&fts_bodies, 64);
+	/* Nested, the outer transaction may still roll back: indexed
+	   inside it, as with the delay 0. */
+	fts_defer = !nested && sqlbox_fts_index_deferred(storage);
+	ret = sqlbox_spool_import_records(storage, fd, scan, &damages,
+					  &fts_bodies, fts_defer);
 	kr_spool_scan_destroy(&scan);
 	/* Only the import that empties the spool moves damaged bytes. */
 	if (ret >= 0 && !nested && array_count(&damages) > 0 &&
@@ -726,6 +763,9 @@ int sqlbox_spool_import(struct sqlbox_storage *storage)
 		sqlbox_db_rollback(storage);
 	else if (sqlbox_db_commit(storage) < 0)
 		ret = -1;
+	else if (fts_defer)
+		sqlbox_spool_fts_index_later(storage, &fts_bodies);
+	array_free(&fts_bodies);
 	if (moved > 0) {
 		e_error(storage->storage.event,
 			"sqlbox: spool: %d damaged stretch(es) moved to %s, "

@@ -323,11 +323,12 @@ void sqlbox_transaction_save_rollback(struct mail_save_context *ctx);
    critical error set. */
 int sqlbox_fts_index_body(struct sqlbox_storage *storage, int64_t body_id,
 			  struct istream *input);
-/* TRUE if saved mail is indexed after the save's transaction
-   (sqlbox_fts_index_later()), FALSE if inside it (the index is off, or
-   plugin { sqlbox_fts_index_delay = 0 }). */
+/* TRUE if saved (or spool-imported) mail is indexed after the save's
+   (import's) transaction (sqlbox_fts_index_later()), FALSE if inside it
+   (the index is off, or plugin { sqlbox_fts_index_delay = 0 }). */
 bool sqlbox_fts_index_deferred(struct sqlbox_storage *storage);
-/* After a save's commit: the body is indexed once no save has committed
+/* After a save's or the spool import's commit (never after a
+   rollback): the body is indexed once no save has committed
    for the delay (each call starts it again), in short transactions of
    their own, or at the session's end. */
 void sqlbox_fts_index_later(struct sqlbox_storage *storage, int64_t body_id);

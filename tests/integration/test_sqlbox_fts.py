@@ -3,11 +3,12 @@ database.  SEARCH answered through the index must give the UIDs that
 Dovecot's unindexed search gives on the same corpus (the index only picks
 candidates): `OR key key` is the unindexed reference, since only
 top-level keys go to the index.  Checked after EXPUNGE, MOVE, RENAME and
-DELETE, for German and Thai words, for mail delivered over LMTP (indexed
-at spool import), and nothing of the indexed words is readable on disk.
-Saved mail is indexed after the APPEND's reply: once the session has
-saved nothing for sqlbox_fts_index_delay, at its end, or by the catch-up
-of a SEARCH (after the session was killed).
+DELETE, for German and Thai words, for mail delivered over LMTP, and
+nothing of the indexed words is readable on disk.  Saved mail is indexed
+after the APPEND's reply, and mail LMTP sealed into the spool after the
+import's commit: once the session has saved nothing for
+sqlbox_fts_index_delay, at its end, or by the catch-up of a SEARCH (after
+the session was killed).
 """
 
 import base64
@@ -323,9 +324,9 @@ def test_spool_import_indexed_and_nothing_readable(world, alice):
         " " + markers["SPOOL"]))[0] == 250
     imap = imap_login(dc, alice)
     select_count(imap)
-    # the spool import indexed (everything before was indexed too)
+    # the spool import hands its body over to the deferred indexing
+    # (test_spool_import_deferred_*): indexed by now or by the SEARCHes
     bodies = int(dbtool_sql(dc, alice, "SELECT count(*) FROM body")[0])
-    assert fts_docs(dc, alice) == bodies
     ok(imap.append("INBOX", None, None, mime_text(
         "append", "text " + markers["APPEND"])))
     for mk in markers.values():
@@ -534,11 +535,13 @@ def test_multiappend_indexed_in_one_segment():
 
 
 def test_spool_import_indexed_in_one_segment():
-    """The LMTP spool's import is one transaction and its messages one
+    """Indexed in the import's transaction (sqlbox_fts_index_delay = 0),
+    the LMTP spool's import is one transaction and its messages one
     FTS5 segment, as a MULTIAPPEND's are: indexed between the mail rows
     (whose INSERT opens a statement journal, so FTS5's xSavepoint flushes
     its pending terms), every imported message was a segment of its own."""
-    w = World(mail_location="sqlbox:~/mail")
+    w = World(mail_location="sqlbox:~/mail",
+              extra_conf="plugin {\n  sqlbox_fts_index_delay = 0\n}\n")
     try:
         password = w.dc.generate_password(USER)
         msgs = corpus(1806, 18)
@@ -687,6 +690,79 @@ def test_logout_indexes_pending():
         assert ("sqlbox fts: indexed 4 saved bodies at the session's end"
                 " (0 pending)" in log)
         assert " Error: " not in log
+        imap = imap_login(w.dc, password)
+        compare_all(imap, "INBOX", min_hits=1)
+        imap.logout()
+    finally:
+        w.close()
+
+
+def deliver_to_spool(w, msgs):
+    """LMTP deliveries while nobody is logged in: sealed into the spool."""
+    for m in msgs:
+        assert lmtp_deliver(w.dc, USER, m)[0] == 250
+    spool = os.path.join(w.dc.home("alice"), "mail", "spool")
+    assert os.path.getsize(spool) > 0
+    return spool
+
+
+def test_spool_import_deferred_until_search():
+    """The spool's import does not index in its transaction: after the
+    session's open imported the mail (the spool is empty, the rows are
+    there), the imported bodies have no fts_doc row while the session is
+    open and has sent no SEARCH; the SEARCH's catch-up indexes and finds
+    them."""
+    w = World(mail_location="sqlbox:~/mail", extra_conf=DELAY_CONF % "1h")
+    try:
+        password = w.dc.generate_password(USER)
+        marker = "Spooldefer%sq" % secrets.token_hex(4).upper()
+        msgs = corpus(1810, 6)
+        msgs[3] = mime_text("deferred", "text %s end" % marker)
+        spool = deliver_to_spool(w, msgs)
+        imap = imap_login(w.dc, password)
+        assert select_count(imap) == len(msgs)
+        assert os.path.getsize(spool) == 0
+        assert int(dbtool_sql(w.dc, password,
+                              "SELECT count(*) FROM body")[0]) == len(msgs)
+        assert fts_docs(w.dc, password) == 0
+        ok(imap.noop())
+        assert fts_docs(w.dc, password) == 0
+        assert uid_search(imap, "BODY", marker) == [4]
+        assert fts_docs(w.dc, password) == len(msgs)
+        compare_all(imap, "INBOX", min_hits=1)
+        imap.logout()
+        assert " Error: " not in w.dc.log_text()
+    finally:
+        w.close()
+
+
+def test_spool_import_indexed_while_idle():
+    """After the import's commit its bodies are indexed once the session
+    is idle for the delay, in a transaction of their own, with no SEARCH
+    and the session still open."""
+    w = World(mail_location="sqlbox:~/mail", extra_conf=DELAY_CONF % "200ms")
+    try:
+        password = w.dc.generate_password(USER)
+        msgs = corpus(1811, 7)
+        spool = deliver_to_spool(w, msgs)
+        s = socket.create_connection(("127.0.0.1", w.dc.imap_port),
+                                     timeout=60)
+        f = s.makefile("rb")
+        f.readline()
+        s.sendall(b'a LOGIN %s "%s"\r\n' % (USER.encode(),
+                                            password.encode()))
+        assert f.readline().startswith(b"a OK")
+        raw_command(s, f, b"b", b"SELECT INBOX")
+        assert os.path.getsize(spool) == 0
+        wait_for(lambda: "sqlbox fts: indexed %d saved bodies while idle"
+                 " (0 pending)" % len(msgs) in w.dc.log_text(), 60,
+                 "the idle indexing of the imported mail")
+        assert fts_docs(w.dc, password) == len(msgs)
+        # the session is still there, and has sent no SEARCH
+        raw_command(s, f, b"c", b"NOOP")
+        raw_command(s, f, b"d", b"LOGOUT")
+        s.close()
+        assert " Error: " not in w.dc.log_text()
         imap = imap_login(w.dc, password)
         compare_all(imap, "INBOX", min_hits=1)
         imap.logout()
