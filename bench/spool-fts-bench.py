@@ -14,6 +14,9 @@ the spool, then times a new session's LOGIN + SELECT INBOX, which imports
 the spool in one transaction.  The two Dovecots take turns going first.
 Measured: the import seconds of each, their ratio (the indexing cost of
 the import), and FTS5's segments after the round (its structure record).
+With the default sqlbox_fts_index_delay the import leaves its bodies to
+the deferred indexing (here: at the session's end, after the SELECT), so
+the ratio is what the index still costs the import itself.
 To compare two builds, run it for each in turn (A, B, A, B).
 """
 
