@@ -134,11 +134,13 @@ def compare_all(imap, box, min_hits=0):
     return seen_hits
 
 
-def dbtool_sql(dc, password, sql):
+def dbtool_sql(dc, password, sql, mode="sql"):
+    """The words of sqlbox-dbtool's answer to sql on alice's database
+    (mode "exec": read-write)."""
     home = dc.home("alice")
     res = subprocess.run(
         [DBTOOL, os.path.join(home, "sqlbox.keys"),
-         os.path.join(home, "mail", "sqlbox.db"), "sql", sql],
+         os.path.join(home, "mail", "sqlbox.db"), mode, sql],
         input=password, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     return res.stdout.split()
@@ -232,23 +234,13 @@ def test_or_and_sub_answered_from_the_index(world, alice):
         assert got == want, (indexed, got, want)
         hits += len(want) > 0
     assert hits == len(_combined())
-    home = dc.home("alice")
-    res = subprocess.run(
-        [DBTOOL, os.path.join(home, "sqlbox.keys"),
-         os.path.join(home, "mail", "sqlbox.db"), "exec",
-         "INSERT INTO fts_index (fts_index) VALUES ('delete-all')"],
-        input=alice, capture_output=True, text=True, timeout=120)
-    assert res.returncode == 0, res.stderr
+    dbtool_sql(dc, alice, "INSERT INTO fts_index (fts_index)"
+               " VALUES ('delete-all')", mode="exec")
     for indexed, reference in _combined():
         assert _search(imap, *_ors(indexed)) == []
         assert _search(imap, *_ors(reference)) != []
     # the next catch-up builds it again
-    res = subprocess.run(
-        [DBTOOL, os.path.join(home, "sqlbox.keys"),
-         os.path.join(home, "mail", "sqlbox.db"), "exec",
-         "DELETE FROM fts_doc"],
-        input=alice, capture_output=True, text=True, timeout=120)
-    assert res.returncode == 0, res.stderr
+    dbtool_sql(dc, alice, "DELETE FROM fts_doc", mode="exec")
     for indexed, reference in _combined():
         assert _search(imap, *_ors(indexed)) == \
             _search(imap, *_ors(reference))
