@@ -256,14 +256,14 @@ int sqlbox_mailbox_refresh_row(struct sqlbox_mailbox *mbox);
 
 /* ---- sqlbox-sync.c ---- */
 
-/* A running sync: the index sync plus (unless spool-only) the SQLite
-   write transaction, so that saves assign UIDs under both locks. */
-/* A row this sync wrote into the index, with its modseq in SQLite. */
+/* A row a sync wrote into the index, with its modseq in SQLite. */
 struct sqlbox_sync_row {
 	uint64_t modseq;
 	uint32_t uid;
 };
 
+/* A running sync: the index sync plus (unless spool-only) the SQLite
+   write transaction, so that saves assign UIDs under both locks. */
 struct sqlbox_sync_context {
 	struct sqlbox_mailbox *mbox;
 	struct mail_index_sync_ctx *index_sync_ctx;
