@@ -278,6 +278,9 @@ struct sqlbox_sync_context {
 	   index's own records may raise them above their rows' modseqs
 	   (sqlbox_sync_rows_raise()). */
 	ARRAY(struct sqlbox_sync_row) rows;
+	/* The index log's modseq counter just before the sync commits: its
+	   records take the values above it. */
+	uint64_t log_modseq;
 	bool db_locked:1;
 };
 

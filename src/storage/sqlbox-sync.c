@@ -1111,14 +1111,23 @@ static int sqlbox_sync_rows_raise(struct sqlbox_sync_context *ctx)
 	const struct sqlbox_sync_row *row;
 	struct mail_index_view *view;
 	sqlite3_stmt *stmt = NULL;
-	uint64_t modseq;
+	uint64_t modseq, reach;
 	uint32_t seq;
 	int ret = 0;
 
 	if (!array_is_created(&ctx->rows))
 		return 0;
+	/* How high the sync's records went: one per keyword name added and
+	   one per name removed, and a few more (append, flag updates, a
+	   keyword reset, an expunge, an attribute), all above the counter
+	   of before.  A row at or above that was not raised: the fill of a
+	   large folder with keywords checks only its first rows. */
+	reach = ctx->log_modseq == 0 ? (uint64_t)-1 : ctx->log_modseq +
+		2 * array_count(mail_index_get_keywords(mbox->box.index)) + 64;
 	view = mail_index_view_open(mbox->box.index);
 	array_foreach(&ctx->rows, row) {
+		if (row->modseq >= reach)
+			continue;
 		if (!mail_index_lookup_seq(view, row->uid, &seq))
 			continue;
 		modseq = mail_index_modseq_lookup(view, seq);
@@ -1168,6 +1177,8 @@ static int sqlbox_sync_commit(struct sqlbox_sync_context *ctx)
 		log->head->need_rotate =
 			i_strdup("sqlbox: index filled from SQLite");
 	}
+	ctx->log_modseq = log->head == NULL ? 0 :
+		log->head->sync_highest_modseq;
 	if (mail_index_sync_commit(&ctx->index_sync_ctx) < 0) {
 		mailbox_set_index_error(&mbox->box);
 		if (ctx->db_locked)
