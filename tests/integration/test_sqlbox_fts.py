@@ -498,21 +498,7 @@ def test_multiappend_indexed_in_one_segment():
     try:
         password = w.dc.generate_password(USER)
         msgs = corpus(18, 24)
-        s = socket.create_connection(("127.0.0.1", w.dc.imap_port),
-                                     timeout=60)
-        f = s.makefile("rb")
-        f.readline()
-        s.sendall(b'a LOGIN %s "%s"\r\n' % (USER.encode(),
-                                            password.encode()))
-        assert f.readline().startswith(b"a OK")
-        parts = [b"b APPEND INBOX"]
-        for m in msgs:
-            parts.append(b" {%d+}\r\n" % len(m) + m)
-        s.sendall(b"".join(parts) + b"\r\n")
-        line = f.readline()
-        while line and not line.startswith(b"b "):
-            line = f.readline()
-        assert line.startswith(b"b OK"), line
+        s, _ = multiappend(w.dc, password, msgs)
         s.sendall(b"c LOGOUT\r\n")
         s.close()
         assert int(dbtool_sql(w.dc, password,
@@ -580,18 +566,13 @@ def multiappend(dc, password, msgs, box="INBOX"):
     f.readline()
     s.sendall(b'a LOGIN %s "%s"\r\n' % (USER.encode(), password.encode()))
     assert f.readline().startswith(b"a OK")
-    parts = [b"b APPEND " + box.encode()]
-    for m in msgs:
-        parts.append(b" {%d+}\r\n" % len(m) + m)
-    s.sendall(b"".join(parts) + b"\r\n")
-    line = f.readline()
-    while line and not line.startswith(b"b "):
-        line = f.readline()
-    assert line.startswith(b"b OK"), line
+    raw_command(s, f, b"b", b"APPEND " + box.encode() + b"".join(
+        b" {%d+}\r\n" % len(m) + m for m in msgs))
     return s, f
 
 
 def raw_command(s, f, tag, command):
+    """Sends command and reads up to its tagged reply, which must be OK."""
     s.sendall(b"%s %s\r\n" % (tag, command))
     line = f.readline()
     while line and not line.startswith(tag + b" "):
