@@ -286,6 +286,12 @@ void sqlbox_db_close(struct sqlbox_storage *storage)
 	storage->mail_lookup_stmt = NULL;
 	sqlite3_finalize(storage->mail_range_stmt);
 	storage->mail_range_stmt = NULL;
+	sqlite3_finalize(storage->mail_lookup_full_stmt);
+	storage->mail_lookup_full_stmt = NULL;
+	sqlite3_finalize(storage->mail_range_full_stmt);
+	storage->mail_range_full_stmt = NULL;
+	sqlite3_finalize(storage->mail_heavy_stmt);
+	storage->mail_heavy_stmt = NULL;
 	sqlite3_finalize(storage->mail_body_stmt);
 	storage->mail_body_stmt = NULL;
 	sqlite3_finalize(storage->chunk_rowid_stmt);

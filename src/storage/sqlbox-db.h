@@ -34,15 +34,29 @@ struct sqlbox_body_cache {
 	const char *envelope, *bodystructure;
 };
 
+/* A mail's row, light or full.  A light row (the mail rows read ahead
+   for FETCH and SEARCH, sqlbox-mail.c) has of the body's cache row only
+   what table body_fields keeps: the sizes and line counts of cache, and
+   the search fields; a full one (heavy) has all of body_cache. */
 struct sqlbox_mail_row {
 	uint32_t uid;
 	int64_t body_id;
 	uoff_t size;
 	time_t received, saved;
 	const char *guid;
-	/* The body's cache row, if it has one (cached). */
+	/* The body's cache row, if it has one (cached): hdr_size,
+	   hdr_lines and body_lines always; header, header_size, envelope
+	   and bodystructure only once heavy. */
 	struct sqlbox_body_cache cache;
+	/* body_fields.fields, fields_size bytes, of a light row: the
+	   header block's SQLBOX_SEARCH_FIELDS (sqlbox-header-block.h);
+	   NULL when the block is not plain, or not read. */
+	const unsigned char *fields;
+	size_t fields_size;
 	bool cached;
+	/* The body_cache part was read: cached then says whether the body
+	   has a body_cache row (a light row: a body_fields row). */
+	bool heavy;
 };
 ARRAY_DEFINE_TYPE(sqlbox_mail_row, struct sqlbox_mail_row);
 
@@ -183,27 +197,40 @@ int sqlbox_db_chunk_insert(struct sqlbox_storage *storage, int64_t body_id,
 			   uint32_t seq, const void *data, size_t size);
 /* Drops bodies no mail refers to any more (pending ones stay). */
 int sqlbox_db_bodies_gc(struct sqlbox_storage *storage);
-/* Mail metadata with the body's cache row; 1 found, 0 expunged, -1
-   error.  Strings and the header from pool. */
+/* Mail metadata with the body's body_fields row (a light row), or its
+   body_cache row (full: a heavy row); 1 found, 0 expunged, -1 error.
+   Strings, fields and the header from pool. */
 int sqlbox_db_mail_lookup(struct sqlbox_storage *storage, int64_t mailbox_id,
-			  uint32_t uid, pool_t pool,
+			  uint32_t uid, bool full, pool_t pool,
 			  struct sqlbox_mail_row *row_r);
-/* The rows of up to limit mails of the mailbox from first_uid on, in
-   UID order, appended to rows (strings and headers from pool), read by
-   one statement: one read transaction for all of them.  No row of a UID
-   between first_uid and the last row's means the mail is expunged. */
+/* The rows (light or full) of up to limit mails of the mailbox from
+   first_uid on, in UID order, appended to rows (strings and headers from
+   pool), read by one statement: one read transaction for all of them.
+   No row of a UID between first_uid and the last row's means the mail is
+   expunged. */
 int sqlbox_db_mail_lookup_range(struct sqlbox_storage *storage,
 				int64_t mailbox_id, uint32_t first_uid,
-				unsigned int limit, pool_t pool,
+				unsigned int limit, bool full, pool_t pool,
 				ARRAY_TYPE(sqlbox_mail_row) *rows);
+/* The body_cache part of the light rows among rows[0..count) (rows of
+   the mailbox in UID order), read by one statement over their UIDs:
+   each row whose mail is still there with the same body becomes heavy
+   (strings and headers from pool); the others stay as they were. */
+int sqlbox_db_mail_lookup_heavy(struct sqlbox_storage *storage,
+				int64_t mailbox_id,
+				struct sqlbox_mail_row *rows,
+				unsigned int count, pool_t pool);
 /* The body of the mail with this UID, read now (no row, nothing from
    pool): 1 found, 0 expunged, -1 error. */
 int sqlbox_db_mail_body_id(struct sqlbox_storage *storage, int64_t mailbox_id,
 			   uint32_t uid, int64_t *body_id_r);
-/* Stores a body's cache row (replacing one there), caller's or own
-   transaction. */
+/* Stores a body's cache row and its body_fields row (replacing those
+   there), caller's or own transaction. */
 int sqlbox_db_cache_insert(struct sqlbox_storage *storage, int64_t body_id,
 			   const struct sqlbox_body_cache *cache);
+/* The body_fields row of every body_cache row, in the caller's
+   transaction (the migration to schema version 9). */
+int sqlbox_db_fields_fill(struct sqlbox_storage *storage);
 /* Sets ENVELOPE or BODYSTRUCTURE (column "envelope" or "bodystructure")
    of a body's cache row, own transaction; a missing row is no error. */
 int sqlbox_db_cache_set(struct sqlbox_storage *storage, int64_t body_id,

@@ -33,6 +33,25 @@ sqlbox_header_name_wanted(const unsigned char *name, size_t len,
 	return false;
 }
 
+const char *const sqlbox_search_fields[] = { SQLBOX_SEARCH_FIELDS };
+const unsigned int sqlbox_search_fields_count =
+	sizeof(sqlbox_search_fields) / sizeof(sqlbox_search_fields[0]);
+
+bool sqlbox_header_names_searchable(const char *const *names,
+				    unsigned int count)
+{
+	for (unsigned int i = 0; i < count; i++) {
+		size_t len = strlen(names[i]);
+
+		if (len == 0 ||
+		    !sqlbox_header_name_wanted((const unsigned char *)names[i],
+					       len, sqlbox_search_fields,
+					       sqlbox_search_fields_count))
+			return false;
+	}
+	return true;
+}
+
 ssize_t sqlbox_header_block_filter(const unsigned char *hdr, size_t size,
 				   const char *const *names,
 				   unsigned int count, unsigned char *out)

@@ -5,6 +5,7 @@
 /* Header blocks of the cache rows, Dovecot-free (unit-tested by
    test-header-block.c). */
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -25,5 +26,24 @@
 ssize_t sqlbox_header_block_filter(const unsigned char *hdr, size_t size,
 				   const char *const *names,
 				   unsigned int count, unsigned char *out);
+
+/* The header fields kept apart from the header block, in table
+   body_fields (schema version 9): what SEARCH on addresses, subjects and
+   list ids reads, a few hundred bytes of a block of about 1.5 KB.  A
+   block's fields are sqlbox_header_block_filter() of the block by these
+   names (NULL when it gives -1); filtering them again by some of these
+   names gives what filtering the block would (test-header-block.c).
+   Changing the list takes a schema version that fills the table
+   again. */
+#define SQLBOX_SEARCH_FIELDS \
+	"From", "Sender", "Reply-To", "To", "Cc", "Bcc", "Subject", \
+	"Message-ID", "In-Reply-To", "List-Id"
+extern const char *const sqlbox_search_fields[];
+extern const unsigned int sqlbox_search_fields_count;
+
+/* True when each of names[0..count) is one of SQLBOX_SEARCH_FIELDS
+   (ASCII case ignored). */
+bool sqlbox_header_names_searchable(const char *const *names,
+				    unsigned int count);
 
 #endif

@@ -73,6 +73,9 @@ struct sqlbox_mail {
 	unsigned int window_version;
 	/* Sequence of the last row looked up (0: none). */
 	uint32_t last_seq;
+	/* A mail of this object needed the heavy part of its row
+	   (sqlbox_mail_row_heavy()): rows are read full from then on. */
+	bool rows_full:1;
 	/* The body stream made for this mail (data.stream before any
 	   wrapper), while it asks this mail about missing chunks. */
 	struct istream *body_input;
@@ -176,6 +179,26 @@ sqlbox_mail_window_find(struct sqlbox_mail *mail, uint32_t uid,
 	return NULL;
 }
 
+/* The heavy part of src (if it has one) into dest, from pool. */
+static void
+sqlbox_mail_row_copy_heavy(struct sqlbox_mail_row *dest,
+			   const struct sqlbox_mail_row *src, pool_t pool)
+{
+	struct sqlbox_body_cache *cache = &dest->cache;
+
+	if (!src->heavy)
+		return;
+	dest->heavy = TRUE;
+	dest->cached = src->cached;
+	if (!src->cached)
+		return;
+	*cache = src->cache;
+	cache->header = p_memdup(pool, src->cache.header,
+				 src->cache.header_size);
+	cache->envelope = p_strdup(pool, src->cache.envelope);
+	cache->bodystructure = p_strdup(pool, src->cache.bodystructure);
+}
+
 /* The mail's row: from the window, else read with the next rows when
    the mail follows the last one looked up in sequence order, else alone.
    1 found, 0 expunged, -1 error. */
@@ -212,6 +235,7 @@ static int sqlbox_mail_lookup(struct sqlbox_mail *mail)
 		mail->window_modseq = mbox->synced_modseq;
 		if (sqlbox_db_mail_lookup_range(mbox->storage, mbox->id,
 						_mail->uid, mail->window_size,
+						mail->rows_full,
 						mail->window_pool,
 						&mail->window) < 0) {
 			array_clear(&mail->window);
@@ -228,7 +252,8 @@ static int sqlbox_mail_lookup(struct sqlbox_mail *mail)
 	}
 	if (!covered) {
 		return sqlbox_db_mail_lookup(mbox->storage, mbox->id,
-					     _mail->uid, pool, &mail->row);
+					     _mail->uid, mail->rows_full, pool,
+					     &mail->row);
 	}
 	if (wrow == NULL)
 		return 0;
@@ -238,15 +263,11 @@ static int sqlbox_mail_lookup(struct sqlbox_mail *mail)
 	   stay untouched by what is set on the mail's row). */
 	mail->row = *wrow;
 	mail->row.guid = p_strdup(pool, wrow->guid);
-	if (wrow->cached) {
-		struct sqlbox_body_cache *cache = &mail->row.cache;
-
-		cache->header = p_memdup(pool, wrow->cache.header,
-					 wrow->cache.header_size);
-		cache->envelope = p_strdup(pool, wrow->cache.envelope);
-		cache->bodystructure = p_strdup(pool,
-						wrow->cache.bodystructure);
+	if (wrow->fields != NULL) {
+		mail->row.fields = p_memdup(pool, wrow->fields,
+					    wrow->fields_size);
 	}
+	sqlbox_mail_row_copy_heavy(&mail->row, wrow, pool);
 	return 1;
 }
 
@@ -260,17 +281,9 @@ static void sqlbox_mail_window_update(struct sqlbox_mail *mail)
 		mail, mail->row_uid, &covered);
 	if (wrow == NULL || wrow->body_id != mail->row.body_id)
 		return;
-	wrow->cached = mail->row.cached;
-	if (!mail->row.cached)
-		return;
-	wrow->cache = mail->row.cache;
-	wrow->cache.header = p_memdup(mail->window_pool,
-				      mail->row.cache.header,
-				      mail->row.cache.header_size);
-	wrow->cache.envelope = p_strdup(mail->window_pool,
-					mail->row.cache.envelope);
-	wrow->cache.bodystructure = p_strdup(mail->window_pool,
-					     mail->row.cache.bodystructure);
+	/* The mail's row is heavy: it was changed by what read it so */
+	i_assert(mail->row.heavy);
+	sqlbox_mail_row_copy_heavy(wrow, &mail->row, mail->window_pool);
 }
 
 /* Sizes from the cache row: index-mail then never scans the message for
@@ -319,6 +332,58 @@ sqlbox_mail_row(struct mail *_mail, const struct sqlbox_mail_row **row_r)
 	mail->row_uid = _mail->uid;
 	sqlbox_mail_apply_cache(mail);
 	*row_r = &mail->row;
+	return 0;
+}
+
+/* The heavy part of the mail's row (the header block, ENVELOPE,
+   BODYSTRUCTURE: its body_cache row), once its row was looked up
+   (sqlbox_mail_row()).  A row of the window gets it with the other light
+   rows of the window, by one statement; a row the statement does not
+   find (its mail expunged since the window was read), or one read
+   alone, is read again alone, full, as a mail that is not in a window.
+   This mail object then reads its rows full (rows_full): a command that
+   wants them (FETCH ENVELOPE, BODY.PEEK[HEADER]) pays one statement per
+   window as before.  0 ok, -1 error (expunged marked). */
+static int sqlbox_mail_row_heavy(struct sqlbox_mail *mail)
+{
+	struct mail *_mail = &mail->imail.mail.mail;
+	struct sqlbox_mailbox *mbox = SQLBOX_MAILBOX(_mail->box);
+	struct sqlbox_mail_row *wrow, *rows;
+	unsigned int count;
+	bool covered;
+	int ret;
+
+	i_assert(mail->row_loaded && mail->row_uid == _mail->uid);
+	if (mail->row.heavy)
+		return 0;
+	mail->rows_full = TRUE;
+	if (mail->row_from_window) {
+		wrow = (struct sqlbox_mail_row *)sqlbox_mail_window_find(
+			mail, _mail->uid, &covered);
+		if (wrow != NULL && !wrow->heavy) {
+			rows = array_get_modifiable(&mail->window, &count);
+			if (sqlbox_db_mail_lookup_heavy(mbox->storage,
+							mbox->id, rows, count,
+							mail->window_pool) < 0)
+				return -1;
+		}
+		if (wrow != NULL && wrow->heavy &&
+		    wrow->body_id == mail->row.body_id) {
+			sqlbox_mail_row_copy_heavy(&mail->row, wrow,
+				mail->imail.mail.data_pool);
+			sqlbox_mail_apply_cache(mail);
+			return 0;
+		}
+	}
+	ret = sqlbox_db_mail_lookup(mbox->storage, mbox->id, _mail->uid, TRUE,
+				    mail->imail.mail.data_pool, &mail->row);
+	if (ret == 0)
+		mail_set_expunged(_mail);
+	if (ret <= 0)
+		return -1;
+	/* Read now: a body read needs no check first */
+	mail->row_from_window = FALSE;
+	sqlbox_mail_apply_cache(mail);
 	return 0;
 }
 
@@ -522,7 +587,8 @@ sqlbox_mail_get_stream(struct mail *_mail, bool get_body,
 				mail_set_expunged(_mail);
 				return -1;
 			}
-		} else if (sqlbox_mail_row(_mail, &row) < 0) {
+		} else if (sqlbox_mail_row(_mail, &row) < 0 ||
+			   sqlbox_mail_row_heavy(smail) < 0) {
 			return -1;
 		} else {
 			/* A body read on a window's row: the mail may have
@@ -647,13 +713,38 @@ sqlbox_mail_get_header_stream(struct mail *_mail,
 	   BODYSTRUCTURE, which also fills the session's cache (the sent
 	   date: SEARCH SENTBEFORE on an unparsable Date header then matches
 	   from the cache, not from the header): its way then. */
-	if (!row->cached || data->save_bodystructure_header)
+	if (data->save_bodystructure_header)
+		return index_mail_get_header_stream(_mail, headers, stream_r);
+	/* A plain header block: its wanted lines picked out by their names,
+	   as index-mail answers from its cache (a stream of the fields, no
+	   parse callback).  Fields of SQLBOX_SEARCH_FIELDS come from the
+	   light row's search fields, which give the same bytes
+	   (test-header-block.c), without the header block (even when the
+	   row became heavy and found no body_cache row: they are the
+	   body's all the same).  Otherwise Dovecot's own filter and
+	   callback on the header block. */
+	if (row->fields != NULL &&
+	    sqlbox_header_names_searchable(headers->name, headers->count)) {
+		filtered = p_malloc(mail->imail.mail.data_pool,
+				    row->fields_size + 2);
+		filtered_size = sqlbox_header_block_filter(row->fields,
+			row->fields_size, headers->name, headers->count,
+			filtered);
+		if (filtered_size >= 0) {
+			sqlbox_mail_filter_stream_destroy(&mail->imail);
+			_mail->transaction->stats.cache_hit_count++;
+			data->filter_stream = i_stream_create_from_data(
+				filtered, filtered_size);
+			*stream_r = data->filter_stream;
+			return 0;
+		}
+	}
+	if (sqlbox_mail_row_heavy(mail) < 0)
+		return -1;
+	if (!row->cached)
 		return index_mail_get_header_stream(_mail, headers, stream_r);
 	sqlbox_mail_filter_stream_destroy(&mail->imail);
 	_mail->transaction->stats.cache_hit_count++;
-	/* A plain header block: its wanted lines picked out by their names,
-	   as index-mail answers from its cache (a stream of the fields, no
-	   parse callback).  Otherwise Dovecot's own filter and callback. */
 	filtered = p_malloc(mail->imail.mail.data_pool, row->cache.hdr_size + 2);
 	filtered_size = sqlbox_header_block_filter(row->cache.header,
 						   row->cache.hdr_size,
@@ -691,7 +782,8 @@ sqlbox_mail_get_imap_special(struct mail *_mail, enum mail_fetch_field field,
 	const char *column, *value, *error;
 	bool had_bodystructure;
 
-	if (sqlbox_mail_row(_mail, &row) < 0)
+	if (sqlbox_mail_row(_mail, &row) < 0 ||
+	    sqlbox_mail_row_heavy(mail) < 0)
 		return -1;
 	if (field == MAIL_FETCH_IMAP_ENVELOPE) {
 		if (data->envelope == NULL && row->cache.envelope != NULL)

@@ -257,7 +257,7 @@ sqlbox_copy_shared(struct sqlbox_save_context *ctx, struct mail *mail)
 	if (sqlbox_storage_open(ctx->mbox->storage) < 0)
 		return -1;
 	ret = sqlbox_db_mail_lookup(ctx->mbox->storage, src->id, mail->uid,
-				    ctx->pool, &row);
+				    FALSE, ctx->pool, &row);
 	if (ret <= 0) {
 		if (ret == 0) {
 			mail_storage_set_error(&ctx->mbox->storage->storage,

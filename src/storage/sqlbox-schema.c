@@ -3,11 +3,11 @@
 #include "sqlbox-storage.h"
 
 /* The schema of sqlbox.db and its migrations (queries: sqlbox-sql-*.c).
-   Schema version 1, plus what versions 2 to 7 added (each run on new
+   Schema version 1, plus what versions 2 to 9 added (each run on new
    files and on older ones, in one write transaction).  Metadata lives
    apart from body chunks so that rebuilding an index or scanning flags
    never decrypts body pages. */
-#define SQLBOX_SCHEMA_VERSION 8
+#define SQLBOX_SCHEMA_VERSION 9
 /* MAIL_SEEN in SQL text (triggers can't bind parameters). */
 #define SQLBOX_SQL_SEEN "8"
 static const char *const sqlbox_schema_v1[] = {
@@ -193,6 +193,28 @@ static const char *const sqlbox_schema_v8[] = {
 	NULL
 };
 
+/* Version 9: what SEARCH on header fields and the sizes read of a mail,
+   apart from its body_cache row (header block, ENVELOPE, BODYSTRUCTURE:
+   about 1.5 KB, two rows to a page): the mail rows read ahead for
+   FETCH and SEARCH (sqlbox-mail.c) read these small rows, and body_cache
+   only for a mail that needs more.  `fields` holds the header fields of
+   SQLBOX_SEARCH_FIELDS (sqlbox-header-block.h) out of the header block,
+   as sqlbox_header_block_filter() gives them, or NULL when the block is
+   not plain; the line counts and hdr_size are body_cache's.  Written with
+   the body_cache row (sqlbox_db_cache_insert()); filled for the rows
+   there at the migration. */
+static const char *const sqlbox_schema_v9[] = {
+	"CREATE TABLE IF NOT EXISTS body_fields ("
+	" body_id INTEGER PRIMARY KEY,"
+	" hdr_size INTEGER NOT NULL,"
+	" hdr_lines INTEGER NOT NULL,"
+	" body_lines INTEGER NOT NULL,"
+	" fields BLOB)",
+	"CREATE TRIGGER IF NOT EXISTS body_fields_delete AFTER DELETE ON body"
+	" BEGIN DELETE FROM body_fields WHERE body_id = OLD.id; END",
+	NULL
+};
+
 static int sqlbox_schema_run(struct sqlbox_storage *storage,
 			     const char *const *statements)
 {
@@ -220,6 +242,17 @@ static int sqlbox_schema_migrate_v8(struct sqlbox_storage *storage,
 				    int version)
 {
 	return version < 8 ? sqlbox_schema_run(storage, sqlbox_schema_v8) : 0;
+}
+
+static int sqlbox_schema_migrate_v9(struct sqlbox_storage *storage,
+				    int version)
+{
+	if (version >= 9)
+		return 0;
+	if (sqlbox_schema_run(storage, sqlbox_schema_v9) < 0)
+		return -1;
+	/* A new file has no body_cache row yet. */
+	return version == 0 ? 0 : sqlbox_db_fields_fill(storage);
 }
 
 int sqlbox_schema_migrate(struct sqlbox_storage *storage)
@@ -289,7 +322,8 @@ int sqlbox_schema_migrate(struct sqlbox_storage *storage)
 		}
 		if (sqlbox_schema_migrate_v6(storage, version) < 0 ||
 		    sqlbox_schema_migrate_v7(storage, version) < 0 ||
-		    sqlbox_schema_migrate_v8(storage, version) < 0) {
+		    sqlbox_schema_migrate_v8(storage, version) < 0 ||
+		    sqlbox_schema_migrate_v9(storage, version) < 0) {
 			sqlbox_db_rollback(storage);
 			return -1;
 		}

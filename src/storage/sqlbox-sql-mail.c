@@ -2,6 +2,7 @@
 #include "lib.h"
 #include "buffer.h"
 #include "ioloop.h"
+#include "sqlbox-header-block.h"
 #include "sqlbox-storage.h"
 
 /* Queries on mail: bodies stored in chunks, bodies of saves in progress
@@ -181,17 +182,54 @@ int sqlbox_db_chunk_insert(struct sqlbox_storage *storage, int64_t body_id,
 	return rc < 0 ? -1 : 0;
 }
 
-#define SQLBOX_MAIL_ROW_COLUMNS \
-	"SELECT m.uid, m.body_id, b.size, m.received, m.saved, m.guid," \
-	" c.header, c.hdr_lines, c.body_lines, c.envelope," \
-	" c.bodystructure, c.hdr_size" \
+/* A mail's row: the mail, its body's size and the sizes of its cache row
+   (columns 0 to 8), then the search fields (light rows) or the rest of
+   the cache row (full rows: header block, ENVELOPE, BODYSTRUCTURE). */
+#define SQLBOX_MAIL_ROW_COMMON \
+	"SELECT m.uid, m.body_id, b.size, m.received, m.saved, m.guid,"
+#define SQLBOX_MAIL_ROW_LIGHT \
+	SQLBOX_MAIL_ROW_COMMON \
+	" f.hdr_size, f.hdr_lines, f.body_lines, f.fields" \
+	" FROM mail m JOIN body b ON b.id = m.body_id" \
+	" LEFT JOIN body_fields f ON f.body_id = m.body_id"
+#define SQLBOX_MAIL_ROW_FULL \
+	SQLBOX_MAIL_ROW_COMMON \
+	" c.hdr_size, c.hdr_lines, c.body_lines, c.header, c.envelope," \
+	" c.bodystructure" \
 	" FROM mail m JOIN body b ON b.id = m.body_id" \
 	" LEFT JOIN body_cache c ON c.body_id = m.body_id"
 
-/* The row a statement of SQLBOX_MAIL_ROW_COLUMNS stands on, with its
-   strings and header copied to pool. */
+/* The body_cache columns hdr_size, hdr_lines, body_lines, header,
+   envelope, bodystructure from column col on (NULL: no row), into
+   row_r: then heavy, and cached if there is a row. */
 static void
-sqlbox_db_mail_row_get(sqlite3_stmt *stmt, pool_t pool,
+sqlbox_db_mail_row_get_heavy(sqlite3_stmt *stmt, int col, pool_t pool,
+			     struct sqlbox_mail_row *row_r)
+{
+	struct sqlbox_body_cache *cache = &row_r->cache;
+
+	row_r->heavy = TRUE;
+	row_r->cached = sqlite3_column_type(stmt, col + 3) != SQLITE_NULL;
+	if (!row_r->cached) {
+		i_zero(cache);
+		return;
+	}
+	cache->hdr_size = sqlite3_column_int64(stmt, col);
+	cache->hdr_lines = sqlite3_column_int64(stmt, col + 1);
+	cache->body_lines = sqlite3_column_int64(stmt, col + 2);
+	cache->header_size = sqlite3_column_bytes(stmt, col + 3);
+	cache->header = p_memdup(pool, sqlite3_column_blob(stmt, col + 3),
+				 cache->header_size);
+	cache->envelope = p_strdup(pool,
+		(const char *)sqlite3_column_text(stmt, col + 4));
+	cache->bodystructure = p_strdup(pool,
+		(const char *)sqlite3_column_text(stmt, col + 5));
+}
+
+/* The row a statement of SQLBOX_MAIL_ROW_LIGHT or _FULL stands on, with
+   its strings, fields and header copied to pool. */
+static void
+sqlbox_db_mail_row_get(sqlite3_stmt *stmt, bool full, pool_t pool,
 		       struct sqlbox_mail_row *row_r)
 {
 	i_zero(row_r);
@@ -201,69 +239,115 @@ sqlbox_db_mail_row_get(sqlite3_stmt *stmt, pool_t pool,
 	row_r->received = sqlite3_column_int64(stmt, 3);
 	row_r->saved = sqlite3_column_int64(stmt, 4);
 	row_r->guid = p_strdup(pool, (const char *)sqlite3_column_text(stmt, 5));
+	if (full) {
+		sqlbox_db_mail_row_get_heavy(stmt, 6, pool, row_r);
+		return;
+	}
 	row_r->cached = sqlite3_column_type(stmt, 6) != SQLITE_NULL;
-	if (row_r->cached) {
-		struct sqlbox_body_cache *cache = &row_r->cache;
-
-		cache->header_size = sqlite3_column_bytes(stmt, 6);
-		cache->header = p_memdup(pool, sqlite3_column_blob(stmt, 6),
-					 cache->header_size);
-		cache->hdr_lines = sqlite3_column_int64(stmt, 7);
-		cache->body_lines = sqlite3_column_int64(stmt, 8);
-		cache->envelope = p_strdup(pool,
-			(const char *)sqlite3_column_text(stmt, 9));
-		cache->bodystructure = p_strdup(pool,
-			(const char *)sqlite3_column_text(stmt, 10));
-		cache->hdr_size = sqlite3_column_int64(stmt, 11);
+	if (!row_r->cached)
+		return;
+	row_r->cache.hdr_size = sqlite3_column_int64(stmt, 6);
+	row_r->cache.hdr_lines = sqlite3_column_int64(stmt, 7);
+	row_r->cache.body_lines = sqlite3_column_int64(stmt, 8);
+	if (sqlite3_column_type(stmt, 9) != SQLITE_NULL) {
+		row_r->fields_size = sqlite3_column_bytes(stmt, 9);
+		row_r->fields = p_memdup(pool, sqlite3_column_blob(stmt, 9),
+					 row_r->fields_size);
 	}
 }
 
 int sqlbox_db_mail_lookup(struct sqlbox_storage *storage, int64_t mailbox_id,
-			  uint32_t uid, pool_t pool,
+			  uint32_t uid, bool full, pool_t pool,
 			  struct sqlbox_mail_row *row_r)
 {
-	sqlite3_stmt *stmt;
+	sqlite3_stmt **stmtp = full ? &storage->mail_lookup_full_stmt :
+		&storage->mail_lookup_stmt;
 	int rc;
 
-	if (storage->mail_lookup_stmt == NULL) {
-		storage->mail_lookup_stmt = sqlbox_db_prepare(storage,
-			SQLBOX_MAIL_ROW_COLUMNS
-			" WHERE m.mailbox_id = ? AND m.uid = ?");
-		if (storage->mail_lookup_stmt == NULL)
+	if (*stmtp == NULL) {
+		*stmtp = sqlbox_db_prepare(storage, t_strconcat(
+			full ? SQLBOX_MAIL_ROW_FULL : SQLBOX_MAIL_ROW_LIGHT,
+			" WHERE m.mailbox_id = ? AND m.uid = ?", NULL));
+		if (*stmtp == NULL)
 			return -1;
 	}
-	stmt = storage->mail_lookup_stmt;
-	sqlite3_bind_int64(stmt, 1, mailbox_id);
-	sqlite3_bind_int64(stmt, 2, uid);
-	rc = sqlbox_db_step(storage, stmt);
+	sqlite3_bind_int64(*stmtp, 1, mailbox_id);
+	sqlite3_bind_int64(*stmtp, 2, uid);
+	rc = sqlbox_db_step(storage, *stmtp);
 	if (rc == SQLITE_ROW)
-		sqlbox_db_mail_row_get(stmt, pool, row_r);
-	sqlite3_reset(stmt);
+		sqlbox_db_mail_row_get(*stmtp, full, pool, row_r);
+	sqlite3_reset(*stmtp);
 	return rc < 0 ? -1 : (rc == SQLITE_ROW ? 1 : 0);
 }
 
 int sqlbox_db_mail_lookup_range(struct sqlbox_storage *storage,
 				int64_t mailbox_id, uint32_t first_uid,
-				unsigned int limit, pool_t pool,
+				unsigned int limit, bool full, pool_t pool,
 				ARRAY_TYPE(sqlbox_mail_row) *rows)
 {
-	sqlite3_stmt *stmt;
+	sqlite3_stmt **stmtp = full ? &storage->mail_range_full_stmt :
+		&storage->mail_range_stmt;
 	int rc;
 
-	if (storage->mail_range_stmt == NULL) {
-		storage->mail_range_stmt = sqlbox_db_prepare(storage,
-			SQLBOX_MAIL_ROW_COLUMNS
+	if (*stmtp == NULL) {
+		*stmtp = sqlbox_db_prepare(storage, t_strconcat(
+			full ? SQLBOX_MAIL_ROW_FULL : SQLBOX_MAIL_ROW_LIGHT,
 			" WHERE m.mailbox_id = ? AND m.uid >= ?"
-			" ORDER BY m.uid LIMIT ?");
-		if (storage->mail_range_stmt == NULL)
+			" ORDER BY m.uid LIMIT ?", NULL));
+		if (*stmtp == NULL)
 			return -1;
 	}
-	stmt = storage->mail_range_stmt;
+	sqlite3_bind_int64(*stmtp, 1, mailbox_id);
+	sqlite3_bind_int64(*stmtp, 2, first_uid);
+	sqlite3_bind_int64(*stmtp, 3, limit);
+	while ((rc = sqlbox_db_step(storage, *stmtp)) == SQLITE_ROW) {
+		sqlbox_db_mail_row_get(*stmtp, full, pool,
+				       array_append_space(rows));
+	}
+	sqlite3_reset(*stmtp);
+	return rc < 0 ? -1 : 0;
+}
+
+int sqlbox_db_mail_lookup_heavy(struct sqlbox_storage *storage,
+				int64_t mailbox_id,
+				struct sqlbox_mail_row *rows,
+				unsigned int count, pool_t pool)
+{
+	sqlite3_stmt *stmt;
+	unsigned int i = 0;
+	uint32_t uid;
+	int rc;
+
+	if (count == 0)
+		return 0;
+	if (storage->mail_heavy_stmt == NULL) {
+		storage->mail_heavy_stmt = sqlbox_db_prepare(storage,
+			"SELECT m.uid, m.body_id, c.hdr_size, c.hdr_lines,"
+			" c.body_lines, c.header, c.envelope, c.bodystructure"
+			" FROM mail m"
+			" LEFT JOIN body_cache c ON c.body_id = m.body_id"
+			" WHERE m.mailbox_id = ? AND m.uid BETWEEN ? AND ?"
+			" ORDER BY m.uid");
+		if (storage->mail_heavy_stmt == NULL)
+			return -1;
+	}
+	stmt = storage->mail_heavy_stmt;
 	sqlite3_bind_int64(stmt, 1, mailbox_id);
-	sqlite3_bind_int64(stmt, 2, first_uid);
-	sqlite3_bind_int64(stmt, 3, limit);
-	while ((rc = sqlbox_db_step(storage, stmt)) == SQLITE_ROW)
-		sqlbox_db_mail_row_get(stmt, pool, array_append_space(rows));
+	sqlite3_bind_int64(stmt, 2, rows[0].uid);
+	sqlite3_bind_int64(stmt, 3, rows[count - 1].uid);
+	while ((rc = sqlbox_db_step(storage, stmt)) == SQLITE_ROW) {
+		uid = sqlite3_column_int64(stmt, 0);
+		while (i < count && rows[i].uid < uid)
+			i++;
+		if (i == count)
+			break;
+		/* A row read light; its mail is still there with the same
+		   body (a UID or a body id is never given out again, but the
+		   check costs nothing). */
+		if (rows[i].uid == uid && !rows[i].heavy &&
+		    rows[i].body_id == sqlite3_column_int64(stmt, 1))
+			sqlbox_db_mail_row_get_heavy(stmt, 2, pool, &rows[i]);
+	}
 	sqlite3_reset(stmt);
 	return rc < 0 ? -1 : 0;
 }
@@ -291,6 +375,45 @@ int sqlbox_db_mail_body_id(struct sqlbox_storage *storage, int64_t mailbox_id,
 	return rc < 0 ? -1 : (rc == SQLITE_ROW ? 1 : 0);
 }
 
+/* The body_fields row of a body (schema version 9) whose header block is
+   header[0..header_len) (hdr_size bytes, unless the cache row is
+   damaged), on stmt: INSERT OR REPLACE INTO body_fields (body_id,
+   hdr_size, hdr_lines, body_lines, fields). */
+static int
+sqlbox_db_fields_insert(struct sqlbox_storage *storage, sqlite3_stmt *stmt,
+			int64_t body_id, const unsigned char *header,
+			size_t header_len, int64_t hdr_size,
+			int64_t hdr_lines, int64_t body_lines)
+{
+	unsigned char *fields;
+	ssize_t fields_size;
+	int rc;
+
+	fields = i_malloc(header_len + 2);
+	fields_size = sqlbox_header_block_filter(header, header_len,
+						 sqlbox_search_fields,
+						 sqlbox_search_fields_count,
+						 fields);
+	sqlite3_bind_int64(stmt, 1, body_id);
+	sqlite3_bind_int64(stmt, 2, hdr_size);
+	sqlite3_bind_int64(stmt, 3, hdr_lines);
+	sqlite3_bind_int64(stmt, 4, body_lines);
+	/* NULL: not plain, the header block is filtered then */
+	if (fields_size < 0)
+		sqlite3_bind_null(stmt, 5);
+	else
+		sqlite3_bind_blob(stmt, 5, fields, fields_size, SQLITE_STATIC);
+	rc = sqlbox_db_step(storage, stmt);
+	sqlite3_reset(stmt);
+	sqlite3_clear_bindings(stmt);
+	i_free(fields);
+	return rc < 0 ? -1 : 0;
+}
+
+#define SQLBOX_SQL_FIELDS_INSERT \
+	"INSERT OR REPLACE INTO body_fields (body_id, hdr_size, hdr_lines," \
+	" body_lines, fields) VALUES (?, ?, ?, ?, ?)"
+
 int sqlbox_db_cache_insert(struct sqlbox_storage *storage, int64_t body_id,
 			   const struct sqlbox_body_cache *cache)
 {
@@ -315,6 +438,50 @@ int sqlbox_db_cache_insert(struct sqlbox_storage *storage, int64_t body_id,
 	sqlite3_bind_int64(stmt, 7, cache->hdr_size);
 	rc = sqlbox_db_step(storage, stmt);
 	sqlite3_finalize(stmt);
+	if (rc < 0)
+		return -1;
+	stmt = sqlbox_db_prepare(storage, SQLBOX_SQL_FIELDS_INSERT);
+	if (stmt == NULL)
+		return -1;
+	rc = sqlbox_db_fields_insert(storage, stmt, body_id, cache->header,
+				     I_MIN(cache->hdr_size, cache->header_size),
+				     cache->hdr_size, cache->hdr_lines,
+				     cache->body_lines);
+	sqlite3_finalize(stmt);
+	return rc;
+}
+
+int sqlbox_db_fields_fill(struct sqlbox_storage *storage)
+{
+	sqlite3_stmt *select, *insert;
+	int rc;
+
+	select = sqlbox_db_prepare(storage,
+		"SELECT body_id, header, hdr_size, hdr_lines, body_lines"
+		" FROM body_cache");
+	if (select == NULL)
+		return -1;
+	insert = sqlbox_db_prepare(storage, SQLBOX_SQL_FIELDS_INSERT);
+	if (insert == NULL) {
+		sqlite3_finalize(select);
+		return -1;
+	}
+	while ((rc = sqlbox_db_step(storage, select)) == SQLITE_ROW) {
+		size_t header_size = sqlite3_column_bytes(select, 1);
+		int64_t hdr_size = sqlite3_column_int64(select, 2);
+
+		if (sqlbox_db_fields_insert(storage, insert,
+				sqlite3_column_int64(select, 0),
+				sqlite3_column_blob(select, 1),
+				I_MIN((size_t)I_MAX(hdr_size, 0), header_size),
+				hdr_size, sqlite3_column_int64(select, 3),
+				sqlite3_column_int64(select, 4)) < 0) {
+			rc = -1;
+			break;
+		}
+	}
+	sqlite3_finalize(insert);
+	sqlite3_finalize(select);
 	return rc < 0 ? -1 : 0;
 }
 

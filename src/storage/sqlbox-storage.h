@@ -59,10 +59,11 @@ struct sqlbox_storage {
 	sqlite3 *db;
 	/* sqlbox_db_mail_lookup()'s statement, prepared once per
 	   connection: it runs for every mail a FETCH or SEARCH reads. */
-	sqlite3_stmt *mail_lookup_stmt;
+	sqlite3_stmt *mail_lookup_stmt, *mail_lookup_full_stmt;
 	/* sqlbox_db_mail_lookup_range()'s, likewise (sequential FETCH and
-	   SEARCH). */
-	sqlite3_stmt *mail_range_stmt;
+	   SEARCH), and sqlbox_db_mail_lookup_heavy()'s. */
+	sqlite3_stmt *mail_range_stmt, *mail_range_full_stmt;
+	sqlite3_stmt *mail_heavy_stmt;
 	/* sqlbox_db_mail_body_id()'s, likewise (a body read checks its
 	   mail is still there). */
 	sqlite3_stmt *mail_body_stmt;

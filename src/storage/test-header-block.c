@@ -117,11 +117,102 @@ static void test_header_block_not_plain(void)
 	test_end();
 }
 
+/* A block filtered by SQLBOX_SEARCH_FIELDS (body_fields.fields), then by
+   some of them, gives what the block filtered by those gives. */
+static void test_header_block_search_fields(void)
+{
+	static const char *const blocks[] = {
+		/* test_header_block_plain's */
+		"Subject: s\r\nTo: t\r\nfrom: f\r\n\r\n",
+		"X-Folded: a\r\n\tb\r\n  c\r\nTo: t\r\n \r\n\r\n",
+		"To: t\r\n\tu\r\nX-Folded: a\r\n\r\n",
+		"Subject: s\r\n\r\n",
+		"Subj: s\r\n\r\n",
+		"Subject:\r\nFrom: a:b \xc3\xa9\r\n\r\n",
+		"From: 1\r\nFrom: 2\r\n\r\n",
+		"From: f\r\nTo: t\r\n",
+		"\r\n",
+		"",
+		"From: f\r\n\r\nFrom: body\r\n",
+		/* continuation lines, repeated fields, names in mixed case,
+		   fields of the set next to others */
+		"Received: from a\r\n\tby b\r\nFROM: Ann <a@x>,\r\n"
+		" Bob <b@x>\r\nX-Mailer: m\r\n\tm2\r\nsubject: one\r\n"
+		"SUBJECT: two\r\n  folded\r\nList-ID: <l.x>\r\n"
+		"list-id: <l2.x>\r\nreply-TO: r\r\nCC: c\r\n \r\n"
+		"message-id: <m@x>\r\nIn-Reply-To:\r\n <p@x>\r\n"
+		"Sender: s\r\nBcc:\r\nTo: t\r\nDate: d\r\n\r\nbody\r\n",
+		"X-A: a\r\n\tFrom: not a field\r\nX-B: b\r\n\r\n",
+		"List-Idx: no\r\nList-Id: yes\r\nFro: no\r\n\r\n",
+	};
+	static const char *const some[][4] = {
+		{ "From", NULL },
+		{ "subject", NULL },
+		{ "LIST-ID", "from", NULL },
+		{ "To", "Cc", "Bcc", NULL },
+		{ "Message-Id", "in-reply-to", "Sender", NULL },
+		{ "Reply-To", "SUBJECT", "From", "List-Id" },
+	};
+	static unsigned char fields[1200], want[1200], got[1200];
+
+	test_begin("header block search fields");
+	for (unsigned int i = 0; i < N_ELEMENTS(blocks); i++) {
+		size_t size = strlen(blocks[i]);
+		ssize_t fields_size, want_size, got_size;
+
+		fields_size = sqlbox_header_block_filter(
+			(const unsigned char *)blocks[i], size,
+			sqlbox_search_fields, sqlbox_search_fields_count,
+			fields);
+		test_assert_idx(fields_size >= 2, i);
+		for (unsigned int j = 0; j < N_ELEMENTS(some); j++) {
+			unsigned int count = 0;
+
+			while (count < 4 && some[j][count] != NULL)
+				count++;
+			test_assert_idx(sqlbox_header_names_searchable(
+				some[j], count), j);
+			want_size = sqlbox_header_block_filter(
+				(const unsigned char *)blocks[i], size,
+				some[j], count, want);
+			got_size = sqlbox_header_block_filter(fields,
+				fields_size, some[j], count, got);
+			test_assert_idx(want_size >= 0 &&
+					got_size == want_size &&
+					memcmp(got, want, want_size) == 0,
+					i * 100 + j);
+		}
+	}
+	test_end();
+}
+
+static void test_header_names_searchable(void)
+{
+	static const char *const yes[] = { "from", "LIST-ID", "Message-ID" };
+	static const char *const no1[] = { "From", "X-Mailer" };
+	static const char *const no2[] = { "Fro" };
+	static const char *const no3[] = { "Subjects" };
+	static const char *const no4[] = { "" };
+	static const char *const no5[] = { "Date" };
+
+	test_begin("header names searchable");
+	test_assert(sqlbox_header_names_searchable(yes, 3));
+	test_assert(sqlbox_header_names_searchable(yes, 0));
+	test_assert(!sqlbox_header_names_searchable(no1, 2));
+	test_assert(!sqlbox_header_names_searchable(no2, 1));
+	test_assert(!sqlbox_header_names_searchable(no3, 1));
+	test_assert(!sqlbox_header_names_searchable(no4, 1));
+	test_assert(!sqlbox_header_names_searchable(no5, 1));
+	test_end();
+}
+
 int main(void)
 {
 	static void (*const cases[])(void) = {
 		test_header_block_plain,
 		test_header_block_not_plain,
+		test_header_block_search_fields,
+		test_header_names_searchable,
 		NULL
 	};
 

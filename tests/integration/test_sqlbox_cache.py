@@ -378,10 +378,11 @@ def test_migration_from_version_4(sqlbox_world, maildir_answers):
     world, password = sqlbox_world
     dbtool(world, password, "exec",
            "DROP TRIGGER body_cache_delete; DROP TABLE body_cache;"
+           " DROP TRIGGER body_fields_delete; DROP TABLE body_fields;"
            " PRAGMA user_version = 4")
     assert dbtool(world, password, "sql", "PRAGMA user_version") == [["4"]]
     compare(maildir_answers, session(world, password, READS))
-    assert dbtool(world, password, "sql", "PRAGMA user_version") == [["8"]]
+    assert dbtool(world, password, "sql", "PRAGMA user_version") == [["9"]]
     rows = dbtool(world, password, "sql",
                   "SELECT count(*), count(envelope), count(bodystructure)"
                   " FROM body_cache")
