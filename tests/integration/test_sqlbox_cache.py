@@ -12,6 +12,10 @@ of an older database the first time it is read.
 - a marker in a header (so in the cache row) is in no file of the home;
 - a database of schema version 4 (no cache table) is migrated, its mail
   gets cache rows when read, and the answers stay maildir's;
+- SEARCH on the header fields of body_fields (schema version 9) reads
+  them, not the header block: it answers with the body_cache rows gone
+  (FETCH ENVELOPE then computes them again); a database of version 8 gets
+  its body_fields rows at the migration;
 - mail rows read ahead for FETCH and SEARCH in sequence order answer
   every mail with its own data over expunged UIDs, also in a session that
   has not seen the expunge yet.
@@ -144,9 +148,29 @@ ODD_LONG_NAME = msg(
     "",
     "odd body",
 )
+# body_fields' fields (From, To, Subject, List-Id...) in odd case, folded
+# and repeated, next to fields that are not among them (X-Mailer).
+LISTED = msg(
+    "From: Olga <olga@example.org>",
+    "to: Alice <alice@ubuntu.com>",
+    "LIST-ID: Kernel team <kernel-team.lists.example.org>",
+    "X-Mailer: mailer-7f3e",
+    "\tsecond line",
+    "Subject: a list",
+    "  mail, folded",
+    "CC: Pat <pat@example.org>",
+    "cc: Quinn <quinn@example.org>",
+    "Date: Thu, 12 Mar 2026 08:00:00 +0000",
+    "",
+    "list body",
+)
 CORPUS = [PLAIN, ALTERNATIVE, MIXED, REPLY, LONE, MARKED, HEADER_ONLY,
           NO_HEADER, BARE_LF, BROKEN_MIME, NESTED, LARGE, ODD_CASE, ODD_SPACED,
-          ODD_NO_COLON, ODD_LONG_NAME]
+          ODD_NO_COLON, ODD_LONG_NAME, LISTED]
+# Header blocks that are not plain (sqlbox-header-block.h): no fields in
+# body_fields, the header block is filtered.
+NOT_PLAIN = [CORPUS.index(m) + 1
+             for m in (ODD_SPACED, ODD_NO_COLON, ODD_LONG_NAME)]
 MARKED_SEQ = CORPUS.index(MARKED) + 1
 LARGE_SEQ = CORPUS.index(LARGE) + 1
 
@@ -179,6 +203,17 @@ READS = [
     b"SEARCH NOT HEADER Message-ID <marked@cache.test>",
     b"SEARCH CHARSET UTF-8 OR FROM broken SUBJECT \"caf\xc3\xa9\"",
     b"SEARCH HEADER Subject \"\"",
+    # body_fields' fields, others, both in one command, and fields of
+    # header blocks that are not plain; then what the light rows do not
+    # have, in the same session.
+    b"SEARCH HEADER List-Id kernel-team",
+    b"SEARCH OR OR FROM sybil SUBJECT church HEADER List-Id kernel-team",
+    b"SEARCH HEADER X-Mailer mailer-7f3e",
+    b"SEARCH HEADER X-Mailer second",
+    b"SEARCH OR FROM erin HEADER X-Mailer mailer-7f3e",
+    b"SEARCH OR CC quinn SUBJECT folded",
+    b"SEARCH OR OR FROM ned FROM mo SUBJECT spaced",
+    b"FETCH 1:* (ENVELOPE BODY.PEEK[HEADER])",
     b"SEARCH SENTBEFORE 05-Mar-2026",
     b"SEARCH TEXT inner",
     b"SEARCH BODY zebra",
@@ -461,4 +496,98 @@ def test_read_ahead_over_expunged_uids(sqlbox_world):
     assert hits == {int(u) for u in re.search(
         rb"\* SEARCH([ \d]*)", before[2]).group(1).split()} - gone
     assert hits
+    no_errors(world)
+
+
+def fields_rows(world, password):
+    """uid -> (fields in hex or None, hdr_size, hdr_lines, body_lines) of
+    body_fields, with body_cache's sizes for comparison."""
+    out = {}
+    for uid, fields, f_sizes, c_sizes in dbtool(
+            world, password, "sql",
+            "SELECT m.uid, CASE WHEN f.fields IS NULL THEN 'NULL'"
+            " ELSE hex(f.fields) END,"
+            " f.hdr_size || ',' || f.hdr_lines || ',' || f.body_lines,"
+            " c.hdr_size || ',' || c.hdr_lines || ',' || c.body_lines"
+            " FROM mail m JOIN body_fields f ON f.body_id = m.body_id"
+            " LEFT JOIN body_cache c ON c.body_id = m.body_id"
+            " WHERE m.mailbox_id = (SELECT id FROM mailbox"
+            " WHERE name = 'INBOX') ORDER BY m.uid"):
+        out[int(uid)] = (None if fields == "NULL" else
+                         bytes.fromhex(fields), f_sizes, c_sizes)
+    return out
+
+
+def test_search_fields_rows(sqlbox_world):
+    """Each body has its body_fields row, with body_cache's sizes and the
+    search fields of its header block (in the block's order, with their
+    continuation lines), or none when the block is not plain."""
+    world, password = sqlbox_world
+    rows = fields_rows(world, password)
+    assert sorted(rows) == list(range(1, len(CORPUS) + 1))
+    assert sorted(u for u, r in rows.items() if r[0] is None) == NOT_PLAIN
+    for uid, (fields, f_sizes, c_sizes) in rows.items():
+        assert f_sizes == c_sizes, uid
+    assert rows[MARKED_SEQ][0] == (
+        b"From: Erin <erin@example.org>\r\nTo: Alice <alice@ubuntu.com>\r\n"
+        b"Subject: the marked one\r\nMessage-ID: <marked@cache.test>\r\n"
+        b"\r\n")
+    assert rows[CORPUS.index(LISTED) + 1][0] == (
+        b"From: Olga <olga@example.org>\r\nto: Alice <alice@ubuntu.com>\r\n"
+        b"LIST-ID: Kernel team <kernel-team.lists.example.org>\r\n"
+        b"Subject: a list\r\n  mail, folded\r\nCC: Pat <pat@example.org>\r\n"
+        b"cc: Quinn <quinn@example.org>\r\n\r\n")
+    # Gone with the body.
+    session(world, password, [b"SELECT INBOX",
+                              b"STORE 1 +FLAGS.SILENT (\\Deleted)",
+                              b"EXPUNGE"])
+    assert dbtool(world, password, "sql",
+                  "SELECT count(*) FROM body_fields WHERE body_id NOT IN"
+                  " (SELECT id FROM body)") == [["0"]]
+    assert sorted(fields_rows(world, password)) == list(
+        range(2, len(CORPUS) + 1))
+    no_errors(world)
+
+
+def test_header_search_reads_light_rows(sqlbox_world):
+    """SEARCH on body_fields' fields answers from them: with every
+    body_cache row deleted it answers as before and fills none back (as
+    it would if it read the header block); what they do not have (FETCH
+    ENVELOPE) computes the rows again."""
+    world, password = sqlbox_world
+    plain = b",".join(b"%d" % u for u in range(1, len(CORPUS) + 1)
+                      if u not in NOT_PLAIN)
+    search = (b"UID SEARCH UID %s OR OR OR FROM erin SUBJECT large"
+              b" HEADER List-Id kernel-team CC quinn" % plain)
+    fetch = b"FETCH 1:* (ENVELOPE BODY.PEEK[HEADER.FIELDS (Subject)])"
+    before = session(world, password, [b"SELECT INBOX", search, fetch])
+    assert re.search(rb"\* SEARCH %d %d %d\r\n" % (
+        MARKED_SEQ, LARGE_SEQ, CORPUS.index(LISTED) + 1), before[1]), \
+        before[1]
+    dbtool(world, password, "exec", "DELETE FROM body_cache")
+    after = session(world, password, [b"SELECT INBOX", search])
+    assert normal(after) == normal(before[:2])
+    assert dbtool(world, password, "sql",
+                  "SELECT count(*) FROM body_cache") == [["0"]]
+    # A header field of no body_fields row: the header block, computed.
+    after = session(world, password, [b"SELECT INBOX", search, fetch])
+    assert normal(after) == normal(before)
+    assert dbtool(world, password, "sql",
+                  "SELECT count(*), count(envelope) FROM body_cache") == \
+        [[str(len(CORPUS))] * 2]
+    no_errors(world)
+
+
+def test_migration_from_version_8(sqlbox_world, maildir_answers):
+    """A database as schema version 8 left it: no body_fields table.  The
+    migration fills it from the body_cache rows, as the saves would."""
+    world, password = sqlbox_world
+    saved = fields_rows(world, password)
+    dbtool(world, password, "exec",
+           "DROP TRIGGER body_fields_delete; DROP TABLE body_fields;"
+           " PRAGMA user_version = 8")
+    session(world, password, [b"STATUS INBOX (MESSAGES)"])
+    assert dbtool(world, password, "sql", "PRAGMA user_version") == [["9"]]
+    assert fields_rows(world, password) == saved
+    compare(maildir_answers, session(world, password, READS))
     no_errors(world)
