@@ -24,7 +24,18 @@
    for them), the header and body sizes are known before any parsing, and
    ENVELOPE/BODY/BODYSTRUCTURE come without parsing anything.  Mail saved
    before the table existed gets its row the first time its stream is
-   opened, ENVELOPE and BODYSTRUCTURE once index-mail computed them. */
+   opened, ENVELOPE and BODYSTRUCTURE once index-mail computed them.
+
+   A body_cache row (about 1.5 KB: two to a page) is more than most reads
+   of a mail need, so a mail's row is read light first: the mail, its
+   body's size, and its body_fields row (schema version 9): the sizes and
+   line counts of the cache row, and the header fields SEARCH reads most
+   (SQLBOX_SEARCH_FIELDS: addresses, Subject, Message-ID, List-Id...)
+   picked out of the header block.  SEARCH and BODY.PEEK[HEADER.FIELDS]
+   on those fields filter them (the same bytes as filtering the header
+   block); whatever else wants the header block, ENVELOPE or
+   BODYSTRUCTURE reads the heavy part, the body_cache row
+   (sqlbox_mail_row_heavy()). */
 
 /* Rows read ahead when mails are read in sequence order (FETCH 1:*,
    SEARCH): one statement, so one read transaction with its WAL read
@@ -39,7 +50,16 @@
    read again first (sqlbox_mail_row_check()), and a body found missing
    all the same is an expunged mail when its row is gone too
    (sqlbox_mail_body_missing()).  The window goes once the main
-   connection has seen other sessions' commits. */
+   connection has seen other sessions' commits.
+
+   Window rows are read light; the first mail that needs a heavy part
+   gets those of its whole window by one more statement, and the mail
+   object reads its next windows full (one statement each, as FETCH
+   ENVELOPE, BODY.PEEK[HEADER] and a client's first sync did before
+   the rows were light).  A mail whose heavy part that statement no
+   longer finds (expunged meanwhile) is looked up alone, as a mail that
+   is not in a window: it is then an expunged mail, not served from the
+   rows read before. */
 #define SQLBOX_MAIL_WINDOW_FIRST 8
 #define SQLBOX_MAIL_WINDOW_MAX 64
 #ifndef SQLBOX_MAIL_READ_AHEAD
@@ -377,8 +397,12 @@ static int sqlbox_mail_row_heavy(struct sqlbox_mail *mail)
 	}
 	ret = sqlbox_db_mail_lookup(mbox->storage, mbox->id, _mail->uid, TRUE,
 				    mail->imail.mail.data_pool, &mail->row);
-	if (ret == 0)
+	if (ret == 0) {
+		/* As sqlbox_mail_row_check() finds it: the window goes */
+		if (mail->window_pool != NULL)
+			array_clear(&mail->window);
 		mail_set_expunged(_mail);
+	}
 	if (ret <= 0)
 		return -1;
 	/* Read now: a body read needs no check first */
