@@ -467,12 +467,12 @@ int sqlbox_db_fields_fill(struct sqlbox_storage *storage)
 		return -1;
 	}
 	while ((rc = sqlbox_db_step(storage, select)) == SQLITE_ROW) {
+		const unsigned char *header = sqlite3_column_blob(select, 1);
 		size_t header_size = sqlite3_column_bytes(select, 1);
 		int64_t hdr_size = sqlite3_column_int64(select, 2);
 
 		if (sqlbox_db_fields_insert(storage, insert,
-				sqlite3_column_int64(select, 0),
-				sqlite3_column_blob(select, 1),
+				sqlite3_column_int64(select, 0), header,
 				I_MIN((size_t)I_MAX(hdr_size, 0), header_size),
 				hdr_size, sqlite3_column_int64(select, 3),
 				sqlite3_column_int64(select, 4)) < 0) {
