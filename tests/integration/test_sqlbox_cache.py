@@ -213,6 +213,7 @@ READS = [
     b"SEARCH OR FROM erin HEADER X-Mailer mailer-7f3e",
     b"SEARCH OR CC quinn SUBJECT folded",
     b"SEARCH OR OR FROM ned FROM mo SUBJECT spaced",
+    b"FETCH 1:* (BODY.PEEK[HEADER.FIELDS (from LIST-ID cc Subject)])",
     b"FETCH 1:* (ENVELOPE BODY.PEEK[HEADER])",
     b"SEARCH SENTBEFORE 05-Mar-2026",
     b"SEARCH TEXT inner",
