@@ -193,16 +193,18 @@ static const char *const sqlbox_schema_v8[] = {
 	NULL
 };
 
-/* Version 9: what SEARCH on header fields and the sizes read of a mail,
-   apart from its body_cache row (header block, ENVELOPE, BODYSTRUCTURE:
-   about 1.5 KB, two rows to a page): the mail rows read ahead for
-   FETCH and SEARCH (sqlbox-mail.c) read these small rows, and body_cache
-   only for a mail that needs more.  `fields` holds the header fields of
+/* Version 9: the part of a body's cache row that a mail's sizes and
+   SEARCH on its common header fields need, apart from the rest (the
+   header block, ENVELOPE, BODYSTRUCTURE: about 1.5 KB, two rows to a
+   page): the mail rows read ahead for FETCH and SEARCH (sqlbox-mail.c)
+   read these small rows, and body_cache only for a mail that needs
+   more.  `fields` holds the header fields of
    SQLBOX_SEARCH_FIELDS (sqlbox-header-block.h) out of the header block,
    as sqlbox_header_block_filter() gives them, or NULL when the block is
    not plain; the line counts and hdr_size are body_cache's.  Written with
    the body_cache row (sqlbox_db_cache_insert()); filled for the rows
-   there at the migration. */
+   there at the migration, which reads each of them once (about as much
+   as a FETCH 1:* BODY.PEEK[HEADER] of every folder). */
 static const char *const sqlbox_schema_v9[] = {
 	"CREATE TABLE IF NOT EXISTS body_fields ("
 	" body_id INTEGER PRIMARY KEY,"
