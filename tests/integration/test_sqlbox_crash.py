@@ -360,6 +360,20 @@ class Crasher:
                 " FROM mail m WHERE m.mailbox_id = k.mailbox_id"
                 " AND m.uid = k.uid)",
         }
+        # Schema 9: a body's body_fields row is written and dropped with
+        # its body_cache row, and carries the same sizes.
+        if self.dbtool("SELECT count(*) FROM sqlite_master"
+                       " WHERE name = 'body_fields'") == [["1"]]:
+            checks["body_cache without body"] = (
+                "SELECT count(*) FROM body_cache WHERE body_id NOT IN"
+                " (SELECT id FROM body)")
+            checks["body_cache and body_fields differ"] = (
+                "SELECT (SELECT count(*) FROM body_cache c WHERE NOT EXISTS"
+                " (SELECT 1 FROM body_fields f WHERE f.body_id = c.body_id"
+                " AND f.hdr_size = c.hdr_size AND f.hdr_lines = c.hdr_lines"
+                " AND f.body_lines = c.body_lines)) + (SELECT count(*)"
+                " FROM body_fields f WHERE f.body_id NOT IN"
+                " (SELECT body_id FROM body_cache))")
         if pending:
             checks["mail on a pending body"] = (
                 "SELECT count(*) FROM mail WHERE body_id IN"
