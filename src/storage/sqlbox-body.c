@@ -379,8 +379,10 @@ sqlbox_body_istream_read_chunk(struct sqlbox_body_istream *bstream,
 		if (ret < 0 || chunk_size == 0)
 			return sqlbox_body_istream_fail(bstream, ret, 0);
 		bstream->chunk_bytes = chunk_size;
-		if (ret > 0)
+		if (ret > 0) {
+			bstream->storage->body_bytes_read += ret;
 			return ret;
+		}
 	}
 	seq = offset / bstream->chunk_bytes;
 	ret = sqlbox_db_chunk_read_at(bstream->storage, bstream->body_id, seq,

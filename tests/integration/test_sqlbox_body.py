@@ -14,6 +14,7 @@ A body read while the session saves (inside a transaction: the main
 connection reads) is test_sqlbox_plugins.py's mail_log test.
 """
 
+import os
 import random
 import re
 
@@ -21,6 +22,7 @@ import pytest
 
 from conftest import World
 from test_sqlbox_cache import login
+from test_sqlbox_features import imap_pids
 
 USER = "alice@ubuntu.com"
 SEED = 15
@@ -182,3 +184,49 @@ def no_errors_but_expunged(w):
               if ("Error:" in line or "Panic:" in line) and
               "missing or has the wrong size" not in line]
     assert errors == []
+
+
+def db_opens(w):
+    """How many descriptors each imap process of this Dovecot holds on
+    alice's database: two once the body connection is open."""
+    path = os.path.realpath(os.path.join(w.dc.home("alice"), "mail",
+                                         "sqlbox.db"))
+    opens = {}
+    for pid in imap_pids(w.dc):
+        n = 0
+        try:
+            for fd in os.listdir("/proc/%d/fd" % pid):
+                try:
+                    n += os.readlink("/proc/%d/fd/%s" % (pid, fd)) == path
+                except OSError:
+                    pass
+        except OSError:
+            continue
+        opens[pid] = n
+    return opens
+
+
+def test_body_connection_counts_single_read_bodies(world):
+    """Bodies read in one blob read each (here: bodies of less than the
+    page read after the cached header) count towards the bytes after
+    which the body connection opens.  They once did not, and a FETCH of
+    many small bodies filled the main connection's cache with body pages
+    and never opened it.  One small body does not open it."""
+    w, pw = world
+    rng = random.Random(SEED + 1)
+    msgs = [message(rng, i, 3900) for i in range(300)]     # 1.2 MB
+    imap = login(w, pw)
+    ok(imap, b"APPEND INBOX" + b"".join(
+        b" {%d+}\r\n" % len(m) + m for m in msgs))
+    imap.close()
+
+    imap = login(w, pw)
+    ok(imap, b"SELECT INBOX")
+    got = literals(ok(imap, b"UID FETCH 1 (BODY.PEEK[])"))
+    assert got[(1, b"BODY[]")] == msgs[0]
+    assert max(db_opens(w).values()) == 1
+    got = literals(ok(imap, b"UID FETCH 1:* (BODY.PEEK[])"))
+    assert [got[(u, b"BODY[]")] for u in range(1, len(msgs) + 1)] == msgs
+    assert max(db_opens(w).values()) == 2
+    imap.close()
+    no_errors(w)
