@@ -8,6 +8,9 @@
 #include "memarea.h"
 #include "message-size.h"
 #include "ostream-private.h"
+#include "seq-range-array.h"
+#include "mail-search.h"
+#include "index-search-private.h"
 #include "sqlbox-storage.h"
 
 /* Message bodies move through SQLite one chunk at a time, so that neither
@@ -309,6 +312,9 @@ struct istream *sqlbox_body_writer_istream(struct sqlbox_body_writer *writer)
 /* Body bytes a session reads through the main connection before it
    opens the body connection. */
 #define SQLBOX_BODY_DB_AFTER_BYTES (1024 * 1024)
+/* A search (a FETCH is one) that wants the bodies of at least this many
+   mails opens it at its first body read. */
+#define SQLBOX_BODY_DB_AFTER_MAILS 16
 
 static int
 sqlbox_body_istream_fail(struct sqlbox_body_istream *bstream, ssize_t ret,
@@ -369,7 +375,8 @@ sqlbox_body_istream_read_chunk(struct sqlbox_body_istream *bstream,
 	   its open (a schema parse, about 1.5 ms) would cost a session
 	   that reads a few mails more than the main cache's growth. */
 	if (bstream->storage->txn_depth == 0 &&
-	    bstream->storage->body_bytes_read >= SQLBOX_BODY_DB_AFTER_BYTES)
+	    (bstream->storage->body_bytes_read >= SQLBOX_BODY_DB_AFTER_BYTES ||
+	     bstream->storage->body_db_soon))
 		(void)sqlbox_db_body_open(bstream->storage);
 	if (bstream->chunk_bytes == 0) {
 		/* Chunk 0 tells the size of all but the last. */
@@ -622,6 +629,36 @@ sqlbox_body_istream_create(struct sqlbox_storage *storage, int64_t body_id,
 {
 	return sqlbox_body_istream_create_cached(storage, body_id, size,
 						 NULL, 0, TRUE);
+}
+
+/* A search that wants the bodies of SQLBOX_BODY_DB_AFTER_MAILS mails or
+   more (FETCH BODY[] of a message set, the body part of a sync) has the
+   body connection opened at its first body read instead of after 1 MiB:
+   that MiB of body pages would go through the main connection's cache,
+   each a fresh page of the process (a page fault, about as dear as
+   reading and decrypting the page), and then stay there, while the body
+   connection recycles its 80 pages.  A FETCH of a few bodies keeps
+   the main connection: opening the other one parses the schema (about
+   1 ms, bench/README.md). */
+void sqlbox_body_search_init(struct sqlbox_storage *storage,
+			     struct mail_search_context *ctx)
+{
+	struct index_search_context *ictx =
+		container_of(ctx, struct index_search_context, mail_ctx);
+	const struct mail_search_arg *arg = ctx->args->args;
+	unsigned int mails;
+
+	if ((ctx->wanted_fields & MAIL_FETCH_STREAM_BODY) == 0 ||
+	    storage->body_db_soon || ictx->seq2 < ictx->seq1)
+		return;
+	/* The sequence range the search walks, or fewer: the messages of
+	   a set (a FETCH's only argument) within it. */
+	mails = ictx->seq2 - ictx->seq1 + 1;
+	if (arg != NULL && arg->next == NULL && !arg->match_not &&
+	    (arg->type == SEARCH_SEQSET || arg->type == SEARCH_UIDSET))
+		mails = I_MIN(mails, seq_range_count(&arg->value.seqset));
+	if (mails >= SQLBOX_BODY_DB_AFTER_MAILS)
+		storage->body_db_soon = TRUE;
 }
 
 /* ---- the cache row ---- */

@@ -1097,6 +1097,8 @@ sqlbox_fts_search_init(struct mailbox_transaction_context *t,
 
 	ctx = index_storage_search_init(t, args, sort_program, wanted_fields,
 					wanted_headers);
+	if (!mbox->spool_only)
+		sqlbox_body_search_init(mbox->storage, ctx);
 	if (mbox->spool_only || mbox->storage->db == NULL ||
 	    !sqlbox_fts_enabled(mbox->storage))
 		return ctx;

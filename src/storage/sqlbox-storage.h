@@ -81,6 +81,9 @@ struct sqlbox_storage {
 	sqlite3_stmt *body_rowid_stmt;
 	uint64_t body_bytes_read;
 	bool body_db_failed;
+	/* A search wanted many bodies: the next body read opens body_db
+	   (sqlbox_body_search_init()). */
+	bool body_db_soon;
 	/* sodium_malloc'd; NULL while locked. Freed at storage destroy. */
 	struct kr_keys *keys;
 	/* Runs before each outermost COMMIT, under the write lock (the
@@ -193,6 +196,9 @@ void sqlbox_body_istream_set_missing(struct istream *input,
 				     void *context);
 /* Frees the read buffer kept between body streams (plugin unload). */
 void sqlbox_body_deinit(void);
+/* Notes a search (FETCH) that will read many bodies: see sqlbox-body.c. */
+void sqlbox_body_search_init(struct sqlbox_storage *storage,
+			     struct mail_search_context *ctx);
 
 /* What a body's cache row keeps, parsed from the body (read from 0):
    the header block and the body's first byte (from pool), the line

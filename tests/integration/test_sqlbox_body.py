@@ -225,8 +225,39 @@ def test_body_connection_counts_single_read_bodies(world):
     got = literals(ok(imap, b"UID FETCH 1 (BODY.PEEK[])"))
     assert got[(1, b"BODY[]")] == msgs[0]
     assert max(db_opens(w).values()) == 1
-    got = literals(ok(imap, b"UID FETCH 1:* (BODY.PEEK[])"))
-    assert [got[(u, b"BODY[]")] for u in range(1, len(msgs) + 1)] == msgs
+    # 15 at a time: a FETCH of more opens it at its first body.
+    for first in range(1, len(msgs) + 1, 15):
+        got = literals(ok(imap, b"UID FETCH %d:%d (BODY.PEEK[])" % (
+            first, first + 14)))
+        assert [got[(u, b"BODY[]")] for u in range(first, first + 15)] \
+            == msgs[first - 1:first + 14]
+    assert max(db_opens(w).values()) == 2
+    imap.close()
+    no_errors(w)
+
+
+def test_body_connection_for_many_bodies(world):
+    """A FETCH of the bodies of 16 mails or more opens the body
+    connection at its first body, so that their pages never go through
+    the main connection's cache; one of 15 mails, or of a UID range that
+    holds one, does not."""
+    w, pw = world
+    rng = random.Random(SEED + 2)
+    msgs = [message(rng, i, 3000) for i in range(16)]      # 50 KB
+    imap = login(w, pw)
+    ok(imap, b"APPEND INBOX" + b"".join(
+        b" {%d+}\r\n" % len(m) + m for m in msgs))
+    imap.close()
+
+    imap = login(w, pw)
+    ok(imap, b"SELECT INBOX")
+    got = literals(ok(imap, b"UID FETCH 16:* (BODY.PEEK[])"))
+    assert got == {(16, b"BODY[]"): msgs[15]}
+    got = literals(ok(imap, b"UID FETCH 1:15 (BODY.PEEK[])"))
+    assert [got[(u, b"BODY[]")] for u in range(1, 16)] == msgs[:15]
+    assert max(db_opens(w).values()) == 1
+    got = literals(ok(imap, b"UID FETCH 1:16 (BODY.PEEK[])"))
+    assert [got[(u, b"BODY[]")] for u in range(1, 17)] == msgs
     assert max(db_opens(w).values()) == 2
     imap.close()
     no_errors(w)
