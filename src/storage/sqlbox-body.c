@@ -369,10 +369,11 @@ sqlbox_body_istream_read_chunk(struct sqlbox_body_istream *bstream,
 	ssize_t ret;
 
 	/* Once a session has read SQLBOX_BODY_DB_AFTER_BYTES of bodies,
+	   or a search said it wants many (sqlbox_body_search_init()),
 	   they pass through the body connection's small cache, not the
 	   main one's (sqlbox_db_chunk_read_at() takes it outside
 	   transactions; failing to open it leaves the main one).  Before,
-	   its open (a schema parse, about 1.5 ms) would cost a session
+	   its open (a schema parse, about 1 ms) would cost a session
 	   that reads a few mails more than the main cache's growth. */
 	if (bstream->storage->txn_depth == 0 &&
 	    (bstream->storage->body_bytes_read >= SQLBOX_BODY_DB_AFTER_BYTES ||

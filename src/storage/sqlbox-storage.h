@@ -74,9 +74,10 @@ struct sqlbox_storage {
 	   outside transactions, with a page cache of one chunk: body pages
 	   pass through it instead of filling (and, in a new process,
 	   faulting in) the main connection's cache.  Opened once
-	   the session has read body_bytes_read >= 1 MiB of chunks; NULL
-	   before, or after it failed to open (body_db_failed: reads then
-	   use db). */
+	   the session has read body_bytes_read >= 1 MiB of chunks, or at
+	   the first body read of a search that wants many bodies
+	   (body_db_soon); NULL before, or after it failed to open
+	   (body_db_failed: reads then use db). */
 	sqlite3 *body_db;
 	sqlite3_stmt *body_rowid_stmt;
 	uint64_t body_bytes_read;

@@ -1,6 +1,7 @@
 """Issue 15, sqlbox's body reads: once a session has read 1 MiB of
-bodies, chunks are read through a second SQLite connection with a small
-page cache (outside transactions); the reads go into one buffer kept
+bodies, or at the first body of a FETCH of 16 bodies or more, chunks
+are read through a second SQLite connection with a small page cache
+(outside transactions; test_body_connection_*); the reads go into one buffer kept
 between body streams, and a FETCH of BODY[] reads a chunk in one go.  What a client sees must not change:
 
 - bodies of many sizes (one and several 256 KiB chunks, empty body,
