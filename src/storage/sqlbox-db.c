@@ -30,6 +30,30 @@
    (bench/README.md, issue 15). */
 #define SQLBOX_MAIN_CACHE_PRAGMA "PRAGMA cache_size=-1024"
 
+/* The -wal and -shm files stay between sessions.  SQLite 3.40's
+   sqlite3WalClose(): the connection that closes last (it gets the
+   EXCLUSIVE lock on the database file) checkpoints; if that completed,
+   without SQLITE_FCNTL_PERSIST_WAL it unlinks the -shm (walIndexClose())
+   and the -wal, with it it keeps both and, when journal_size_limit is
+   not negative, truncates the -wal to 0 bytes (walLimitSize(pWal, 0):
+   truncated after the checkpoint's syncs, not synced itself, as the
+   unlink was not).  So a session no longer allocates and frees two
+   inodes, and a database whose last session ended still stands alone:
+   everything is in the main file, the -wal is empty.  A crash leaves
+   the -wal as it did before, for the next open to recover.  The -shm is
+   rebuilt all the same: the first connection to attach truncates it to
+   3 bytes (unixLockSharedMemory()) and unixShmMap() grows it again by
+   one-byte writes, kept file or not.
+
+   Within a session journal_size_limit also bounds the -wal that stays
+   after a checkpoint restarted it (SQLite truncates to it at the next
+   commit): 4 MiB, a little under the default 1,000-page autocheckpoint.
+   Both are set on every connection the storage opens: any of them can be
+   the last one of the database.  Other programs (doveadm launchpad
+   backup, sqlbox-dbtool) open without them and unlink both files when
+   they close last, as before. */
+#define SQLBOX_WAL_SIZE_LIMIT_PRAGMA "PRAGMA journal_size_limit=4194304"
+
 /* ---- files ---- */
 
 static bool sqlbox_storage_fsync(struct sqlbox_storage *storage)
@@ -132,6 +156,19 @@ int sqlbox_public_key_read(struct mail_user *user, unsigned char *pk_r,
 
 /* ---- open ---- */
 
+/* The -wal and -shm kept at the last close (above); sqlite3 result code. */
+static int sqlbox_db_keep_wal(sqlite3 *db)
+{
+	int persist = 1;
+	int ret;
+
+	ret = sqlite3_file_control(db, "main", SQLITE_FCNTL_PERSIST_WAL,
+				   &persist);
+	if (ret != SQLITE_OK)
+		return ret;
+	return sqlite3_exec(db, SQLBOX_WAL_SIZE_LIMIT_PRAGMA, NULL, NULL, NULL);
+}
+
 static void sqlbox_db_set_locked(struct sqlbox_storage *storage,
 				 const char *reason)
 {
@@ -210,6 +247,13 @@ int sqlbox_db_open(struct sqlbox_storage *storage)
 	}
 	sqlite3_busy_timeout(storage->db, SQLBOX_BUSY_TIMEOUT_MSECS);
 	storage->db_sync_full = FALSE;
+	if ((ret = sqlbox_db_keep_wal(storage->db)) != SQLITE_OK) {
+		mail_storage_set_critical(&storage->storage,
+			"sqlbox: keeping the WAL of %s failed: %s",
+			storage->db_path, sqlite3_errstr(ret));
+		sqlbox_db_close(storage);
+		return -1;
+	}
 	if (sqlbox_db_exec(storage, "PRAGMA journal_mode=WAL") < 0 ||
 	    sqlbox_db_exec(storage, "PRAGMA synchronous=NORMAL") < 0 ||
 	    sqlbox_db_set_sync(storage, FALSE) < 0 ||
@@ -248,8 +292,11 @@ int sqlbox_db_body_open(struct sqlbox_storage *storage)
 			   storage->keys->master_key, CVFS_KEY_BYTES, &cerr);
 	if (ret == SQLITE_OK) {
 		sqlite3_busy_timeout(db, SQLBOX_BUSY_TIMEOUT_MSECS);
-		ret = sqlite3_exec(db, SQLBOX_BODY_CACHE_PRAGMA,
-				   NULL, NULL, NULL);
+		ret = sqlbox_db_keep_wal(db);
+		if (ret == SQLITE_OK) {
+			ret = sqlite3_exec(db, SQLBOX_BODY_CACHE_PRAGMA,
+					   NULL, NULL, NULL);
+		}
 		if (ret != SQLITE_OK)
 			i_strocpy(cerr.text, sqlite3_errmsg(db),
 				  sizeof(cerr.text));

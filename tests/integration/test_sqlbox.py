@@ -651,6 +651,38 @@ def test_db_opens_with_the_master_key(world, alice):
     assert res.returncode != 0
 
 
+def test_session_files_kept_and_db_stands_alone(world, alice, tmp_path):
+    """Issue 15: the -wal and -shm stay between sessions
+    (SQLITE_FCNTL_PERSIST_WAL): the last close checkpoints and truncates
+    the -wal to 0 bytes instead of unlinking both files, so a session
+    allocates no inodes.  Everything is in the database file then: a copy
+    of it alone opens, with every message."""
+    home = world.dc.home("alice")
+    db = os.path.join(home, "mail", "sqlbox.db")
+    keyfile = os.path.join(home, "sqlbox.keys")
+    stats = []
+    for i in range(2):
+        imap = imap_login(world.dc, alice)
+        select_count(imap)
+        ok(imap.append("INBOX", None, None, message("kept-%d" % i)))
+        count = select_count(imap)
+        imap.logout()
+        wait_unused(os.path.realpath(db))
+        stats.append([os.stat(db + suffix) for suffix in ("-wal", "-shm")])
+        assert stats[-1][0].st_size == 0      # checkpointed, truncated
+    for before, after in zip(stats[0], stats[1]):
+        assert (after.st_dev, after.st_ino) == (before.st_dev, before.st_ino)
+    copy = str(tmp_path / "copy.db")
+    shutil.copyfile(db, copy)
+    res = subprocess.run(
+        [DBTOOL, keyfile, copy, "sql",
+         "SELECT count(*) FROM mail m JOIN mailbox b ON b.id = m.mailbox_id"
+         " WHERE b.name = 'INBOX'; PRAGMA integrity_check"],
+        input=alice, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == [str(count), "ok"]
+
+
 def test_idle_sees_other_session_and_lmtp(world, alice):
     a = imap_login(world.dc, alice)
     count = select_count(a)
