@@ -17,6 +17,11 @@ from /proc (the master's reaped children included), divided by the
 sessions: independent of other load on the machine, unlike a rate.
 Rounds alternate the storages; the median is reported, and the ratio
 to sqlbox's (above 1: that storage costs more per session).
+
+--strace DIR: after the rounds, one more session per storage under
+`strace -f -ff -o DIR/<storage>/trace -p <master>` (every Dovecot process
+of that session, one file per pid); the system calls of the session's
+imap process are counted and printed, the traces left in DIR.
 """
 
 import argparse
@@ -24,8 +29,11 @@ import importlib.util
 import imaplib
 import json
 import os
+import re
 import statistics
+import subprocess
 import sys
+import time
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 spec = importlib.util.spec_from_file_location(
@@ -93,7 +101,51 @@ def session(port, user, password):
         imap.logout()
 
 
-def run(storages, sessions, rounds):
+STRACE_CALL = re.compile(r"^(?:\d+ +)?(\w+)\(")
+STRACE_WAIT_SECS = 60
+
+
+def strace_session(dc, port, user, password, out_dir):
+    """One session under strace -ff; returns the imap process's
+    {syscall: count} and the path of its trace."""
+    os.makedirs(out_dir)
+    prefix = os.path.join(out_dir, "trace")
+    st = subprocess.Popen(["strace", "-f", "-ff", "-o", prefix,
+                           "-p", str(dc.proc.pid)],
+                          stderr=subprocess.PIPE, text=True)
+    try:
+        # strace says so on stderr once it has attached
+        line = st.stderr.readline()
+        if "attached" not in line:
+            raise RuntimeError("strace: %s" % line)
+        session(port, user, password)
+        # the imap process ends after LOGOUT's reply: wait for its exit
+        deadline = time.monotonic() + STRACE_WAIT_SECS
+        while True:
+            imap = None
+            for name in os.listdir(out_dir):
+                path = os.path.join(out_dir, name)
+                with open(path) as f:
+                    text = f.read()
+                if re.search(r'execve\("[^"]*/imap"', text):
+                    imap = (path, text)
+            if imap is not None and "+++ exited with" in imap[1]:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError("no imap process exit in %s" % out_dir)
+            time.sleep(0.1)
+    finally:
+        st.terminate()
+        st.wait(STRACE_WAIT_SECS)
+    counts = {}
+    for line in imap[1].splitlines():
+        m = STRACE_CALL.match(line)
+        if m:
+            counts[m.group(1)] = counts.get(m.group(1), 0) + 1
+    return counts, imap[0]
+
+
+def run(storages, sessions, rounds, strace_dir=None):
     wd = sb.Workdir("dlp-session-cpu-")
     fake = None
     dcs = {}
@@ -141,6 +193,16 @@ def run(storages, sessions, rounds):
                 results[name].append(ms)
                 print("round %d %-12s %6.1f ms CPU per session" % (
                     rnd + 1, name, ms), flush=True)
+        if strace_dir is not None:
+            for name in storages:
+                counts, path = strace_session(
+                    dcs[name], dcs[name].imap_port, user, pws[name],
+                    os.path.join(strace_dir, name.replace("+", "-")))
+                top = sorted(counts.items(), key=lambda kv: -kv[1])
+                print("strace %s: %d system calls in the imap process "
+                      "(%s): %s" % (name, sum(counts.values()), path,
+                                   ", ".join("%s %d" % kv for kv in top)),
+                      flush=True)
         for name, dc in dcs.items():
             errors = [line for line in dc.log_text().splitlines()
                       if "Error:" in line or "Panic:" in line]
@@ -161,6 +223,9 @@ def main():
     ap.add_argument("--sessions", type=int, default=100)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--storages", default="sqlbox,mdbox,mdbox+crypt")
+    ap.add_argument("--strace", metavar="DIR",
+                    help="then one session per storage under strace -ff, "
+                    "traces in DIR (must not exist)")
     args = ap.parse_args()
     storages = args.storages.split(",")
     for name in storages:
@@ -170,7 +235,11 @@ def main():
         sys.exit("session-cpu.py: run as root (Dovecot in a mount "
                  "namespace)")
     load = os.getloadavg()
-    results = run(storages, args.sessions, args.rounds)
+    if args.strace is not None and os.path.exists(args.strace):
+        sys.exit("session-cpu.py: %s exists" % args.strace)
+    results = run(storages, args.sessions, args.rounds, args.strace)
+    if args.rounds < 1:
+        return 0
     med = {n: statistics.median(v) for n, v in results.items()}
     print()
     print("%d sessions x %d rounds; load average %.2f %.2f %.2f before" % (
