@@ -905,6 +905,63 @@ static void test_wal_checkpoint_foreign_buffer(void)
 	test_end();
 }
 
+/* SQLITE_FCNTL_PERSIST_WAL reaches the unix VFS through cryptvfs: the
+   last close checkpoints and, with a journal_size_limit, truncates the
+   -wal to 0 bytes and keeps the -shm instead of unlinking both (what the
+   storage does, sqlbox-db.c).  The main file alone then holds every
+   commit, and the kept files open again. */
+static void test_wal_persist(void)
+{
+	char path[TEST_CVFS_PATH_MAX], copy[TEST_CVFS_PATH_MAX];
+	char wal[TEST_CVFS_PATH_MAX + 8], shm[TEST_CVFS_PATH_MAX + 8];
+	struct stat st[2][2];
+	sqlite3 *db;
+	bool ok = true;
+
+	test_begin("wal kept and emptied at the last close (PERSIST_WAL)");
+	test_cvfs_path(path, "persist.db");
+	test_cvfs_path(copy, "persist-copy.db");
+	snprintf(wal, sizeof(wal), "%s-wal", path);
+	snprintf(shm, sizeof(shm), "%s-shm", path);
+	memset(st, 0, sizeof(st));
+	test_cvfs_unlink_db(path);
+	for (int round = 0; round < 2; round++) {
+		int persist = 1, asked = -1;
+
+		db = test_wal_open(path);
+		test_assert_idx(db != NULL, round);
+		if (db == NULL)
+			break;
+		test_assert_idx(sqlite3_file_control(db, "main",
+				SQLITE_FCNTL_PERSIST_WAL, &persist) ==
+				SQLITE_OK, round);
+		test_assert_idx(sqlite3_file_control(db, "main",
+				SQLITE_FCNTL_PERSIST_WAL, &asked) ==
+				SQLITE_OK && asked == 1, round);
+		ok = test_cvfs_exec(db, "PRAGMA journal_size_limit=0") ==
+			SQLITE_OK;
+		for (int i = 0; ok && i < 20; i++) {
+			ok = test_wal_insert(db, round * 100 + i, 3000) ==
+				SQLITE_OK;
+		}
+		test_assert_idx(ok, round);
+		test_assert_idx(test_cvfs_file_size(wal) > 0, round);
+		cvfs_close(&db);
+		test_assert_idx(test_cvfs_file_size(wal) == 0, round);
+		test_assert_idx(stat(wal, &st[round][0]) == 0 &&
+				stat(shm, &st[round][1]) == 0, round);
+	}
+	/* The files of the first close are the ones still there. */
+	test_assert(st[1][0].st_ino == st[0][0].st_ino &&
+		    st[1][1].st_ino == st[0][1].st_ino);
+	/* The main file alone: every row, no WAL needed. */
+	test_cvfs_unlink_db(copy);
+	test_assert(test_cvfs_copy_file(path, copy) == 0);
+	test_assert(test_wal_count(copy, "SELECT count(*) FROM t") == 40);
+	test_assert(test_wal_count(path, "SELECT count(*) FROM t") == 40);
+	test_end();
+}
+
 int main(void)
 {
 	static void (*const cases[])(void) = {
@@ -915,6 +972,7 @@ int main(void)
 		test_wal_legacy_deep,
 		test_wal_one_call_per_frame,
 		test_wal_checkpoint_foreign_buffer,
+		test_wal_persist,
 		NULL
 	};
 	int ret;
