@@ -10,7 +10,9 @@
    SQLite when a mailbox is opened or synced.
 
    Files under the mail root (mail_location = sqlbox:<root>):
-     <root>/sqlbox.db, -wal, -shm   the encrypted database
+     <root>/sqlbox.db, -wal, -shm   the encrypted database (-wal and
+                                    -shm kept between sessions, the
+                                    -wal emptied: sqlbox-db.c)
      <root>/spool                   mail sealed to the public key by LMTP
                                     while no password was present
      <root>/spool.quarantine        damaged spool bytes, set aside by an
