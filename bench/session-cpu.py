@@ -14,7 +14,8 @@ seed) APPENDed; then --sessions sequential sessions of LOGIN, SELECT
 INBOX, FETCH 1:* (FLAGS), LOGOUT, each on a new connection.  Measured:
 the CPU time (user + system) of every process of that Dovecot, summed
 from /proc (the master's reaped children included), divided by the
-sessions: independent of other load on the machine, unlike a rate.
+sessions: independent of other load on the machine, unlike a rate; the
+system (kernel) part of it in a column of its own.
 Rounds alternate the storages; the median is reported, and the ratio
 to sqlbox's (above 1: that storage costs more per session).
 
@@ -74,19 +75,21 @@ def process_tree(root):
 
 
 def tree_cpu_secs(root):
-    """CPU seconds of root and its live descendants, plus what root's
-    reaped children used (cutime/cstime): every Dovecot process there
-    was, since the master reaps its own."""
-    ticks = 0
+    """CPU seconds (user, system) of root and its live descendants, plus
+    what root's reaped children used (cutime/cstime): every Dovecot
+    process there was, since the master reaps its own."""
+    user = system = 0
     for pid in process_tree(root):
         try:
             _, utime, stime, cutime, cstime = proc_stat(pid)
         except (OSError, ValueError, IndexError):
             continue
-        ticks += utime + stime
+        user += utime
+        system += stime
         if pid == root:
-            ticks += cutime + cstime
-    return ticks / TICK
+            user += cutime
+            system += cstime
+    return user / TICK, system / TICK
 
 
 def session(port, user, password):
@@ -150,6 +153,7 @@ def run(storages, sessions, rounds, strace_dir=None):
     fake = None
     dcs = {}
     results = {name: [] for name in storages}
+    sys_results = {name: [] for name in storages}
     user = USER_NAME + "@ubuntu.com"
     try:
         fake = sb.LaunchpadFake(wd.path).start()
@@ -186,13 +190,16 @@ def run(storages, sessions, rounds, strace_dir=None):
             k = rnd % len(storages)
             for name in storages[k:] + storages[:k]:
                 dc = dcs[name]
-                before = tree_cpu_secs(dc.proc.pid)
+                user0, sys0 = tree_cpu_secs(dc.proc.pid)
                 for _ in range(sessions):
                     session(dc.imap_port, user, pws[name])
-                ms = 1000 * (tree_cpu_secs(dc.proc.pid) - before) / sessions
+                user1, sys1 = tree_cpu_secs(dc.proc.pid)
+                ms = 1000 * (user1 + sys1 - user0 - sys0) / sessions
+                sys_ms = 1000 * (sys1 - sys0) / sessions
                 results[name].append(ms)
-                print("round %d %-12s %6.1f ms CPU per session" % (
-                    rnd + 1, name, ms), flush=True)
+                sys_results[name].append(sys_ms)
+                print("round %d %-12s %6.1f ms CPU per session (system "
+                      "%.1f)" % (rnd + 1, name, ms, sys_ms), flush=True)
         if strace_dir is not None:
             for name in storages:
                 counts, path = strace_session(
@@ -215,7 +222,7 @@ def run(storages, sessions, rounds, strace_dir=None):
         if fake is not None:
             fake.stop()
         wd.cleanup()
-    return results
+    return results, sys_results
 
 
 def main():
@@ -237,7 +244,8 @@ def main():
     load = os.getloadavg()
     if args.strace is not None and os.path.exists(args.strace):
         sys.exit("session-cpu.py: %s exists" % args.strace)
-    results = run(storages, args.sessions, args.rounds, args.strace)
+    results, sys_results = run(storages, args.sessions, args.rounds,
+                               args.strace)
     if args.rounds < 1:
         return 0
     med = {n: statistics.median(v) for n, v in results.items()}
@@ -245,13 +253,14 @@ def main():
     print("%d sessions x %d rounds; load average %.2f %.2f %.2f before" % (
         args.sessions, args.rounds, *load))
     print()
-    print("| storage | CPU ms per session (median) | rounds | vs sqlbox |")
-    print("|---|---|---|---|")
+    print("| storage | CPU ms per session (median) | rounds | vs sqlbox "
+          "| of it system (median) |")
+    print("|---|---|---|---|---|")
     for name in storages:
-        print("| %s | %.1f | %s | %s |" % (
+        print("| %s | %.1f | %s | %s | %.1f |" % (
             name, med[name], ", ".join("%.1f" % x for x in results[name]),
             "%.2f" % (med[name] / med["sqlbox"]) if "sqlbox" in med
-            else "-"))
+            else "-", statistics.median(sys_results[name])))
     return 0
 
 
