@@ -294,6 +294,10 @@ def test_password_reset_without_recovery_key(env):
     home = env.dc.home("eddie", "edubuntu.org")
     old = env.dc.generate_password(user, label="laptop")
     assert imap_ok(env, user, old)
+    imap = imaplib.IMAP4("127.0.0.1", env.dc.imap_port, timeout=60)
+    imap.login(user, old)
+    assert imap.select("INBOX")[0] == "OK"      # the database opened
+    imap.logout()
     res = da(env, "launchpad", "password", "reset", user, check=False)
     assert res.returncode == 64 and "--confirm" in res.stderr
     out = da_json(env, "password", "reset", "--confirm", user)[0]
@@ -302,6 +306,13 @@ def test_password_reset_without_recovery_key(env):
     assert re.fullmatch(re.escape(home) + r"\.reset-\d{8}T\d{6}Z", moved)
     assert os.path.exists(os.path.join(moved, "sqlbox.keys"))  # kept
     assert os.path.exists(os.path.join(home, "sqlbox.keys"))
+    # The database's -wal and -shm, kept between sessions (issue 15),
+    # went with it: none is left where the new mailbox will be.
+    for suffix in ("", "-wal", "-shm"):
+        assert os.path.exists(os.path.join(moved, "mail",
+                                           "sqlbox.db" + suffix))
+        assert not os.path.exists(os.path.join(home, "mail",
+                                               "sqlbox.db" + suffix))
     assert imap_ok(env, user, out["password"])
     assert not imap_ok(env, user, old)
 
