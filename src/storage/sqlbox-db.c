@@ -47,7 +47,8 @@
 
    Within a session journal_size_limit also bounds the -wal that stays
    after a checkpoint restarted it (SQLite truncates to it at the next
-   commit): 4 MiB, a little under the default 1,000-page autocheckpoint.
+   commit): 4 MiB, a little over the 1,000 frames of 4 KiB pages the
+   default autocheckpoint lets it reach, so only a larger one shrinks.
    Both are set on every connection the storage opens: any of them can be
    the last one of the database.  Other programs (doveadm launchpad
    backup, sqlbox-dbtool) open without them and unlink both files when
