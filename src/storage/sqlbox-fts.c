@@ -10,6 +10,8 @@
 #include "seq-range-array.h"
 #include "str.h"
 #include "unichar.h"
+#include "message-address.h"
+#include "message-header-decode.h"
 #include "message-parser.h"
 #include "message-decoder.h"
 #include "mail-search.h"
@@ -22,14 +24,17 @@
 
    Tables, created here lazily and idempotently (not in the schema's
    version chain, so an older sqlbox simply ignores them):
-     fts_doc(docid, body_id)   which body each FTS row belongs to; a
+     fts_doc(docid, body_id, format)
+                               which body each FTS row belongs to; a
                                trigger drops the row with its body
-                               (expunge, folder delete, crashed saves)
+                               (expunge, folder delete, crashed saves);
+                               format: of the tokens (below)
      fts_index(tri)            FTS5, 'ascii' tokenizer, detail=none,
                                contentless: rowid = fts_doc.docid; the
                                tokens are the distinct trigrams of the
                                body (sqlbox_fts_trigram_token()), fed
-                               in bounded slices
+                               in bounded slices, and the scoped ones
+                               of some header fields (below)
    Bodies, not mails, are indexed: a COPY or MOVE shares the body row, a
    RENAME changes no body, so none of them touches the index.
 
@@ -62,6 +67,42 @@
    letters), args under NOT and ORs with any other alternative are left
    to the unindexed search.
 
+   Header fields (issue 15): the value of a header line of the message's
+   own header (not a MIME part's or an attached message's) named From,
+   Sender, Reply-To, To, Cc, Bcc, Subject, Message-ID, In-Reply-To or
+   List-Id is fed a second time as scoped tokens: "x", a letter of the
+   field (sqlbox_fts_fields), the trigram's usual token.  "x" is no hex
+   digit and a scoped ASCII token has 5 characters, so no scoped token
+   equals an unscoped one (3 ASCII letters or digits, or 8 hex digits
+   or more), nor one of another field.  The unscoped tokens are as they
+   were: TEXT, BODY and HEADER of other names use them.  A HEADER,
+   FROM, TO, CC, BCC or SUBJECT key of one of these fields is looked up
+   in its scoped tokens, so SUBJECT church no longer picks every mail
+   with "church" in its body.  That is a superset of Dovecot's answer
+   (2.3.19): mail-search-register-imap.c parses FROM, TO, CC and BCC as
+   SEARCH_HEADER_ADDRESS, SUBJECT as SEARCH_HEADER_COMPRESS_LWSP and
+   HEADER as SEARCH_HEADER, all with hdr_field_name set; index-search.c
+   (search_arg_match_text(), search_header_arg()) parses only the
+   message's own header and matches such an arg against the value of the
+   lines whose name equals hdr_field_name (strcasecmp), nothing else:
+   SEARCH_HEADER against the decoded value (what is indexed),
+   COMPRESS_LWSP against it with white space changed (no run changes),
+   ADDRESS against the addresses parsed and written again, then decoded,
+   which the indexer feeds too for the address fields (writing may add
+   MISSING_DOMAIN, drop an unparsable rest or quote a name).  The key's
+   trigrams all lie in one line's value, and a value is a run boundary
+   at both ends in either feed.  An ADDRESS arg of a field that is no
+   address field keeps the unscoped query.
+
+   The format: fts_doc.format is 2 for bodies indexed with the scoped
+   tokens.  An index of before (fts_doc without the column) is emptied
+   when a sqlbox of format 2 first opens it, and rebuilt by the catch-up
+   at the next SEARCH of each folder.  An older sqlbox run on the
+   database afterwards still adds rows without scoped tokens (format 1,
+   the column's default): the catch-up and the deferred indexing take
+   them as unindexed and index those bodies again, so a scoped key is
+   never answered from them.
+
    An expunged body's trigrams stay in the contentless FTS index (FTS5 in
    SQLite 3.40 can only delete them given the same text again) but no
    longer lead anywhere: docids are never reused (AUTOINCREMENT).  When
@@ -86,6 +127,10 @@
    for some 25-35 ms of CPU (bench/README.md, issue 18). */
 #define SQLBOX_FTS_BATCH_BODIES 256
 #define SQLBOX_FTS_BATCH_BYTES (4 * 1024 * 1024)
+/* The index's format, fts_doc.format of the rows this sqlbox writes: 2
+   has the scoped header tokens (format 1, the default of the column,
+   has not). */
+#define SQLBOX_FTS_FORMAT_STR "2"
 /* Trigrams of a key used at most (evenly spread). */
 #define SQLBOX_FTS_MAX_TRIGRAMS 24
 
@@ -104,7 +149,8 @@ static MODULE_CONTEXT_DEFINE_INIT(sqlbox_fts_search_module,
 static const char *const sqlbox_fts_tables[] = {
 	"CREATE TABLE IF NOT EXISTS fts_doc ("
 	" docid INTEGER PRIMARY KEY AUTOINCREMENT,"
-	" body_id INTEGER NOT NULL UNIQUE)",
+	" body_id INTEGER NOT NULL UNIQUE,"
+	" format INTEGER NOT NULL DEFAULT 1)",
 	"CREATE VIRTUAL TABLE IF NOT EXISTS fts_index USING fts5("
 	" tri, tokenize = 'ascii', detail = 'none', content = '')",
 	"CREATE TRIGGER IF NOT EXISTS fts_doc_body_delete AFTER DELETE ON body"
@@ -124,23 +170,51 @@ static bool sqlbox_fts_enabled(struct sqlbox_storage *storage)
 				  strcmp(value, "0") == 0);
 }
 
-/* The index of the first version (fts_text: the trigram tokenizer on the
-   text) is dropped; the mail is indexed again at its next SEARCH. */
-static int sqlbox_fts_tables_upgrade(struct sqlbox_storage *storage)
+static int sqlbox_fts_query_exists(struct sqlbox_storage *storage,
+				   const char *sql)
 {
 	sqlite3_stmt *stmt;
 	int rc;
 
-	stmt = sqlbox_db_prepare(storage,
-		"SELECT 1 FROM sqlite_master WHERE name = 'fts_text'");
-	if (stmt == NULL)
+	if ((stmt = sqlbox_db_prepare(storage, sql)) == NULL)
 		return -1;
 	rc = sqlbox_db_step(storage, stmt);
 	sqlite3_finalize(stmt);
-	if (rc != SQLITE_ROW)
-		return rc < 0 ? -1 : 0;
-	if (sqlbox_db_exec(storage, "DROP TABLE fts_text") < 0 ||
-	    sqlbox_db_exec(storage, "DELETE FROM fts_doc") < 0)
+	return rc == SQLITE_ROW ? 1 : (rc < 0 ? -1 : 0);
+}
+
+/* The index of the first version (fts_text: the trigram tokenizer on the
+   text) is dropped; the mail is indexed again at its next SEARCH.  So
+   is an index of format 1 (fts_doc without its format column: no scoped
+   header tokens), emptied as sqlbox_fts_compact() does, and the column
+   added: the catch-up of the next SEARCH of each folder rebuilds it. */
+static int sqlbox_fts_tables_upgrade(struct sqlbox_storage *storage)
+{
+	int ret;
+
+	ret = sqlbox_fts_query_exists(storage,
+		"SELECT 1 FROM sqlite_master WHERE name = 'fts_text'");
+	if (ret < 0)
+		return -1;
+	if (ret > 0 &&
+	    (sqlbox_db_exec(storage, "DROP TABLE fts_text") < 0 ||
+	     sqlbox_db_exec(storage, "DELETE FROM fts_doc") < 0))
+		return -1;
+
+	ret = sqlbox_fts_query_exists(storage,
+		"SELECT 1 FROM sqlite_master WHERE name = 'fts_doc'"
+		" AND NOT EXISTS (SELECT 1 FROM pragma_table_info('fts_doc')"
+		" WHERE name = 'format')");
+	if (ret <= 0)
+		return ret;
+	e_debug(storage->storage.event,
+		"sqlbox fts: index of format 1 emptied, to be rebuilt");
+	/* both tables are created in one transaction */
+	if (sqlbox_db_exec(storage,
+		"INSERT INTO fts_index (fts_index) VALUES ('delete-all')") < 0 ||
+	    sqlbox_db_exec(storage, "DELETE FROM fts_doc") < 0 ||
+	    sqlbox_db_exec(storage, "ALTER TABLE fts_doc ADD COLUMN"
+			   " format INTEGER NOT NULL DEFAULT 1") < 0)
 		return -1;
 	return 0;
 }
@@ -199,15 +273,56 @@ static void sqlbox_fts_trigram_token(const unsigned char *tri, size_t size,
    A slice is one INSERT with the body's docid: FTS5 keeps every INSERT
    of the same rowid (a later one in a newer segment), and a lookup gives
    the rowid once if any of them has the token, so the body's row is the
-   union of its slices.  The set of a slice's trigrams is a bitmap of the
-   ASCII ones (36^3 bits) and a hash of the others in a clean pool, both
-   cleared per slice; memory is bounded by the slice limits, not by the
-   message size. */
+   union of its slices.  The set of a slice's tokens is a bitmap of the
+   unscoped ASCII trigrams (36^3 bits) and a hash of the others (scoped
+   ones too) in a clean pool, both cleared per slice; memory is bounded
+   by the slice limits, not by the message size (a header field's value
+   fed scoped, and an address field's written again, are held once by
+   the parser anyway). */
 #define SQLBOX_FTS_SLICE_TOKENS_MAX (256 * 1024)
 #define SQLBOX_FTS_SLICE_TRIGRAMS_MAX 32768
 #define SQLBOX_FTS_ASCII_CODES 36
 #define SQLBOX_FTS_ASCII_TRIGRAMS \
 	(SQLBOX_FTS_ASCII_CODES * SQLBOX_FTS_ASCII_CODES * SQLBOX_FTS_ASCII_CODES)
+
+/* The header fields whose values are indexed a second time, as scoped
+   tokens ("x", the field's code, the trigram's token): a FROM, TO, CC,
+   BCC, SUBJECT or HEADER search of one of them looks only at those.
+   Codes are ASCII letters, distinct in either case (the tokenizer folds
+   case); the address fields also get the value Dovecot's
+   SEARCH_HEADER_ADDRESS looks at (the addresses parsed and written
+   again). */
+struct sqlbox_fts_field {
+	const char *name;
+	char code;
+	bool address;
+};
+
+static const struct sqlbox_fts_field sqlbox_fts_fields[] = {
+	{ "From", 'f', TRUE },
+	{ "Sender", 's', TRUE },
+	{ "Reply-To", 'r', TRUE },
+	{ "To", 't', TRUE },
+	{ "Cc", 'c', TRUE },
+	{ "Bcc", 'b', TRUE },
+	{ "Subject", 'j', FALSE },
+	{ "Message-ID", 'm', FALSE },
+	{ "In-Reply-To", 'i', FALSE },
+	{ "List-Id", 'l', FALSE },
+};
+
+static const struct sqlbox_fts_field *
+sqlbox_fts_field_find(const char *name, size_t name_len)
+{
+	for (unsigned int i = 0; i < N_ELEMENTS(sqlbox_fts_fields); i++) {
+		const struct sqlbox_fts_field *field = &sqlbox_fts_fields[i];
+
+		if (strlen(field->name) == name_len &&
+		    strncasecmp(field->name, name, name_len) == 0)
+			return field;
+	}
+	return NULL;
+}
 
 struct sqlbox_fts_char {
 	unsigned char utf8[4];
@@ -221,6 +336,8 @@ struct sqlbox_fts_indexer {
 	/* the default titlecase normalizer: ASCII needs no call */
 	bool ascii_direct;
 	bool failed;
+	/* 0, or the code of the field whose value is fed as scoped tokens */
+	char scope;
 
 	/* the last normalized indexable characters of the current run */
 	struct sqlbox_fts_char window[3];
@@ -236,6 +353,8 @@ struct sqlbox_fts_indexer {
 	string_t *tokens;
 	buffer_t *norm;
 	string_t *token;
+	/* an address header written again, and decoded */
+	string_t *addr, *addr_decoded;
 	unsigned int slices;
 };
 
@@ -287,7 +406,8 @@ static void sqlbox_fts_indexer_trigram(struct sqlbox_fts_indexer *idx)
 {
 	const struct sqlbox_fts_char *w = idx->window;
 
-	if (w[0].len == 1 && w[1].len == 1 && w[2].len == 1) {
+	if (idx->scope == 0 &&
+	    w[0].len == 1 && w[1].len == 1 && w[2].len == 1) {
 		unsigned int code =
 			(sqlbox_fts_ascii_code(w[0].utf8[0]) *
 			 SQLBOX_FTS_ASCII_CODES +
@@ -313,6 +433,10 @@ static void sqlbox_fts_indexer_trigram(struct sqlbox_fts_indexer *idx)
 			size += w[i].len;
 		}
 		str_truncate(idx->token, 0);
+		if (idx->scope != 0) {
+			str_append_c(idx->token, 'x');
+			str_append_c(idx->token, idx->scope);
+		}
 		sqlbox_fts_trigram_token(tri, size, idx->token);
 		if (idx->pool == NULL) {
 			/* a clean pool: cleared, it wipes what it held */
@@ -492,7 +616,7 @@ sqlbox_fts_indexer_feed(struct sqlbox_fts_indexer *idx,
 	int len;
 
 	for (; p < end && !idx->failed; p += len) {
-		if (*p < 0x80 && idx->ascii_direct &&
+		if (*p < 0x80 && idx->ascii_direct && idx->scope == 0 &&
 		    sqlbox_fts_indexer_window_ascii(idx)) {
 			p = sqlbox_fts_indexer_ascii_run(idx, p, end);
 			len = 0;
@@ -520,6 +644,57 @@ sqlbox_fts_indexer_feed(struct sqlbox_fts_indexer *idx,
 	}
 }
 
+/* A value fed as the scoped tokens of field: a text of its own, no
+   trigram across its ends. */
+static void
+sqlbox_fts_indexer_feed_scoped(struct sqlbox_fts_indexer *idx, char code,
+			       const unsigned char *p, size_t size)
+{
+	idx->window_len = 0;
+	idx->scope = code;
+	sqlbox_fts_indexer_feed(idx, p, size);
+	idx->scope = 0;
+	idx->window_len = 0;
+}
+
+/* A top-level header line of one of sqlbox_fts_fields: its decoded value
+   (what SEARCH_HEADER and SEARCH_HEADER_COMPRESS_LWSP look at, the
+   latter with its white space changed) as scoped tokens, and for an
+   address field what SEARCH_HEADER_ADDRESS looks at too: the raw value's
+   addresses parsed and written again (which may add MISSING_DOMAIN and
+   drop syntax), then decoded, as index-search.c's search_header_arg()
+   does. */
+static void
+sqlbox_fts_index_field(struct sqlbox_fts_indexer *idx,
+		       const struct sqlbox_fts_field *field,
+		       const struct message_header_line *raw_hdr,
+		       const struct message_header_line *hdr)
+{
+	struct message_address *addr;
+	pool_t pool;
+
+	sqlbox_fts_indexer_feed_scoped(idx, field->code, hdr->full_value,
+				       hdr->full_value_len);
+	if (!field->address)
+		return;
+	/* a clean pool: unreferenced, it wipes the parsed addresses */
+	pool = pool_alloconly_create_clean("sqlbox fts address", 1024);
+	T_BEGIN {
+		addr = message_address_parse(pool, raw_hdr->full_value,
+			raw_hdr->full_value_len, UINT_MAX,
+			MESSAGE_ADDRESS_PARSE_FLAG_FILL_MISSING);
+		message_address_write(idx->addr, addr);
+	} T_END;
+	pool_unref(&pool);
+	message_header_decode_utf8(str_data(idx->addr), str_len(idx->addr),
+				   idx->addr_decoded, NULL);
+	sqlbox_fts_indexer_feed_scoped(idx, field->code,
+				       str_data(idx->addr_decoded),
+				       str_len(idx->addr_decoded));
+	sqlbox_fts_indexer_wipe(idx->addr);
+	sqlbox_fts_indexer_wipe(idx->addr_decoded);
+}
+
 /* Indexes the text of a message as Dovecot's search sees it. */
 static int
 sqlbox_fts_index_text(struct sqlbox_fts_indexer *idx, struct istream *input)
@@ -529,6 +704,7 @@ sqlbox_fts_index_text(struct sqlbox_fts_indexer *idx, struct istream *input)
 	struct message_decoder_context *decoder;
 	struct message_block raw, block;
 	struct message_part *parts, *prev_part = NULL;
+	const struct sqlbox_fts_field *field;
 	pool_t pool = pool_alloconly_create("sqlbox fts parts", 1024);
 	bool part_text = TRUE;
 
@@ -573,6 +749,14 @@ sqlbox_fts_index_text(struct sqlbox_fts_indexer *idx, struct istream *input)
 						block.hdr->full_value_len);
 			sqlbox_fts_indexer_feed(idx,
 				(const unsigned char *)"\r\n", 2);
+			/* Dovecot's header search looks at the message's
+			   own header only, not at those of its parts */
+			if (raw.part->parent == NULL &&
+			    (field = sqlbox_fts_field_find(raw.hdr->name,
+						raw.hdr->name_len)) != NULL) {
+				sqlbox_fts_index_field(idx, field, raw.hdr,
+						       block.hdr);
+			}
 		} else if (part_text && block.size > 0) {
 			sqlbox_fts_indexer_feed(idx, block.data, block.size);
 		}
@@ -603,17 +787,32 @@ int sqlbox_fts_index_body(struct sqlbox_storage *storage, int64_t body_id,
 		return 0;
 	if (sqlbox_fts_tables_create(storage) < 0 ||
 	    sqlbox_db_exec_args(storage,
-		"INSERT OR IGNORE INTO fts_doc (body_id) VALUES (?)",
-		1, body_id) < 0)
+		"INSERT OR IGNORE INTO fts_doc (body_id, format)"
+		" VALUES (?, "SQLBOX_FTS_FORMAT_STR")", 1, body_id) < 0)
 		return -1;
-	if (sqlite3_changes(storage->db) == 0)
-		return 0; /* already indexed */
+	if (sqlite3_changes(storage->db) == 0) {
+		/* indexed; by an older sqlbox (format 1), which still
+		   writes rows of its format into an index of this one:
+		   again, with a new docid (the old rows lead nowhere) */
+		if (sqlbox_db_exec_args(storage,
+			"DELETE FROM fts_doc WHERE body_id = ? AND format < "
+			SQLBOX_FTS_FORMAT_STR, 1, body_id) < 0)
+			return -1;
+		if (sqlite3_changes(storage->db) == 0)
+			return 0;
+		if (sqlbox_db_exec_args(storage,
+			"INSERT INTO fts_doc (body_id, format)"
+			" VALUES (?, "SQLBOX_FTS_FORMAT_STR")", 1, body_id) < 0)
+			return -1;
+	}
 	idx.docid = sqlite3_last_insert_rowid(storage->db);
 	idx.ascii_direct = storage->storage.user->default_normalizer ==
 		uni_utf8_to_decomposed_titlecase;
 	idx.tokens = str_new(default_pool, 4096);
 	idx.norm = buffer_create_dynamic(default_pool, 32);
 	idx.token = str_new(default_pool, 32);
+	idx.addr = str_new(default_pool, 128);
+	idx.addr_decoded = str_new(default_pool, 128);
 
 	i_stream_seek(input, 0);
 	ret = sqlbox_fts_index_text(&idx, input);
@@ -627,6 +826,8 @@ int sqlbox_fts_index_body(struct sqlbox_storage *storage, int64_t body_id,
 	sqlbox_fts_indexer_wipe(idx.tokens);
 	sqlbox_fts_indexer_wipe(idx.token);
 	str_free(&idx.tokens);
+	str_free(&idx.addr);
+	str_free(&idx.addr_decoded);
 	buffer_free(&idx.norm);
 	str_free(&idx.token);
 	if (idx.pool != NULL) {
@@ -683,7 +884,8 @@ static int sqlbox_fts_catch_up(struct sqlbox_mailbox *mbox)
 		"SELECT DISTINCT b.id, b.size FROM mail m"
 		" JOIN body b ON b.id = m.body_id WHERE m.mailbox_id = ?"
 		" AND NOT EXISTS (SELECT 1 FROM fts_doc d"
-		" WHERE d.body_id = m.body_id)")) == NULL) {
+		" WHERE d.body_id = m.body_id"
+		" AND d.format >= "SQLBOX_FTS_FORMAT_STR")")) == NULL) {
 		sqlbox_db_rollback(storage);
 		return -1;
 	}
@@ -771,7 +973,8 @@ sqlbox_fts_index_pending_batch(struct sqlbox_storage *storage,
 	if (sqlbox_fts_tables_create(storage) < 0 ||
 	    (stmt = sqlbox_db_prepare(storage,
 		"SELECT b.size FROM body b WHERE b.id = ? AND NOT EXISTS"
-		" (SELECT 1 FROM fts_doc d WHERE d.body_id = b.id)")) == NULL) {
+		" (SELECT 1 FROM fts_doc d WHERE d.body_id = b.id"
+		" AND d.format >= "SQLBOX_FTS_FORMAT_STR")")) == NULL) {
 		sqlbox_db_rollback(storage);
 		return -1;
 	}
@@ -912,9 +1115,11 @@ static bool sqlbox_fts_char_indexable(unichar_t chr)
 		 chr == 0x3000);
 }
 
-/* The FTS5 query of a key: its trigrams ANDed; NULL if it has none. */
+/* The FTS5 query of a key: its trigrams ANDed, as scoped tokens of the
+   field of code scope (0: unscoped); NULL if it has none. */
 static const char *
-sqlbox_fts_key_query(struct sqlbox_storage *storage, const char *key)
+sqlbox_fts_key_query(struct sqlbox_storage *storage, const char *key,
+		     char scope)
 {
 	ARRAY_TYPE(unichars) chars;
 	ARRAY_TYPE(const_string) trigrams;
@@ -945,6 +1150,10 @@ sqlbox_fts_key_query(struct sqlbox_storage *storage, const char *key)
 			uni_ucs4_to_utf8_c(*array_idx(&chars, j), utf8);
 		trigram = t_str_new(32);
 		str_append_c(trigram, '"');
+		if (scope != 0) {
+			str_append_c(trigram, 'x');
+			str_append_c(trigram, scope);
+		}
 		sqlbox_fts_trigram_token(str_data(utf8), str_len(utf8),
 					 trigram);
 		str_append_c(trigram, '"');
@@ -966,6 +1175,30 @@ sqlbox_fts_key_query(struct sqlbox_storage *storage, const char *key)
 	if ((count - 1) % step != 0)
 		str_printfa(query, " AND %s", tri[count - 1]);
 	return str_c(query);
+}
+
+/* The field code whose scoped tokens answer a header arg, 0 for the
+   unscoped tokens: SEARCH_HEADER_ADDRESS only of an address field (whose
+   scoped tokens have the rewritten addresses). */
+static char sqlbox_fts_arg_scope(const struct mail_search_arg *arg)
+{
+	const struct sqlbox_fts_field *field;
+
+	switch (arg->type) {
+	case SEARCH_HEADER:
+	case SEARCH_HEADER_ADDRESS:
+	case SEARCH_HEADER_COMPRESS_LWSP:
+		break;
+	default:
+		return 0;
+	}
+	if (arg->hdr_field_name == NULL ||
+	    (field = sqlbox_fts_field_find(arg->hdr_field_name,
+					   strlen(arg->hdr_field_name))) == NULL)
+		return 0;
+	if (arg->type == SEARCH_HEADER_ADDRESS && !field->address)
+		return 0;
+	return field->code;
 }
 
 static bool sqlbox_fts_arg_indexed(const struct mail_search_arg *arg)
@@ -1072,8 +1305,8 @@ sqlbox_fts_arg_uids(struct sqlbox_mailbox *mbox, struct mail_search_arg *arg,
 		break;
 	}
 	if (!sqlbox_fts_arg_indexed(arg) ||
-	    (query = sqlbox_fts_key_query(mbox->storage,
-					  arg->value.str)) == NULL)
+	    (query = sqlbox_fts_key_query(mbox->storage, arg->value.str,
+					  sqlbox_fts_arg_scope(arg))) == NULL)
 		return 0;
 	if (!*caught_up) {
 		if (sqlbox_fts_catch_up(mbox) < 0)
@@ -1120,6 +1353,8 @@ sqlbox_fts_search_init(struct mailbox_transaction_context *t,
 		i_free(fctx);
 		return ctx;
 	}
+	e_debug(t->box->event, "sqlbox fts: %u candidate mails",
+		seq_range_count(&fctx->uids));
 	fctx->view = t->view;
 	MODULE_CONTEXT_SET(ctx, sqlbox_fts_search_module, fctx);
 	return ctx;

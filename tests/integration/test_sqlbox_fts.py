@@ -741,3 +741,116 @@ def test_spool_import_indexed_while_idle():
         imap.logout()
     finally:
         w.close()
+
+
+# Issue 15: the values of some header fields are indexed a second time as
+# scoped tokens, and header keys of those fields look only at them.
+
+def header_mail(headers, body="nothing to see", parts=None):
+    """A mail of the given header lines (name, value: folded as given)
+    and a text body, or a multipart/mixed of parts (raw bytes each)."""
+    out = b""
+    for name, value in headers:
+        out += name.encode() + b": " + value.encode() + b"\r\n"
+    if parts is None:
+        out += (b"Content-Type: text/plain; charset=utf-8\r\n\r\n" +
+                body.encode() + b"\r\n")
+    else:
+        out += b"MIME-Version: 1.0\r\n"
+        out += b"Content-Type: multipart/mixed; boundary=bnd\r\n\r\n"
+        for part in parts:
+            out += b"--bnd\r\n" + part + b"\r\n"
+        out += b"--bnd--\r\n"
+    return out
+
+
+def field_corpus():
+    """The word "quokka" in one place of each mail: the body, each of the
+    indexed fields, an encoded-word, folded lines, a display name, an
+    address, a field outside the set, an attached message's header; and
+    a From without a domain (Dovecot's FROM looks at MISSING_DOMAIN)."""
+    base = [("From", "Sybil <sybil@example.org>"),
+            ("To", "Alice <alice@ubuntu.com>"),
+            ("Subject", "weekly notes"),
+            ("Date", "Mon, 02 Mar 2026 10:00:00 +0000"),
+            ("Message-ID", "<n1@example.org>")]
+
+    def mail(replace=(), add=(), **kw):
+        hdrs = [(n, v) for n, v in base if n not in dict(replace)]
+        return header_mail(hdrs + list(replace) + list(add), **kw)
+
+    inner = (b"Content-Type: message/rfc822\r\n\r\n" +
+             header_mail([("From", "Inner <in@example.org>"),
+                          ("Subject", "forwarded quokka news")],
+                         "inner body"))
+    return [
+        mail(body="a quokka in the body only"),
+        mail(replace=[("Subject", "about the quokka colony")]),
+        mail(replace=[("From", '"Quokka Smith" <smith@example.org>')]),
+        mail(replace=[("From", "Sybil <quokka@example.org>")]),
+        mail(replace=[("To", "=?utf-8?q?Qu=C3=B6kka_Ann?= <ann@ubuntu.com>")]),
+        mail(replace=[("Subject", "=?utf-8?q?quo?=\r\n =?utf-8?q?kka?= fold")]),
+        mail(replace=[("Subject", "notes on\r\n\tquokka habits")]),
+        mail(add=[("Cc", "Bob <bob@ubuntu.com>,\r\n quokka@lists.example.org")]),
+        mail(add=[("Bcc", "Quokka Fan <fan@example.org>")]),
+        mail(add=[("List-Id", "Quokka team <quokka.lists.example.org>")]),
+        mail(replace=[("Message-ID", "<quokka.42@example.org>")]),
+        mail(add=[("In-Reply-To", "<quokka.41@example.org>"),
+                  ("Reply-To", "Quokka Desk <desk@example.org>"),
+                  ("Sender", "Quokka Bot <bot@example.org>")]),
+        mail(add=[("X-Other", "quokka")]),
+        mail(replace=[("From", "quokka")]),
+        mail(parts=[b"Content-Type: text/plain\r\n\r\nsee attached",
+                    inner]),
+        mail(replace=[("Subject", "Kirche und church")],
+             body="the church bells"),
+    ]
+
+
+FIELD_KEYS = (
+    [(k, v) for k in ("FROM", "TO", "CC", "BCC", "SUBJECT")
+     for v in ("quokka", "Quökka", "quokka smith", "example.org",
+               "missing_domain", "lists.example")] +
+    [("HEADER", name + " " + v)
+     for name in ("List-Id", "Message-ID", "In-Reply-To", "Reply-To",
+                  "Sender", "X-Other", "From", "subject", "Content-Type")
+     for v in ("quokka", "quokka.42", "example.org", "plain")])
+
+
+def field_search(imap, key, value, indexed=True):
+    args = (key,) if key != "HEADER" else ("HEADER", value.split(" ", 1)[0])
+    value = value if key != "HEADER" else value.split(" ", 1)[1]
+    if indexed:
+        return _search(imap, *args, _lit(value))
+    return _search(imap, "OR", *args, _lit(value), *NEVER_SET)
+
+
+def compare_fields(imap, box):
+    select_count(imap, box)
+    hits = 0
+    for key, value in FIELD_KEYS:
+        want = field_search(imap, key, value, indexed=False)
+        got = field_search(imap, key, value)
+        assert got == want, (key, value, got, want)
+        hits += len(want) > 0
+    return hits
+
+
+def test_header_fields_answer_as_unindexed(world, alice):
+    """FROM, TO, CC, BCC, SUBJECT and HEADER of the indexed fields answer
+    from their scoped tokens as the unindexed search does, wherever the
+    word is (body only, another field, encoded, folded, display name,
+    address, an attached message's header); a field outside the set
+    (X-Other) answers from the unscoped ones.  FROM missing_domain finds
+    the mail whose From has no domain: Dovecot matches the address
+    written again, which the unscoped tokens don't have."""
+    imap = imap_login(world.dc, alice)
+    ok(imap.create("Fields"))
+    append_all(imap, "Fields", field_corpus())
+    assert compare_fields(imap, "Fields") >= 25
+    assert field_search(imap, "FROM", "missing_domain") == [14]
+    assert field_search(imap, "SUBJECT", "quokka") == [2, 6, 7]
+    assert field_search(imap, "HEADER", "X-Other quokka") == [13]
+    ok(imap.close())
+    ok(imap.delete("Fields"))
+    imap.logout()
