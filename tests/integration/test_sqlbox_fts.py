@@ -15,6 +15,7 @@ import base64
 import json
 import os
 import random
+import re
 import secrets
 import signal
 import socket
@@ -854,3 +855,186 @@ def test_header_fields_answer_as_unindexed(world, alice):
     ok(imap.close())
     ok(imap.delete("Fields"))
     imap.logout()
+
+
+def church_corpus():
+    """Every body has "church", one Subject (the 7th mail's) has it."""
+    msgs = [mime_text("notes %d" % i, "the church bells ring %d" % i)
+            for i in range(20)]
+    msgs[6] = mime_text("church council", "the church bells ring 6")
+    return msgs
+
+
+def candidates_logged(w, box):
+    """The candidate counts the index gave for searches of box so far
+    (sqlbox_fts_search_init()'s debug line)."""
+    return [int(n) for n in re.findall(
+        r"Mailbox %s: sqlbox fts: (\d+) candidate mails" % box,
+        w.dc.log_text())]
+
+
+def search_candidates(w, imap, box, *args):
+    """The UIDs a search answers and the candidates the index gave it."""
+    before = len(candidates_logged(w, box))
+    uids = _search(imap, *args)
+    wait_for(lambda: len(candidates_logged(w, box)) > before, 60,
+             "the search's candidate count")
+    return uids, candidates_logged(w, box)[before]
+
+
+def body_of(w, password, box, uid):
+    return int(dbtool_sql(
+        w.dc, password, "SELECT m.body_id FROM mail m JOIN mailbox b"
+        " ON b.id = m.mailbox_id WHERE b.name = '%s' AND m.uid = %d"
+        % (box, uid))[0])
+
+
+def test_header_key_candidates_narrowed():
+    """SUBJECT church on a folder where every body has "church" and one
+    Subject has it: the index gives that one mail as the only candidate
+    (the unscoped trigrams gave all of them); an OR of FROM, SUBJECT and
+    HEADER List-Id (bench/storage-bench.py SEARCH_HEADERS) the union of
+    its fields' candidates only."""
+    w = World(mail_location="sqlbox:~/mail", extra_conf="mail_debug = yes\n")
+    try:
+        password = w.dc.generate_password(USER)
+        imap = imap_login(w.dc, password)
+        ok(imap.create("Narrow"))
+        msgs = church_corpus()
+        msgs[11] = header_mail([("From", "Sybil <sybil@example.org>"),
+                                ("Subject", "notes 11")],
+                               "the church bells ring 11")
+        msgs[15] = header_mail([("From", "Bob <bob@example.org>"),
+                                ("List-Id", "<kernel-team.lists.example>"),
+                                ("Subject", "notes 15")],
+                               "the church bells ring 15")
+        append_all(imap, "Narrow", msgs)
+        select_count(imap, "Narrow")
+        assert search_candidates(w, imap, "Narrow", "BODY", "church") == \
+            (list(range(1, 21)), 20)
+        assert search_candidates(w, imap, "Narrow", "SUBJECT", "church") == \
+            ([7], 1)
+        assert search_candidates(
+            w, imap, "Narrow", "OR", "OR", "FROM", "sybil", "SUBJECT",
+            "church", "HEADER", "List-Id", "kernel-team") == ([7, 12, 16], 3)
+        assert field_search(imap, "SUBJECT", "church", indexed=False) == [7]
+        imap.logout()
+    finally:
+        w.close()
+
+
+# fts_doc and fts_index as a sqlbox before the scoped tokens left them
+# (format 1): no format column, rows with unscoped trigrams only.
+FORMAT1_SQL = (
+    "INSERT INTO fts_index (fts_index) VALUES ('delete-all');"
+    " DELETE FROM fts_doc;"
+    " ALTER TABLE fts_doc DROP COLUMN format;"
+    " INSERT INTO fts_doc (body_id) SELECT id FROM body;"
+    " INSERT INTO fts_index (rowid, tri)"
+    "  SELECT docid, 'CHU HUR URC RCH BEL ELL LLS' FROM fts_doc;")
+
+
+def test_old_format_index_rebuilt():
+    """An index of format 1 (no scoped tokens) is emptied when this
+    sqlbox first opens it and rebuilt by the next SEARCH's catch-up, so
+    SUBJECT church finds its mail (from the old rows' scoped tokens it
+    would find none).  A row an older sqlbox adds afterwards (format 1,
+    the column's default, no scoped tokens) is indexed again."""
+    w = World(mail_location="sqlbox:~/mail", extra_conf="mail_debug = yes\n")
+    try:
+        password = w.dc.generate_password(USER)
+        imap = imap_login(w.dc, password)
+        append_all(imap, "INBOX", church_corpus())
+        select_count(imap)
+        assert field_search(imap, "SUBJECT", "church") == [7]
+        logout_and_wait(w, password, imap)
+
+        dbtool_sql(w.dc, password, FORMAT1_SQL, mode="exec")
+        imap = imap_login(w.dc, password)
+        select_count(imap)
+        assert search_candidates(w, imap, "INBOX", "SUBJECT", "church") == \
+            ([7], 1)
+        assert "sqlbox fts: index of format 1 emptied" in w.dc.log_text()
+        assert dbtool_sql(w.dc, password, "SELECT format, count(*)"
+                          " FROM fts_doc GROUP BY format") == ["2|20"]
+        # emptied, not only left behind: no dead rows of format 1
+        assert dbtool_sql(w.dc, password, "SELECT count(*)"
+                          " FROM fts_index_docsize") == ["20"]
+        logout_and_wait(w, password, imap)
+
+        body = body_of(w, password, "INBOX", 7)
+        dbtool_sql(w.dc, password, "DELETE FROM fts_doc WHERE body_id = %d;"
+                   " INSERT INTO fts_doc (body_id) VALUES (%d)"
+                   % (body, body), mode="exec")
+        imap = imap_login(w.dc, password)
+        select_count(imap)
+        assert field_search(imap, "SUBJECT", "church") == [7]
+        assert dbtool_sql(w.dc, password, "SELECT format FROM fts_doc"
+                          " WHERE body_id = %d" % body) == ["2"]
+        imap.logout()
+        assert " Error: " not in w.dc.log_text()
+    finally:
+        w.close()
+
+
+def restart_with_module(w, module):
+    """Dovecot again, with the sqlbox plugin of module."""
+    import harness
+    w.dc.stop()
+    saved, harness.SQLBOX_MODULE = harness.SQLBOX_MODULE, module
+    try:
+        w.dc.start()
+    finally:
+        harness.SQLBOX_MODULE = saved
+
+
+@pytest.mark.skipif(not os.environ.get("DLP_OLD_BUILD_DIR"),
+                    reason="DLP_OLD_BUILD_DIR: a build of before the"
+                    " scoped header tokens")
+def test_old_build_index_rebuilt():
+    """The index a sqlbox of before the scoped tokens built (the build in
+    DLP_OLD_BUILD_DIR) is rebuilt by this one and answers SUBJECT right;
+    mail that sqlbox indexes after this one ran (a downgrade) is indexed
+    again."""
+    import harness
+    ours = harness.SQLBOX_MODULE
+    old = os.path.join(os.environ["DLP_OLD_BUILD_DIR"],
+                       "src/storage/.libs/lib20_sqlbox_plugin.so")
+    w = World(mail_location="sqlbox:~/mail", extra_conf="mail_debug = yes\n")
+    try:
+        password = w.dc.generate_password(USER)
+        restart_with_module(w, old)
+        imap = imap_login(w.dc, password)
+        append_all(imap, "INBOX", church_corpus())
+        select_count(imap)
+        assert field_search(imap, "SUBJECT", "church") == [7]
+        logout_and_wait(w, password, imap)
+        assert dbtool_sql(w.dc, password, "SELECT count(*) FROM"
+                          " pragma_table_info('fts_doc')"
+                          " WHERE name = 'format'") == ["0"]
+        assert fts_docs(w.dc, password) == 20
+
+        restart_with_module(w, ours)
+        imap = imap_login(w.dc, password)
+        select_count(imap)
+        assert search_candidates(w, imap, "INBOX", "SUBJECT", "church") == \
+            ([7], 1)
+        assert dbtool_sql(w.dc, password, "SELECT count(*)"
+                          " FROM fts_index_docsize") == ["20"]
+        logout_and_wait(w, password, imap)
+
+        restart_with_module(w, old)
+        imap = imap_login(w.dc, password)
+        append_all(imap, "INBOX", [mime_text("church choir", "bells")])
+        logout_and_wait(w, password, imap)
+        assert fts_docs(w.dc, password) == 21
+
+        restart_with_module(w, ours)
+        imap = imap_login(w.dc, password)
+        select_count(imap)
+        assert field_search(imap, "SUBJECT", "church") == [7, 21]
+        assert dbtool_sql(w.dc, password, "SELECT format, count(*)"
+                          " FROM fts_doc GROUP BY format") == ["2|21"]
+        imap.logout()
+    finally:
+        w.close()
