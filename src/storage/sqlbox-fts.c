@@ -99,8 +99,9 @@
    when a sqlbox of format 2 first opens it, and rebuilt by the catch-up
    at the next SEARCH of each folder.  An older sqlbox run on the
    database afterwards still adds rows without scoped tokens (format 1,
-   the column's default): the catch-up and the deferred indexing take
-   them as unindexed and index those bodies again, so a scoped key is
+   the column's default): each catch-up, which precedes every lookup,
+   first drops such rows (a partial index holds them, so finding none
+   costs nothing) and so indexes those bodies again: a scoped key is
    never answered from them.
 
    An expunged body's trigrams stay in the contentless FTS index (FTS5 in
@@ -127,12 +128,13 @@
    for some 25-35 ms of CPU (bench/README.md, issue 18). */
 #define SQLBOX_FTS_BATCH_BODIES 256
 #define SQLBOX_FTS_BATCH_BYTES (4 * 1024 * 1024)
+/* Trigrams of a key used at most (evenly spread). */
+#define SQLBOX_FTS_MAX_TRIGRAMS 24
+
 /* The index's format, fts_doc.format of the rows this sqlbox writes: 2
    has the scoped header tokens (format 1, the default of the column,
    has not). */
 #define SQLBOX_FTS_FORMAT_STR "2"
-/* Trigrams of a key used at most (evenly spread). */
-#define SQLBOX_FTS_MAX_TRIGRAMS 24
 
 struct sqlbox_fts_search_context {
 	union mail_search_module_context module_ctx;
@@ -151,6 +153,9 @@ static const char *const sqlbox_fts_tables[] = {
 	" docid INTEGER PRIMARY KEY AUTOINCREMENT,"
 	" body_id INTEGER NOT NULL UNIQUE,"
 	" format INTEGER NOT NULL DEFAULT 1)",
+	/* the rows of an older sqlbox: empty but for a downgrade */
+	"CREATE INDEX IF NOT EXISTS fts_doc_old ON fts_doc (body_id)"
+	" WHERE format < "SQLBOX_FTS_FORMAT_STR,
 	"CREATE VIRTUAL TABLE IF NOT EXISTS fts_index USING fts5("
 	" tri, tokenize = 'ascii', detail = 'none', content = '')",
 	"CREATE TRIGGER IF NOT EXISTS fts_doc_body_delete AFTER DELETE ON body"
@@ -790,21 +795,8 @@ int sqlbox_fts_index_body(struct sqlbox_storage *storage, int64_t body_id,
 		"INSERT OR IGNORE INTO fts_doc (body_id, format)"
 		" VALUES (?, "SQLBOX_FTS_FORMAT_STR")", 1, body_id) < 0)
 		return -1;
-	if (sqlite3_changes(storage->db) == 0) {
-		/* indexed; by an older sqlbox (format 1), which still
-		   writes rows of its format into an index of this one:
-		   again, with a new docid (the old rows lead nowhere) */
-		if (sqlbox_db_exec_args(storage,
-			"DELETE FROM fts_doc WHERE body_id = ? AND format < "
-			SQLBOX_FTS_FORMAT_STR, 1, body_id) < 0)
-			return -1;
-		if (sqlite3_changes(storage->db) == 0)
-			return 0;
-		if (sqlbox_db_exec_args(storage,
-			"INSERT INTO fts_doc (body_id, format)"
-			" VALUES (?, "SQLBOX_FTS_FORMAT_STR")", 1, body_id) < 0)
-			return -1;
-	}
+	if (sqlite3_changes(storage->db) == 0)
+		return 0; /* already indexed */
 	idx.docid = sqlite3_last_insert_rowid(storage->db);
 	idx.ascii_direct = storage->storage.user->default_normalizer ==
 		uni_utf8_to_decomposed_titlecase;
@@ -866,6 +858,24 @@ static int sqlbox_fts_compact(struct sqlbox_storage *storage)
 	return 0;
 }
 
+/* Drops the rows an older sqlbox (format 1: no scoped tokens) added to
+   this index after a downgrade, found through the partial index
+   fts_doc_old (empty otherwise: nothing to scan).  Their bodies are then
+   unindexed, and indexed again by the catch-up that follows, before
+   any lookup; their FTS rows lead nowhere, as an expunged body's. */
+static int sqlbox_fts_drop_old(struct sqlbox_storage *storage)
+{
+	if (sqlbox_db_exec(storage, "DELETE FROM fts_doc WHERE format < "
+			   SQLBOX_FTS_FORMAT_STR) < 0)
+		return -1;
+	if (sqlite3_changes(storage->db) > 0) {
+		e_debug(storage->storage.event,
+			"sqlbox fts: %d rows of format 1 dropped",
+			sqlite3_changes(storage->db));
+	}
+	return 0;
+}
+
 /* Indexes the folder's mail that is not yet indexed (older mail, mail
    saved by a sqlbox without FTS).  Own write transaction. */
 static int sqlbox_fts_catch_up(struct sqlbox_mailbox *mbox)
@@ -879,13 +889,13 @@ static int sqlbox_fts_catch_up(struct sqlbox_mailbox *mbox)
 	if (sqlbox_db_begin(storage) < 0)
 		return -1;
 	if (sqlbox_fts_tables_create(storage) < 0 ||
+	    sqlbox_fts_drop_old(storage) < 0 ||
 	    sqlbox_fts_compact(storage) < 0 ||
 	    (stmt = sqlbox_db_prepare(storage,
 		"SELECT DISTINCT b.id, b.size FROM mail m"
 		" JOIN body b ON b.id = m.body_id WHERE m.mailbox_id = ?"
 		" AND NOT EXISTS (SELECT 1 FROM fts_doc d"
-		" WHERE d.body_id = m.body_id"
-		" AND d.format >= "SQLBOX_FTS_FORMAT_STR")")) == NULL) {
+		" WHERE d.body_id = m.body_id)")) == NULL) {
 		sqlbox_db_rollback(storage);
 		return -1;
 	}
@@ -973,8 +983,7 @@ sqlbox_fts_index_pending_batch(struct sqlbox_storage *storage,
 	if (sqlbox_fts_tables_create(storage) < 0 ||
 	    (stmt = sqlbox_db_prepare(storage,
 		"SELECT b.size FROM body b WHERE b.id = ? AND NOT EXISTS"
-		" (SELECT 1 FROM fts_doc d WHERE d.body_id = b.id"
-		" AND d.format >= "SQLBOX_FTS_FORMAT_STR")")) == NULL) {
+		" (SELECT 1 FROM fts_doc d WHERE d.body_id = b.id)")) == NULL) {
 		sqlbox_db_rollback(storage);
 		return -1;
 	}

@@ -928,6 +928,7 @@ def test_header_key_candidates_narrowed():
 FORMAT1_SQL = (
     "INSERT INTO fts_index (fts_index) VALUES ('delete-all');"
     " DELETE FROM fts_doc;"
+    " DROP INDEX fts_doc_old;"
     " ALTER TABLE fts_doc DROP COLUMN format;"
     " INSERT INTO fts_doc (body_id) SELECT id FROM body;"
     " INSERT INTO fts_index (rowid, tri)"
@@ -939,7 +940,8 @@ def test_old_format_index_rebuilt():
     sqlbox first opens it and rebuilt by the next SEARCH's catch-up, so
     SUBJECT church finds its mail (from the old rows' scoped tokens it
     would find none).  A row an older sqlbox adds afterwards (format 1,
-    the column's default, no scoped tokens) is indexed again."""
+    the column's default, no scoped tokens) is dropped and its body
+    indexed again."""
     w = World(mail_location="sqlbox:~/mail", extra_conf="mail_debug = yes\n")
     try:
         password = w.dc.generate_password(USER)
@@ -971,6 +973,8 @@ def test_old_format_index_rebuilt():
         assert field_search(imap, "SUBJECT", "church") == [7]
         assert dbtool_sql(w.dc, password, "SELECT format FROM fts_doc"
                           " WHERE body_id = %d" % body) == ["2"]
+        wait_for(lambda: "sqlbox fts: 1 rows of format 1 dropped" in
+                 w.dc.log_text(), 60, "the old row's drop logged")
         imap.logout()
         assert " Error: " not in w.dc.log_text()
     finally:
