@@ -170,10 +170,10 @@ def run_mixed(imaptest, secs, rounds, nice):
         for rnd in range(rounds):
             k = rnd % len(STORAGES)
             for name in STORAGES[k:] + STORAGES[:k]:
-                cpu_before = sc.tree_cpu_secs(dcs[name].proc.pid)
+                cpu_before = sum(sc.tree_cpu_secs(dcs[name].proc.pid))
                 counters, errors = mixed_round(imaptest, dcs[name],
                                                pws[name], mbox, secs, rnd)
-                cpu = sc.tree_cpu_secs(dcs[name].proc.pid) - cpu_before
+                cpu = sum(sc.tree_cpu_secs(dcs[name].proc.pid)) - cpu_before
                 if errors:
                     raise RuntimeError("%s: imaptest errors:\n%s" % (
                         name, "\n".join(errors[:10])))
