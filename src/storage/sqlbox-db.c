@@ -340,6 +340,10 @@ void sqlbox_db_close(struct sqlbox_storage *storage)
 	storage->mail_range_full_stmt = NULL;
 	sqlite3_finalize(storage->mail_heavy_stmt);
 	storage->mail_heavy_stmt = NULL;
+	sqlite3_finalize(storage->mail_uids_stmt);
+	storage->mail_uids_stmt = NULL;
+	sqlite3_finalize(storage->mail_uids_full_stmt);
+	storage->mail_uids_full_stmt = NULL;
 	sqlite3_finalize(storage->mail_body_stmt);
 	storage->mail_body_stmt = NULL;
 	sqlite3_finalize(storage->chunk_rowid_stmt);

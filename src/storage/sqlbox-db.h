@@ -212,6 +212,16 @@ int sqlbox_db_mail_lookup_range(struct sqlbox_storage *storage,
 				int64_t mailbox_id, uint32_t first_uid,
 				unsigned int limit, bool full, pool_t pool,
 				ARRAY_TYPE(sqlbox_mail_row) *rows);
+/* The most UIDs sqlbox_db_mail_lookup_uids() reads at once. */
+#define SQLBOX_DB_MAIL_UIDS_MAX 32
+/* The rows (light or full) of the mails of the mailbox with these UIDs
+   (count <= SQLBOX_DB_MAIL_UIDS_MAX, none 0), in UID order, appended to
+   rows (strings and headers from pool), read by one statement.  No row
+   of a UID asked means the mail is expunged. */
+int sqlbox_db_mail_lookup_uids(struct sqlbox_storage *storage,
+			       int64_t mailbox_id, const uint32_t *uids,
+			       unsigned int count, bool full, pool_t pool,
+			       ARRAY_TYPE(sqlbox_mail_row) *rows);
 /* The body_cache part of the light rows among rows[0..count) (rows of
    the mailbox in UID order), read by one statement over their UIDs:
    each row whose mail is still there with the same body becomes heavy

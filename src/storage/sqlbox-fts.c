@@ -1365,6 +1365,8 @@ sqlbox_fts_search_init(struct mailbox_transaction_context *t,
 	e_debug(t->box->event, "sqlbox fts: %u candidate mails",
 		seq_range_count(&fctx->uids));
 	fctx->view = t->view;
+	if (mbox->search_candidates == NULL)
+		mbox->search_candidates = &fctx->uids;
 	MODULE_CONTEXT_SET(ctx, sqlbox_fts_search_module, fctx);
 	return ctx;
 }
@@ -1391,6 +1393,11 @@ int sqlbox_fts_search_deinit(struct mail_search_context *ctx)
 	struct sqlbox_fts_search_context *fctx = SQLBOX_FTS_CONTEXT(ctx);
 
 	if (fctx != NULL) {
+		struct sqlbox_mailbox *mbox =
+			SQLBOX_MAILBOX(ctx->transaction->box);
+
+		if (mbox->search_candidates == &fctx->uids)
+			mbox->search_candidates = NULL;
 		array_free(&fctx->uids);
 		i_free(fctx);
 	}

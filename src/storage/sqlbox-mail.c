@@ -59,7 +59,16 @@
    the rows were light).  A mail whose heavy part that statement no
    longer finds (expunged meanwhile) is looked up alone, as a mail that
    is not in a window: it is then an expunged mail, not served from the
-   rows read before. */
+   rows read before.
+
+   A SEARCH the FTS index narrowed (mbox->search_candidates) reads its
+   candidates, whose sequences are seldom consecutive, in a sparse
+   window: the rows of the mail's UID and of the next candidates after
+   it, up to SQLBOX_DB_MAIL_UIDS_MAX UIDs, by one statement (a UID IN
+   list).  Such a window covers only the UIDs it asked for: one of them
+   without a row is expunged, any other UID (even between two asked) is
+   looked up otherwise.  All the rest holds as for a window of
+   consecutive UIDs. */
 #define SQLBOX_MAIL_WINDOW_FIRST 8
 #define SQLBOX_MAIL_WINDOW_MAX 64
 #ifndef SQLBOX_MAIL_READ_AHEAD
@@ -88,6 +97,9 @@ struct sqlbox_mail {
 	/* The mailbox's synced_modseq when the window was read: a sync
 	   that brought in changes (expunges) since drops it. */
 	uint64_t window_modseq;
+	/* A sparse window (window_sparse): the UIDs asked, in order. */
+	uint32_t window_uids[SQLBOX_DB_MAIL_UIDS_MAX];
+	unsigned int window_uids_count;
 	/* sqlbox_db_foreign_version() after the window was read: other
 	   sessions' commits seen since drop it. */
 	unsigned int window_version;
@@ -96,6 +108,8 @@ struct sqlbox_mail {
 	/* A mail of this object needed the heavy part of its row
 	   (sqlbox_mail_row_heavy()): rows are read full from then on. */
 	bool rows_full:1;
+	/* The window is sparse: it covers window_uids only. */
+	bool window_sparse:1;
 	/* The body stream made for this mail (data.stream before any
 	   wrapper), while it asks this mail about missing chunks. */
 	struct istream *body_input;
@@ -182,7 +196,22 @@ sqlbox_mail_window_find(struct sqlbox_mail *mail, uint32_t uid,
 		return NULL;
 	}
 	rows = array_get(&mail->window, &count);
-	if (count == 0 || uid < rows[0].uid || uid > rows[count - 1].uid)
+	if (count == 0) {
+		/* none read, or dropped: covers nothing (a sparse window
+		   whose mails all went is read again, as alone) */
+		return NULL;
+	}
+	if (mail->window_sparse) {
+		unsigned int i;
+
+		for (i = 0; i < mail->window_uids_count; i++) {
+			if (mail->window_uids[i] >= uid)
+				break;
+		}
+		if (i == mail->window_uids_count ||
+		    mail->window_uids[i] != uid)
+			return NULL;
+	} else if (uid < rows[0].uid || uid > rows[count - 1].uid)
 		return NULL;
 	*covered_r = TRUE;
 	hi = count;
@@ -219,6 +248,66 @@ sqlbox_mail_row_copy_heavy(struct sqlbox_mail_row *dest,
 	cache->bodystructure = p_strdup(pool, src->cache.bodystructure);
 }
 
+static void sqlbox_mail_window_init(struct sqlbox_mail *mail)
+{
+	if (mail->window_pool == NULL) {
+		mail->window_pool = pool_alloconly_create(
+			"sqlbox mail window", 64 * 1024);
+		p_array_init(&mail->window, default_pool,
+			     SQLBOX_MAIL_WINDOW_MAX);
+		mail->window_size = SQLBOX_MAIL_WINDOW_FIRST;
+	} else {
+		p_clear(mail->window_pool);
+		array_clear(&mail->window);
+	}
+}
+
+/* The sparse window of the mail's UID, a candidate of the running
+   search: its row and the next candidates' by one statement. */
+static int sqlbox_mail_window_read_sparse(struct sqlbox_mail *mail)
+{
+	struct mail *_mail = &mail->imail.mail.mail;
+	struct sqlbox_mailbox *mbox = SQLBOX_MAILBOX(_mail->box);
+	const struct seq_range *range;
+	unsigned int i, count, n = 0;
+	uint32_t uid;
+
+	sqlbox_mail_window_init(mail);
+	mail->window_sparse = TRUE;
+	range = array_get(mbox->search_candidates, &count);
+	for (i = 0; i < count && n < SQLBOX_DB_MAIL_UIDS_MAX; i++) {
+		if (range[i].seq2 < _mail->uid)
+			continue;
+		uid = I_MAX(range[i].seq1, _mail->uid);
+		for (;; uid++) {
+			mail->window_uids[n++] = uid;
+			if (uid == range[i].seq2 ||
+			    n == SQLBOX_DB_MAIL_UIDS_MAX)
+				break;
+		}
+	}
+	i_assert(n > 0 && mail->window_uids[0] == _mail->uid);
+	mail->window_uids_count = n;
+	mail->window_modseq = mbox->synced_modseq;
+	if (sqlbox_db_mail_lookup_uids(mbox->storage, mbox->id,
+				       mail->window_uids, n, mail->rows_full,
+				       mail->window_pool, &mail->window) < 0) {
+		array_clear(&mail->window);
+		mail->window_uids_count = 0;
+		return -1;
+	}
+	e_debug(_mail->box->event,
+		"sqlbox: %u candidate rows read in one statement",
+		array_count(&mail->window));
+	if (!sqlbox_db_foreign_version(mbox->storage,
+				       &mail->window_version)) {
+		/* Never with SQLite >= 3.38: no window then. */
+		array_clear(&mail->window);
+		mail->window_uids_count = 0;
+	}
+	return 0;
+}
+
 /* The mail's row: from the window, else read with the next rows when
    the mail follows the last one looked up in sequence order, else alone.
    1 found, 0 expunged, -1 error. */
@@ -235,7 +324,15 @@ static int sqlbox_mail_lookup(struct sqlbox_mail *mail)
 	mail->last_seq = _mail->seq;
 	mail->row_from_window = FALSE;
 	wrow = sqlbox_mail_window_find(mail, _mail->uid, &covered);
-	if (!covered && sequential) {
+	if (!covered && !sequential && SQLBOX_MAIL_READ_AHEAD &&
+	    mbox->search_candidates != NULL &&
+	    seq_range_exists(mbox->search_candidates, _mail->uid)) {
+		if (sqlbox_mail_window_read_sparse(mail) < 0)
+			return -1;
+		wrow = sqlbox_mail_window_find(mail, _mail->uid, &covered);
+		mail->window_size = SQLBOX_MAIL_WINDOW_FIRST;
+	} else if (!covered && sequential) {
+		mail->window_sparse = FALSE;
 		if (mail->window_pool == NULL) {
 			mail->window_pool = pool_alloconly_create(
 				"sqlbox mail window", 64 * 1024);

@@ -1,6 +1,7 @@
 /* Copyright (c) dovecot-launchpad authors; see debian/copyright. */
 #include "lib.h"
 #include "buffer.h"
+#include "str.h"
 #include "ioloop.h"
 #include "sqlbox-header-block.h"
 #include "sqlbox-storage.h"
@@ -300,6 +301,42 @@ int sqlbox_db_mail_lookup_range(struct sqlbox_storage *storage,
 	sqlite3_bind_int64(*stmtp, 1, mailbox_id);
 	sqlite3_bind_int64(*stmtp, 2, first_uid);
 	sqlite3_bind_int64(*stmtp, 3, limit);
+	while ((rc = sqlbox_db_step(storage, *stmtp)) == SQLITE_ROW) {
+		sqlbox_db_mail_row_get(*stmtp, full, pool,
+				       array_append_space(rows));
+	}
+	sqlite3_reset(*stmtp);
+	return rc < 0 ? -1 : 0;
+}
+
+int sqlbox_db_mail_lookup_uids(struct sqlbox_storage *storage,
+			       int64_t mailbox_id, const uint32_t *uids,
+			       unsigned int count, bool full, pool_t pool,
+			       ARRAY_TYPE(sqlbox_mail_row) *rows)
+{
+	sqlite3_stmt **stmtp = full ? &storage->mail_uids_full_stmt :
+		&storage->mail_uids_stmt;
+	unsigned int i;
+	int rc;
+
+	i_assert(count <= SQLBOX_DB_MAIL_UIDS_MAX);
+	if (*stmtp == NULL) {
+		string_t *sql = t_str_new(512);
+
+		str_append(sql, full ? SQLBOX_MAIL_ROW_FULL :
+			   SQLBOX_MAIL_ROW_LIGHT);
+		str_append(sql, " WHERE m.mailbox_id = ? AND m.uid IN (?");
+		for (i = 1; i < SQLBOX_DB_MAIL_UIDS_MAX; i++)
+			str_append(sql, ",?");
+		str_append(sql, ") ORDER BY m.uid");
+		*stmtp = sqlbox_db_prepare(storage, str_c(sql));
+		if (*stmtp == NULL)
+			return -1;
+	}
+	sqlite3_bind_int64(*stmtp, 1, mailbox_id);
+	/* The unused ones: 0, never a UID */
+	for (i = 0; i < SQLBOX_DB_MAIL_UIDS_MAX; i++)
+		sqlite3_bind_int64(*stmtp, i + 2, i < count ? uids[i] : 0);
 	while ((rc = sqlbox_db_step(storage, *stmtp)) == SQLITE_ROW) {
 		sqlbox_db_mail_row_get(*stmtp, full, pool,
 				       array_append_space(rows));

@@ -66,6 +66,8 @@ struct sqlbox_storage {
 	   SEARCH), and sqlbox_db_mail_lookup_heavy()'s. */
 	sqlite3_stmt *mail_range_stmt, *mail_range_full_stmt;
 	sqlite3_stmt *mail_heavy_stmt;
+	/* sqlbox_db_mail_lookup_uids()'s (FTS-narrowed SEARCH). */
+	sqlite3_stmt *mail_uids_stmt, *mail_uids_full_stmt;
 	/* sqlbox_db_mail_body_id()'s, likewise (a body read checks its
 	   mail is still there). */
 	sqlite3_stmt *mail_body_stmt;
@@ -144,6 +146,9 @@ struct sqlbox_mailbox {
 	bool fill_keywords_pending:1;
 	/* The first sync started a new transaction log (sqlbox-sync.c). */
 	bool log_rotated:1;
+	/* The UIDs an FTS-narrowed SEARCH reads (sqlbox-fts.c), while it
+	   runs: sqlbox_mail_lookup() reads their rows in batches. */
+	const ARRAY_TYPE(seq_range) *search_candidates;
 };
 
 #define SQLBOX_STORAGE(s) container_of(s, struct sqlbox_storage, storage)

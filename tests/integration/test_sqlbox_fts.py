@@ -923,6 +923,65 @@ def test_header_key_candidates_narrowed():
         w.close()
 
 
+def rows_batches_logged(w, box):
+    """The row counts of the candidates' batches read so far for box
+    (sqlbox_mail_window_read_sparse()'s debug line)."""
+    return [int(n) for n in re.findall(
+        r"Mailbox %s: sqlbox: (\d+) candidate rows read in one statement"
+        % box, w.dc.log_text())]
+
+
+def test_candidate_rows_read_in_batches():
+    """Issue 15: a SEARCH the index narrowed to candidates whose
+    sequences are not consecutive reads their rows by a few statements
+    of up to 32 UIDs each, not one per mail, and answers as the unindexed
+    search.  Another session expunging candidates between two SEARCHes:
+    the second answers without them, still as the unindexed search."""
+    w = World(mail_location="sqlbox:~/mail", extra_conf="mail_debug = yes\n")
+    try:
+        password = w.dc.generate_password(USER)
+        imap = imap_login(w.dc, password)
+        ok(imap.create("Batch"))
+        msgs = []
+        for i in range(90):
+            sender = ("Sybil <sybil@example.org>" if i % 3 == 0
+                      else "Bob <bob@example.org>")
+            msgs.append(header_mail([("From", sender),
+                                     ("Subject", "notes %d" % i)],
+                                    "the bells ring %d" % i))
+        append_all(imap, "Batch", msgs)
+        select_count(imap, "Batch")
+        want = [i + 1 for i in range(90) if i % 3 == 0]
+        before = len(rows_batches_logged(w, "Batch"))
+        assert search_candidates(w, imap, "Batch", "FROM", "sybil") == \
+            (want, 30)
+        wait_for(lambda: len(rows_batches_logged(w, "Batch")) > before, 60,
+                 "the candidates' batches")
+        batches = rows_batches_logged(w, "Batch")[before:]
+        # 30 candidates: one statement (a mail looked up alone each
+        # before), and no more rows than candidates
+        assert batches == [30]
+        assert uid_search_unindexed(imap, "FROM", "sybil") == want
+
+        other = imap_login(w.dc, password)
+        select_count(other, "Batch")
+        gone = [want[1], want[2], want[17]]
+        ok(other.uid("STORE", ",".join(map(str, gone)), "+FLAGS",
+                     "(\\Deleted)"))
+        ok(other.expunge())
+        other.logout()
+        left = [u for u in want if u not in gone]
+        got = uid_search(imap, "FROM", "sybil")
+        assert got == uid_search_unindexed(imap, "FROM", "sybil")
+        assert got == left
+        ok(imap.noop())
+        assert uid_search(imap, "FROM", "sybil") == left
+        assert uid_search_unindexed(imap, "FROM", "sybil") == left
+        imap.logout()
+    finally:
+        w.close()
+
+
 # fts_doc and fts_index as a sqlbox before the scoped tokens left them
 # (format 1): no format column, rows with unscoped trigrams only.
 FORMAT1_SQL = (
