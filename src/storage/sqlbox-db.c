@@ -344,6 +344,8 @@ void sqlbox_db_close(struct sqlbox_storage *storage)
 	storage->mail_uids_stmt = NULL;
 	sqlite3_finalize(storage->mail_uids_full_stmt);
 	storage->mail_uids_full_stmt = NULL;
+	sqlite3_finalize(storage->mail_heavy_uids_stmt);
+	storage->mail_heavy_uids_stmt = NULL;
 	sqlite3_finalize(storage->mail_body_stmt);
 	storage->mail_body_stmt = NULL;
 	sqlite3_finalize(storage->chunk_rowid_stmt);

@@ -225,11 +225,13 @@ int sqlbox_db_mail_lookup_uids(struct sqlbox_storage *storage,
 /* The body_cache part of the light rows among rows[0..count) (rows of
    the mailbox in UID order), read by one statement over their UIDs:
    each row whose mail is still there with the same body becomes heavy
-   (strings and headers from pool); the others stay as they were. */
+   (strings and headers from pool); the others stay as they were.
+   sparse: the rows are a sparse window's (count <=
+   SQLBOX_DB_MAIL_UIDS_MAX): their UIDs only are read, not the range. */
 int sqlbox_db_mail_lookup_heavy(struct sqlbox_storage *storage,
 				int64_t mailbox_id,
 				struct sqlbox_mail_row *rows,
-				unsigned int count, pool_t pool);
+				unsigned int count, bool sparse, pool_t pool);
 /* The body of the mail with this UID, read now (no row, nothing from
    pool): 1 found, 0 expunged, -1 error. */
 int sqlbox_db_mail_body_id(struct sqlbox_storage *storage, int64_t mailbox_id,

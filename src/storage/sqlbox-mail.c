@@ -481,6 +481,7 @@ static int sqlbox_mail_row_heavy(struct sqlbox_mail *mail)
 			rows = array_get_modifiable(&mail->window, &count);
 			if (sqlbox_db_mail_lookup_heavy(mbox->storage,
 							mbox->id, rows, count,
+							mail->window_sparse,
 							mail->window_pool) < 0)
 				return -1;
 		}

@@ -345,10 +345,15 @@ int sqlbox_db_mail_lookup_uids(struct sqlbox_storage *storage,
 	return rc < 0 ? -1 : 0;
 }
 
+#define SQLBOX_MAIL_HEAVY \
+	"SELECT m.uid, m.body_id, c.hdr_size, c.hdr_lines," \
+	" c.body_lines, c.header, c.envelope, c.bodystructure" \
+	" FROM mail m LEFT JOIN body_cache c ON c.body_id = m.body_id"
+
 int sqlbox_db_mail_lookup_heavy(struct sqlbox_storage *storage,
 				int64_t mailbox_id,
 				struct sqlbox_mail_row *rows,
-				unsigned int count, pool_t pool)
+				unsigned int count, bool sparse, pool_t pool)
 {
 	sqlite3_stmt *stmt;
 	unsigned int i = 0;
@@ -357,21 +362,44 @@ int sqlbox_db_mail_lookup_heavy(struct sqlbox_storage *storage,
 
 	if (count == 0)
 		return 0;
-	if (storage->mail_heavy_stmt == NULL) {
-		storage->mail_heavy_stmt = sqlbox_db_prepare(storage,
-			"SELECT m.uid, m.body_id, c.hdr_size, c.hdr_lines,"
-			" c.body_lines, c.header, c.envelope, c.bodystructure"
-			" FROM mail m"
-			" LEFT JOIN body_cache c ON c.body_id = m.body_id"
-			" WHERE m.mailbox_id = ? AND m.uid BETWEEN ? AND ?"
-			" ORDER BY m.uid");
-		if (storage->mail_heavy_stmt == NULL)
-			return -1;
+	if (sparse) {
+		/* A sparse window: its rows only */
+		unsigned int n;
+
+		i_assert(count <= SQLBOX_DB_MAIL_UIDS_MAX);
+		if (storage->mail_heavy_uids_stmt == NULL) {
+			string_t *sql = t_str_new(512);
+
+			str_append(sql, SQLBOX_MAIL_HEAVY
+				   " WHERE m.mailbox_id = ? AND m.uid IN (?");
+			for (n = 1; n < SQLBOX_DB_MAIL_UIDS_MAX; n++)
+				str_append(sql, ",?");
+			str_append(sql, ") ORDER BY m.uid");
+			storage->mail_heavy_uids_stmt =
+				sqlbox_db_prepare(storage, str_c(sql));
+			if (storage->mail_heavy_uids_stmt == NULL)
+				return -1;
+		}
+		stmt = storage->mail_heavy_uids_stmt;
+		sqlite3_bind_int64(stmt, 1, mailbox_id);
+		for (n = 0; n < SQLBOX_DB_MAIL_UIDS_MAX; n++) {
+			sqlite3_bind_int64(stmt, n + 2,
+					   n < count ? rows[n].uid : 0);
+		}
+	} else {
+		if (storage->mail_heavy_stmt == NULL) {
+			storage->mail_heavy_stmt = sqlbox_db_prepare(storage,
+				SQLBOX_MAIL_HEAVY
+				" WHERE m.mailbox_id = ? AND"
+				" m.uid BETWEEN ? AND ? ORDER BY m.uid");
+			if (storage->mail_heavy_stmt == NULL)
+				return -1;
+		}
+		stmt = storage->mail_heavy_stmt;
+		sqlite3_bind_int64(stmt, 1, mailbox_id);
+		sqlite3_bind_int64(stmt, 2, rows[0].uid);
+		sqlite3_bind_int64(stmt, 3, rows[count - 1].uid);
 	}
-	stmt = storage->mail_heavy_stmt;
-	sqlite3_bind_int64(stmt, 1, mailbox_id);
-	sqlite3_bind_int64(stmt, 2, rows[0].uid);
-	sqlite3_bind_int64(stmt, 3, rows[count - 1].uid);
 	while ((rc = sqlbox_db_step(storage, stmt)) == SQLITE_ROW) {
 		uid = sqlite3_column_int64(stmt, 0);
 		while (i < count && rows[i].uid < uid)

@@ -68,6 +68,7 @@ struct sqlbox_storage {
 	sqlite3_stmt *mail_heavy_stmt;
 	/* sqlbox_db_mail_lookup_uids()'s (FTS-narrowed SEARCH). */
 	sqlite3_stmt *mail_uids_stmt, *mail_uids_full_stmt;
+	sqlite3_stmt *mail_heavy_uids_stmt;
 	/* sqlbox_db_mail_body_id()'s, likewise (a body read checks its
 	   mail is still there). */
 	sqlite3_stmt *mail_body_stmt;

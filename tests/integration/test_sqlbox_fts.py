@@ -946,9 +946,10 @@ def test_candidate_rows_read_in_batches():
         for i in range(90):
             sender = ("Sybil <sybil@example.org>" if i % 3 == 0
                       else "Bob <bob@example.org>")
-            msgs.append(header_mail([("From", sender),
-                                     ("Subject", "notes %d" % i)],
-                                    "the bells ring %d" % i))
+            headers = [("From", sender), ("Subject", "notes %d" % i)]
+            if i % 6 == 0:
+                headers.append(("X-Tag", "tagged"))
+            msgs.append(header_mail(headers, "the bells ring %d" % i))
         append_all(imap, "Batch", msgs)
         select_count(imap, "Batch")
         want = [i + 1 for i in range(90) if i % 3 == 0]
@@ -962,6 +963,12 @@ def test_candidate_rows_read_in_batches():
         # before), and no more rows than candidates
         assert batches == [30]
         assert uid_search_unindexed(imap, "FROM", "sybil") == want
+        # a key outside the light rows: the heavy part of the batch
+        tagged = [u for u in want if (u - 1) % 6 == 0]
+        assert _search(imap, "FROM", "sybil", "HEADER", "X-Tag",
+                       "tagged") == tagged
+        assert _search(imap, "OR", "FROM", "sybil", *NEVER_SET,
+                       "HEADER", "X-Tag", "tagged") == tagged
 
         other = imap_login(w.dc, password)
         select_count(other, "Batch")
