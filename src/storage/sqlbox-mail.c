@@ -248,6 +248,8 @@ sqlbox_mail_row_copy_heavy(struct sqlbox_mail_row *dest,
 	cache->bodystructure = p_strdup(pool, src->cache.bodystructure);
 }
 
+/* The window emptied for a new read: made at the first size the first
+   time, else cleared (its size is the caller's). */
 static void sqlbox_mail_window_init(struct sqlbox_mail *mail)
 {
 	if (mail->window_pool == NULL) {
@@ -333,22 +335,15 @@ static int sqlbox_mail_lookup(struct sqlbox_mail *mail)
 		mail->window_size = SQLBOX_MAIL_WINDOW_FIRST;
 	} else if (!covered && sequential) {
 		mail->window_sparse = FALSE;
-		if (mail->window_pool == NULL) {
-			mail->window_pool = pool_alloconly_create(
-				"sqlbox mail window", 64 * 1024);
-			p_array_init(&mail->window, default_pool,
-				     SQLBOX_MAIL_WINDOW_MAX);
-			mail->window_size = SQLBOX_MAIL_WINDOW_FIRST;
-		} else {
+		if (mail->window_pool != NULL) {
 			/* An empty one was dropped (or found no row): from
 			   the first size again. */
 			mail->window_size = array_count(&mail->window) == 0 ?
 				SQLBOX_MAIL_WINDOW_FIRST :
 				I_MIN(mail->window_size * 2,
 				      SQLBOX_MAIL_WINDOW_MAX);
-			p_clear(mail->window_pool);
-			array_clear(&mail->window);
 		}
+		sqlbox_mail_window_init(mail);
 		mail->window_modseq = mbox->synced_modseq;
 		if (sqlbox_db_mail_lookup_range(mbox->storage, mbox->id,
 						_mail->uid, mail->window_size,
