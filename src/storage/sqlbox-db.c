@@ -327,29 +327,27 @@ static void sqlbox_db_body_close(struct sqlbox_storage *storage)
 
 void sqlbox_db_close(struct sqlbox_storage *storage)
 {
+	/* The main connection's statements kept prepared. */
+	sqlite3_stmt **stmts[] = {
+		&storage->mail_lookup_stmt,
+		&storage->mail_range_stmt,
+		&storage->mail_lookup_full_stmt,
+		&storage->mail_range_full_stmt,
+		&storage->mail_heavy_stmt,
+		&storage->mail_uids_stmt,
+		&storage->mail_uids_full_stmt,
+		&storage->mail_heavy_uids_stmt,
+		&storage->mail_body_stmt,
+		&storage->chunk_rowid_stmt,
+	};
+
 	/* First: the main connection is then never the last one, whose
 	   close checkpoints. */
 	sqlbox_db_body_close(storage);
-	sqlite3_finalize(storage->mail_lookup_stmt);
-	storage->mail_lookup_stmt = NULL;
-	sqlite3_finalize(storage->mail_range_stmt);
-	storage->mail_range_stmt = NULL;
-	sqlite3_finalize(storage->mail_lookup_full_stmt);
-	storage->mail_lookup_full_stmt = NULL;
-	sqlite3_finalize(storage->mail_range_full_stmt);
-	storage->mail_range_full_stmt = NULL;
-	sqlite3_finalize(storage->mail_heavy_stmt);
-	storage->mail_heavy_stmt = NULL;
-	sqlite3_finalize(storage->mail_uids_stmt);
-	storage->mail_uids_stmt = NULL;
-	sqlite3_finalize(storage->mail_uids_full_stmt);
-	storage->mail_uids_full_stmt = NULL;
-	sqlite3_finalize(storage->mail_heavy_uids_stmt);
-	storage->mail_heavy_uids_stmt = NULL;
-	sqlite3_finalize(storage->mail_body_stmt);
-	storage->mail_body_stmt = NULL;
-	sqlite3_finalize(storage->chunk_rowid_stmt);
-	storage->chunk_rowid_stmt = NULL;
+	for (unsigned int i = 0; i < N_ELEMENTS(stmts); i++) {
+		sqlite3_finalize(*stmts[i]);
+		*stmts[i] = NULL;
+	}
 	if (storage->db != NULL)
 		cvfs_close(&storage->db);
 	storage->txn_depth = 0;
