@@ -58,6 +58,14 @@ def append_cmd(msg):
     return b"APPEND INBOX {%d+}\r\n" % len(msg) + msg
 
 
+def multiappend(w, pw, msgs):
+    """msgs appended to INBOX by one MULTIAPPEND of its own session."""
+    imap = login(w, pw)
+    ok(imap, b"APPEND INBOX" + b"".join(
+        b" {%d+}\r\n" % len(m) + m for m in msgs))
+    imap.close()
+
+
 def ok(imap, cmd):
     res = imap.command(cmd)
     assert b"\r\nTAG OK " in b"\r\n" + res, (cmd[:60], res[-300:])
@@ -216,10 +224,7 @@ def test_body_connection_counts_single_read_bodies(world):
     w, pw = world
     rng = random.Random(SEED + 1)
     msgs = [message(rng, i, 3900) for i in range(300)]     # 1.2 MB
-    imap = login(w, pw)
-    ok(imap, b"APPEND INBOX" + b"".join(
-        b" {%d+}\r\n" % len(m) + m for m in msgs))
-    imap.close()
+    multiappend(w, pw, msgs)
 
     imap = login(w, pw)
     ok(imap, b"SELECT INBOX")
@@ -245,10 +250,7 @@ def test_body_connection_for_many_bodies(world):
     w, pw = world
     rng = random.Random(SEED + 2)
     msgs = [message(rng, i, 3000) for i in range(16)]      # 50 KB
-    imap = login(w, pw)
-    ok(imap, b"APPEND INBOX" + b"".join(
-        b" {%d+}\r\n" % len(m) + m for m in msgs))
-    imap.close()
+    multiappend(w, pw, msgs)
 
     imap = login(w, pw)
     ok(imap, b"SELECT INBOX")
