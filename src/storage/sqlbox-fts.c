@@ -99,10 +99,22 @@
    when a sqlbox of format 2 first opens it, and rebuilt by the catch-up
    at the next SEARCH of each folder.  An older sqlbox run on the
    database afterwards still adds rows without scoped tokens (format 1,
-   the column's default): each catch-up, which precedes every lookup,
-   first drops such rows (a partial index holds them, so finding none
-   costs nothing) and so indexes those bodies again: a scoped key is
-   never answered from them.
+   the column's default): each catch-up, which precedes every lookup
+   of a folder not caught up, first drops such rows (a partial index
+   holds them, so finding none costs nothing) and so indexes those
+   bodies again: a scoped key is never answered from them.  (An older
+   sqlbox adds rows only for bodies without one: new mail, which moves
+   the folder's UIDNEXT, or bodies unindexed by a delete of their rows,
+   which forgets every caught-up folder; so a folder caught up has
+   none.)
+
+   Caught up (issue 15): fts_caught_up(mailbox_id, uidvalidity, uidnext,
+   highestmodseq, format) records a folder's row as the last catch-up
+   that found every body of it indexed saw it; a SEARCH whose folder
+   still has those values skips the catch-up and its write transaction
+   (sqlbox_fts_caught_up()).  Triggers forget a folder's record with
+   the folder, and every record when the fts_doc row of a live body is
+   deleted.  An older sqlbox ignores the table but runs the triggers.
 
    An expunged body's trigrams stay in the contentless FTS index (FTS5 in
    SQLite 3.40 can only delete them given the same text again) but no
@@ -160,6 +172,23 @@ static const char *const sqlbox_fts_tables[] = {
 	" tri, tokenize = 'ascii', detail = 'none', content = '')",
 	"CREATE TRIGGER IF NOT EXISTS fts_doc_body_delete AFTER DELETE ON body"
 	" BEGIN DELETE FROM fts_doc WHERE body_id = OLD.id; END",
+	/* Folders caught up (sqlbox_fts_caught_up()) */
+	"CREATE TABLE IF NOT EXISTS fts_caught_up ("
+	" mailbox_id INTEGER PRIMARY KEY,"
+	" uidvalidity INTEGER NOT NULL,"
+	" uidnext INTEGER NOT NULL,"
+	" highestmodseq INTEGER NOT NULL,"
+	" format INTEGER NOT NULL)",
+	/* folder ids are given out again */
+	"CREATE TRIGGER IF NOT EXISTS fts_caught_up_mailbox_delete"
+	" AFTER DELETE ON mailbox BEGIN"
+	" DELETE FROM fts_caught_up WHERE mailbox_id = OLD.id; END",
+	/* a live body unindexed (compaction, an old row dropped, by any
+	   sqlbox): no folder is known to be caught up any more; a body's
+	   own delete (its row is gone by then) changes nothing */
+	"CREATE TRIGGER IF NOT EXISTS fts_caught_up_void AFTER DELETE ON fts_doc"
+	" WHEN EXISTS (SELECT 1 FROM body WHERE id = OLD.body_id) BEGIN"
+	" DELETE FROM fts_caught_up; END",
 	NULL
 };
 
@@ -876,8 +905,61 @@ static int sqlbox_fts_drop_old(struct sqlbox_storage *storage)
 	return 0;
 }
 
+/* Whether the folder is caught up: its row in fts_caught_up, written by
+   the last catch-up that found it so (in its write transaction), still
+   names the folder's UIDVALIDITY, UIDNEXT and HIGHESTMODSEQ and this
+   format.  One read, no lock: a SEARCH of a folder that did not change
+   since pays no write transaction (bench/README.md, issue 15, eighth
+   pass).
+
+   Why that is enough: after a catch-up every mail row of the folder has
+   a body with an fts_doc row of this format.  That stays true until
+   (a) a mail row is added to the folder: a save, COPY, MOVE, the
+   spool's import or an older sqlbox, all of them in the transaction
+   that moves the folder's uidnext past the new UID (a mail's body never
+   changes); or (b) the fts_doc row of a live body is deleted
+   (compaction, drop_old, an upgrade, by this or an older sqlbox): the
+   trigger fts_caught_up_void deletes every record then.  A body's own
+   delete drops only rows nobody needs.  Expunges and flag changes
+   (HIGHESTMODSEQ) need no catch-up but cost one; compaction after
+   expunges waits for that one.  The record of a deleted folder goes with
+   its mailbox row (trigger), and a folder of a reused id has another
+   UIDVALIDITY anyway.  Mail being saved now, after the read, is missed
+   as after a catch-up's COMMIT: the view the search runs on is older.
+   1 if caught up, 0 if not (no table yet: not caught up), -1 never (an
+   error here leaves it to the catch-up's statements to report). */
+static int sqlbox_fts_caught_up(struct sqlbox_mailbox *mbox)
+{
+	struct sqlbox_storage *storage = mbox->storage;
+	sqlite3_stmt *stmt;
+	int64_t modseq;
+
+	/* not sqlbox_db_prepare(): before the first catch-up the table
+	   does not exist, which is no error */
+	if (sqlite3_prepare_v2(storage->db,
+		"SELECT m.highestmodseq FROM mailbox m JOIN fts_caught_up c"
+		" ON c.mailbox_id = m.id WHERE m.id = ?"
+		" AND c.uidvalidity = m.uidvalidity AND c.uidnext = m.uidnext"
+		" AND c.highestmodseq = m.highestmodseq"
+		" AND c.format = "SQLBOX_FTS_FORMAT_STR,
+		-1, &stmt, NULL) != SQLITE_OK)
+		return 0;
+	sqlite3_bind_int64(stmt, 1, mbox->id);
+	if (sqlite3_step(stmt) != SQLITE_ROW) {
+		sqlite3_finalize(stmt);
+		return 0;
+	}
+	modseq = sqlite3_column_int64(stmt, 0);
+	sqlite3_finalize(stmt);
+	e_debug(mbox->box.event,
+		"sqlbox fts: index of folder caught up at modseq %"PRId64,
+		modseq);
+	return 1;
+}
+
 /* Indexes the folder's mail that is not yet indexed (older mail, mail
-   saved by a sqlbox without FTS).  Own write transaction. */
+   saved by a sqlbox without FTS).  Own write transaction, unless the
+   folder is caught up already (sqlbox_fts_caught_up()). */
 static int sqlbox_fts_catch_up(struct sqlbox_mailbox *mbox)
 {
 	struct sqlbox_storage *storage = mbox->storage;
@@ -886,6 +968,8 @@ static int sqlbox_fts_catch_up(struct sqlbox_mailbox *mbox)
 	sqlite3_stmt *stmt;
 	int rc, ret = 0;
 
+	if (sqlbox_fts_caught_up(mbox) > 0)
+		return 0;
 	if (sqlbox_db_begin(storage) < 0)
 		return -1;
 	if (sqlbox_fts_tables_create(storage) < 0 ||
@@ -929,6 +1013,14 @@ static int sqlbox_fts_catch_up(struct sqlbox_mailbox *mbox)
 	}
 	array_free(&ids);
 	array_free(&sizes);
+	/* under the write lock: the mailbox row is the one of the mail
+	   rows just indexed */
+	if (ret == 0 && sqlbox_db_exec_args(storage,
+		"INSERT OR REPLACE INTO fts_caught_up (mailbox_id, uidvalidity,"
+		" uidnext, highestmodseq, format) SELECT id, uidvalidity,"
+		" uidnext, highestmodseq, "SQLBOX_FTS_FORMAT_STR
+		" FROM mailbox WHERE id = ?", 1, mbox->id) < 0)
+		ret = -1;
 	if (ret < 0) {
 		sqlbox_db_rollback(storage);
 		return -1;
