@@ -16,6 +16,9 @@ of an older database the first time it is read.
   them, not the header block: it answers with the body_cache rows gone
   (FETCH ENVELOPE then computes them again); a database of version 8 gets
   its body_fields rows at the migration;
+- reads of whole bodies (BODY[], BINARY[], BODY[TEXT], parts, partial
+  reads, a body with NULs) answer as before with the body_cache rows
+  gone and fill none back: they read the light rows only;
 - mail rows read ahead for FETCH and SEARCH in sequence order answer
   every mail with its own data over expunged UIDs, also in a session that
   has not seen the expunge yet.
@@ -591,4 +594,56 @@ def test_migration_from_version_8(sqlbox_world, maildir_answers):
     assert dbtool(world, password, "sql", "PRAGMA user_version") == [["9"]]
     assert fields_rows(world, password) == saved
     compare(maildir_answers, session(world, password, READS))
+    no_errors(world)
+
+
+# A body with NULs (APPENDed as a literal8): BODY[] sends them as 0x80
+# (imap's NUL filter), BINARY[] as they are.
+WITH_NULS = (b"From: Uma <uma@example.org>\r\nSubject: nuls\r\n"
+             b"Content-Type: application/octet-stream\r\n"
+             b"Content-Transfer-Encoding: binary\r\n\r\n"
+             b"before\x00after\r\n\x00\x00 two more\r\n")
+BODY_READS = [
+    b"FETCH 1:* (BODY.PEEK[])",
+    b"FETCH 1:* (BODY.PEEK[TEXT])",
+    b"FETCH 1:* (RFC822.SIZE BODY.PEEK[1])",
+    b"FETCH 1:* (BODY.PEEK[]<0.17> BODY.PEEK[TEXT]<3.9>)",
+    b"FETCH %d (BODY.PEEK[]<262100.300> BODY.PEEK[TEXT]<300000.50>"
+    b" BODY.PEEK[]<65530.20>)" % LARGE_SEQ,
+    b"FETCH %d (BODY.PEEK[] BINARY.PEEK[] BINARY.PEEK[1]"
+    b" BINARY.PEEK[1]<3.5> BODY.PEEK[TEXT]<4.6>)" % (len(CORPUS) + 1),
+]
+
+
+def test_body_reads_light_rows(sqlbox_world):
+    """Reads of whole bodies need no header block: they answer the same
+    with every body_cache row deleted, and fill none back (as they did
+    when every body read read the heavy row first).  The body with NULs
+    comes 0x80 for NUL through BODY[], as it is through BINARY[]."""
+    world, password = sqlbox_world
+    res = session(world, password, [
+        b"APPEND INBOX {%d+}\r\n" % len(WITH_NULS) + WITH_NULS])
+    assert b"TAG OK" in res[0], res
+    nuls = len(CORPUS) + 1
+    before = session(world, password, [b"SELECT INBOX"] + BODY_READS)
+    first = before[1].split(b"* %d FETCH (BODY[] {" % nuls)[1]
+    assert first.split(b"}\r\n", 1)[1].startswith(
+        WITH_NULS.replace(b"\x00", b"\x80")), first[:300]
+    assert b"BINARY[] ~{%d}\r\n" % len(WITH_NULS) + WITH_NULS in \
+        before[-1], before[-1]
+    text = WITH_NULS.split(b"\r\n\r\n", 1)[1]
+    assert b"BINARY[1] ~{%d}\r\n" % len(text) + text in before[-1], \
+        before[-1]
+    assert b"BINARY[1]<3> ~{5}\r\nore\x00a" in before[-1], before[-1]
+    assert b"BODY[TEXT]<4> {6}\r\nre\x80aft" in before[-1], before[-1]
+    dbtool(world, password, "exec", "DELETE FROM body_cache")
+    after = session(world, password, [b"SELECT INBOX"] + BODY_READS)
+    assert normal(after) == normal(before)
+    assert dbtool(world, password, "sql",
+                  "SELECT count(*) FROM body_cache") == [["0"]]
+    # What wants the header block still has it computed again.
+    session(world, password, [b"SELECT INBOX",
+                              b"FETCH 1:* (BODY.PEEK[HEADER])"])
+    assert dbtool(world, password, "sql",
+                  "SELECT count(*) FROM body_cache") == [[str(nuls)]]
     no_errors(world)
