@@ -17,7 +17,10 @@ libdovecot: imap's NUL filter (i_stream_nonuls_read) and the CRLF filter
 build (--nonuls, --crlf: START-END in hex; check them with objdump -d
 around the callers of memchr if the package changes).
 """
-import argparse, collections, re, subprocess, sys
+import argparse
+import collections
+import re
+import subprocess
 
 NONULS = (0xd7850, 0xd79a0)
 CRLF = (0x110270, 0x110740)
