@@ -329,16 +329,16 @@ void sqlbox_db_close(struct sqlbox_storage *storage)
 {
 	/* The main connection's statements kept prepared. */
 	sqlite3_stmt **stmts[] = {
-		&storage->mail_lookup_stmt,
-		&storage->mail_range_stmt,
-		&storage->mail_lookup_full_stmt,
-		&storage->mail_range_full_stmt,
-		&storage->mail_heavy_stmt,
-		&storage->mail_uids_stmt,
-		&storage->mail_uids_full_stmt,
-		&storage->mail_heavy_uids_stmt,
 		&storage->mail_body_stmt,
 		&storage->chunk_rowid_stmt,
+	};
+	/* and those kept per heavy parts */
+	sqlite3_stmt **parts_stmts[] = {
+		storage->mail_lookup_stmts,
+		storage->mail_range_stmts,
+		storage->mail_heavy_stmts,
+		storage->mail_uids_stmts,
+		storage->mail_heavy_uids_stmts,
 	};
 
 	/* First: the main connection is then never the last one, whose
@@ -347,6 +347,12 @@ void sqlbox_db_close(struct sqlbox_storage *storage)
 	for (unsigned int i = 0; i < N_ELEMENTS(stmts); i++) {
 		sqlite3_finalize(*stmts[i]);
 		*stmts[i] = NULL;
+	}
+	for (unsigned int i = 0; i < N_ELEMENTS(parts_stmts); i++) {
+		for (unsigned int j = 0; j <= SQLBOX_ROW_PARTS_ALL; j++) {
+			sqlite3_finalize(parts_stmts[i][j]);
+			parts_stmts[i][j] = NULL;
+		}
 	}
 	if (storage->db != NULL)
 		cvfs_close(&storage->db);

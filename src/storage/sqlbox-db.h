@@ -23,10 +23,11 @@ struct mail_user;
 struct mailbox_update;
 struct sqlbox_storage;
 
-/* A body's row of table body_cache: what Dovecot's index cache would
-   keep of it (the raw header block, hdr_size bytes, followed by the
-   body's first byte if any: header_size bytes in all; line counts;
-   ENVELOPE and BODYSTRUCTURE, NULL until known). */
+/* What Dovecot's index cache would keep of a body, in its rows of tables
+   body_header (the raw header block, hdr_size bytes, followed by the
+   body's first byte if any: header_size bytes in all; the line counts)
+   and body_cache (the line counts; ENVELOPE and BODYSTRUCTURE, NULL
+   until known). */
 struct sqlbox_body_cache {
 	const unsigned char *header;
 	size_t header_size, hdr_size;
@@ -34,29 +35,42 @@ struct sqlbox_body_cache {
 	const char *envelope, *bodystructure;
 };
 
-/* A mail's row, light or full.  A light row (the mail rows read ahead
-   for FETCH and SEARCH, sqlbox-mail.c) has of the body's cache row only
-   what table body_fields keeps: the sizes and line counts of cache, and
-   the search fields; a full one (heavy) has all of body_cache. */
+/* The heavy parts of a mail's row, each read when a mail needs it:
+   the body's body_header row (the header block) and its body_cache row
+   (ENVELOPE, BODYSTRUCTURE). */
+enum sqlbox_row_part {
+	SQLBOX_ROW_HEADER = 0x01,
+	SQLBOX_ROW_SPECIAL = 0x02,
+};
+#define SQLBOX_ROW_PARTS_ALL (SQLBOX_ROW_HEADER | SQLBOX_ROW_SPECIAL)
+
+/* A mail's row, light or with heavy parts.  A light row (the mail rows
+   read ahead for FETCH and SEARCH, sqlbox-mail.c) has of the body's
+   cache rows only what table body_fields keeps: the sizes and line
+   counts of cache, and the search fields; heavy parts add the header
+   block (body_header) or ENVELOPE and BODYSTRUCTURE (body_cache). */
 struct sqlbox_mail_row {
 	uint32_t uid;
 	int64_t body_id;
 	uoff_t size;
 	time_t received, saved;
 	const char *guid;
-	/* The body's cache row, if it has one (cached): hdr_size,
-	   hdr_lines and body_lines always; header, header_size, envelope
-	   and bodystructure only once heavy. */
+	/* The body's cache rows, if it has them (cached): hdr_size,
+	   hdr_lines and body_lines always; header and header_size once the
+	   part SQLBOX_ROW_HEADER was read and found, envelope and
+	   bodystructure once SQLBOX_ROW_SPECIAL was. */
 	struct sqlbox_body_cache cache;
 	/* body_fields.fields, fields_size bytes, of a light row: the
 	   header block's SQLBOX_SEARCH_FIELDS (sqlbox-header-block.h);
 	   NULL when the block is not plain, or not read. */
 	const unsigned char *fields;
 	size_t fields_size;
+	/* The sizes and line counts of cache are known (a light row: the
+	   body has a body_fields row). */
 	bool cached;
-	/* The body_cache part was read: cached then says whether the body
-	   has a body_cache row (a light row: a body_fields row). */
-	bool heavy;
+	/* enum sqlbox_row_part: the heavy parts read (parts_read), and
+	   those of them whose row the body has (parts_found). */
+	uint8_t parts_read, parts_found;
 };
 ARRAY_DEFINE_TYPE(sqlbox_mail_row, struct sqlbox_mail_row);
 
@@ -197,55 +211,61 @@ int sqlbox_db_chunk_insert(struct sqlbox_storage *storage, int64_t body_id,
 			   uint32_t seq, const void *data, size_t size);
 /* Drops bodies no mail refers to any more (pending ones stay). */
 int sqlbox_db_bodies_gc(struct sqlbox_storage *storage);
-/* Mail metadata with the body's body_fields row (a light row), or its
-   body_cache row (full: a heavy row); 1 found, 0 expunged, -1 error.
-   Strings, fields and the header from pool. */
+/* Mail metadata with the body's body_fields row (a light row: parts 0),
+   or with the heavy parts (enum sqlbox_row_part) instead; 1 found, 0
+   expunged, -1 error.  Strings, fields and the header from pool. */
 int sqlbox_db_mail_lookup(struct sqlbox_storage *storage, int64_t mailbox_id,
-			  uint32_t uid, bool full, pool_t pool,
+			  uint32_t uid, unsigned int parts, pool_t pool,
 			  struct sqlbox_mail_row *row_r);
-/* The rows (light or full) of up to limit mails of the mailbox from
-   first_uid on, in UID order, appended to rows (strings and headers from
-   pool), read by one statement: one read transaction for all of them.
-   No row of a UID between first_uid and the last row's means the mail is
-   expunged. */
+/* The rows (light or with parts) of up to limit mails of the mailbox
+   from first_uid on, in UID order, appended to rows (strings and headers
+   from pool), read by one statement: one read transaction for all of
+   them.  No row of a UID between first_uid and the last row's means the
+   mail is expunged. */
 int sqlbox_db_mail_lookup_range(struct sqlbox_storage *storage,
 				int64_t mailbox_id, uint32_t first_uid,
-				unsigned int limit, bool full, pool_t pool,
-				ARRAY_TYPE(sqlbox_mail_row) *rows);
+				unsigned int limit, unsigned int parts,
+				pool_t pool, ARRAY_TYPE(sqlbox_mail_row) *rows);
 /* The most UIDs sqlbox_db_mail_lookup_uids() reads at once. */
 #define SQLBOX_DB_MAIL_UIDS_MAX 32
-/* The rows (light or full) of the mails of the mailbox with these UIDs
-   (count <= SQLBOX_DB_MAIL_UIDS_MAX, none 0), in UID order, appended to
-   rows (strings and headers from pool), read by one statement.  No row
-   of a UID asked means the mail is expunged. */
+/* The rows (light or with parts) of the mails of the mailbox with these
+   UIDs (count <= SQLBOX_DB_MAIL_UIDS_MAX, none 0), in UID order, appended
+   to rows (strings and headers from pool), read by one statement.  No
+   row of a UID asked means the mail is expunged. */
 int sqlbox_db_mail_lookup_uids(struct sqlbox_storage *storage,
 			       int64_t mailbox_id, const uint32_t *uids,
-			       unsigned int count, bool full, pool_t pool,
-			       ARRAY_TYPE(sqlbox_mail_row) *rows);
-/* The body_cache part of the light rows among rows[0..count) (rows of
-   the mailbox in UID order), read by one statement over their UIDs:
-   each row whose mail is still there with the same body becomes heavy
-   (strings and headers from pool); the others stay as they were.
-   sparse: the rows are a sparse window's (count <=
-   SQLBOX_DB_MAIL_UIDS_MAX): their UIDs only are read, not the range. */
+			       unsigned int count, unsigned int parts,
+			       pool_t pool, ARRAY_TYPE(sqlbox_mail_row) *rows);
+/* The heavy parts (enum sqlbox_row_part, not 0) of the rows among
+   rows[0..count) (rows of the mailbox in UID order) that lack them, read
+   by one statement over their UIDs: each such row whose mail is still
+   there with the same body gets them (strings and headers from pool);
+   the others stay as they were.  sparse: the rows are a sparse window's
+   (count <= SQLBOX_DB_MAIL_UIDS_MAX): their UIDs only are read, not the
+   range. */
 int sqlbox_db_mail_lookup_heavy(struct sqlbox_storage *storage,
 				int64_t mailbox_id,
 				struct sqlbox_mail_row *rows,
-				unsigned int count, bool sparse, pool_t pool);
+				unsigned int count, unsigned int parts,
+				bool sparse, pool_t pool);
 /* The body of the mail with this UID, read now (no row, nothing from
    pool): 1 found, 0 expunged, -1 error. */
 int sqlbox_db_mail_body_id(struct sqlbox_storage *storage, int64_t mailbox_id,
 			   uint32_t uid, int64_t *body_id_r);
-/* Stores a body's cache row and its body_fields row (replacing those
-   there), caller's or own transaction. */
+/* Stores a body's cache rows: body_header, body_cache and body_fields
+   (replacing those there), caller's or own transaction. */
 int sqlbox_db_cache_insert(struct sqlbox_storage *storage, int64_t body_id,
 			   const struct sqlbox_body_cache *cache);
 /* The body_fields row of every body_cache row, in the caller's
-   transaction (the migration to schema version 9). */
+   transaction (the migration to schema version 9, which runs before
+   version 10 takes the header blocks out of body_cache). */
 int sqlbox_db_fields_fill(struct sqlbox_storage *storage);
 /* Sets ENVELOPE or BODYSTRUCTURE (column "envelope" or "bodystructure")
-   of a body's cache row, own transaction; a missing row is no error. */
+   of a body's body_cache row, own transaction; a missing row is made
+   with the sizes and line counts of sizes, unless the body is gone (no
+   error). */
 int sqlbox_db_cache_set(struct sqlbox_storage *storage, int64_t body_id,
+			const struct sqlbox_body_cache *sizes,
 			const char *column, const char *value);
 /* Reads up to size bytes of a chunk from offset on straight into dst
    (one blob handle, only the pages of those bytes decrypted, no

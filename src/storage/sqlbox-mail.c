@@ -105,9 +105,10 @@ struct sqlbox_mail {
 	unsigned int window_version;
 	/* Sequence of the last row looked up (0: none). */
 	uint32_t last_seq;
-	/* A mail of this object needed the heavy part of its row
-	   (sqlbox_mail_row_heavy()): rows are read full from then on. */
-	bool rows_full:1;
+	/* The heavy parts of their rows (enum sqlbox_row_part) mails of
+	   this object needed (sqlbox_mail_row_heavy()): rows are read with
+	   them from then on. */
+	uint8_t rows_parts;
 	/* The window is sparse: it covers window_uids only. */
 	bool window_sparse:1;
 	/* The body stream made for this mail (data.stream before any
@@ -228,24 +229,38 @@ sqlbox_mail_window_find(struct sqlbox_mail *mail, uint32_t uid,
 	return NULL;
 }
 
-/* The heavy part of src (if it has one) into dest, from pool. */
+/* The heavy parts of src among parts (those src read) into dest, from
+   pool. */
 static void
 sqlbox_mail_row_copy_heavy(struct sqlbox_mail_row *dest,
-			   const struct sqlbox_mail_row *src, pool_t pool)
+			   const struct sqlbox_mail_row *src,
+			   unsigned int parts, pool_t pool)
 {
 	struct sqlbox_body_cache *cache = &dest->cache;
 
-	if (!src->heavy)
+	parts &= src->parts_read;
+	if (parts == 0)
 		return;
-	dest->heavy = TRUE;
-	dest->cached = src->cached;
-	if (!src->cached)
-		return;
-	*cache = src->cache;
-	cache->header = p_memdup(pool, src->cache.header,
+	dest->parts_read |= parts;
+	dest->parts_found = (dest->parts_found & ~parts) |
+		(src->parts_found & parts);
+	if (src->cached) {
+		dest->cached = TRUE;
+		cache->hdr_size = src->cache.hdr_size;
+		cache->hdr_lines = src->cache.hdr_lines;
+		cache->body_lines = src->cache.body_lines;
+	}
+	if ((parts & SQLBOX_ROW_HEADER) != 0) {
+		cache->header_size = src->cache.header_size;
+		cache->header = src->cache.header == NULL ? NULL :
+			p_memdup(pool, src->cache.header,
 				 src->cache.header_size);
-	cache->envelope = p_strdup(pool, src->cache.envelope);
-	cache->bodystructure = p_strdup(pool, src->cache.bodystructure);
+	}
+	if ((parts & SQLBOX_ROW_SPECIAL) != 0) {
+		cache->envelope = p_strdup(pool, src->cache.envelope);
+		cache->bodystructure = p_strdup(pool,
+						src->cache.bodystructure);
+	}
 }
 
 /* The window emptied for a new read: made at the first size the first
@@ -292,7 +307,7 @@ static int sqlbox_mail_window_read_sparse(struct sqlbox_mail *mail)
 	mail->window_uids_count = n;
 	mail->window_modseq = mbox->synced_modseq;
 	if (sqlbox_db_mail_lookup_uids(mbox->storage, mbox->id,
-				       mail->window_uids, n, mail->rows_full,
+				       mail->window_uids, n, mail->rows_parts,
 				       mail->window_pool, &mail->window) < 0) {
 		array_clear(&mail->window);
 		mail->window_uids_count = 0;
@@ -347,7 +362,7 @@ static int sqlbox_mail_lookup(struct sqlbox_mail *mail)
 		mail->window_modseq = mbox->synced_modseq;
 		if (sqlbox_db_mail_lookup_range(mbox->storage, mbox->id,
 						_mail->uid, mail->window_size,
-						mail->rows_full,
+						mail->rows_parts,
 						mail->window_pool,
 						&mail->window) < 0) {
 			array_clear(&mail->window);
@@ -364,7 +379,7 @@ static int sqlbox_mail_lookup(struct sqlbox_mail *mail)
 	}
 	if (!covered) {
 		return sqlbox_db_mail_lookup(mbox->storage, mbox->id,
-					     _mail->uid, mail->rows_full, pool,
+					     _mail->uid, mail->rows_parts, pool,
 					     &mail->row);
 	}
 	if (wrow == NULL)
@@ -379,7 +394,7 @@ static int sqlbox_mail_lookup(struct sqlbox_mail *mail)
 		mail->row.fields = p_memdup(pool, wrow->fields,
 					    wrow->fields_size);
 	}
-	sqlbox_mail_row_copy_heavy(&mail->row, wrow, pool);
+	sqlbox_mail_row_copy_heavy(&mail->row, wrow, wrow->parts_read, pool);
 	return 1;
 }
 
@@ -393,9 +408,9 @@ static void sqlbox_mail_window_update(struct sqlbox_mail *mail)
 		mail, mail->row_uid, &covered);
 	if (wrow == NULL || wrow->body_id != mail->row.body_id)
 		return;
-	/* The mail's row is heavy: it was changed by what read it so */
-	i_assert(mail->row.heavy);
-	sqlbox_mail_row_copy_heavy(wrow, &mail->row, mail->window_pool);
+	/* The parts of the mail's row that were changed were read */
+	sqlbox_mail_row_copy_heavy(wrow, &mail->row, mail->row.parts_read,
+				   mail->window_pool);
 }
 
 /* Sizes from the cache row: index-mail then never scans the message for
@@ -447,16 +462,18 @@ sqlbox_mail_row(struct mail *_mail, const struct sqlbox_mail_row **row_r)
 	return 0;
 }
 
-/* The heavy part of the mail's row (the header block, ENVELOPE,
-   BODYSTRUCTURE: its body_cache row), once its row was looked up
-   (sqlbox_mail_row()).  A row of the window gets it with the other light
-   rows of the window, by one statement; a row the statement does not
-   find (its mail expunged since the window was read), or one read
-   alone, is read again alone, full, as a mail that is not in a window.
-   This mail object then reads its rows full (rows_full): a command that
+/* Heavy parts of the mail's row (enum sqlbox_row_part: the header block
+   of its body_header row, ENVELOPE and BODYSTRUCTURE of its body_cache
+   row), once its row was looked up (sqlbox_mail_row()).  A row of the
+   window gets them with the other rows of the window that lack them, by
+   one statement; a row the statement does not find (its mail expunged
+   since the window was read), or one read alone, is read again alone,
+   with the parts, as a mail that is not in a window.  This mail object
+   then reads its rows with these parts (rows_parts): a command that
    wants them (FETCH ENVELOPE, BODY.PEEK[HEADER]) pays one statement per
-   window as before.  0 ok, -1 error (expunged marked). */
-static int sqlbox_mail_row_heavy(struct sqlbox_mail *mail)
+   window, and reads only the tables it needs.  0 ok, -1 error (expunged
+   marked). */
+static int sqlbox_mail_row_heavy(struct sqlbox_mail *mail, unsigned int parts)
 {
 	struct mail *_mail = &mail->imail.mail.mail;
 	struct sqlbox_mailbox *mbox = SQLBOX_MAILBOX(_mail->box);
@@ -466,29 +483,31 @@ static int sqlbox_mail_row_heavy(struct sqlbox_mail *mail)
 	int ret;
 
 	i_assert(mail->row_loaded && mail->row_uid == _mail->uid);
-	if (mail->row.heavy)
+	if ((mail->row.parts_read & parts) == parts)
 		return 0;
-	mail->rows_full = TRUE;
+	mail->rows_parts |= parts;
 	if (mail->row_from_window) {
 		wrow = (struct sqlbox_mail_row *)sqlbox_mail_window_find(
 			mail, _mail->uid, &covered);
-		if (wrow != NULL && !wrow->heavy) {
+		if (wrow != NULL && (wrow->parts_read & parts) != parts) {
 			rows = array_get_modifiable(&mail->window, &count);
 			if (sqlbox_db_mail_lookup_heavy(mbox->storage,
 							mbox->id, rows, count,
+							parts,
 							mail->window_sparse,
 							mail->window_pool) < 0)
 				return -1;
 		}
-		if (wrow != NULL && wrow->heavy &&
+		if (wrow != NULL && (wrow->parts_read & parts) == parts &&
 		    wrow->body_id == mail->row.body_id) {
-			sqlbox_mail_row_copy_heavy(&mail->row, wrow,
+			sqlbox_mail_row_copy_heavy(&mail->row, wrow, parts,
 				mail->imail.mail.data_pool);
 			sqlbox_mail_apply_cache(mail);
 			return 0;
 		}
 	}
-	ret = sqlbox_db_mail_lookup(mbox->storage, mbox->id, _mail->uid, TRUE,
+	ret = sqlbox_db_mail_lookup(mbox->storage, mbox->id, _mail->uid,
+				    mail->rows_parts,
 				    mail->imail.mail.data_pool, &mail->row);
 	if (ret == 0) {
 		/* As sqlbox_mail_row_check() finds it: the window goes */
@@ -621,6 +640,7 @@ static void sqlbox_mail_cache_fill(struct mail *_mail)
 		return;
 	mail->row.cache = cache;
 	mail->row.cached = TRUE;
+	mail->row.parts_read = mail->row.parts_found = SQLBOX_ROW_PARTS_ALL;
 	sqlbox_mail_window_update(mail);
 	sqlbox_mail_apply_cache(mail);
 }
@@ -707,39 +727,45 @@ sqlbox_mail_get_stream(struct mail *_mail, bool get_body,
 			}
 		} else if (sqlbox_mail_row(_mail, &row) < 0 ||
 			   (!(whole && row->cached) &&
-			    sqlbox_mail_row_heavy(smail) < 0)) {
-			/* The heavy part's header block serves header reads
-			   without a chunk.  A read of the body (FETCH BODY[],
-			   BINARY[], BODY[TEXT], a parse) reads chunk 0 all
-			   the same and has the sizes from the light row: the
-			   row stays light, and so do the window's next rows
-			   (a body_cache row is about 1.5 KB of pages read
-			   and decrypted per mail: 15 % of body-bench's
-			   body100, bench/README.md). */
+			    sqlbox_mail_row_heavy(smail,
+						  SQLBOX_ROW_HEADER) < 0)) {
+			/* The header part's block (body_header) serves
+			   header reads without a chunk.  A read of the body
+			   (FETCH BODY[], BINARY[], BODY[TEXT], a parse) reads
+			   chunk 0 all the same and has the sizes from the
+			   light row: the row stays light, and so do the
+			   window's next rows (a body_cache row was about
+			   1.5 KB of pages read and decrypted per mail: 15 %
+			   of body-bench's body100, bench/README.md). */
 			return -1;
 		} else {
+			bool header = (row->parts_found &
+				       SQLBOX_ROW_HEADER) != 0;
+			/* The body has no header row: made from it */
+			bool fill = !header && !(whole && row->cached);
+
 			/* A body read on a window's row: the mail may have
 			   been expunged since (SEARCH would log a body that
 			   fails to read as an error, FETCH drop the
 			   connection in its literal). */
-			if ((get_body || !row->cached) &&
+			if ((get_body || fill) &&
 			    smail->row_from_window &&
 			    sqlbox_mail_row_check(smail) <= 0)
 				return -1;
-			if (!row->cached) {
+			if (fill) {
 				sqlbox_mail_cache_fill(_mail);
 				if (_mail->expunged)
 					return -1;
+				header = (row->parts_found &
+					  SQLBOX_ROW_HEADER) != 0;
 			}
 			/* Header reads (and a header parser's peek at the
 			   next byte) from the cache row, the body a buffer
 			   at a time: a large message is never read whole. */
 			input = sqlbox_body_istream_create_cached(
 				mbox->storage, row->body_id, row->size,
-				row->heavy && row->cached ?
-				row->cache.header : NULL,
-				row->heavy && row->cached ?
-				row->cache.header_size : 0, whole);
+				header ? row->cache.header : NULL,
+				header ? row->cache.header_size : 0, whole);
 			sqlbox_mail_body_attach(smail, input);
 			if (get_body &&
 			    sqlbox_mail_body_prefetch(smail) < 0) {
@@ -866,9 +892,9 @@ sqlbox_mail_get_header_stream(struct mail *_mail,
 			return 0;
 		}
 	}
-	if (sqlbox_mail_row_heavy(mail) < 0)
+	if (sqlbox_mail_row_heavy(mail, SQLBOX_ROW_HEADER) < 0)
 		return -1;
-	if (!row->cached)
+	if ((row->parts_found & SQLBOX_ROW_HEADER) == 0)
 		return index_mail_get_header_stream(_mail, headers, stream_r);
 	sqlbox_mail_filter_stream_destroy(&mail->imail);
 	_mail->transaction->stats.cache_hit_count++;
@@ -910,7 +936,7 @@ sqlbox_mail_get_imap_special(struct mail *_mail, enum mail_fetch_field field,
 	bool had_bodystructure;
 
 	if (sqlbox_mail_row(_mail, &row) < 0 ||
-	    sqlbox_mail_row_heavy(mail) < 0)
+	    sqlbox_mail_row_heavy(mail, SQLBOX_ROW_SPECIAL) < 0)
 		return -1;
 	if (field == MAIL_FETCH_IMAP_ENVELOPE) {
 		if (data->envelope == NULL && row->cache.envelope != NULL)
@@ -930,7 +956,9 @@ sqlbox_mail_get_imap_special(struct mail *_mail, enum mail_fetch_field field,
 	had_bodystructure = row->cache.bodystructure != NULL;
 	if (index_mail_get_special(_mail, field, value_r) < 0)
 		return -1;
-	/* The stream may have just filled the row (sqlbox_mail_cache_fill) */
+	/* The stream may have just filled the rows
+	   (sqlbox_mail_cache_fill); without the sizes of a row there is
+	   nothing to store. */
 	if (!mail->row.cached)
 		return 0;
 	if (field == MAIL_FETCH_IMAP_ENVELOPE) {
@@ -945,8 +973,8 @@ sqlbox_mail_get_imap_special(struct mail *_mail, enum mail_fetch_field field,
 		value = mail->row.cache.bodystructure = data->bodystructure;
 	}
 	sqlbox_mail_window_update(mail);
-	if (sqlbox_db_cache_set(mbox->storage, row->body_id, column,
-				value) < 0) {
+	if (sqlbox_db_cache_set(mbox->storage, row->body_id,
+				&mail->row.cache, column, value) < 0) {
 		/* Only slower next time. */
 		e_error(_mail->box->event, "sqlbox: caching %s failed: %s",
 			column, mail_storage_get_last_internal_error(

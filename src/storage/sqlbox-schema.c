@@ -3,11 +3,11 @@
 #include "sqlbox-storage.h"
 
 /* The schema of sqlbox.db and its migrations (queries: sqlbox-sql-*.c).
-   Schema version 1, plus what versions 2 to 9 added (each run on new
+   Schema version 1, plus what versions 2 to 10 added (each run on new
    files and on older ones, in one write transaction).  Metadata lives
    apart from body chunks so that rebuilding an index or scanning flags
    never decrypts body pages. */
-#define SQLBOX_SCHEMA_VERSION 9
+#define SQLBOX_SCHEMA_VERSION 10
 /* MAIL_SEEN in SQL text (triggers can't bind parameters). */
 #define SQLBOX_SQL_SEEN "8"
 static const char *const sqlbox_schema_v1[] = {
@@ -217,6 +217,35 @@ static const char *const sqlbox_schema_v9[] = {
 	NULL
 };
 
+/* Version 10: the header block apart from ENVELOPE and BODYSTRUCTURE.
+   A body_cache row held all three (about 1.5 KB, two rows to a page, the
+   header block two thirds of it), so FETCH BODY.PEEK[HEADER] decrypted
+   the envelopes and body structures along with the headers, and FETCH
+   ENVELOPE the headers along with the envelopes.  body_header holds the
+   header block (body_cache.header as it was: hdr_size bytes and the
+   body's first byte, if any) with the sizes and line counts, so that a
+   header read needs no other row; body_cache keeps the sizes, ENVELOPE and
+   BODYSTRUCTURE.  Both rows are written together
+   (sqlbox_db_cache_insert()); the migration moves the header blocks and
+   drops the column (a rewrite of body_cache, which leaves its rows a
+   third of their size: kept empty, the old pages would stay half
+   empty, and every reader would have to know the column means nothing). */
+static const char *const sqlbox_schema_v10[] = {
+	"CREATE TABLE IF NOT EXISTS body_header ("
+	" body_id INTEGER PRIMARY KEY,"
+	" hdr_size INTEGER NOT NULL,"
+	" hdr_lines INTEGER NOT NULL,"
+	" body_lines INTEGER NOT NULL,"
+	" header BLOB NOT NULL)",
+	"CREATE TRIGGER IF NOT EXISTS body_header_delete AFTER DELETE ON body"
+	" BEGIN DELETE FROM body_header WHERE body_id = OLD.id; END",
+	"INSERT INTO body_header (body_id, hdr_size, hdr_lines, body_lines,"
+	" header) SELECT body_id, hdr_size, hdr_lines, body_lines, header"
+	" FROM body_cache ORDER BY body_id",
+	"ALTER TABLE body_cache DROP COLUMN header",
+	NULL
+};
+
 static int sqlbox_schema_run(struct sqlbox_storage *storage,
 			     const char *const *statements)
 {
@@ -255,6 +284,12 @@ static int sqlbox_schema_migrate_v9(struct sqlbox_storage *storage,
 		return -1;
 	/* A new file has no body_cache row yet. */
 	return version == 0 ? 0 : sqlbox_db_fields_fill(storage);
+}
+
+static int sqlbox_schema_migrate_v10(struct sqlbox_storage *storage,
+				     int version)
+{
+	return version < 10 ? sqlbox_schema_run(storage, sqlbox_schema_v10) : 0;
 }
 
 int sqlbox_schema_migrate(struct sqlbox_storage *storage)
@@ -325,7 +360,8 @@ int sqlbox_schema_migrate(struct sqlbox_storage *storage)
 		if (sqlbox_schema_migrate_v6(storage, version) < 0 ||
 		    sqlbox_schema_migrate_v7(storage, version) < 0 ||
 		    sqlbox_schema_migrate_v8(storage, version) < 0 ||
-		    sqlbox_schema_migrate_v9(storage, version) < 0) {
+		    sqlbox_schema_migrate_v9(storage, version) < 0 ||
+		    sqlbox_schema_migrate_v10(storage, version) < 0) {
 			sqlbox_db_rollback(storage);
 			return -1;
 		}

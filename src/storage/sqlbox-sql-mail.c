@@ -184,53 +184,111 @@ int sqlbox_db_chunk_insert(struct sqlbox_storage *storage, int64_t body_id,
 }
 
 /* A mail's row: the mail, its body's size and the sizes of its cache row
-   (columns 0 to 8), then the search fields (light rows) or the rest of
-   the cache row (full rows: header block, ENVELOPE, BODYSTRUCTURE). */
+   (columns 0 to 8), then the search fields (light rows) or the heavy
+   parts (SQLBOX_MAIL_ROW_PARTS). */
 #define SQLBOX_MAIL_ROW_COMMON \
 	"SELECT m.uid, m.body_id, b.size, m.received, m.saved, m.guid,"
+#define SQLBOX_MAIL_ROW_FROM \
+	" FROM mail m JOIN body b ON b.id = m.body_id"
 #define SQLBOX_MAIL_ROW_LIGHT \
 	SQLBOX_MAIL_ROW_COMMON \
 	" f.hdr_size, f.hdr_lines, f.body_lines, f.fields" \
-	" FROM mail m JOIN body b ON b.id = m.body_id" \
+	SQLBOX_MAIL_ROW_FROM \
 	" LEFT JOIN body_fields f ON f.body_id = m.body_id"
-#define SQLBOX_MAIL_ROW_FULL \
-	SQLBOX_MAIL_ROW_COMMON \
-	" c.hdr_size, c.hdr_lines, c.body_lines, c.header, c.envelope," \
-	" c.bodystructure" \
-	" FROM mail m JOIN body b ON b.id = m.body_id" \
-	" LEFT JOIN body_cache c ON c.body_id = m.body_id"
 
-/* The body_cache columns hdr_size, hdr_lines, body_lines, header,
-   envelope, bodystructure from column col on (NULL: no row), into
-   row_r: then heavy, and cached if there is a row. */
-static void
-sqlbox_db_mail_row_get_heavy(sqlite3_stmt *stmt, int col, pool_t pool,
-			     struct sqlbox_mail_row *row_r)
+/* The columns of the heavy parts (enum sqlbox_row_part, not 0): hdr_size,
+   hdr_lines, body_lines, header, envelope, bodystructure, and whether
+   the body_header and the body_cache row were found (NULL if not, or not
+   read); and the joins to after FROM mail m: only the tables of parts
+   are read. */
+static const char *
+sqlbox_db_mail_parts_sql(unsigned int parts, const char **joins_r)
 {
-	struct sqlbox_body_cache *cache = &row_r->cache;
+	const char *sizes;
 
-	row_r->heavy = TRUE;
-	row_r->cached = sqlite3_column_type(stmt, col + 3) != SQLITE_NULL;
-	if (!row_r->cached) {
-		i_zero(cache);
-		return;
+	i_assert(parts != 0 && (parts & ~SQLBOX_ROW_PARTS_ALL) == 0);
+	if (parts == SQLBOX_ROW_HEADER)
+		sizes = " h.hdr_size, h.hdr_lines, h.body_lines,";
+	else if (parts == SQLBOX_ROW_SPECIAL)
+		sizes = " c.hdr_size, c.hdr_lines, c.body_lines,";
+	else {
+		sizes = " ifnull(h.hdr_size, c.hdr_size),"
+			" ifnull(h.hdr_lines, c.hdr_lines),"
+			" ifnull(h.body_lines, c.body_lines),";
 	}
-	cache->hdr_size = sqlite3_column_int64(stmt, col);
-	cache->hdr_lines = sqlite3_column_int64(stmt, col + 1);
-	cache->body_lines = sqlite3_column_int64(stmt, col + 2);
-	cache->header_size = sqlite3_column_bytes(stmt, col + 3);
-	cache->header = p_memdup(pool, sqlite3_column_blob(stmt, col + 3),
-				 cache->header_size);
-	cache->envelope = p_strdup(pool,
-		(const char *)sqlite3_column_text(stmt, col + 4));
-	cache->bodystructure = p_strdup(pool,
-		(const char *)sqlite3_column_text(stmt, col + 5));
+	*joins_r = t_strconcat(
+		(parts & SQLBOX_ROW_HEADER) == 0 ? "" :
+		" LEFT JOIN body_header h ON h.body_id = m.body_id",
+		(parts & SQLBOX_ROW_SPECIAL) == 0 ? "" :
+		" LEFT JOIN body_cache c ON c.body_id = m.body_id", NULL);
+	return t_strconcat(sizes,
+		(parts & SQLBOX_ROW_HEADER) == 0 ? " NULL," : " h.header,",
+		(parts & SQLBOX_ROW_SPECIAL) == 0 ? " NULL, NULL," :
+		" c.envelope, c.bodystructure,",
+		(parts & SQLBOX_ROW_HEADER) == 0 ? " NULL," : " h.body_id,",
+		(parts & SQLBOX_ROW_SPECIAL) == 0 ? " NULL" : " c.body_id",
+		NULL);
 }
 
-/* The row a statement of SQLBOX_MAIL_ROW_LIGHT or _FULL stands on, with
+/* The statement of a mail row with parts (0: light), to which the
+   WHERE clause is appended. */
+static const char *sqlbox_db_mail_row_sql(unsigned int parts)
+{
+	const char *joins, *columns;
+
+	if (parts == 0)
+		return SQLBOX_MAIL_ROW_LIGHT;
+	columns = sqlbox_db_mail_parts_sql(parts, &joins);
+	return t_strconcat(SQLBOX_MAIL_ROW_COMMON, columns,
+			   SQLBOX_MAIL_ROW_FROM, joins, NULL);
+}
+
+/* The heavy parts' columns (sqlbox_db_mail_parts_sql()) from column col
+   on, into row_r: parts are then read, and found if the body has their
+   rows. */
+static void
+sqlbox_db_mail_row_get_heavy(sqlite3_stmt *stmt, int col, unsigned int parts,
+			     pool_t pool, struct sqlbox_mail_row *row_r)
+{
+	struct sqlbox_body_cache *cache = &row_r->cache;
+	bool header_found, special_found;
+
+	header_found = (parts & SQLBOX_ROW_HEADER) != 0 &&
+		sqlite3_column_type(stmt, col + 6) != SQLITE_NULL;
+	special_found = (parts & SQLBOX_ROW_SPECIAL) != 0 &&
+		sqlite3_column_type(stmt, col + 7) != SQLITE_NULL;
+	row_r->parts_read |= parts;
+	row_r->parts_found &= ~parts;
+	if (header_found || special_found) {
+		row_r->cached = TRUE;
+		cache->hdr_size = sqlite3_column_int64(stmt, col);
+		cache->hdr_lines = sqlite3_column_int64(stmt, col + 1);
+		cache->body_lines = sqlite3_column_int64(stmt, col + 2);
+	}
+	if ((parts & SQLBOX_ROW_HEADER) != 0) {
+		cache->header = NULL;
+		cache->header_size = 0;
+	}
+	if (header_found) {
+		row_r->parts_found |= SQLBOX_ROW_HEADER;
+		cache->header_size = sqlite3_column_bytes(stmt, col + 3);
+		cache->header = p_memdup(pool,
+			sqlite3_column_blob(stmt, col + 3), cache->header_size);
+	}
+	if ((parts & SQLBOX_ROW_SPECIAL) != 0) {
+		if (special_found)
+			row_r->parts_found |= SQLBOX_ROW_SPECIAL;
+		cache->envelope = p_strdup(pool,
+			(const char *)sqlite3_column_text(stmt, col + 4));
+		cache->bodystructure = p_strdup(pool,
+			(const char *)sqlite3_column_text(stmt, col + 5));
+	}
+}
+
+/* The row a statement of sqlbox_db_mail_row_sql(parts) stands on, with
    its strings, fields and header copied to pool. */
 static void
-sqlbox_db_mail_row_get(sqlite3_stmt *stmt, bool full, pool_t pool,
+sqlbox_db_mail_row_get(sqlite3_stmt *stmt, unsigned int parts, pool_t pool,
 		       struct sqlbox_mail_row *row_r)
 {
 	i_zero(row_r);
@@ -240,8 +298,8 @@ sqlbox_db_mail_row_get(sqlite3_stmt *stmt, bool full, pool_t pool,
 	row_r->received = sqlite3_column_int64(stmt, 3);
 	row_r->saved = sqlite3_column_int64(stmt, 4);
 	row_r->guid = p_strdup(pool, (const char *)sqlite3_column_text(stmt, 5));
-	if (full) {
-		sqlbox_db_mail_row_get_heavy(stmt, 6, pool, row_r);
+	if (parts != 0) {
+		sqlbox_db_mail_row_get_heavy(stmt, 6, parts, pool, row_r);
 		return;
 	}
 	row_r->cached = sqlite3_column_type(stmt, 6) != SQLITE_NULL;
@@ -258,16 +316,15 @@ sqlbox_db_mail_row_get(sqlite3_stmt *stmt, bool full, pool_t pool,
 }
 
 int sqlbox_db_mail_lookup(struct sqlbox_storage *storage, int64_t mailbox_id,
-			  uint32_t uid, bool full, pool_t pool,
+			  uint32_t uid, unsigned int parts, pool_t pool,
 			  struct sqlbox_mail_row *row_r)
 {
-	sqlite3_stmt **stmtp = full ? &storage->mail_lookup_full_stmt :
-		&storage->mail_lookup_stmt;
+	sqlite3_stmt **stmtp = &storage->mail_lookup_stmts[parts];
 	int rc;
 
 	if (*stmtp == NULL) {
 		*stmtp = sqlbox_db_prepare(storage, t_strconcat(
-			full ? SQLBOX_MAIL_ROW_FULL : SQLBOX_MAIL_ROW_LIGHT,
+			sqlbox_db_mail_row_sql(parts),
 			" WHERE m.mailbox_id = ? AND m.uid = ?", NULL));
 		if (*stmtp == NULL)
 			return -1;
@@ -276,23 +333,22 @@ int sqlbox_db_mail_lookup(struct sqlbox_storage *storage, int64_t mailbox_id,
 	sqlite3_bind_int64(*stmtp, 2, uid);
 	rc = sqlbox_db_step(storage, *stmtp);
 	if (rc == SQLITE_ROW)
-		sqlbox_db_mail_row_get(*stmtp, full, pool, row_r);
+		sqlbox_db_mail_row_get(*stmtp, parts, pool, row_r);
 	sqlite3_reset(*stmtp);
 	return rc < 0 ? -1 : (rc == SQLITE_ROW ? 1 : 0);
 }
 
 int sqlbox_db_mail_lookup_range(struct sqlbox_storage *storage,
 				int64_t mailbox_id, uint32_t first_uid,
-				unsigned int limit, bool full, pool_t pool,
-				ARRAY_TYPE(sqlbox_mail_row) *rows)
+				unsigned int limit, unsigned int parts,
+				pool_t pool, ARRAY_TYPE(sqlbox_mail_row) *rows)
 {
-	sqlite3_stmt **stmtp = full ? &storage->mail_range_full_stmt :
-		&storage->mail_range_stmt;
+	sqlite3_stmt **stmtp = &storage->mail_range_stmts[parts];
 	int rc;
 
 	if (*stmtp == NULL) {
 		*stmtp = sqlbox_db_prepare(storage, t_strconcat(
-			full ? SQLBOX_MAIL_ROW_FULL : SQLBOX_MAIL_ROW_LIGHT,
+			sqlbox_db_mail_row_sql(parts),
 			" WHERE m.mailbox_id = ? AND m.uid >= ?"
 			" ORDER BY m.uid LIMIT ?", NULL));
 		if (*stmtp == NULL)
@@ -302,7 +358,7 @@ int sqlbox_db_mail_lookup_range(struct sqlbox_storage *storage,
 	sqlite3_bind_int64(*stmtp, 2, first_uid);
 	sqlite3_bind_int64(*stmtp, 3, limit);
 	while ((rc = sqlbox_db_step(storage, *stmtp)) == SQLITE_ROW) {
-		sqlbox_db_mail_row_get(*stmtp, full, pool,
+		sqlbox_db_mail_row_get(*stmtp, parts, pool,
 				       array_append_space(rows));
 	}
 	sqlite3_reset(*stmtp);
@@ -311,11 +367,10 @@ int sqlbox_db_mail_lookup_range(struct sqlbox_storage *storage,
 
 int sqlbox_db_mail_lookup_uids(struct sqlbox_storage *storage,
 			       int64_t mailbox_id, const uint32_t *uids,
-			       unsigned int count, bool full, pool_t pool,
-			       ARRAY_TYPE(sqlbox_mail_row) *rows)
+			       unsigned int count, unsigned int parts,
+			       pool_t pool, ARRAY_TYPE(sqlbox_mail_row) *rows)
 {
-	sqlite3_stmt **stmtp = full ? &storage->mail_uids_full_stmt :
-		&storage->mail_uids_stmt;
+	sqlite3_stmt **stmtp = &storage->mail_uids_stmts[parts];
 	unsigned int i;
 	int rc;
 
@@ -323,8 +378,7 @@ int sqlbox_db_mail_lookup_uids(struct sqlbox_storage *storage,
 	if (*stmtp == NULL) {
 		string_t *sql = t_str_new(512);
 
-		str_append(sql, full ? SQLBOX_MAIL_ROW_FULL :
-			   SQLBOX_MAIL_ROW_LIGHT);
+		str_append(sql, sqlbox_db_mail_row_sql(parts));
 		str_append(sql, " WHERE m.mailbox_id = ? AND m.uid IN (?");
 		for (i = 1; i < SQLBOX_DB_MAIL_UIDS_MAX; i++)
 			str_append(sql, ",?");
@@ -338,28 +392,36 @@ int sqlbox_db_mail_lookup_uids(struct sqlbox_storage *storage,
 	for (i = 0; i < SQLBOX_DB_MAIL_UIDS_MAX; i++)
 		sqlite3_bind_int64(*stmtp, i + 2, i < count ? uids[i] : 0);
 	while ((rc = sqlbox_db_step(storage, *stmtp)) == SQLITE_ROW) {
-		sqlbox_db_mail_row_get(*stmtp, full, pool,
+		sqlbox_db_mail_row_get(*stmtp, parts, pool,
 				       array_append_space(rows));
 	}
 	sqlite3_reset(*stmtp);
 	return rc < 0 ? -1 : 0;
 }
 
-#define SQLBOX_MAIL_HEAVY \
-	"SELECT m.uid, m.body_id, c.hdr_size, c.hdr_lines," \
-	" c.body_lines, c.header, c.envelope, c.bodystructure" \
-	" FROM mail m LEFT JOIN body_cache c ON c.body_id = m.body_id"
+/* sqlbox_db_mail_lookup_heavy()'s statement of parts, to which the
+   WHERE clause is appended. */
+static const char *sqlbox_db_mail_heavy_sql(unsigned int parts)
+{
+	const char *joins, *columns;
+
+	columns = sqlbox_db_mail_parts_sql(parts, &joins);
+	return t_strconcat("SELECT m.uid, m.body_id,", columns,
+			   " FROM mail m", joins, NULL);
+}
 
 int sqlbox_db_mail_lookup_heavy(struct sqlbox_storage *storage,
 				int64_t mailbox_id,
 				struct sqlbox_mail_row *rows,
-				unsigned int count, bool sparse, pool_t pool)
+				unsigned int count, unsigned int parts,
+				bool sparse, pool_t pool)
 {
 	sqlite3_stmt *stmt;
 	unsigned int i = 0;
 	uint32_t uid;
 	int rc;
 
+	i_assert(parts != 0 && parts <= SQLBOX_ROW_PARTS_ALL);
 	if (count == 0)
 		return 0;
 	if (sparse) {
@@ -367,51 +429,57 @@ int sqlbox_db_mail_lookup_heavy(struct sqlbox_storage *storage,
 		unsigned int n;
 
 		i_assert(count <= SQLBOX_DB_MAIL_UIDS_MAX);
-		if (storage->mail_heavy_uids_stmt == NULL) {
+		if (storage->mail_heavy_uids_stmts[parts] == NULL) {
 			string_t *sql = t_str_new(512);
 
-			str_append(sql, SQLBOX_MAIL_HEAVY
-				   " WHERE m.mailbox_id = ? AND m.uid IN (?");
+			str_append(sql, sqlbox_db_mail_heavy_sql(parts));
+			str_append(sql, " WHERE m.mailbox_id = ? AND m.uid IN (?");
 			for (n = 1; n < SQLBOX_DB_MAIL_UIDS_MAX; n++)
 				str_append(sql, ",?");
 			str_append(sql, ") ORDER BY m.uid");
-			storage->mail_heavy_uids_stmt =
+			storage->mail_heavy_uids_stmts[parts] =
 				sqlbox_db_prepare(storage, str_c(sql));
-			if (storage->mail_heavy_uids_stmt == NULL)
+			if (storage->mail_heavy_uids_stmts[parts] == NULL)
 				return -1;
 		}
-		stmt = storage->mail_heavy_uids_stmt;
+		stmt = storage->mail_heavy_uids_stmts[parts];
 		sqlite3_bind_int64(stmt, 1, mailbox_id);
 		for (n = 0; n < SQLBOX_DB_MAIL_UIDS_MAX; n++) {
 			sqlite3_bind_int64(stmt, n + 2,
 					   n < count ? rows[n].uid : 0);
 		}
 	} else {
-		if (storage->mail_heavy_stmt == NULL) {
-			storage->mail_heavy_stmt = sqlbox_db_prepare(storage,
-				SQLBOX_MAIL_HEAVY
+		if (storage->mail_heavy_stmts[parts] == NULL) {
+			storage->mail_heavy_stmts[parts] =
+				sqlbox_db_prepare(storage, t_strconcat(
+				sqlbox_db_mail_heavy_sql(parts),
 				" WHERE m.mailbox_id = ? AND"
-				" m.uid BETWEEN ? AND ? ORDER BY m.uid");
-			if (storage->mail_heavy_stmt == NULL)
+				" m.uid BETWEEN ? AND ? ORDER BY m.uid", NULL));
+			if (storage->mail_heavy_stmts[parts] == NULL)
 				return -1;
 		}
-		stmt = storage->mail_heavy_stmt;
+		stmt = storage->mail_heavy_stmts[parts];
 		sqlite3_bind_int64(stmt, 1, mailbox_id);
 		sqlite3_bind_int64(stmt, 2, rows[0].uid);
 		sqlite3_bind_int64(stmt, 3, rows[count - 1].uid);
 	}
 	while ((rc = sqlbox_db_step(storage, stmt)) == SQLITE_ROW) {
+		unsigned int missing;
+
 		uid = sqlite3_column_int64(stmt, 0);
 		while (i < count && rows[i].uid < uid)
 			i++;
 		if (i == count)
 			break;
-		/* A row read light; its mail is still there with the same
-		   body (a UID or a body id is never given out again, but the
-		   check costs nothing). */
-		if (rows[i].uid == uid && !rows[i].heavy &&
-		    rows[i].body_id == sqlite3_column_int64(stmt, 1))
-			sqlbox_db_mail_row_get_heavy(stmt, 2, pool, &rows[i]);
+		/* A row that lacks some of the parts; its mail is still there
+		   with the same body (a UID or a body id is never given out
+		   again, but the check costs nothing). */
+		missing = parts & ~rows[i].parts_read;
+		if (rows[i].uid == uid && missing != 0 &&
+		    rows[i].body_id == sqlite3_column_int64(stmt, 1)) {
+			sqlbox_db_mail_row_get_heavy(stmt, 2, missing, pool,
+						     &rows[i]);
+		}
 	}
 	sqlite3_reset(stmt);
 	return rc < 0 ? -1 : 0;
@@ -486,21 +554,34 @@ int sqlbox_db_cache_insert(struct sqlbox_storage *storage, int64_t body_id,
 	int rc;
 
 	stmt = sqlbox_db_prepare(storage,
-		"INSERT OR REPLACE INTO body_cache (body_id, header, hdr_lines,"
-		" body_lines, envelope, bodystructure, hdr_size)"
-		" VALUES (?, ?, ?, ?, ?, ?, ?)");
+		"INSERT OR REPLACE INTO body_header (body_id, hdr_size,"
+		" hdr_lines, body_lines, header) VALUES (?, ?, ?, ?, ?)");
 	if (stmt == NULL)
 		return -1;
 	sqlite3_bind_int64(stmt, 1, body_id);
-	/* Never NULL, even for an empty header: NULL means no row. */
-	sqlite3_bind_blob(stmt, 2, cache->header_size == 0 ? "" :
+	sqlite3_bind_int64(stmt, 2, cache->hdr_size);
+	sqlite3_bind_int64(stmt, 3, cache->hdr_lines);
+	sqlite3_bind_int64(stmt, 4, cache->body_lines);
+	/* Never NULL, even for an empty header (NOT NULL) */
+	sqlite3_bind_blob(stmt, 5, cache->header_size == 0 ? "" :
 			  (const void *)cache->header, cache->header_size,
 			  SQLITE_STATIC);
+	rc = sqlbox_db_step(storage, stmt);
+	sqlite3_finalize(stmt);
+	if (rc < 0)
+		return -1;
+	stmt = sqlbox_db_prepare(storage,
+		"INSERT OR REPLACE INTO body_cache (body_id, hdr_size,"
+		" hdr_lines, body_lines, envelope, bodystructure)"
+		" VALUES (?, ?, ?, ?, ?, ?)");
+	if (stmt == NULL)
+		return -1;
+	sqlite3_bind_int64(stmt, 1, body_id);
+	sqlite3_bind_int64(stmt, 2, cache->hdr_size);
 	sqlite3_bind_int64(stmt, 3, cache->hdr_lines);
 	sqlite3_bind_int64(stmt, 4, cache->body_lines);
 	sqlite3_bind_text(stmt, 5, cache->envelope, -1, SQLITE_STATIC);
 	sqlite3_bind_text(stmt, 6, cache->bodystructure, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(stmt, 7, cache->hdr_size);
 	rc = sqlbox_db_step(storage, stmt);
 	sqlite3_finalize(stmt);
 	if (rc < 0)
@@ -551,6 +632,7 @@ int sqlbox_db_fields_fill(struct sqlbox_storage *storage)
 }
 
 int sqlbox_db_cache_set(struct sqlbox_storage *storage, int64_t body_id,
+			const struct sqlbox_body_cache *sizes,
 			const char *column, const char *value)
 {
 	sqlite3_stmt *stmt;
@@ -560,14 +642,23 @@ int sqlbox_db_cache_set(struct sqlbox_storage *storage, int64_t body_id,
 		 strcmp(column, "bodystructure") == 0);
 	if (sqlbox_db_begin(storage) < 0)
 		return -1;
+	/* A row made if the body has none (it went, as with schema 9's
+	   rows whose header block is now body_header's), not if the body
+	   went meanwhile. */
 	stmt = sqlbox_db_prepare(storage, t_strdup_printf(
-		"UPDATE body_cache SET %s = ? WHERE body_id = ?", column));
+		"INSERT INTO body_cache (body_id, hdr_size, hdr_lines,"
+		" body_lines, %s) SELECT id, ?, ?, ?, ? FROM body WHERE id = ?"
+		" ON CONFLICT (body_id) DO UPDATE SET %s = excluded.%s",
+		column, column, column));
 	if (stmt == NULL) {
 		sqlbox_db_rollback(storage);
 		return -1;
 	}
-	sqlite3_bind_text(stmt, 1, value, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(stmt, 2, body_id);
+	sqlite3_bind_int64(stmt, 1, sizes->hdr_size);
+	sqlite3_bind_int64(stmt, 2, sizes->hdr_lines);
+	sqlite3_bind_int64(stmt, 3, sizes->body_lines);
+	sqlite3_bind_text(stmt, 4, value, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(stmt, 5, body_id);
 	rc = sqlbox_db_step(storage, stmt);
 	sqlite3_finalize(stmt);
 	if (rc < 0) {

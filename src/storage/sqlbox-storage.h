@@ -59,16 +59,17 @@ struct sqlbox_storage {
 	/* What the usage file says, as this process last wrote it. */
 	uint64_t usage_messages, usage_bytes;
 	sqlite3 *db;
-	/* sqlbox_db_mail_lookup()'s statement, prepared once per
-	   connection: it runs for every mail a FETCH or SEARCH reads. */
-	sqlite3_stmt *mail_lookup_stmt, *mail_lookup_full_stmt;
+	/* sqlbox_db_mail_lookup()'s statements, prepared once per
+	   connection, indexed by the heavy parts they read (0: a light
+	   row): they run for every mail a FETCH or SEARCH reads. */
+	sqlite3_stmt *mail_lookup_stmts[SQLBOX_ROW_PARTS_ALL + 1];
 	/* sqlbox_db_mail_lookup_range()'s, likewise (sequential FETCH and
 	   SEARCH), and sqlbox_db_mail_lookup_heavy()'s. */
-	sqlite3_stmt *mail_range_stmt, *mail_range_full_stmt;
-	sqlite3_stmt *mail_heavy_stmt;
+	sqlite3_stmt *mail_range_stmts[SQLBOX_ROW_PARTS_ALL + 1];
+	sqlite3_stmt *mail_heavy_stmts[SQLBOX_ROW_PARTS_ALL + 1];
 	/* sqlbox_db_mail_lookup_uids()'s (FTS-narrowed SEARCH). */
-	sqlite3_stmt *mail_uids_stmt, *mail_uids_full_stmt;
-	sqlite3_stmt *mail_heavy_uids_stmt;
+	sqlite3_stmt *mail_uids_stmts[SQLBOX_ROW_PARTS_ALL + 1];
+	sqlite3_stmt *mail_heavy_uids_stmts[SQLBOX_ROW_PARTS_ALL + 1];
 	/* sqlbox_db_mail_body_id()'s, likewise (a body read checks its
 	   mail is still there). */
 	sqlite3_stmt *mail_body_stmt;

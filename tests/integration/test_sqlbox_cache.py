@@ -21,7 +21,12 @@ of an older database the first time it is read.
   gone and fill none back: they read the light rows only;
 - mail rows read ahead for FETCH and SEARCH in sequence order answer
   every mail with its own data over expunged UIDs, also in a session that
-  has not seen the expunge yet.
+  has not seen the expunge yet;
+- the header block is in body_header (schema version 10), apart from
+  ENVELOPE and BODYSTRUCTURE (body_cache): header fetches answer without
+  body_cache or the body, ENVELOPE and BODYSTRUCTURE without body_header
+  or the body; a database of version 9 gets its header blocks moved at
+  the migration.
 """
 
 import os
@@ -352,9 +357,10 @@ def test_cache_rows_filled_at_save(sqlbox_world):
     rows = dbtool(world, password, "sql",
                   "SELECT count(*), count(c.envelope),"
                   " count(c.bodystructure),"
-                  " sum(length(c.header) <= b.size)"
+                  " sum(length(h.header) <= b.size)"
                   " FROM mail m JOIN body b ON b.id = m.body_id"
-                  " JOIN body_cache c ON c.body_id = m.body_id")
+                  " JOIN body_cache c ON c.body_id = m.body_id"
+                  " JOIN body_header h ON h.body_id = m.body_id")
     n = str(len(CORPUS))
     assert rows == [[n, n, n, n]]
     no_errors(world)
@@ -404,7 +410,7 @@ def test_cache_encrypted_on_disk(sqlbox_world):
     session(world, password, [b"SELECT INBOX"] + HEADER_READS)
     # The marker is in the cache row (and in the body's first chunk) ...
     rows = dbtool(world, password, "sql",
-                  "SELECT count(*) FROM body_cache"
+                  "SELECT count(*) FROM body_header"
                   " WHERE instr(CAST(header AS TEXT), '%s') > 0"
                   % HDR_MARKER.decode())
     assert rows == [["1"]]
@@ -418,10 +424,11 @@ def test_migration_from_version_4(sqlbox_world, maildir_answers):
     dbtool(world, password, "exec",
            "DROP TRIGGER body_cache_delete; DROP TABLE body_cache;"
            " DROP TRIGGER body_fields_delete; DROP TABLE body_fields;"
+           " DROP TRIGGER body_header_delete; DROP TABLE body_header;"
            " PRAGMA user_version = 4")
     assert dbtool(world, password, "sql", "PRAGMA user_version") == [["4"]]
     compare(maildir_answers, session(world, password, READS))
-    assert dbtool(world, password, "sql", "PRAGMA user_version") == [["9"]]
+    assert dbtool(world, password, "sql", "PRAGMA user_version") == [["10"]]
     rows = dbtool(world, password, "sql",
                   "SELECT count(*), count(envelope), count(bodystructure)"
                   " FROM body_cache")
@@ -433,10 +440,11 @@ def test_migration_from_version_4(sqlbox_world, maildir_answers):
     session(world, password, [b"SELECT INBOX",
                               b"STORE 1 +FLAGS.SILENT (\\Deleted)",
                               b"EXPUNGE"])
-    rows = dbtool(world, password, "sql",
-                  "SELECT count(*) FROM body_cache WHERE body_id NOT IN"
-                  " (SELECT id FROM body)")
-    assert rows == [["0"]]
+    for table in ("body_cache", "body_header"):
+        rows = dbtool(world, password, "sql",
+                      "SELECT count(*) FROM %s WHERE body_id NOT IN"
+                      " (SELECT id FROM body)" % table)
+        assert rows == [["0"]], table
     no_errors(world)
 
 
@@ -582,16 +590,24 @@ def test_header_search_reads_light_rows(sqlbox_world):
     no_errors(world)
 
 
+VERSION_9 = (
+    # body_cache as schema 9 had it, with the header block
+    "ALTER TABLE body_cache ADD COLUMN header BLOB;"
+    " UPDATE body_cache SET header = (SELECT header FROM body_header h"
+    " WHERE h.body_id = body_cache.body_id);"
+    " DROP TRIGGER body_header_delete; DROP TABLE body_header;")
+
+
 def test_migration_from_version_8(sqlbox_world, maildir_answers):
     """A database as schema version 8 left it: no body_fields table.  The
     migration fills it from the body_cache rows, as the saves would."""
     world, password = sqlbox_world
     saved = fields_rows(world, password)
-    dbtool(world, password, "exec",
-           "DROP TRIGGER body_fields_delete; DROP TABLE body_fields;"
+    dbtool(world, password, "exec", VERSION_9 +
+           " DROP TRIGGER body_fields_delete; DROP TABLE body_fields;"
            " PRAGMA user_version = 8")
     session(world, password, [b"STATUS INBOX (MESSAGES)"])
-    assert dbtool(world, password, "sql", "PRAGMA user_version") == [["9"]]
+    assert dbtool(world, password, "sql", "PRAGMA user_version") == [["10"]]
     assert fields_rows(world, password) == saved
     compare(maildir_answers, session(world, password, READS))
     no_errors(world)
@@ -617,8 +633,8 @@ BODY_READS = [
 
 def test_body_reads_light_rows(sqlbox_world):
     """Reads of whole bodies need no header block: they answer the same
-    with every body_cache row deleted, and fill none back (as they did
-    when every body read read the heavy row first).  The body with NULs
+    with every body_cache and body_header row deleted, and fill none
+    back (as they did when every body read read the heavy row first).  The body with NULs
     comes 0x80 for NUL through BODY[], as it is through BINARY[]."""
     world, password = sqlbox_world
     res = session(world, password, [
@@ -636,14 +652,94 @@ def test_body_reads_light_rows(sqlbox_world):
         before[-1]
     assert b"BINARY[1]<3> ~{5}\r\nore\x00a" in before[-1], before[-1]
     assert b"BODY[TEXT]<4> {6}\r\nre\x80aft" in before[-1], before[-1]
-    dbtool(world, password, "exec", "DELETE FROM body_cache")
+    dbtool(world, password, "exec",
+           "DELETE FROM body_cache; DELETE FROM body_header")
     after = session(world, password, [b"SELECT INBOX"] + BODY_READS)
     assert normal(after) == normal(before)
     assert dbtool(world, password, "sql",
-                  "SELECT count(*) FROM body_cache") == [["0"]]
+                  "SELECT (SELECT count(*) FROM body_cache),"
+                  " (SELECT count(*) FROM body_header)") == [["0", "0"]]
     # What wants the header block still has it computed again.
     session(world, password, [b"SELECT INBOX",
                               b"FETCH 1:* (BODY.PEEK[HEADER])"])
     assert dbtool(world, password, "sql",
-                  "SELECT count(*) FROM body_cache") == [[str(nuls)]]
+                  "SELECT (SELECT count(*) FROM body_cache),"
+                  " (SELECT count(*) FROM body_header)") == [[str(nuls)] * 2]
+
+
+def header_rows(world, password):
+    """body_id -> (header in hex, hdr_size, hdr_lines, body_lines) of
+    body_header."""
+    return {int(r[0]): tuple(r[1:]) for r in dbtool(
+        world, password, "sql",
+        "SELECT body_id, hex(header), hdr_size, hdr_lines, body_lines"
+        " FROM body_header ORDER BY body_id")}
+
+
+def test_migration_from_version_9(sqlbox_world, maildir_answers):
+    """A database as schema version 9 left it: the header blocks in
+    body_cache.  The migration moves them to body_header, drops the
+    column, and answers stay maildir's."""
+    world, password = sqlbox_world
+    saved = header_rows(world, password)
+    assert len(saved) == len(CORPUS)
+    cache = dbtool(world, password, "sql",
+                   "SELECT * FROM body_cache ORDER BY body_id")
+    dbtool(world, password, "exec", VERSION_9 + " PRAGMA user_version = 9")
+    session(world, password, [b"STATUS INBOX (MESSAGES)"])
+    assert dbtool(world, password, "sql", "PRAGMA user_version") == [["10"]]
+    assert header_rows(world, password) == saved
+    # body_cache as it was, without the column
+    assert dbtool(world, password, "sql",
+                  "SELECT * FROM body_cache ORDER BY body_id") == cache
+    assert dbtool(world, password, "sql",
+                  "SELECT count(*) FROM pragma_table_info('body_cache')"
+                  " WHERE name = 'header'") == [["0"]]
+    compare(maildir_answers, session(world, password, READS))
+    # The trigger takes a body's header row along.
+    session(world, password, [b"SELECT INBOX",
+                              b"STORE 1 +FLAGS.SILENT (\\Deleted)",
+                              b"EXPUNGE"])
+    assert dbtool(world, password, "sql",
+                  "SELECT count(*) FROM body_header WHERE body_id NOT IN"
+                  " (SELECT id FROM body)") == [["0"]]
+    assert len(header_rows(world, password)) == len(CORPUS) - 1
+    no_errors(world)
+
+
+def body_of(table, seq):
+    """The statement deleting the rows of table of the body of INBOX's
+    mail seq."""
+    return ("DELETE FROM %s WHERE body_id = (SELECT body_id FROM mail"
+            " WHERE uid = %d AND mailbox_id = (SELECT id FROM mailbox"
+            " WHERE name = 'INBOX'))" % (table, seq))
+
+
+def test_header_apart_from_envelope(sqlbox_world):
+    """The header block (body_header) and ENVELOPE/BODYSTRUCTURE
+    (body_cache) are read apart: with a message's chunks and body_header
+    row gone, its ENVELOPE and BODYSTRUCTURE answer from body_cache (and
+    put no body_header row back); with the marked message's chunks and
+    every body_cache row gone, its header fetches answer from body_header
+    (and put no body_cache row back)."""
+    world, password = sqlbox_world
+    other = 1 if MARKED_SEQ != 1 else 2
+    special = b"FETCH %d (ENVELOPE BODYSTRUCTURE)" % other
+    header = b"FETCH %d (BODY.PEEK[HEADER] BODY.PEEK[HEADER.FIELDS" \
+        b" (X-Marker)])" % MARKED_SEQ
+    before = session(world, password, [b"EXAMINE INBOX", special, header])
+    assert HDR_MARKER in before[2]
+    dbtool(world, password, "exec", body_of("chunk", other) + "; " +
+           body_of("body_header", other))
+    after = session(world, password, [b"EXAMINE INBOX", special])
+    assert normal(after) == normal(before[:2])
+    assert dbtool(world, password, "sql",
+                  "SELECT count(*) FROM body_header") == \
+        [[str(len(CORPUS) - 1)]]
+    dbtool(world, password, "exec", body_of("chunk", MARKED_SEQ) +
+           "; DELETE FROM body_cache")
+    after = session(world, password, [b"EXAMINE INBOX", header])
+    assert normal(after) == normal([before[0], before[2]])
+    assert dbtool(world, password, "sql",
+                  "SELECT count(*) FROM body_cache") == [["0"]]
     no_errors(world)

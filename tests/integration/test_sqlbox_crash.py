@@ -386,6 +386,19 @@ class Crasher:
                 " ON m.mailbox_id = mb.id WHERE NOT EXISTS (SELECT 1"
                 " FROM fts_doc d WHERE d.body_id = m.body_id"
                 " AND d.format = c.format)")
+        # Schema 10: its body_header row too.
+        if self.dbtool("SELECT count(*) FROM sqlite_master"
+                       " WHERE name = 'body_header'") == [["1"]]:
+            checks["body_header without body"] = (
+                "SELECT count(*) FROM body_header WHERE body_id NOT IN"
+                " (SELECT id FROM body)")
+            checks["body_header and body_fields differ"] = (
+                "SELECT (SELECT count(*) FROM body_header h WHERE NOT EXISTS"
+                " (SELECT 1 FROM body_fields f WHERE f.body_id = h.body_id"
+                " AND f.hdr_size = h.hdr_size AND f.hdr_lines = h.hdr_lines"
+                " AND f.body_lines = h.body_lines)) + (SELECT count(*)"
+                " FROM body_fields f WHERE f.body_id NOT IN"
+                " (SELECT body_id FROM body_header))")
         if pending:
             checks["mail on a pending body"] = (
                 "SELECT count(*) FROM mail WHERE body_id IN"
