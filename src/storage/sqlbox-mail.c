@@ -17,25 +17,28 @@
    virtual size.
 
    sqlbox's index lives in memory, so Dovecot's index cache starts empty
-   in every session; what it would keep is in the body's cache row
-   instead (table body_cache, encrypted with the rest of the file): the
-   header block, the line counts, ENVELOPE and BODYSTRUCTURE.  With a
-   row, header reads are served from it (the body stream reads no chunk
-   for them), the header and body sizes are known before any parsing, and
-   ENVELOPE/BODY/BODYSTRUCTURE come without parsing anything.  Mail saved
-   before the table existed gets its row the first time its stream is
-   opened, ENVELOPE and BODYSTRUCTURE once index-mail computed them.
+   in every session; what it would keep is in the body's cache rows
+   instead (encrypted with the rest of the file): the header block with
+   the line counts (table body_header), ENVELOPE and BODYSTRUCTURE (table
+   body_cache).  With them, header reads are served from the header block
+   (the body stream reads no chunk for them), the header and body sizes
+   are known before any parsing, and ENVELOPE/BODY/BODYSTRUCTURE come
+   without parsing anything.  Mail saved before the tables existed gets
+   its rows the first time its stream is opened, ENVELOPE and
+   BODYSTRUCTURE once index-mail computed them.
 
-   A body_cache row (about 1.5 KB: two to a page) is more than most reads
-   of a mail need, so a mail's row is read light first: the mail, its
-   body's size, and its body_fields row (schema version 9): the sizes and
-   line counts of the cache row, and the header fields SEARCH reads most
-   (SQLBOX_SEARCH_FIELDS: addresses, Subject, Message-ID, List-Id...)
-   picked out of the header block.  SEARCH and BODY.PEEK[HEADER.FIELDS]
-   on those fields filter them (the same bytes as filtering the header
-   block); whatever else wants the header block, ENVELOPE or
-   BODYSTRUCTURE reads the heavy part, the body_cache row
-   (sqlbox_mail_row_heavy()). */
+   The cache rows (about 1 KB of header block, 0.5 KB of ENVELOPE and
+   BODYSTRUCTURE) are more than most reads of a mail need, so a mail's
+   row is read light first: the mail, its body's size, and its
+   body_fields row (schema version 9): the sizes and line counts, and the
+   header fields SEARCH reads most (SQLBOX_SEARCH_FIELDS: addresses,
+   Subject, Message-ID, List-Id...) picked out of the header block.
+   SEARCH and BODY.PEEK[HEADER.FIELDS] on those fields filter them (the
+   same bytes as filtering the header block); whatever else wants the
+   header block reads the heavy part SQLBOX_ROW_HEADER, the body_header
+   row, and what wants ENVELOPE or BODYSTRUCTURE the part
+   SQLBOX_ROW_SPECIAL, the body_cache row (sqlbox_mail_row_heavy()):
+   each reads the pages of its own table only (schema version 10). */
 
 /* Rows read ahead when mails are read in sequence order (FETCH 1:*,
    SEARCH): one statement, so one read transaction with its WAL read
@@ -53,9 +56,9 @@
    connection has seen other sessions' commits.
 
    Window rows are read light; the first mail that needs a heavy part
-   gets those of its whole window by one more statement, and the mail
-   object reads its next windows full (one statement each, as FETCH
-   ENVELOPE, BODY.PEEK[HEADER] and a client's first sync did before
+   gets it for its whole window by one more statement, and the mail
+   object reads its next windows with that part (one statement each, as
+   FETCH ENVELOPE, BODY.PEEK[HEADER] and a client's first sync did before
    the rows were light).  A mail whose heavy part that statement no
    longer finds (expunged meanwhile) is looked up alone, as a mail that
    is not in a window: it is then an expunged mail, not served from the
