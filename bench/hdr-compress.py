@@ -1,10 +1,11 @@
 #!/usr/bin/python3
-"""LZ4 and zstd on sqlbox's body_cache header blocks (issue 15, seventh pass).
+"""LZ4 and zstd on sqlbox's header blocks (issue 15, seventh pass).
 
 Saves cmd-profile's corpus (storage-bench's fixed seed, 2,000 mails, no
-1 MB messages) to a sqlbox, reads its body_cache through sqlbox-dbtool
-(the route the tests use to open the encrypted file): rows, bytes per
-column, pages (dbstat), and every header block; then builds
+1 MB messages) to a sqlbox, reads its body_header and body_cache (schema
+version 10; body_cache alone before) through sqlbox-dbtool (the route
+the tests use to open the encrypted file): rows, bytes per column, pages
+(dbstat), and every header block; then builds
 bench/hdr-compress.c in a temp dir and runs it on the blocks. Not a test.
 
 Needs liblz4-dev, libzstd-dev, libssl-dev and cc. Run as root:
@@ -56,21 +57,23 @@ def main():
                 raise RuntimeError(res.stderr)
             return res.stdout.strip()
 
-        print("body_cache rows|header|envelope|bodystructure bytes:",
-              sql("SELECT count(*), sum(length(header)),"
-                  " sum(length(envelope)), sum(length(bodystructure))"
-                  " FROM body_cache"))
+        print("body_header rows|header bytes:",
+              sql("SELECT count(*), sum(length(header)) FROM body_header"))
+        print("body_cache rows|envelope|bodystructure bytes:",
+              sql("SELECT count(*), sum(length(envelope)),"
+                  " sum(length(bodystructure)) FROM body_cache"))
         try:
-            print("body_cache pages|bytes (dbstat):",
-                  sql("SELECT count(*), sum(pgsize) FROM dbstat"
-                      " WHERE name = 'body_cache'"))
+            for table in ("body_header", "body_cache", "body_fields"):
+                print(table, "pages|bytes (dbstat):",
+                      sql("SELECT count(*), sum(pgsize) FROM dbstat"
+                          " WHERE name = '%s'" % table))
         except RuntimeError:
             print("no dbstat; database file:",
                   os.path.getsize(os.path.join(home, "mail", "sqlbox.db")))
         with tempfile.TemporaryDirectory() as tmp:
             blocks = os.path.join(tmp, "blocks")
             with open(blocks, "wb") as f:
-                for line in sql("SELECT hex(header) FROM body_cache"
+                for line in sql("SELECT hex(header) FROM body_header"
                                 " WHERE length(header) > 0").split():
                     block = bytes.fromhex(line)
                     f.write(struct.pack("<I", len(block)) + block)
