@@ -51,8 +51,32 @@ sc = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(sc)
 
 STORAGES = ("sqlbox", "sqlbox+fts", "mdbox", "mdbox+crypt", "maildir")
-LOCATIONS = dict(sb.LOCATIONS, **{"sqlbox+fts": "sqlbox:~/mail"})
+LOCATIONS = dict(sb.LOCATIONS, **{"sqlbox+fts": "sqlbox:~/mail",
+                                  "sqlbox-nofts": "sqlbox:~/mail"})
 FTS_CONF = "plugin {\n  sqlbox_fts = yes\n}\n"
+NOFTS_CONF = "plugin {\n  sqlbox_fts = no\n}\n"
+# --by-op: imaptest's state machine with one kind of command at a time.
+# "-" leaves LOGIN, SELECT and LOGOUT; a lower LOGOUT probability makes a
+# session do several of the phase's commands (LOGOUT skipped wraps to the
+# next command).  "mixed" first: it warms the Dovecot up and leaves each
+# user's INBOX at imaptest's ~30 messages, which the phases without
+# APPEND then read; "session" is the baseline the others subtract per
+# LOGIN.  (name, imaptest state arguments, counters of the phase's ops)
+PHASES = (
+    ("mixed", (), None),
+    ("session", ("-",), ()),
+    ("list+status", ("-", "LIST=100", "STATUS=100", "LOGOUT=10"),
+     ("List", "Stat")),
+    ("fetch", ("-", "FETCH=100", "LOGOUT=5"), ("Fetc",)),
+    ("fetch2", ("-", "FETCH2=100", "LOGOUT=5"), ("Fet2",)),
+    ("store", ("-", "STORE=100", "LOGOUT=5"), ("Stor",)),
+    # APPEND needs the DELETE+EXPUNGE that keep the mailbox at ~30
+    # messages (imaptest skips APPEND above that): counted per APPEND.
+    ("append+del+expunge",
+     ("-", "APPEND=100", "DELETE=100", "EXPUNGE=100", "LOGOUT=10"),
+     ("Appe",)),
+)
+BY_OP_STORAGES = ("sqlbox", "sqlbox-nofts", "mdbox", "mdbox+crypt")
 REFERENCES = ("mdbox", "mdbox+crypt", "maildir")
 USERS = ["imapt%d" % i for i in range(1, 11)]
 TEAM = "ubuntumembers"
@@ -97,12 +121,13 @@ TOTALS_RE = re.compile(r"Totals:\n([^\n]*)\n(?:[^\n]*%[^\n]*\n)*"
                        r"([\d ]+)\n")
 
 
-def imaptest_one(imaptest, port, user, password, mbox, secs, seed):
+def imaptest_one(imaptest, port, user, password, mbox, secs, seed,
+                 states=()):
     res = subprocess.run(
         [imaptest, "host=127.0.0.1", "port=%d" % port,
          "user=%s@ubuntu.com" % user, "pass=%s" % password,
          "mbox=%s" % mbox, "clients=1", "secs=%d" % secs,
-         "seed=%d" % seed],
+         "seed=%d" % seed] + list(states),
         capture_output=True, text=True, timeout=secs + 120,
         env=imaptest_env())
     m = TOTALS_RE.search(res.stdout)
@@ -116,11 +141,12 @@ def imaptest_one(imaptest, port, user, password, mbox, secs, seed):
     return dict(zip(names, counts)), errors
 
 
-def mixed_round(imaptest, dc, pws, mbox, secs, rnd):
+def mixed_round(imaptest, dc, pws, mbox, secs, rnd, states=()):
     """Ten imaptest processes at once against one Dovecot."""
     with concurrent.futures.ThreadPoolExecutor(len(USERS)) as ex:
         futs = [ex.submit(imaptest_one, imaptest, dc.imap_port, user,
-                          pws[user], mbox, secs, SEED * 1000 + rnd * 100 + i)
+                          pws[user], mbox, secs, SEED * 1000 + rnd * 100 + i,
+                          states)
                 for i, user in enumerate(USERS)]
         results = [f.result() for f in futs]
     counters = {}
@@ -130,6 +156,49 @@ def mixed_round(imaptest, dc, pws, mbox, secs, rnd):
             counters[k] = counters.get(k, 0) + v
         errors.extend(e)
     return counters, errors
+
+
+def setup(wd, names, dcs, nice):
+    """The fake, the mbox, a Dovecot per storage (into dcs) and the
+    users' passwords."""
+    fake = sb.LaunchpadFake(wd.path).start()
+    for user in USERS:
+        fake.person(user, display_name="Bench " + user, is_valid=True,
+                    is_ubuntu_coc_signer=True)
+    fake.team(TEAM, team_members(TEAM) + USERS)
+    mbox = os.path.join(wd.path, "corpus.mbox")
+    write_mbox(mbox)
+    try:
+        for name in names:
+            d = os.path.join(wd.path, name.replace("+", "-"))
+            os.makedirs(d)
+            extra = sb.mail_crypt_conf(d) if name == "mdbox+crypt" else \
+                FTS_CONF if name == "sqlbox+fts" else \
+                NOFTS_CONF if name == "sqlbox-nofts" else ""
+            dcs[name] = sb.Dovecot(d, fake.api_url,
+                                   mail_location=LOCATIONS[name],
+                                   extra_conf=extra).start()
+            sb.lb.renice(dcs[name], fake, nice)
+        texts = {n: sb.normalized_conf(dc) for n, dc in dcs.items()}
+        if len(set(texts.values())) != 1:
+            raise RuntimeError("dovecot.conf files differ beyond mail "
+                               "location/plugins")
+        pws = {n: {u: dc.generate_password(u + "@ubuntu.com",
+                                           label="bench")
+                   for u in USERS} for n, dc in dcs.items()}
+    except Exception:
+        fake.stop()
+        raise
+    return fake, mbox, pws
+
+
+def check_logs(dcs):
+    for name, dc in dcs.items():
+        errors = [line for line in dc.log_text().splitlines()
+                  if "Error:" in line or "Panic:" in line]
+        if errors:
+            raise RuntimeError("%s logged errors:\n%s" % (
+                name, "\n".join(errors[:10])))
 
 
 def run_mixed(imaptest, secs, rounds, nice):
@@ -144,29 +213,7 @@ def run_mixed(imaptest, secs, rounds, nice):
                "cpu_ms_per_op": {n: [] for n in STORAGES},
                "counters": {n: {} for n in STORAGES}}
     try:
-        fake = sb.LaunchpadFake(wd.path).start()
-        for user in USERS:
-            fake.person(user, display_name="Bench " + user, is_valid=True,
-                        is_ubuntu_coc_signer=True)
-        fake.team(TEAM, team_members(TEAM) + USERS)
-        mbox = os.path.join(wd.path, "corpus.mbox")
-        write_mbox(mbox)
-        for name in STORAGES:
-            d = os.path.join(wd.path, name.replace("+", "-"))
-            os.makedirs(d)
-            extra = sb.mail_crypt_conf(d) if name == "mdbox+crypt" else \
-                FTS_CONF if name == "sqlbox+fts" else ""
-            dcs[name] = sb.Dovecot(d, fake.api_url,
-                                   mail_location=LOCATIONS[name],
-                                   extra_conf=extra).start()
-            sb.lb.renice(dcs[name], fake, nice)
-        texts = {n: sb.normalized_conf(dc) for n, dc in dcs.items()}
-        if len(set(texts.values())) != 1:
-            raise RuntimeError("dovecot.conf files differ beyond mail "
-                               "location/plugins")
-        pws = {n: {u: dc.generate_password(u + "@ubuntu.com",
-                                           label="bench")
-                   for u in USERS} for n, dc in dcs.items()}
+        fake, mbox, pws = setup(wd, STORAGES, dcs, nice)
         for rnd in range(rounds):
             k = rnd % len(STORAGES)
             for name in STORAGES[k:] + STORAGES[:k]:
@@ -186,12 +233,7 @@ def run_mixed(imaptest, secs, rounds, nice):
                 print("round %d %-12s %7.1f ops/s %5.2f ms CPU/op  %s" % (
                     rnd + 1, name, ops / secs, 1000 * cpu / ops, counters),
                     flush=True)
-        for name, dc in dcs.items():
-            errors = [line for line in dc.log_text().splitlines()
-                      if "Error:" in line or "Panic:" in line]
-            if errors:
-                raise RuntimeError("%s logged errors:\n%s" % (
-                    name, "\n".join(errors[:10])))
+        check_logs(dcs)
         results["load_after"] = sb.lb.read_loadavg()
     except Exception:
         for name, dc in dcs.items():
@@ -205,6 +247,121 @@ def run_mixed(imaptest, secs, rounds, nice):
             fake.stop()
         wd.cleanup()
     return results
+
+
+def run_by_op(imaptest, secs, rounds, nice, names):
+    """--by-op: each of PHASES in turn (in their order: the mailboxes'
+    state carries over), within a phase each storage in turn, the order
+    rotating by round; server CPU and imaptest's counters per phase,
+    storage and round."""
+    wd = sb.Workdir("dlp-imaptest-byop-")
+    fake = None
+    dcs = {}
+    results = {"date": datetime.datetime.now(datetime.timezone.utc)
+               .strftime("%Y-%m-%d %H:%M UTC"),
+               "load_before": sb.lb.read_loadavg(),
+               "versions": sb.versions(), "secs": secs, "rounds": rounds,
+               "storages": list(names), "phases": {}}
+    try:
+        fake, mbox, pws = setup(wd, names, dcs, nice)
+        for phase, states, _ in PHASES:
+            res = results["phases"][phase] = {n: [] for n in names}
+            for rnd in range(rounds):
+                k = rnd % len(names)
+                for name in names[k:] + names[:k]:
+                    cpu_before = sum(sc.tree_cpu_secs(dcs[name].proc.pid))
+                    counters, errors = mixed_round(imaptest, dcs[name],
+                                                   pws[name], mbox, secs,
+                                                   rnd, states)
+                    cpu = sum(sc.tree_cpu_secs(dcs[name].proc.pid)) - \
+                        cpu_before
+                    if errors:
+                        raise RuntimeError("%s %s: imaptest errors:\n%s" % (
+                            phase, name, "\n".join(errors[:10])))
+                    res[name].append({"cpu": cpu, "counters": counters})
+                    print("%-18s round %d %-12s %6.2f s CPU %s" % (
+                        phase, rnd + 1, name, cpu, counters), flush=True)
+        check_logs(dcs)
+        results["load_after"] = sb.lb.read_loadavg()
+    except Exception:
+        for name, dc in dcs.items():
+            sys.stderr.write("---- %s log tail ----\n%s\n" % (
+                name, dc.log_text()[-3000:]))
+        raise
+    finally:
+        for dc in dcs.values():
+            dc.stop()
+        if fake is not None:
+            fake.stop()
+        wd.cleanup()
+    return results
+
+
+def by_op_costs(results):
+    """{phase: {storage: (ms per op, ops, sessions)}}: a phase's CPU over
+    all its rounds less its sessions (LOGINs) at the "session" phase's
+    cost each, over the phase's own commands ("mixed": all CPU over all
+    commands, as the mixed bench; "session": per LOGIN)."""
+    out = {}
+    phases = results["phases"]
+    sess = {}
+    for name in results["storages"]:
+        runs = phases["session"][name]
+        sess[name] = sum(r["cpu"] for r in runs) / max(
+            1, sum(r["counters"].get("Logi", 0) for r in runs))
+    for phase, _, ops_names in PHASES:
+        out[phase] = {}
+        for name in results["storages"]:
+            runs = phases[phase][name]
+            cpu = sum(r["cpu"] for r in runs)
+            logins = sum(r["counters"].get("Logi", 0) for r in runs)
+            if ops_names is None:
+                ops = sum(sum(r["counters"].values()) for r in runs)
+            elif not ops_names:
+                ops = logins
+            else:
+                ops = sum(r["counters"].get(c, 0) for r in runs
+                          for c in ops_names)
+                cpu -= logins * sess[name]
+            out[phase][name] = (1000 * cpu / ops if ops else None, ops,
+                                logins)
+    return out
+
+
+def report_by_op(results, command):
+    names = results["storages"]
+    refs = [r for r in ("mdbox", "mdbox+crypt") if r in names]
+    costs = by_op_costs(results)
+    lines = [
+        "imaptest by operation, run of %s: %d rounds of %d s per phase "
+        "and storage, 10 imaptest processes x 1 client, one user each; "
+        "load average %s before, %s after." % (
+            results["date"], results["rounds"], results["secs"],
+            results["load_before"], results.get("load_after")),
+        "",
+        "```sh", command, "```", "",
+        "Server CPU ms per operation (all rounds; the phases' commands net "
+        "of their sessions at the \"session\" phase's cost per LOGIN), "
+        "then sqlbox's cost over the reference's (below 1.11 meets 0.9x "
+        "mdbox, below 0.77 meets 1.3x mdbox+mail_crypt):",
+        "",
+        "| phase (ops, sessions of sqlbox) | " + " | ".join(names) + " | "
+        + " | ".join("%s / %s" % (n, r) for n in names
+                     if n.startswith("sqlbox") for r in refs) + " |",
+        "|---|" + "---|" * (len(names) + len(refs) * sum(
+            1 for n in names if n.startswith("sqlbox"))),
+    ]
+    for phase, _, _ in PHASES:
+        c = costs[phase]
+        first = names[0]
+        row = "| %s (%d, %d) | " % (phase, c[first][1], c[first][2])
+        row += " | ".join("%.2f" % c[n][0] if c[n][0] is not None else "-"
+                          for n in names) + " | "
+        row += " | ".join(
+            "%.2f" % (c[n][0] / c[r][0]) if c[n][0] and c[r][0] else "-"
+            for n in names if n.startswith("sqlbox") for r in refs) + " |"
+        lines.append(row)
+    return "\n".join(lines)
 
 
 def report_mixed(results, command):
@@ -255,6 +412,12 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--nice", type=int, default=sb.NICENESS)
     ap.add_argument("--json", help="also write raw results here")
+    ap.add_argument("--by-op", action="store_true",
+                    help="one kind of command at a time (PHASES) instead "
+                    "of the mix: server CPU per operation by kind")
+    ap.add_argument("--storages", default=",".join(BY_OP_STORAGES),
+                    help="--by-op: the storages, comma-separated, of %s" %
+                    ", ".join(sorted(LOCATIONS)))
     args = ap.parse_args()
     if not args.imaptest or not os.access(args.imaptest, os.X_OK):
         print("imaptest-mixed.py: skipped: no imaptest binary given "
@@ -264,6 +427,24 @@ def main():
         sys.exit("imaptest-mixed.py: run as root (Dovecot in a mount "
                  "namespace)")
     os.setpriority(os.PRIO_PROCESS, 0, args.nice)
+    if args.by_op:
+        names = tuple(args.storages.split(","))
+        unknown = [n for n in names if n not in LOCATIONS]
+        if unknown:
+            sys.exit("imaptest-mixed.py: unknown storage(s): %s" %
+                     ", ".join(unknown))
+        results = run_by_op(args.imaptest, args.secs, args.rounds,
+                            args.nice, names)
+        command = ("DLP_BUILD_DIR=$DLP_BUILD_DIR /usr/bin/python3 "
+                   "bench/imaptest-mixed.py --imaptest $IMAPTEST_DIR/src/"
+                   "imaptest --by-op --storages %s --secs %d --rounds %d" % (
+                       ",".join(names), args.secs, args.rounds))
+        print()
+        print(report_by_op(results, command))
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(results, f, indent=1)
+        return 0
     results = run_mixed(args.imaptest, args.secs, args.rounds, args.nice)
     command = ("DLP_BUILD_DIR=$DLP_BUILD_DIR /usr/bin/python3 "
                "bench/imaptest-mixed.py --imaptest $IMAPTEST_DIR/src/"
