@@ -354,6 +354,7 @@ void sqlbox_db_close(struct sqlbox_storage *storage)
 			parts_stmts[i][j] = NULL;
 		}
 	}
+	sqlbox_db_kept_free(storage);
 	if (storage->db != NULL)
 		cvfs_close(&storage->db);
 	storage->txn_depth = 0;

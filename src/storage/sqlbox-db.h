@@ -115,9 +115,23 @@ int sqlbox_schema_migrate(struct sqlbox_storage *storage);
 /* Prepares sql; NULL with a critical error set on failure. */
 sqlite3_stmt *sqlbox_db_prepare(struct sqlbox_storage *storage,
 				const char *sql);
+/* Prepares sql once per connection and keeps it (by its text) until
+   sqlbox_db_close(): for statements a session runs again and again, such
+   as every command's sync.  sql must be one of a few fixed texts, not
+   one with values in it.  The caller binds what the statement takes and
+   gives it back with sqlbox_db_kept_done() (sqlite3_reset(), never
+   sqlite3_finalize()) before anything else may run it again; NULL with
+   a critical error set on failure. */
+sqlite3_stmt *sqlbox_db_prepare_kept(struct sqlbox_storage *storage,
+				     const char *sql);
+void sqlbox_db_kept_done(sqlite3_stmt *stmt);
+/* Finalizes the kept statements (sqlbox_db_close()). */
+void sqlbox_db_kept_free(struct sqlbox_storage *storage);
 /* sqlite3_step() that reports errors; returns SQLITE_ROW/DONE or -1. */
 int sqlbox_db_step(struct sqlbox_storage *storage, sqlite3_stmt *stmt);
-/* Runs a statement without results: binds int64 args (count n). */
+/* Runs a statement without results: binds int64 args (count n).  The
+   statement is kept prepared by its text (as sqlbox_db_prepare_kept())
+   while fewer than SQLBOX_KEPT_STMTS_MAX are, else prepared each time. */
 int sqlbox_db_exec_args(struct sqlbox_storage *storage, const char *sql,
 			unsigned int n, ...);
 int sqlbox_db_exec(struct sqlbox_storage *storage, const char *sql);

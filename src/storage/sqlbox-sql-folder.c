@@ -238,7 +238,8 @@ int sqlbox_db_mailbox_counters(struct sqlbox_storage *storage, int64_t id,
 	sqlite3_stmt *stmt;
 	int rc;
 
-	stmt = sqlbox_db_prepare(storage,
+	/* Kept: every command's sync reads them. */
+	stmt = sqlbox_db_prepare_kept(storage,
 		"SELECT highestmodseq, uidnext FROM mailbox WHERE id = ?");
 	if (stmt == NULL)
 		return -1;
@@ -248,7 +249,7 @@ int sqlbox_db_mailbox_counters(struct sqlbox_storage *storage, int64_t id,
 		*highest_modseq_r = sqlite3_column_int64(stmt, 0);
 		*uid_next_r = sqlite3_column_int64(stmt, 1);
 	}
-	sqlite3_finalize(stmt);
+	sqlbox_db_kept_done(stmt);
 	if (rc == SQLITE_DONE) {
 		mail_storage_set_error(&storage->storage, MAIL_ERROR_NOTFOUND,
 				       "Mailbox was deleted");

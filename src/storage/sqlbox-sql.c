@@ -31,6 +31,73 @@ sqlite3_stmt *sqlbox_db_prepare(struct sqlbox_storage *storage,
 	return stmt;
 }
 
+/* Statements kept prepared: a sync, which ends every IMAP command of a
+   selected folder, runs BEGIN, the folder's counters, one UPDATE per
+   flag change range, its pull queries and COMMIT; parsing them again
+   each time (sqlite3_prepare_v2) was a third of the imap process's CPU
+   in a STORE-only load (bench/README.md, issue 15, eighth pass).  Texts
+   that sqlbox_db_exec*() runs are kept while fewer than this many are:
+   one built with values in it (a migration's) then can't fill memory. */
+#define SQLBOX_KEPT_STMTS_MAX 64
+
+static sqlite3_stmt *
+sqlbox_db_prepare_kept_if(struct sqlbox_storage *storage, const char *sql,
+			  bool always, bool *kept_r)
+{
+	sqlite3_stmt *stmt;
+
+	*kept_r = FALSE;
+	if (!hash_table_is_created(storage->kept_stmts)) {
+		hash_table_create(&storage->kept_stmts, default_pool, 0,
+				  str_hash, strcmp);
+	}
+	stmt = hash_table_lookup(storage->kept_stmts, sql);
+	if (stmt != NULL) {
+		*kept_r = TRUE;
+		return stmt;
+	}
+	if ((stmt = sqlbox_db_prepare(storage, sql)) == NULL)
+		return NULL;
+	if (always ||
+	    hash_table_count(storage->kept_stmts) < SQLBOX_KEPT_STMTS_MAX) {
+		hash_table_insert(storage->kept_stmts, i_strdup(sql), stmt);
+		*kept_r = TRUE;
+	}
+	return stmt;
+}
+
+sqlite3_stmt *sqlbox_db_prepare_kept(struct sqlbox_storage *storage,
+				     const char *sql)
+{
+	bool kept;
+
+	return sqlbox_db_prepare_kept_if(storage, sql, TRUE, &kept);
+}
+
+void sqlbox_db_kept_done(sqlite3_stmt *stmt)
+{
+	/* Ends the statement's read (or write) of the database; an error
+	   was already reported by its step. */
+	(void)sqlite3_reset(stmt);
+}
+
+void sqlbox_db_kept_free(struct sqlbox_storage *storage)
+{
+	struct hash_iterate_context *iter;
+	char *sql;
+	sqlite3_stmt *stmt;
+
+	if (!hash_table_is_created(storage->kept_stmts))
+		return;
+	iter = hash_table_iterate_init(storage->kept_stmts);
+	while (hash_table_iterate(iter, storage->kept_stmts, &sql, &stmt)) {
+		sqlite3_finalize(stmt);
+		i_free(sql);
+	}
+	hash_table_iterate_deinit(&iter);
+	hash_table_destroy(&storage->kept_stmts);
+}
+
 int sqlbox_db_step(struct sqlbox_storage *storage, sqlite3_stmt *stmt)
 {
 	int rc = sqlite3_step(stmt);
@@ -46,14 +113,19 @@ sqlbox_db_exec_va(struct sqlbox_storage *storage, const char *sql,
 		  unsigned int n, va_list args)
 {
 	sqlite3_stmt *stmt;
+	bool kept;
 	int rc;
 
-	if ((stmt = sqlbox_db_prepare(storage, sql)) == NULL)
+	stmt = sqlbox_db_prepare_kept_if(storage, sql, FALSE, &kept);
+	if (stmt == NULL)
 		return -1;
 	for (unsigned int i = 0; i < n; i++)
 		sqlite3_bind_int64(stmt, i + 1, va_arg(args, int64_t));
 	rc = sqlbox_db_step(storage, stmt);
-	sqlite3_finalize(stmt);
+	if (kept)
+		sqlbox_db_kept_done(stmt);
+	else
+		sqlite3_finalize(stmt);
 	return rc < 0 ? -1 : 0;
 }
 

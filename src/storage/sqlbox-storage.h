@@ -22,6 +22,7 @@
    files; the database layer's part is sqlbox-db.h. */
 
 #include "lib.h"
+#include "hash.h"
 #include "index-storage.h"
 #include "mailbox-list-private.h"
 
@@ -76,6 +77,9 @@ struct sqlbox_storage {
 	/* sqlbox_db_chunk_read_at()'s rowid lookup, likewise: it runs
 	   for every read of a body. */
 	sqlite3_stmt *chunk_rowid_stmt;
+	/* Statements kept prepared by their text (sqlbox_db_prepare_kept(),
+	   and what sqlbox_db_exec*() runs), finalized at close. */
+	HASH_TABLE(char *, sqlite3_stmt *) kept_stmts;
 	/* A second connection to the same file for body chunk reads
 	   outside transactions, with a page cache of one chunk: body pages
 	   pass through it instead of filling (and, in a new process,

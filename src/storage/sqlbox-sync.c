@@ -131,7 +131,7 @@ static int sqlbox_sync_push(struct sqlbox_sync_context *ctx)
 			names = mail_index_get_keywords(index);
 			if (rec.keyword_idx >= array_count(names))
 				break;
-			stmt = sqlbox_db_prepare(storage,
+			stmt = sqlbox_db_prepare_kept(storage,
 				rec.type == MAIL_INDEX_SYNC_TYPE_KEYWORD_ADD ?
 				"INSERT OR IGNORE INTO keyword (mailbox_id, uid,"
 				" name) SELECT mailbox_id, uid, ?1 FROM mail"
@@ -150,7 +150,7 @@ static int sqlbox_sync_push(struct sqlbox_sync_context *ctx)
 			sqlite3_bind_int64(stmt, 4, rec.uid2);
 			if (sqlbox_db_step(storage, stmt) < 0)
 				ret = -1;
-			sqlite3_finalize(stmt);
+			sqlbox_db_kept_done(stmt);
 			if (ret == 0) {
 				ret = sqlbox_db_exec_args(storage,
 					"UPDATE mail SET modseq = ?1"
@@ -864,7 +864,7 @@ static int sqlbox_sync_pull(struct sqlbox_sync_context *ctx)
 	int rc;
 
 	/* Expunged by other processes (ours carry push_modseq). */
-	stmt = sqlbox_db_prepare(storage,
+	stmt = sqlbox_db_prepare_kept(storage,
 		"SELECT uid FROM expunged INDEXED BY expunged_modseq"
 		" WHERE mailbox_id = ?1 AND modseq > ?2 AND modseq <> ?3");
 	if (stmt == NULL)
@@ -877,7 +877,7 @@ static int sqlbox_sync_pull(struct sqlbox_sync_context *ctx)
 		if (mail_index_lookup_seq(ctx->sync_view, uid, &seq))
 			mail_index_expunge(ctx->trans, seq);
 	}
-	sqlite3_finalize(stmt);
+	sqlbox_db_kept_done(stmt);
 	if (rc < 0)
 		return -1;
 
@@ -891,12 +891,16 @@ static int sqlbox_sync_pull(struct sqlbox_sync_context *ctx)
 	   the last sync are few and sorting them is cheap.  A first sync
 	   that no fill did (a save into a folder that isn't selected)
 	   takes every row: in UID order from mail_sync. */
-	stmt = sqlbox_db_prepare(storage, t_strdup_printf(
+	/* Two texts, kept: this runs at the end of every command. */
+	stmt = sqlbox_db_prepare_kept(storage, mbox->synced_modseq == 0 ?
 		"SELECT uid, flags, modseq, (SELECT group_concat(name, ' ')"
 		" FROM keyword k WHERE k.mailbox_id = m.mailbox_id"
-		" AND k.uid = m.uid) FROM mail m INDEXED BY %s"
-		" WHERE mailbox_id = ?1 AND modseq > ?2 ORDER BY uid",
-		mbox->synced_modseq == 0 ? "mail_sync" : "mail_modseq"));
+		" AND k.uid = m.uid) FROM mail m INDEXED BY mail_sync"
+		" WHERE mailbox_id = ?1 AND modseq > ?2 ORDER BY uid" :
+		"SELECT uid, flags, modseq, (SELECT group_concat(name, ' ')"
+		" FROM keyword k WHERE k.mailbox_id = m.mailbox_id"
+		" AND k.uid = m.uid) FROM mail m INDEXED BY mail_modseq"
+		" WHERE mailbox_id = ?1 AND modseq > ?2 ORDER BY uid");
 	if (stmt == NULL)
 		return -1;
 	sqlite3_bind_int64(stmt, 1, mbox->id);
@@ -907,7 +911,7 @@ static int sqlbox_sync_pull(struct sqlbox_sync_context *ctx)
 			sqlite3_column_int64(stmt, 2),
 			(const char *)sqlite3_column_text(stmt, 3), &next_uid);
 	} T_END;
-	sqlite3_finalize(stmt);
+	sqlbox_db_kept_done(stmt);
 	if (rc < 0)
 		return -1;
 
@@ -940,7 +944,7 @@ static int sqlbox_sync_recent(struct sqlbox_sync_context *ctx)
 	uint32_t first_recent_uid, next_uid, seq1, seq2;
 	int rc;
 
-	stmt = sqlbox_db_prepare(mbox->storage,
+	stmt = sqlbox_db_prepare_kept(mbox->storage,
 		"SELECT first_recent_uid FROM mailbox WHERE id = ?");
 	if (stmt == NULL)
 		return -1;
@@ -948,7 +952,7 @@ static int sqlbox_sync_recent(struct sqlbox_sync_context *ctx)
 	rc = sqlbox_db_step(mbox->storage, stmt);
 	first_recent_uid = rc == SQLITE_ROW ?
 		I_MAX(sqlite3_column_int64(stmt, 0), 1) : 1;
-	sqlite3_finalize(stmt);
+	sqlbox_db_kept_done(stmt);
 	if (rc < 0)
 		return -1;
 
