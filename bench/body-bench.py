@@ -114,7 +114,9 @@ def once(dc, pw, command, wrap=None):
 
 def perf_wrap(path):
     def start(pid):
-        proc = subprocess.Popen(["perf", "record", "-q", "-F", "20000"] +
+        # -c (a period: every Nth event) and -F exclude each other
+        freq = [] if "-c" in PERF_ARGS else ["-F", "20000"]
+        proc = subprocess.Popen(["perf", "record", "-q"] + freq +
                                 PERF_ARGS + ["-o", path, "-p", str(pid)],
                                 stdout=subprocess.DEVNULL)
         time.sleep(0.5)     # perf attaches; not a measurement
