@@ -24,6 +24,7 @@ moves it) and of the wall time; the literal bytes must agree.
 `perf record -g` of the imap process, DIR/perf-STORAGE-COMMAND.data.
 --perf-stat: one more round per storage and command under `perf stat`
 (task-clock, page faults, context switches, instructions, cycles).
+--warm: every measured run is the command's second in its session.
 --strace: one more round per storage and command under `strace -c -f`
 of the imap process; the system call counts are printed.
 """
@@ -62,6 +63,8 @@ lb = sb.lb
 STORAGES = ("sqlbox", "mdbox")
 PERF_STAT_EVENTS = ("task-clock,page-faults,context-switches,"
                     "instructions,cycles")
+# --warm: the session runs the command once before the measured run
+WARM = False
 # more perf record arguments (--perf-args)
 PERF_ARGS = ["-g"]
 
@@ -102,6 +105,8 @@ def once(dc, pw, command, wrap=None):
     function."""
     imap, pid = session(dc, pw)
     try:
+        if WARM:
+            imap.run(command)
         stop = wrap(pid) if wrap else None
         cpu0 = sel.oncpu_ns(pid)
         secs, _, nlit, _ = imap.run(command)
@@ -285,6 +290,10 @@ def main():
     parser.add_argument("--strace", action="store_true",
                         help="strace -c the imap process in one more "
                         "round per command")
+    parser.add_argument("--warm", action="store_true",
+                        help="measure the command's second run in its "
+                        "session (what stays after the first: the "
+                        "process's one-off costs)")
     parser.add_argument("--perf-args", default="-g",
                         help="perf record's arguments besides -F, -o, -p "
                         "(default -g; e.g. \"--call-graph dwarf\")")
@@ -292,6 +301,8 @@ def main():
                         "body100,partial); default all")
     args = parser.parse_args()
     PERF_ARGS[:] = args.perf_args.split()
+    global WARM
+    WARM = args.warm
     if os.geteuid() != 0:
         sys.exit("body-bench.py: run as root")
     params = {"messages": args.messages, "rounds": args.rounds}
