@@ -3,10 +3,7 @@
 /* The io methods: which bytes of which file are a page, and with which
    page number. The page transform itself is in cvfs-page.c. */
 
-#include <stdint.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 #include <sodium.h>
 
@@ -257,29 +254,6 @@ static void cvfs_main_ra_free(struct cvfs_file *f)
 	}
 }
 
-/* Maps in the pages of ra_buf[from, to) with one system call before a
-   read fills them: the kernel's copy would otherwise take one page fault
-   per 4 KiB page of a new buffer (16 of a new session's first body
-   FETCH), each about twenty times what a page populated in bulk costs.
-   Best effort: where the kernel lacks it, the read faults them in. */
-static void cvfs_main_ra_populate(struct cvfs_file *f, size_t from, size_t to)
-{
-#ifdef MADV_POPULATE_WRITE
-	static uintptr_t page_size = 0;
-	uintptr_t start, stop;
-
-	if (page_size == 0)
-		page_size = (uintptr_t)sysconf(_SC_PAGESIZE);
-	/* Every page of the range holds bytes of ra_buf: it is mapped and
-	   writable, and populating it changes no byte. */
-	start = ((uintptr_t)f->ra_buf + from) & ~(page_size - 1);
-	stop = ((uintptr_t)f->ra_buf + to + page_size - 1) & ~(page_size - 1);
-	(void)madvise((void *)start, stop - start, MADV_POPULATE_WRITE);
-#else
-	(void)f; (void)from; (void)to;
-#endif
-}
-
 /* Reads the stored pages pgno.. into ra_buf in one call. On success
    ra_count > 0 and ra_first == pgno; on any problem nothing is held and
    the caller reads the page alone, as without a read-ahead (so an error,
@@ -313,10 +287,8 @@ static void cvfs_main_read_ahead(struct cvfs_file *f, uint32_t pgno)
 			return;
 		f->ra_size = max_pages * ps;
 	}
-	if (f->ra_used < size) {
-		cvfs_main_ra_populate(f, f->ra_used, size);
+	if (f->ra_used < size)
 		f->ra_used = size;
-	}
 	rc = real->pMethods->xRead(real, f->ra_buf, (int)size, offset);
 	if (rc == SQLITE_IOERR_SHORT_READ) {
 		/* The end of the file: keep the whole pages there are. */

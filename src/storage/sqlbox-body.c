@@ -1,9 +1,5 @@
 /* Copyright (c) dovecot-launchpad authors; see debian/copyright. */
 #include "lib.h"
-
-#include <sys/mman.h>
-#include <unistd.h>
-
 #include "buffer.h"
 #include "ioloop.h"
 #include "safe-memset.h"
@@ -88,44 +84,10 @@ static struct {
 	unsigned char *data;
 	/* Bytes to wipe when it comes back. */
 	size_t dirty;
-	/* Bytes from the start whose pages were asked in at once
-	   (sqlbox_body_spare_populate()). */
-	size_t populated;
 	bool lent;
 	/* The plugin was unloaded while it was lent: free it on return. */
 	bool orphan;
 } sqlbox_body_spare;
-
-/* Maps in the pages of the spare's first end bytes that the last call
-   did not, with one system call, before a read writes them.  A new
-   process's first reads would otherwise take one page fault per 4 KiB
-   page of the buffer's 256 KiB (64, a quarter of a new session's faults
-   in a FETCH of 100 bodies), and a fault costs here about twenty times
-   what a page populated in bulk does.  Only the pages the reads reach
-   are asked for, so a session reading small mails does not grow by the
-   whole buffer.  Best effort: where the kernel lacks it, the reads
-   fault the pages in as before. */
-static void sqlbox_body_spare_populate(size_t end)
-{
-#ifdef MADV_POPULATE_WRITE
-	static uintptr_t page_size = 0;
-	uintptr_t start, stop;
-
-	if (end <= sqlbox_body_spare.populated)
-		return;
-	if (page_size == 0)
-		page_size = (uintptr_t)sysconf(_SC_PAGESIZE);
-	/* Every page of the range holds bytes of the buffer: it is mapped
-	   and writable, and populating it changes no byte. */
-	start = (uintptr_t)sqlbox_body_spare.data +
-		sqlbox_body_spare.populated;
-	start &= ~(page_size - 1);
-	stop = (uintptr_t)sqlbox_body_spare.data + end + page_size - 1;
-	stop &= ~(page_size - 1);
-	(void)madvise((void *)start, stop - start, MADV_POPULATE_WRITE);
-#endif
-	sqlbox_body_spare.populated = end;
-}
 
 static void sqlbox_buffer_wipe_free(buffer_t **buf)
 {
@@ -531,8 +493,6 @@ static ssize_t sqlbox_body_istream_read(struct istream_private *stream)
 	if (offset < bstream->header_size) {
 		/* From the cache row: no chunk is read. */
 		n = I_MIN(n, bstream->header_size - offset);
-		if (sqlbox_body_spare_is(stream))
-			sqlbox_body_spare_populate(stream->pos + n);
 		memcpy(stream->w_buffer + stream->pos,
 		       CONST_PTR_OFFSET(bstream->header->data, offset), n);
 	} else {
@@ -547,8 +507,6 @@ static ssize_t sqlbox_body_istream_read(struct istream_private *stream)
 			   (a new blob handle walks it from the start). */
 			n = I_MIN(n, SQLBOX_READ_SEEK_BYTES);
 		}
-		if (sqlbox_body_spare_is(stream))
-			sqlbox_body_spare_populate(stream->pos + n);
 		ret = sqlbox_body_istream_read_chunk(bstream, offset,
 			stream->w_buffer + stream->pos, n);
 		if (ret < 0)
