@@ -15,7 +15,11 @@ build it.
 Run as root (tests/harness.py: private Dovecots in mount namespaces,
 loopback only).  The Dovecots come from bench/storage-bench.py's setup
 (dovecot.conf files that differ only in mail_location and mail plugins,
-checked); sqlbox+fts adds plugin { sqlbox_fts = yes }.  Ten Launchpad
+checked).  sqlbox is the default configuration, with its FTS index
+(sqlbox_fts defaults to yes, so the deferred indexing of what APPEND
+saved is counted); sqlbox-nofts adds plugin { sqlbox_fts = no };
+sqlbox+fts (plugin { sqlbox_fts = yes } written out, the same as
+sqlbox) is still accepted by --by-op's --storages.  Ten Launchpad
 users (imapt1..imapt10, team members in the fake), each with an app
 password on every Dovecot.  A round runs, for each storage in turn (the
 order rotates by round), ten imaptest processes at once, one client and
@@ -31,6 +35,7 @@ or an Error/Panic in a Dovecot log, fails the run.
 
 import argparse
 import concurrent.futures
+import contextlib
 import datetime
 import importlib.util
 import json
@@ -50,7 +55,7 @@ spec = importlib.util.spec_from_file_location(
 sc = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(sc)
 
-STORAGES = ("sqlbox", "sqlbox+fts", "mdbox", "mdbox+crypt", "maildir")
+STORAGES = ("sqlbox", "sqlbox-nofts", "mdbox", "mdbox+crypt", "maildir")
 LOCATIONS = dict(sb.LOCATIONS, **{"sqlbox+fts": "sqlbox:~/mail",
                                   "sqlbox-nofts": "sqlbox:~/mail"})
 FTS_CONF = "plugin {\n  sqlbox_fts = yes\n}\n"
@@ -201,10 +206,46 @@ def check_logs(dcs):
                 name, "\n".join(errors[:10])))
 
 
-def run_mixed(imaptest, secs, rounds, nice):
-    wd = sb.Workdir("dlp-imaptest-mixed-")
+@contextlib.contextmanager
+def dovecots(prefix, names, nice):
+    """One Dovecot per storage of names and the Launchpad-shaped server:
+    yields (dcs, mbox, pws) and checks the Dovecots' logs after; on an
+    error their log tails go to stderr; all is stopped and removed
+    afterwards."""
+    wd = sb.Workdir(prefix)
     fake = None
     dcs = {}
+    try:
+        fake, mbox, pws = setup(wd, names, dcs, nice)
+        yield dcs, mbox, pws
+        check_logs(dcs)
+    except Exception:
+        for name, dc in dcs.items():
+            sys.stderr.write("---- %s log tail ----\n%s\n" % (
+                name, dc.log_text()[-3000:]))
+        raise
+    finally:
+        for dc in dcs.values():
+            dc.stop()
+        if fake is not None:
+            fake.stop()
+        wd.cleanup()
+
+
+def measured_round(imaptest, dc, pws, mbox, secs, rnd, label, states=()):
+    """mixed_round() and the server CPU seconds it cost: (counters,
+    cpu); imaptest's errors raise."""
+    cpu_before = sum(sc.tree_cpu_secs(dc.proc.pid))
+    counters, errors = mixed_round(imaptest, dc, pws, mbox, secs, rnd,
+                                   states)
+    cpu = sum(sc.tree_cpu_secs(dc.proc.pid)) - cpu_before
+    if errors:
+        raise RuntimeError("%s: imaptest errors:\n%s" % (
+            label, "\n".join(errors[:10])))
+    return counters, cpu
+
+
+def run_mixed(imaptest, secs, rounds, nice):
     results = {"date": datetime.datetime.now(datetime.timezone.utc)
                .strftime("%Y-%m-%d %H:%M UTC"),
                "load_before": sb.lb.read_loadavg(),
@@ -212,18 +253,14 @@ def run_mixed(imaptest, secs, rounds, nice):
                "ops": {n: [] for n in STORAGES},
                "cpu_ms_per_op": {n: [] for n in STORAGES},
                "counters": {n: {} for n in STORAGES}}
-    try:
-        fake, mbox, pws = setup(wd, STORAGES, dcs, nice)
+    with dovecots("dlp-imaptest-mixed-", STORAGES, nice) as (dcs, mbox,
+                                                             pws):
         for rnd in range(rounds):
             k = rnd % len(STORAGES)
             for name in STORAGES[k:] + STORAGES[:k]:
-                cpu_before = sum(sc.tree_cpu_secs(dcs[name].proc.pid))
-                counters, errors = mixed_round(imaptest, dcs[name],
-                                               pws[name], mbox, secs, rnd)
-                cpu = sum(sc.tree_cpu_secs(dcs[name].proc.pid)) - cpu_before
-                if errors:
-                    raise RuntimeError("%s: imaptest errors:\n%s" % (
-                        name, "\n".join(errors[:10])))
+                counters, cpu = measured_round(imaptest, dcs[name],
+                                               pws[name], mbox, secs, rnd,
+                                               name)
                 ops = sum(counters.values())
                 results["ops"][name].append(ops / secs)
                 results["cpu_ms_per_op"][name].append(1000 * cpu / ops)
@@ -233,19 +270,7 @@ def run_mixed(imaptest, secs, rounds, nice):
                 print("round %d %-12s %7.1f ops/s %5.2f ms CPU/op  %s" % (
                     rnd + 1, name, ops / secs, 1000 * cpu / ops, counters),
                     flush=True)
-        check_logs(dcs)
-        results["load_after"] = sb.lb.read_loadavg()
-    except Exception:
-        for name, dc in dcs.items():
-            sys.stderr.write("---- %s log tail ----\n%s\n" % (
-                name, dc.log_text()[-3000:]))
-        raise
-    finally:
-        for dc in dcs.values():
-            dc.stop()
-        if fake is not None:
-            fake.stop()
-        wd.cleanup()
+    results["load_after"] = sb.lb.read_loadavg()
     return results
 
 
@@ -254,46 +279,24 @@ def run_by_op(imaptest, secs, rounds, nice, names):
     state carries over), within a phase each storage in turn, the order
     rotating by round; server CPU and imaptest's counters per phase,
     storage and round."""
-    wd = sb.Workdir("dlp-imaptest-byop-")
-    fake = None
-    dcs = {}
     results = {"date": datetime.datetime.now(datetime.timezone.utc)
                .strftime("%Y-%m-%d %H:%M UTC"),
                "load_before": sb.lb.read_loadavg(),
                "versions": sb.versions(), "secs": secs, "rounds": rounds,
                "storages": list(names), "phases": {}}
-    try:
-        fake, mbox, pws = setup(wd, names, dcs, nice)
+    with dovecots("dlp-imaptest-byop-", names, nice) as (dcs, mbox, pws):
         for phase, states, _ in PHASES:
             res = results["phases"][phase] = {n: [] for n in names}
             for rnd in range(rounds):
                 k = rnd % len(names)
                 for name in names[k:] + names[:k]:
-                    cpu_before = sum(sc.tree_cpu_secs(dcs[name].proc.pid))
-                    counters, errors = mixed_round(imaptest, dcs[name],
-                                                   pws[name], mbox, secs,
-                                                   rnd, states)
-                    cpu = sum(sc.tree_cpu_secs(dcs[name].proc.pid)) - \
-                        cpu_before
-                    if errors:
-                        raise RuntimeError("%s %s: imaptest errors:\n%s" % (
-                            phase, name, "\n".join(errors[:10])))
+                    counters, cpu = measured_round(
+                        imaptest, dcs[name], pws[name], mbox, secs, rnd,
+                        "%s %s" % (phase, name), states)
                     res[name].append({"cpu": cpu, "counters": counters})
                     print("%-18s round %d %-12s %6.2f s CPU %s" % (
                         phase, rnd + 1, name, cpu, counters), flush=True)
-        check_logs(dcs)
-        results["load_after"] = sb.lb.read_loadavg()
-    except Exception:
-        for name, dc in dcs.items():
-            sys.stderr.write("---- %s log tail ----\n%s\n" % (
-                name, dc.log_text()[-3000:]))
-        raise
-    finally:
-        for dc in dcs.values():
-            dc.stop()
-        if fake is not None:
-            fake.stop()
-        wd.cleanup()
+    results["load_after"] = sb.lb.read_loadavg()
     return results
 
 
