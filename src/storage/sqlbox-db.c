@@ -270,10 +270,17 @@ int sqlbox_db_open(struct sqlbox_storage *storage)
 	return 0;
 }
 
-/* Pages of the body connection's cache: a 256 KiB chunk's overflow
-   pages and the b-tree pages above them, so that reads after a seek
-   within a chunk find the chain they walk. */
-#define SQLBOX_BODY_CACHE_PRAGMA "PRAGMA cache_size=80"
+/* Pages of the body connection's cache.  A read from a chunk's start
+   walks its overflow chain once and needs little more than the b-tree
+   pages above it: each page kept is a fresh allocation of the process
+   (a page fault, more than reading and decrypting the page again), so
+   the cache starts small.  A read within a chunk (after a seek, or the
+   rest of a chunk that did not fit the buffer) walks the chain from
+   the start again: from then on the cache holds a 256 KiB chunk's
+   overflow pages and the pages above them, so the next such read finds
+   the chain it walks (sqlbox_db_body_cache_grow() in
+   sqlbox-sql-mail.c). */
+#define SQLBOX_BODY_CACHE_PRAGMA "PRAGMA cache_size=24"
 
 int sqlbox_db_body_open(struct sqlbox_storage *storage)
 {
@@ -323,6 +330,7 @@ static void sqlbox_db_body_close(struct sqlbox_storage *storage)
 	if (storage->body_db != NULL)
 		cvfs_close(&storage->body_db);
 	storage->body_db_failed = FALSE;
+	storage->body_db_cache_grown = FALSE;
 }
 
 void sqlbox_db_close(struct sqlbox_storage *storage)

@@ -677,6 +677,33 @@ sqlbox_db_chunk_critical(struct sqlbox_storage *storage, sqlite3 *db,
 				  sqlite3_extended_errcode(db));
 }
 
+/* The body connection's cache from its first read that starts within a
+   chunk: a 256 KiB chunk's overflow pages and the b-tree pages above
+   them (sqlbox-db.c, SQLBOX_BODY_CACHE_PRAGMA). */
+#define SQLBOX_BODY_CACHE_GROWN_PAGES 80
+
+static void sqlbox_db_body_cache_grow(struct sqlbox_storage *storage)
+{
+	int ret;
+
+	if (storage->body_db == NULL || storage->body_db_cache_grown)
+		return;
+	storage->body_db_cache_grown = TRUE;
+	ret = sqlite3_exec(storage->body_db, t_strdup_printf(
+		"PRAGMA cache_size=%d", SQLBOX_BODY_CACHE_GROWN_PAGES),
+		NULL, NULL, NULL);
+	if (ret != SQLITE_OK) {
+		/* Not fatal: reads within chunks walk more pages. */
+		e_warning(storage->storage.event,
+			  "sqlbox: growing the body connection's cache "
+			  "failed: %s", sqlite3_errmsg(storage->body_db));
+		return;
+	}
+	e_debug(storage->storage.event,
+		"sqlbox: body connection's cache grown to %d pages "
+		"(a read within a chunk)", SQLBOX_BODY_CACHE_GROWN_PAGES);
+}
+
 ssize_t sqlbox_db_chunk_read_at(struct sqlbox_storage *storage,
 				int64_t body_id, int64_t seq, size_t offset,
 				void *dst, size_t size, size_t *chunk_size_r)
@@ -694,6 +721,9 @@ ssize_t sqlbox_db_chunk_read_at(struct sqlbox_storage *storage,
 	if (storage->txn_depth == 0 && storage->body_db != NULL) {
 		db = storage->body_db;
 		stmtp = &storage->body_rowid_stmt;
+		/* It walks the chain from the chunk's start: keep it. */
+		if (offset > 0)
+			sqlbox_db_body_cache_grow(storage);
 	}
 	if (*stmtp == NULL) {
 		if (sqlite3_prepare_v2(db,

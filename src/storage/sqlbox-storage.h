@@ -81,7 +81,8 @@ struct sqlbox_storage {
 	   and what sqlbox_db_exec*() runs), finalized at close. */
 	HASH_TABLE(char *, sqlite3_stmt *) kept_stmts;
 	/* A second connection to the same file for body chunk reads
-	   outside transactions, with a page cache of one chunk: body pages
+	   outside transactions, with a small page cache (one chunk's
+	   overflow chain once a read starts within a chunk): body pages
 	   pass through it instead of filling (and, in a new process,
 	   faulting in) the main connection's cache.  Opened once
 	   the session has read body_bytes_read >= 1 MiB of chunks, or at
@@ -92,6 +93,9 @@ struct sqlbox_storage {
 	sqlite3_stmt *body_rowid_stmt;
 	uint64_t body_bytes_read;
 	bool body_db_failed;
+	/* body_db's cache holds a whole chunk's overflow chain: grown at
+	   its first read that starts within a chunk (sqlbox-db.c). */
+	bool body_db_cache_grown;
 	/* A search wanted many bodies: the next body read opens body_db
 	   (sqlbox_body_search_init()). */
 	bool body_db_soon;

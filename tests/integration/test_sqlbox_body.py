@@ -1,7 +1,8 @@
 """Issue 15, sqlbox's body reads: once a session has read 1 MiB of
 bodies, or at the first body of a FETCH of 16 bodies or more, chunks
 are read through a second SQLite connection with a small page cache
-(outside transactions; test_body_connection_*); the reads go into one buffer kept
+(outside transactions; test_body_connection_*; the cache grows to a
+chunk's overflow chain at the first read within a chunk); the reads go into one buffer kept
 between body streams, and a FETCH of BODY[] reads a chunk in one go.  What a client sees must not change:
 
 - bodies of many sizes (one and several 256 KiB chunks, empty body,
@@ -22,6 +23,7 @@ import re
 import pytest
 
 from conftest import World
+from harness import wait_for
 from test_sqlbox_cache import login
 from test_sqlbox_features import imap_pids
 
@@ -264,3 +266,54 @@ def test_body_connection_for_many_bodies(world):
     assert max(db_opens(w).values()) == 2
     imap.close()
     no_errors(w)
+
+
+GROWN = "sqlbox: body connection's cache grown to"
+
+
+def session_log(w, pid):
+    """The log lines of imap process pid once it logged its logout (the
+    log process writes each process's lines in order)."""
+    tag = re.compile(r"imap\([^)]*\)<%d><" % pid)
+
+    def lines():
+        return [l for l in w.dc.log_text().splitlines() if tag.search(l)]
+    wait_for(lambda: any("Disconnected: Logged out" in l for l in lines()),
+             10, "imap %d's logout" % pid)
+    return lines()
+
+
+def test_body_connection_cache_grows_for_reads_within_a_chunk():
+    """The body connection's page cache starts small (each page kept is
+    a page fault of a new process) and grows to a whole chunk's overflow
+    chain only when a read starts within a chunk (a partial, the rest of
+    a chunk that did not fit the buffer), which walks the chain from
+    the chunk's start again: whole bodies of one chunk never grow it."""
+    w = World(mail_location="sqlbox:~/mail", extra_conf="mail_debug = yes\n")
+    try:
+        pw = w.dc.generate_password(USER, label="body")
+        rng = random.Random(SEED + 3)
+        msgs = [message(rng, i, 3000 + 2000 * i) for i in range(20)]
+        msgs.append(message(rng, 20, 600 * KB))
+        multiappend(w, pw, msgs)
+
+        for partial in (False, True):
+            before = imap_pids(w.dc)
+            imap = login(w, pw)
+            ok(imap, b"SELECT INBOX")
+            (pid,) = imap_pids(w.dc) - before
+            got = literals(ok(imap, b"UID FETCH 1:20 (BODY.PEEK[])"))
+            assert [got[(u, b"BODY[]")] for u in range(1, 21)] == msgs[:20]
+            assert db_opens(w)[pid] == 2
+            if partial:
+                got = literals(ok(imap, b"UID FETCH 21 (BODY.PEEK[]<%d.%d>)"
+                                  % (300 * KB, 4096)))
+                assert got[(21, b"BODY[]<%d>" % (300 * KB))] == \
+                    msgs[20][300 * KB:300 * KB + 4096]
+            ok(imap, b"LOGOUT")
+            imap.close()
+            grown = [l for l in session_log(w, pid) if GROWN in l]
+            assert len(grown) == (1 if partial else 0), grown
+        no_errors(w)
+    finally:
+        w.close()
