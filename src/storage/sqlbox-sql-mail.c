@@ -365,20 +365,24 @@ int sqlbox_db_mail_lookup_range(struct sqlbox_storage *storage,
 	return rc < 0 ? -1 : 0;
 }
 
-int sqlbox_db_mail_lookup_uids(struct sqlbox_storage *storage,
-			       int64_t mailbox_id, const uint32_t *uids,
-			       unsigned int count, unsigned int parts,
-			       pool_t pool, ARRAY_TYPE(sqlbox_mail_row) *rows)
+/* Prepares *stmtp once, as select_sql(parts) (whose rows are mail m)
+   for the UIDs of a folder given as a list of at most
+   SQLBOX_DB_MAIL_UIDS_MAX, in UID order; binds mailbox_id and the count
+   uids.  0 ok, -1 error. */
+static int
+sqlbox_db_mail_uids_bind(struct sqlbox_storage *storage,
+			 sqlite3_stmt **stmtp,
+			 const char *(*select_sql)(unsigned int parts),
+			 unsigned int parts, int64_t mailbox_id,
+			 const uint32_t *uids, unsigned int count)
 {
-	sqlite3_stmt **stmtp = &storage->mail_uids_stmts[parts];
 	unsigned int i;
-	int rc;
 
 	i_assert(count <= SQLBOX_DB_MAIL_UIDS_MAX);
 	if (*stmtp == NULL) {
 		string_t *sql = t_str_new(512);
 
-		str_append(sql, sqlbox_db_mail_row_sql(parts));
+		str_append(sql, select_sql(parts));
 		str_append(sql, " WHERE m.mailbox_id = ? AND m.uid IN (?");
 		for (i = 1; i < SQLBOX_DB_MAIL_UIDS_MAX; i++)
 			str_append(sql, ",?");
@@ -391,6 +395,20 @@ int sqlbox_db_mail_lookup_uids(struct sqlbox_storage *storage,
 	/* The unused ones: 0, never a UID */
 	for (i = 0; i < SQLBOX_DB_MAIL_UIDS_MAX; i++)
 		sqlite3_bind_int64(*stmtp, i + 2, i < count ? uids[i] : 0);
+	return 0;
+}
+
+int sqlbox_db_mail_lookup_uids(struct sqlbox_storage *storage,
+			       int64_t mailbox_id, const uint32_t *uids,
+			       unsigned int count, unsigned int parts,
+			       pool_t pool, ARRAY_TYPE(sqlbox_mail_row) *rows)
+{
+	sqlite3_stmt **stmtp = &storage->mail_uids_stmts[parts];
+	int rc;
+
+	if (sqlbox_db_mail_uids_bind(storage, stmtp, sqlbox_db_mail_row_sql,
+				     parts, mailbox_id, uids, count) < 0)
+		return -1;
 	while ((rc = sqlbox_db_step(storage, *stmtp)) == SQLITE_ROW) {
 		sqlbox_db_mail_row_get(*stmtp, parts, pool,
 				       array_append_space(rows));
@@ -426,28 +444,17 @@ int sqlbox_db_mail_lookup_heavy(struct sqlbox_storage *storage,
 		return 0;
 	if (sparse) {
 		/* A sparse window: its rows only */
-		unsigned int n;
+		uint32_t uids[SQLBOX_DB_MAIL_UIDS_MAX];
 
 		i_assert(count <= SQLBOX_DB_MAIL_UIDS_MAX);
-		if (storage->mail_heavy_uids_stmts[parts] == NULL) {
-			string_t *sql = t_str_new(512);
-
-			str_append(sql, sqlbox_db_mail_heavy_sql(parts));
-			str_append(sql, " WHERE m.mailbox_id = ? AND m.uid IN (?");
-			for (n = 1; n < SQLBOX_DB_MAIL_UIDS_MAX; n++)
-				str_append(sql, ",?");
-			str_append(sql, ") ORDER BY m.uid");
-			storage->mail_heavy_uids_stmts[parts] =
-				sqlbox_db_prepare(storage, str_c(sql));
-			if (storage->mail_heavy_uids_stmts[parts] == NULL)
-				return -1;
-		}
+		for (unsigned int n = 0; n < count; n++)
+			uids[n] = rows[n].uid;
+		if (sqlbox_db_mail_uids_bind(storage,
+				&storage->mail_heavy_uids_stmts[parts],
+				sqlbox_db_mail_heavy_sql, parts, mailbox_id,
+				uids, count) < 0)
+			return -1;
 		stmt = storage->mail_heavy_uids_stmts[parts];
-		sqlite3_bind_int64(stmt, 1, mailbox_id);
-		for (n = 0; n < SQLBOX_DB_MAIL_UIDS_MAX; n++) {
-			sqlite3_bind_int64(stmt, n + 2,
-					   n < count ? rows[n].uid : 0);
-		}
 	} else {
 		if (storage->mail_heavy_stmts[parts] == NULL) {
 			storage->mail_heavy_stmts[parts] =
