@@ -37,6 +37,7 @@ import argparse
 import concurrent.futures
 import contextlib
 import datetime
+import imaplib
 import importlib.util
 import json
 import os
@@ -44,6 +45,7 @@ import re
 import statistics
 import subprocess
 import sys
+import time
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 spec = importlib.util.spec_from_file_location(
@@ -163,6 +165,23 @@ def mixed_round(imaptest, dc, pws, mbox, secs, rnd, states=()):
     return counters, errors
 
 
+def warm_up(dc, user, password):
+    """One LOGIN, SELECT INBOX, LOGOUT per user before anything is
+    measured: a user's first login verifies the app password's hash
+    (Argon2, ~0.2 s of the auth process, cached after) and creates the
+    user's mail storage; in the first measured round that one-off CPU
+    (about 2 s for ten users, the same for every storage) was divided by
+    the round's operations, so it weighed more on a slower storage."""
+    imap = imaplib.IMAP4("127.0.0.1", dc.imap_port, timeout=120)
+    try:
+        imap.login(user + "@ubuntu.com", password)
+        typ, _ = imap.select("INBOX")
+        if typ != "OK":
+            raise RuntimeError("warm-up SELECT of %s failed" % user)
+    finally:
+        imap.logout()
+
+
 def setup(wd, names, dcs, nice):
     """The fake, the mbox, a Dovecot per storage (into dcs) and the
     users' passwords."""
@@ -191,6 +210,9 @@ def setup(wd, names, dcs, nice):
         pws = {n: {u: dc.generate_password(u + "@ubuntu.com",
                                            label="bench")
                    for u in USERS} for n, dc in dcs.items()}
+        for n, dc in dcs.items():
+            for u in USERS:
+                warm_up(dc, u, pws[n][u])
     except Exception:
         fake.stop()
         raise
@@ -236,34 +258,50 @@ def measured_round(imaptest, dc, pws, mbox, secs, rnd, label, states=()):
     """mixed_round() and the server CPU seconds it cost: (counters,
     cpu); imaptest's errors raise."""
     cpu_before = sum(sc.tree_cpu_secs(dc.proc.pid))
+    t0 = time.clock_gettime(time.CLOCK_MONOTONIC)
     counters, errors = mixed_round(imaptest, dc, pws, mbox, secs, rnd,
                                    states)
+    t1 = time.clock_gettime(time.CLOCK_MONOTONIC)
     cpu = sum(sc.tree_cpu_secs(dc.proc.pid)) - cpu_before
+    # CLOCK_MONOTONIC, as `perf record -k CLOCK_MONOTONIC` stamps samples
+    print("span %s %.6f %.6f" % (label, t0, t1), flush=True)
     if errors:
         raise RuntimeError("%s: imaptest errors:\n%s" % (
             label, "\n".join(errors[:10])))
     return counters, cpu
 
 
-def run_mixed(imaptest, secs, rounds, nice):
+def print_roots(dcs):
+    """Each Dovecot's root pid, for splitting a system-wide perf record
+    by storage (bench/perf-sessions.py --root)."""
+    for name, dc in dcs.items():
+        print("root %s %d" % (name, dc.proc.pid), flush=True)
+
+
+def run_mixed(imaptest, secs, rounds, nice, names=STORAGES):
     results = {"date": datetime.datetime.now(datetime.timezone.utc)
                .strftime("%Y-%m-%d %H:%M UTC"),
                "load_before": sb.lb.read_loadavg(),
                "versions": sb.versions(), "secs": secs, "rounds": rounds,
-               "ops": {n: [] for n in STORAGES},
-               "cpu_ms_per_op": {n: [] for n in STORAGES},
-               "counters": {n: {} for n in STORAGES}}
-    with dovecots("dlp-imaptest-mixed-", STORAGES, nice) as (dcs, mbox,
-                                                             pws):
+               "storages": list(names),
+               "ops": {n: [] for n in names},
+               "cpu_ms_per_op": {n: [] for n in names},
+               "cpu_ms": {n: [] for n in names},
+               "counters": {n: {} for n in names}}
+    with dovecots("dlp-imaptest-mixed-", names, nice) as (dcs, mbox,
+                                                          pws):
+        print_roots(dcs)
+        results["roots"] = {n: dc.proc.pid for n, dc in dcs.items()}
         for rnd in range(rounds):
-            k = rnd % len(STORAGES)
-            for name in STORAGES[k:] + STORAGES[:k]:
+            k = rnd % len(names)
+            for name in names[k:] + names[:k]:
                 counters, cpu = measured_round(imaptest, dcs[name],
                                                pws[name], mbox, secs, rnd,
                                                name)
                 ops = sum(counters.values())
                 results["ops"][name].append(ops / secs)
                 results["cpu_ms_per_op"][name].append(1000 * cpu / ops)
+                results["cpu_ms"][name].append(1000 * cpu)
                 acc = results["counters"][name]
                 for c, v in counters.items():
                     acc[c] = acc.get(c, 0) + v
@@ -285,6 +323,8 @@ def run_by_op(imaptest, secs, rounds, nice, names):
                "versions": sb.versions(), "secs": secs, "rounds": rounds,
                "storages": list(names), "phases": {}}
     with dovecots("dlp-imaptest-byop-", names, nice) as (dcs, mbox, pws):
+        print_roots(dcs)
+        results["roots"] = {n: dc.proc.pid for n, dc in dcs.items()}
         for phase, states, _ in PHASES:
             res = results["phases"][phase] = {n: [] for n in names}
             for rnd in range(rounds):
@@ -368,6 +408,8 @@ def report_by_op(results, command):
 
 
 def report_mixed(results, command):
+    names = results["storages"]
+    refs = [r for r in REFERENCES if r in names]
     med = {n: statistics.median(v) for n, v in results["ops"].items()}
     lines = [
         "imaptest mixed load, run of %s: %d rounds of %d s per storage, "
@@ -378,15 +420,15 @@ def report_mixed(results, command):
         "",
         "```sh", command, "```", "",
         "| storage | ops/s (median of rounds) | rounds | "
-        + " | ".join("vs %s" % r for r in REFERENCES) + " |",
-        "|---|---|---|" + "---|" * len(REFERENCES),
+        + " | ".join("vs %s" % r for r in refs) + " |",
+        "|---|---|---|" + "---|" * len(refs),
     ]
-    for name in STORAGES:
+    for name in names:
         row = "| %s | %.1f | %s | " % (
             name, med[name], ", ".join("%.0f" % x
                                        for x in results["ops"][name]))
         row += " | ".join("%.2f" % (med[name] / med[r]) if med[r] else "-"
-                          for r in REFERENCES) + " |"
+                          for r in refs) + " |"
         lines.append(row)
     # What the server spent per operation (all its processes, from
     # /proc): independent of what else loads the machine, unlike ops/s.
@@ -395,16 +437,27 @@ def report_mixed(results, command):
     lines += [
         "",
         "| storage | server CPU ms per operation (median) | rounds | "
-        + " | ".join("%s / it" % r for r in REFERENCES) + " |",
-        "|---|---|---|" + "---|" * len(REFERENCES),
+        + " | ".join("%s / it" % r for r in refs) + " |",
+        "|---|---|---|" + "---|" * len(refs),
     ]
-    for name in STORAGES:
+    for name in names:
         row = "| %s | %.2f | %s | " % (
             name, cpu[name], ", ".join(
                 "%.2f" % x for x in results["cpu_ms_per_op"][name]))
         row += " | ".join("%.2f" % (cpu[r] / cpu[name]) if cpu[name] else "-"
-                          for r in REFERENCES) + " |"
+                          for r in refs) + " |"
         lines.append(row)
+    # Per session (LOGIN): imaptest's mix is mostly session starts.
+    lines += [
+        "",
+        "| storage | sessions (LOGINs) | server CPU ms per session |",
+        "|---|---|---|",
+    ]
+    for name in names:
+        logins = results["counters"][name].get("Logi", 0)
+        lines.append("| %s | %d | %s |" % (
+            name, logins, "%.1f" % (sum(results["cpu_ms"][name]) / logins)
+            if logins else "-"))
     return "\n".join(lines)
 
 
@@ -418,9 +471,11 @@ def main():
     ap.add_argument("--by-op", action="store_true",
                     help="one kind of command at a time (PHASES) instead "
                     "of the mix: server CPU per operation by kind")
-    ap.add_argument("--storages", default=",".join(BY_OP_STORAGES),
-                    help="--by-op: the storages, comma-separated, of %s" %
-                    ", ".join(sorted(LOCATIONS)))
+    ap.add_argument("--storages",
+                    help="the storages, comma-separated, of %s (default: "
+                    "%s; with --by-op: %s)" % (
+                        ", ".join(sorted(LOCATIONS)), ",".join(STORAGES),
+                        ",".join(BY_OP_STORAGES)))
     args = ap.parse_args()
     if not args.imaptest or not os.access(args.imaptest, os.X_OK):
         print("imaptest-mixed.py: skipped: no imaptest binary given "
@@ -430,12 +485,13 @@ def main():
         sys.exit("imaptest-mixed.py: run as root (Dovecot in a mount "
                  "namespace)")
     os.setpriority(os.PRIO_PROCESS, 0, args.nice)
+    names = tuple(args.storages.split(",")) if args.storages else \
+        BY_OP_STORAGES if args.by_op else STORAGES
+    unknown = [n for n in names if n not in LOCATIONS]
+    if unknown:
+        sys.exit("imaptest-mixed.py: unknown storage(s): %s" %
+                 ", ".join(unknown))
     if args.by_op:
-        names = tuple(args.storages.split(","))
-        unknown = [n for n in names if n not in LOCATIONS]
-        if unknown:
-            sys.exit("imaptest-mixed.py: unknown storage(s): %s" %
-                     ", ".join(unknown))
         results = run_by_op(args.imaptest, args.secs, args.rounds,
                             args.nice, names)
         command = ("DLP_BUILD_DIR=$DLP_BUILD_DIR /usr/bin/python3 "
@@ -448,10 +504,13 @@ def main():
             with open(args.json, "w") as f:
                 json.dump(results, f, indent=1)
         return 0
-    results = run_mixed(args.imaptest, args.secs, args.rounds, args.nice)
+    results = run_mixed(args.imaptest, args.secs, args.rounds, args.nice,
+                        names)
     command = ("DLP_BUILD_DIR=$DLP_BUILD_DIR /usr/bin/python3 "
                "bench/imaptest-mixed.py --imaptest $IMAPTEST_DIR/src/"
-               "imaptest --secs %d --rounds %d" % (args.secs, args.rounds))
+               "imaptest --secs %d --rounds %d%s" % (
+                   args.secs, args.rounds, " --storages " + ",".join(names)
+                   if args.storages else ""))
     print()
     print(report_mixed(results, command))
     if args.json:

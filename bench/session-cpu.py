@@ -182,6 +182,8 @@ def run(storages, sessions, rounds, strace_dir=None):
             imap.logout()
             for _ in range(WARMUP_SESSIONS):
                 session(dcs[name].imap_port, user, pws[name])
+        for name, dc in dcs.items():
+            print("root %s %d" % (name, dc.proc.pid), flush=True)
         texts = {n: sb.normalized_conf(dc) for n, dc in dcs.items()}
         if len(set(texts.values())) != 1:
             raise RuntimeError("dovecot.conf files differ beyond mail "
@@ -191,9 +193,13 @@ def run(storages, sessions, rounds, strace_dir=None):
             for name in storages[k:] + storages[:k]:
                 dc = dcs[name]
                 user0, sys0 = tree_cpu_secs(dc.proc.pid)
+                t0 = time.clock_gettime(time.CLOCK_MONOTONIC)
                 for _ in range(sessions):
                     session(dc.imap_port, user, pws[name])
+                t1 = time.clock_gettime(time.CLOCK_MONOTONIC)
                 user1, sys1 = tree_cpu_secs(dc.proc.pid)
+                # for bench/perf-sessions.py (perf record -k CLOCK_MONOTONIC)
+                print("span %s %.6f %.6f" % (name, t0, t1), flush=True)
                 ms = 1000 * (user1 + sys1 - user0 - sys0) / sessions
                 sys_ms = 1000 * (sys1 - sys0) / sessions
                 results[name].append(ms)
