@@ -30,6 +30,17 @@ planted in ~1 %, MULTIAPPEND, the Dovecot harness).  Measured:
   index    bytes of the FTS tables in sqlbox.db (read with sqlbox-dbtool)
            against the corpus bytes.
 Replies are checked: SEARCH must find exactly the planted messages.
+
+--sessions N (issue 15): instead, what indexing one APPEND costs in
+imaptest's mixed load, where a session saves one message and logs out
+(the deferred indexing runs after LOGOUT's reply, before the imap
+process exits): N sessions of LOGIN, APPEND of one corpus message to
+INBOX, LOGOUT per storage (sqlbox, sqlbox-nofts, mdbox), the storages in
+turn session by session, each session waited for until its imap process
+has exited; measured is the CPU of every process of each Dovecot
+(bench/session-cpu.py's tree_cpu_secs(): the master's reaped children
+included) over the sessions, after --warmup sessions each.  sqlbox less
+sqlbox-nofts is the index's CPU per APPEND.
 """
 
 import argparse
@@ -55,6 +66,12 @@ IDLE_DONE = b"saved bodies while idle (0 pending)"
 IDLE_FAILED = b"indexing saved mail while idle failed"
 INDEX_WAIT_SECS = 600
 TICK = os.sysconf("SC_CLK_TCK")
+spec = importlib.util.spec_from_file_location(
+    "session_cpu", os.path.join(BENCH_DIR, "session-cpu.py"))
+sc = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(sc)
+SESSION_STORAGES = ("sqlbox", "sqlbox-nofts", "mdbox")
+EXIT_WAIT_SECS = 120
 
 
 def extra_conf(name, delay):
@@ -160,6 +177,78 @@ def index_bytes(dc, pw):
     return int(dbtool_sql(dc, pw, sql)[0])
 
 
+def wait_exit(pid):
+    """Until process pid is gone (exited and reaped by the master)."""
+    deadline = time.monotonic() + EXIT_WAIT_SECS
+    while os.path.exists("/proc/%d" % pid):
+        if time.monotonic() > deadline:
+            raise RuntimeError("imap process %d did not exit" % pid)
+        time.sleep(0.005)
+
+
+def append_session(dc, pw, msg):
+    """LOGIN, APPEND msg to INBOX, LOGOUT; returns once the session's
+    imap process has exited."""
+    imap = sb.Imap(dc.imap_port, pw)
+    pid = imap_pid(dc, imap.sock)
+    sb.multiappend(imap, b"INBOX", [msg])
+    imap.close()
+    wait_exit(pid)
+
+
+def run_sessions(args):
+    msgs, _ = sb.make_corpus(args.sessions + args.warmup, False)
+    print("%d sessions per storage of one APPEND each (+%d warm-up), "
+          "%.1f KB per message on average" % (
+              args.sessions, args.warmup,
+              sum(len(m) for m in msgs) / len(msgs) / 1e3))
+    wd = sb.Workdir("dlp-fts-bench-")
+    fake = sb.LaunchpadFake(wd.path).start()
+    dcs = {}
+    names = tuple(args.storages.split(","))
+    cpu = dict.fromkeys(names, 0.0)
+    try:
+        for name in names:
+            d = os.path.join(wd.path, name)
+            os.makedirs(d)
+            dcs[name] = sb.Dovecot(d, fake.api_url,
+                                   mail_location=LOCATIONS[name],
+                                   extra_conf=extra_conf(
+                                       name, args.index_delay)).start()
+        pw = {n: dc.generate_password(sb.USER, label="bench")
+              for n, dc in dcs.items()}
+        for i, msg in enumerate(msgs):
+            k = i % len(names)
+            for name in names[k:] + names[:k]:
+                root = dcs[name].proc.pid
+                before = sum(sc.tree_cpu_secs(root))
+                append_session(dcs[name], pw[name], msg)
+                if i >= args.warmup:
+                    cpu[name] += sum(sc.tree_cpu_secs(root)) - before
+        fts_docs = int(dbtool_sql(dcs["sqlbox"], pw["sqlbox"],
+                                  "SELECT count(*) FROM fts_doc")[0])
+        segments = fts5_segments(dcs["sqlbox"], pw["sqlbox"])
+    finally:
+        for dc in dcs.values():
+            dc.stop()
+        fake.stop()
+        wd.cleanup()
+    if fts_docs != len(msgs):
+        raise RuntimeError("%d of %d bodies indexed" % (fts_docs, len(msgs)))
+    per = {n: 1000.0 * cpu[n] / args.sessions for n in names}
+    print(json.dumps({"cpu_ms_per_session": per, "fts_segments": segments}))
+    if names != SESSION_STORAGES:
+        return 0
+    print("| sqlbox | sqlbox-nofts | mdbox | index per APPEND | "
+          "sqlbox / mdbox | nofts / mdbox |")
+    print("|---|---|---|---|---|---|")
+    print("| %.2f | %.2f | %.2f | %.2f | %.2f | %.2f |" % (
+        per["sqlbox"], per["sqlbox-nofts"], per["mdbox"],
+        per["sqlbox"] - per["sqlbox-nofts"],
+        per["sqlbox"] / per["mdbox"], per["sqlbox-nofts"] / per["mdbox"]))
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--messages", type=int, default=10000)
@@ -169,7 +258,16 @@ def main():
                     help="plugin { sqlbox_fts_index_delay } for sqlbox "
                     "(default: not set, the shipped default; 0: indexed "
                     "in the save's transaction, nothing to wait for)")
+    ap.add_argument("--sessions", type=int, default=0,
+                    help="sessions of one APPEND each per storage "
+                    "(instead of the MULTIAPPEND and SEARCH bench)")
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--storages", default=",".join(SESSION_STORAGES),
+                    help="with --sessions: of %s (the table needs all)"
+                    % ",".join(SESSION_STORAGES))
     args = ap.parse_args()
+    if args.sessions > 0:
+        return run_sessions(args)
     deferred = args.index_delay is None or args.index_delay.strip() not in (
         "0", "0s", "0ms")
     msgs, planted = sb.make_corpus(args.messages, False)
