@@ -25,20 +25,24 @@ sqlbox_fts_usage_read(struct sqlbox_storage *storage, uint64_t *messages_r,
 	uint64_t pages, segments;
 	int rc, ret = 0;
 
-	*exists_r = FALSE;
-	stmt = sqlbox_db_prepare(storage,
-		"SELECT count(*) FROM sqlite_master"
-		" WHERE name IN ('fts_doc', 'fts_index_data')");
-	if (stmt == NULL)
-		return -1;
-	rc = sqlbox_db_step(storage, stmt);
-	if (rc == SQLITE_ROW)
-		*exists_r = sqlite3_column_int(stmt, 0) == 2;
-	sqlite3_finalize(stmt);
-	if (rc != SQLITE_ROW)
-		return -1;
-	if (!*exists_r)
-		return 0;
+	/* the session created or checked them (its indexing or a SEARCH
+	   did): no query */
+	*exists_r = storage->fts_ready;
+	if (!*exists_r) {
+		stmt = sqlbox_db_prepare(storage,
+			"SELECT count(*) FROM sqlite_master"
+			" WHERE name IN ('fts_doc', 'fts_index_data')");
+		if (stmt == NULL)
+			return -1;
+		rc = sqlbox_db_step(storage, stmt);
+		if (rc == SQLITE_ROW)
+			*exists_r = sqlite3_column_int(stmt, 0) == 2;
+		sqlite3_finalize(stmt);
+		if (rc != SQLITE_ROW)
+			return -1;
+		if (!*exists_r)
+			return 0;
+	}
 
 	/* one statement: one snapshot */
 	stmt = sqlbox_db_prepare(storage,

@@ -160,6 +160,7 @@ static MODULE_CONTEXT_DEFINE_INIT(sqlbox_fts_search_module,
 #define SQLBOX_FTS_CONTEXT(obj) \
 	MODULE_CONTEXT(obj, sqlbox_fts_search_module)
 
+/* (each object also named in SQLBOX_FTS_OBJECT_NAMES) */
 static const char *const sqlbox_fts_tables[] = {
 	"CREATE TABLE IF NOT EXISTS fts_doc ("
 	" docid INTEGER PRIMARY KEY AUTOINCREMENT,"
@@ -253,11 +254,48 @@ static int sqlbox_fts_tables_upgrade(struct sqlbox_storage *storage)
 	return 0;
 }
 
+/* The objects sqlbox_fts_tables[] creates, by name. */
+#define SQLBOX_FTS_OBJECT_NAMES \
+	"'fts_doc', 'fts_doc_old', 'fts_index', 'fts_doc_body_delete'," \
+	" 'fts_caught_up', 'fts_caught_up_mailbox_delete', 'fts_caught_up_void'"
+#define SQLBOX_FTS_OBJECT_COUNT "7"
+
+/* Whether the tables are those of this format already: every object of
+   sqlbox_fts_tables[], fts_doc with its format column, no fts_text.  One
+   statement on the schema table (and the column looked up in the parsed
+   schema) instead of sqlbox_fts_tables_upgrade()'s two queries (one of
+   them through pragma_table_info) and a CREATE ... IF NOT EXISTS each:
+   every session that indexes or searches pays this once (bench/README.md,
+   issue 15, ninth pass).  1 if current, 0 if not, -1 on error. */
+static int sqlbox_fts_tables_current(struct sqlbox_storage *storage)
+{
+	int ret;
+
+	ret = sqlbox_fts_query_exists(storage,
+		"SELECT 1 WHERE (SELECT count(*) FROM sqlite_master"
+		" WHERE name IN (" SQLBOX_FTS_OBJECT_NAMES ")) = "
+		SQLBOX_FTS_OBJECT_COUNT " AND NOT EXISTS (SELECT 1"
+		" FROM sqlite_master WHERE name = 'fts_text')");
+	if (ret <= 0)
+		return ret;
+	return sqlite3_table_column_metadata(storage->db, "main", "fts_doc",
+					     "format", NULL, NULL, NULL, NULL,
+					     NULL) == SQLITE_OK ? 1 : 0;
+}
+
 /* Inside a write transaction: the tables exist. */
 static int sqlbox_fts_tables_create(struct sqlbox_storage *storage)
 {
+	int ret;
+
 	if (storage->fts_ready)
 		return 0;
+	if ((ret = sqlbox_fts_tables_current(storage)) < 0)
+		return -1;
+	if (ret > 0) {
+		storage->fts_ready = TRUE;
+		return 0;
+	}
 	if (sqlbox_fts_tables_upgrade(storage) < 0)
 		return -1;
 	for (unsigned int i = 0; sqlbox_fts_tables[i] != NULL; i++) {
@@ -365,7 +403,6 @@ struct sqlbox_fts_char {
 
 struct sqlbox_fts_indexer {
 	struct sqlbox_storage *storage;
-	sqlite3_stmt *insert_stmt;
 	int64_t docid;
 	/* the default titlecase normalizer: ASCII needs no call */
 	bool ascii_direct;
@@ -401,23 +438,24 @@ static void sqlbox_fts_indexer_wipe(buffer_t *buf)
 static int sqlbox_fts_indexer_flush(struct sqlbox_fts_indexer *idx)
 {
 	struct sqlbox_storage *storage = idx->storage;
+	sqlite3_stmt *stmt;
 	int ret = 0;
 
 	if (str_len(idx->tokens) == 0)
 		return 0;
-	if (idx->insert_stmt == NULL) {
-		idx->insert_stmt = sqlbox_db_prepare(storage,
-			"INSERT INTO fts_index (rowid, tri) VALUES (?, ?)");
-		if (idx->insert_stmt == NULL)
-			return -1;
-	}
-	sqlite3_bind_int64(idx->insert_stmt, 1, idx->docid);
-	sqlite3_bind_text(idx->insert_stmt, 2, str_c(idx->tokens),
-			  str_len(idx->tokens), SQLITE_STATIC);
-	if (sqlbox_db_step(storage, idx->insert_stmt) < 0)
+	/* kept prepared: a batch of deferred indexing or a catch-up
+	   inserts many bodies */
+	stmt = sqlbox_db_prepare_kept(storage,
+		"INSERT INTO fts_index (rowid, tri) VALUES (?, ?)");
+	if (stmt == NULL)
+		return -1;
+	sqlite3_bind_int64(stmt, 1, idx->docid);
+	sqlite3_bind_text(stmt, 2, str_c(idx->tokens), str_len(idx->tokens),
+			  SQLITE_STATIC);
+	if (sqlbox_db_step(storage, stmt) < 0)
 		ret = -1;
-	sqlite3_reset(idx->insert_stmt);
-	sqlite3_clear_bindings(idx->insert_stmt);
+	sqlite3_clear_bindings(stmt);
+	sqlbox_db_kept_done(stmt);
 	idx->slices++;
 	/* the words of a mail leave no copy in memory */
 	sqlbox_fts_indexer_wipe(idx->tokens);
@@ -843,7 +881,6 @@ int sqlbox_fts_index_body(struct sqlbox_storage *storage, int64_t body_id,
 			body_id, idx.slices);
 	}
 
-	sqlite3_finalize(idx.insert_stmt);
 	sqlbox_fts_indexer_wipe(idx.tokens);
 	sqlbox_fts_indexer_wipe(idx.token);
 	str_free(&idx.tokens);
