@@ -11,6 +11,16 @@ command --repeat times under `perf record -g -p PID` and
 `strace -c -f -p PID` (written to DIR).  --again measures the second
 run of each command in its session instead (caches filled by the first).
 
+Commands in --steady (default: searchhdr) are measured steadily: each
+storage first runs the command in --warmup untimed sessions (mdbox's
+first SEARCH of a header field adds the field to dovecot.index.cache for
+every mail and rewrites its index: 5x the time of the next ones, and with
+the rounds of one storage run back to back it was one of the three the
+median took from), then at least --steady-rounds timed rounds alternate
+between the storages, the order swapped every round.  The printed line
+has the medians as before, and a second line the spread: the quartiles
+of each storage and of the ratio of each round's pair.
+
 Run as root:
   DLP_BUILD_DIR=$DLP_BUILD_DIR /usr/bin/python3 bench/cmd-profile.py \
       --messages 2000 --rounds 5 [--perf /tmp/prof --strace]
@@ -81,6 +91,35 @@ def cpu_of(dc, pw, command, again=False):
     return cpu, secs, nbytes
 
 
+def quartiles(xs):
+    """(first quartile, median, third quartile) of xs."""
+    if len(xs) < 2:
+        return xs[0], xs[0], xs[0]
+    q = statistics.quantiles(xs, n=4, method="inclusive")
+    return q[0], q[1], q[2]
+
+
+def steady_runs(dcs, pw, command, args):
+    """{storage: [(cpu, secs, nbytes)]} of alternating rounds after
+    args.warmup untimed sessions per storage; "pairs": each round's
+    mdbox / sqlbox CPU ratio when both are measured."""
+    names = list(dcs)
+    for _ in range(args.warmup):
+        for name in names:
+            cpu_of(dcs[name], pw[name], command, args.again)
+    runs = {name: [] for name in names}
+    pairs = []
+    for i in range(max(args.rounds, args.steady_rounds)):
+        order = names if i % 2 == 0 else names[::-1]
+        got = {}
+        for name in order:
+            got[name] = cpu_of(dcs[name], pw[name], command, args.again)
+            runs[name].append(got[name])
+        if "sqlbox" in got and "mdbox" in got:
+            pairs.append(got["mdbox"][0] / got["sqlbox"][0])
+    return runs, pairs
+
+
 def traced(dc, pw, command, repeat, argv, out):
     """command repeat times in one session with argv + [-p PID] attached."""
     imap, pid = session(dc, pw)
@@ -110,6 +149,14 @@ def main():
     ap.add_argument("--storages", default=",".join(STORAGES))
     ap.add_argument("--again", action="store_true",
                     help="measure each command's second run in its session")
+    ap.add_argument("--steady", default="searchhdr",
+                    help="commands measured after warm-up sessions, the "
+                    "storages alternating (comma-separated; '' for none)")
+    ap.add_argument("--warmup", type=int, default=2,
+                    help="untimed sessions per storage before --steady "
+                    "commands")
+    ap.add_argument("--steady-rounds", type=int, default=21,
+                    help="at least this many rounds for --steady commands")
     ap.add_argument("--json")
     args = ap.parse_args()
     msgs, _ = sb.make_corpus(args.messages, 0)
@@ -135,13 +182,22 @@ def main():
         for key in args.commands.split(","):
             command = COMMANDS.get(key) or BODY_COMMANDS[key]
             res[key] = {}
+            steady = key in args.steady.split(",")
+            if steady:
+                all_runs, pairs = steady_runs(dcs, pw, command, args)
             for name, dc in dcs.items():
-                runs = [cpu_of(dc, pw[name], command, args.again)
-                        for _ in range(args.rounds)]
+                if steady:
+                    runs = all_runs[name]
+                else:
+                    runs = [cpu_of(dc, pw[name], command, args.again)
+                            for _ in range(args.rounds)]
                 res[key][name] = {
                     "cpu_ms": statistics.median(r[0] for r in runs) * 1e3,
                     "wall_ms": statistics.median(r[1] for r in runs) * 1e3,
                     "reply_bytes": runs[0][2]}
+                if steady:
+                    res[key][name]["runs_cpu_ms"] = [r[0] * 1e3
+                                                     for r in runs]
                 if args.perf:
                     os.makedirs(args.perf, exist_ok=True)
                     out = os.path.join(args.perf, "%s-%s" % (key, name))
@@ -162,6 +218,18 @@ def main():
                       key, r["sqlbox"]["cpu_ms"], r["mdbox"]["cpu_ms"],
                       r["mdbox"]["cpu_ms"] / r["sqlbox"]["cpu_ms"],
                       r["sqlbox"]["wall_ms"], r["mdbox"]["wall_ms"]))
+            if steady:
+                r["pair_ratios"] = pairs
+                qs = quartiles(r["sqlbox"]["runs_cpu_ms"])
+                qm = quartiles(r["mdbox"]["runs_cpu_ms"])
+                qp = quartiles(pairs)
+                print("  steady: %d rounds after %d warm-up; quartiles "
+                      "sqlbox %.1f/%.1f/%.1f ms (min %.1f)  mdbox %.1f/%.1f/%.1f ms "
+                      "(min %.1f)  pair ratio %.2f/%.2f/%.2f (%.2f-%.2f)" % (
+                          len(pairs), args.warmup,
+                          *qs, min(r["sqlbox"]["runs_cpu_ms"]),
+                          *qm, min(r["mdbox"]["runs_cpu_ms"]),
+                          *qp, min(pairs), max(pairs)))
             if r["sqlbox"]["reply_bytes"] != r["mdbox"]["reply_bytes"]:
                 print("  reply sizes differ: %d / %d" % (
                     r["sqlbox"]["reply_bytes"], r["mdbox"]["reply_bytes"]))
