@@ -19,7 +19,9 @@ the rounds of one storage run back to back it was one of the three the
 median took from), then at least --steady-rounds timed rounds alternate
 between the storages, the order swapped every round.  The printed line
 has the medians as before, and a second line the spread: the quartiles
-of each storage and of the ratio of each round's pair.
+and minimum of each storage, the quartiles and range of the ratio of
+each round's pair, and the ratio of the two minima (the least disturbed
+run of each: on a loaded machine both medians grow, mdbox's more).
 
 Run as root:
   DLP_BUILD_DIR=$DLP_BUILD_DIR /usr/bin/python3 bench/cmd-profile.py \
@@ -225,11 +227,14 @@ def main():
                 qp = quartiles(pairs)
                 print("  steady: %d rounds after %d warm-up; quartiles "
                       "sqlbox %.1f/%.1f/%.1f ms (min %.1f)  mdbox %.1f/%.1f/%.1f ms "
-                      "(min %.1f)  pair ratio %.2f/%.2f/%.2f (%.2f-%.2f)" % (
+                      "(min %.1f)  pair ratio %.2f/%.2f/%.2f (%.2f-%.2f)  "
+                      "ratio of minima %.2f" % (
                           len(pairs), args.warmup,
                           *qs, min(r["sqlbox"]["runs_cpu_ms"]),
                           *qm, min(r["mdbox"]["runs_cpu_ms"]),
-                          *qp, min(pairs), max(pairs)))
+                          *qp, min(pairs), max(pairs),
+                          min(r["mdbox"]["runs_cpu_ms"]) /
+                          min(r["sqlbox"]["runs_cpu_ms"])))
             if r["sqlbox"]["reply_bytes"] != r["mdbox"]["reply_bytes"]:
                 print("  reply sizes differ: %d / %d" % (
                     r["sqlbox"]["reply_bytes"], r["mdbox"]["reply_bytes"]))
