@@ -26,7 +26,9 @@ of an older database the first time it is read.
   ENVELOPE and BODYSTRUCTURE (body_cache): header fetches answer without
   body_cache or the body, ENVELOPE and BODYSTRUCTURE without body_header
   or the body; a database of version 9 gets its header blocks moved at
-  the migration.
+  the migration;
+- SQLite's page cache uses the slots the storage populated before its
+  first open (the debug log), and the answers stay maildir's.
 """
 
 import os
@@ -743,3 +745,28 @@ def test_header_apart_from_envelope(sqlbox_world):
     assert dbtool(world, password, "sql",
                   "SELECT count(*) FROM body_cache") == [["0"]]
     no_errors(world)
+
+
+def test_page_cache_slots_populated(maildir_answers):
+    """SQLite's page cache of an imap process comes from the slots the
+    storage populated before its first open (sqlbox-db.c,
+    SQLBOX_PCACHE_SLOTS): the session's debug log says they were set and
+    that its pages used them, and the answers are maildir's."""
+    world = World(mail_location="sqlbox:~/mail",
+                  extra_conf=NAMESPACE_CONF + "mail_debug = yes\n")
+    try:
+        password = world.dc.generate_password(USER, label="cache")
+        session(world, password, [append(m, i)
+                                  for i, m in enumerate(CORPUS)])
+        compare(maildir_answers, session(world, password, READS))
+        log = world.dc.log_text()
+        assert re.search(r"imap\(%s\).*sqlbox: SQLite page cache of 320"
+                         r" slots of \d+ bytes populated" % re.escape(USER),
+                         log), log[-2000:]
+        used = [int(n) for n in re.findall(
+            r"imap\(%s\).*sqlbox: SQLite page cache slots used at most"
+            r" (\d+) of 320" % re.escape(USER), log)]
+        assert used and min(used) > 0, log[-2000:]
+        no_errors(world)
+    finally:
+        world.close()
