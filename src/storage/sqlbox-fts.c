@@ -1364,7 +1364,10 @@ sqlbox_fts_lookup(struct sqlbox_mailbox *mbox, const char *query,
 	sqlite3_stmt *stmt;
 	int rc;
 
-	stmt = sqlbox_db_prepare(storage,
+	/* Kept prepared: the three keys of OR OR FROM .. SUBJECT ..
+	   HEADER .. prepared it three times a SEARCH (issue 15, ninth
+	   pass). */
+	stmt = sqlbox_db_prepare_kept(storage,
 		"SELECT m.uid FROM fts_index f CROSS JOIN fts_doc d"
 		" ON d.docid = f.rowid CROSS JOIN mail m"
 		" ON m.body_id = d.body_id AND m.mailbox_id = ?"
@@ -1375,7 +1378,9 @@ sqlbox_fts_lookup(struct sqlbox_mailbox *mbox, const char *query,
 	sqlite3_bind_text(stmt, 2, query, -1, SQLITE_STATIC);
 	while ((rc = sqlbox_db_step(storage, stmt)) == SQLITE_ROW)
 		seq_range_array_add(uids, sqlite3_column_int64(stmt, 0));
-	sqlite3_finalize(stmt);
+	sqlbox_db_kept_done(stmt);
+	/* query is the caller's: no binding outlives the call */
+	sqlite3_clear_bindings(stmt);
 	return rc < 0 ? -1 : 0;
 }
 
