@@ -30,7 +30,10 @@
      is copied twice; a header block from the body's cache row answers
      reads inside it without any chunk.  The buffer is one kept between
      streams, and the reads go through a second connection with a small
-     page cache (sqlbox_db_chunk_read_at()). */
+     page cache (sqlbox_db_chunk_read_at()), all of a command's in one
+     read transaction of it with one blob handle moved from chunk to
+     chunk (ended at the next wait of the ioloop, write, sync, mailbox
+     transaction end or close: sqlbox_db_body_reads_end()). */
 
 struct sqlbox_body_writer {
 	struct sqlbox_storage *storage;

@@ -395,6 +395,9 @@ int sqlbox_db_body_open(struct sqlbox_storage *storage)
 
 static void sqlbox_db_body_close(struct sqlbox_storage *storage)
 {
+	/* Its snapshot ends first: a connection with an open blob does
+	   not close, and the last close must checkpoint the whole -wal. */
+	sqlbox_db_body_reads_end(storage);
 	sqlite3_finalize(storage->body_rowid_stmt);
 	storage->body_rowid_stmt = NULL;
 	if (storage->body_db != NULL)

@@ -88,6 +88,12 @@ void sqlbox_db_close(struct sqlbox_storage *storage);
    outside transactions, if it isn't open yet.  Returns 0, or -1 (logged
    once, then the main connection serves body reads). */
 int sqlbox_db_body_open(struct sqlbox_storage *storage);
+/* Ends the body connection's read transaction of chunk reads, if one
+   is open: its blob handle closed, its snapshot released.  The next
+   chunk read begins a new one, seeing every commit before it. */
+void sqlbox_db_body_reads_end(struct sqlbox_storage *storage);
+/* Begins it (on storage->body_db) unless it is open: 0, or -1 (logged). */
+int sqlbox_db_body_reads_begin(struct sqlbox_storage *storage);
 
 /* mkdir of the mail root, its entry synced to disk (mail_fsync). */
 int sqlbox_root_dir_create(struct sqlbox_storage *storage);

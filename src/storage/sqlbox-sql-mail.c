@@ -711,6 +711,49 @@ static void sqlbox_db_body_cache_grow(struct sqlbox_storage *storage)
 		"(a read within a chunk)", SQLBOX_BODY_CACHE_GROWN_PAGES);
 }
 
+/* The blob handle of the chunk at rowid on db: the body connection's
+   kept one moved there, or one opened for this read (*kept_r FALSE).
+   Returns 0, -2 the row is gone, -1 error. */
+static int
+sqlbox_db_chunk_blob(struct sqlbox_storage *storage, sqlite3 *db,
+		     int64_t rowid, sqlite3_blob **blob_r, bool *kept_r)
+{
+	sqlite3_blob *blob;
+	int rc;
+
+	*kept_r = db == storage->body_db && storage->body_reads_txn;
+	if (*kept_r && storage->body_blob != NULL) {
+		rc = sqlite3_blob_reopen(storage->body_blob, rowid);
+		if (rc == SQLITE_OK) {
+			*blob_r = storage->body_blob;
+			return 0;
+		}
+		/* The handle is aborted now. */
+		(void)sqlite3_blob_close(storage->body_blob);
+		storage->body_blob = NULL;
+		if (rc == SQLITE_ERROR)
+			return -2;
+		sqlbox_db_chunk_critical(storage, db,
+					 "sqlite3_blob_reopen(chunk)");
+		return -1;
+	}
+	rc = sqlite3_blob_open(db, "main", "chunk", "data", rowid, 0, &blob);
+	if (rc != SQLITE_OK) {
+		sqlite3_blob_close(blob);
+		if (rc == SQLITE_ERROR) {
+			/* The row went away between the two statements. */
+			return -2;
+		}
+		sqlbox_db_chunk_critical(storage, db,
+					 "sqlite3_blob_open(chunk)");
+		return -1;
+	}
+	if (*kept_r)
+		storage->body_blob = blob;
+	*blob_r = blob;
+	return 0;
+}
+
 ssize_t sqlbox_db_chunk_read_at(struct sqlbox_storage *storage,
 				int64_t body_id, int64_t seq, size_t offset,
 				void *dst, size_t size, size_t *chunk_size_r)
@@ -720,7 +763,8 @@ ssize_t sqlbox_db_chunk_read_at(struct sqlbox_storage *storage,
 	sqlite3_blob *blob;
 	int64_t rowid;
 	size_t bytes;
-	int rc;
+	bool kept;
+	int rc, ret;
 
 	/* Outside a transaction everything this session wrote is
 	   committed, so the body connection sees it; inside one (a mail
@@ -731,6 +775,8 @@ ssize_t sqlbox_db_chunk_read_at(struct sqlbox_storage *storage,
 		/* It walks the chain from the chunk's start: keep it. */
 		if (offset > 0)
 			sqlbox_db_body_cache_grow(storage);
+		if (sqlbox_db_body_reads_begin(storage) < 0)
+			return -1;
 	}
 	if (*stmtp == NULL) {
 		if (sqlite3_prepare_v2(db,
@@ -751,27 +797,23 @@ ssize_t sqlbox_db_chunk_read_at(struct sqlbox_storage *storage,
 		return rc == SQLITE_DONE ? -2 : -1;
 	}
 	rowid = sqlite3_column_int64(stmt, 0);
-	/* The handle lives for this one read only: no read snapshot is
-	   held while the caller's session writes.  It is opened before the
-	   lookup is reset, so both run in one read transaction (taking the
-	   WAL read lock once). */
-	rc = sqlite3_blob_open(db, "main", "chunk", "data", rowid, 0, &blob);
+	/* On the main connection the handle lives for this one read only:
+	   no read snapshot is held while the caller's session writes.  It
+	   is opened before the lookup is reset, so both run in one read
+	   transaction (taking the WAL read lock once).  On the body
+	   connection both run in its read transaction, and the handle is
+	   kept for the next chunk. */
+	ret = sqlbox_db_chunk_blob(storage, db, rowid, &blob, &kept);
 	sqlite3_reset(stmt);
-	if (rc == SQLITE_ERROR) {
-		/* The row went away between the two statements. */
-		sqlite3_blob_close(blob);
-		return -2;
-	}
-	if (rc != SQLITE_OK) {
-		sqlite3_blob_close(blob);
-		sqlbox_db_chunk_critical(storage, db,
-					 "sqlite3_blob_open(chunk)");
-		return -1;
-	}
+	if (ret < 0)
+		return ret;
+	if (kept)
+		storage->body_reads_chunks++;
 	bytes = sqlite3_blob_bytes(blob);
 	*chunk_size_r = bytes;
 	if (offset >= bytes) {
-		sqlite3_blob_close(blob);
+		if (!kept)
+			sqlite3_blob_close(blob);
 		return 0;
 	}
 	size = I_MIN(size, bytes - offset);
@@ -779,7 +821,12 @@ ssize_t sqlbox_db_chunk_read_at(struct sqlbox_storage *storage,
 	if (rc != SQLITE_OK && rc != SQLITE_ABORT)
 		sqlbox_db_chunk_critical(storage, db,
 					 "sqlite3_blob_read(chunk)");
-	sqlite3_blob_close(blob);
+	if (!kept)
+		sqlite3_blob_close(blob);
+	else if (rc != SQLITE_OK) {
+		sqlite3_blob_close(blob);
+		storage->body_blob = NULL;
+	}
 	if (rc != SQLITE_OK)
 		return rc == SQLITE_ABORT ? -2 : -1;
 	return size;

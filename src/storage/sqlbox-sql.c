@@ -1,6 +1,7 @@
 /* Copyright (c) dovecot-launchpad authors; see debian/copyright. */
 #include "lib.h"
 #include "fsync-mode.h"
+#include "ioloop.h"
 #include "sqlbox-storage.h"
 
 #include <stdarg.h>
@@ -167,12 +168,76 @@ int sqlbox_db_set_sync(struct sqlbox_storage *storage, bool mail)
 	return 0;
 }
 
+void sqlbox_db_body_reads_end(struct sqlbox_storage *storage)
+{
+	timeout_remove(&storage->to_body_reads);
+	if (!storage->body_reads_txn)
+		return;
+	storage->body_reads_txn = FALSE;
+	if (storage->body_blob != NULL) {
+		(void)sqlite3_blob_close(storage->body_blob);
+		storage->body_blob = NULL;
+	}
+	if (storage->body_rowid_stmt != NULL)
+		sqlite3_reset(storage->body_rowid_stmt);
+	if (sqlite3_exec(storage->body_db, "COMMIT",
+			 NULL, NULL, NULL) != SQLITE_OK) {
+		e_warning(storage->storage.event,
+			  "sqlbox: ending the body reads' transaction "
+			  "failed: %s", sqlite3_errmsg(storage->body_db));
+		if (sqlite3_get_autocommit(storage->body_db) == 0) {
+			(void)sqlite3_exec(storage->body_db, "ROLLBACK",
+					   NULL, NULL, NULL);
+		}
+	}
+	e_debug(storage->storage.event,
+		"sqlbox: body reads ended: %u chunks in one read transaction",
+		storage->body_reads_chunks);
+	storage->body_reads_chunks = 0;
+}
+
+static void sqlbox_db_body_reads_timeout(struct sqlbox_storage *storage)
+{
+	sqlbox_db_body_reads_end(storage);
+}
+
+/* The body connection's reads run in one read transaction: one WAL read
+   lock (its fcntl()s and fstat()s) and one blob handle for all of them,
+   instead of one each per chunk. */
+int sqlbox_db_body_reads_begin(struct sqlbox_storage *storage)
+{
+	if (storage->body_reads_txn)
+		return 0;
+	/* Deferred: the first read takes the snapshot. */
+	if (sqlite3_exec(storage->body_db, "BEGIN",
+			 NULL, NULL, NULL) != SQLITE_OK) {
+		mail_storage_set_critical(&storage->storage,
+			"sqlbox BEGIN of body reads: %s (%d)",
+			sqlite3_errmsg(storage->body_db),
+			sqlite3_extended_errcode(storage->body_db));
+		return -1;
+	}
+	storage->body_reads_txn = TRUE;
+	storage->body_reads_chunks = 0;
+	/* Whatever the caller is: it ends when the process waits (the
+	   hooks at syncs, writes and transaction ends end it earlier). */
+	if (current_ioloop != NULL) {
+		storage->to_body_reads =
+			timeout_add_short(0, sqlbox_db_body_reads_timeout,
+					  storage);
+	}
+	return 0;
+}
+
 static int sqlbox_db_begin_sync(struct sqlbox_storage *storage, bool mail)
 {
 	if (storage->txn_depth > 0) {
 		storage->txn_depth++;
 		return 0;
 	}
+	/* The body connection would not see what this transaction
+	   writes (a body read right after its save). */
+	sqlbox_db_body_reads_end(storage);
 	if (sqlbox_db_set_sync(storage, mail) < 0)
 		return -1;
 	storage->txn_failed = FALSE;

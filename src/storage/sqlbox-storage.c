@@ -497,10 +497,30 @@ static void sqlbox_notify_changes(struct mailbox *box)
 	}
 }
 
+/* A mailbox transaction's body reads (a FETCH's) end with it. */
+static int
+sqlbox_transaction_commit(struct mailbox_transaction_context *t,
+			  struct mail_transaction_commit_changes *changes_r)
+{
+	struct sqlbox_mailbox *mbox = SQLBOX_MAILBOX(t->box);
+
+	sqlbox_db_body_reads_end(mbox->storage);
+	return index_transaction_commit(t, changes_r);
+}
+
+static void sqlbox_transaction_rollback(struct mailbox_transaction_context *t)
+{
+	struct sqlbox_mailbox *mbox = SQLBOX_MAILBOX(t->box);
+
+	sqlbox_db_body_reads_end(mbox->storage);
+	index_transaction_rollback(t);
+}
+
 static void sqlbox_mailbox_close(struct mailbox *box)
 {
 	struct sqlbox_mailbox *mbox = SQLBOX_MAILBOX(box);
 
+	sqlbox_db_body_reads_end(mbox->storage);
 	timeout_remove(&mbox->to_missed);
 	index_storage_mailbox_close(box);
 }
@@ -549,8 +569,8 @@ struct mailbox sqlbox_mailbox = {
 		.sync_notify = NULL,
 		.notify_changes = sqlbox_notify_changes,
 		.transaction_begin = index_transaction_begin,
-		.transaction_commit = index_transaction_commit,
-		.transaction_rollback = index_transaction_rollback,
+		.transaction_commit = sqlbox_transaction_commit,
+		.transaction_rollback = sqlbox_transaction_rollback,
 		.get_private_flags_mask = NULL,
 		.mail_alloc = sqlbox_mail_alloc,
 		.search_init = sqlbox_fts_search_init,

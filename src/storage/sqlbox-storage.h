@@ -99,6 +99,17 @@ struct sqlbox_storage {
 	/* A search wanted many bodies: the next body read opens body_db
 	   (sqlbox_body_search_init()). */
 	bool body_db_soon;
+	/* The body connection's read transaction (sqlbox_db_chunk_read_at()):
+	   its first chunk read begins it, the next ones move body_blob from
+	   row to row in it; it ends (sqlbox_db_body_reads_end()) when the
+	   process next waits in its ioloop (to_body_reads: between
+	   commands, or while a client drains a FETCH's output), before the
+	   session writes, at a sync, at a mailbox transaction's end and at
+	   close, so no snapshot is held across commands. */
+	sqlite3_blob *body_blob;
+	struct timeout *to_body_reads;
+	unsigned int body_reads_chunks;
+	bool body_reads_txn;
 	/* sodium_malloc'd; NULL while locked. Freed at storage destroy. */
 	struct kr_keys *keys;
 	/* Runs before each outermost COMMIT, under the write lock (the

@@ -1233,6 +1233,8 @@ int sqlbox_sync(struct sqlbox_mailbox *mbox)
 	struct sqlbox_sync_context *ctx;
 	int ret;
 
+	/* The next body read sees what the sync brings. */
+	sqlbox_db_body_reads_end(mbox->storage);
 	ret = sqlbox_sync_begin(mbox, &ctx, TRUE);
 	if (ret <= 0)
 		return ret;
@@ -1245,6 +1247,7 @@ sqlbox_storage_sync_init(struct mailbox *box, enum mailbox_sync_flags flags)
 	struct sqlbox_mailbox *mbox = SQLBOX_MAILBOX(box);
 	int ret = 0;
 
+	sqlbox_db_body_reads_end(mbox->storage);
 	if (!box->opened && mailbox_open(box) < 0)
 		ret = -1;
 	else if (sqlbox_sync_fill(mbox) < 0)
