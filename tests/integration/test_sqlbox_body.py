@@ -11,7 +11,9 @@ between body streams, and a FETCH of BODY[] reads a chunk in one go.  What a cli
   appended;
 - mail that another session appended or expunged after this session's
   body connection was opened is read (or reported expunged) correctly,
-  and so is mail this session appended itself.
+  and so is mail this session appended itself;
+- a command's chunk reads run in one read transaction of the body
+  connection (test_body_reads_*), which no command outlives.
 A body read while the session saves (inside a transaction: the main
 connection reads) is test_sqlbox_plugins.py's mail_log test.
 """
@@ -25,6 +27,7 @@ import pytest
 from conftest import World
 from harness import wait_for
 from test_sqlbox_cache import login
+from test_sqlbox import wait_unused
 from test_sqlbox_features import imap_pids
 
 USER = "alice@ubuntu.com"
@@ -314,6 +317,124 @@ def test_body_connection_cache_grows_for_reads_within_a_chunk():
             imap.close()
             grown = [l for l in session_log(w, pid) if GROWN in l]
             assert len(grown) == (1 if partial else 0), grown
+        no_errors(w)
+    finally:
+        w.close()
+
+
+ENDED = re.compile(r"sqlbox: body reads ended: (\d+) chunks in one read "
+                   r"transaction")
+
+
+def reads_ended(lines):
+    """The chunk counts of the body connection's read transactions."""
+    return [int(m.group(1)) for m in map(ENDED.search, lines) if m]
+
+
+def debug_world():
+    return World(mail_location="sqlbox:~/mail",
+                 extra_conf="mail_debug = yes\n")
+
+
+def test_body_reads_in_one_read_transaction():
+    """The chunks of a FETCH of many bodies are read in one read
+    transaction of the body connection, moving one blob handle from row
+    to row (sqlite3_blob_reopen), not one transaction (a WAL read lock:
+    fcntl()s and fstat()s) and one handle each.  It ends with the
+    command's mailbox transaction, so the next command starts a new
+    one."""
+    w = debug_world()
+    try:
+        pw = w.dc.generate_password(USER, label="body")
+        rng = random.Random(SEED + 4)
+        # 40 one-chunk bodies and one of three chunks: 1.1 MB.
+        msgs = [message(rng, i, 1000 + 500 * i) for i in range(40)]
+        msgs.append(message(rng, 40, 600 * KB))
+        multiappend(w, pw, msgs)
+
+        before = imap_pids(w.dc)
+        imap = login(w, pw)
+        ok(imap, b"SELECT INBOX")
+        (pid,) = imap_pids(w.dc) - before
+        got = literals(ok(imap, b"UID FETCH 1:41 (BODY.PEEK[])"))
+        assert [got[(u, b"BODY[]")] for u in range(1, 42)] == msgs
+        ok(imap, b"NOOP")
+        got = literals(ok(imap, b"UID FETCH 1:20 (BODY.PEEK[TEXT])"))
+        assert [got[(u, b"BODY[TEXT]")] for u in range(1, 21)] == \
+            [text_of(m) for m in msgs[:20]]
+        ok(imap, b"LOGOUT")
+        imap.close()
+        ended = reads_ended(session_log(w, pid))
+        # Each body is read at least once per chunk (the 600 KB one has
+        # three): 43 + 20 chunk reads.  A FETCH whose output waits for
+        # the client ends it early (the process waits in its ioloop):
+        # it may take a few, never one per chunk.
+        assert sum(ended) >= 63, ended
+        assert len(ended) <= 8, ended
+        assert max(ended) >= 20, ended
+        no_errors(w)
+    finally:
+        w.close()
+
+
+def test_body_reads_see_other_sessions_between_commands():
+    """No read snapshot of the body connection outlives a command: after
+    session A read bodies through it, session B appends a mail (three
+    chunks) and expunges one (its chunk rows deleted); A's next commands
+    see both (the new body read whole, the expunged one gone after
+    NOOP), and once both sessions are out the last close truncated the
+    -wal (no read transaction left open)."""
+    w = debug_world()
+    try:
+        pw = w.dc.generate_password(USER, label="body")
+        rng = random.Random(SEED + 5)
+        msgs = [message(rng, i, 3000 + 700 * i) for i in range(20)]
+        extra = message(rng, 20, 600 * KB)
+        multiappend(w, pw, msgs)
+
+        before = imap_pids(w.dc)
+        a = login(w, pw)
+        ok(a, b"SELECT INBOX")
+        (pid,) = imap_pids(w.dc) - before
+        got = literals(ok(a, b"UID FETCH 1:20 (BODY.PEEK[])"))
+        assert [got[(u, b"BODY[]")] for u in range(1, 21)] == msgs
+        assert db_opens(w)[pid] == 2
+
+        b = login(w, pw)
+        ok(b, b"SELECT INBOX")
+        ok(b, append_cmd(extra))
+        ok(b, b"UID STORE 3 +FLAGS.SILENT (\\Deleted)")
+        ok(b, b"EXPUNGE")
+
+        res = ok(a, b"NOOP")
+        assert b"* 3 EXPUNGE" in res and b"* 20 EXISTS" in res, res
+        got = literals(ok(a, b"UID FETCH 21 (BODY.PEEK[] "
+                          b"BODY.PEEK[]<300000.100>)"))
+        assert got[(21, b"BODY[]")] == extra
+        assert got[(21, b"BODY[]<300000>")] == extra[300000:300100]
+        got = literals(ok(a, b"UID FETCH 1:21 (BODY.PEEK[])"))
+        assert sorted(u for u, _ in got) == \
+            [u for u in range(1, 22) if u != 3]
+        assert all(got[(u, b"BODY[]")] == msgs[u - 1]
+                   for u in range(1, 21) if u != 3)
+
+        # And the other way round, while A's body connection is open.
+        ok(a, append_cmd(msgs[0]))
+        ok(b, b"NOOP")
+        got = literals(ok(b, b"UID FETCH 22 (BODY.PEEK[])"))
+        assert got[(22, b"BODY[]")] == msgs[0]
+        ok(a, b"NOOP")
+        got = literals(ok(a, b"UID FETCH 22 (BODY.PEEK[])"))
+        assert got[(22, b"BODY[]")] == msgs[0]
+        ok(b, b"LOGOUT")
+        b.close()
+        ok(a, b"LOGOUT")
+        a.close()
+        assert reads_ended(session_log(w, pid))
+        db = os.path.realpath(os.path.join(w.dc.home("alice"), "mail",
+                                           "sqlbox.db"))
+        wait_unused(db)
+        assert os.stat(db + "-wal").st_size == 0
         no_errors(w)
     finally:
         w.close()
