@@ -220,8 +220,11 @@ int sqlbox_db_body_reads_begin(struct sqlbox_storage *storage)
 	storage->body_reads_txn = TRUE;
 	storage->body_reads_chunks = 0;
 	/* Whatever the caller is: it ends when the process waits (the
-	   hooks at syncs, writes and transaction ends end it earlier). */
-	if (current_ioloop != NULL) {
+	   hooks at syncs, writes and transaction ends end it earlier).
+	   Only in the process's root ioloop, which outlives the storage:
+	   a nested one could be destroyed with the timeout in it (its
+	   mailbox transaction's end then ends the snapshot). */
+	if (current_ioloop != NULL && current_ioloop == io_loop_get_root()) {
 		storage->to_body_reads =
 			timeout_add_short(0, sqlbox_db_body_reads_timeout,
 					  storage);
