@@ -196,6 +196,21 @@ def append_session(dc, pw, msg):
     wait_exit(pid)
 
 
+def start_dovecots(wd, fake, names, index_delay, dcs):
+    """Starts one Dovecot per storage name into dcs (filled as they start,
+    so the caller's cleanup stops those that did); returns each one's
+    app password for sb.USER."""
+    for name in names:
+        d = os.path.join(wd.path, name)
+        os.makedirs(d)
+        dcs[name] = sb.Dovecot(d, fake.api_url,
+                               mail_location=LOCATIONS[name],
+                               extra_conf=extra_conf(
+                                   name, index_delay)).start()
+    return {n: dc.generate_password(sb.USER, label="bench")
+            for n, dc in dcs.items()}
+
+
 def run_sessions(args):
     msgs, _ = sb.make_corpus(args.sessions + args.warmup, False)
     print("%d sessions per storage of one APPEND each (+%d warm-up), "
@@ -208,15 +223,7 @@ def run_sessions(args):
     names = tuple(args.storages.split(","))
     cpu = dict.fromkeys(names, 0.0)
     try:
-        for name in names:
-            d = os.path.join(wd.path, name)
-            os.makedirs(d)
-            dcs[name] = sb.Dovecot(d, fake.api_url,
-                                   mail_location=LOCATIONS[name],
-                                   extra_conf=extra_conf(
-                                       name, args.index_delay)).start()
-        pw = {n: dc.generate_password(sb.USER, label="bench")
-              for n, dc in dcs.items()}
+        pw = start_dovecots(wd, fake, names, args.index_delay, dcs)
         for i, msg in enumerate(msgs):
             k = i % len(names)
             for name in names[k:] + names[:k]:
@@ -280,15 +287,7 @@ def main():
     dcs = {}
     res = {n: {} for n in STORAGES}
     try:
-        for name in STORAGES:
-            d = os.path.join(wd.path, name)
-            os.makedirs(d)
-            dcs[name] = sb.Dovecot(d, fake.api_url,
-                                   mail_location=LOCATIONS[name],
-                                   extra_conf=extra_conf(
-                                       name, args.index_delay)).start()
-        pw = {n: dc.generate_password(sb.USER, label="bench")
-              for n, dc in dcs.items()}
+        pw = start_dovecots(wd, fake, STORAGES, args.index_delay, dcs)
         sessions = {n: sb.Imap(dc.imap_port, pw[n]) for n, dc in dcs.items()}
         for imap in sessions.values():
             imap.run(b"CREATE bench")
