@@ -229,12 +229,7 @@ def run(params, args):
                     out = once(dcs[name], pw[name], command,
                                strace_wrap)[3]
                     print("strace -c, %s %s:\n%s" % (name, what, out))
-        for name, dc in dcs.items():
-            errors = [line for line in dc.log_text().splitlines()
-                      if "Error:" in line or "Panic:" in line]
-            if errors:
-                raise RuntimeError("%s logged errors:\n%s" % (
-                    name, "\n".join(errors[:10])))
+        sb.check_logs(dcs)
         results["load_after"] = lb.read_loadavg()
     except Exception:
         for name, dc in dcs.items():

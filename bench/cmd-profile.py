@@ -242,11 +242,7 @@ def main():
         res["load_after"] = sb.lb.read_loadavg()
         print("load average before %s after %s" % (res["load_before"],
                                                    res["load_after"]))
-        for dc in dcs.values():
-            errors = [line for line in dc.log_text().splitlines()
-                      if "Error:" in line or "Panic:" in line]
-            if errors:
-                raise RuntimeError("\n".join(errors[:10]))
+        sb.check_logs(dcs)
     finally:
         for dc in dcs.values():
             dc.stop()

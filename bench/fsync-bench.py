@@ -249,12 +249,7 @@ def run(params, args):
         for imap in sessions.values():
             imap.close()
         step("lmtp1", bench_lmtp1, dcs, pw, msgs[:params["lmtp1"]])
-        for config, dc in dcs.items():
-            errors = [line for line in dc.log_text().splitlines()
-                      if "Error:" in line or "Panic:" in line]
-            if errors:
-                raise RuntimeError("%s logged errors:\n%s" % (
-                    name_of(config), "\n".join(errors[:10])))
+        sb.check_logs({name_of(c): dc for c, dc in dcs.items()})
         results["load_after"] = lb.read_loadavg()
     except Exception:
         for config, dc in dcs.items():

@@ -219,15 +219,6 @@ def setup(wd, names, dcs, nice):
     return fake, mbox, pws
 
 
-def check_logs(dcs):
-    for name, dc in dcs.items():
-        errors = [line for line in dc.log_text().splitlines()
-                  if "Error:" in line or "Panic:" in line]
-        if errors:
-            raise RuntimeError("%s logged errors:\n%s" % (
-                name, "\n".join(errors[:10])))
-
-
 @contextlib.contextmanager
 def dovecots(prefix, names, nice):
     """One Dovecot per storage of names and the Launchpad-shaped server:
@@ -240,7 +231,7 @@ def dovecots(prefix, names, nice):
     try:
         fake, mbox, pws = setup(wd, names, dcs, nice)
         yield dcs, mbox, pws
-        check_logs(dcs)
+        sb.check_logs(dcs)
     except Exception:
         for name, dc in dcs.items():
             sys.stderr.write("---- %s log tail ----\n%s\n" % (

@@ -311,12 +311,7 @@ def run(params, args):
             results["perf"] = perf_selects(dcs["sqlbox"], pw["sqlbox"],
                                            size, params["rounds"],
                                            args.perf_out)
-        for name, dc in dcs.items():
-            errors = [line for line in dc.log_text().splitlines()
-                      if "Error:" in line or "Panic:" in line]
-            if errors:
-                raise RuntimeError("%s logged errors:\n%s" % (
-                    name, "\n".join(errors[:10])))
+        sb.check_logs(dcs)
         if args.hold:
             print("holding: %s" % json.dumps(
                 {n: {"port": dc.imap_port, "password": pw[n],

@@ -216,12 +216,7 @@ def run(storages, sessions, rounds, strace_dir=None):
                       "(%s): %s" % (name, sum(counts.values()), path,
                                    ", ".join("%s %d" % kv for kv in top)),
                       flush=True)
-        for name, dc in dcs.items():
-            errors = [line for line in dc.log_text().splitlines()
-                      if "Error:" in line or "Panic:" in line]
-            if errors:
-                raise RuntimeError("%s logged errors:\n%s" % (
-                    name, "\n".join(errors[:10])))
+        sb.check_logs(dcs)
     finally:
         for dc in dcs.values():
             dc.stop()

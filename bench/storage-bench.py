@@ -81,6 +81,18 @@ def _load_login_bench():
 
 lb = _load_login_bench()
 
+
+def check_logs(dcs):
+    """Raises if any Dovecot of dcs (name -> Dovecot) logged an Error or
+    a Panic: a bench of a failing server measures nothing."""
+    for name, dc in dcs.items():
+        errors = [line for line in dc.log_text().splitlines()
+                  if "Error:" in line or "Panic:" in line]
+        if errors:
+            raise RuntimeError("%s logged errors:\n%s" % (
+                name, "\n".join(errors[:10])))
+
+
 README = os.path.join(BENCH_DIR, "README.md")
 MARK_BEGIN = "<!-- storage-bench:begin -->"
 MARK_END = "<!-- storage-bench:end -->"
@@ -882,12 +894,7 @@ def run(params, args):
              params["append_chunk"])
         results["disk_bytes"] = {n: dir_bytes(dc.home("alice"))
                                  for n, dc in dcs.items()}
-        for name, dc in dcs.items():
-            errors = [line for line in dc.log_text().splitlines()
-                      if "Error:" in line or "Panic:" in line]
-            if errors:
-                raise RuntimeError("%s logged errors:\n%s" % (
-                    name, "\n".join(errors[:10])))
+        check_logs(dcs)
         results["load_after"] = lb.read_loadavg()
     except Exception:
         for name, dc in dcs.items():

@@ -104,11 +104,7 @@ def main():
             print("%-12s %d STOREs: %.3f ms CPU of the imap process each" % (
                 name, args.n, cpu * 1000 / args.n), flush=True)
         print("load average after %s" % (sb.lb.read_loadavg(),))
-        for name, dc in dcs.items():
-            errors = [line for line in dc.log_text().splitlines()
-                      if "Error:" in line or "Panic:" in line]
-            if errors:
-                raise RuntimeError("%s: %s" % (name, "\n".join(errors[:10])))
+        sb.check_logs(dcs)
     finally:
         for dc in dcs.values():
             dc.stop()
