@@ -196,11 +196,6 @@ void sqlbox_db_body_reads_end(struct sqlbox_storage *storage)
 	storage->body_reads_chunks = 0;
 }
 
-static void sqlbox_db_body_reads_timeout(struct sqlbox_storage *storage)
-{
-	sqlbox_db_body_reads_end(storage);
-}
-
 /* The body connection's reads run in one read transaction: one WAL read
    lock (its fcntl()s and fstat()s) and one blob handle for all of them,
    instead of one each per chunk. */
@@ -226,7 +221,7 @@ int sqlbox_db_body_reads_begin(struct sqlbox_storage *storage)
 	   mailbox transaction's end then ends the snapshot). */
 	if (current_ioloop != NULL && current_ioloop == io_loop_get_root()) {
 		storage->to_body_reads =
-			timeout_add_short(0, sqlbox_db_body_reads_timeout,
+			timeout_add_short(0, sqlbox_db_body_reads_end,
 					  storage);
 	}
 	return 0;
