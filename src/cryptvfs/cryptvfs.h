@@ -250,4 +250,26 @@ int cvfs_export(sqlite3 *db, const char *dest_path,
 int cvfs_rekey(sqlite3 **db, const unsigned char *key, size_t key_size,
 	       struct cvfs_error *error_r);
 
+/* SQLite's page cache buffers (pages of CVFS_PAGEMEM_PAGE_SIZE bytes)
+   from one reserved mapping of `slots` buffers, populated in chunks as
+   they are first needed (cvfs-pagemem.c); other allocations, and page
+   buffers beyond the slots, from SQLite's allocator as before.
+   Process-wide: call before anything initializes SQLite in the process
+   (cvfs_register() and cvfs_open*() do).  SQLITE_OK (also for slots ==
+   0, which changes nothing), SQLITE_MISUSE if SQLite was initialized
+   already or this was done before (nothing changes), or SQLITE_NOMEM. */
+#define CVFS_PAGEMEM_PAGE_SIZE 4096
+struct cvfs_pagemem_stats {
+	/* slots reserved and populated */
+	unsigned int slots, slots_populated;
+	/* slots held by SQLite now and at most */
+	unsigned int slots_in_use, slots_in_use_max;
+	/* page buffers served from the slots, page buffer requests that
+	   found none left (served by SQLite's allocator), chunks
+	   populated */
+	unsigned long slots_taken, overflows, chunks_populated;
+};
+int cvfs_pagemem_init(unsigned int slots);
+void cvfs_pagemem_get_stats(struct cvfs_pagemem_stats *stats_r);
+
 #endif

@@ -9,7 +9,6 @@
 #include "cryptvfs.h"
 #include "keyring.h"
 
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -183,72 +182,59 @@ static void sqlbox_db_set_locked(struct sqlbox_storage *storage,
 			       SQLBOX_ERRSTR_LOCKED);
 }
 
-/* SQLite's page cache slots of this process, faulted in at once (issue
-   15, ninth pass).  A new session's command that reads a few hundred
-   pages of the main file (a header SEARCH: its candidates' rows, about
-   200 pages) touches every page cache slot it fills for the first time:
-   a page fault per 4 KiB, about 10 us each on a VM, as much as reading
-   and decrypting the page (fourth pass, bench/README.md), and in a new
-   session's header SEARCH a quarter of its CPU time was SQLite's page
-   allocations.  A mapping populated by one mmap() costs well under a
-   microsecond a page.  SQLITE_CONFIG_PAGECACHE is process-wide and only
-   possible before sqlite3_initialize(): so it is tried once, before the
-   first open of this process; if SQLite was initialized already
-   (another user of it in the process) it refuses and nothing changes.
+/* SQLite's page cache buffers of this process (issue 15): a new
+   session's command that reads a few hundred pages of the main file (a
+   header SEARCH: its candidates' rows, about 200 pages) touches every
+   buffer its caches fill for the first time, a page fault each, 11-15
+   us on a VM, as much as reading and decrypting the page (bench/
+   README.md, fourth pass).  cvfs_pagemem_init() (cvfs-pagemem.c) serves
+   them from one reserved mapping, populated 16 buffers at a time as the
+   caches first need them: about 1 us a page, and 5.5 us for its first
+   touch on a shadow-paged VM.  The ninth pass gave SQLite 320 populated
+   slots instead (SQLITE_CONFIG_PAGECACHE): SQLite's setup writes into
+   every one, which cost a short session 2 ms whether its caches used
+   them or not, and its caches could not grow past them (tenth pass).
    The slots hold the main connection's cache (1 MiB, ~240 pages), the
-   body connection's (24 to 80) and temporary b-trees; pages beyond
-   them, and of larger page sizes, come from malloc as before (SQLite
-   recycles its caches' pages first once fewer than 10 slots are free).
-   The mapping is never unmapped: SQLite uses it until the process
-   ends. */
-#define SQLBOX_PCACHE_SLOTS 320
-#define SQLBOX_PCACHE_PAGE_SIZE 4096
+   body connection's (24 to 80) and temporary b-trees; buffers beyond
+   them come from SQLite's heap.  Process-wide and only possible before
+   SQLite is initialized: tried once, before the first open of this
+   process; if another user of SQLite in the process initialized it
+   first, it is refused and nothing changes. */
+#define SQLBOX_PAGEMEM_SLOTS 512
 
-static bool sqlbox_pcache_set;
+static bool sqlbox_pagemem_set;
 
-static void sqlbox_db_pcache_init(struct sqlbox_storage *storage)
+static void sqlbox_db_pagemem_init(struct sqlbox_storage *storage)
 {
 	static bool tried = FALSE;
-	int hdr_size = 0;
-	size_t slot, size;
-	void *mem;
+	int rc;
 
 	if (tried)
 		return;
 	tried = TRUE;
-	if (sqlite3_config(SQLITE_CONFIG_PCACHE_HDRSZ, &hdr_size) != SQLITE_OK)
-		return;
-	slot = (SQLBOX_PCACHE_PAGE_SIZE + hdr_size + 7) & ~(size_t)7;
-	size = slot * SQLBOX_PCACHE_SLOTS;
-	mem = mmap(NULL, size, PROT_READ | PROT_WRITE,
-		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-	if (mem == MAP_FAILED)
-		return;
-	if (sqlite3_config(SQLITE_CONFIG_PAGECACHE, mem, (int)slot,
-			   SQLBOX_PCACHE_SLOTS) != SQLITE_OK) {
-		e_debug(storage->storage.event, "sqlbox: SQLite page cache "
-			"slots not set (SQLite was initialized already)");
-		(void)munmap(mem, size);
+	rc = cvfs_pagemem_init(SQLBOX_PAGEMEM_SLOTS);
+	if (rc != SQLITE_OK) {
+		e_debug(storage->storage.event, "sqlbox: SQLite page buffers "
+			"not set: %s", sqlite3_errstr(rc));
 		return;
 	}
-	sqlbox_pcache_set = TRUE;
-	e_debug(storage->storage.event, "sqlbox: SQLite page cache of %u "
-		"slots of %zu bytes populated", SQLBOX_PCACHE_SLOTS, slot);
+	sqlbox_pagemem_set = TRUE;
+	e_debug(storage->storage.event, "sqlbox: SQLite page buffers from "
+		"%u slots populated as needed", SQLBOX_PAGEMEM_SLOTS);
 }
 
 /* What the process's SQLite took of the slots so far (debug). */
-static void sqlbox_db_pcache_log(struct sqlbox_storage *storage)
+static void sqlbox_db_pagemem_log(struct sqlbox_storage *storage)
 {
-	int cur, used = 0, overflow = 0;
+	struct cvfs_pagemem_stats st;
 
-	if (!sqlbox_pcache_set)
+	if (!sqlbox_pagemem_set)
 		return;
-	(void)sqlite3_status(SQLITE_STATUS_PAGECACHE_USED, &cur, &used, 0);
-	(void)sqlite3_status(SQLITE_STATUS_PAGECACHE_OVERFLOW, &cur,
-			     &overflow, 0);
-	e_debug(storage->storage.event, "sqlbox: SQLite page cache slots "
-		"used at most %d of %u, %d bytes beyond them", used,
-		SQLBOX_PCACHE_SLOTS, overflow);
+	cvfs_pagemem_get_stats(&st);
+	e_debug(storage->storage.event, "sqlbox: SQLite page buffers: "
+		"%u of %u slots in use at most, %u populated, %lu from the "
+		"heap beyond them", st.slots_in_use_max, st.slots,
+		st.slots_populated, st.overflows);
 }
 
 int sqlbox_db_open(struct sqlbox_storage *storage)
@@ -292,7 +278,7 @@ int sqlbox_db_open(struct sqlbox_storage *storage)
 	/* The key check at open reads the schema before a busy timeout can
 	   be set: another process's checkpoint at close can hold the lock
 	   for a moment, so retry within the same bound as other writers. */
-	sqlbox_db_pcache_init(storage);
+	sqlbox_db_pagemem_init(storage);
 	for (unsigned int waited = 0;; waited += SQLBOX_OPEN_RETRY_MSECS) {
 		ret = cvfs_open_v2(storage->db_path, &storage->db,
 				   SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
@@ -437,7 +423,7 @@ void sqlbox_db_close(struct sqlbox_storage *storage)
 	}
 	sqlbox_db_kept_free(storage);
 	if (storage->db != NULL) {
-		sqlbox_db_pcache_log(storage);
+		sqlbox_db_pagemem_log(storage);
 		cvfs_close(&storage->db);
 	}
 	storage->txn_depth = 0;

@@ -748,10 +748,12 @@ def test_header_apart_from_envelope(sqlbox_world):
 
 
 def test_page_cache_slots_populated(maildir_answers):
-    """SQLite's page cache of an imap process comes from the slots the
-    storage populated before its first open (sqlbox-db.c,
-    SQLBOX_PCACHE_SLOTS): the session's debug log says they were set and
-    that its pages used them, and the answers are maildir's."""
+    """SQLite's page buffers of an imap process come from the slots the
+    storage reserved before its first open (sqlbox-db.c,
+    SQLBOX_PAGEMEM_SLOTS; cvfs-pagemem.c), populated 16 at a time as
+    they are needed: the session's debug log says they were set, that
+    its pages used them, and that only the chunks they needed were
+    populated; the answers are maildir's."""
     world = World(mail_location="sqlbox:~/mail",
                   extra_conf=NAMESPACE_CONF + "mail_debug = yes\n")
     try:
@@ -760,13 +762,18 @@ def test_page_cache_slots_populated(maildir_answers):
                                   for i, m in enumerate(CORPUS)])
         compare(maildir_answers, session(world, password, READS))
         log = world.dc.log_text()
-        assert re.search(r"imap\(%s\).*sqlbox: SQLite page cache of 320"
-                         r" slots of \d+ bytes populated" % re.escape(USER),
+        assert re.search(r"imap\(%s\).*sqlbox: SQLite page buffers from"
+                         r" 512 slots populated as needed" % re.escape(USER),
                          log), log[-2000:]
-        used = [int(n) for n in re.findall(
-            r"imap\(%s\).*sqlbox: SQLite page cache slots used at most"
-            r" (\d+) of 320" % re.escape(USER), log)]
-        assert used and min(used) > 0, log[-2000:]
+        stats = [tuple(int(n) for n in m) for m in re.findall(
+            r"imap\(%s\).*sqlbox: SQLite page buffers: (\d+) of 512 slots"
+            r" in use at most, (\d+) populated" % re.escape(USER), log)]
+        assert stats, log[-2000:]
+        for used, populated in stats:
+            assert used > 0, stats
+            # the chunks the buffers needed, not all 512
+            assert populated % 16 == 0 and used <= populated < used + 16, \
+                stats
         no_errors(world)
     finally:
         world.close()
