@@ -20,15 +20,19 @@
 
 #define SQLBOX_OPEN_RETRY_MSECS 20
 
-/* SQLite's page cache of the main connection: 1 MiB.  Every page it
-   holds is a fresh heap page of this process, and touching one the first
-   time (a page fault) costs about as much as reading and decrypting the
-   page again: a 16 MiB cache made a session's first FETCH 1:* of 2,000
-   headers pay ~1,000 faults for pages it reads once.  1 MiB keeps the
-   b-tree pages above the rows (and a small folder's rows) and recycles
-   the rest; a command repeated in one session reads its rows again
-   (bench/README.md, issue 15). */
-#define SQLBOX_MAIN_CACHE_PRAGMA "PRAGMA cache_size=-1024"
+/* SQLite's page cache of the main connection: 256 KiB.  Every page it
+   holds is a fresh page of this process, and touching one the first
+   time (a page fault, or 5.5 us even when populated in advance: see
+   sqlbox_db_pagemem_init()) costs about as much as reading and
+   decrypting the page again: a 16 MiB cache made a session's first
+   FETCH 1:* of 2,000 headers pay ~1,000 faults for pages it reads once,
+   and with 1 MiB a new session's header SEARCH touched ~200 cache pages
+   it read once.  256 KiB keeps the b-tree pages above the rows (and a
+   small folder's rows) and recycles the rest; a command repeated in one
+   session reads its rows again (bench/README.md, issue 15, fourth and
+   tenth passes).  A write transaction with more dirty pages than this
+   spills them to the WAL before its commit, as SQLite does. */
+#define SQLBOX_MAIN_CACHE_PRAGMA "PRAGMA cache_size=-256"
 
 /* The -wal and -shm files stay between sessions.  SQLite 3.40's
    sqlite3WalClose(): the connection that closes last (it gets the
@@ -194,7 +198,7 @@ static void sqlbox_db_set_locked(struct sqlbox_storage *storage,
    slots instead (SQLITE_CONFIG_PAGECACHE): SQLite's setup writes into
    every one, which cost a short session 2 ms whether its caches used
    them or not, and its caches could not grow past them (tenth pass).
-   The slots hold the main connection's cache (1 MiB, ~240 pages), the
+   The slots hold the main connection's cache (256 KiB, ~60 pages), the
    body connection's (24 to 80) and temporary b-trees; buffers beyond
    them come from SQLite's heap.  Process-wide and only possible before
    SQLite is initialized: tried once, before the first open of this
