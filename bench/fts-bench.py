@@ -40,7 +40,9 @@ turn session by session, each session waited for until its imap process
 has exited; measured is the CPU of every process of each Dovecot
 (bench/session-cpu.py's tree_cpu_secs(): the master's reaped children
 included) over the sessions, after --warmup sessions each.  sqlbox less
-sqlbox-nofts is the index's CPU per APPEND.
+sqlbox-nofts is the index's CPU per APPEND.  Also printed: the minor
+page faults of the same processes per session (session-cpu.py's
+tree_faults()).
 """
 
 import argparse
@@ -222,6 +224,7 @@ def run_sessions(args):
     dcs = {}
     names = tuple(args.storages.split(","))
     cpu = dict.fromkeys(names, 0.0)
+    faults = dict.fromkeys(names, 0)
     try:
         pw = start_dovecots(wd, fake, names, args.index_delay, dcs)
         for i, msg in enumerate(msgs):
@@ -229,9 +232,11 @@ def run_sessions(args):
             for name in names[k:] + names[:k]:
                 root = dcs[name].proc.pid
                 before = sum(sc.tree_cpu_secs(root))
+                flt0 = sc.tree_faults(root)
                 append_session(dcs[name], pw[name], msg)
                 if i >= args.warmup:
                     cpu[name] += sum(sc.tree_cpu_secs(root)) - before
+                    faults[name] += sc.tree_faults(root) - flt0
         fts_docs = int(dbtool_sql(dcs["sqlbox"], pw["sqlbox"],
                                   "SELECT count(*) FROM fts_doc")[0])
         segments = fts5_segments(dcs["sqlbox"], pw["sqlbox"])
@@ -243,7 +248,9 @@ def run_sessions(args):
     if fts_docs != len(msgs):
         raise RuntimeError("%d of %d bodies indexed" % (fts_docs, len(msgs)))
     per = {n: 1000.0 * cpu[n] / args.sessions for n in names}
-    print(json.dumps({"cpu_ms_per_session": per, "fts_segments": segments}))
+    flt = {n: faults[n] / args.sessions for n in names}
+    print(json.dumps({"cpu_ms_per_session": per,
+                      "faults_per_session": flt, "fts_segments": segments}))
     if names != SESSION_STORAGES:
         return 0
     print("| sqlbox | sqlbox-nofts | mdbox | index per APPEND | "
