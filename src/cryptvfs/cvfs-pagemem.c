@@ -64,8 +64,10 @@ static struct {
 
 static bool cvfs_pagemem_owns(const void *p)
 {
-	return cvfs_pagemem.base != NULL && (const char *)p >= cvfs_pagemem.base &&
-		(const char *)p < cvfs_pagemem.base +
+	const char *c = p;
+
+	return cvfs_pagemem.base != NULL && c >= cvfs_pagemem.base &&
+		c < cvfs_pagemem.base +
 		cvfs_pagemem.slot_size * cvfs_pagemem.slots;
 }
 

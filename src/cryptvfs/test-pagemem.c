@@ -18,11 +18,6 @@
 
 static int test_pm_hdr_size;
 
-static void test_pm_stats(struct cvfs_pagemem_stats *st)
-{
-	cvfs_pagemem_get_stats(st);
-}
-
 static void test_pm_init(void)
 {
 	struct cvfs_pagemem_stats st;
@@ -30,7 +25,7 @@ static void test_pm_init(void)
 	test_begin("pagemem init before SQLite, once");
 	test_assert(cvfs_pagemem_init(TEST_SLOTS) == SQLITE_OK);
 	test_assert(cvfs_pagemem_init(TEST_SLOTS) == SQLITE_MISUSE);
-	test_pm_stats(&st);
+	cvfs_pagemem_get_stats(&st);
 	test_assert(st.slots == TEST_SLOTS);
 	test_assert(st.slots_populated == 0);
 	test_assert(sqlite3_config(SQLITE_CONFIG_PCACHE_HDRSZ,
@@ -67,7 +62,7 @@ static void test_pm_small_db(void)
 	test_assert(test_cvfs_exec(db, "CREATE TABLE t (id INTEGER PRIMARY "
 				   "KEY, v TEXT)") == SQLITE_OK);
 	test_assert(test_pm_fill(db, 1, 20) == SQLITE_OK);
-	test_pm_stats(&st);
+	cvfs_pagemem_get_stats(&st);
 	test_assert(st.slots_taken > 0);
 	test_assert(st.slots_in_use > 0);
 	test_assert(st.overflows == 0);
@@ -80,7 +75,7 @@ static void test_pm_small_db(void)
 	test_assert(test_cvfs_int(db, "SELECT sum(length(v)) FROM t",
 				  &v) == SQLITE_OK && v == 20 * 300);
 	cvfs_close(&db);
-	test_pm_stats(&st2);
+	cvfs_pagemem_get_stats(&st2);
 	/* closing gave every page buffer back */
 	test_assert(st2.slots_in_use == 0);
 
@@ -89,7 +84,7 @@ static void test_pm_small_db(void)
 				 CVFS_KEY_BYTES, NULL) == SQLITE_OK);
 	test_assert(test_cvfs_int(db, "SELECT count(*) FROM t",
 				  &v) == SQLITE_OK && v == 20);
-	test_pm_stats(&st);
+	cvfs_pagemem_get_stats(&st);
 	test_assert(st.slots_in_use > 0);
 	test_assert(st.chunks_populated == st2.chunks_populated);
 	test_assert(st.slots_taken > st2.slots_taken);
@@ -125,7 +120,7 @@ static void test_pm_beyond_slots(void)
 	   heap, and no "memory pressure" recycled them */
 	test_assert(cur > TEST_SLOTS * (CVFS_PAGEMEM_PAGE_SIZE +
 					test_pm_hdr_size));
-	test_pm_stats(&st);
+	cvfs_pagemem_get_stats(&st);
 	/* (a page or two of other caches came and went meanwhile) */
 	test_assert(st.slots_in_use > TEST_SLOTS - TEST_CHUNK);
 	test_assert(st.slots_populated == TEST_SLOTS);
@@ -134,7 +129,7 @@ static void test_pm_beyond_slots(void)
 				  "printf('%.300c', char(65 + id % 26))",
 				  &v) == SQLITE_OK && v == 4 * TEST_ROWS);
 	cvfs_close(&db);
-	test_pm_stats(&st);
+	cvfs_pagemem_get_stats(&st);
 	test_assert(st.slots_in_use == 0);
 	test_cvfs_unlink_db(path);
 	test_end();
@@ -148,10 +143,10 @@ static void test_pm_realloc(void)
 	bool same = true;
 
 	test_begin("pagemem: sqlite3_malloc/realloc/msize of a slot");
-	test_pm_stats(&st);
+	cvfs_pagemem_get_stats(&st);
 	p = sqlite3_malloc(page_request);
 	test_assert(p != NULL);
-	test_pm_stats(&st2);
+	cvfs_pagemem_get_stats(&st2);
 	test_assert(st2.slots_in_use == st.slots_in_use + 1);
 	test_assert(sqlite3_msize(p) >= (sqlite3_uint64)page_request);
 	memset(p, 0x5a, (size_t)page_request);
@@ -161,7 +156,7 @@ static void test_pm_realloc(void)
 	/* larger: moves to the heap, the slot goes back, bytes kept */
 	q = sqlite3_realloc(p, 3 * CVFS_PAGEMEM_PAGE_SIZE);
 	test_assert(q != NULL);
-	test_pm_stats(&st2);
+	cvfs_pagemem_get_stats(&st2);
 	test_assert(st2.slots_in_use == st.slots_in_use);
 	for (int i = 0; q != NULL && i < page_request - 8; i++) {
 		if (q[i] != 0x5a)
@@ -172,7 +167,7 @@ static void test_pm_realloc(void)
 	/* other sizes never take a slot */
 	p = sqlite3_malloc(CVFS_PAGEMEM_PAGE_SIZE);
 	q = sqlite3_malloc(100);
-	test_pm_stats(&st2);
+	cvfs_pagemem_get_stats(&st2);
 	test_assert(st2.slots_in_use == st.slots_in_use);
 	sqlite3_free(p);
 	sqlite3_free(q);
