@@ -10,9 +10,11 @@
    read from FTS5's structure record (one row; sqlbox-fts-structure.c)
    rather than by walking the index's pages.
 
-   A keyed session writes it when it ends, if it committed anything (a
-   save, an expunge, an import or an index rebuild may all change it)
-   and the numbers differ from the file's;
+   A keyed session writes it when it ends, if it changed any row (a
+   save, an expunge, an import or an index rebuild may all change it;
+   a session that only read, whose syncs committed empty write
+   transactions, runs no query for it) and the numbers differ from the
+   file's;
    so it lags while a session runs and after a crash, and is right again
    after the next one.  Like quota-usage it tells a size, nothing of
    the mail; it exists whether or not a quota is set. */
@@ -87,7 +89,9 @@ void sqlbox_fts_usage_update(struct sqlbox_storage *storage)
 	uint64_t messages = 0, bytes = 0;
 	bool exists;
 
-	if (!storage->db_written || storage->db == NULL)
+	/* Rows inserted, updated or deleted by this session's connection,
+	   triggers' included (SQLite counts from the connection's open). */
+	if (storage->db == NULL || sqlite3_total_changes64(storage->db) == 0)
 		return;
 	T_BEGIN {
 		const char *path = t_strconcat(storage->root_dir, "/",

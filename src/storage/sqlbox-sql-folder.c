@@ -262,9 +262,13 @@ int sqlbox_db_mailbox_set_counters(struct sqlbox_storage *storage,
 				   int64_t id, uint64_t highest_modseq,
 				   uint32_t uid_next)
 {
+	/* Only a row that changes: every sync ends with this, and a
+	   session that changed nothing then counts no change
+	   (sqlite3_total_changes64(), sqlbox_fts_usage_update()). */
 	return sqlbox_db_exec_args(storage,
 		"UPDATE mailbox SET highestmodseq = max(highestmodseq, ?1),"
-		" uidnext = max(uidnext, ?2) WHERE id = ?3", 3,
+		" uidnext = max(uidnext, ?2)"
+		" WHERE id = ?3 AND (highestmodseq < ?1 OR uidnext < ?2)", 3,
 		(int64_t)highest_modseq, (int64_t)uid_next, id);
 }
 

@@ -283,7 +283,6 @@ int sqlbox_db_commit(struct sqlbox_storage *storage)
 			(void)sqlbox_db_exec(storage, "ROLLBACK");
 			ret = -1;
 		} else {
-			storage->db_written = TRUE;
 			storage->own_commits++;
 		}
 	}

@@ -140,9 +140,6 @@ struct sqlbox_storage {
 	bool fts_delay_read:1;
 	/* The FTS tables exist (sqlbox-fts.c creates them lazily). */
 	bool fts_ready:1;
-	/* A transaction was committed in this session (fts-usage is
-	   written again when it ends). */
-	bool db_written:1;
 };
 
 struct sqlbox_mailbox {
