@@ -18,6 +18,12 @@ sessions: independent of other load on the machine, unlike a rate; the
 system (kernel) part of it in a column of its own, and the minor page
 faults of the same processes per session (one costs 10-17 us on a VM:
 bench/README.md, issue 15).
+mdbox+sqlboxlib: mdbox with our storage plugin loaded (mail_plugins
+sqlbox, from a private mail_plugin_dir) but not used: the imap process
+maps and relocates the plugin, libsqlite3, libsodium and libm and opens
+no database.  Less mdbox, what loading them costs a session: the part of
+sqlbox's cost no change inside the plugin can remove.
+
 Rounds alternate the storages; the median is reported, and the ratio
 to sqlbox's (above 1: that storage costs more per session).
 
@@ -33,6 +39,7 @@ import imaplib
 import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -43,6 +50,7 @@ spec = importlib.util.spec_from_file_location(
     "storage_bench", os.path.join(BENCH_DIR, "storage-bench.py"))
 sb = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(sb)
+import harness  # noqa: E402  (tests/, on the path storage-bench.py set)
 
 USER_NAME = "sessbench"
 TEAM = "ubuntumembers"
@@ -171,6 +179,28 @@ def strace_session(dc, port, user, password, out_dir):
     return counts, imap[0]
 
 
+LOADED = "mdbox+sqlboxlib"
+
+
+def location(name):
+    return sb.LOCATIONS["mdbox" if name == LOADED else name]
+
+
+def loaded_plugin_conf(d):
+    """mail_plugins sqlbox for an mdbox Dovecot: a copy of the system's
+    mail modules and ours in a directory of its own (as the harness
+    builds for sqlbox)."""
+    moddir = os.path.join(d, "loaded-modules")
+    os.makedirs(moddir)
+    for name in os.listdir(harness.SYSTEM_MODULEDIR):
+        src = os.path.join(harness.SYSTEM_MODULEDIR, name)
+        if os.path.isfile(src) and name not in harness.OUR_MODULES:
+            shutil.copy2(src, moddir)
+    shutil.copy2(harness.SQLBOX_MODULE, moddir)
+    return ("mail_plugins = $mail_plugins sqlbox\n"
+            "mail_plugin_dir = %s\n" % moddir)
+
+
 def run(storages, sessions, rounds, strace_dir=None):
     wd = sb.Workdir("dlp-session-cpu-")
     fake = None
@@ -193,8 +223,10 @@ def run(storages, sessions, rounds, strace_dir=None):
             d = os.path.join(wd.path, name.replace("+", "-"))
             os.makedirs(d)
             extra = sb.mail_crypt_conf(d) if name == "mdbox+crypt" else ""
+            if name == LOADED:
+                extra = loaded_plugin_conf(d)
             dcs[name] = sb.Dovecot(d, fake.api_url,
-                                   mail_location=sb.LOCATIONS[name],
+                                   mail_location=location(name),
                                    extra_conf=extra).start()
             pws[name] = dcs[name].generate_password(user, label="bench")
             imap = imaplib.IMAP4("127.0.0.1", dcs[name].imap_port,
@@ -266,7 +298,7 @@ def main():
     args = ap.parse_args()
     storages = args.storages.split(",")
     for name in storages:
-        if name not in sb.LOCATIONS:
+        if name not in sb.LOCATIONS and name != LOADED:
             sys.exit("session-cpu.py: unknown storage %s" % name)
     if os.geteuid() != 0:
         sys.exit("session-cpu.py: run as root (Dovecot in a mount "
