@@ -84,3 +84,22 @@ bool sqlbox_fts_structure_leaf_pages(const unsigned char *data, size_t size,
 	*segments_r = segments;
 	return true;
 }
+
+bool sqlbox_fts_averages_rows(const unsigned char *data, size_t size,
+			      uint64_t *rows_r)
+{
+	uint64_t rows, tokens;
+	size_t pos = 0;
+
+	if (size == 0) {
+		*rows_r = 0;
+		return true;
+	}
+	/* the rows, then at least the first column's tokens */
+	if (!sqlbox_fts_varint(data, size, &pos, &rows) ||
+	    !sqlbox_fts_varint(data, size, &pos, &tokens) ||
+	    rows > INT64_MAX)
+		return false;
+	*rows_r = rows;
+	return true;
+}

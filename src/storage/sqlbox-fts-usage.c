@@ -10,6 +10,9 @@
    read from FTS5's structure record (one row; sqlbox-fts-structure.c)
    rather than by walking the index's pages.
 
+   fts_doc's rows are counted by triggers (sqlbox-fts.c), so this reads
+   two rows and a record, whatever the size of the mailbox.
+
    A keyed session writes it when it ends, if it changed any row (a
    save, an expunge, an import or an index rebuild may all change it;
    a session that only read, whose syncs committed empty write
@@ -48,7 +51,7 @@ sqlbox_fts_usage_read(struct sqlbox_storage *storage, uint64_t *messages_r,
 
 	/* one statement: one snapshot */
 	stmt = sqlbox_db_prepare(storage,
-		"SELECT (SELECT count(*) FROM fts_doc),"
+		"SELECT "SQLBOX_FTS_DOCS_SQL","
 		" (SELECT block FROM fts_index_data WHERE id = ?),"
 		" (SELECT v FROM fts_index_config WHERE k = 'pgsz')");
 	if (stmt == NULL)

@@ -17,6 +17,7 @@
 #include "mail-search.h"
 #include "settings-parser.h"
 #include "sqlbox-storage.h"
+#include "sqlbox-fts-structure.h"
 
 /* Full-text search inside the user's encrypted database (SQLite FTS5):
    the index is pages of sqlbox.db like everything else, so nothing of it
@@ -190,6 +191,19 @@ static const char *const sqlbox_fts_tables[] = {
 	"CREATE TRIGGER IF NOT EXISTS fts_caught_up_void AFTER DELETE ON fts_doc"
 	" WHEN EXISTS (SELECT 1 FROM body WHERE id = OLD.body_id) BEGIN"
 	" DELETE FROM fts_caught_up; END",
+	/* fts_doc's rows counted in state (SQLBOX_FTS_DOCS_SQL), by every
+	   sqlbox that writes the table, older ones too: fts-usage at the
+	   end of each session that wrote and the compaction's check read
+	   one row instead of the whole table, which grows with the
+	   mailbox.  The count starts from the table as it is. */
+	"CREATE TRIGGER IF NOT EXISTS fts_doc_count_insert AFTER INSERT ON"
+	" fts_doc BEGIN UPDATE state SET value = value + 1"
+	" WHERE key = '"SQLBOX_FTS_DOCS_KEY"'; END",
+	"CREATE TRIGGER IF NOT EXISTS fts_doc_count_delete AFTER DELETE ON"
+	" fts_doc BEGIN UPDATE state SET value = value - 1"
+	" WHERE key = '"SQLBOX_FTS_DOCS_KEY"'; END",
+	"INSERT OR REPLACE INTO state (key, value) VALUES"
+	" ('"SQLBOX_FTS_DOCS_KEY"', (SELECT count(*) FROM fts_doc))",
 	NULL
 };
 
@@ -257,8 +271,9 @@ static int sqlbox_fts_tables_upgrade(struct sqlbox_storage *storage)
 /* The objects sqlbox_fts_tables[] creates, by name. */
 #define SQLBOX_FTS_OBJECT_NAMES \
 	"'fts_doc', 'fts_doc_old', 'fts_index', 'fts_doc_body_delete'," \
-	" 'fts_caught_up', 'fts_caught_up_mailbox_delete', 'fts_caught_up_void'"
-#define SQLBOX_FTS_OBJECT_COUNT "7"
+	" 'fts_caught_up', 'fts_caught_up_mailbox_delete'," \
+	" 'fts_caught_up_void', 'fts_doc_count_insert', 'fts_doc_count_delete'"
+#define SQLBOX_FTS_OBJECT_COUNT "9"
 
 /* Whether the tables are those of this format already: every object of
    sqlbox_fts_tables[], fts_doc with its format column, no fts_text.  One
@@ -896,26 +911,42 @@ int sqlbox_fts_index_body(struct sqlbox_storage *storage, int64_t body_id,
 }
 
 /* Empties the index when dead rows (expunged bodies) outnumber the live
-   ones; the next catch-up builds it again. */
+   ones; the next catch-up builds it again.  Two rows read, whatever the
+   size of the index: fts_doc's count and FTS5's own count of its rows
+   (its averages record, as of the last commit: the catch-up calls this
+   before it indexes anything). */
 static int sqlbox_fts_compact(struct sqlbox_storage *storage)
 {
 	sqlite3_stmt *stmt;
-	int64_t live = 0, all = 0;
+	int64_t live = 0;
+	uint64_t all = 0;
+	int rc;
 
 	stmt = sqlbox_db_prepare(storage,
-		"SELECT (SELECT count(*) FROM fts_doc),"
-		" (SELECT count(*) FROM fts_index_docsize)");
+		"SELECT "SQLBOX_FTS_DOCS_SQL", (SELECT block FROM fts_index_data"
+		" WHERE id = ?)");
 	if (stmt == NULL)
 		return -1;
-	if (sqlbox_db_step(storage, stmt) == SQLITE_ROW) {
+	sqlite3_bind_int(stmt, 1, SQLBOX_FTS_AVERAGES_ROWID);
+	rc = sqlbox_db_step(storage, stmt);
+	if (rc == SQLITE_ROW) {
 		live = sqlite3_column_int64(stmt, 0);
-		all = sqlite3_column_int64(stmt, 1);
+		if (!sqlbox_fts_averages_rows(sqlite3_column_blob(stmt, 1),
+					      sqlite3_column_bytes(stmt, 1),
+					      &all)) {
+			e_error(storage->storage.event,
+				"sqlbox fts: the index's averages record "
+				"does not parse; not compacted");
+			all = 0;
+		}
 	}
 	sqlite3_finalize(stmt);
-	if (all - live <= live || all - live < 100)
+	if (rc < 0)
+		return -1;
+	if (all <= (uint64_t)live * 2 || all - live < 100)
 		return 0;
 	e_debug(storage->storage.event,
-		"sqlbox fts: rebuilding (%"PRId64" live, %"PRId64" dead rows)",
+		"sqlbox fts: rebuilding (%"PRId64" live, %"PRIu64" dead rows)",
 		live, all - live);
 	if (sqlbox_db_exec(storage,
 		"INSERT INTO fts_index (fts_index) VALUES ('delete-all')") < 0 ||

@@ -354,6 +354,14 @@ void sqlbox_transaction_save_rollback(struct mail_save_context *ctx);
 
 /* ---- sqlbox-fts.c: full-text search in FTS5 tables of the database ---- */
 
+/* The rows of fts_doc, kept in state by triggers (sqlbox-fts.c); from
+   the table itself if the count is missing (a state row deleted by
+   hand). */
+#define SQLBOX_FTS_DOCS_KEY "fts_docs"
+#define SQLBOX_FTS_DOCS_SQL \
+	"coalesce((SELECT value FROM state WHERE key = '" \
+	SQLBOX_FTS_DOCS_KEY "'), (SELECT count(*) FROM fts_doc))"
+
 /* Inside the caller's write transaction: indexes the header and body
    text of a stored body (nothing if already indexed).  0, -1 with a
    critical error set. */

@@ -159,11 +159,84 @@ static void test_fts_structure_refused(void)
 	test_end();
 }
 
+static int64_t test_int(const char *sql)
+{
+	sqlite3_stmt *stmt;
+	int64_t value = -1;
+
+	sqlite3_prepare_v2(test_db, sql, -1, &stmt, NULL);
+	if (sqlite3_step(stmt) == SQLITE_ROW)
+		value = sqlite3_column_int64(stmt, 0);
+	sqlite3_finalize(stmt);
+	return value;
+}
+
+/* The rows the averages record counts, as a reader outside a
+   transaction sees them; -1 if it does not parse. */
+static int64_t test_averages_rows(void)
+{
+	sqlite3_stmt *stmt;
+	uint64_t rows = 0;
+	int64_t ret = -1;
+
+	sqlite3_prepare_v2(test_db, "SELECT block FROM fts_index_data "
+			   "WHERE id = 1", -1, &stmt, NULL);
+	if (sqlite3_step(stmt) != SQLITE_ROW)
+		ret = 0;	/* never written */
+	else if (sqlbox_fts_averages_rows(sqlite3_column_blob(stmt, 0),
+					  sqlite3_column_bytes(stmt, 0),
+					  &rows))
+		ret = (int64_t)rows;
+	sqlite3_finalize(stmt);
+	return ret;
+}
+
+static void test_fts_averages_sqlite(void)
+{
+	static const unsigned char truncated[][2] = {
+		/* a varint cut short */
+		{ 0x81 },
+		/* the rows without the column's tokens */
+		{ 0x05 },
+	};
+	uint64_t rows;
+
+	test_begin("fts averages: the rows as SQLite's FTS5 counted them");
+	test_assert(sqlite3_open(":memory:", &test_db) == SQLITE_OK);
+	test_assert(test_exec("CREATE VIRTUAL TABLE fts_index USING fts5("
+			      "tri, tokenize = 'ascii', detail = 'none', "
+			      "content = '')") == SQLITE_OK);
+	test_assert(test_averages_rows() == 0);
+	/* up to 3000 rows: varints of one and two bytes */
+	for (unsigned int step = 0; step < 12; step++) {
+		test_exec("BEGIN");
+		test_index_docs(step * 250, 250);
+		test_exec("COMMIT");
+		test_assert_idx(test_averages_rows() == test_int(
+			"SELECT count(*) FROM fts_index_docsize"), step);
+	}
+	test_assert(test_averages_rows() == 3000);
+	/* emptied (sqlbox's compaction), then filled again */
+	test_assert(test_exec("INSERT INTO fts_index(fts_index) "
+			      "VALUES ('delete-all')") == SQLITE_OK);
+	test_assert(test_averages_rows() == 0);
+	test_index_docs(5000, 7);
+	test_assert(test_averages_rows() == 7 && test_int(
+		"SELECT count(*) FROM fts_index_docsize") == 7);
+	for (unsigned int i = 0; i < N_ELEMENTS(truncated); i++) {
+		test_assert_idx(!sqlbox_fts_averages_rows(
+			truncated[i], 1, &rows), i);
+	}
+	sqlite3_close(test_db);
+	test_end();
+}
+
 int main(void)
 {
 	static void (*const cases[])(void) = {
 		test_fts_structure_sqlite,
 		test_fts_structure_refused,
+		test_fts_averages_sqlite,
 		NULL
 	};
 

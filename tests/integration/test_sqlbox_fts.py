@@ -307,6 +307,86 @@ def test_rebuilt_when_mostly_dead_and_indexed_on_demand(world, alice):
     imap.logout()
 
 
+def fts_counts(dc, password):
+    """(fts_doc's count kept by triggers, its rows; the rows FTS5's
+    averages record counts, the rows of fts_index_docsize)."""
+    kept, docs, block, docsize = dbtool_sql(
+        dc, password, "SELECT ifnull((SELECT value FROM state"
+        " WHERE key = 'fts_docs'), 'none'), (SELECT count(*) FROM fts_doc),"
+        " ifnull((SELECT hex(block) FROM fts_index_data WHERE id = 1), ''),"
+        " (SELECT count(*) FROM fts_index_docsize)")[0].split("|")
+    rows = 0
+    for b in bytes.fromhex(block)[:8]:     # SQLite's varint
+        rows = (rows << 7) | (b & 0x7f)
+        if not b & 0x80:
+            break
+    return (kept if kept == "none" else int(kept), int(docs)), \
+        (rows, int(docsize))
+
+
+def test_index_counts_read_not_counted():
+    """fts-usage and the compaction read fts_doc's rows from a count its
+    triggers keep and FTS5's rows from its averages record, not by
+    counting either table: both equal the tables' counts through saves,
+    expunges and a rebuild; a database of before the triggers gets them
+    and its count at its next indexing, and a count deleted by hand is
+    read from the table again."""
+    w = World(mail_location="sqlbox:~/mail")
+    try:
+        dc = w.dc
+        password = dc.generate_password(USER)
+        mailbox = os.path.join(dc.home("alice"), "mail", "sqlbox.db")
+        imap = imap_login(dc, password)
+        append_all(imap, "INBOX", corpus(1807, 150))
+        logout_and_wait(w, password, imap)
+        assert fts_counts(dc, password) == ((150, 150), (150, 150))
+        wait_for(lambda: status_of(dc)["fts_messages"] == 150, 60,
+                 "fts-usage after the saves")
+
+        # 130 expunged: dead rows in FTS5, then more dead than live
+        imap = imap_login(dc, password)
+        select_count(imap)
+        ok(imap.uid("STORE", "1:130", "+FLAGS", "(\\Deleted)"))
+        ok(imap.expunge())
+        logout_and_wait(w, password, imap)
+        assert fts_counts(dc, password) == ((20, 20), (150, 150))
+        wait_for(lambda: status_of(dc)["fts_messages"] == 20, 60,
+                 "fts-usage after the expunge")
+        # the next SEARCH's catch-up rebuilds the index
+        imap = imap_login(dc, password)
+        select_count(imap)
+        assert uid_search(imap, "BODY", "alpha") == \
+            uid_search_unindexed(imap, "BODY", "alpha")
+        logout_and_wait(w, password, imap)
+        assert fts_counts(dc, password) == ((20, 20), (20, 20))
+
+        # as a sqlbox before the triggers left it
+        wait_unused(mailbox)
+        dbtool_sql(dc, password, "DROP TRIGGER fts_doc_count_insert;"
+                   " DROP TRIGGER fts_doc_count_delete;"
+                   " DELETE FROM state WHERE key = 'fts_docs';", mode="exec")
+        imap = imap_login(dc, password)
+        append_all(imap, "INBOX", corpus(1808, 5))
+        logout_and_wait(w, password, imap)
+        assert fts_counts(dc, password) == ((25, 25), (25, 25))
+        wait_for(lambda: status_of(dc)["fts_messages"] == 25, 60,
+                 "fts-usage after the upgrade")
+
+        # the count deleted by hand: fts-usage counts the table
+        wait_unused(mailbox)
+        dbtool_sql(dc, password, "DELETE FROM state WHERE key = 'fts_docs'",
+                   mode="exec")
+        imap = imap_login(dc, password)
+        append_all(imap, "INBOX", corpus(1809, 2))
+        logout_and_wait(w, password, imap)
+        assert fts_counts(dc, password) == (("none", 27), (27, 27))
+        wait_for(lambda: status_of(dc)["fts_messages"] == 27, 60,
+                 "fts-usage without the count")
+        assert " Error: " not in dc.log_text()
+    finally:
+        w.close()
+
+
 def test_spool_import_indexed_and_nothing_readable(world, alice):
     dc = world.dc
     tok = secrets.token_hex(4).upper()
