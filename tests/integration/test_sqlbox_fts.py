@@ -324,6 +324,17 @@ def fts_counts(dc, password):
         (rows, int(docsize))
 
 
+def save_then_counts(w, password, msgs, counts, what):
+    """A session that saves msgs to INBOX; then fts_counts() must be
+    counts, and fts-usage must say counts' rows of fts_doc."""
+    imap = imap_login(w.dc, password)
+    append_all(imap, "INBOX", msgs)
+    logout_and_wait(w, password, imap)
+    assert fts_counts(w.dc, password) == counts
+    wait_for(lambda: status_of(w.dc)["fts_messages"] == counts[0][1], 60,
+             "fts-usage after " + what)
+
+
 def test_index_counts_read_not_counted():
     """fts-usage and the compaction read fts_doc's rows from a count its
     triggers keep and FTS5's rows from its averages record, not by
@@ -336,12 +347,8 @@ def test_index_counts_read_not_counted():
         dc = w.dc
         password = dc.generate_password(USER)
         mailbox = os.path.join(dc.home("alice"), "mail", "sqlbox.db")
-        imap = imap_login(dc, password)
-        append_all(imap, "INBOX", corpus(1807, 150))
-        logout_and_wait(w, password, imap)
-        assert fts_counts(dc, password) == ((150, 150), (150, 150))
-        wait_for(lambda: status_of(dc)["fts_messages"] == 150, 60,
-                 "fts-usage after the saves")
+        save_then_counts(w, password, corpus(1807, 150),
+                         ((150, 150), (150, 150)), "the saves")
 
         # 130 expunged: dead rows in FTS5, then more dead than live
         imap = imap_login(dc, password)
@@ -365,23 +372,15 @@ def test_index_counts_read_not_counted():
         dbtool_sql(dc, password, "DROP TRIGGER fts_doc_count_insert;"
                    " DROP TRIGGER fts_doc_count_delete;"
                    " DELETE FROM state WHERE key = 'fts_docs';", mode="exec")
-        imap = imap_login(dc, password)
-        append_all(imap, "INBOX", corpus(1808, 5))
-        logout_and_wait(w, password, imap)
-        assert fts_counts(dc, password) == ((25, 25), (25, 25))
-        wait_for(lambda: status_of(dc)["fts_messages"] == 25, 60,
-                 "fts-usage after the upgrade")
+        save_then_counts(w, password, corpus(1808, 5),
+                         ((25, 25), (25, 25)), "the upgrade")
 
         # the count deleted by hand: fts-usage counts the table
         wait_unused(mailbox)
         dbtool_sql(dc, password, "DELETE FROM state WHERE key = 'fts_docs'",
                    mode="exec")
-        imap = imap_login(dc, password)
-        append_all(imap, "INBOX", corpus(1809, 2))
-        logout_and_wait(w, password, imap)
-        assert fts_counts(dc, password) == (("none", 27), (27, 27))
-        wait_for(lambda: status_of(dc)["fts_messages"] == 27, 60,
-                 "fts-usage without the count")
+        save_then_counts(w, password, corpus(1809, 2),
+                         (("none", 27), (27, 27)), "the count's delete")
         assert " Error: " not in dc.log_text()
     finally:
         w.close()
