@@ -76,6 +76,9 @@ struct sqlbox_body_istream {
 	/* The whole body is wanted (a FETCH of BODY[], a parse): no
 	   short read after the cached header. */
 	bool whole:1;
+	/* Read once and freed (the FTS indexer's): a buffer of its own,
+	   not the spare (sqlbox_body_istream_create_once()). */
+	bool once:1;
 };
 
 /* One read buffer of SQLBOX_ISTREAM_BUFFER_BYTES kept between body
@@ -427,9 +430,12 @@ static void sqlbox_body_spare_release(unsigned char *data)
 /* The spare buffer becomes the stream's, if nobody has it (its memarea
    hands it back when the last reference, the stream's or a snapshot's,
    goes). */
-static void sqlbox_body_spare_lend(struct istream_private *stream)
+static void sqlbox_body_spare_lend(struct sqlbox_body_istream *bstream)
 {
-	if (sqlbox_body_spare.lent || stream->w_buffer != NULL)
+	struct istream_private *stream = &bstream->istream;
+
+	if (sqlbox_body_spare.lent || stream->w_buffer != NULL ||
+	    bstream->once)
 		return;
 	if (sqlbox_body_spare.data == NULL) {
 		/* Zeroed, like the free spare. */
@@ -489,7 +495,7 @@ static ssize_t sqlbox_body_istream_read(struct istream_private *stream)
 		stream->istream.eof = TRUE;
 		return -1;
 	}
-	sqlbox_body_spare_lend(stream);
+	sqlbox_body_spare_lend(bstream);
 	if (!i_stream_try_alloc(stream, 1, &avail))
 		return -2;
 	n = I_MIN(avail, bstream->size - offset);
@@ -633,6 +639,20 @@ sqlbox_body_istream_create(struct sqlbox_storage *storage, int64_t body_id,
 {
 	return sqlbox_body_istream_create_cached(storage, body_id, size,
 						 NULL, 0, TRUE);
+}
+
+struct istream *
+sqlbox_body_istream_create_once(struct sqlbox_storage *storage,
+				int64_t body_id, uoff_t size)
+{
+	struct istream *input;
+	struct sqlbox_body_istream *bstream;
+
+	input = sqlbox_body_istream_create(storage, body_id, size);
+	bstream = container_of(input->real_stream, struct sqlbox_body_istream,
+			       istream);
+	bstream->once = TRUE;
+	return input;
 }
 
 /* A search that wants the bodies of SQLBOX_BODY_DB_AFTER_MAILS mails or

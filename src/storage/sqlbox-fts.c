@@ -782,11 +782,14 @@ sqlbox_fts_index_field(struct sqlbox_fts_indexer *idx,
 	sqlbox_fts_indexer_wipe(idx->addr_decoded);
 }
 
-/* Indexes the text of a message as Dovecot's search sees it. */
+/* Indexes the text of a message as Dovecot's search sees it.  The
+   stream is freed (*_input NULL) before the last slice's INSERT. */
 static int
-sqlbox_fts_index_text(struct sqlbox_fts_indexer *idx, struct istream *input)
+sqlbox_fts_index_text(struct sqlbox_fts_indexer *idx,
+		      struct istream **_input)
 {
 	const struct message_parser_settings parser_set = { .flags = 0 };
+	struct istream *input = *_input;
 	struct message_parser_ctx *parser;
 	struct message_decoder_context *decoder;
 	struct message_block raw, block;
@@ -794,6 +797,7 @@ sqlbox_fts_index_text(struct sqlbox_fts_indexer *idx, struct istream *input)
 	const struct sqlbox_fts_field *field;
 	pool_t pool = pool_alloconly_create("sqlbox fts parts", 1024);
 	bool part_text = TRUE;
+	int ret = 0;
 
 	parser = message_parser_init(pool, input, &parser_set);
 	/* decoded to UTF-8 only: the normalizer runs on the distinct runs */
@@ -855,30 +859,46 @@ sqlbox_fts_index_text(struct sqlbox_fts_indexer *idx, struct istream *input)
 		mail_storage_set_critical(&idx->storage->storage,
 			"sqlbox fts: read(%s) failed: %s",
 			i_stream_get_name(input), i_stream_get_error(input));
-		return -1;
+		ret = -1;
 	}
-	if (idx->failed || sqlbox_fts_indexer_flush(idx) < 0)
+	/* What the text needed goes before FTS5 allocates its pending
+	   terms, so that they take its pages, not fresh ones (a session of
+	   one APPEND touches each page once: bench/README.md, issue 15,
+	   eleventh pass): the stream and its buffer, and the slice's hash
+	   (the last flush clears it anyway). */
+	i_stream_unref(_input);
+	if (idx->pool != NULL) {
+		hash_table_destroy(&idx->trigrams);
+		pool_unref(&idx->pool);
+	}
+	if (ret < 0 || idx->failed || sqlbox_fts_indexer_flush(idx) < 0)
 		return -1;
 	return 0;
 }
 
 int sqlbox_fts_index_body(struct sqlbox_storage *storage, int64_t body_id,
-			  struct istream *input)
+			  struct istream **input)
 {
 	struct sqlbox_fts_indexer idx = {
 		.storage = storage,
 	};
 	int ret;
 
-	if (!sqlbox_fts_enabled(storage))
+	if (!sqlbox_fts_enabled(storage)) {
+		i_stream_unref(input);
 		return 0;
+	}
 	if (sqlbox_fts_tables_create(storage) < 0 ||
 	    sqlbox_db_exec_args(storage,
 		"INSERT OR IGNORE INTO fts_doc (body_id, format)"
-		" VALUES (?, "SQLBOX_FTS_FORMAT_STR")", 1, body_id) < 0)
+		" VALUES (?, "SQLBOX_FTS_FORMAT_STR")", 1, body_id) < 0) {
+		i_stream_unref(input);
 		return -1;
-	if (sqlite3_changes(storage->db) == 0)
+	}
+	if (sqlite3_changes(storage->db) == 0) {
+		i_stream_unref(input);
 		return 0; /* already indexed */
+	}
 	idx.docid = sqlite3_last_insert_rowid(storage->db);
 	idx.ascii_direct = storage->storage.user->default_normalizer ==
 		uni_utf8_to_decomposed_titlecase;
@@ -888,7 +908,7 @@ int sqlbox_fts_index_body(struct sqlbox_storage *storage, int64_t body_id,
 	idx.addr = str_new(default_pool, 128);
 	idx.addr_decoded = str_new(default_pool, 128);
 
-	i_stream_seek(input, 0);
+	i_stream_seek(*input, 0);
 	ret = sqlbox_fts_index_text(&idx, input);
 	if (ret == 0 && idx.slices > 1) {
 		e_debug(storage->storage.event,
@@ -1068,12 +1088,11 @@ static int sqlbox_fts_catch_up(struct sqlbox_mailbox *mbox)
 		struct istream *input;
 		int64_t id = *array_idx(&ids, i);
 
-		input = sqlbox_body_istream_create(storage, id,
-						   *array_idx(&sizes, i));
+		input = sqlbox_body_istream_create_once(storage, id,
+							*array_idx(&sizes, i));
 		i_stream_set_name(input, t_strdup_printf("sqlbox body %"PRId64,
 							 id));
-		ret = sqlbox_fts_index_body(storage, id, input);
-		i_stream_unref(&input);
+		ret = sqlbox_fts_index_body(storage, id, &input);
 	}
 	if (array_count(&ids) > 0) {
 		e_debug(mbox->box.event, "sqlbox fts: indexed %u bodies",
@@ -1164,11 +1183,10 @@ sqlbox_fts_index_pending_batch(struct sqlbox_storage *storage,
 				ret = -1;
 			continue;
 		}
-		input = sqlbox_body_istream_create(storage, id, size);
+		input = sqlbox_body_istream_create_once(storage, id, size);
 		i_stream_set_name(input, t_strdup_printf("sqlbox body %"PRId64,
 							 id));
-		ret = sqlbox_fts_index_body(storage, id, input);
-		i_stream_unref(&input);
+		ret = sqlbox_fts_index_body(storage, id, &input);
 		bytes += size;
 		++*indexed_r;
 	}

@@ -373,11 +373,8 @@ sqlbox_save_fts_index(struct sqlbox_storage *storage,
 		      struct sqlbox_body_writer *body, int64_t body_id)
 {
 	struct istream *input = sqlbox_body_writer_istream(body);
-	int ret;
 
-	ret = sqlbox_fts_index_body(storage, body_id, input);
-	i_stream_unref(&input);
-	return ret;
+	return sqlbox_fts_index_body(storage, body_id, &input);
 }
 
 /* After the commit: the new bodies are indexed when the session is idle

@@ -393,11 +393,12 @@ sqlbox_spool_fts_index(struct sqlbox_spool_import_context *ictx)
 	if (ictx->fts_defer)
 		return 0;
 	array_foreach(ictx->fts_bodies, fts) {
-		input = sqlbox_body_istream_create(ictx->storage, fts->body_id,
-						   fts->size);
+		input = sqlbox_body_istream_create_once(ictx->storage,
+							fts->body_id,
+							fts->size);
 		i_stream_set_name(input, "sqlbox spool");
-		ret = sqlbox_fts_index_body(ictx->storage, fts->body_id, input);
-		i_stream_unref(&input);
+		ret = sqlbox_fts_index_body(ictx->storage, fts->body_id,
+					    &input);
 		if (ret < 0)
 			break;
 	}

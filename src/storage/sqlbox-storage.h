@@ -202,6 +202,17 @@ void sqlbox_body_writer_free(struct sqlbox_body_writer **writer);
 struct istream *
 sqlbox_body_istream_create(struct sqlbox_storage *storage, int64_t body_id,
 			   uoff_t size);
+/* The same for a body read once from its start and then freed (the FTS
+   indexer's): the stream's buffer is one of the body's size (up to a
+   chunk) from the heap, not the spare kept between streams.  In a
+   session of one APPEND the spare's pages are fresh ones of a mapping of
+   their own, a page fault each, that nothing else uses; the heap's were
+   mostly touched by the APPEND already, and once the stream is freed
+   they serve the FTS5 INSERT's allocations (bench/README.md, issue 15,
+   eleventh pass). */
+struct istream *
+sqlbox_body_istream_create_once(struct sqlbox_storage *storage,
+				int64_t body_id, uoff_t size);
 /* The same, with the body's first header_size bytes (its header block
    and one more byte, from the cache row) served from a copy of header.
    Unless whole (the body will be read on: FETCH BODY[], a parse), the
@@ -363,10 +374,12 @@ void sqlbox_transaction_save_rollback(struct mail_save_context *ctx);
 	SQLBOX_FTS_DOCS_KEY "'), (SELECT count(*) FROM fts_doc))"
 
 /* Inside the caller's write transaction: indexes the header and body
-   text of a stored body (nothing if already indexed).  0, -1 with a
-   critical error set. */
+   text of a stored body (nothing if already indexed).  Takes the
+   caller's reference to *input (set to NULL): the stream is freed before
+   the FTS5 INSERT, whose allocations then reuse its memory.  0, -1 with
+   a critical error set. */
 int sqlbox_fts_index_body(struct sqlbox_storage *storage, int64_t body_id,
-			  struct istream *input);
+			  struct istream **input);
 /* TRUE if saved (or spool-imported) mail is indexed after the save's
    (import's) transaction (sqlbox_fts_index_later()), FALSE if inside it
    (the index is off, or plugin { sqlbox_fts_index_delay = 0 }). */
