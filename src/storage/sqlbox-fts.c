@@ -14,6 +14,9 @@
 #include "message-header-decode.h"
 #include "message-parser.h"
 #include "message-decoder.h"
+#include "rfc822-parser.h"
+#include "rfc2231-parser.h"
+#include "charset-utf8.h"
 #include "mail-search.h"
 #include "settings-parser.h"
 #include "sqlbox-storage.h"
@@ -782,6 +785,83 @@ sqlbox_fts_index_field(struct sqlbox_fts_indexer *idx,
 	sqlbox_fts_indexer_wipe(idx->addr_decoded);
 }
 
+/* Which body blocks need no decoding: what message_decoder (2.3.19,
+   without a normalizer) makes of a part's body is the body itself when
+   the part's Content-Transfer-Encoding is 7bit, 8bit or binary, its
+   charset is UTF-8 or US-ASCII (or none: UTF-8) and the block is valid
+   UTF-8 (charset_utf8_to_utf8(): no incomplete character at the end, no
+   invalid sequence replaced).  The decoder would copy such a block into
+   a buffer of its own, growing it to the body's size (fresh pages), and
+   scan it twice: the indexer feeds it as it is.  The decoder's state
+   that outlives a block is its incomplete character, carried over even
+   into the next part (translation_buf): so once any body block went
+   through the decoder, every later one of the message does too.  The
+   part's encoding and charset are read as the decoder reads them from
+   the same header lines: the first Content-Type (parse_content_type()),
+   the last Content-Transfer-Encoding. */
+struct sqlbox_fts_decoding {
+	struct message_part *part;
+	enum message_cte cte;
+	bool content_type_seen;
+	bool utf8;
+	/* a body block went through the decoder */
+	bool decoder_used;
+};
+
+static void
+sqlbox_fts_decoding_header(struct sqlbox_fts_decoding *dec,
+			   const struct message_block *raw)
+{
+	const struct message_header_line *hdr = raw->hdr;
+	struct rfc822_parser_context parser;
+	const char *const *results;
+	string_t *str;
+
+	if (raw->part != dec->part) {
+		dec->part = raw->part;
+		dec->cte = MESSAGE_CTE_78BIT;
+		dec->content_type_seen = FALSE;
+		dec->utf8 = TRUE;
+	}
+	if (hdr == NULL || hdr->continues)
+		return;
+	if (hdr->name_len == 25 &&
+	    strcasecmp(hdr->name, "Content-Transfer-Encoding") == 0) {
+		dec->cte = message_decoder_parse_cte(hdr);
+		return;
+	}
+	if (hdr->name_len != 12 || strcasecmp(hdr->name, "Content-Type") != 0 ||
+	    dec->content_type_seen)
+		return;
+	dec->content_type_seen = TRUE;
+	rfc822_parser_init(&parser, hdr->full_value, hdr->full_value_len, NULL);
+	rfc822_skip_lwsp(&parser);
+	str = t_str_new(64);
+	if (rfc822_parse_content_type(&parser, str) >= 0) {
+		rfc2231_parse(&parser, &results);
+		for (; *results != NULL; results += 2) {
+			if (strcasecmp(results[0], "charset") == 0) {
+				dec->utf8 = charset_is_utf8(results[1]);
+				break;
+			}
+		}
+	}
+	rfc822_parser_deinit(&parser);
+}
+
+/* Whether the body block raw is what the decoder would give. */
+static bool
+sqlbox_fts_decoding_as_is(struct sqlbox_fts_decoding *dec,
+			  const struct message_block *raw)
+{
+	if (!dec->decoder_used && raw->part == dec->part && dec->utf8 &&
+	    (dec->cte == MESSAGE_CTE_78BIT || dec->cte == MESSAGE_CTE_BINARY) &&
+	    uni_utf8_data_is_valid(raw->data, raw->size))
+		return TRUE;
+	dec->decoder_used = TRUE;
+	return FALSE;
+}
+
 /* Indexes the text of a message as Dovecot's search sees it.  The
    stream is freed (*_input NULL) before the last slice's INSERT. */
 static int
@@ -792,6 +872,7 @@ sqlbox_fts_index_text(struct sqlbox_fts_indexer *idx,
 	struct istream *input = *_input;
 	struct message_parser_ctx *parser;
 	struct message_decoder_context *decoder;
+	struct sqlbox_fts_decoding dec;
 	struct message_block raw, block;
 	struct message_part *parts, *prev_part = NULL;
 	const struct sqlbox_fts_field *field;
@@ -799,6 +880,7 @@ sqlbox_fts_index_text(struct sqlbox_fts_indexer *idx,
 	bool part_text = TRUE;
 	int ret = 0;
 
+	i_zero(&dec);
 	parser = message_parser_init(pool, input, &parser_set);
 	/* decoded to UTF-8 only: the normalizer runs on the distinct runs */
 	decoder = message_decoder_init(NULL, 0);
@@ -821,6 +903,14 @@ sqlbox_fts_index_text(struct sqlbox_fts_indexer *idx,
 		}
 		if (raw.hdr == NULL && raw.size != 0 && !part_text)
 			continue; /* not searched: not decoded either */
+		if (raw.hdr != NULL || raw.size == 0) {
+			T_BEGIN {
+				sqlbox_fts_decoding_header(&dec, &raw);
+			} T_END;
+		} else if (sqlbox_fts_decoding_as_is(&dec, &raw)) {
+			sqlbox_fts_indexer_feed(idx, raw.data, raw.size);
+			continue;
+		}
 		/* the end of headers (size 0) too: it sets up the charset */
 		if (!message_decoder_decode_next_block(decoder, &raw, &block))
 			continue;

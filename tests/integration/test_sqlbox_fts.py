@@ -453,6 +453,93 @@ def test_long_message_indexed_in_slices(world, alice):
     imap.logout()
 
 
+def _mail(subject, header, body):
+    return (b"From: Sender <sender@example.org>\r\n"
+            b"To: Alice <alice@ubuntu.com>\r\n"
+            b"Subject: " + subject + b"\r\n"
+            b"Date: Mon, 02 Mar 2026 10:00:00 +0000\r\n"
+            b"MIME-Version: 1.0\r\n" + header + b"\r\n" + body)
+
+
+def decoding_corpus():
+    """Bodies where what message_decoder gives differs from the raw
+    bytes, or differs only in subtle ways: a part ending in an incomplete
+    UTF-8 character (the decoder carries it into the next part), invalid
+    UTF-8 in an 8bit part, ISO-2022-JP (7-bit bytes that are no text as
+    they are), Latin-1, two Content-Transfer-Encoding lines (the last
+    counts), two Content-Type lines (the first counts), quoted-printable,
+    an attached message, a line of 20000 bytes and valid UTF-8 text."""
+    jp = "日本語のテキストです".encode("iso2022_jp")
+    mixed = b"Content-Type: multipart/mixed; boundary=\"b1\"\r\n"
+    return [
+        _mail(b"carry", mixed,
+              b"--b1\r\nContent-Type: text/plain; charset=utf-8\r\n"
+              b"Content-Transfer-Encoding: 8bit\r\n\r\n"
+              b"first part w\xc3\xb6rd\xc3\r\n"
+              b"--b1\r\nContent-Type: text/plain; charset=us-ascii\r\n"
+              b"\r\nzebracorn quokka\r\n--b1--\r\n"),
+        _mail(b"invalid", b"Content-Type: text/plain; charset=utf-8\r\n"
+              b"Content-Transfer-Encoding: 8bit\r\n",
+              b"abc\xffdefghi gr\xfc\xdfe xyl\xe2\x82ophone\r\n"),
+        _mail(b"jis", b"Content-Type: text/plain; charset=iso-2022-jp\r\n"
+              b"Content-Transfer-Encoding: 7bit\r\n", jp + b"\r\n"),
+        _mail(b"latin1", b"Content-Type: text/plain; charset=iso-8859-1\r\n"
+              b"Content-Transfer-Encoding: 8bit\r\n",
+              "Grüße aus Köln".encode("latin-1") + b"\r\n"),
+        _mail(b"two cte", b"Content-Type: text/plain; charset=utf-8\r\n"
+              b"Content-Transfer-Encoding: 8bit\r\n"
+              b"Content-Transfer-Encoding: quoted-printable\r\n",
+              b"caf=C3=A9bar xylo=\r\nphonewaltz\r\n"),
+        _mail(b"two ct", b"Content-Type: text/plain; charset=iso-2022-jp\r\n"
+              b"Content-Type: text/plain; charset=utf-8\r\n"
+              b"Content-Transfer-Encoding: 7bit\r\n", jp + b"\r\n"),
+        _mail(b"qp", b"Content-Type: text/plain; charset=utf-8\r\n"
+              b"Content-Transfer-Encoding: quoted-printable\r\n",
+              b"Stra=C3=9Fenbahn mar=\r\nmalade\r\n"),
+        _mail(b"attached", mixed,
+              b"--b1\r\nContent-Type: text/plain\r\n\r\nouter text\r\n"
+              b"--b1\r\nContent-Type: message/rfc822\r\n\r\n"
+              b"Subject: inner subject\r\nContent-Type: text/plain;"
+              b" charset=\"UTF-8\"\r\nContent-Transfer-Encoding: 8bit"
+              b"\r\n\r\ninnerw\xc3\xb6rter gef\xc3\xbcllt\r\n--b1--\r\n"),
+        _mail(b"long line", b"Content-Type: text/plain\r\n",
+              b"x" * 20000 + b" lastlongword\r\n"),
+        _mail(b"utf8", b"Content-Type: text/plain; charset=UTF-8\r\n"
+              b"Content-Transfer-Encoding: 8bit\r\n",
+              "Fußgänger ภาษาไทย Übermäßig".encode() + b"\r\n"),
+    ]
+
+
+DECODING_KEYS = ["\ufffdzebra", "zebracorn", "wörd", "\ufffddefg", "abc",
+                 "\ufffd\ufffde", "xyl\ufffdop", "日本語", "テキスト",
+                 "Grüße", "Köln", "cafébar", "xylophonewaltz", "=C3=A9",
+                 "Straßenbahn", "marmalade", "innerwörter", "gefüllt",
+                 "inner subject", "lastlongword", "xxxxx", "Fußgänger",
+                 "ภาษาไทย", "Übermäßig", "$B"]
+
+
+def test_decoded_text_as_unindexed(world, alice):
+    """Bodies whose text is what Dovecot's decoder makes of them (not the
+    raw bytes, in the cases of decoding_corpus()) are found through the
+    index as without it: the indexer feeds a body block as it is only
+    when the decoder would give it unchanged."""
+    imap = imap_login(world.dc, alice)
+    ok(imap.create("Decoding"))
+    append_all(imap, "Decoding", decoding_corpus())
+    select_count(imap, "Decoding")
+    hits = 0
+    for value in DECODING_KEYS:
+        want = uid_search_unindexed(imap, "BODY", value)
+        assert uid_search(imap, "BODY", value) == want, (value, want)
+        hits += len(want) > 0
+    # "\ufffd\ufffde", "=C3=A9", "inner subject" (BODY) and "$B" (no
+    # trigram) find nothing
+    assert hits >= len(DECODING_KEYS) - 4, hits
+    ok(imap.close())
+    ok(imap.delete("Decoding"))
+    imap.logout()
+
+
 def status_of(dc, user=USER):
     res = dc.doveadm("-f", "json", "launchpad", "status", user)
     return json.loads(res.stdout)[0]
