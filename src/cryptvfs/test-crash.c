@@ -334,10 +334,6 @@ int main(void)
 		test_crash_sigkill_loop,
 		NULL
 	};
-	int ret;
 
-	test_cvfs_dir_init();
-	ret = test_run(cases);
-	test_cvfs_dir_cleanup();
-	return ret;
+	return test_cvfs_run(cases);
 }

@@ -61,6 +61,18 @@ static inline void test_cvfs_dir_cleanup(void)
 		test_diag("could not remove %s", test_cvfs_dir);
 }
 
+/* main() of a cryptvfs test: the cases in a fresh scratch directory,
+   removed afterwards. */
+static inline int test_cvfs_run(void (*const cases[])(void))
+{
+	int ret;
+
+	test_cvfs_dir_init();
+	ret = test_run(cases);
+	test_cvfs_dir_cleanup();
+	return ret;
+}
+
 /* path_r = <scratch dir>/<name> */
 static inline const char *test_cvfs_path(char *path_r, const char *name)
 {

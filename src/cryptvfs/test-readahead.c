@@ -483,14 +483,10 @@ int main(void)
 		test_ra_slices,
 		NULL
 	};
-	int ret;
 
 	if (test_count_register() < 0) {
 		printf("Bail out! cannot register the counting VFS\n");
 		return 1;
 	}
-	test_cvfs_dir_init();
-	ret = test_run(cases);
-	test_cvfs_dir_cleanup();
-	return ret;
+	return test_cvfs_run(cases);
 }

@@ -474,11 +474,7 @@ int main(void)
 		test_tamper_hot_journal,
 		NULL
 	};
-	int ret;
 
 	sqlite3_config(SQLITE_CONFIG_LOG, test_tamper_log, NULL);
-	test_cvfs_dir_init();
-	ret = test_run(cases);
-	test_cvfs_dir_cleanup();
-	return ret;
+	return test_cvfs_run(cases);
 }

@@ -797,10 +797,6 @@ int main(void)
 		test_vfs_checkpoint_overflow,
 		NULL
 	};
-	int ret;
 
-	test_cvfs_dir_init();
-	ret = test_run(cases);
-	test_cvfs_dir_cleanup();
-	return ret;
+	return test_cvfs_run(cases);
 }

@@ -975,14 +975,10 @@ int main(void)
 		test_wal_persist,
 		NULL
 	};
-	int ret;
 
 	if (test_watch_register() < 0) {
 		printf("Bail out! cannot register the watching VFS\n");
 		return 1;
 	}
-	test_cvfs_dir_init();
-	ret = test_run(cases);
-	test_cvfs_dir_cleanup();
-	return ret;
+	return test_cvfs_run(cases);
 }
